@@ -1,0 +1,162 @@
+//! Places, footprint areas and the agencies that report on them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::record::{AgencyId, FieldViolation, Invalid, PlaceCode};
+use super::vocabulary::{AgencyKind, PlaceLevel};
+
+/// Longest agency name, in characters.
+pub const AGENCY_NAME_MAX_CHARS: usize = 120;
+
+/// A place in the ONS tree, or a footprint area (which has members instead of a parent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Place {
+    pub code: PlaceCode,
+    pub name: String,
+    pub level: PlaceLevel,
+    pub parent: Option<PlaceCode>,
+}
+
+/// A footprint area containing a place (a district or an LSOA) and everything below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Membership {
+    pub area: PlaceCode,
+    pub member: PlaceCode,
+}
+
+/// A partner organisation and the places it may report on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agency {
+    pub id: AgencyId,
+    pub kind: AgencyKind,
+    pub name: String,
+    /// Place or footprint codes; a record must fall within one of them.
+    pub footprint: Vec<PlaceCode>,
+}
+
+impl Agency {
+    /// Checks the name and that every footprint code is a known place or area.
+    pub fn check(&self, geography: &Geography) -> Result<(), Invalid> {
+        let mut violations = Vec::new();
+        let name_chars = self.name.chars().count();
+        if self.name.trim().is_empty() || name_chars > AGENCY_NAME_MAX_CHARS {
+            violations.push(FieldViolation::new(
+                "name",
+                format!("must be 1 to {AGENCY_NAME_MAX_CHARS} characters"),
+            ));
+        }
+        if self.footprint.is_empty() {
+            violations.push(FieldViolation::new("footprint", "must name at least one place or footprint area"));
+        }
+        for code in &self.footprint {
+            if geography.place(*code).is_none() {
+                violations.push(FieldViolation::new(
+                    "footprint",
+                    format!("{code} is not a known place or footprint area; import the geography first"),
+                ));
+            }
+        }
+        if violations.is_empty() { Ok(()) } else { Err(Invalid(violations)) }
+    }
+}
+
+/// The whole place tree and footprint areas, held in memory for fast scope checks.
+#[derive(Debug, Default, Clone)]
+pub struct Geography {
+    places: HashMap<PlaceCode, Place>,
+    children: HashMap<PlaceCode, BTreeSet<PlaceCode>>,
+    members: HashMap<PlaceCode, BTreeSet<PlaceCode>>,
+    areas_of: HashMap<PlaceCode, BTreeSet<PlaceCode>>,
+}
+
+impl Geography {
+    /// Adds or replaces a place, keeping the child lists in step.
+    pub fn insert_place(&mut self, place: Place) {
+        if let Some(old) = self.places.get(&place.code)
+            && let Some(old_parent) = old.parent
+            && let Some(siblings) = self.children.get_mut(&old_parent)
+        {
+            siblings.remove(&place.code);
+        }
+        if let Some(parent) = place.parent {
+            self.children.entry(parent).or_default().insert(place.code);
+        }
+        self.places.insert(place.code, place);
+    }
+
+    pub fn insert_membership(&mut self, membership: Membership) {
+        self.members.entry(membership.area).or_default().insert(membership.member);
+        self.areas_of.entry(membership.member).or_default().insert(membership.area);
+    }
+
+    pub fn place(&self, code: PlaceCode) -> Option<&Place> {
+        self.places.get(&code)
+    }
+
+    /// The chain of parents, nearest first.
+    pub fn ancestors(&self, code: PlaceCode) -> Vec<&Place> {
+        let mut chain = Vec::new();
+        let mut next = self.places.get(&code).and_then(|p| p.parent);
+        while let Some(parent) = next.and_then(|c| self.places.get(&c)) {
+            // A cycle cannot be imported, but never loop on a corrupt store.
+            if chain.len() > 16 {
+                break;
+            }
+            chain.push(parent);
+            next = parent.parent;
+        }
+        chain
+    }
+
+    /// A place's children in the tree, or a footprint area's members, sorted by code.
+    pub fn children(&self, code: PlaceCode) -> Vec<&Place> {
+        let codes = match self.places.get(&code) {
+            Some(p) if p.level.is_footprint() => self.members.get(&code),
+            _ => self.children.get(&code),
+        };
+        codes
+            .into_iter()
+            .flatten()
+            .filter_map(|c| self.places.get(c))
+            .collect()
+    }
+
+    /// Footprint areas that directly list this place as a member.
+    pub fn areas_listing(&self, code: PlaceCode) -> Vec<PlaceCode> {
+        self.areas_of.get(&code).into_iter().flatten().copied().collect()
+    }
+
+    /// Every footprint area that contains the place: those listing it or any of its ancestors.
+    pub fn areas_containing(&self, code: PlaceCode) -> BTreeSet<PlaceCode> {
+        std::iter::once(code)
+            .chain(self.ancestors(code).into_iter().map(|p| p.code))
+            .flat_map(|c| self.areas_of.get(&c).into_iter().flatten().copied())
+            .collect()
+    }
+
+    /// Whether `place` is `scope`, lies below it in the tree, or lies in footprint area `scope`.
+    pub fn within(&self, place: PlaceCode, scope: PlaceCode) -> bool {
+        place == scope
+            || self.ancestors(place).iter().any(|p| p.code == scope)
+            || self.areas_containing(place).contains(&scope)
+    }
+
+    /// How many places there are at each level.
+    pub fn count_by_level(&self) -> BTreeMap<PlaceLevel, u64> {
+        let mut counts = BTreeMap::new();
+        for place in self.places.values() {
+            *counts.entry(place.level).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    pub fn len(&self) -> usize {
+        self.places.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.places.is_empty()
+    }
+}

@@ -1,0 +1,350 @@
+//! Reading ONS geography lookup tables into places and footprint memberships.
+//!
+//! Columns are recognised by their headers (`WD19CD`, `LAD21NM`, `PFA19CD`, …) so any vintage
+//! works. A row is trusted to define a place's parent only when it reaches a country; any other
+//! row must hang below a place that is already known, and is skipped (and reported) when it
+//! does not, rather than given an invented parent.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::geography::{Geography, Membership, Place};
+use super::record::PlaceCode;
+use super::vocabulary::PlaceLevel;
+
+/// How many example rows the report keeps for each reason a row was skipped.
+const EXAMPLES_PER_REASON: usize = 5;
+
+/// One lookup table as read from a file: its header and its rows.
+#[derive(Debug, Clone, Default)]
+pub struct LookupTable {
+    /// Usually the file name; used in the report.
+    pub name: String,
+    pub header: Vec<String>,
+    pub rows: Vec<LookupRow>,
+}
+
+/// One row of a lookup table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupRow {
+    /// 1-based line number in the source, for the report.
+    pub line: u64,
+    pub cells: Vec<String>,
+}
+
+/// A table that cannot be imported at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    #[error("table `{table}` has no header row")]
+    NoHeader { table: String },
+    #[error(
+        "table `{table}` has no recognised place column (expected ONS headers such as WD19CD, LAD21CD, CTY19CD, RGN19CD, CTRY19CD, LSOA11CD, PFA19CD, CSP19CD, CCG20CD); found: {header}"
+    )]
+    UnrecognisedLayout { table: String, header: String },
+}
+
+/// How one table's columns were read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableLayout {
+    pub table: String,
+    pub recognised: Vec<String>,
+    pub ignored: Vec<String>,
+}
+
+/// Rows skipped for one reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Skipped {
+    pub rows: u64,
+    /// A few of them, as `table:line`.
+    pub examples: Vec<String>,
+}
+
+/// What an import did, for the person who ran it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    pub rows_read: u64,
+    pub places_added: u64,
+    pub skipped: BTreeMap<String, Skipped>,
+    pub layouts: Vec<TableLayout>,
+}
+
+impl ImportReport {
+    pub fn rows_skipped(&self) -> u64 {
+        self.skipped.values().map(|s| s.rows).sum()
+    }
+
+    fn skip(&mut self, reason: String, table: &str, line: u64) {
+        let entry = self.skipped.entry(reason).or_default();
+        entry.rows += 1;
+        if entry.examples.len() < EXAMPLES_PER_REASON {
+            entry.examples.push(format!("{table}:{line}"));
+        }
+    }
+}
+
+/// The places and memberships an import adds, and its report.
+#[derive(Debug, Clone, Default)]
+pub struct ImportPlan {
+    pub places: Vec<Place>,
+    pub memberships: Vec<Membership>,
+    pub report: ImportReport,
+}
+
+/// The place level an ONS column prefix stands for.
+fn level_of_prefix(prefix: &str) -> Option<PlaceLevel> {
+    Some(match prefix {
+        "CTRY" => PlaceLevel::Country,
+        "RGN" | "GOR" => PlaceLevel::Region,
+        "CTY" => PlaceLevel::County,
+        "LAD" => PlaceLevel::District,
+        "WD" => PlaceLevel::Ward,
+        "LSOA" => PlaceLevel::Lsoa,
+        "PFA" => PlaceLevel::PoliceForceArea,
+        "CSP" => PlaceLevel::CommunitySafetyPartnership,
+        "CCG" => PlaceLevel::ClinicalCommissioningGroup,
+        _ => return None,
+    })
+}
+
+/// Splits an ONS header such as `LAD19CD` into its level and whether it holds codes or names.
+fn read_header(header: &str) -> Option<(PlaceLevel, bool)> {
+    let header = header.trim().trim_start_matches('\u{feff}').to_ascii_uppercase();
+    let (stem, is_code) = if let Some(stem) = header.strip_suffix("CD") {
+        (stem, true)
+    } else if let Some(stem) = header.strip_suffix("NM") {
+        (stem, false)
+    } else {
+        return None;
+    };
+    let prefix = stem.trim_end_matches(|c: char| c.is_ascii_digit());
+    let year = &stem[prefix.len()..];
+    if year.len() != 2 {
+        return None;
+    }
+    level_of_prefix(prefix).map(|level| (level, is_code))
+}
+
+/// Where one level's code and name sit in a table.
+#[derive(Debug, Clone, Copy)]
+struct Column {
+    level: PlaceLevel,
+    code: usize,
+    name: Option<usize>,
+}
+
+fn layout_of(table: &LookupTable) -> Result<(Vec<Column>, TableLayout), LookupError> {
+    if table.header.is_empty() {
+        return Err(LookupError::NoHeader {
+            table: table.name.clone(),
+        });
+    }
+    let mut columns: Vec<Column> = Vec::new();
+    let mut names: HashMap<PlaceLevel, usize> = HashMap::new();
+    let mut layout = TableLayout {
+        table: table.name.clone(),
+        recognised: Vec::new(),
+        ignored: Vec::new(),
+    };
+    for (index, header) in table.header.iter().enumerate() {
+        match read_header(header) {
+            Some((level, true)) if !columns.iter().any(|c| c.level == level) => {
+                columns.push(Column {
+                    level,
+                    code: index,
+                    name: None,
+                });
+                layout.recognised.push(header.clone());
+            }
+            Some((level, false)) if !names.contains_key(&level) => {
+                names.insert(level, index);
+                layout.recognised.push(header.clone());
+            }
+            _ => layout.ignored.push(header.clone()),
+        }
+    }
+    if columns.is_empty() {
+        return Err(LookupError::UnrecognisedLayout {
+            table: table.name.clone(),
+            header: table.header.join(","),
+        });
+    }
+    for column in &mut columns {
+        column.name = names.get(&column.level).copied();
+    }
+    // Coarsest first, so a row reads as a path down the tree.
+    columns.sort_by_key(|c| std::cmp::Reverse(c.level.rank()));
+    Ok((columns, layout))
+}
+
+/// A row read into places, coarsest tree place first, then its footprint areas.
+struct RowPlaces {
+    tree: Vec<(PlaceLevel, PlaceCode, String)>,
+    areas: Vec<(PlaceLevel, PlaceCode, String)>,
+}
+
+fn read_row(columns: &[Column], header: &[String], row: &LookupRow) -> Result<RowPlaces, String> {
+    let mut read = RowPlaces {
+        tree: Vec::new(),
+        areas: Vec::new(),
+    };
+    for column in columns {
+        let code = row.cells.get(column.code).map(|c| c.trim()).unwrap_or("");
+        if code.is_empty() {
+            continue;
+        }
+        let code = PlaceCode::parse(code).map_err(|_| format!("column {} does not hold GSS codes", header[column.code]))?;
+        let name = column
+            .name
+            .and_then(|i| row.cells.get(i))
+            .map(|n| n.trim().to_string())
+            .unwrap_or_default();
+        let name = if name.is_empty() { code.to_string() } else { name };
+        if column.level.is_footprint() {
+            read.areas.push((column.level, code, name));
+        } else {
+            read.tree.push((column.level, code, name));
+        }
+    }
+    if read.tree.is_empty() {
+        return Err("no place code in the row".to_string());
+    }
+    Ok(read)
+}
+
+/// Working state of an import: what the store knows plus what this import adds.
+struct Planner<'a> {
+    existing: &'a Geography,
+    added: HashMap<PlaceCode, Place>,
+    plan: ImportPlan,
+    memberships_seen: std::collections::HashSet<Membership>,
+}
+
+impl Planner<'_> {
+    fn known(&self, code: PlaceCode) -> Option<&Place> {
+        self.added.get(&code).or_else(|| self.existing.place(code))
+    }
+
+    /// The places a tree path defines, each with its parent; leaves hang from the finest
+    /// non-leaf on the path. `anchor` is the parent of the path's first place.
+    fn path_places(tree: &[(PlaceLevel, PlaceCode, String)], anchor: Option<PlaceCode>) -> Vec<Place> {
+        let mut places = Vec::with_capacity(tree.len());
+        let mut parent = anchor;
+        for (level, code, name) in tree {
+            places.push(Place {
+                code: *code,
+                name: name.clone(),
+                level: *level,
+                parent,
+            });
+            if level.rank() > 1 {
+                parent = Some(*code);
+            }
+        }
+        places
+    }
+
+    /// Applies one row, or says why it is skipped; a skipped row changes nothing.
+    fn apply(&mut self, row: &RowPlaces) -> Result<(), String> {
+        let (top_level, top_code, _) = &row.tree[0];
+        let defined = if *top_level == PlaceLevel::Country {
+            Self::path_places(&row.tree, None)
+        } else {
+            match self.known(*top_code) {
+                Some(top) if top.level == *top_level => {
+                    let anchor = top.parent;
+                    Self::path_places(&row.tree, anchor)
+                }
+                Some(top) => {
+                    return Err(format!("{top_code} is a {} elsewhere, not a {top_level}", top.level));
+                }
+                None => {
+                    return Err(format!("{top_level} {top_code} is not in the place tree"));
+                }
+            }
+        };
+        for place in &defined {
+            if let Some(known) = self.known(place.code)
+                && (known.level != place.level || known.parent != place.parent)
+            {
+                return Err(format!(
+                    "{} {} conflicts with the known {} under {}",
+                    place.level,
+                    place.code,
+                    known.level,
+                    known.parent.map(|p| p.to_string()).unwrap_or_else(|| "no parent".into())
+                ));
+            }
+        }
+        let member = row.tree[row.tree.len() - 1].1;
+        for (level, code, _) in &row.areas {
+            if let Some(known) = self.known(*code)
+                && known.level != *level
+            {
+                return Err(format!("{code} is a {} elsewhere, not a {level}", known.level));
+            }
+        }
+        for place in defined {
+            if self.known(place.code).is_none() {
+                self.plan.report.places_added += 1;
+                self.plan.places.push(place.clone());
+                self.added.insert(place.code, place);
+            }
+        }
+        for (level, code, name) in &row.areas {
+            if self.known(*code).is_none() {
+                let area = Place {
+                    code: *code,
+                    name: name.clone(),
+                    level: *level,
+                    parent: None,
+                };
+                self.plan.report.places_added += 1;
+                self.plan.places.push(area.clone());
+                self.added.insert(*code, area);
+            }
+            let membership = Membership { area: *code, member };
+            let already = self.existing.areas_listing(member).contains(code);
+            if !already && self.memberships_seen.insert(membership) {
+                self.plan.memberships.push(membership);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Works out what importing `tables` adds to `existing`. Tables may come in any order: rows
+/// that reach a country are applied first, then the rows that hang below known places.
+pub fn plan_import(existing: &Geography, tables: &[LookupTable]) -> Result<ImportPlan, LookupError> {
+    let mut read = Vec::with_capacity(tables.len());
+    let mut planner = Planner {
+        existing,
+        added: HashMap::new(),
+        plan: ImportPlan::default(),
+        memberships_seen: Default::default(),
+    };
+    for table in tables {
+        let (columns, layout) = layout_of(table)?;
+        planner.plan.report.layouts.push(layout);
+        read.push(columns);
+    }
+    let mut deferred = Vec::new();
+    for (table, columns) in tables.iter().zip(&read) {
+        for row in &table.rows {
+            planner.plan.report.rows_read += 1;
+            match read_row(columns, &table.header, row) {
+                Ok(places) if places.tree[0].0 == PlaceLevel::Country => {
+                    if let Err(reason) = planner.apply(&places) {
+                        planner.plan.report.skip(reason, &table.name, row.line);
+                    }
+                }
+                Ok(places) => deferred.push((table.name.as_str(), row.line, places)),
+                Err(reason) => planner.plan.report.skip(reason, &table.name, row.line),
+            }
+        }
+    }
+    for (table, line, places) in deferred {
+        if let Err(reason) = planner.apply(&places) {
+            planner.plan.report.skip(reason, table, line);
+        }
+    }
+    Ok(planner.plan)
+}

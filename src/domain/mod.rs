@@ -1,0 +1,14 @@
+//! Plain types of the safeguarding domain and their validation: no gRPC, no storage.
+
+pub mod geography;
+pub mod lookup;
+pub mod record;
+pub mod vocabulary;
+
+pub use geography::{Agency, Geography, Membership, Place};
+pub use record::{
+    AgencyId, Decision, FieldViolation, Invalid, LocalRef, PlaceCode, RecordKey, Revision, RiskRecord, SubjectKey,
+};
+pub use vocabulary::{
+    AgencyKind, ClientGroup, LawfulBasis, PlaceLevel, RecordStatus, RiskCategory, Severity, Vocabulary,
+};

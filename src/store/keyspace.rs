@@ -1,0 +1,211 @@
+//! Typed keyspaces: every kind of entry lives in one sled tree under its own prefix byte, so a
+//! record's log entry and all its projections go into one atomic batch. Each keyspace owns its
+//! key encoding (big-endian numbers, length-prefixed strings) and its value codec (postcard).
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::StoreError;
+use crate::domain::{AgencyId, Agency, LocalRef, Membership, Place, PlaceCode, RecordKey, Revision, SubjectKey};
+
+/// One kind of entry in the register's tree.
+pub(crate) trait Keyspace {
+    /// First byte of every key in this keyspace.
+    const PREFIX: u8;
+    type Key;
+    type Value: Serialize + DeserializeOwned;
+
+    /// Appends the key's bytes (without the prefix).
+    fn encode_key(key: &Self::Key, out: &mut Vec<u8>);
+    /// Reads a key back from its bytes (without the prefix).
+    fn decode_key(bytes: &[u8]) -> Result<Self::Key, StoreError>;
+
+    fn key(key: &Self::Key) -> Vec<u8> {
+        let mut out = vec![Self::PREFIX];
+        Self::encode_key(key, &mut out);
+        out
+    }
+
+    fn get(tree: &sled::Tree, key: &Self::Key) -> Result<Option<Self::Value>, StoreError> {
+        tree.get(Self::key(key))?
+            .map(|bytes| decode_value(&bytes))
+            .transpose()
+    }
+
+    fn put(batch: &mut sled::Batch, key: &Self::Key, value: &Self::Value) -> Result<(), StoreError> {
+        batch.insert(Self::key(key), postcard::to_stdvec(value)?);
+        Ok(())
+    }
+
+    fn remove(batch: &mut sled::Batch, key: &Self::Key) {
+        batch.remove(Self::key(key));
+    }
+
+    /// Every entry whose key starts with `prefix` (already encoded, without the keyspace byte).
+    fn scan(tree: &sled::Tree, prefix: &[u8]) -> impl DoubleEndedIterator<Item = Result<(Self::Key, Self::Value), StoreError>> {
+        let mut full = vec![Self::PREFIX];
+        full.extend_from_slice(prefix);
+        tree.scan_prefix(full).map(|entry| {
+            let (key, value) = entry?;
+            Ok((Self::decode_key(&key[1..])?, decode_value(&value)?))
+        })
+    }
+
+    fn scan_all(tree: &sled::Tree) -> impl DoubleEndedIterator<Item = Result<(Self::Key, Self::Value), StoreError>> {
+        Self::scan(tree, &[])
+    }
+}
+
+fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    Ok(postcard::from_bytes(bytes)?)
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("malformed {what} key"))
+}
+
+fn take<'a>(bytes: &mut &'a [u8], n: usize, what: &str) -> Result<&'a [u8], StoreError> {
+    if bytes.len() < n {
+        return Err(corrupt(what));
+    }
+    let (head, tail) = bytes.split_at(n);
+    *bytes = tail;
+    Ok(head)
+}
+
+fn encode_record_key(key: &RecordKey, out: &mut Vec<u8>) {
+    // Agency ids are at most 16 bytes; local references at most 64 characters (256 bytes).
+    let agency = key.agency.as_str().as_bytes();
+    let local_ref = key.local_ref.as_str().as_bytes();
+    out.push(agency.len() as u8);
+    out.extend_from_slice(agency);
+    out.extend_from_slice(&(local_ref.len() as u16).to_be_bytes());
+    out.extend_from_slice(local_ref);
+}
+
+fn decode_record_key(mut bytes: &[u8]) -> Result<RecordKey, StoreError> {
+    let what = "record";
+    let agency_len = take(&mut bytes, 1, what)?[0] as usize;
+    let agency = std::str::from_utf8(take(&mut bytes, agency_len, what)?).map_err(|_| corrupt(what))?;
+    let ref_len = u16::from_be_bytes(take(&mut bytes, 2, what)?.try_into().map_err(|_| corrupt(what))?) as usize;
+    let local_ref = std::str::from_utf8(take(&mut bytes, ref_len, what)?).map_err(|_| corrupt(what))?;
+    Ok(RecordKey {
+        agency: AgencyId::parse(agency).map_err(StoreError::Corrupt)?,
+        local_ref: LocalRef::parse(local_ref).map_err(StoreError::Corrupt)?,
+    })
+}
+
+
+fn decode_place_code(bytes: &[u8]) -> Result<PlaceCode, StoreError> {
+    let code: [u8; 9] = bytes.try_into().map_err(|_| corrupt("place"))?;
+    Ok(PlaceCode::from_bytes(code))
+}
+
+/// The revision log, the register's truth: sequence → revision.
+pub(crate) struct Log;
+impl Keyspace for Log {
+    const PREFIX: u8 = b'L';
+    type Key = u64;
+    type Value = Revision;
+    fn encode_key(key: &u64, out: &mut Vec<u8>) {
+        out.extend_from_slice(&key.to_be_bytes());
+    }
+    fn decode_key(bytes: &[u8]) -> Result<u64, StoreError> {
+        Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| corrupt("log"))?))
+    }
+}
+
+/// Projection: the latest revision of each record.
+pub(crate) struct Latest;
+impl Keyspace for Latest {
+    const PREFIX: u8 = b'R';
+    type Key = RecordKey;
+    type Value = Revision;
+    fn encode_key(key: &RecordKey, out: &mut Vec<u8>) {
+        encode_record_key(key, out);
+    }
+    fn decode_key(bytes: &[u8]) -> Result<RecordKey, StoreError> {
+        decode_record_key(bytes)
+    }
+}
+
+/// Projection: which records currently sit at each place.
+pub(crate) struct ByPlace;
+impl Keyspace for ByPlace {
+    const PREFIX: u8 = b'P';
+    type Key = (PlaceCode, RecordKey);
+    type Value = ();
+    fn encode_key((place, record): &Self::Key, out: &mut Vec<u8>) {
+        out.extend_from_slice(place.as_bytes());
+        encode_record_key(record, out);
+    }
+    fn decode_key(bytes: &[u8]) -> Result<Self::Key, StoreError> {
+        let (place, record) = bytes.split_at_checked(9).ok_or_else(|| corrupt("place index"))?;
+        Ok((decode_place_code(place)?, decode_record_key(record)?))
+    }
+}
+
+/// Projection: which records currently name each subject.
+pub(crate) struct BySubject;
+impl Keyspace for BySubject {
+    const PREFIX: u8 = b'S';
+    type Key = (SubjectKey, RecordKey);
+    type Value = ();
+    fn encode_key((subject, record): &Self::Key, out: &mut Vec<u8>) {
+        out.extend_from_slice(subject.as_bytes());
+        encode_record_key(record, out);
+    }
+    fn decode_key(bytes: &[u8]) -> Result<Self::Key, StoreError> {
+        let (subject, record) = bytes.split_at_checked(32).ok_or_else(|| corrupt("subject index"))?;
+        let subject: [u8; 32] = subject.try_into().map_err(|_| corrupt("subject index"))?;
+        Ok((SubjectKey::from_bytes(subject), decode_record_key(record)?))
+    }
+}
+
+/// Directory: places and footprint areas.
+pub(crate) struct Places;
+impl Keyspace for Places {
+    const PREFIX: u8 = b'G';
+    type Key = PlaceCode;
+    type Value = Place;
+    fn encode_key(key: &PlaceCode, out: &mut Vec<u8>) {
+        out.extend_from_slice(key.as_bytes());
+    }
+    fn decode_key(bytes: &[u8]) -> Result<PlaceCode, StoreError> {
+        decode_place_code(bytes)
+    }
+}
+
+/// Directory: footprint area membership, area then member.
+pub(crate) struct Memberships;
+impl Keyspace for Memberships {
+    const PREFIX: u8 = b'M';
+    type Key = Membership;
+    type Value = ();
+    fn encode_key(key: &Membership, out: &mut Vec<u8>) {
+        out.extend_from_slice(key.area.as_bytes());
+        out.extend_from_slice(key.member.as_bytes());
+    }
+    fn decode_key(bytes: &[u8]) -> Result<Membership, StoreError> {
+        let (area, member) = bytes.split_at_checked(9).ok_or_else(|| corrupt("membership"))?;
+        Ok(Membership {
+            area: decode_place_code(area)?,
+            member: decode_place_code(member)?,
+        })
+    }
+}
+
+/// Directory: registered agencies.
+pub(crate) struct Agencies;
+impl Keyspace for Agencies {
+    const PREFIX: u8 = b'A';
+    type Key = AgencyId;
+    type Value = Agency;
+    fn encode_key(key: &AgencyId, out: &mut Vec<u8>) {
+        out.extend_from_slice(key.as_str().as_bytes());
+    }
+    fn decode_key(bytes: &[u8]) -> Result<AgencyId, StoreError> {
+        let id = std::str::from_utf8(bytes).map_err(|_| corrupt("agency"))?;
+        AgencyId::parse(id).map_err(StoreError::Corrupt)
+    }
+}

@@ -1,0 +1,299 @@
+//! The register's storage: one sled tree behind [`Store`], written only by the writer thread.
+//!
+//! The revision log is the truth; the latest-record, place and subject projections are written
+//! in the same atomic sled batch as the log entries they follow from, so no reader ever sees a
+//! projection that disagrees with the log.
+
+mod keyspace;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::domain::lookup::{ImportReport, LookupError, LookupTable};
+use crate::domain::{
+    Agency, AgencyId, Geography, Invalid, Place, PlaceCode, PlaceLevel, RecordKey, Revision, RiskRecord,
+};
+use keyspace::{Agencies, Keyspace, Latest, Log, Memberships, Places};
+use writer::{Command, Writer};
+
+/// How many requests may wait for the writer before submitters are slowed down.
+const WRITER_QUEUE: usize = 16_384;
+
+/// What went wrong in the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage failure: {0}")]
+    Storage(#[from] sled::Error),
+    #[error("stored value cannot be read: {0}")]
+    Codec(#[from] postcard::Error),
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the register is shutting down")]
+    Closed,
+    #[error("the writer stopped after a storage failure; restart the server: {0}")]
+    WriterFailed(String),
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+}
+
+/// What the register did with one submitted record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    /// Stored durably as a new revision.
+    Accepted { revision: u32, sequence: u64 },
+    /// Identical to the stored latest revision.
+    Unchanged { revision: u32, sequence: u64 },
+    /// Older than or conflicting with the stored version; nothing changed.
+    Stale { reason: String },
+}
+
+/// An answer the writer will give once the batch holding the request is durable.
+pub type PendingSubmission = oneshot::Receiver<Result<Submitted, StoreError>>;
+
+/// The outcome of a geography import.
+#[derive(Debug, Clone)]
+pub struct ImportOutcome {
+    pub report: ImportReport,
+    /// Places per level in the whole directory after the import.
+    pub places_by_level: BTreeMap<PlaceLevel, u64>,
+}
+
+/// A place with where it sits.
+#[derive(Debug, Clone)]
+pub struct PlaceDetail {
+    pub place: Place,
+    /// Root first, ending with the parent.
+    pub ancestors: Vec<Place>,
+    /// Footprint areas listing the place directly.
+    pub areas: Vec<PlaceCode>,
+}
+
+/// The geography and agencies, held in memory so scope checks need no I/O.
+#[derive(Debug, Default)]
+pub(crate) struct Directory {
+    geography: Geography,
+    agencies: BTreeMap<AgencyId, Agency>,
+}
+
+struct Shared {
+    db: sled::Db,
+    tree: sled::Tree,
+    directory: RwLock<Directory>,
+    /// Sequence of the last durable revision.
+    head: AtomicU64,
+    commands: mpsc::Sender<Command>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// The register's store; cheap to clone, shared by every handler.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, loads the directory and starts the writer.
+    /// Blocking: call it before serving or from `spawn_blocking`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(dir).open()?;
+        let tree = db.open_tree("register")?;
+        let mut directory = Directory::default();
+        for entry in Places::scan_all(&tree) {
+            directory.geography.insert_place(entry?.1);
+        }
+        for entry in Memberships::scan_all(&tree) {
+            directory.geography.insert_membership(entry?.0);
+        }
+        for entry in Agencies::scan_all(&tree) {
+            let (id, agency) = entry?;
+            directory.agencies.insert(id, agency);
+        }
+        let head = match Log::scan_all(&tree).next_back() {
+            Some(entry) => entry?.0,
+            None => 0,
+        };
+        let (commands, queue) = mpsc::channel(WRITER_QUEUE);
+        let shared = Arc::new(Shared {
+            db,
+            tree,
+            directory: RwLock::new(directory),
+            head: AtomicU64::new(head),
+            commands,
+            writer: Mutex::new(None),
+        });
+        let writer = Writer::new(Arc::clone(&shared), head);
+        let handle = std::thread::Builder::new()
+            .name("marr-writer".into())
+            .spawn(move || writer.run(queue))
+            .map_err(|e| StoreError::WriterFailed(e.to_string()))?;
+        *shared.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        tracing::info!(head, places = shared.read_directory().geography.len(), "store opened");
+        Ok(Self { shared })
+    }
+
+    /// Sequence of the last durable revision (0 when the log is empty).
+    pub fn head_sequence(&self) -> u64 {
+        self.shared.head.load(Ordering::Acquire)
+    }
+
+    /// Checks a record against the directory: a registered agency, a known place in the tree,
+    /// inside the agency's footprint.
+    pub fn check_record(&self, record: &RiskRecord) -> Result<(), Invalid> {
+        let directory = self.shared.read_directory();
+        let Some(agency) = directory.agencies.get(&record.key.agency) else {
+            return Err(Invalid::one(
+                "agency_id",
+                format!("agency {} is not registered", record.key.agency),
+            ));
+        };
+        let place = record.place;
+        match directory.geography.place(place) {
+            None => Err(Invalid::one("place_code", format!("{place} is not a known place"))),
+            Some(p) if p.level.is_footprint() => Err(Invalid::one(
+                "place_code",
+                format!("{place} is a {}, not a place in the tree", p.level),
+            )),
+            Some(_) if !agency.footprint.iter().any(|scope| directory.geography.within(place, *scope)) => {
+                Err(Invalid::one(
+                    "place_code",
+                    format!("{place} is outside the footprint of agency {}", agency.id),
+                ))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Queues a checked record for the writer; the answer arrives once it is durable.
+    pub async fn enqueue(&self, record: RiskRecord) -> Result<PendingSubmission, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Record { record, reply }).await?;
+        Ok(answer)
+    }
+
+    /// Checks and submits one record, waiting until it is durable.
+    pub async fn submit(&self, record: RiskRecord) -> Result<Submitted, StoreError> {
+        self.check_record(&record)?;
+        self.enqueue(record).await?.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// The latest revision of a record.
+    pub fn record(&self, key: &RecordKey) -> Result<Option<Revision>, StoreError> {
+        Latest::get(&self.shared.tree, key)
+    }
+
+    /// Every revision of a record, oldest first, by walking back through the log.
+    pub fn history(&self, key: &RecordKey) -> Result<Vec<Revision>, StoreError> {
+        let mut revisions = Vec::new();
+        let mut next = self.record(key)?.map(|latest| latest.sequence);
+        while let Some(sequence) = next {
+            let revision = Log::get(&self.shared.tree, &sequence)?
+                .ok_or_else(|| StoreError::Corrupt(format!("log entry {sequence} of {key} is missing")))?;
+            next = revision.previous;
+            revisions.push(revision);
+        }
+        revisions.reverse();
+        Ok(revisions)
+    }
+
+    /// Every revision in the log from `after + 1` on, in sequence order.
+    pub fn log_after(&self, after: u64) -> impl Iterator<Item = Result<Revision, StoreError>> + '_ {
+        let start = Log::key(&after.saturating_add(1));
+        self.shared
+            .tree
+            .range(start..Log::key(&u64::MAX))
+            .map(|entry| {
+                let (_, value) = entry?;
+                Ok(postcard::from_bytes(&value)?)
+            })
+    }
+
+    /// Imports geography lookup tables; the writer plans and applies them in one batch.
+    pub async fn import_places(&self, tables: Vec<LookupTable>) -> Result<ImportOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::ImportPlaces { tables, reply }).await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Registers an agency, or updates it; answers whether anything changed.
+    pub async fn register_agency(&self, agency: Agency) -> Result<bool, StoreError> {
+        agency.check(&self.shared.read_directory().geography)?;
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::RegisterAgency { agency, reply }).await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub fn agencies(&self) -> Vec<Agency> {
+        self.shared.read_directory().agencies.values().cloned().collect()
+    }
+
+    pub fn agency(&self, id: &AgencyId) -> Option<Agency> {
+        self.shared.read_directory().agencies.get(id).cloned()
+    }
+
+    /// A place or footprint area with its ancestors and areas.
+    pub fn place(&self, code: PlaceCode) -> Option<PlaceDetail> {
+        let directory = self.shared.read_directory();
+        let geography = &directory.geography;
+        let place = geography.place(code)?.clone();
+        let mut ancestors: Vec<Place> = geography.ancestors(code).into_iter().cloned().collect();
+        ancestors.reverse();
+        Some(PlaceDetail {
+            place,
+            ancestors,
+            areas: geography.areas_listing(code),
+        })
+    }
+
+    /// A place's children, or a footprint area's members; `None` when the code is unknown.
+    pub fn child_places(&self, code: PlaceCode) -> Option<Vec<Place>> {
+        let directory = self.shared.read_directory();
+        directory.geography.place(code)?;
+        Some(directory.geography.children(code).into_iter().cloned().collect())
+    }
+
+    /// Places per level in the directory.
+    pub fn places_by_level(&self) -> BTreeMap<PlaceLevel, u64> {
+        self.shared.read_directory().geography.count_by_level()
+    }
+
+    /// Lets the writer finish everything queued before this call, flushes, and stops it.
+    /// Later submissions get [`StoreError::Closed`].
+    pub async fn close(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        if self.shared.commands.send(Command::Close { reply }).await.is_ok() {
+            answer.await.map_err(|_| StoreError::Closed)??;
+        }
+        let handle = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            tokio::task::spawn_blocking(move || handle.join())
+                .await
+                .map_err(|e| StoreError::WriterFailed(e.to_string()))?
+                .map_err(|_| StoreError::WriterFailed("writer thread panicked".into()))?;
+        }
+        Ok(())
+    }
+
+    async fn send(&self, command: Command) -> Result<(), StoreError> {
+        self.shared.commands.send(command).await.map_err(|_| StoreError::Closed)
+    }
+}
+
+impl Shared {
+    fn read_directory(&self) -> std::sync::RwLockReadGuard<'_, Directory> {
+        // The directory is replaced whole under the lock, so a poisoned lock still holds a
+        // consistent value.
+        self.directory.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_directory(&self) -> std::sync::RwLockWriteGuard<'_, Directory> {
+        self.directory.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+

@@ -1,0 +1,234 @@
+//! The single writer: drains whatever is queued, applies it as one atomic batch, flushes once,
+//! and only then answers every request in the batch (group commit).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+
+use super::keyspace::{Agencies, ByPlace, BySubject, Keyspace, Latest, Log, Memberships, Places};
+use super::{ImportOutcome, Shared, StoreError, Submitted};
+use crate::domain::lookup::{LookupTable, plan_import};
+use crate::domain::record::decide;
+use crate::domain::{Agency, Decision, RecordKey, Revision, RiskRecord};
+
+/// Most records in one batch; bounds the time a request waits behind others.
+const MAX_BATCH: usize = 4096;
+
+pub(super) enum Command {
+    Record {
+        record: RiskRecord,
+        reply: oneshot::Sender<Result<Submitted, StoreError>>,
+    },
+    ImportPlaces {
+        tables: Vec<LookupTable>,
+        reply: oneshot::Sender<Result<ImportOutcome, StoreError>>,
+    },
+    RegisterAgency {
+        agency: Agency,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    Close {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+type RecordReply = oneshot::Sender<Result<Submitted, StoreError>>;
+
+pub(super) struct Writer {
+    shared: Arc<Shared>,
+    /// Sequence of the last revision written.
+    head: u64,
+    /// Set after a failed write or flush: what is on disk is then unknown, so the writer
+    /// refuses everything until the store is reopened and recovered.
+    failed: Option<String>,
+}
+
+impl Writer {
+    pub(super) fn new(shared: Arc<Shared>, head: u64) -> Self {
+        Self {
+            shared,
+            head,
+            failed: None,
+        }
+    }
+
+    pub(super) fn run(mut self, mut queue: mpsc::Receiver<Command>) {
+        let mut carried: Option<Command> = None;
+        loop {
+            let Some(first) = carried.take().or_else(|| queue.blocking_recv()) else {
+                return;
+            };
+            match first {
+                Command::Record { record, reply } => {
+                    let mut batch = vec![(record, reply)];
+                    while batch.len() < MAX_BATCH {
+                        match queue.try_recv() {
+                            Ok(Command::Record { record, reply }) => batch.push((record, reply)),
+                            Ok(other) => {
+                                carried = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.commit_records(batch);
+                }
+                Command::ImportPlaces { tables, reply } => {
+                    let _ = reply.send(self.guarded(|w| w.import_places(tables)));
+                }
+                Command::RegisterAgency { agency, reply } => {
+                    let _ = reply.send(self.guarded(|w| w.register_agency(agency)));
+                }
+                Command::Close { reply } => {
+                    let flushed = self.shared.db.flush().map(|_| ()).map_err(StoreError::from);
+                    tracing::info!(head = self.head, "writer flushed and stopped");
+                    let _ = reply.send(flushed);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Runs a write unless an earlier one failed, and marks the writer failed if this one does.
+    fn guarded<T>(&mut self, write: impl FnOnce(&mut Self) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Some(reason) = &self.failed {
+            return Err(StoreError::WriterFailed(reason.clone()));
+        }
+        let result = write(self);
+        if let Err(error @ (StoreError::Storage(_) | StoreError::Codec(_) | StoreError::Corrupt(_))) = &result {
+            tracing::error!(%error, "write failed; the writer refuses further writes");
+            self.failed = Some(error.to_string());
+        }
+        result
+    }
+
+    fn commit_records(&mut self, requests: Vec<(RiskRecord, RecordReply)>) {
+        let start_head = self.head;
+        let (records, replies): (Vec<_>, Vec<_>) = requests.into_iter().unzip();
+        let outcome = self.guarded(|w| w.write_records(records));
+        match outcome {
+            Ok(answers) => {
+                self.shared.head.store(self.head, Ordering::Release);
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(Ok(answer));
+                }
+            }
+            Err(error) => {
+                self.head = start_head;
+                let reason = error.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::WriterFailed(reason.clone())));
+                }
+            }
+        }
+    }
+
+    /// Decides each record in order, writes log and projections in one batch, flushes.
+    fn write_records(&mut self, records: Vec<RiskRecord>) -> Result<Vec<Submitted>, StoreError> {
+        let tree = &self.shared.tree;
+        let received_at = OffsetDateTime::now_utc();
+        let mut batch = sled::Batch::default();
+        // Revisions written earlier in this batch, which sled cannot show us yet.
+        let mut written: HashMap<RecordKey, Revision> = HashMap::new();
+        let mut answers = Vec::with_capacity(records.len());
+        for record in records {
+            let stored = match written.get(&record.key) {
+                Some(revision) => Some(revision.clone()),
+                None => Latest::get(tree, &record.key)?,
+            };
+            let answer = match decide(stored.as_ref(), &record) {
+                Decision::Accept { revision } => {
+                    self.head += 1;
+                    let revision = Revision {
+                        record,
+                        revision,
+                        sequence: self.head,
+                        received_at,
+                        previous: stored.as_ref().map(|s| s.sequence),
+                    };
+                    write_projections(&mut batch, stored.as_ref(), &revision)?;
+                    let answer = Submitted::Accepted {
+                        revision: revision.revision,
+                        sequence: revision.sequence,
+                    };
+                    written.insert(revision.record.key.clone(), revision);
+                    answer
+                }
+                Decision::Unchanged => {
+                    let stored = stored.as_ref().map(|s| (s.revision, s.sequence)).unwrap_or_default();
+                    Submitted::Unchanged {
+                        revision: stored.0,
+                        sequence: stored.1,
+                    }
+                }
+                Decision::Stale { reason } => Submitted::Stale { reason },
+            };
+            answers.push(answer);
+        }
+        if !written.is_empty() {
+            tree.apply_batch(batch)?;
+            self.shared.db.flush()?;
+        }
+        Ok(answers)
+    }
+
+    fn import_places(&mut self, tables: Vec<LookupTable>) -> Result<ImportOutcome, StoreError> {
+        let plan = plan_import(&self.shared.read_directory().geography, &tables)?;
+        let mut batch = sled::Batch::default();
+        for place in &plan.places {
+            Places::put(&mut batch, &place.code, place)?;
+        }
+        for membership in &plan.memberships {
+            Memberships::put(&mut batch, membership, &())?;
+        }
+        self.shared.tree.apply_batch(batch)?;
+        self.shared.db.flush()?;
+        let mut directory = self.shared.write_directory();
+        for place in plan.places {
+            directory.geography.insert_place(place);
+        }
+        for membership in plan.memberships {
+            directory.geography.insert_membership(membership);
+        }
+        Ok(ImportOutcome {
+            report: plan.report,
+            places_by_level: directory.geography.count_by_level(),
+        })
+    }
+
+    fn register_agency(&mut self, agency: Agency) -> Result<bool, StoreError> {
+        if self.shared.read_directory().agencies.get(&agency.id) == Some(&agency) {
+            return Ok(false);
+        }
+        let mut batch = sled::Batch::default();
+        Agencies::put(&mut batch, &agency.id, &agency)?;
+        self.shared.tree.apply_batch(batch)?;
+        self.shared.db.flush()?;
+        self.shared.write_directory().agencies.insert(agency.id.clone(), agency);
+        Ok(true)
+    }
+}
+
+/// Adds a revision to the batch: its log entry and every projection that follows from it.
+fn write_projections(batch: &mut sled::Batch, stored: Option<&Revision>, revision: &Revision) -> Result<(), StoreError> {
+    let record = &revision.record;
+    let key = &record.key;
+    Log::put(batch, &revision.sequence, revision)?;
+    Latest::put(batch, key, revision)?;
+    if let Some(old) = stored.map(|s| &s.record) {
+        if old.place != record.place {
+            ByPlace::remove(batch, &(old.place, key.clone()));
+        }
+        if let Some(subject) = old.subject.filter(|s| Some(*s) != record.subject) {
+            BySubject::remove(batch, &(subject, key.clone()));
+        }
+    }
+    ByPlace::put(batch, &(record.place, key.clone()), &())?;
+    if let Some(subject) = record.subject {
+        BySubject::put(batch, &(subject, key.clone()), &())?;
+    }
+    Ok(())
+}
