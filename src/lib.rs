@@ -1,11 +1,83 @@
-//! marr, the multi-agency risk register.
+//! marr, the multi-agency risk register: partner agencies share safeguarding risk records keyed
+//! by client group and place, over gRPC.
 
+pub mod api;
+pub mod cli;
+pub mod config;
 pub mod domain;
 pub mod store;
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+
+use config::Config;
+use proto::directory_server::DirectoryServer;
+use proto::risk_register_server::RiskRegisterServer;
+use store::Store;
 
 /// The `marr.v1` contract, generated from `proto/marr/v1`.
 pub mod proto {
     tonic::include_proto!("marr.v1");
     /// Descriptors for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("marr_descriptor");
+}
+
+/// Largest record message accepted; records are small, so anything larger is refused unread.
+const MAX_RECORD_MESSAGE: usize = 64 * 1024;
+/// Largest geography chunk accepted.
+const MAX_DIRECTORY_MESSAGE: usize = 8 * 1024 * 1024;
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("gRPC transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+/// Serves the register on `listener` until `shutdown` completes, then drains open calls,
+/// lets the writer finish and flush, and returns.
+pub async fn serve(
+    listener: TcpListener,
+    store: Store,
+    _config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    health.set_serving::<RiskRegisterServer<api::risk_register::RiskRegisterService>>().await;
+    health.set_serving::<DirectoryServer<api::directory::DirectoryService>>().await;
+    health.set_service_status("", ServingStatus::Serving).await;
+
+    let risk_register = RiskRegisterServer::new(api::risk_register::RiskRegisterService::new(store.clone()))
+        .max_decoding_message_size(MAX_RECORD_MESSAGE);
+    let directory = DirectoryServer::new(api::directory::DirectoryService::new(store.clone()))
+        .max_decoding_message_size(MAX_DIRECTORY_MESSAGE);
+
+    let draining = health.clone();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining open calls");
+        draining.set_service_status("", ServingStatus::NotServing).await;
+    };
+    tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving marr.v1");
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(risk_register)
+        .add_service(directory)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    store.close().await?;
+    tracing::info!(head = store.head_sequence(), "store flushed; stopped");
+    Ok(())
 }

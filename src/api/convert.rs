@@ -1,0 +1,222 @@
+//! Conversions between the `marr.v1` messages and the domain types. Every incoming field is
+//! checked here or in the parser of its domain type, and every violation is collected so one
+//! answer names them all.
+
+use prost_types::Timestamp;
+use time::OffsetDateTime;
+
+use crate::domain::lookup::{LookupRow, LookupTable};
+use crate::domain::record::{check_note, check_times};
+use crate::domain::{
+    Agency, AgencyId, FieldViolation, Invalid, Place, PlaceCode, RecordKey, Revision, RiskRecord, SubjectKey,
+    Vocabulary,
+};
+use crate::proto;
+
+/// Collects violations while a message is read field by field.
+#[derive(Default)]
+struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    fn check<T>(&mut self, field: &str, parsed: Result<T, String>) -> Option<T> {
+        parsed.map_err(|reason| self.0.push(FieldViolation::new(field, reason))).ok()
+    }
+
+    fn coded<V: Vocabulary>(&mut self, field: &str, number: i32) -> Option<V> {
+        let parsed = V::from_number(number).ok_or_else(|| {
+            if number == 0 {
+                format!("is required (a {})", V::FIELD)
+            } else {
+                format!("{number} is not a known {}", V::FIELD)
+            }
+        });
+        self.check(field, parsed)
+    }
+
+    fn time(&mut self, field: &str, at: Option<Timestamp>) -> Option<OffsetDateTime> {
+        let parsed = at.ok_or_else(|| "is required (an RFC 3339 time)".to_string()).and_then(|t| {
+            let nanos = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
+            OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| "is out of range".to_string())
+        });
+        self.check(field, parsed)
+    }
+
+    fn finish<T>(self, value: Option<T>) -> Result<T, Invalid> {
+        match value {
+            Some(value) if self.0.is_empty() => Ok(value),
+            _ if self.0.is_empty() => Err(Invalid::one("", "request is incomplete")),
+            _ => Err(Invalid(self.0)),
+        }
+    }
+}
+
+/// Reads and checks an incoming record, naming every bad field.
+pub fn record_from_proto(record: Option<proto::RiskRecord>, now: OffsetDateTime) -> Result<RiskRecord, Invalid> {
+    let Some(r) = record else {
+        return Err(Invalid::one("record", "is required"));
+    };
+    let mut v = Violations::default();
+    let agency = v.check("agency_id", AgencyId::parse(&r.agency_id));
+    let local_ref = v.check("local_ref", crate::domain::LocalRef::parse(&r.local_ref));
+    let subject = if r.subject_key.is_empty() {
+        Some(None)
+    } else {
+        v.check("subject_key", SubjectKey::parse(&r.subject_key)).map(Some)
+    };
+    let place = v.check("place_code", PlaceCode::parse(&r.place_code));
+    let client_group = v.coded("client_group", r.client_group);
+    let category = v.coded("category", r.category);
+    let severity = v.coded("severity", r.severity);
+    let status = v.coded("status", r.status);
+    let assessed_at = v.time("assessed_at", r.assessed_at);
+    let source_updated_at = v.time("source_updated_at", r.source_updated_at);
+    let lawful_basis = v.coded("lawful_basis", r.lawful_basis);
+    v.check("note", check_note(&r.note));
+    if let (Some(assessed), Some(updated)) = (assessed_at, source_updated_at) {
+        v.0.extend(check_times(assessed, updated, now));
+    }
+    let record = (|| {
+        Some(RiskRecord {
+            key: RecordKey {
+                agency: agency?,
+                local_ref: local_ref?,
+            },
+            subject: subject?,
+            place: place?,
+            client_group: client_group?,
+            category: category?,
+            severity: severity?,
+            status: status?,
+            assessed_at: assessed_at?,
+            source_updated_at: source_updated_at?,
+            lawful_basis: lawful_basis?,
+            note: r.note,
+        })
+    })();
+    v.finish(record)
+}
+
+pub fn timestamp(at: OffsetDateTime) -> Timestamp {
+    let nanos = at.unix_timestamp_nanos();
+    Timestamp {
+        seconds: nanos.div_euclid(1_000_000_000) as i64,
+        nanos: nanos.rem_euclid(1_000_000_000) as i32,
+    }
+}
+
+pub fn record_to_proto(record: &RiskRecord) -> proto::RiskRecord {
+    proto::RiskRecord {
+        agency_id: record.key.agency.to_string(),
+        local_ref: record.key.local_ref.to_string(),
+        subject_key: record.subject.map(|s| s.to_string()).unwrap_or_default(),
+        place_code: record.place.to_string(),
+        client_group: record.client_group.number(),
+        category: record.category.number(),
+        severity: record.severity.number(),
+        status: record.status.number(),
+        assessed_at: Some(timestamp(record.assessed_at)),
+        source_updated_at: Some(timestamp(record.source_updated_at)),
+        lawful_basis: record.lawful_basis.number(),
+        note: record.note.clone(),
+    }
+}
+
+pub fn revision_to_proto(revision: &Revision) -> proto::RecordRevision {
+    proto::RecordRevision {
+        record: Some(record_to_proto(&revision.record)),
+        revision: revision.revision,
+        sequence: revision.sequence,
+        received_at: Some(timestamp(revision.received_at)),
+    }
+}
+
+pub fn record_key(agency_id: &str, local_ref: &str) -> Result<RecordKey, Invalid> {
+    RecordKey::parse(agency_id, local_ref)
+}
+
+pub fn place_code(field: &str, code: &str) -> Result<PlaceCode, Invalid> {
+    PlaceCode::parse(code).map_err(|reason| Invalid::one(field, reason))
+}
+
+pub fn place_to_proto(place: &Place, footprint_codes: &[PlaceCode]) -> proto::Place {
+    proto::Place {
+        code: place.code.to_string(),
+        name: place.name.clone(),
+        level: place.level.number(),
+        parent_code: place.parent.map(|p| p.to_string()).unwrap_or_default(),
+        footprint_codes: footprint_codes.iter().map(ToString::to_string).collect(),
+    }
+}
+
+pub fn agency_from_proto(agency: Option<proto::Agency>) -> Result<Agency, Invalid> {
+    let Some(a) = agency else {
+        return Err(Invalid::one("agency", "is required"));
+    };
+    let mut v = Violations::default();
+    let id = v.check("id", AgencyId::parse(&a.id));
+    let kind = v.coded("kind", a.kind);
+    let footprint: Vec<PlaceCode> = a
+        .footprint
+        .iter()
+        .filter_map(|code| v.check("footprint", PlaceCode::parse(code)))
+        .collect();
+    let agency = (|| {
+        Some(Agency {
+            id: id?,
+            kind: kind?,
+            name: a.name.trim().to_string(),
+            footprint,
+        })
+    })();
+    v.finish(agency)
+}
+
+pub fn agency_to_proto(agency: &Agency) -> proto::Agency {
+    proto::Agency {
+        id: agency.id.to_string(),
+        kind: agency.kind.number(),
+        name: agency.name.clone(),
+        footprint: agency.footprint.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// Gathers streamed chunks into whole tables, keeping the order tables first appeared in.
+#[derive(Default)]
+pub struct TableAssembler {
+    tables: Vec<LookupTable>,
+}
+
+impl TableAssembler {
+    pub fn add(&mut self, chunk: proto::ImportPlacesRequest) -> Result<(), Invalid> {
+        if chunk.table.is_empty() {
+            return Err(Invalid::one("table", "is required: name the table each chunk belongs to"));
+        }
+        let index = match self.tables.iter().position(|t| t.name == chunk.table) {
+            Some(index) => index,
+            None => {
+                if chunk.header.is_empty() {
+                    return Err(Invalid::one(
+                        "header",
+                        format!("the first chunk of table `{}` must carry its header", chunk.table),
+                    ));
+                }
+                self.tables.push(LookupTable {
+                    name: chunk.table,
+                    header: chunk.header,
+                    rows: Vec::new(),
+                });
+                self.tables.len() - 1
+            }
+        };
+        let table = &mut self.tables[index];
+        table.rows.extend(chunk.rows.into_iter().map(|row| LookupRow {
+            line: row.line,
+            cells: row.cells,
+        }));
+        Ok(())
+    }
+
+    pub fn finish(self) -> Vec<LookupTable> {
+        self.tables
+    }
+}

@@ -1,0 +1,123 @@
+//! `marr.v1.Directory`: geography and partner agencies.
+
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert::{TableAssembler, agency_from_proto, agency_to_proto, place_code, place_to_proto};
+use super::error::ApiError;
+use crate::domain::Vocabulary;
+use crate::proto::directory_server::Directory;
+use crate::proto::{self};
+use crate::store::Store;
+
+pub struct DirectoryService {
+    store: Store,
+}
+
+impl DirectoryService {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+fn level_counts(counts: impl IntoIterator<Item = (crate::domain::PlaceLevel, u64)>) -> Vec<proto::LevelCount> {
+    counts
+        .into_iter()
+        .map(|(level, count)| proto::LevelCount {
+            level: level.number(),
+            count,
+        })
+        .collect()
+}
+
+#[tonic::async_trait]
+impl Directory for DirectoryService {
+    async fn import_places(
+        &self,
+        request: Request<Streaming<proto::ImportPlacesRequest>>,
+    ) -> Result<Response<proto::ImportPlacesResponse>, Status> {
+        let mut chunks = request.into_inner();
+        let mut tables = TableAssembler::default();
+        while let Some(chunk) = chunks.next().await {
+            tables.add(chunk?).map_err(ApiError::from)?;
+        }
+        let outcome = self.store.import_places(tables.finish()).await.map_err(ApiError::from)?;
+        let report = outcome.report;
+        let (areas, places): (Vec<_>, Vec<_>) = outcome.places_by_level.into_iter().partition(|(level, _)| level.is_footprint());
+        Ok(Response::new(proto::ImportPlacesResponse {
+            places: level_counts(places),
+            footprint_areas: level_counts(areas),
+            places_added: report.places_added,
+            rows_read: report.rows_read,
+            rows_skipped: report.rows_skipped(),
+            skipped: report
+                .skipped
+                .into_iter()
+                .map(|(reason, skipped)| proto::SkipReason {
+                    reason,
+                    rows: skipped.rows,
+                    examples: skipped.examples,
+                })
+                .collect(),
+            tables: report
+                .layouts
+                .into_iter()
+                .map(|layout| proto::TableLayout {
+                    table: layout.table,
+                    recognised_columns: layout.recognised,
+                    ignored_columns: layout.ignored,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_place(
+        &self,
+        request: Request<proto::GetPlaceRequest>,
+    ) -> Result<Response<proto::GetPlaceResponse>, Status> {
+        let code = place_code("code", &request.into_inner().code).map_err(ApiError::from)?;
+        let detail = self
+            .store
+            .place(code)
+            .ok_or_else(|| ApiError::NotFound(format!("no place {code}")))?;
+        Ok(Response::new(proto::GetPlaceResponse {
+            place: Some(place_to_proto(&detail.place, &detail.areas)),
+            ancestors: detail.ancestors.iter().map(|p| place_to_proto(p, &[])).collect(),
+        }))
+    }
+
+    async fn list_child_places(
+        &self,
+        request: Request<proto::ListChildPlacesRequest>,
+    ) -> Result<Response<proto::ListChildPlacesResponse>, Status> {
+        let code = place_code("code", &request.into_inner().code).map_err(ApiError::from)?;
+        let children = self
+            .store
+            .child_places(code)
+            .ok_or_else(|| ApiError::NotFound(format!("no place {code}")))?;
+        Ok(Response::new(proto::ListChildPlacesResponse {
+            places: children.iter().map(|p| place_to_proto(p, &[])).collect(),
+        }))
+    }
+
+    async fn register_agency(
+        &self,
+        request: Request<proto::RegisterAgencyRequest>,
+    ) -> Result<Response<proto::RegisterAgencyResponse>, Status> {
+        let agency = agency_from_proto(request.into_inner().agency).map_err(ApiError::from)?;
+        let changed = self.store.register_agency(agency.clone()).await.map_err(ApiError::from)?;
+        Ok(Response::new(proto::RegisterAgencyResponse {
+            agency: Some(agency_to_proto(&agency)),
+            changed,
+        }))
+    }
+
+    async fn list_agencies(
+        &self,
+        _request: Request<proto::ListAgenciesRequest>,
+    ) -> Result<Response<proto::ListAgenciesResponse>, Status> {
+        Ok(Response::new(proto::ListAgenciesResponse {
+            agencies: self.store.agencies().iter().map(agency_to_proto).collect(),
+        }))
+    }
+}

@@ -1,0 +1,57 @@
+//! The gRPC layer's one error type and its single, exhaustive mapping to `tonic::Status`.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::domain::Invalid;
+use crate::domain::lookup::LookupError;
+use crate::store::StoreError;
+
+/// Why a request was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("{0}")]
+    Stale(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// INVALID_ARGUMENT carrying a `google.rpc.BadRequest` with one violation per field.
+fn bad_request(invalid: Invalid) -> Status {
+    let violations: Vec<tonic_types::FieldViolation> = invalid
+        .0
+        .iter()
+        .map(|v| tonic_types::FieldViolation::new(v.field.clone(), v.reason.clone()))
+        .collect();
+    Status::with_error_details(
+        Code::InvalidArgument,
+        invalid.to_string(),
+        ErrorDetails::with_bad_request(violations),
+    )
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Self {
+        match error {
+            ApiError::Invalid(invalid) => bad_request(invalid),
+            ApiError::Stale(reason) => Status::failed_precondition(reason),
+            ApiError::NotFound(what) => Status::not_found(what),
+            ApiError::Store(store) => match store {
+                StoreError::Invalid(invalid) => bad_request(invalid),
+                StoreError::Lookup(lookup @ (LookupError::NoHeader { .. } | LookupError::UnrecognisedLayout { .. })) => {
+                    bad_request(Invalid::one("header", lookup.to_string()))
+                }
+                StoreError::Closed => Status::unavailable(store.to_string()),
+                StoreError::WriterFailed(_) => Status::unavailable(store.to_string()),
+                StoreError::Storage(_) | StoreError::Codec(_) | StoreError::Corrupt(_) => {
+                    tracing::error!(error = %store, "storage error");
+                    Status::internal("the register could not complete the request; it has been logged")
+                }
+            },
+        }
+    }
+}

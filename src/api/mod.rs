@@ -1,0 +1,8 @@
+//! The gRPC services: each handler validates, delegates to the store and converts.
+
+pub mod convert;
+pub mod directory;
+pub mod error;
+pub mod risk_register;
+
+pub use error::ApiError;

@@ -1,0 +1,128 @@
+//! The server's configuration: defaults, then the TOML file, then `MARR_*` environment
+//! variables, then flags (the last two are layered by the command line parser).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::domain::{AgencyId, PlaceCode};
+
+/// Where the server listens when nothing says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// Where the server keeps its store when nothing says otherwise.
+pub const DEFAULT_DATA_DIR: &str = "marr-data";
+
+/// A configuration that cannot be used; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("config key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+/// What a principal may do; enforced by the security layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Agency,
+    Inspector,
+    Board,
+    Admin,
+    Public,
+}
+
+/// A person or system that calls the register.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+    /// For agency principals: the agency they act for.
+    pub agency: Option<String>,
+    /// For inspectors and boards: the places and footprint areas in scope.
+    #[serde(default)]
+    pub places: Vec<String>,
+    /// SHA-256 of the bearer token, as 64 lower-case hex characters; never the token itself.
+    pub token_sha256: Option<String>,
+    /// Common name of the principal's client certificate, for mutual TLS.
+    pub cert_cn: Option<String>,
+}
+
+/// The configuration file's contents.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    #[serde(default, rename = "principal")]
+    pub principals: Vec<Principal>,
+    /// Alert rule settings, read by the alert rules.
+    #[serde(default)]
+    pub rules: toml::Table,
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The address to listen on, after the file and the default.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 50051))))
+    }
+
+    /// The data directory, after the file and the default.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+    }
+
+    /// Checks every principal, naming the first bad key.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let mut names = HashSet::new();
+        for (i, principal) in self.principals.iter().enumerate() {
+            let invalid = |field: &str, reason: String| ConfigError::Invalid {
+                key: format!("principal[{i}].{field}"),
+                reason,
+            };
+            if principal.name.trim().is_empty() {
+                return Err(invalid("name", "must not be empty".into()));
+            }
+            if !names.insert(principal.name.as_str()) {
+                return Err(invalid("name", format!("`{}` is used by two principals", principal.name)));
+            }
+            if let Some(hash) = &principal.token_sha256 {
+                let shaped = hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+                if !shaped {
+                    return Err(invalid("token_sha256", "must be 64 lower-case hex characters (the SHA-256 of the token)".into()));
+                }
+            }
+            match (&principal.agency, principal.role) {
+                (None, Role::Agency) => return Err(invalid("agency", "is required for role agency".into())),
+                (Some(agency), _) => {
+                    AgencyId::parse(agency).map_err(|reason| invalid("agency", reason))?;
+                }
+                (None, _) => {}
+            }
+            for place in &principal.places {
+                PlaceCode::parse(place).map_err(|reason| invalid("places", reason))?;
+            }
+        }
+        Ok(())
+    }
+}
