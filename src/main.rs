@@ -1,1 +1,208 @@
-fn main(){}
+//! The `marr` command: argument parsing and wiring only.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use marr::cli::{ClientError, Connection, ServerArgs, agencies, places, push};
+use marr::config::Config;
+use marr::domain::AgencyKind;
+use marr::store::Store;
+
+#[derive(Parser)]
+#[command(name = "marr", version, about = "The multi-agency risk register")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the register's gRPC server.
+    Serve {
+        /// TOML config file.
+        #[arg(long, env = "MARR_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to listen on [default: 127.0.0.1:50051].
+        #[arg(long, env = "MARR_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Directory of the store [default: marr-data].
+        #[arg(long, env = "MARR_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Runs a server on a sample of the North East with three agencies and synthetic records.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: SocketAddr,
+    },
+    /// Pushes a CSV or JSON Lines extract through PushRecords.
+    Push {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The extract (`.csv`, or `.jsonl` for JSON Lines).
+        file: PathBuf,
+    },
+    /// Geography.
+    Places {
+        #[command(subcommand)]
+        command: PlacesCommand,
+    },
+    /// Partner agencies.
+    Agencies {
+        #[command(subcommand)]
+        command: AgenciesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlacesCommand {
+    /// Imports ONS lookup CSVs (any vintage, any order) into the place tree and footprints.
+    Import {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgenciesCommand {
+    /// Registers an agency, or updates its name, kind or footprint.
+    Register {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long)]
+        id: String,
+        /// One of: children_social_care, adult_social_care, police, health, education, housing,
+        /// probation, youth_justice, other.
+        #[arg(long)]
+        kind: AgencyKind,
+        #[arg(long)]
+        name: String,
+        /// Place or footprint codes the agency may report on, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        footprint: Vec<String>,
+    },
+}
+
+/// Waits for SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+async fn serve(config: Option<PathBuf>, listen: Option<SocketAddr>, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut config = match config {
+        Some(path) => Config::load(&path)?,
+        None => Config::default(),
+    };
+    // Flags and MARR_* variables (layered by clap) win over the file.
+    config.listen = listen.or(config.listen);
+    config.data_dir = data_dir.or(config.data_dir);
+    let address = config.listen();
+    let dir = config.data_dir();
+    let store = tokio::task::spawn_blocking(move || Store::open(&dir))
+        .await?
+        .with_context(|| format!("cannot open the store in {}", config.data_dir().display()))?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    marr::serve(listener, store, config, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Runs a client subcommand; a failure to reach or be served by the server is exit status 2.
+async fn client(command: Command) -> Result<ExitCode, ClientError> {
+    match command {
+        Command::Push { server, file } => {
+            let connection = Connection::open(&server).await?;
+            let summary = push::push_file(&connection, &file).await?;
+            println!("{summary}");
+            if summary.rejected > 0 {
+                eprintln!("rejected rows and reasons: {}", push::rejects_path(&file).display());
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Places {
+            command: PlacesCommand::Import { server, files },
+        } => {
+            let tables = files.iter().map(|f| places::read_table(f)).collect::<Result<Vec<_>, _>>()?;
+            let connection = Connection::open(&server).await?;
+            let report = places::import_tables(&connection, tables).await?;
+            for line in places::report_lines(&report) {
+                println!("{line}");
+            }
+        }
+        Command::Agencies {
+            command:
+                AgenciesCommand::Register {
+                    server,
+                    id,
+                    kind,
+                    name,
+                    footprint,
+                },
+        } => {
+            let connection = Connection::open(&server).await?;
+            let answer = agencies::register(&connection, &id, kind, &name, &footprint).await?;
+            println!("{} agency {id}", if answer.changed { "registered" } else { "unchanged:" });
+        }
+        Command::Serve { .. } | Command::Demo { .. } => unreachable!("server commands are run by main"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, listen, data_dir } => {
+            init_logging();
+            match serve(config, listen, data_dir).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("marr serve: {error:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Demo { listen } => match marr::cli::demo::run(listen, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("marr demo: {error}");
+                ExitCode::from(2)
+            }
+        },
+        command => match client(command).await {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("marr: {error}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}

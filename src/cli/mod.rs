@@ -1,1 +1,109 @@
-//! Client subcommands.
+//! The client subcommands: they talk to a running server over gRPC like any partner system.
+
+pub mod agencies;
+pub mod demo;
+pub mod extract;
+pub mod places;
+pub mod push;
+
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::proto::directory_client::DirectoryClient;
+use crate::proto::risk_register_client::RiskRegisterClient;
+
+/// Where a client subcommand finds the server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// The server's URL.
+    #[arg(long, env = "MARR_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// Bearer token sent as `authorization: Bearer TOKEN`.
+    #[arg(long, env = "MARR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// Why a client subcommand could not do its work; each prints as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the server at {server}: {reason}")]
+    Unreachable { server: String, reason: String },
+    #[error("the server refused: {}: {}", .0.code(), .0.message())]
+    Refused(#[from] tonic::Status),
+    #[error("{path}: {reason}")]
+    Input { path: String, reason: String },
+    #[error("the token is not usable as a header value")]
+    BadToken,
+}
+
+/// Adds the bearer token to every call.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(token) = &self.0 {
+            request.metadata_mut().insert("authorization", token.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A connection to the server with the caller's credentials.
+#[derive(Clone)]
+pub struct Connection {
+    channel: Channel,
+    bearer: Bearer,
+}
+
+pub type Authenticated = InterceptedService<Channel, Bearer>;
+
+impl Connection {
+    /// Connects once; an unreachable server is an error here, not on the first call.
+    pub async fn open(args: &ServerArgs) -> Result<Self, ClientError> {
+        let unreachable = |reason: String| ClientError::Unreachable {
+            server: args.server.clone(),
+            reason,
+        };
+        let endpoint = Endpoint::from_shared(args.server.clone()).map_err(|e| unreachable(e.to_string()))?;
+        let channel = endpoint
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(|e| unreachable(error_chain(&e)))?;
+        let bearer = match &args.token {
+            Some(token) => Some(
+                format!("Bearer {token}")
+                    .parse::<MetadataValue<Ascii>>()
+                    .map_err(|_| ClientError::BadToken)?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            channel,
+            bearer: Bearer(bearer),
+        })
+    }
+
+    pub fn risk_register(&self) -> RiskRegisterClient<Authenticated> {
+        RiskRegisterClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn directory(&self) -> DirectoryClient<Authenticated> {
+        DirectoryClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+}
+
+/// An error and its causes on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}

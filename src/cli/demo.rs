@@ -1,0 +1,234 @@
+//! `marr demo`: a server on a sample of real places, with agencies and records to look at.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::extract::ExtractRow;
+use super::push::{progress_bar, push_rows};
+use super::{ClientError, Connection, ServerArgs, agencies, places};
+use crate::api::convert::timestamp;
+use crate::config::Config;
+use crate::domain::lookup::{LookupRow, LookupTable};
+use crate::domain::{AgencyKind, ClientGroup, LawfulBasis, RecordStatus, RiskCategory, Severity, Vocabulary};
+use crate::proto;
+use crate::store::{Store, StoreError};
+
+/// The North East region and its districts (ONS codes, 2019), the whole place tree the demo has.
+const NORTH_EAST: &[(&str, &str)] = &[
+    ("E06000001", "Hartlepool"),
+    ("E06000002", "Middlesbrough"),
+    ("E06000003", "Redcar and Cleveland"),
+    ("E06000004", "Stockton-on-Tees"),
+    ("E06000005", "Darlington"),
+    ("E06000047", "County Durham"),
+    ("E06000057", "Northumberland"),
+    ("E08000021", "Newcastle upon Tyne"),
+    ("E08000022", "North Tyneside"),
+    ("E08000023", "South Tyneside"),
+    ("E08000024", "Sunderland"),
+    ("E08000037", "Gateshead"),
+];
+
+/// Each district's police force area (ONS codes, 2019).
+const POLICE_FORCE_AREAS: &[(&str, &str, &[&str])] = &[
+    ("E23000007", "Northumbria", &["E06000057", "E08000021", "E08000022", "E08000023", "E08000024", "E08000037"]),
+    ("E23000008", "Durham", &["E06000005", "E06000047"]),
+    ("E23000013", "Cleveland", &["E06000001", "E06000002", "E06000003", "E06000004"]),
+];
+
+const NEWCASTLE: &str = "E08000021";
+const NORTHUMBRIA: &str = "E23000007";
+const NORTH_EAST_REGION: &str = "E12000001";
+/// Records the demo pushes.
+const DEMO_RECORDS: usize = 3000;
+/// Distinct pseudonymous subjects among them, so many are known to several agencies.
+const DEMO_SUBJECTS: usize = 700;
+
+/// Why the demo stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("cannot listen on {address}: {source} (is another marr running?)")]
+    Bind { address: SocketAddr, source: std::io::Error },
+    #[error("cannot make the demo's data directory: {0}")]
+    DataDir(std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Serve(#[from] crate::ServeError),
+}
+
+fn sample_tables() -> Vec<LookupTable> {
+    let tree = NORTH_EAST
+        .iter()
+        .enumerate()
+        .map(|(i, (code, name))| LookupRow {
+            line: i as u64 + 2,
+            cells: [code, name, NORTH_EAST_REGION, "North East", "E92000001", "England"]
+                .map(|c| c.to_string())
+                .to_vec(),
+        })
+        .collect();
+    let mut footprints = Vec::new();
+    for (pfa, pfa_name, districts) in POLICE_FORCE_AREAS {
+        for district in *districts {
+            footprints.push(LookupRow {
+                line: footprints.len() as u64 + 2,
+                cells: vec![district.to_string(), pfa.to_string(), pfa_name.to_string()],
+            });
+        }
+    }
+    let header = |cols: &[&str]| cols.iter().map(|c| c.to_string()).collect();
+    vec![
+        LookupTable {
+            name: "demo-police-force-areas".into(),
+            header: header(&["LAD19CD", "PFA19CD", "PFA19NM"]),
+            rows: footprints,
+        },
+        LookupTable {
+            name: "demo-districts".into(),
+            header: header(&["LAD19CD", "LAD19NM", "RGN19CD", "RGN19NM", "CTRY19CD", "CTRY19NM"]),
+            rows: tree,
+        },
+    ]
+}
+
+fn subject_key(i: usize) -> String {
+    hex::encode(Sha256::digest(format!("marr demo subject {i}")))
+}
+
+fn pick<T: Copy>(rng: &mut StdRng, values: &[T]) -> T {
+    values[rng.random_range(0..values.len())]
+}
+
+/// Synthetic records for the three demo agencies; the same subjects recur across agencies.
+fn sample_records(now: OffsetDateTime) -> Vec<ExtractRow> {
+    let mut rng = StdRng::seed_from_u64(2026);
+    let northumbria: Vec<&str> = POLICE_FORCE_AREAS[0].2.to_vec();
+    let region: Vec<&str> = NORTH_EAST.iter().map(|(code, _)| *code).collect();
+    (0..DEMO_RECORDS)
+        .map(|i| {
+            let (agency, place, groups, basis): (&str, &str, &[ClientGroup], LawfulBasis) = match i % 3 {
+                0 => (
+                    NEWCASTLE,
+                    NEWCASTLE,
+                    &[ClientGroup::ChildrenInNeed, ClientGroup::ChildProtectionPlan, ClientGroup::LookedAfterChild],
+                    LawfulBasis::ChildrenAct1989S47,
+                ),
+                1 => (
+                    NORTHUMBRIA,
+                    pick(&mut rng, &northumbria),
+                    &[ClientGroup::ChildrenInNeed, ClientGroup::YouthJustice, ClientGroup::AdultAtRisk],
+                    LawfulBasis::CrimeAndDisorderAct1998S115,
+                ),
+                _ => (
+                    "RTD",
+                    pick(&mut rng, &region),
+                    &[ClientGroup::AdultAtRisk, ClientGroup::OlderAdult, ClientGroup::ChildrenInNeed],
+                    LawfulBasis::Dpa2018Sch1Para18,
+                ),
+            };
+            let assessed = now - time::Duration::hours(rng.random_range(24..24 * 400));
+            let updated = assessed + time::Duration::hours(rng.random_range(0..24));
+            let status = if rng.random_bool(0.8) { RecordStatus::Active } else { RecordStatus::Closed };
+            let record = proto::RiskRecord {
+                agency_id: agency.to_string(),
+                local_ref: format!("{agency}-{i:06}"),
+                subject_key: subject_key(rng.random_range(0..DEMO_SUBJECTS)),
+                place_code: place.to_string(),
+                client_group: pick(&mut rng, groups).number(),
+                category: pick(&mut rng, RiskCategory::ALL).number(),
+                severity: pick(&mut rng, Severity::ALL).number(),
+                status: status.number(),
+                assessed_at: Some(timestamp(assessed)),
+                source_updated_at: Some(timestamp(updated)),
+                lawful_basis: basis.number(),
+                note: String::new(),
+            };
+            ExtractRow {
+                line: i as u64 + 1,
+                agency_id: record.agency_id.clone(),
+                local_ref: record.local_ref.clone(),
+                record: Ok(record),
+            }
+        })
+        .collect()
+}
+
+/// A small extract beside the demo's data, with two bad rows, for trying `marr push`.
+fn write_sample_extract(path: &Path, now: OffsetDateTime) -> std::io::Result<()> {
+    let at = crate::domain::record::rfc3339(now - time::Duration::days(2));
+    let later = crate::domain::record::rfc3339(now - time::Duration::days(1));
+    let text = format!(
+        "agency_id,local_ref,subject_key,place_code,client_group,category,severity,status,assessed_at,source_updated_at,lawful_basis,note\n\
+         {NEWCASTLE},TRY-1,{s},{NEWCASTLE},child_protection_plan,neglect,high,active,{at},{at},children_act_1989_s47,Escalated after school report\n\
+         {NEWCASTLE},TRY-1,{s},{NEWCASTLE},child_protection_plan,neglect,critical,active,{at},{later},children_act_1989_s47,\n\
+         {NEWCASTLE},TRY-2,,{NEWCASTLE},children_in_need,bullying,low,active,{at},{at},children_act_1989_s17,\n\
+         {NEWCASTLE},TRY-3,,E06000001,children_in_need,neglect,low,active,{at},{at},children_act_1989_s17,\n",
+        s = subject_key(1)
+    );
+    std::fs::write(path, text)
+}
+
+/// Runs the demo until `shutdown` completes.
+pub async fn run(listen: SocketAddr, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), DemoError> {
+    let data = tempfile::Builder::new().prefix("marr-demo-").tempdir().map_err(DemoError::DataDir)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| DemoError::Bind { address: listen, source })?;
+    let address = listener.local_addr().map_err(|source| DemoError::Bind { address: listen, source })?;
+    let dir = data.path().to_path_buf();
+    let store = tokio::task::spawn_blocking(move || Store::open(&dir))
+        .await
+        .map_err(|e| StoreError::WriterFailed(e.to_string()))??;
+    let server = tokio::spawn(crate::serve(listener, store, Config::default(), shutdown));
+    let url = format!("http://{address}");
+    println!("marr demo: serving marr.v1 on {url} with data in {}", data.path().display());
+
+    let connection = Connection::open(&ServerArgs {
+        server: url.clone(),
+        token: None,
+    })
+    .await?;
+    println!("\n$ marr places import --server {url} <North East districts and police force areas>");
+    let report = places::import_tables(&connection, sample_tables()).await?;
+    for line in places::report_lines(&report) {
+        println!("{line}");
+    }
+    let agencies_to_register: [(&str, AgencyKind, &str, &str); 3] = [
+        (NEWCASTLE, AgencyKind::ChildrenSocialCare, "Newcastle upon Tyne children's services", NEWCASTLE),
+        (NORTHUMBRIA, AgencyKind::Police, "Northumbria Police", NORTHUMBRIA),
+        ("RTD", AgencyKind::Health, "Newcastle upon Tyne Hospitals NHS Foundation Trust", NORTH_EAST_REGION),
+    ];
+    for (id, kind, name, footprint) in agencies_to_register {
+        println!("\n$ marr agencies register --server {url} --id {id} --kind {kind} --name \"{name}\" --footprint {footprint}");
+        agencies::register(&connection, id, kind, name, &[footprint.to_string()]).await?;
+        println!("registered {id}");
+    }
+    let now = OffsetDateTime::now_utc();
+    println!("\n$ marr push --server {url} <{DEMO_RECORDS} synthetic records from the three agencies>");
+    let progress = progress_bar();
+    let (summary, _) = push_rows(&connection, sample_records(now).into_iter(), &progress).await?;
+    progress.finish_and_clear();
+    println!("{summary}");
+
+    let extract = data.path().join("try-me.csv");
+    if write_sample_extract(&extract, now).is_ok() {
+        println!("\nTry next, in another terminal:");
+        println!("  marr push --server {url} {}", extract.display());
+        println!("      (two of its rows are refused: see {}.rejects.csv)", extract.display());
+        println!("  marr places import --server {url} <ONS lookup CSVs: wards, police force areas, LSOAs>");
+        println!("  grpcurl -plaintext {address} list            (server reflection)");
+        println!("  grpcurl -plaintext -d '{{\"agency_id\":\"{NEWCASTLE}\",\"local_ref\":\"{NEWCASTLE}-000000\"}}' {address} marr.v1.RiskRegister/GetRecordHistory");
+    }
+    println!("\nServing until Ctrl-C; the demo's data is removed when it stops.");
+    server.await.map_err(|e| StoreError::WriterFailed(e.to_string()))??;
+    drop(data);
+    Ok(())
+}

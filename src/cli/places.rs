@@ -1,0 +1,115 @@
+//! `marr places import`: sends ONS lookup tables to the server and prints its report.
+
+use std::path::Path;
+
+use super::{ClientError, Connection};
+use crate::domain::lookup::{LookupRow, LookupTable};
+use crate::domain::{PlaceLevel, Vocabulary};
+use crate::proto;
+
+/// Rows per streamed chunk.
+const CHUNK_ROWS: usize = 2000;
+
+/// Reads a lookup CSV whole; quoted names with commas are handled by the CSV reader.
+pub fn read_table(path: &Path) -> Result<LookupTable, ClientError> {
+    let input = |reason: String| ClientError::Input {
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| input(e.to_string()))?;
+    let header = reader
+        .headers()
+        .map_err(|e| input(e.to_string()))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| input(e.to_string()))?;
+        rows.push(LookupRow {
+            line: record.position().map(|p| p.line()).unwrap_or(0),
+            cells: record.iter().map(str::to_string).collect(),
+        });
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    Ok(LookupTable { name, header, rows })
+}
+
+/// Streams tables to `ImportPlaces`, a chunk at a time, and returns the server's report.
+pub async fn import_tables(connection: &Connection, tables: Vec<LookupTable>) -> Result<proto::ImportPlacesResponse, ClientError> {
+    let mut chunks = Vec::new();
+    for table in tables {
+        let mut header = table.header;
+        let mut rows = table.rows.into_iter().peekable();
+        // A table with a header and no rows still sends one chunk, so the server sees it.
+        loop {
+            let chunk: Vec<proto::LookupRow> = rows
+                .by_ref()
+                .take(CHUNK_ROWS)
+                .map(|row| proto::LookupRow {
+                    line: row.line,
+                    cells: row.cells,
+                })
+                .collect();
+            chunks.push(proto::ImportPlacesRequest {
+                table: table.name.clone(),
+                header: std::mem::take(&mut header),
+                rows: chunk,
+            });
+            if rows.peek().is_none() {
+                break;
+            }
+        }
+    }
+    let response = connection
+        .directory()
+        .import_places(tokio_stream::iter(chunks))
+        .await?;
+    Ok(response.into_inner())
+}
+
+fn level_name(level: i32) -> &'static str {
+    PlaceLevel::from_number(level).map(Vocabulary::word).unwrap_or("unknown")
+}
+
+/// The import report as readable lines.
+pub fn report_lines(report: &proto::ImportPlacesResponse) -> Vec<String> {
+    let mut lines = Vec::new();
+    for table in &report.tables {
+        lines.push(format!(
+            "table {}: read {}{}",
+            table.table,
+            table.recognised_columns.join(", "),
+            if table.ignored_columns.is_empty() {
+                String::new()
+            } else {
+                format!("; ignored {}", table.ignored_columns.join(", "))
+            }
+        ));
+    }
+    lines.push(format!(
+        "{} rows read, {} places added, {} rows skipped",
+        report.rows_read, report.places_added, report.rows_skipped
+    ));
+    for count in &report.places {
+        lines.push(format!("  {:<30} {:>7}", level_name(count.level), count.count));
+    }
+    for count in &report.footprint_areas {
+        lines.push(format!("  {:<30} {:>7}", level_name(count.level), count.count));
+    }
+    for skip in &report.skipped {
+        lines.push(format!(
+            "skipped {} rows: {} (for example {})",
+            skip.rows,
+            skip.reason,
+            skip.examples.join(", ")
+        ));
+    }
+    lines
+}
