@@ -41,7 +41,10 @@ fn rejected(index: u64, invalid: &Invalid) -> proto::PushRecordsResponse {
         index,
         outcome: Outcome::Rejected as i32,
         field: invalid.first_field().to_string(),
-        reason: invalid.to_string(),
+        reason: match invalid.0.as_slice() {
+            [only] => only.reason.clone(),
+            _ => invalid.to_string(),
+        },
         ..Default::default()
     }
 }
