@@ -1,0 +1,224 @@
+//! The `marr` binary as a user runs it, against a real server.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+
+fn marr(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_marr"))
+        .args(args)
+        .env_remove("MARR_TOKEN")
+        .output()
+        .expect("marr runs")
+}
+
+async fn marr_async(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || marr(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .expect("marr task")
+}
+
+const HEADER: &str = "agency_id,local_ref,subject_key,place_code,client_group,category,severity,status,assessed_at,source_updated_at,lawful_basis,note";
+
+fn csv_line(local_ref: &str, place: &str, category: &str) -> String {
+    format!(
+        "{NEWCASTLE},{local_ref},{},{place},children_in_need,{category},medium,active,2026-01-05T09:00:00Z,2026-01-06T10:30:00Z,children_act_1989_s17,\"Seen at home, with sibling\"",
+        subject(7)
+    )
+}
+
+#[tokio::test]
+async fn push_of_a_csv_with_bad_rows_writes_the_rejects_and_one_summary_line() {
+    let (server, _connection) = TestServer::north_east().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("extract.csv");
+    let text = [
+        HEADER.to_string(),
+        csv_line("C-1", NEWCASTLE_WARD, "neglect"),
+        csv_line("C-2", NEWCASTLE_WARD, "bullying"),
+        csv_line("C-3", HARTLEPOOL, "neglect"),
+        csv_line("C-4", NEWCASTLE, "missing"),
+    ]
+    .join("\n");
+    std::fs::write(&file, text).expect("write extract");
+
+    let output = marr_async(vec!["push".into(), "--server".into(), server.url.clone(), file.display().to_string()]).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "rejected rows mean exit status 1; {stdout}");
+    assert_eq!(stdout.trim(), "pushed 4 records: 2 accepted, 0 unchanged, 0 stale, 2 rejected");
+
+    let rejects = std::fs::read_to_string(dir.path().join("extract.csv.rejects.csv")).expect("rejects file");
+    let mut reader = csv::Reader::from_reader(rejects.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(&rows[0][0], "3");
+    assert_eq!(&rows[0][2], "C-2");
+    assert_eq!(&rows[0][3], "category");
+    assert!(rows[0][4].contains("bullying"));
+    assert_eq!(&rows[1][2], "C-3");
+    assert_eq!(&rows[1][3], "place_code");
+
+    // The note with a comma arrived whole.
+    let stored = head_of(&_connection, NEWCASTLE, "C-1").await.expect("stored");
+    assert_eq!(stored.record.expect("record").note, "Seen at home, with sibling");
+
+    // A second push of the same file: the good rows are unchanged now.
+    let output = marr_async(vec!["push".into(), "--server".into(), server.url.clone(), file.display().to_string()]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "pushed 4 records: 0 accepted, 2 unchanged, 0 stale, 2 rejected"
+    );
+}
+
+#[tokio::test]
+async fn push_of_json_lines_names_unknown_columns_and_exits_zero_when_all_are_taken() {
+    let (server, _connection) = TestServer::north_east().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let good = serde_json::json!({
+        "agency_id": NEWCASTLE, "local_ref": "J-1", "subject_key": subject(3), "place_code": NEWCASTLE_WARD,
+        "client_group": "looked_after_child", "category": "missing", "severity": "critical", "status": "active",
+        "assessed_at": "2026-02-01T08:00:00Z", "source_updated_at": "2026-02-01T08:00:00Z",
+        "lawful_basis": "children_act_1989_s47", "note": null
+    });
+    let mut extra = good.clone();
+    extra["local_ref"] = "J-2".into();
+    extra["child_name"] = "should never be sent".into();
+    let file = dir.path().join("extract.jsonl");
+    std::fs::write(&file, format!("{good}\n{extra}\n")).expect("write");
+    let output = marr_async(vec!["push".into(), "--server".into(), server.url.clone(), file.display().to_string()]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "pushed 2 records: 1 accepted, 0 unchanged, 0 stale, 1 rejected"
+    );
+    let rejects = std::fs::read_to_string(dir.path().join("extract.jsonl.rejects.csv")).expect("rejects");
+    assert!(rejects.contains("child_name"), "{rejects}");
+
+    std::fs::write(&file, format!("{good}\n")).expect("rewrite");
+    let output = marr_async(vec!["push".into(), "--server".into(), server.url.clone(), file.display().to_string()]).await;
+    assert_eq!(output.status.code(), Some(0));
+    assert!(!dir.path().join("extract.jsonl.rejects.csv").exists(), "no rejects, no stale rejects file");
+}
+
+#[test]
+fn an_unreachable_server_is_exit_status_2_with_one_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("extract.csv");
+    std::fs::write(&file, HEADER).expect("write");
+    // Port 9 (discard) is not listening here.
+    let output = marr(&["push", "--server", "http://127.0.0.1:9", &file.display().to_string()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot reach the server"), "{stderr}");
+}
+
+#[tokio::test]
+async fn places_import_and_agencies_register_from_the_command_line() {
+    let server = TestServer::start().await;
+    let output = marr_async(vec![
+        "places".into(),
+        "import".into(),
+        "--server".into(),
+        server.url.clone(),
+        geography_file(POLICE).display().to_string(),
+        geography_file(WARDS).display().to_string(),
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("ward") && stdout.contains("8887"), "{stdout}");
+    assert!(stdout.contains("0 rows skipped"), "{stdout}");
+
+    let register = |footprint: &str| {
+        vec![
+            "agencies".into(),
+            "register".into(),
+            "--server".into(),
+            server.url.clone(),
+            "--id".into(),
+            NORTHUMBRIA.into(),
+            "--kind".into(),
+            "police".into(),
+            "--name".into(),
+            "Northumbria Police".into(),
+            "--footprint".into(),
+            footprint.to_string(),
+        ]
+    };
+    let output = marr_async(register(NORTHUMBRIA)).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = marr_async(register("E23999999")).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("E23999999"));
+}
+
+#[test]
+fn serve_names_a_bad_config_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("marr.toml");
+    std::fs::write(
+        &config,
+        "[[principal]]\nname = \"inspector-1\"\nrole = \"inspector\"\ntoken_sha256 = \"not-a-hash\"\n",
+    )
+    .expect("write");
+    let output = marr(&["serve", "--config", &config.display().to_string()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("principal[0].token_sha256"), "{stderr}");
+}
+
+#[tokio::test]
+async fn serve_stops_cleanly_on_sigterm_and_keeps_what_it_acknowledged() {
+    let data = tempfile::tempdir().expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let config = data.path().join("marr.toml");
+    // The file says one address; the flag wins.
+    std::fs::write(&config, "listen = \"127.0.0.1:1\"\n").expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_marr"))
+        .args(["serve", "--config", &config.display().to_string(), "--listen", &listen])
+        .arg("--data-dir")
+        .arg(data.path().join("store"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let url = format!("http://{listen}");
+    let mut connection = None;
+    for _ in 0..100 {
+        if let Ok(c) = marr::cli::Connection::open(&marr::cli::ServerArgs {
+            server: url.clone(),
+            token: None,
+        })
+        .await
+        {
+            connection = Some(c);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let connection = connection.expect("server came up on the flag's address");
+    let tables = north_east_tables();
+    marr::cli::places::import_tables(&connection, tables).await.expect("import");
+    marr::cli::agencies::register(&connection, NEWCASTLE, marr::domain::AgencyKind::ChildrenSocialCare, "Newcastle", &[NEWCASTLE.into()])
+        .await
+        .expect("register");
+    let answers = push_all(&connection, vec![record("SIG-1", 1)]).await;
+    assert_eq!(answers[0].outcome, marr::proto::Outcome::Accepted as i32);
+    drop(connection);
+
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(kill.success());
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("wait").expect("exit");
+    assert_eq!(status.code(), Some(0), "SIGTERM drains, flushes and exits 0");
+
+    let store = marr::store::Store::open(&data.path().join("store")).expect("reopens");
+    let key = marr::domain::RecordKey::parse(NEWCASTLE, "SIG-1").expect("key");
+    assert_eq!(store.record(&key).expect("read").map(|r| r.sequence), Some(1));
+    store.close().await.expect("close");
+}
