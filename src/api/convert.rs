@@ -220,3 +220,38 @@ impl TableAssembler {
         self.tables
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{AgencyKind, ClientGroup, LawfulBasis, PlaceLevel, RecordStatus, RiskCategory, Severity};
+
+    /// Each word of the data standard is the proto enum name, lower-cased, less its prefix.
+    fn agrees<V: Vocabulary>(prefix: &str, proto_name: fn(i32) -> Option<&'static str>) {
+        for value in V::ALL {
+            let expected = format!("{prefix}_{}", value.word().to_uppercase());
+            assert_eq!(proto_name(value.number()), Some(expected.as_str()), "{}", value.word());
+        }
+        assert_eq!(proto_name(V::ALL.len() as i32 + 1), None, "proto has values the domain lacks");
+    }
+
+    #[test]
+    fn the_vocabulary_matches_the_proto_enums() {
+        agrees::<AgencyKind>("AGENCY_KIND", |n| proto::AgencyKind::try_from(n).ok().map(|v| v.as_str_name()));
+        agrees::<ClientGroup>("CLIENT_GROUP", |n| proto::ClientGroup::try_from(n).ok().map(|v| v.as_str_name()));
+        agrees::<RiskCategory>("RISK_CATEGORY", |n| proto::RiskCategory::try_from(n).ok().map(|v| v.as_str_name()));
+        agrees::<Severity>("SEVERITY", |n| proto::Severity::try_from(n).ok().map(|v| v.as_str_name()));
+        agrees::<RecordStatus>("RECORD_STATUS", |n| proto::RecordStatus::try_from(n).ok().map(|v| v.as_str_name()));
+        agrees::<LawfulBasis>("LAWFUL_BASIS", |n| proto::LawfulBasis::try_from(n).ok().map(|v| v.as_str_name()));
+        agrees::<PlaceLevel>("PLACE_LEVEL", |n| proto::PlaceLevel::try_from(n).ok().map(|v| v.as_str_name()));
+    }
+
+    #[test]
+    fn timestamps_round_trip_including_before_1970() {
+        for nanos in [0i128, 1, -1, 1_767_225_600_123_456_789, -86_400_000_000_001] {
+            let at = OffsetDateTime::from_unix_timestamp_nanos(nanos).expect("in range");
+            let mut v = Violations::default();
+            assert_eq!(v.time("t", Some(timestamp(at))), Some(at));
+        }
+    }
+}

@@ -348,3 +348,116 @@ pub fn plan_import(existing: &Geography, tables: &[LookupTable]) -> Result<Impor
     }
     Ok(planner.plan)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(name: &str, header: &str, rows: &[&str]) -> LookupTable {
+        LookupTable {
+            name: name.into(),
+            header: header.split(',').map(str::to_string).collect(),
+            rows: rows
+                .iter()
+                .enumerate()
+                .map(|(i, row)| LookupRow {
+                    line: i as u64 + 2,
+                    cells: row.split(',').map(str::to_string).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    fn code(c: &str) -> PlaceCode {
+        PlaceCode::parse(c).expect("code")
+    }
+
+    fn apply(geography: &mut Geography, plan: ImportPlan) {
+        for place in plan.places {
+            geography.insert_place(place);
+        }
+        for membership in plan.memberships {
+            geography.insert_membership(membership);
+        }
+    }
+
+    fn wards() -> LookupTable {
+        table(
+            "wards",
+            "\u{feff}FID,WD19CD,WD19NM,LAD19CD,LAD19NM,CTY19CD,CTY19NM,RGN19CD,RGN19NM,CTRY19CD,CTRY19NM",
+            &[
+                "1,E05011451,Lemington,E08000021,Newcastle upon Tyne,E11000007,Tyne and Wear,E12000001,North East,E92000001,England",
+                "2,E05000001,Aldgate,E09000001,City of London,,,E12000007,London,E92000001,England",
+                "3,W05000001,Aberdaron,W06000001,Isle of Anglesey,,,,,W92000004,Wales",
+            ],
+        )
+    }
+
+    fn police() -> LookupTable {
+        table(
+            "police",
+            "FID,LAD21CD,LAD21NM,PFA21CD,PFA21NM",
+            &[
+                "1,E08000021,Newcastle upon Tyne,E23000007,Northumbria",
+                "2,E06000060,Buckinghamshire,E23000043,Thames Valley",
+            ],
+        )
+    }
+
+    #[test]
+    fn footprints_may_come_before_the_tree_and_unknown_parents_are_skipped_not_invented() {
+        let mut geography = Geography::default();
+        let plan = plan_import(&geography, &[police(), wards()]).expect("plan");
+        assert_eq!(plan.report.rows_read, 5);
+        assert_eq!(plan.report.rows_skipped(), 1);
+        let (reason, skipped) = plan.report.skipped.iter().next().expect("one reason");
+        assert!(reason.contains("E06000060"), "{reason}");
+        assert_eq!(skipped.examples, vec!["police:3"]);
+        apply(&mut geography, plan);
+
+        assert!(geography.place(code("E06000060")).is_none(), "no invented district");
+        assert!(geography.place(code("E23000043")).is_none(), "no area for a skipped row");
+        let ward = code("E05011451");
+        let chain: Vec<&str> = geography.ancestors(ward).iter().map(|p| p.code.as_str()).collect();
+        assert_eq!(chain, vec!["E08000021", "E11000007", "E12000001", "E92000001"]);
+        let welsh: Vec<&str> = geography.ancestors(code("W05000001")).iter().map(|p| p.code.as_str()).collect();
+        assert_eq!(welsh, vec!["W06000001", "W92000004"], "Wales has no region");
+        assert!(geography.within(ward, code("E23000007")), "a ward lies in its district's force area");
+        assert!(!geography.within(code("E05000001"), code("E23000007")));
+    }
+
+    #[test]
+    fn importing_twice_adds_nothing_and_repeated_rows_are_harmless() {
+        let mut geography = Geography::default();
+        let mut doubled = wards();
+        doubled.rows.extend(wards().rows);
+        let plan = plan_import(&geography, &[doubled]).expect("plan");
+        assert_eq!(plan.report.rows_skipped(), 0);
+        assert_eq!(plan.places.len(), 3 + 3 + 1 + 2 + 2);
+        apply(&mut geography, plan);
+        let again = plan_import(&geography, &[wards(), police()]).expect("plan");
+        assert_eq!(again.report.places_added, 1, "only the police force area is new");
+        assert_eq!(again.memberships.len(), 1);
+    }
+
+    #[test]
+    fn a_row_that_moves_a_known_place_is_skipped() {
+        let mut geography = Geography::default();
+        let plan = plan_import(&geography, &[wards()]).expect("plan");
+        apply(&mut geography, plan);
+        let moved = table(
+            "moved",
+            "WD19CD,WD19NM,LAD19CD,LAD19NM",
+            &["E05011451,Lemington,E09000001,City of London"],
+        );
+        let plan = plan_import(&geography, &[moved]).expect("plan");
+        assert_eq!(plan.report.rows_skipped(), 1);
+        assert!(plan.places.is_empty());
+    }
+
+    #[test]
+    fn a_table_without_place_columns_is_an_error() {
+        let error = plan_import(&Geography::default(), &[table("people", "NAME,AGE", &[])]).expect_err("refused");
+        assert!(matches!(error, LookupError::UnrecognisedLayout { .. }));
+    }
+}

@@ -5,6 +5,7 @@
 //! projection that disagrees with the log.
 
 mod keyspace;
+mod verify;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -200,18 +201,6 @@ impl Store {
         }
         revisions.reverse();
         Ok(revisions)
-    }
-
-    /// Every revision in the log from `after + 1` on, in sequence order.
-    pub fn log_after(&self, after: u64) -> impl Iterator<Item = Result<Revision, StoreError>> + '_ {
-        let start = Log::key(&after.saturating_add(1));
-        self.shared
-            .tree
-            .range(start..Log::key(&u64::MAX))
-            .map(|entry| {
-                let (_, value) = entry?;
-                Ok(postcard::from_bytes(&value)?)
-            })
     }
 
     /// Imports geography lookup tables; the writer plans and applies them in one batch.

@@ -1,0 +1,82 @@
+//! Rebuilds the projections from the revision log in memory and compares them with what is
+//! stored, so any disagreement between the truth and what readers see is found.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::keyspace::{ByPlace, BySubject, Keyspace, Latest, Log};
+use super::{Store, StoreError};
+use crate::domain::{PlaceCode, RecordKey, Revision, SubjectKey};
+
+impl Store {
+    /// Every way in which the stored projections differ from a replay of the log, and every
+    /// gap in the log's sequence or a record's revisions. Empty when the store is consistent.
+    pub fn verify_projections(&self) -> Result<Vec<String>, StoreError> {
+        let tree = &self.shared.tree;
+        let mut problems = Vec::new();
+        let mut latest: BTreeMap<RecordKey, Revision> = BTreeMap::new();
+        let mut expected_sequence = 1;
+        for entry in Log::scan_all(tree) {
+            let (sequence, revision) = entry?;
+            if sequence != expected_sequence || revision.sequence != sequence {
+                problems.push(format!("log: expected sequence {expected_sequence}, found {sequence}"));
+            }
+            expected_sequence = sequence + 1;
+            let previous = latest.get(&revision.record.key);
+            let expected_revision = previous.map_or(1, |p| p.revision + 1);
+            if revision.revision != expected_revision || revision.previous != previous.map(|p| p.sequence) {
+                problems.push(format!(
+                    "log {sequence}: {} is revision {} (previous {:?}), expected {expected_revision}",
+                    revision.record.key, revision.revision, revision.previous
+                ));
+            }
+            latest.insert(revision.record.key.clone(), revision);
+        }
+        if expected_sequence - 1 != self.head_sequence() {
+            problems.push(format!("head is {} but the log ends at {}", self.head_sequence(), expected_sequence - 1));
+        }
+
+        let stored: BTreeMap<RecordKey, Revision> = Latest::scan_all(tree).collect::<Result<_, _>>()?;
+        for (key, revision) in &latest {
+            match stored.get(key) {
+                Some(s) if s == revision => {}
+                Some(s) => problems.push(format!("latest {key}: stored revision {}, log says {}", s.revision, revision.revision)),
+                None => problems.push(format!("latest {key}: missing")),
+            }
+        }
+        for key in stored.keys().filter(|k| !latest.contains_key(*k)) {
+            problems.push(format!("latest {key}: not in the log"));
+        }
+
+        let places: BTreeSet<(PlaceCode, RecordKey)> = latest.values().map(|r| (r.record.place, r.record.key.clone())).collect();
+        let stored_places: BTreeSet<(PlaceCode, RecordKey)> =
+            ByPlace::scan_all(tree).map(|e| e.map(|(k, ())| k)).collect::<Result<_, _>>()?;
+        for (place, key) in places.symmetric_difference(&stored_places) {
+            problems.push(format!("place index: {key} at {place} disagrees with the log"));
+        }
+
+        let subjects: BTreeSet<(SubjectKey, RecordKey)> = latest
+            .values()
+            .filter_map(|r| r.record.subject.map(|s| (s, r.record.key.clone())))
+            .collect();
+        let stored_subjects: BTreeSet<(SubjectKey, RecordKey)> =
+            BySubject::scan_all(tree).map(|e| e.map(|(k, ())| k)).collect::<Result<_, _>>()?;
+        for (subject, key) in subjects.symmetric_difference(&stored_subjects) {
+            problems.push(format!("subject index: {key} under {subject} disagrees with the log"));
+        }
+        Ok(problems)
+    }
+
+    /// Records whose latest revision sits directly at `place`.
+    pub fn records_at(&self, place: PlaceCode) -> Result<Vec<RecordKey>, StoreError> {
+        ByPlace::scan(&self.shared.tree, place.as_bytes())
+            .map(|e| e.map(|((_, key), ())| key))
+            .collect()
+    }
+
+    /// Records whose latest revision names `subject`.
+    pub fn records_of_subject(&self, subject: SubjectKey) -> Result<Vec<RecordKey>, StoreError> {
+        BySubject::scan(&self.shared.tree, subject.as_bytes())
+            .map(|e| e.map(|((_, key), ())| key))
+            .collect()
+    }
+}

@@ -1,0 +1,169 @@
+//! Property: whatever agencies send, in whatever order, the projections equal a recount from
+//! the revision log, and every answer matches a simple model of the ingest rules.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::*;
+use marr::domain::*;
+use marr::store::{Store, Submitted};
+use proptest::prelude::*;
+use time::OffsetDateTime;
+
+/// One submission: which record, where, about whom, how serious, and how old its version is.
+#[derive(Debug, Clone)]
+struct Op {
+    key: usize,
+    place: usize,
+    subject: Option<u32>,
+    severity: usize,
+    status: usize,
+    version_hours_ago: i64,
+}
+
+const KEYS: [(&str, &str); 4] = [(NEWCASTLE, "N-1"), (NEWCASTLE, "N-2"), (NORTHUMBRIA, "P-1"), (NORTHUMBRIA, "P-2")];
+
+fn op() -> impl Strategy<Value = Op> {
+    (0..KEYS.len(), 0..2usize, prop::option::of(0..3u32), 0..4usize, 0..3usize, 0..6i64).prop_map(
+        |(key, place, subject, severity, status, version_hours_ago)| Op {
+            key,
+            place,
+            subject,
+            severity,
+            status,
+            version_hours_ago,
+        },
+    )
+}
+
+fn to_record(op: &Op, now: OffsetDateTime) -> RiskRecord {
+    let (agency, local_ref) = KEYS[op.key];
+    // Both places lie inside both agencies' footprints.
+    let place = [NEWCASTLE_WARD, NEWCASTLE][op.place];
+    let updated = now - time::Duration::hours(op.version_hours_ago);
+    RiskRecord {
+        key: RecordKey::parse(agency, local_ref).expect("key"),
+        subject: op.subject.map(|n| SubjectKey::parse(&subject(n)).expect("subject")),
+        place: PlaceCode::parse(place).expect("place"),
+        client_group: ClientGroup::ChildrenInNeed,
+        category: RiskCategory::Neglect,
+        severity: Severity::ALL[op.severity],
+        status: RecordStatus::ALL[op.status],
+        assessed_at: updated - time::Duration::hours(1),
+        source_updated_at: updated,
+        lawful_basis: LawfulBasis::ChildrenAct1989S47,
+        note: String::new(),
+    }
+}
+
+/// The ingest rules, written out plainly: the model the store must agree with.
+#[derive(Default)]
+struct Model {
+    latest: BTreeMap<RecordKey, (RiskRecord, u32, u64)>,
+    head: u64,
+}
+
+impl Model {
+    fn submit(&mut self, record: RiskRecord) -> Submitted {
+        match self.latest.get(&record.key) {
+            Some((held, revision, sequence)) if held.source_updated_at == record.source_updated_at && *held == record => {
+                Submitted::Unchanged {
+                    revision: *revision,
+                    sequence: *sequence,
+                }
+            }
+            Some((held, _, _)) if held.source_updated_at >= record.source_updated_at => Submitted::Stale { reason: String::new() },
+            held => {
+                let revision = held.map_or(1, |h| h.1 + 1);
+                self.head += 1;
+                self.latest.insert(record.key.clone(), (record, revision, self.head));
+                Submitted::Accepted {
+                    revision,
+                    sequence: self.head,
+                }
+            }
+        }
+    }
+}
+
+fn same_outcome(a: &Submitted, b: &Submitted) -> bool {
+    match (a, b) {
+        (Submitted::Stale { .. }, Submitted::Stale { .. }) => true,
+        _ => a == b,
+    }
+}
+
+async fn run(ops: Vec<Op>, batches: Vec<usize>) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Store::open(dir.path()).expect("open");
+    store.import_places(north_east_tables()).await.expect("import");
+    for (id, kind, footprint) in [(NEWCASTLE, AgencyKind::ChildrenSocialCare, NEWCASTLE), (NORTHUMBRIA, AgencyKind::Police, NORTHUMBRIA)] {
+        let agency = Agency {
+            id: AgencyId::parse(id).expect("id"),
+            kind,
+            name: id.into(),
+            footprint: vec![PlaceCode::parse(footprint).expect("code")],
+        };
+        store.register_agency(agency).await.expect("register");
+    }
+    let now = OffsetDateTime::now_utc();
+    let mut model = Model::default();
+    let mut ops = ops.into_iter().peekable();
+    // Queue several submissions before awaiting any, so the writer sees them in one batch,
+    // often with the same record more than once.
+    for size in batches {
+        let chunk: Vec<Op> = ops.by_ref().take(size).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let mut answers = Vec::new();
+        for op in &chunk {
+            let record = to_record(op, now);
+            store.check_record(&record).expect("valid by construction");
+            answers.push((store.enqueue(record.clone()).await.expect("queued"), record));
+        }
+        for (answer, record) in answers {
+            let got = answer.await.expect("answered").expect("written");
+            let expected = model.submit(record);
+            prop_assert!(same_outcome(&got, &expected), "store said {got:?}, model says {expected:?}");
+        }
+        let problems = store.verify_projections().expect("verify");
+        prop_assert!(problems.is_empty(), "{problems:?}");
+    }
+    for (key, (record, revision, sequence)) in &model.latest {
+        let stored = store.record(key).expect("read").expect("present");
+        prop_assert_eq!(&stored.record, record);
+        prop_assert_eq!((stored.revision, stored.sequence), (*revision, *sequence));
+        prop_assert_eq!(store.history(key).expect("history").len() as u32, *revision);
+    }
+    for place in [NEWCASTLE_WARD, NEWCASTLE] {
+        let code = PlaceCode::parse(place).expect("code");
+        let expected: BTreeSet<RecordKey> = model.latest.values().filter(|r| r.0.place == code).map(|r| r.0.key.clone()).collect();
+        let stored: BTreeSet<RecordKey> = store.records_at(code).expect("index").into_iter().collect();
+        prop_assert_eq!(stored, expected);
+    }
+    for n in 0..3 {
+        let key = SubjectKey::parse(&subject(n)).expect("subject");
+        let expected: BTreeSet<RecordKey> =
+            model.latest.values().filter(|r| r.0.subject == Some(key)).map(|r| r.0.key.clone()).collect();
+        let stored: BTreeSet<RecordKey> = store.records_of_subject(key).expect("index").into_iter().collect();
+        prop_assert_eq!(stored, expected);
+    }
+    prop_assert_eq!(store.head_sequence(), model.head);
+    store.close().await.expect("close");
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    fn projections_equal_a_recount_from_the_log(
+        ops in prop::collection::vec(op(), 1..60),
+        batches in prop::collection::vec(1..12usize, 60),
+    ) {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        runtime.block_on(run(ops, batches))?;
+    }
+}
