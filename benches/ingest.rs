@@ -1,1 +1,193 @@
-fn main(){}
+//! Ingest throughput: records per second through `PushRecords` with durable acknowledgements,
+//! against raw sled inserts of the same records with one flush per batch, in one run.
+//!
+//! `cargo bench --bench ingest` (set MARR_BENCH_RECORDS to change the count, default 100000).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use marr::api::convert::{record_from_proto, timestamp};
+use marr::cli::{Connection, ServerArgs, places};
+use marr::config::Config;
+use marr::domain::{AgencyKind, Vocabulary};
+use marr::proto;
+use marr::store::Store;
+use sha2::Digest;
+use time::OffsetDateTime;
+
+const NEWCASTLE: &str = "E08000021";
+const ROUNDS: usize = 3;
+
+fn geography(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/geography")
+        .join(name)
+}
+
+/// Newcastle's real wards, for records to sit in.
+fn newcastle_wards() -> (Vec<marr::domain::lookup::LookupTable>, Vec<String>) {
+    let mut wards = places::read_table(&geography("ward-lad-county-region-country-2019.csv"))
+        .expect("ward lookup");
+    wards.rows.retain(|row| row.cells[3] == NEWCASTLE);
+    let codes = wards.rows.iter().map(|row| row.cells[1].clone()).collect();
+    (vec![wards], codes)
+}
+
+fn records(count: usize, wards: &[String]) -> Vec<proto::RiskRecord> {
+    let now = OffsetDateTime::now_utc();
+    (0..count)
+        .map(|i| proto::RiskRecord {
+            agency_id: NEWCASTLE.into(),
+            local_ref: format!("NCC-{i:08}"),
+            subject_key: hex::encode(sha2::Sha256::digest(i.to_le_bytes())),
+            place_code: wards[i % wards.len()].clone(),
+            client_group: marr::domain::ClientGroup::ALL[i % 7].number(),
+            category: marr::domain::RiskCategory::ALL[i % 16].number(),
+            severity: marr::domain::Severity::ALL[i % 4].number(),
+            status: marr::domain::RecordStatus::Active.number(),
+            assessed_at: Some(timestamp(now - time::Duration::days(3))),
+            source_updated_at: Some(timestamp(now - time::Duration::days(2))),
+            lawful_basis: marr::domain::LawfulBasis::ChildrenAct1989S17.number(),
+            note: "Home visit arranged".into(),
+        })
+        .collect()
+}
+
+/// Raw sled: the same records, encoded the same way, one insert each, one flush per batch.
+fn raw_sled(records: &[proto::RiskRecord], batch_size: usize) -> Duration {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = sled::open(dir.path()).expect("sled");
+    let tree = db.open_tree("raw").expect("tree");
+    let now = OffsetDateTime::now_utc();
+    let start = Instant::now();
+    for chunk in records.chunks(batch_size) {
+        let mut batch = sled::Batch::default();
+        for record in chunk {
+            let record = record_from_proto(Some(record.clone()), now).expect("valid");
+            let key = format!("{}/{}", record.key.agency, record.key.local_ref);
+            batch.insert(
+                key.as_bytes(),
+                postcard::to_stdvec(&record).expect("encode"),
+            );
+        }
+        tree.apply_batch(batch).expect("apply");
+        db.flush().expect("flush");
+    }
+    start.elapsed()
+}
+
+/// The register: one PushRecords stream, timed until the last durable acknowledgement.
+async fn register(
+    records: &[proto::RiskRecord],
+    tables: Vec<marr::domain::lookup::LookupTable>,
+) -> (Duration, u64) {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Store::open(dir.path()).expect("store");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(marr::serve(
+        listener,
+        store.clone(),
+        Config::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let connection = Connection::open(&ServerArgs {
+        server: url,
+        token: None,
+    })
+    .await
+    .expect("connect");
+    places::import_tables(&connection, tables)
+        .await
+        .expect("import");
+    marr::cli::agencies::register(
+        &connection,
+        NEWCASTLE,
+        AgencyKind::ChildrenSocialCare,
+        "Newcastle",
+        &[NEWCASTLE.into()],
+    )
+    .await
+    .expect("agency");
+    let batches_before = store.batches_committed();
+    let requests: Vec<proto::PushRecordsRequest> = records
+        .iter()
+        .cloned()
+        .map(|r| proto::PushRecordsRequest { record: Some(r) })
+        .collect();
+    let start = Instant::now();
+    let mut answers = connection
+        .risk_register()
+        .push_records(tokio_stream::iter(requests))
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut accepted = 0;
+    while let Some(answer) = answers.message().await.expect("answer") {
+        if answer.outcome == proto::Outcome::Accepted as i32 {
+            accepted += 1;
+        }
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(accepted, records.len(), "every record accepted");
+    let batches = store.batches_committed() - batches_before;
+    drop(connection);
+    drop(store);
+    let _ = stop.send(());
+    server.await.expect("server").expect("stops");
+    (elapsed, batches)
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+fn main() {
+    let count: usize = std::env::var("MARR_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let (tables, wards) = newcastle_wards();
+    let records = records(count, &wards);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+
+    let mut register_times = Vec::new();
+    let mut batch_counts = Vec::new();
+    for _ in 0..ROUNDS {
+        let (elapsed, batches) = runtime.block_on(register(&records, tables.clone()));
+        register_times.push(elapsed);
+        batch_counts.push(batches);
+    }
+    let mean_batch = count as f64 * ROUNDS as f64 / batch_counts.iter().sum::<u64>() as f64;
+    let raw_batch = mean_batch.round().max(1.0) as usize;
+    let raw_times: Vec<Duration> = (0..ROUNDS).map(|_| raw_sled(&records, raw_batch)).collect();
+
+    let rate = |d: Duration| count as f64 / d.as_secs_f64();
+    let register = median(register_times);
+    let raw = median(raw_times);
+    println!("ingest: {count} records, {ROUNDS} rounds each, median shown");
+    println!("| path | records/s | seconds | batches |");
+    println!("| --- | ---: | ---: | ---: |");
+    println!(
+        "| raw sled: 1 insert per record, 1 flush per batch of {raw_batch} | {:.0} | {:.2} | {} |",
+        rate(raw),
+        raw.as_secs_f64(),
+        count.div_ceil(raw_batch)
+    );
+    println!(
+        "| marr PushRecords: validate, log + 3 projections, durable ack | {:.0} | {:.2} | {:.0} |",
+        rate(register),
+        register.as_secs_f64(),
+        batch_counts.iter().sum::<u64>() as f64 / ROUNDS as f64
+    );
+    println!(
+        "ratio marr / raw sled: {:.2} (goal: at least 0.50)",
+        rate(register) / rate(raw)
+    );
+}

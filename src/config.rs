@@ -18,9 +18,15 @@ pub const DEFAULT_DATA_DIR: &str = "marr-data";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {source}")]
-    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
     #[error("config key `{key}`: {reason}")]
     Invalid { key: String, reason: String },
 }
@@ -83,13 +89,18 @@ impl Config {
 
     /// The address to listen on, after the file and the default.
     pub fn listen(&self) -> SocketAddr {
-        self.listen
-            .unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 50051))))
+        self.listen.unwrap_or_else(|| {
+            DEFAULT_LISTEN
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 50051)))
+        })
     }
 
     /// The data directory, after the file and the default.
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
     }
 
     /// Checks every principal, naming the first bad key.
@@ -104,16 +115,25 @@ impl Config {
                 return Err(invalid("name", "must not be empty".into()));
             }
             if !names.insert(principal.name.as_str()) {
-                return Err(invalid("name", format!("`{}` is used by two principals", principal.name)));
+                return Err(invalid(
+                    "name",
+                    format!("`{}` is used by two principals", principal.name),
+                ));
             }
             if let Some(hash) = &principal.token_sha256 {
-                let shaped = hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+                let shaped = hash.len() == 64
+                    && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
                 if !shaped {
-                    return Err(invalid("token_sha256", "must be 64 lower-case hex characters (the SHA-256 of the token)".into()));
+                    return Err(invalid(
+                        "token_sha256",
+                        "must be 64 lower-case hex characters (the SHA-256 of the token)".into(),
+                    ));
                 }
             }
             match (&principal.agency, principal.role) {
-                (None, Role::Agency) => return Err(invalid("agency", "is required for role agency".into())),
+                (None, Role::Agency) => {
+                    return Err(invalid("agency", "is required for role agency".into()));
+                }
                 (Some(agency), _) => {
                     AgencyId::parse(agency).map_err(|reason| invalid("agency", reason))?;
                 }

@@ -54,12 +54,17 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    health.set_serving::<RiskRegisterServer<api::risk_register::RiskRegisterService>>().await;
-    health.set_serving::<DirectoryServer<api::directory::DirectoryService>>().await;
+    health
+        .set_serving::<RiskRegisterServer<api::risk_register::RiskRegisterService>>()
+        .await;
+    health
+        .set_serving::<DirectoryServer<api::directory::DirectoryService>>()
+        .await;
     health.set_service_status("", ServingStatus::Serving).await;
 
-    let risk_register = RiskRegisterServer::new(api::risk_register::RiskRegisterService::new(store.clone()))
-        .max_decoding_message_size(MAX_RECORD_MESSAGE);
+    let risk_register =
+        RiskRegisterServer::new(api::risk_register::RiskRegisterService::new(store.clone()))
+            .max_decoding_message_size(MAX_RECORD_MESSAGE);
     let directory = DirectoryServer::new(api::directory::DirectoryService::new(store.clone()))
         .max_decoding_message_size(MAX_DIRECTORY_MESSAGE);
 
@@ -67,7 +72,9 @@ pub async fn serve(
     let shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down: draining open calls");
-        draining.set_service_status("", ServingStatus::NotServing).await;
+        draining
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
     };
     tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving marr.v1");
     tonic::transport::Server::builder()

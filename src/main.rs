@@ -93,13 +93,14 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}
@@ -109,7 +110,11 @@ async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
-async fn serve(config: Option<PathBuf>, listen: Option<SocketAddr>, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(
+    config: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let mut config = match config {
         Some(path) => Config::load(&path)?,
         None => Config::default(),
@@ -137,14 +142,20 @@ async fn client(command: Command) -> Result<ExitCode, ClientError> {
             let summary = push::push_file(&connection, &file).await?;
             println!("{summary}");
             if summary.rejected > 0 {
-                eprintln!("rejected rows and reasons: {}", push::rejects_path(&file).display());
+                eprintln!(
+                    "rejected rows and reasons: {}",
+                    push::rejects_path(&file).display()
+                );
                 return Ok(ExitCode::from(1));
             }
         }
         Command::Places {
             command: PlacesCommand::Import { server, files },
         } => {
-            let tables = files.iter().map(|f| places::read_table(f)).collect::<Result<Vec<_>, _>>()?;
+            let tables = files
+                .iter()
+                .map(|f| places::read_table(f))
+                .collect::<Result<Vec<_>, _>>()?;
             let connection = Connection::open(&server).await?;
             let report = places::import_tables(&connection, tables).await?;
             for line in places::report_lines(&report) {
@@ -163,9 +174,18 @@ async fn client(command: Command) -> Result<ExitCode, ClientError> {
         } => {
             let connection = Connection::open(&server).await?;
             let answer = agencies::register(&connection, &id, kind, &name, &footprint).await?;
-            println!("{} agency {id}", if answer.changed { "registered" } else { "unchanged:" });
+            println!(
+                "{} agency {id}",
+                if answer.changed {
+                    "registered"
+                } else {
+                    "unchanged:"
+                }
+            );
         }
-        Command::Serve { .. } | Command::Demo { .. } => unreachable!("server commands are run by main"),
+        Command::Serve { .. } | Command::Demo { .. } => {
+            unreachable!("server commands are run by main")
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -173,14 +193,21 @@ async fn client(command: Command) -> Result<ExitCode, ClientError> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, listen, data_dir } => {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+        } => {
             init_logging();
             match serve(config, listen, data_dir).await {
                 Ok(()) => ExitCode::SUCCESS,

@@ -44,12 +44,26 @@ async fn push_of_a_csv_with_bad_rows_writes_the_rejects_and_one_summary_line() {
     .join("\n");
     std::fs::write(&file, text).expect("write extract");
 
-    let output = marr_async(vec!["push".into(), "--server".into(), server.url.clone(), file.display().to_string()]).await;
+    let output = marr_async(vec![
+        "push".into(),
+        "--server".into(),
+        server.url.clone(),
+        file.display().to_string(),
+    ])
+    .await;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "rejected rows mean exit status 1; {stdout}");
-    assert_eq!(stdout.trim(), "pushed 4 records: 2 accepted, 0 unchanged, 0 stale, 2 rejected");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "rejected rows mean exit status 1; {stdout}"
+    );
+    assert_eq!(
+        stdout.trim(),
+        "pushed 4 records: 2 accepted, 0 unchanged, 0 stale, 2 rejected"
+    );
 
-    let rejects = std::fs::read_to_string(dir.path().join("extract.csv.rejects.csv")).expect("rejects file");
+    let rejects =
+        std::fs::read_to_string(dir.path().join("extract.csv.rejects.csv")).expect("rejects file");
     let mut reader = csv::Reader::from_reader(rejects.as_bytes());
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
     assert_eq!(rows.len(), 2);
@@ -61,11 +75,22 @@ async fn push_of_a_csv_with_bad_rows_writes_the_rejects_and_one_summary_line() {
     assert_eq!(&rows[1][3], "place_code");
 
     // The note with a comma arrived whole.
-    let stored = head_of(&_connection, NEWCASTLE, "C-1").await.expect("stored");
-    assert_eq!(stored.record.expect("record").note, "Seen at home, with sibling");
+    let stored = head_of(&_connection, NEWCASTLE, "C-1")
+        .await
+        .expect("stored");
+    assert_eq!(
+        stored.record.expect("record").note,
+        "Seen at home, with sibling"
+    );
 
     // A second push of the same file: the good rows are unchanged now.
-    let output = marr_async(vec!["push".into(), "--server".into(), server.url.clone(), file.display().to_string()]).await;
+    let output = marr_async(vec![
+        "push".into(),
+        "--server".into(),
+        server.url.clone(),
+        file.display().to_string(),
+    ])
+    .await;
     assert_eq!(
         String::from_utf8_lossy(&output.stdout).trim(),
         "pushed 4 records: 0 accepted, 2 unchanged, 0 stale, 2 rejected"
@@ -87,19 +112,35 @@ async fn push_of_json_lines_names_unknown_columns_and_exits_zero_when_all_are_ta
     extra["child_name"] = "should never be sent".into();
     let file = dir.path().join("extract.jsonl");
     std::fs::write(&file, format!("{good}\n{extra}\n")).expect("write");
-    let output = marr_async(vec!["push".into(), "--server".into(), server.url.clone(), file.display().to_string()]).await;
+    let output = marr_async(vec![
+        "push".into(),
+        "--server".into(),
+        server.url.clone(),
+        file.display().to_string(),
+    ])
+    .await;
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&output.stdout).trim(),
         "pushed 2 records: 1 accepted, 0 unchanged, 0 stale, 1 rejected"
     );
-    let rejects = std::fs::read_to_string(dir.path().join("extract.jsonl.rejects.csv")).expect("rejects");
+    let rejects =
+        std::fs::read_to_string(dir.path().join("extract.jsonl.rejects.csv")).expect("rejects");
     assert!(rejects.contains("child_name"), "{rejects}");
 
     std::fs::write(&file, format!("{good}\n")).expect("rewrite");
-    let output = marr_async(vec!["push".into(), "--server".into(), server.url.clone(), file.display().to_string()]).await;
+    let output = marr_async(vec![
+        "push".into(),
+        "--server".into(),
+        server.url.clone(),
+        file.display().to_string(),
+    ])
+    .await;
     assert_eq!(output.status.code(), Some(0));
-    assert!(!dir.path().join("extract.jsonl.rejects.csv").exists(), "no rejects, no stale rejects file");
+    assert!(
+        !dir.path().join("extract.jsonl.rejects.csv").exists(),
+        "no rejects, no stale rejects file"
+    );
 }
 
 #[test]
@@ -108,7 +149,12 @@ fn an_unreachable_server_is_exit_status_2_with_one_line() {
     let file = dir.path().join("extract.csv");
     std::fs::write(&file, HEADER).expect("write");
     // Port 9 (discard) is not listening here.
-    let output = marr(&["push", "--server", "http://127.0.0.1:9", &file.display().to_string()]);
+    let output = marr(&[
+        "push",
+        "--server",
+        "http://127.0.0.1:9",
+        &file.display().to_string(),
+    ]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
@@ -129,7 +175,10 @@ async fn places_import_and_agencies_register_from_the_command_line() {
     .await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
-    assert!(stdout.contains("ward") && stdout.contains("8887"), "{stdout}");
+    assert!(
+        stdout.contains("ward") && stdout.contains("8887"),
+        "{stdout}"
+    );
     assert!(stdout.contains("0 rows skipped"), "{stdout}");
 
     let register = |footprint: &str| {
@@ -149,7 +198,11 @@ async fn places_import_and_agencies_register_from_the_command_line() {
         ]
     };
     let output = marr_async(register(NORTHUMBRIA)).await;
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let output = marr_async(register("E23999999")).await;
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("E23999999"));
@@ -182,7 +235,13 @@ async fn serve_stops_cleanly_on_sigterm_and_keeps_what_it_acknowledged() {
     // The file says one address; the flag wins.
     std::fs::write(&config, "listen = \"127.0.0.1:1\"\n").expect("config");
     let mut child = Command::new(env!("CARGO_BIN_EXE_marr"))
-        .args(["serve", "--config", &config.display().to_string(), "--listen", &listen])
+        .args([
+            "serve",
+            "--config",
+            &config.display().to_string(),
+            "--listen",
+            &listen,
+        ])
         .arg("--data-dir")
         .arg(data.path().join("store"))
         .stderr(std::process::Stdio::null())
@@ -204,21 +263,42 @@ async fn serve_stops_cleanly_on_sigterm_and_keeps_what_it_acknowledged() {
     }
     let connection = connection.expect("server came up on the flag's address");
     let tables = north_east_tables();
-    marr::cli::places::import_tables(&connection, tables).await.expect("import");
-    marr::cli::agencies::register(&connection, NEWCASTLE, marr::domain::AgencyKind::ChildrenSocialCare, "Newcastle", &[NEWCASTLE.into()])
+    marr::cli::places::import_tables(&connection, tables)
         .await
-        .expect("register");
+        .expect("import");
+    marr::cli::agencies::register(
+        &connection,
+        NEWCASTLE,
+        marr::domain::AgencyKind::ChildrenSocialCare,
+        "Newcastle",
+        &[NEWCASTLE.into()],
+    )
+    .await
+    .expect("register");
     let answers = push_all(&connection, vec![record("SIG-1", 1)]).await;
     assert_eq!(answers[0].outcome, marr::proto::Outcome::Accepted as i32);
     drop(connection);
 
-    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(kill.success());
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("wait").expect("exit");
-    assert_eq!(status.code(), Some(0), "SIGTERM drains, flushes and exits 0");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("wait")
+        .expect("exit");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM drains, flushes and exits 0"
+    );
 
     let store = marr::store::Store::open(&data.path().join("store")).expect("reopens");
     let key = marr::domain::RecordKey::parse(NEWCASTLE, "SIG-1").expect("key");
-    assert_eq!(store.record(&key).expect("read").map(|r| r.sequence), Some(1));
+    assert_eq!(
+        store.record(&key).expect("read").map(|r| r.sequence),
+        Some(1)
+    );
     store.close().await.expect("close");
 }

@@ -28,43 +28,71 @@ fn all_tables() -> Vec<marr::domain::lookup::LookupTable> {
 async fn the_three_real_lookups_import_with_only_the_explained_skips() {
     let server = TestServer::start().await;
     let connection = server.connect().await;
-    let report = places::import_tables(&connection, all_tables()).await.expect("import");
+    let report = places::import_tables(&connection, all_tables())
+        .await
+        .expect("import");
 
     assert_eq!(count(&report.places, PlaceLevel::Ward), 8_887);
     assert_eq!(count(&report.places, PlaceLevel::District), 382);
     assert_eq!(count(&report.places, PlaceLevel::Lsoa), 32_525);
     assert_eq!(count(&report.places, PlaceLevel::Country), 4);
     assert_eq!(count(&report.places, PlaceLevel::Region), 9);
-    assert_eq!(count(&report.footprint_areas, PlaceLevel::PoliceForceArea), 43);
-    assert!(count(&report.footprint_areas, PlaceLevel::CommunitySafetyPartnership) > 250);
-    assert!(count(&report.footprint_areas, PlaceLevel::ClinicalCommissioningGroup) > 100);
+    assert_eq!(
+        count(&report.footprint_areas, PlaceLevel::PoliceForceArea),
+        43
+    );
+    assert!(
+        count(
+            &report.footprint_areas,
+            PlaceLevel::CommunitySafetyPartnership
+        ) > 250
+    );
+    assert!(
+        count(
+            &report.footprint_areas,
+            PlaceLevel::ClinicalCommissioningGroup
+        ) > 100
+    );
     assert_eq!(report.rows_read, 8_887 + 342 + 32_844);
 
     // The only skips are Buckinghamshire's LSOAs, whose 2020 district the 2019 tree lacks.
     assert_eq!(report.rows_skipped, 319, "{:?}", report.skipped);
     assert_eq!(report.skipped.len(), 1);
-    assert!(report.skipped[0].reason.contains("E06000060"), "{}", report.skipped[0].reason);
+    assert!(
+        report.skipped[0].reason.contains("E06000060"),
+        "{}",
+        report.skipped[0].reason
+    );
     assert_eq!(report.skipped[0].rows, 319);
 
     // Importing again changes nothing.
-    let again = places::import_tables(&connection, all_tables()).await.expect("re-import");
+    let again = places::import_tables(&connection, all_tables())
+        .await
+        .expect("re-import");
     assert_eq!(again.places_added, 0);
     assert_eq!(count(&again.places, PlaceLevel::Ward), 8_887);
 
     // Quoted names with commas survive, and the tree is right.
     let hull = connection
         .directory()
-        .get_place(proto::GetPlaceRequest { code: "E06000010".into() })
+        .get_place(proto::GetPlaceRequest {
+            code: "E06000010".into(),
+        })
         .await
         .expect("Hull is known")
         .into_inner();
-    assert_eq!(hull.place.expect("place").name, "Kingston upon Hull, City of");
+    assert_eq!(
+        hull.place.expect("place").name,
+        "Kingston upon Hull, City of"
+    );
     let chain: Vec<String> = hull.ancestors.iter().map(|p| p.code.clone()).collect();
     assert_eq!(chain, vec!["E92000001", "E12000003"]);
 
     let ward = connection
         .directory()
-        .get_place(proto::GetPlaceRequest { code: NEWCASTLE_WARD.into() })
+        .get_place(proto::GetPlaceRequest {
+            code: NEWCASTLE_WARD.into(),
+        })
         .await
         .expect("ward known")
         .into_inner();
@@ -74,13 +102,25 @@ async fn the_three_real_lookups_import_with_only_the_explained_skips() {
     // A police force area lists its districts.
     let members = connection
         .directory()
-        .list_child_places(proto::ListChildPlacesRequest { code: NORTHUMBRIA.into() })
+        .list_child_places(proto::ListChildPlacesRequest {
+            code: NORTHUMBRIA.into(),
+        })
         .await
         .expect("members")
         .into_inner()
         .places;
     let codes: Vec<&str> = members.iter().map(|p| p.code.as_str()).collect();
-    assert_eq!(codes, vec!["E06000057", NEWCASTLE, "E08000022", "E08000023", "E08000024", GATESHEAD]);
+    assert_eq!(
+        codes,
+        vec![
+            "E06000057",
+            NEWCASTLE,
+            "E08000022",
+            "E08000023",
+            "E08000024",
+            GATESHEAD
+        ]
+    );
 }
 
 #[tokio::test]
@@ -93,11 +133,15 @@ async fn a_table_without_place_columns_is_refused_and_imports_nothing() {
         header: vec!["NAME".into(), "AGE".into()],
         rows: vec![],
     });
-    let status = places::import_tables(&connection, tables).await.expect_err("refused");
+    let status = places::import_tables(&connection, tables)
+        .await
+        .expect_err("refused");
     assert!(status.to_string().contains("people.csv"), "{status}");
     let missing = connection
         .directory()
-        .get_place(proto::GetPlaceRequest { code: NEWCASTLE.into() })
+        .get_place(proto::GetPlaceRequest {
+            code: NEWCASTLE.into(),
+        })
         .await
         .expect_err("nothing imported");
     assert_eq!(missing.code(), Code::NotFound);
@@ -114,7 +158,12 @@ async fn a_police_agency_reports_anywhere_in_its_force_area_and_nowhere_else() {
     outside.local_ref = "P-2".into();
     outside.place_code = HARTLEPOOL.into();
     let answers = push_all(&connection, vec![in_area, outside]).await;
-    assert_eq!(answers[0].outcome, proto::Outcome::Accepted as i32, "{}", answers[0].reason);
+    assert_eq!(
+        answers[0].outcome,
+        proto::Outcome::Accepted as i32,
+        "{}",
+        answers[0].reason
+    );
     assert_eq!(answers[1].outcome, proto::Outcome::Rejected as i32);
     assert_eq!(answers[1].field, "place_code");
 }

@@ -28,16 +28,29 @@ async fn ten_thousand_records_get_one_in_order_result_each_then_resend_is_unchan
     assert_eq!(answers.len(), 10_000);
     for (i, answer) in answers.iter().enumerate() {
         assert_eq!(answer.index, i as u64, "answers come back in request order");
-        assert_eq!(outcome(answer), Outcome::Accepted, "record {i}: {}", answer.reason);
+        assert_eq!(
+            outcome(answer),
+            Outcome::Accepted,
+            "record {i}: {}",
+            answer.reason
+        );
         assert_eq!(answer.revision, 1);
-        assert_eq!(answer.sequence, i as u64 + 1, "sequences are gap-free and follow the stream");
+        assert_eq!(
+            answer.sequence,
+            i as u64 + 1,
+            "sequences are gap-free and follow the stream"
+        );
     }
 
     let again = push_all(&connection, records).await;
     assert_eq!(again.len(), 10_000);
     for (i, answer) in again.iter().enumerate() {
         assert_eq!(outcome(answer), Outcome::Unchanged, "record {i}");
-        assert_eq!((answer.revision, answer.sequence), (1, i as u64 + 1), "unchanged names the stored revision");
+        assert_eq!(
+            (answer.revision, answer.sequence),
+            (1, i as u64 + 1),
+            "unchanged names the stored revision"
+        );
     }
 }
 
@@ -58,9 +71,14 @@ async fn older_versions_are_stale_and_change_nothing() {
         assert_eq!(answer.field, "source_updated_at");
         assert!(answer.reason.contains("older"), "{}", answer.reason);
     }
-    let stored = head_of(&connection, NEWCASTLE, "CASE-00007").await.expect("stored");
+    let stored = head_of(&connection, NEWCASTLE, "CASE-00007")
+        .await
+        .expect("stored");
     assert_eq!(stored.revision, 1);
-    assert_eq!(stored.record.expect("record").severity, proto::Severity::High as i32);
+    assert_eq!(
+        stored.record.expect("record").severity,
+        proto::Severity::High as i32
+    );
 
     let status = connection
         .risk_register()
@@ -93,8 +111,13 @@ async fn same_version_with_different_content_is_refused_not_overwritten() {
         .await
         .expect_err("conflict refused");
     assert_eq!(status.code(), Code::FailedPrecondition);
-    let stored = head_of(&connection, NEWCASTLE, "CASE-1").await.expect("stored");
-    assert_eq!(stored.record.expect("record").severity, proto::Severity::High as i32);
+    let stored = head_of(&connection, NEWCASTLE, "CASE-1")
+        .await
+        .expect("stored");
+    assert_eq!(
+        stored.record.expect("record").severity,
+        proto::Severity::High as i32
+    );
 }
 
 #[tokio::test]
@@ -105,7 +128,11 @@ async fn history_lists_every_revision_oldest_first_and_entered_in_error_keeps_it
     for (hours, severity, status) in [
         (30, proto::Severity::Medium, proto::RecordStatus::Active),
         (20, proto::Severity::High, proto::RecordStatus::Active),
-        (10, proto::Severity::High, proto::RecordStatus::EnteredInError),
+        (
+            10,
+            proto::Severity::High,
+            proto::RecordStatus::EnteredInError,
+        ),
     ] {
         let mut r = record("CASE-H", hours);
         r.assessed_at = Some(hours_ago(40));
@@ -140,10 +167,20 @@ async fn history_lists_every_revision_oldest_first_and_entered_in_error_keeps_it
         .into_inner()
         .revisions;
     assert_eq!(history.len(), 3);
-    assert_eq!(history.iter().map(|r| r.revision).collect::<Vec<_>>(), vec![1, 2, 3]);
-    assert_eq!(history.iter().map(|r| r.sequence).collect::<Vec<_>>(), vec![1, 3, 5]);
+    assert_eq!(
+        history.iter().map(|r| r.revision).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        history.iter().map(|r| r.sequence).collect::<Vec<_>>(),
+        vec![1, 3, 5]
+    );
     for (revision, version) in history.iter().zip(&versions) {
-        assert_eq!(revision.record.as_ref(), Some(version), "each revision is stored exactly as sent");
+        assert_eq!(
+            revision.record.as_ref(),
+            Some(version),
+            "each revision is stored exactly as sent"
+        );
     }
     let missing = client
         .get_record_history(proto::GetRecordHistoryRequest {
@@ -165,12 +202,25 @@ async fn a_bad_record_gets_a_rejected_result_and_the_stream_goes_on() {
     let outcomes: Vec<Outcome> = answers.iter().map(outcome).collect();
     assert_eq!(
         outcomes,
-        vec![Outcome::Accepted, Outcome::Rejected, Outcome::Accepted, Outcome::Rejected, Outcome::Accepted]
+        vec![
+            Outcome::Accepted,
+            Outcome::Rejected,
+            Outcome::Accepted,
+            Outcome::Rejected,
+            Outcome::Accepted
+        ]
     );
     assert_eq!(answers[1].field, "severity");
     assert_eq!(answers[3].field, "place_code");
-    assert!(answers[3].reason.contains("outside the footprint"), "{}", answers[3].reason);
-    assert_eq!(answers[4].sequence, 3, "rejected records take no sequence number");
+    assert!(
+        answers[3].reason.contains("outside the footprint"),
+        "{}",
+        answers[3].reason
+    );
+    assert_eq!(
+        answers[4].sequence, 3,
+        "rejected records take no sequence number"
+    );
 }
 
 #[tokio::test]
@@ -178,17 +228,30 @@ async fn every_acknowledged_record_revision_and_sequence_survives_a_restart() {
     let (server, connection) = TestServer::north_east().await;
     let first = push_all(&connection, many(500, 10)).await;
     let second = push_all(&connection, many(200, 1)).await;
-    assert!(second.iter().all(|a| outcome(a) == Outcome::Accepted && a.revision == 2));
-    let before = head_of(&connection, NEWCASTLE, "CASE-00150").await.expect("stored");
+    assert!(
+        second
+            .iter()
+            .all(|a| outcome(a) == Outcome::Accepted && a.revision == 2)
+    );
+    let before = head_of(&connection, NEWCASTLE, "CASE-00150")
+        .await
+        .expect("stored");
     drop(connection);
 
     let server = server.restart().await;
     let connection = server.connect().await;
-    let after = head_of(&connection, NEWCASTLE, "CASE-00150").await.expect("still stored");
-    assert_eq!(after, before, "the latest revision is byte-for-byte what was acknowledged");
+    let after = head_of(&connection, NEWCASTLE, "CASE-00150")
+        .await
+        .expect("still stored");
+    assert_eq!(
+        after, before,
+        "the latest revision is byte-for-byte what was acknowledged"
+    );
     for answer in first.iter().skip(200) {
         let local_ref = format!("CASE-{:05}", answer.index);
-        let stored = head_of(&connection, NEWCASTLE, &local_ref).await.expect("stored");
+        let stored = head_of(&connection, NEWCASTLE, &local_ref)
+            .await
+            .expect("stored");
         assert_eq!((stored.revision, stored.sequence), (1, answer.sequence));
     }
     // Agencies and places survive too, and sequences carry on without a gap.

@@ -22,19 +22,32 @@ struct Op {
     version_hours_ago: i64,
 }
 
-const KEYS: [(&str, &str); 4] = [(NEWCASTLE, "N-1"), (NEWCASTLE, "N-2"), (NORTHUMBRIA, "P-1"), (NORTHUMBRIA, "P-2")];
+const KEYS: [(&str, &str); 4] = [
+    (NEWCASTLE, "N-1"),
+    (NEWCASTLE, "N-2"),
+    (NORTHUMBRIA, "P-1"),
+    (NORTHUMBRIA, "P-2"),
+];
 
 fn op() -> impl Strategy<Value = Op> {
-    (0..KEYS.len(), 0..2usize, prop::option::of(0..3u32), 0..4usize, 0..3usize, 0..6i64).prop_map(
-        |(key, place, subject, severity, status, version_hours_ago)| Op {
-            key,
-            place,
-            subject,
-            severity,
-            status,
-            version_hours_ago,
-        },
+    (
+        0..KEYS.len(),
+        0..2usize,
+        prop::option::of(0..3u32),
+        0..4usize,
+        0..3usize,
+        0..6i64,
     )
+        .prop_map(
+            |(key, place, subject, severity, status, version_hours_ago)| Op {
+                key,
+                place,
+                subject,
+                severity,
+                status,
+                version_hours_ago,
+            },
+        )
 }
 
 fn to_record(op: &Op, now: OffsetDateTime) -> RiskRecord {
@@ -44,7 +57,9 @@ fn to_record(op: &Op, now: OffsetDateTime) -> RiskRecord {
     let updated = now - time::Duration::hours(op.version_hours_ago);
     RiskRecord {
         key: RecordKey::parse(agency, local_ref).expect("key"),
-        subject: op.subject.map(|n| SubjectKey::parse(&subject(n)).expect("subject")),
+        subject: op
+            .subject
+            .map(|n| SubjectKey::parse(&subject(n)).expect("subject")),
         place: PlaceCode::parse(place).expect("place"),
         client_group: ClientGroup::ChildrenInNeed,
         category: RiskCategory::Neglect,
@@ -67,17 +82,24 @@ struct Model {
 impl Model {
     fn submit(&mut self, record: RiskRecord) -> Submitted {
         match self.latest.get(&record.key) {
-            Some((held, revision, sequence)) if held.source_updated_at == record.source_updated_at && *held == record => {
+            Some((held, revision, sequence))
+                if held.source_updated_at == record.source_updated_at && *held == record =>
+            {
                 Submitted::Unchanged {
                     revision: *revision,
                     sequence: *sequence,
                 }
             }
-            Some((held, _, _)) if held.source_updated_at >= record.source_updated_at => Submitted::Stale { reason: String::new() },
+            Some((held, _, _)) if held.source_updated_at >= record.source_updated_at => {
+                Submitted::Stale {
+                    reason: String::new(),
+                }
+            }
             held => {
                 let revision = held.map_or(1, |h| h.1 + 1);
                 self.head += 1;
-                self.latest.insert(record.key.clone(), (record, revision, self.head));
+                self.latest
+                    .insert(record.key.clone(), (record, revision, self.head));
                 Submitted::Accepted {
                     revision,
                     sequence: self.head,
@@ -97,8 +119,14 @@ fn same_outcome(a: &Submitted, b: &Submitted) -> bool {
 async fn run(ops: Vec<Op>, batches: Vec<usize>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().expect("dir");
     let store = Store::open(dir.path()).expect("open");
-    store.import_places(north_east_tables()).await.expect("import");
-    for (id, kind, footprint) in [(NEWCASTLE, AgencyKind::ChildrenSocialCare, NEWCASTLE), (NORTHUMBRIA, AgencyKind::Police, NORTHUMBRIA)] {
+    store
+        .import_places(north_east_tables())
+        .await
+        .expect("import");
+    for (id, kind, footprint) in [
+        (NEWCASTLE, AgencyKind::ChildrenSocialCare, NEWCASTLE),
+        (NORTHUMBRIA, AgencyKind::Police, NORTHUMBRIA),
+    ] {
         let agency = Agency {
             id: AgencyId::parse(id).expect("id"),
             kind,
@@ -126,7 +154,10 @@ async fn run(ops: Vec<Op>, batches: Vec<usize>) -> Result<(), TestCaseError> {
         for (answer, record) in answers {
             let got = answer.await.expect("answered").expect("written");
             let expected = model.submit(record);
-            prop_assert!(same_outcome(&got, &expected), "store said {got:?}, model says {expected:?}");
+            prop_assert!(
+                same_outcome(&got, &expected),
+                "store said {got:?}, model says {expected:?}"
+            );
         }
         let problems = store.verify_projections().expect("verify");
         prop_assert!(problems.is_empty(), "{problems:?}");
@@ -139,15 +170,29 @@ async fn run(ops: Vec<Op>, batches: Vec<usize>) -> Result<(), TestCaseError> {
     }
     for place in [NEWCASTLE_WARD, NEWCASTLE] {
         let code = PlaceCode::parse(place).expect("code");
-        let expected: BTreeSet<RecordKey> = model.latest.values().filter(|r| r.0.place == code).map(|r| r.0.key.clone()).collect();
-        let stored: BTreeSet<RecordKey> = store.records_at(code).expect("index").into_iter().collect();
+        let expected: BTreeSet<RecordKey> = model
+            .latest
+            .values()
+            .filter(|r| r.0.place == code)
+            .map(|r| r.0.key.clone())
+            .collect();
+        let stored: BTreeSet<RecordKey> =
+            store.records_at(code).expect("index").into_iter().collect();
         prop_assert_eq!(stored, expected);
     }
     for n in 0..3 {
         let key = SubjectKey::parse(&subject(n)).expect("subject");
-        let expected: BTreeSet<RecordKey> =
-            model.latest.values().filter(|r| r.0.subject == Some(key)).map(|r| r.0.key.clone()).collect();
-        let stored: BTreeSet<RecordKey> = store.records_of_subject(key).expect("index").into_iter().collect();
+        let expected: BTreeSet<RecordKey> = model
+            .latest
+            .values()
+            .filter(|r| r.0.subject == Some(key))
+            .map(|r| r.0.key.clone())
+            .collect();
+        let stored: BTreeSet<RecordKey> = store
+            .records_of_subject(key)
+            .expect("index")
+            .into_iter()
+            .collect();
         prop_assert_eq!(stored, expected);
     }
     prop_assert_eq!(store.head_sequence(), model.head);

@@ -5,10 +5,10 @@ mod common;
 use common::TestServer;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
 
 async fn channel(server: &TestServer) -> tonic::transport::Channel {
     tonic::transport::Endpoint::from_shared(server.url.clone())
@@ -24,7 +24,9 @@ async fn health_reports_serving_for_the_server_and_each_service() {
     let mut health = HealthClient::new(channel(&server).await);
     for service in ["", "marr.v1.RiskRegister", "marr.v1.Directory"] {
         let status = health
-            .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .expect("health check")
             .into_inner()
@@ -46,12 +48,23 @@ async fn reflection_lists_the_marr_services() {
         .await
         .expect("reflection")
         .into_inner();
-    let answer = answers.message().await.expect("answer").expect("one answer");
+    let answer = answers
+        .message()
+        .await
+        .expect("answer")
+        .expect("one answer");
     let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
         panic!("expected a service list, got {:?}", answer.message_response);
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in ["marr.v1.RiskRegister", "marr.v1.Directory", "grpc.health.v1.Health"] {
-        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    for expected in [
+        "marr.v1.RiskRegister",
+        "marr.v1.Directory",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
     }
 }

@@ -15,17 +15,32 @@ async fn refused(connection: &Connection, record: proto::RiskRecord, field: &str
     let agency = record.agency_id.clone();
     let status = connection
         .risk_register()
-        .submit_record(proto::SubmitRecordRequest { record: Some(record) })
+        .submit_record(proto::SubmitRecordRequest {
+            record: Some(record),
+        })
         .await
         .expect_err("the record is refused");
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    let bad_request = status.get_details_bad_request().expect("BadRequest details");
-    let fields: Vec<&str> = bad_request.field_violations.iter().map(|v| v.field.as_str()).collect();
-    assert!(fields.contains(&field), "expected a violation of {field}, got {fields:?}");
+    let bad_request = status
+        .get_details_bad_request()
+        .expect("BadRequest details");
+    let fields: Vec<&str> = bad_request
+        .field_violations
+        .iter()
+        .map(|v| v.field.as_str())
+        .collect();
+    assert!(
+        fields.contains(&field),
+        "expected a violation of {field}, got {fields:?}"
+    );
     if let Ok(local_ref) = marr::domain::LocalRef::parse(&local_ref)
         && marr::domain::AgencyId::parse(&agency).is_ok()
     {
-        assert_eq!(head_of(connection, &agency, local_ref.as_str()).await, None, "nothing was stored");
+        assert_eq!(
+            head_of(connection, &agency, local_ref.as_str()).await,
+            None,
+            "nothing was stored"
+        );
     }
     // The next good record takes sequence 1: the refusal consumed nothing.
     let probe = format!("PROBE-{}", field.len());
@@ -142,7 +157,11 @@ async fn assessed_at_is_required() {
 
 #[tokio::test]
 async fn source_updated_at_must_not_be_in_the_future() {
-    check(|r| r.source_updated_at = Some(hours_ago(-2)), "source_updated_at").await;
+    check(
+        |r| r.source_updated_at = Some(hours_ago(-2)),
+        "source_updated_at",
+    )
+    .await;
 }
 
 #[tokio::test]

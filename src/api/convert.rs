@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 use crate::domain::lookup::{LookupRow, LookupTable};
 use crate::domain::record::{check_note, check_times};
 use crate::domain::{
-    Agency, AgencyId, FieldViolation, Invalid, Place, PlaceCode, RecordKey, Revision, RiskRecord, SubjectKey,
-    Vocabulary,
+    Agency, AgencyId, FieldViolation, Invalid, Place, PlaceCode, RecordKey, Revision, RiskRecord,
+    SubjectKey, Vocabulary,
 };
 use crate::proto;
 
@@ -19,7 +19,9 @@ struct Violations(Vec<FieldViolation>);
 
 impl Violations {
     fn check<T>(&mut self, field: &str, parsed: Result<T, String>) -> Option<T> {
-        parsed.map_err(|reason| self.0.push(FieldViolation::new(field, reason))).ok()
+        parsed
+            .map_err(|reason| self.0.push(FieldViolation::new(field, reason)))
+            .ok()
     }
 
     fn coded<V: Vocabulary>(&mut self, field: &str, number: i32) -> Option<V> {
@@ -34,10 +36,13 @@ impl Violations {
     }
 
     fn time(&mut self, field: &str, at: Option<Timestamp>) -> Option<OffsetDateTime> {
-        let parsed = at.ok_or_else(|| "is required (an RFC 3339 time)".to_string()).and_then(|t| {
-            let nanos = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
-            OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| "is out of range".to_string())
-        });
+        let parsed = at
+            .ok_or_else(|| "is required (an RFC 3339 time)".to_string())
+            .and_then(|t| {
+                let nanos = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
+                OffsetDateTime::from_unix_timestamp_nanos(nanos)
+                    .map_err(|_| "is out of range".to_string())
+            });
         self.check(field, parsed)
     }
 
@@ -51,7 +56,10 @@ impl Violations {
 }
 
 /// Reads and checks an incoming record, naming every bad field.
-pub fn record_from_proto(record: Option<proto::RiskRecord>, now: OffsetDateTime) -> Result<RiskRecord, Invalid> {
+pub fn record_from_proto(
+    record: Option<proto::RiskRecord>,
+    now: OffsetDateTime,
+) -> Result<RiskRecord, Invalid> {
     let Some(r) = record else {
         return Err(Invalid::one("record", "is required"));
     };
@@ -61,7 +69,8 @@ pub fn record_from_proto(record: Option<proto::RiskRecord>, now: OffsetDateTime)
     let subject = if r.subject_key.is_empty() {
         Some(None)
     } else {
-        v.check("subject_key", SubjectKey::parse(&r.subject_key)).map(Some)
+        v.check("subject_key", SubjectKey::parse(&r.subject_key))
+            .map(Some)
     };
     let place = v.check("place_code", PlaceCode::parse(&r.place_code));
     let client_group = v.coded("client_group", r.client_group);
@@ -189,7 +198,10 @@ pub struct TableAssembler {
 impl TableAssembler {
     pub fn add(&mut self, chunk: proto::ImportPlacesRequest) -> Result<(), Invalid> {
         if chunk.table.is_empty() {
-            return Err(Invalid::one("table", "is required: name the table each chunk belongs to"));
+            return Err(Invalid::one(
+                "table",
+                "is required: name the table each chunk belongs to",
+            ));
         }
         let index = match self.tables.iter().position(|t| t.name == chunk.table) {
             Some(index) => index,
@@ -197,7 +209,10 @@ impl TableAssembler {
                 if chunk.header.is_empty() {
                     return Err(Invalid::one(
                         "header",
-                        format!("the first chunk of table `{}` must carry its header", chunk.table),
+                        format!(
+                            "the first chunk of table `{}` must carry its header",
+                            chunk.table
+                        ),
                     ));
                 }
                 self.tables.push(LookupTable {
@@ -209,10 +224,12 @@ impl TableAssembler {
             }
         };
         let table = &mut self.tables[index];
-        table.rows.extend(chunk.rows.into_iter().map(|row| LookupRow {
-            line: row.line,
-            cells: row.cells,
-        }));
+        table
+            .rows
+            .extend(chunk.rows.into_iter().map(|row| LookupRow {
+                line: row.line,
+                cells: row.cells,
+            }));
         Ok(())
     }
 
@@ -224,26 +241,59 @@ impl TableAssembler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{AgencyKind, ClientGroup, LawfulBasis, PlaceLevel, RecordStatus, RiskCategory, Severity};
+    use crate::domain::{
+        AgencyKind, ClientGroup, LawfulBasis, PlaceLevel, RecordStatus, RiskCategory, Severity,
+    };
 
     /// Each word of the data standard is the proto enum name, lower-cased, less its prefix.
     fn agrees<V: Vocabulary>(prefix: &str, proto_name: fn(i32) -> Option<&'static str>) {
         for value in V::ALL {
             let expected = format!("{prefix}_{}", value.word().to_uppercase());
-            assert_eq!(proto_name(value.number()), Some(expected.as_str()), "{}", value.word());
+            assert_eq!(
+                proto_name(value.number()),
+                Some(expected.as_str()),
+                "{}",
+                value.word()
+            );
         }
-        assert_eq!(proto_name(V::ALL.len() as i32 + 1), None, "proto has values the domain lacks");
+        assert_eq!(
+            proto_name(V::ALL.len() as i32 + 1),
+            None,
+            "proto has values the domain lacks"
+        );
     }
 
     #[test]
     fn the_vocabulary_matches_the_proto_enums() {
-        agrees::<AgencyKind>("AGENCY_KIND", |n| proto::AgencyKind::try_from(n).ok().map(|v| v.as_str_name()));
-        agrees::<ClientGroup>("CLIENT_GROUP", |n| proto::ClientGroup::try_from(n).ok().map(|v| v.as_str_name()));
-        agrees::<RiskCategory>("RISK_CATEGORY", |n| proto::RiskCategory::try_from(n).ok().map(|v| v.as_str_name()));
-        agrees::<Severity>("SEVERITY", |n| proto::Severity::try_from(n).ok().map(|v| v.as_str_name()));
-        agrees::<RecordStatus>("RECORD_STATUS", |n| proto::RecordStatus::try_from(n).ok().map(|v| v.as_str_name()));
-        agrees::<LawfulBasis>("LAWFUL_BASIS", |n| proto::LawfulBasis::try_from(n).ok().map(|v| v.as_str_name()));
-        agrees::<PlaceLevel>("PLACE_LEVEL", |n| proto::PlaceLevel::try_from(n).ok().map(|v| v.as_str_name()));
+        agrees::<AgencyKind>("AGENCY_KIND", |n| {
+            proto::AgencyKind::try_from(n).ok().map(|v| v.as_str_name())
+        });
+        agrees::<ClientGroup>("CLIENT_GROUP", |n| {
+            proto::ClientGroup::try_from(n)
+                .ok()
+                .map(|v| v.as_str_name())
+        });
+        agrees::<RiskCategory>("RISK_CATEGORY", |n| {
+            proto::RiskCategory::try_from(n)
+                .ok()
+                .map(|v| v.as_str_name())
+        });
+        agrees::<Severity>("SEVERITY", |n| {
+            proto::Severity::try_from(n).ok().map(|v| v.as_str_name())
+        });
+        agrees::<RecordStatus>("RECORD_STATUS", |n| {
+            proto::RecordStatus::try_from(n)
+                .ok()
+                .map(|v| v.as_str_name())
+        });
+        agrees::<LawfulBasis>("LAWFUL_BASIS", |n| {
+            proto::LawfulBasis::try_from(n)
+                .ok()
+                .map(|v| v.as_str_name())
+        });
+        agrees::<PlaceLevel>("PLACE_LEVEL", |n| {
+            proto::PlaceLevel::try_from(n).ok().map(|v| v.as_str_name())
+        });
     }
 
     #[test]

@@ -3,7 +3,9 @@
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert::{TableAssembler, agency_from_proto, agency_to_proto, place_code, place_to_proto};
+use super::convert::{
+    TableAssembler, agency_from_proto, agency_to_proto, place_code, place_to_proto,
+};
 use super::error::ApiError;
 use crate::domain::Vocabulary;
 use crate::proto::directory_server::Directory;
@@ -20,7 +22,9 @@ impl DirectoryService {
     }
 }
 
-fn level_counts(counts: impl IntoIterator<Item = (crate::domain::PlaceLevel, u64)>) -> Vec<proto::LevelCount> {
+fn level_counts(
+    counts: impl IntoIterator<Item = (crate::domain::PlaceLevel, u64)>,
+) -> Vec<proto::LevelCount> {
     counts
         .into_iter()
         .map(|(level, count)| proto::LevelCount {
@@ -41,9 +45,16 @@ impl Directory for DirectoryService {
         while let Some(chunk) = chunks.next().await {
             tables.add(chunk?).map_err(ApiError::from)?;
         }
-        let outcome = self.store.import_places(tables.finish()).await.map_err(ApiError::from)?;
+        let outcome = self
+            .store
+            .import_places(tables.finish())
+            .await
+            .map_err(ApiError::from)?;
         let report = outcome.report;
-        let (areas, places): (Vec<_>, Vec<_>) = outcome.places_by_level.into_iter().partition(|(level, _)| level.is_footprint());
+        let (areas, places): (Vec<_>, Vec<_>) = outcome
+            .places_by_level
+            .into_iter()
+            .partition(|(level, _)| level.is_footprint());
         Ok(Response::new(proto::ImportPlacesResponse {
             places: level_counts(places),
             footprint_areas: level_counts(areas),
@@ -82,7 +93,11 @@ impl Directory for DirectoryService {
             .ok_or_else(|| ApiError::NotFound(format!("no place {code}")))?;
         Ok(Response::new(proto::GetPlaceResponse {
             place: Some(place_to_proto(&detail.place, &detail.areas)),
-            ancestors: detail.ancestors.iter().map(|p| place_to_proto(p, &[])).collect(),
+            ancestors: detail
+                .ancestors
+                .iter()
+                .map(|p| place_to_proto(p, &[]))
+                .collect(),
         }))
     }
 
@@ -105,7 +120,11 @@ impl Directory for DirectoryService {
         request: Request<proto::RegisterAgencyRequest>,
     ) -> Result<Response<proto::RegisterAgencyResponse>, Status> {
         let agency = agency_from_proto(request.into_inner().agency).map_err(ApiError::from)?;
-        let changed = self.store.register_agency(agency.clone()).await.map_err(ApiError::from)?;
+        let changed = self
+            .store
+            .register_agency(agency.clone())
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(proto::RegisterAgencyResponse {
             agency: Some(agency_to_proto(&agency)),
             changed,

@@ -42,14 +42,17 @@ impl From<ApiError> for Status {
             ApiError::NotFound(what) => Status::not_found(what),
             ApiError::Store(store) => match store {
                 StoreError::Invalid(invalid) => bad_request(invalid),
-                StoreError::Lookup(lookup @ (LookupError::NoHeader { .. } | LookupError::UnrecognisedLayout { .. })) => {
-                    bad_request(Invalid::one("header", lookup.to_string()))
-                }
+                StoreError::Lookup(
+                    lookup
+                    @ (LookupError::NoHeader { .. } | LookupError::UnrecognisedLayout { .. }),
+                ) => bad_request(Invalid::one("header", lookup.to_string())),
                 StoreError::Closed => Status::unavailable(store.to_string()),
                 StoreError::WriterFailed(_) => Status::unavailable(store.to_string()),
                 StoreError::Storage(_) | StoreError::Codec(_) | StoreError::Corrupt(_) => {
                     tracing::error!(error = %store, "storage error");
-                    Status::internal("the register could not complete the request; it has been logged")
+                    Status::internal(
+                        "the register could not complete the request; it has been logged",
+                    )
                 }
             },
         }

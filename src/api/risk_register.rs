@@ -76,7 +76,11 @@ fn answered(index: u64, submitted: Submitted) -> proto::PushRecordsResponse {
 }
 
 /// Reads the client's records, checks each and queues the valid ones for the writer.
-async fn take_in(store: Store, mut inbound: Streaming<proto::PushRecordsRequest>, pending: mpsc::Sender<Pending>) {
+async fn take_in(
+    store: Store,
+    mut inbound: Streaming<proto::PushRecordsRequest>,
+    pending: mpsc::Sender<Pending>,
+) {
     let mut index = 0u64;
     while let Some(message) = inbound.next().await {
         let next = match message {
@@ -103,7 +107,10 @@ async fn take_in(store: Store, mut inbound: Streaming<proto::PushRecordsRequest>
 }
 
 /// Sends one answer per record in arrival order, each only once it is durable.
-async fn answer_in_order(mut pending: mpsc::Receiver<Pending>, out: mpsc::Sender<Result<proto::PushRecordsResponse, Status>>) {
+async fn answer_in_order(
+    mut pending: mpsc::Receiver<Pending>,
+    out: mpsc::Sender<Result<proto::PushRecordsResponse, Status>>,
+) {
     while let Some(next) = pending.recv().await {
         let answer = match next {
             Pending::Answered(response) => Ok(response),
@@ -129,8 +136,14 @@ impl RiskRegister for RiskRegisterService {
         &self,
         request: Request<proto::SubmitRecordRequest>,
     ) -> Result<Response<proto::SubmitRecordResponse>, Status> {
-        let record = record_from_proto(request.into_inner().record, OffsetDateTime::now_utc()).map_err(ApiError::from)?;
-        let (outcome, revision, sequence) = match self.store.submit(record).await.map_err(ApiError::from)? {
+        let record = record_from_proto(request.into_inner().record, OffsetDateTime::now_utc())
+            .map_err(ApiError::from)?;
+        let (outcome, revision, sequence) = match self
+            .store
+            .submit(record)
+            .await
+            .map_err(ApiError::from)?
+        {
             Submitted::Accepted { revision, sequence } => (Outcome::Accepted, revision, sequence),
             Submitted::Unchanged { revision, sequence } => (Outcome::Unchanged, revision, sequence),
             Submitted::Stale { reason } => return Err(ApiError::Stale(reason).into()),
@@ -150,7 +163,11 @@ impl RiskRegister for RiskRegisterService {
     ) -> Result<Response<Self::PushRecordsStream>, Status> {
         let (pending_tx, pending_rx) = mpsc::channel(PUSH_IN_FLIGHT);
         let (out_tx, out_rx) = mpsc::channel(256);
-        tokio::spawn(take_in(self.store.clone(), request.into_inner(), pending_tx));
+        tokio::spawn(take_in(
+            self.store.clone(),
+            request.into_inner(),
+            pending_tx,
+        ));
         tokio::spawn(answer_in_order(pending_rx, out_tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
     }

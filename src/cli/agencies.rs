@@ -20,5 +20,9 @@ pub async fn register(
             footprint: footprint.to_vec(),
         }),
     };
-    Ok(connection.directory().register_agency(request).await?.into_inner())
+    Ok(connection
+        .directory()
+        .register_agency(request)
+        .await?
+        .into_inner())
 }

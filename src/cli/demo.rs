@@ -14,7 +14,9 @@ use super::{ClientError, Connection, ServerArgs, agencies, places};
 use crate::api::convert::timestamp;
 use crate::config::Config;
 use crate::domain::lookup::{LookupRow, LookupTable};
-use crate::domain::{AgencyKind, ClientGroup, LawfulBasis, RecordStatus, RiskCategory, Severity, Vocabulary};
+use crate::domain::{
+    AgencyKind, ClientGroup, LawfulBasis, RecordStatus, RiskCategory, Severity, Vocabulary,
+};
 use crate::proto;
 use crate::store::{Store, StoreError};
 
@@ -36,9 +38,24 @@ const NORTH_EAST: &[(&str, &str)] = &[
 
 /// Each district's police force area (ONS codes, 2019).
 const POLICE_FORCE_AREAS: &[(&str, &str, &[&str])] = &[
-    ("E23000007", "Northumbria", &["E06000057", "E08000021", "E08000022", "E08000023", "E08000024", "E08000037"]),
+    (
+        "E23000007",
+        "Northumbria",
+        &[
+            "E06000057",
+            "E08000021",
+            "E08000022",
+            "E08000023",
+            "E08000024",
+            "E08000037",
+        ],
+    ),
     ("E23000008", "Durham", &["E06000005", "E06000047"]),
-    ("E23000013", "Cleveland", &["E06000001", "E06000002", "E06000003", "E06000004"]),
+    (
+        "E23000013",
+        "Cleveland",
+        &["E06000001", "E06000002", "E06000003", "E06000004"],
+    ),
 ];
 
 const NEWCASTLE: &str = "E08000021";
@@ -53,7 +70,10 @@ const DEMO_SUBJECTS: usize = 700;
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error("cannot listen on {address}: {source} (is another marr running?)")]
-    Bind { address: SocketAddr, source: std::io::Error },
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot make the demo's data directory: {0}")]
     DataDir(std::io::Error),
     #[error(transparent)]
@@ -70,9 +90,16 @@ fn sample_tables() -> Vec<LookupTable> {
         .enumerate()
         .map(|(i, (code, name))| LookupRow {
             line: i as u64 + 2,
-            cells: [code, name, NORTH_EAST_REGION, "North East", "E92000001", "England"]
-                .map(|c| c.to_string())
-                .to_vec(),
+            cells: [
+                code,
+                name,
+                NORTH_EAST_REGION,
+                "North East",
+                "E92000001",
+                "England",
+            ]
+            .map(|c| c.to_string())
+            .to_vec(),
         })
         .collect();
     let mut footprints = Vec::new();
@@ -93,7 +120,9 @@ fn sample_tables() -> Vec<LookupTable> {
         },
         LookupTable {
             name: "demo-districts".into(),
-            header: header(&["LAD19CD", "LAD19NM", "RGN19CD", "RGN19NM", "CTRY19CD", "CTRY19NM"]),
+            header: header(&[
+                "LAD19CD", "LAD19NM", "RGN19CD", "RGN19NM", "CTRY19CD", "CTRY19NM",
+            ]),
             rows: tree,
         },
     ]
@@ -114,29 +143,46 @@ fn sample_records(now: OffsetDateTime) -> Vec<ExtractRow> {
     let region: Vec<&str> = NORTH_EAST.iter().map(|(code, _)| *code).collect();
     (0..DEMO_RECORDS)
         .map(|i| {
-            let (agency, place, groups, basis): (&str, &str, &[ClientGroup], LawfulBasis) = match i % 3 {
-                0 => (
-                    NEWCASTLE,
-                    NEWCASTLE,
-                    &[ClientGroup::ChildrenInNeed, ClientGroup::ChildProtectionPlan, ClientGroup::LookedAfterChild],
-                    LawfulBasis::ChildrenAct1989S47,
-                ),
-                1 => (
-                    NORTHUMBRIA,
-                    pick(&mut rng, &northumbria),
-                    &[ClientGroup::ChildrenInNeed, ClientGroup::YouthJustice, ClientGroup::AdultAtRisk],
-                    LawfulBasis::CrimeAndDisorderAct1998S115,
-                ),
-                _ => (
-                    "RTD",
-                    pick(&mut rng, &region),
-                    &[ClientGroup::AdultAtRisk, ClientGroup::OlderAdult, ClientGroup::ChildrenInNeed],
-                    LawfulBasis::Dpa2018Sch1Para18,
-                ),
-            };
+            let (agency, place, groups, basis): (&str, &str, &[ClientGroup], LawfulBasis) =
+                match i % 3 {
+                    0 => (
+                        NEWCASTLE,
+                        NEWCASTLE,
+                        &[
+                            ClientGroup::ChildrenInNeed,
+                            ClientGroup::ChildProtectionPlan,
+                            ClientGroup::LookedAfterChild,
+                        ],
+                        LawfulBasis::ChildrenAct1989S47,
+                    ),
+                    1 => (
+                        NORTHUMBRIA,
+                        pick(&mut rng, &northumbria),
+                        &[
+                            ClientGroup::ChildrenInNeed,
+                            ClientGroup::YouthJustice,
+                            ClientGroup::AdultAtRisk,
+                        ],
+                        LawfulBasis::CrimeAndDisorderAct1998S115,
+                    ),
+                    _ => (
+                        "RTD",
+                        pick(&mut rng, &region),
+                        &[
+                            ClientGroup::AdultAtRisk,
+                            ClientGroup::OlderAdult,
+                            ClientGroup::ChildrenInNeed,
+                        ],
+                        LawfulBasis::Dpa2018Sch1Para18,
+                    ),
+                };
             let assessed = now - time::Duration::hours(rng.random_range(24..24 * 400));
             let updated = assessed + time::Duration::hours(rng.random_range(0..24));
-            let status = if rng.random_bool(0.8) { RecordStatus::Active } else { RecordStatus::Closed };
+            let status = if rng.random_bool(0.8) {
+                RecordStatus::Active
+            } else {
+                RecordStatus::Closed
+            };
             let record = proto::RiskRecord {
                 agency_id: agency.to_string(),
                 local_ref: format!("{agency}-{i:06}"),
@@ -177,19 +223,34 @@ fn write_sample_extract(path: &Path, now: OffsetDateTime) -> std::io::Result<()>
 }
 
 /// Runs the demo until `shutdown` completes.
-pub async fn run(listen: SocketAddr, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), DemoError> {
-    let data = tempfile::Builder::new().prefix("marr-demo-").tempdir().map_err(DemoError::DataDir)?;
+pub async fn run(
+    listen: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), DemoError> {
+    let data = tempfile::Builder::new()
+        .prefix("marr-demo-")
+        .tempdir()
+        .map_err(DemoError::DataDir)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|source| DemoError::Bind { address: listen, source })?;
-    let address = listener.local_addr().map_err(|source| DemoError::Bind { address: listen, source })?;
+        .map_err(|source| DemoError::Bind {
+            address: listen,
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| DemoError::Bind {
+        address: listen,
+        source,
+    })?;
     let dir = data.path().to_path_buf();
     let store = tokio::task::spawn_blocking(move || Store::open(&dir))
         .await
         .map_err(|e| StoreError::WriterFailed(e.to_string()))??;
     let server = tokio::spawn(crate::serve(listener, store, Config::default(), shutdown));
     let url = format!("http://{address}");
-    println!("marr demo: serving marr.v1 on {url} with data in {}", data.path().display());
+    println!(
+        "marr demo: serving marr.v1 on {url} with data in {}",
+        data.path().display()
+    );
 
     let connection = Connection::open(&ServerArgs {
         server: url.clone(),
@@ -202,17 +263,36 @@ pub async fn run(listen: SocketAddr, shutdown: impl std::future::Future<Output =
         println!("{line}");
     }
     let agencies_to_register: [(&str, AgencyKind, &str, &str); 3] = [
-        (NEWCASTLE, AgencyKind::ChildrenSocialCare, "Newcastle upon Tyne children's services", NEWCASTLE),
-        (NORTHUMBRIA, AgencyKind::Police, "Northumbria Police", NORTHUMBRIA),
-        ("RTD", AgencyKind::Health, "Newcastle upon Tyne Hospitals NHS Foundation Trust", NORTH_EAST_REGION),
+        (
+            NEWCASTLE,
+            AgencyKind::ChildrenSocialCare,
+            "Newcastle upon Tyne children's services",
+            NEWCASTLE,
+        ),
+        (
+            NORTHUMBRIA,
+            AgencyKind::Police,
+            "Northumbria Police",
+            NORTHUMBRIA,
+        ),
+        (
+            "RTD",
+            AgencyKind::Health,
+            "Newcastle upon Tyne Hospitals NHS Foundation Trust",
+            NORTH_EAST_REGION,
+        ),
     ];
     for (id, kind, name, footprint) in agencies_to_register {
-        println!("\n$ marr agencies register --server {url} --id {id} --kind {kind} --name \"{name}\" --footprint {footprint}");
+        println!(
+            "\n$ marr agencies register --server {url} --id {id} --kind {kind} --name \"{name}\" --footprint {footprint}"
+        );
         agencies::register(&connection, id, kind, name, &[footprint.to_string()]).await?;
         println!("registered {id}");
     }
     let now = OffsetDateTime::now_utc();
-    println!("\n$ marr push --server {url} <{DEMO_RECORDS} synthetic records from the three agencies>");
+    println!(
+        "\n$ marr push --server {url} <{DEMO_RECORDS} synthetic records from the three agencies>"
+    );
     let progress = progress_bar();
     let (summary, _) = push_rows(&connection, sample_records(now).into_iter(), &progress).await?;
     progress.finish_and_clear();
@@ -222,13 +302,22 @@ pub async fn run(listen: SocketAddr, shutdown: impl std::future::Future<Output =
     if write_sample_extract(&extract, now).is_ok() {
         println!("\nTry next, in another terminal:");
         println!("  marr push --server {url} {}", extract.display());
-        println!("      (two of its rows are refused: see {}.rejects.csv)", extract.display());
-        println!("  marr places import --server {url} <ONS lookup CSVs: wards, police force areas, LSOAs>");
+        println!(
+            "      (two of its rows are refused: see {}.rejects.csv)",
+            extract.display()
+        );
+        println!(
+            "  marr places import --server {url} <ONS lookup CSVs: wards, police force areas, LSOAs>"
+        );
         println!("  grpcurl -plaintext {address} list            (server reflection)");
-        println!("  grpcurl -plaintext -d '{{\"agency_id\":\"{NEWCASTLE}\",\"local_ref\":\"{NEWCASTLE}-000000\"}}' {address} marr.v1.RiskRegister/GetRecordHistory");
+        println!(
+            "  grpcurl -plaintext -d '{{\"agency_id\":\"{NEWCASTLE}\",\"local_ref\":\"{NEWCASTLE}-000000\"}}' {address} marr.v1.RiskRegister/GetRecordHistory"
+        );
     }
     println!("\nServing until Ctrl-C; the demo's data is removed when it stops.");
-    server.await.map_err(|e| StoreError::WriterFailed(e.to_string()))??;
+    server
+        .await
+        .map_err(|e| StoreError::WriterFailed(e.to_string()))??;
     drop(data);
     Ok(())
 }

@@ -8,7 +8,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::api::convert::timestamp;
-use crate::domain::{ClientGroup, FieldViolation, LawfulBasis, RecordStatus, RiskCategory, Severity, Vocabulary};
+use crate::domain::{
+    ClientGroup, FieldViolation, LawfulBasis, RecordStatus, RiskCategory, Severity, Vocabulary,
+};
 use crate::proto;
 
 /// The extract's columns, in their standard order.
@@ -52,11 +54,16 @@ fn time(column: &str, value: &str) -> Result<prost_types::Timestamp, FieldViolat
 }
 
 /// Reads one row given as (column, value) pairs; unknown and missing columns are refused.
-pub fn record_from_fields(fields: &HashMap<String, String>) -> Result<proto::RiskRecord, FieldViolation> {
+pub fn record_from_fields(
+    fields: &HashMap<String, String>,
+) -> Result<proto::RiskRecord, FieldViolation> {
     if let Some(unknown) = fields.keys().find(|k| !COLUMNS.contains(&k.as_str())) {
         return Err(FieldViolation::new(
             unknown.clone(),
-            format!("unknown column; the extract's columns are {}", COLUMNS.join(", ")),
+            format!(
+                "unknown column; the extract's columns are {}",
+                COLUMNS.join(", ")
+            ),
         ));
     }
     let get = |column: &str| -> Result<&str, FieldViolation> {
@@ -80,7 +87,10 @@ pub fn record_from_fields(fields: &HashMap<String, String>) -> Result<proto::Ris
         source_updated_at: Some(time("source_updated_at", get("source_updated_at")?)?),
         lawful_basis: word::<LawfulBasis>("lawful_basis", get("lawful_basis")?)?,
         // Notes keep their inner spacing; only the edges are trimmed.
-        note: fields.get("note").map(|n| n.trim().to_string()).unwrap_or_default(),
+        note: fields
+            .get("note")
+            .map(|n| n.trim().to_string())
+            .unwrap_or_default(),
     })
 }
 
@@ -96,7 +106,10 @@ fn row(line: u64, fields: HashMap<String, String>) -> ExtractRow {
 /// Whether a file holds JSON Lines rather than CSV, by its name.
 pub fn is_json_lines(path: &Path) -> bool {
     matches!(
-        path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+        path.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("jsonl" | "ndjson")
     )
 }
@@ -111,7 +124,9 @@ pub fn read(path: &Path) -> Result<Box<dyn Iterator<Item = ExtractRow> + Send>, 
             let line_no = i as u64 + 1;
             let text = match line {
                 Ok(text) => text,
-                Err(e) => return Some(refused(line_no, FieldViolation::new("line", e.to_string()))),
+                Err(e) => {
+                    return Some(refused(line_no, FieldViolation::new("line", e.to_string())));
+                }
             };
             if text.trim().is_empty() {
                 return None;
@@ -126,23 +141,36 @@ pub fn read(path: &Path) -> Result<Box<dyn Iterator<Item = ExtractRow> + Send>, 
             .iter()
             .map(|h| h.trim().trim_start_matches('\u{feff}').to_string())
             .collect();
-        Ok(Box::new(reader.into_records().map(move |record| match record {
-            Ok(record) => {
-                let line = record.position().map(|p| p.line()).unwrap_or(0);
-                if record.len() != header.len() {
-                    return refused(
-                        line,
-                        FieldViolation::new("row", format!("has {} fields, the header has {}", record.len(), header.len())),
-                    );
+        Ok(Box::new(reader.into_records().map(
+            move |record| match record {
+                Ok(record) => {
+                    let line = record.position().map(|p| p.line()).unwrap_or(0);
+                    if record.len() != header.len() {
+                        return refused(
+                            line,
+                            FieldViolation::new(
+                                "row",
+                                format!(
+                                    "has {} fields, the header has {}",
+                                    record.len(),
+                                    header.len()
+                                ),
+                            ),
+                        );
+                    }
+                    let fields = header
+                        .iter()
+                        .cloned()
+                        .zip(record.iter().map(str::to_string))
+                        .collect();
+                    row(line, fields)
                 }
-                let fields = header.iter().cloned().zip(record.iter().map(str::to_string)).collect();
-                row(line, fields)
-            }
-            Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
-                refused(line, FieldViolation::new("row", e.to_string()))
-            }
-        })))
+                Err(e) => {
+                    let line = e.position().map(|p| p.line()).unwrap_or(0);
+                    refused(line, FieldViolation::new("row", e.to_string()))
+                }
+            },
+        )))
     }
 }
 
@@ -158,7 +186,12 @@ fn refused(line: u64, violation: FieldViolation) -> ExtractRow {
 fn json_row(line: u64, text: &str) -> ExtractRow {
     let object: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(text) {
         Ok(object) => object,
-        Err(e) => return refused(line, FieldViolation::new("line", format!("not a JSON object: {e}"))),
+        Err(e) => {
+            return refused(
+                line,
+                FieldViolation::new("line", format!("not a JSON object: {e}")),
+            );
+        }
     };
     let mut fields = HashMap::new();
     for (key, value) in object {
@@ -166,7 +199,10 @@ fn json_row(line: u64, text: &str) -> ExtractRow {
             serde_json::Value::String(s) => s,
             serde_json::Value::Null => String::new(),
             other => {
-                return refused(line, FieldViolation::new(key, format!("must be a string, got {other}")));
+                return refused(
+                    line,
+                    FieldViolation::new(key, format!("must be a string, got {other}")),
+                );
             }
         };
         fields.insert(key, value);

@@ -43,9 +43,14 @@ pub enum ClientError {
 pub struct Bearer(Option<MetadataValue<Ascii>>);
 
 impl Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(token) = &self.0 {
-            request.metadata_mut().insert("authorization", token.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
         }
         Ok(request)
     }
@@ -67,7 +72,8 @@ impl Connection {
             server: args.server.clone(),
             reason,
         };
-        let endpoint = Endpoint::from_shared(args.server.clone()).map_err(|e| unreachable(e.to_string()))?;
+        let endpoint =
+            Endpoint::from_shared(args.server.clone()).map_err(|e| unreachable(e.to_string()))?;
         let channel = endpoint
             .connect_timeout(std::time::Duration::from_secs(5))
             .connect()

@@ -42,7 +42,10 @@ pub fn read_table(path: &Path) -> Result<LookupTable, ClientError> {
 }
 
 /// Streams tables to `ImportPlaces`, a chunk at a time, and returns the server's report.
-pub async fn import_tables(connection: &Connection, tables: Vec<LookupTable>) -> Result<proto::ImportPlacesResponse, ClientError> {
+pub async fn import_tables(
+    connection: &Connection,
+    tables: Vec<LookupTable>,
+) -> Result<proto::ImportPlacesResponse, ClientError> {
     let mut chunks = Vec::new();
     for table in tables {
         let mut header = table.header;
@@ -75,7 +78,9 @@ pub async fn import_tables(connection: &Connection, tables: Vec<LookupTable>) ->
 }
 
 fn level_name(level: i32) -> &'static str {
-    PlaceLevel::from_number(level).map(Vocabulary::word).unwrap_or("unknown")
+    PlaceLevel::from_number(level)
+        .map(Vocabulary::word)
+        .unwrap_or("unknown")
 }
 
 /// The import report as readable lines.
@@ -98,10 +103,18 @@ pub fn report_lines(report: &proto::ImportPlacesResponse) -> Vec<String> {
         report.rows_read, report.places_added, report.rows_skipped
     ));
     for count in &report.places {
-        lines.push(format!("  {:<30} {:>7}", level_name(count.level), count.count));
+        lines.push(format!(
+            "  {:<30} {:>7}",
+            level_name(count.level),
+            count.count
+        ));
     }
     for count in &report.footprint_areas {
-        lines.push(format!("  {:<30} {:>7}", level_name(count.level), count.count));
+        lines.push(format!(
+            "  {:<30} {:>7}",
+            level_name(count.level),
+            count.count
+        ));
     }
     for skip in &report.skipped {
         lines.push(format!(

@@ -47,8 +47,17 @@ pub struct Reject {
 
 /// A row on its way: either sent to the server or refused before sending.
 enum Sent {
-    Record { line: u64, agency_id: String, local_ref: String },
-    Refused { line: u64, agency_id: String, local_ref: String, violation: FieldViolation },
+    Record {
+        line: u64,
+        agency_id: String,
+        local_ref: String,
+    },
+    Refused {
+        line: u64,
+        agency_id: String,
+        local_ref: String,
+        violation: FieldViolation,
+    },
 }
 
 /// Pushes rows through one `PushRecords` stream, matching each answer to its row.
@@ -68,7 +77,9 @@ pub async fn push_rows(
                         agency_id: row.agency_id,
                         local_ref: row.local_ref,
                     },
-                    Some(proto::PushRecordsRequest { record: Some(record) }),
+                    Some(proto::PushRecordsRequest {
+                        record: Some(record),
+                    }),
                 ),
                 Err(violation) => (
                     Sent::Refused {
@@ -122,7 +133,9 @@ pub async fn push_rows(
                 local_ref,
             } => {
                 let answer = answers.next().await.ok_or_else(|| {
-                    ClientError::Refused(tonic::Status::unavailable("the server ended the stream before answering every record"))
+                    ClientError::Refused(tonic::Status::unavailable(
+                        "the server ended the stream before answering every record",
+                    ))
                 })??;
                 match Outcome::try_from(answer.outcome) {
                     Ok(Outcome::Accepted) => summary.accepted += 1,

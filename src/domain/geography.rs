@@ -48,17 +48,26 @@ impl Agency {
             ));
         }
         if self.footprint.is_empty() {
-            violations.push(FieldViolation::new("footprint", "must name at least one place or footprint area"));
+            violations.push(FieldViolation::new(
+                "footprint",
+                "must name at least one place or footprint area",
+            ));
         }
         for code in &self.footprint {
             if geography.place(*code).is_none() {
                 violations.push(FieldViolation::new(
                     "footprint",
-                    format!("{code} is not a known place or footprint area; import the geography first"),
+                    format!(
+                        "{code} is not a known place or footprint area; import the geography first"
+                    ),
                 ));
             }
         }
-        if violations.is_empty() { Ok(()) } else { Err(Invalid(violations)) }
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(Invalid(violations))
+        }
     }
 }
 
@@ -87,8 +96,14 @@ impl Geography {
     }
 
     pub fn insert_membership(&mut self, membership: Membership) {
-        self.members.entry(membership.area).or_default().insert(membership.member);
-        self.areas_of.entry(membership.member).or_default().insert(membership.area);
+        self.members
+            .entry(membership.area)
+            .or_default()
+            .insert(membership.member);
+        self.areas_of
+            .entry(membership.member)
+            .or_default()
+            .insert(membership.area);
     }
 
     pub fn place(&self, code: PlaceCode) -> Option<&Place> {
@@ -125,7 +140,12 @@ impl Geography {
 
     /// Footprint areas that directly list this place as a member.
     pub fn areas_listing(&self, code: PlaceCode) -> Vec<PlaceCode> {
-        self.areas_of.get(&code).into_iter().flatten().copied().collect()
+        self.areas_of
+            .get(&code)
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect()
     }
 
     /// Every footprint area that contains the place: those listing it or any of its ancestors.

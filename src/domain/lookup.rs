@@ -107,7 +107,10 @@ fn level_of_prefix(prefix: &str) -> Option<PlaceLevel> {
 
 /// Splits an ONS header such as `LAD19CD` into its level and whether it holds codes or names.
 fn read_header(header: &str) -> Option<(PlaceLevel, bool)> {
-    let header = header.trim().trim_start_matches('\u{feff}').to_ascii_uppercase();
+    let header = header
+        .trim()
+        .trim_start_matches('\u{feff}')
+        .to_ascii_uppercase();
     let (stem, is_code) = if let Some(stem) = header.strip_suffix("CD") {
         (stem, true)
     } else if let Some(stem) = header.strip_suffix("NM") {
@@ -191,13 +194,18 @@ fn read_row(columns: &[Column], header: &[String], row: &LookupRow) -> Result<Ro
         if code.is_empty() {
             continue;
         }
-        let code = PlaceCode::parse(code).map_err(|_| format!("column {} does not hold GSS codes", header[column.code]))?;
+        let code = PlaceCode::parse(code)
+            .map_err(|_| format!("column {} does not hold GSS codes", header[column.code]))?;
         let name = column
             .name
             .and_then(|i| row.cells.get(i))
             .map(|n| n.trim().to_string())
             .unwrap_or_default();
-        let name = if name.is_empty() { code.to_string() } else { name };
+        let name = if name.is_empty() {
+            code.to_string()
+        } else {
+            name
+        };
         if column.level.is_footprint() {
             read.areas.push((column.level, code, name));
         } else {
@@ -225,7 +233,10 @@ impl Planner<'_> {
 
     /// The places a tree path defines, each with its parent; leaves hang from the finest
     /// non-leaf on the path. `anchor` is the parent of the path's first place.
-    fn path_places(tree: &[(PlaceLevel, PlaceCode, String)], anchor: Option<PlaceCode>) -> Vec<Place> {
+    fn path_places(
+        tree: &[(PlaceLevel, PlaceCode, String)],
+        anchor: Option<PlaceCode>,
+    ) -> Vec<Place> {
         let mut places = Vec::with_capacity(tree.len());
         let mut parent = anchor;
         for (level, code, name) in tree {
@@ -254,7 +265,10 @@ impl Planner<'_> {
                     Self::path_places(&row.tree, anchor)
                 }
                 Some(top) => {
-                    return Err(format!("{top_code} is a {} elsewhere, not a {top_level}", top.level));
+                    return Err(format!(
+                        "{top_code} is a {} elsewhere, not a {top_level}",
+                        top.level
+                    ));
                 }
                 None => {
                     return Err(format!("{top_level} {top_code} is not in the place tree"));
@@ -270,7 +284,10 @@ impl Planner<'_> {
                     place.level,
                     place.code,
                     known.level,
-                    known.parent.map(|p| p.to_string()).unwrap_or_else(|| "no parent".into())
+                    known
+                        .parent
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "no parent".into())
                 ));
             }
         }
@@ -279,7 +296,10 @@ impl Planner<'_> {
             if let Some(known) = self.known(*code)
                 && known.level != *level
             {
-                return Err(format!("{code} is a {} elsewhere, not a {level}", known.level));
+                return Err(format!(
+                    "{code} is a {} elsewhere, not a {level}",
+                    known.level
+                ));
             }
         }
         for place in defined {
@@ -301,7 +321,10 @@ impl Planner<'_> {
                 self.plan.places.push(area.clone());
                 self.added.insert(*code, area);
             }
-            let membership = Membership { area: *code, member };
+            let membership = Membership {
+                area: *code,
+                member,
+            };
             let already = self.existing.areas_listing(member).contains(code);
             if !already && self.memberships_seen.insert(membership) {
                 self.plan.memberships.push(membership);
@@ -313,7 +336,10 @@ impl Planner<'_> {
 
 /// Works out what importing `tables` adds to `existing`. Tables may come in any order: rows
 /// that reach a country are applied first, then the rows that hang below known places.
-pub fn plan_import(existing: &Geography, tables: &[LookupTable]) -> Result<ImportPlan, LookupError> {
+pub fn plan_import(
+    existing: &Geography,
+    tables: &[LookupTable],
+) -> Result<ImportPlan, LookupError> {
     let mut read = Vec::with_capacity(tables.len());
     let mut planner = Planner {
         existing,
@@ -415,14 +441,34 @@ mod tests {
         assert_eq!(skipped.examples, vec!["police:3"]);
         apply(&mut geography, plan);
 
-        assert!(geography.place(code("E06000060")).is_none(), "no invented district");
-        assert!(geography.place(code("E23000043")).is_none(), "no area for a skipped row");
+        assert!(
+            geography.place(code("E06000060")).is_none(),
+            "no invented district"
+        );
+        assert!(
+            geography.place(code("E23000043")).is_none(),
+            "no area for a skipped row"
+        );
         let ward = code("E05011451");
-        let chain: Vec<&str> = geography.ancestors(ward).iter().map(|p| p.code.as_str()).collect();
-        assert_eq!(chain, vec!["E08000021", "E11000007", "E12000001", "E92000001"]);
-        let welsh: Vec<&str> = geography.ancestors(code("W05000001")).iter().map(|p| p.code.as_str()).collect();
+        let chain: Vec<&str> = geography
+            .ancestors(ward)
+            .iter()
+            .map(|p| p.code.as_str())
+            .collect();
+        assert_eq!(
+            chain,
+            vec!["E08000021", "E11000007", "E12000001", "E92000001"]
+        );
+        let welsh: Vec<&str> = geography
+            .ancestors(code("W05000001"))
+            .iter()
+            .map(|p| p.code.as_str())
+            .collect();
         assert_eq!(welsh, vec!["W06000001", "W92000004"], "Wales has no region");
-        assert!(geography.within(ward, code("E23000007")), "a ward lies in its district's force area");
+        assert!(
+            geography.within(ward, code("E23000007")),
+            "a ward lies in its district's force area"
+        );
         assert!(!geography.within(code("E05000001"), code("E23000007")));
     }
 
@@ -436,7 +482,10 @@ mod tests {
         assert_eq!(plan.places.len(), 3 + 3 + 1 + 2 + 2);
         apply(&mut geography, plan);
         let again = plan_import(&geography, &[wards(), police()]).expect("plan");
-        assert_eq!(again.report.places_added, 1, "only the police force area is new");
+        assert_eq!(
+            again.report.places_added, 1,
+            "only the police force area is new"
+        );
         assert_eq!(again.memberships.len(), 1);
     }
 
@@ -457,7 +506,8 @@ mod tests {
 
     #[test]
     fn a_table_without_place_columns_is_an_error() {
-        let error = plan_import(&Geography::default(), &[table("people", "NAME,AGE", &[])]).expect_err("refused");
+        let error = plan_import(&Geography::default(), &[table("people", "NAME,AGE", &[])])
+            .expect_err("refused");
         assert!(matches!(error, LookupError::UnrecognisedLayout { .. }));
     }
 }

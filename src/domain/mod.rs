@@ -7,8 +7,10 @@ pub mod vocabulary;
 
 pub use geography::{Agency, Geography, Membership, Place};
 pub use record::{
-    AgencyId, Decision, FieldViolation, Invalid, LocalRef, PlaceCode, RecordKey, Revision, RiskRecord, SubjectKey,
+    AgencyId, Decision, FieldViolation, Invalid, LocalRef, PlaceCode, RecordKey, Revision,
+    RiskRecord, SubjectKey,
 };
 pub use vocabulary::{
-    AgencyKind, ClientGroup, LawfulBasis, PlaceLevel, RecordStatus, RiskCategory, Severity, Vocabulary,
+    AgencyKind, ClientGroup, LawfulBasis, PlaceLevel, RecordStatus, RiskCategory, Severity,
+    Vocabulary,
 };

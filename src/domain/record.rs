@@ -168,7 +168,10 @@ impl SubjectKey {
     pub fn parse(key: &str) -> Result<Self, String> {
         let shaped = key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if !shaped {
-            return Err("must be exactly 64 lower-case hex characters (an HMAC-SHA256 pseudonym)".to_string());
+            return Err(
+                "must be exactly 64 lower-case hex characters (an HMAC-SHA256 pseudonym)"
+                    .to_string(),
+            );
         }
         let mut out = [0u8; 32];
         hex::decode_to_slice(key, &mut out).map_err(|e| e.to_string())?;
@@ -200,8 +203,10 @@ pub struct RecordKey {
 impl RecordKey {
     pub fn parse(agency_id: &str, local_ref: &str) -> Result<Self, Invalid> {
         let mut violations = Vec::new();
-        let agency = AgencyId::parse(agency_id).map_err(|r| violations.push(FieldViolation::new("agency_id", r)));
-        let local_ref = LocalRef::parse(local_ref).map_err(|r| violations.push(FieldViolation::new("local_ref", r)));
+        let agency = AgencyId::parse(agency_id)
+            .map_err(|r| violations.push(FieldViolation::new("agency_id", r)));
+        let local_ref = LocalRef::parse(local_ref)
+            .map_err(|r| violations.push(FieldViolation::new("local_ref", r)));
         match (agency, local_ref) {
             (Ok(agency), Ok(local_ref)) => Ok(Self { agency, local_ref }),
             _ => Err(Invalid(violations)),
@@ -251,11 +256,20 @@ pub fn check_times(
     let mut violations = Vec::new();
     let latest = now + CLOCK_SKEW_ALLOWANCE;
     let earliest = time::macros::datetime!(1900-01-01 0:00 UTC);
-    for (field, at) in [("assessed_at", assessed_at), ("source_updated_at", source_updated_at)] {
+    for (field, at) in [
+        ("assessed_at", assessed_at),
+        ("source_updated_at", source_updated_at),
+    ] {
         if at > latest {
-            violations.push(FieldViolation::new(field, format!("{} is in the future", rfc3339(at))));
+            violations.push(FieldViolation::new(
+                field,
+                format!("{} is in the future", rfc3339(at)),
+            ));
         } else if at < earliest {
-            violations.push(FieldViolation::new(field, format!("{} is before 1900", rfc3339(at))));
+            violations.push(FieldViolation::new(
+                field,
+                format!("{} is before 1900", rfc3339(at)),
+            ));
         }
     }
     if violations.is_empty() && assessed_at > source_updated_at {
@@ -271,7 +285,9 @@ pub fn check_times(
 pub fn check_note(note: &str) -> Result<(), String> {
     let chars = note.chars().count();
     if chars > NOTE_MAX_CHARS {
-        return Err(format!("must be at most {NOTE_MAX_CHARS} characters, got {chars}"));
+        return Err(format!(
+            "must be at most {NOTE_MAX_CHARS} characters, got {chars}"
+        ));
     }
     if note.chars().any(|c| c.is_control() && c != '\n') {
         return Err("must not hold control characters".to_string());

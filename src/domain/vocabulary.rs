@@ -188,7 +188,9 @@ impl PlaceLevel {
     pub fn is_footprint(self) -> bool {
         matches!(
             self,
-            Self::PoliceForceArea | Self::CommunitySafetyPartnership | Self::ClinicalCommissioningGroup
+            Self::PoliceForceArea
+                | Self::CommunitySafetyPartnership
+                | Self::ClinicalCommissioningGroup
         )
     }
 
@@ -200,7 +202,9 @@ impl PlaceLevel {
             Self::County => 3,
             Self::District => 2,
             Self::Ward | Self::Lsoa => 1,
-            Self::PoliceForceArea | Self::CommunitySafetyPartnership | Self::ClinicalCommissioningGroup => 0,
+            Self::PoliceForceArea
+            | Self::CommunitySafetyPartnership
+            | Self::ClinicalCommissioningGroup => 0,
         }
     }
 }

@@ -6,7 +6,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::StoreError;
-use crate::domain::{AgencyId, Agency, LocalRef, Membership, Place, PlaceCode, RecordKey, Revision, SubjectKey};
+use crate::domain::{
+    Agency, AgencyId, LocalRef, Membership, Place, PlaceCode, RecordKey, Revision, SubjectKey,
+};
 
 /// One kind of entry in the register's tree.
 pub(crate) trait Keyspace {
@@ -32,7 +34,11 @@ pub(crate) trait Keyspace {
             .transpose()
     }
 
-    fn put(batch: &mut sled::Batch, key: &Self::Key, value: &Self::Value) -> Result<(), StoreError> {
+    fn put(
+        batch: &mut sled::Batch,
+        key: &Self::Key,
+        value: &Self::Value,
+    ) -> Result<(), StoreError> {
         batch.insert(Self::key(key), postcard::to_stdvec(value)?);
         Ok(())
     }
@@ -42,7 +48,10 @@ pub(crate) trait Keyspace {
     }
 
     /// Every entry whose key starts with `prefix` (already encoded, without the keyspace byte).
-    fn scan(tree: &sled::Tree, prefix: &[u8]) -> impl DoubleEndedIterator<Item = Result<(Self::Key, Self::Value), StoreError>> {
+    fn scan(
+        tree: &sled::Tree,
+        prefix: &[u8],
+    ) -> impl DoubleEndedIterator<Item = Result<(Self::Key, Self::Value), StoreError>> {
         let mut full = vec![Self::PREFIX];
         full.extend_from_slice(prefix);
         tree.scan_prefix(full).map(|entry| {
@@ -51,7 +60,9 @@ pub(crate) trait Keyspace {
         })
     }
 
-    fn scan_all(tree: &sled::Tree) -> impl DoubleEndedIterator<Item = Result<(Self::Key, Self::Value), StoreError>> {
+    fn scan_all(
+        tree: &sled::Tree,
+    ) -> impl DoubleEndedIterator<Item = Result<(Self::Key, Self::Value), StoreError>> {
         Self::scan(tree, &[])
     }
 }
@@ -86,15 +97,20 @@ fn encode_record_key(key: &RecordKey, out: &mut Vec<u8>) {
 fn decode_record_key(mut bytes: &[u8]) -> Result<RecordKey, StoreError> {
     let what = "record";
     let agency_len = take(&mut bytes, 1, what)?[0] as usize;
-    let agency = std::str::from_utf8(take(&mut bytes, agency_len, what)?).map_err(|_| corrupt(what))?;
-    let ref_len = u16::from_be_bytes(take(&mut bytes, 2, what)?.try_into().map_err(|_| corrupt(what))?) as usize;
-    let local_ref = std::str::from_utf8(take(&mut bytes, ref_len, what)?).map_err(|_| corrupt(what))?;
+    let agency =
+        std::str::from_utf8(take(&mut bytes, agency_len, what)?).map_err(|_| corrupt(what))?;
+    let ref_len = u16::from_be_bytes(
+        take(&mut bytes, 2, what)?
+            .try_into()
+            .map_err(|_| corrupt(what))?,
+    ) as usize;
+    let local_ref =
+        std::str::from_utf8(take(&mut bytes, ref_len, what)?).map_err(|_| corrupt(what))?;
     Ok(RecordKey {
         agency: AgencyId::parse(agency).map_err(StoreError::Corrupt)?,
         local_ref: LocalRef::parse(local_ref).map_err(StoreError::Corrupt)?,
     })
 }
-
 
 fn decode_place_code(bytes: &[u8]) -> Result<PlaceCode, StoreError> {
     let code: [u8; 9] = bytes.try_into().map_err(|_| corrupt("place"))?;
@@ -111,16 +127,37 @@ impl Keyspace for Log {
         out.extend_from_slice(&key.to_be_bytes());
     }
     fn decode_key(bytes: &[u8]) -> Result<u64, StoreError> {
-        Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| corrupt("log"))?))
+        Ok(u64::from_be_bytes(
+            bytes.try_into().map_err(|_| corrupt("log"))?,
+        ))
     }
 }
 
-/// Projection: the latest revision of each record.
+impl Log {
+    /// The latest revision of a record, through the `Latest` pointer.
+    pub(crate) fn latest(
+        tree: &sled::Tree,
+        key: &RecordKey,
+    ) -> Result<Option<Revision>, StoreError> {
+        let Some(sequence) = Latest::get(tree, key)? else {
+            return Ok(None);
+        };
+        let revision = Self::get(tree, &sequence)?.ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "latest revision of {key} points at missing log entry {sequence}"
+            ))
+        })?;
+        Ok(Some(revision))
+    }
+}
+
+/// Projection: where in the log the latest revision of each record is. A pointer rather than a
+/// copy, because sled rewrites a whole leaf on every insert and small values keep leaves small.
 pub(crate) struct Latest;
 impl Keyspace for Latest {
     const PREFIX: u8 = b'R';
     type Key = RecordKey;
-    type Value = Revision;
+    type Value = u64;
     fn encode_key(key: &RecordKey, out: &mut Vec<u8>) {
         encode_record_key(key, out);
     }
@@ -140,7 +177,9 @@ impl Keyspace for ByPlace {
         encode_record_key(record, out);
     }
     fn decode_key(bytes: &[u8]) -> Result<Self::Key, StoreError> {
-        let (place, record) = bytes.split_at_checked(9).ok_or_else(|| corrupt("place index"))?;
+        let (place, record) = bytes
+            .split_at_checked(9)
+            .ok_or_else(|| corrupt("place index"))?;
         Ok((decode_place_code(place)?, decode_record_key(record)?))
     }
 }
@@ -156,7 +195,9 @@ impl Keyspace for BySubject {
         encode_record_key(record, out);
     }
     fn decode_key(bytes: &[u8]) -> Result<Self::Key, StoreError> {
-        let (subject, record) = bytes.split_at_checked(32).ok_or_else(|| corrupt("subject index"))?;
+        let (subject, record) = bytes
+            .split_at_checked(32)
+            .ok_or_else(|| corrupt("subject index"))?;
         let subject: [u8; 32] = subject.try_into().map_err(|_| corrupt("subject index"))?;
         Ok((SubjectKey::from_bytes(subject), decode_record_key(record)?))
     }
@@ -187,7 +228,9 @@ impl Keyspace for Memberships {
         out.extend_from_slice(key.member.as_bytes());
     }
     fn decode_key(bytes: &[u8]) -> Result<Membership, StoreError> {
-        let (area, member) = bytes.split_at_checked(9).ok_or_else(|| corrupt("membership"))?;
+        let (area, member) = bytes
+            .split_at_checked(9)
+            .ok_or_else(|| corrupt("membership"))?;
         Ok(Membership {
             area: decode_place_code(area)?,
             member: decode_place_code(member)?,

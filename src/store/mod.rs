@@ -17,9 +17,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::lookup::{ImportReport, LookupError, LookupTable};
 use crate::domain::{
-    Agency, AgencyId, Geography, Invalid, Place, PlaceCode, PlaceLevel, RecordKey, Revision, RiskRecord,
+    Agency, AgencyId, Geography, Invalid, Place, PlaceCode, PlaceLevel, RecordKey, Revision,
+    RiskRecord,
 };
-use keyspace::{Agencies, Keyspace, Latest, Log, Memberships, Places};
+use keyspace::{Agencies, Keyspace, Log, Memberships, Places};
 use writer::{Command, Writer};
 
 /// How many requests may wait for the writer before submitters are slowed down.
@@ -89,6 +90,8 @@ struct Shared {
     directory: RwLock<Directory>,
     /// Sequence of the last durable revision.
     head: AtomicU64,
+    /// Record batches the writer has made durable, for batch-size figures.
+    batches: AtomicU64,
     commands: mpsc::Sender<Command>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -126,6 +129,7 @@ impl Store {
             tree,
             directory: RwLock::new(directory),
             head: AtomicU64::new(head),
+            batches: AtomicU64::new(0),
             commands,
             writer: Mutex::new(None),
         });
@@ -135,13 +139,22 @@ impl Store {
             .spawn(move || writer.run(queue))
             .map_err(|e| StoreError::WriterFailed(e.to_string()))?;
         *shared.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
-        tracing::info!(head, places = shared.read_directory().geography.len(), "store opened");
+        tracing::info!(
+            head,
+            places = shared.read_directory().geography.len(),
+            "store opened"
+        );
         Ok(Self { shared })
     }
 
     /// Sequence of the last durable revision (0 when the log is empty).
     pub fn head_sequence(&self) -> u64 {
         self.shared.head.load(Ordering::Acquire)
+    }
+
+    /// Record batches made durable since the store was opened.
+    pub fn batches_committed(&self) -> u64 {
+        self.shared.batches.load(Ordering::Relaxed)
     }
 
     /// Checks a record against the directory: a registered agency, a known place in the tree,
@@ -156,12 +169,20 @@ impl Store {
         };
         let place = record.place;
         match directory.geography.place(place) {
-            None => Err(Invalid::one("place_code", format!("{place} is not a known place"))),
+            None => Err(Invalid::one(
+                "place_code",
+                format!("{place} is not a known place"),
+            )),
             Some(p) if p.level.is_footprint() => Err(Invalid::one(
                 "place_code",
                 format!("{place} is a {}, not a place in the tree", p.level),
             )),
-            Some(_) if !agency.footprint.iter().any(|scope| directory.geography.within(place, *scope)) => {
+            Some(_)
+                if !agency
+                    .footprint
+                    .iter()
+                    .any(|scope| directory.geography.within(place, *scope)) =>
+            {
                 Err(Invalid::one(
                     "place_code",
                     format!("{place} is outside the footprint of agency {}", agency.id),
@@ -181,12 +202,15 @@ impl Store {
     /// Checks and submits one record, waiting until it is durable.
     pub async fn submit(&self, record: RiskRecord) -> Result<Submitted, StoreError> {
         self.check_record(&record)?;
-        self.enqueue(record).await?.await.map_err(|_| StoreError::Closed)?
+        self.enqueue(record)
+            .await?
+            .await
+            .map_err(|_| StoreError::Closed)?
     }
 
     /// The latest revision of a record.
     pub fn record(&self, key: &RecordKey) -> Result<Option<Revision>, StoreError> {
-        Latest::get(&self.shared.tree, key)
+        Log::latest(&self.shared.tree, key)
     }
 
     /// Every revision of a record, oldest first, by walking back through the log.
@@ -194,8 +218,9 @@ impl Store {
         let mut revisions = Vec::new();
         let mut next = self.record(key)?.map(|latest| latest.sequence);
         while let Some(sequence) = next {
-            let revision = Log::get(&self.shared.tree, &sequence)?
-                .ok_or_else(|| StoreError::Corrupt(format!("log entry {sequence} of {key} is missing")))?;
+            let revision = Log::get(&self.shared.tree, &sequence)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("log entry {sequence} of {key} is missing"))
+            })?;
             next = revision.previous;
             revisions.push(revision);
         }
@@ -204,7 +229,10 @@ impl Store {
     }
 
     /// Imports geography lookup tables; the writer plans and applies them in one batch.
-    pub async fn import_places(&self, tables: Vec<LookupTable>) -> Result<ImportOutcome, StoreError> {
+    pub async fn import_places(
+        &self,
+        tables: Vec<LookupTable>,
+    ) -> Result<ImportOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::ImportPlaces { tables, reply }).await?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -219,7 +247,12 @@ impl Store {
     }
 
     pub fn agencies(&self) -> Vec<Agency> {
-        self.shared.read_directory().agencies.values().cloned().collect()
+        self.shared
+            .read_directory()
+            .agencies
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn agency(&self, id: &AgencyId) -> Option<Agency> {
@@ -244,7 +277,14 @@ impl Store {
     pub fn child_places(&self, code: PlaceCode) -> Option<Vec<Place>> {
         let directory = self.shared.read_directory();
         directory.geography.place(code)?;
-        Some(directory.geography.children(code).into_iter().cloned().collect())
+        Some(
+            directory
+                .geography
+                .children(code)
+                .into_iter()
+                .cloned()
+                .collect(),
+        )
     }
 
     /// Places per level in the directory.
@@ -256,10 +296,21 @@ impl Store {
     /// Later submissions get [`StoreError::Closed`].
     pub async fn close(&self) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
-        if self.shared.commands.send(Command::Close { reply }).await.is_ok() {
+        if self
+            .shared
+            .commands
+            .send(Command::Close { reply })
+            .await
+            .is_ok()
+        {
             answer.await.map_err(|_| StoreError::Closed)??;
         }
-        let handle = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let handle = self
+            .shared
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(handle) = handle {
             tokio::task::spawn_blocking(move || handle.join())
                 .await
@@ -270,7 +321,11 @@ impl Store {
     }
 
     async fn send(&self, command: Command) -> Result<(), StoreError> {
-        self.shared.commands.send(command).await.map_err(|_| StoreError::Closed)
+        self.shared
+            .commands
+            .send(command)
+            .await
+            .map_err(|_| StoreError::Closed)
     }
 }
 
@@ -285,4 +340,3 @@ impl Shared {
         self.directory.write().unwrap_or_else(|p| p.into_inner())
     }
 }
-

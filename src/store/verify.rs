@@ -18,12 +18,16 @@ impl Store {
         for entry in Log::scan_all(tree) {
             let (sequence, revision) = entry?;
             if sequence != expected_sequence || revision.sequence != sequence {
-                problems.push(format!("log: expected sequence {expected_sequence}, found {sequence}"));
+                problems.push(format!(
+                    "log: expected sequence {expected_sequence}, found {sequence}"
+                ));
             }
             expected_sequence = sequence + 1;
             let previous = latest.get(&revision.record.key);
             let expected_revision = previous.map_or(1, |p| p.revision + 1);
-            if revision.revision != expected_revision || revision.previous != previous.map(|p| p.sequence) {
+            if revision.revision != expected_revision
+                || revision.previous != previous.map(|p| p.sequence)
+            {
                 problems.push(format!(
                     "log {sequence}: {} is revision {} (previous {:?}), expected {expected_revision}",
                     revision.record.key, revision.revision, revision.previous
@@ -32,14 +36,21 @@ impl Store {
             latest.insert(revision.record.key.clone(), revision);
         }
         if expected_sequence - 1 != self.head_sequence() {
-            problems.push(format!("head is {} but the log ends at {}", self.head_sequence(), expected_sequence - 1));
+            problems.push(format!(
+                "head is {} but the log ends at {}",
+                self.head_sequence(),
+                expected_sequence - 1
+            ));
         }
 
-        let stored: BTreeMap<RecordKey, Revision> = Latest::scan_all(tree).collect::<Result<_, _>>()?;
+        let stored: BTreeMap<RecordKey, u64> = Latest::scan_all(tree).collect::<Result<_, _>>()?;
         for (key, revision) in &latest {
             match stored.get(key) {
-                Some(s) if s == revision => {}
-                Some(s) => problems.push(format!("latest {key}: stored revision {}, log says {}", s.revision, revision.revision)),
+                Some(sequence) if *sequence == revision.sequence => {}
+                Some(sequence) => problems.push(format!(
+                    "latest {key}: points at sequence {sequence}, the log's latest is {}",
+                    revision.sequence
+                )),
                 None => problems.push(format!("latest {key}: missing")),
             }
         }
@@ -47,21 +58,30 @@ impl Store {
             problems.push(format!("latest {key}: not in the log"));
         }
 
-        let places: BTreeSet<(PlaceCode, RecordKey)> = latest.values().map(|r| (r.record.place, r.record.key.clone())).collect();
-        let stored_places: BTreeSet<(PlaceCode, RecordKey)> =
-            ByPlace::scan_all(tree).map(|e| e.map(|(k, ())| k)).collect::<Result<_, _>>()?;
+        let places: BTreeSet<(PlaceCode, RecordKey)> = latest
+            .values()
+            .map(|r| (r.record.place, r.record.key.clone()))
+            .collect();
+        let stored_places: BTreeSet<(PlaceCode, RecordKey)> = ByPlace::scan_all(tree)
+            .map(|e| e.map(|(k, ())| k))
+            .collect::<Result<_, _>>()?;
         for (place, key) in places.symmetric_difference(&stored_places) {
-            problems.push(format!("place index: {key} at {place} disagrees with the log"));
+            problems.push(format!(
+                "place index: {key} at {place} disagrees with the log"
+            ));
         }
 
         let subjects: BTreeSet<(SubjectKey, RecordKey)> = latest
             .values()
             .filter_map(|r| r.record.subject.map(|s| (s, r.record.key.clone())))
             .collect();
-        let stored_subjects: BTreeSet<(SubjectKey, RecordKey)> =
-            BySubject::scan_all(tree).map(|e| e.map(|(k, ())| k)).collect::<Result<_, _>>()?;
+        let stored_subjects: BTreeSet<(SubjectKey, RecordKey)> = BySubject::scan_all(tree)
+            .map(|e| e.map(|(k, ())| k))
+            .collect::<Result<_, _>>()?;
         for (subject, key) in subjects.symmetric_difference(&stored_subjects) {
-            problems.push(format!("subject index: {key} under {subject} disagrees with the log"));
+            problems.push(format!(
+                "subject index: {key} under {subject} disagrees with the log"
+            ));
         }
         Ok(problems)
     }

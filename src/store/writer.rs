@@ -93,12 +93,18 @@ impl Writer {
     }
 
     /// Runs a write unless an earlier one failed, and marks the writer failed if this one does.
-    fn guarded<T>(&mut self, write: impl FnOnce(&mut Self) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn guarded<T>(
+        &mut self,
+        write: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         if let Some(reason) = &self.failed {
             return Err(StoreError::WriterFailed(reason.clone()));
         }
         let result = write(self);
-        if let Err(error @ (StoreError::Storage(_) | StoreError::Codec(_) | StoreError::Corrupt(_))) = &result {
+        if let Err(
+            error @ (StoreError::Storage(_) | StoreError::Codec(_) | StoreError::Corrupt(_)),
+        ) = &result
+        {
             tracing::error!(%error, "write failed; the writer refuses further writes");
             self.failed = Some(error.to_string());
         }
@@ -137,7 +143,7 @@ impl Writer {
         for record in records {
             let stored = match written.get(&record.key) {
                 Some(revision) => Some(revision.clone()),
-                None => Latest::get(tree, &record.key)?,
+                None => Log::latest(tree, &record.key)?,
             };
             let answer = match decide(stored.as_ref(), &record) {
                 Decision::Accept { revision } => {
@@ -158,7 +164,10 @@ impl Writer {
                     answer
                 }
                 Decision::Unchanged => {
-                    let stored = stored.as_ref().map(|s| (s.revision, s.sequence)).unwrap_or_default();
+                    let stored = stored
+                        .as_ref()
+                        .map(|s| (s.revision, s.sequence))
+                        .unwrap_or_default();
                     Submitted::Unchanged {
                         revision: stored.0,
                         sequence: stored.1,
@@ -171,6 +180,7 @@ impl Writer {
         if !written.is_empty() {
             tree.apply_batch(batch)?;
             self.shared.db.flush()?;
+            self.shared.batches.fetch_add(1, Ordering::Relaxed);
         }
         Ok(answers)
     }
@@ -207,17 +217,24 @@ impl Writer {
         Agencies::put(&mut batch, &agency.id, &agency)?;
         self.shared.tree.apply_batch(batch)?;
         self.shared.db.flush()?;
-        self.shared.write_directory().agencies.insert(agency.id.clone(), agency);
+        self.shared
+            .write_directory()
+            .agencies
+            .insert(agency.id.clone(), agency);
         Ok(true)
     }
 }
 
 /// Adds a revision to the batch: its log entry and every projection that follows from it.
-fn write_projections(batch: &mut sled::Batch, stored: Option<&Revision>, revision: &Revision) -> Result<(), StoreError> {
+fn write_projections(
+    batch: &mut sled::Batch,
+    stored: Option<&Revision>,
+    revision: &Revision,
+) -> Result<(), StoreError> {
     let record = &revision.record;
     let key = &record.key;
     Log::put(batch, &revision.sequence, revision)?;
-    Latest::put(batch, key, revision)?;
+    Latest::put(batch, key, &revision.sequence)?;
     if let Some(old) = stored.map(|s| &s.record) {
         if old.place != record.place {
             ByPlace::remove(batch, &(old.place, key.clone()));

@@ -39,9 +39,14 @@ pub const LSOAS: &str = "lsoa-ccg-lad-2020.csv";
 /// The real rows of the North East: its wards, and its districts' police force areas.
 pub fn north_east_tables() -> Vec<LookupTable> {
     let mut wards = places::read_table(&geography_file(WARDS)).expect("ward lookup readable");
-    let region = wards.header.iter().position(|h| h == "RGN19CD").expect("RGN19CD column");
+    let region = wards
+        .header
+        .iter()
+        .position(|h| h == "RGN19CD")
+        .expect("RGN19CD column");
     wards.rows.retain(|row| row.cells[region] == NORTH_EAST);
-    let districts: std::collections::HashSet<String> = wards.rows.iter().map(|r| r.cells[3].clone()).collect();
+    let districts: std::collections::HashSet<String> =
+        wards.rows.iter().map(|r| r.cells[3].clone()).collect();
     let mut police = places::read_table(&geography_file(POLICE)).expect("police lookup readable");
     police.rows.retain(|row| districts.contains(&row.cells[1]));
     vec![police, wards]
@@ -65,12 +70,19 @@ impl TestServer {
             .await
             .expect("open task")
             .expect("store opens");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let (shutdown, stop) = oneshot::channel::<()>();
-        let handle = tokio::spawn(marr::serve(listener, store, Config::default(), async move {
-            let _ = stop.await;
-        }));
+        let handle = tokio::spawn(marr::serve(
+            listener,
+            store,
+            Config::default(),
+            async move {
+                let _ = stop.await;
+            },
+        ));
         Self {
             url,
             dir,
@@ -89,7 +101,10 @@ impl TestServer {
             let _ = shutdown.send(());
         }
         if let Some(handle) = self.handle.take() {
-            handle.await.expect("server task").expect("server stops cleanly");
+            handle
+                .await
+                .expect("server task")
+                .expect("server stops cleanly");
         }
     }
 
@@ -114,15 +129,27 @@ impl TestServer {
     pub async fn north_east() -> (Self, Connection) {
         let server = Self::start().await;
         let connection = server.connect().await;
-        places::import_tables(&connection, north_east_tables()).await.expect("import");
+        places::import_tables(&connection, north_east_tables())
+            .await
+            .expect("import");
         for (id, kind, footprint) in [
-            (NEWCASTLE, marr::domain::AgencyKind::ChildrenSocialCare, NEWCASTLE),
+            (
+                NEWCASTLE,
+                marr::domain::AgencyKind::ChildrenSocialCare,
+                NEWCASTLE,
+            ),
             (NORTHUMBRIA, marr::domain::AgencyKind::Police, NORTHUMBRIA),
             ("RTD", marr::domain::AgencyKind::Health, NORTH_EAST),
         ] {
-            marr::cli::agencies::register(&connection, id, kind, &format!("agency {id}"), &[footprint.to_string()])
-                .await
-                .expect("register agency");
+            marr::cli::agencies::register(
+                &connection,
+                id,
+                kind,
+                &format!("agency {id}"),
+                &[footprint.to_string()],
+            )
+            .await
+            .expect("register agency");
         }
         (server, connection)
     }
@@ -167,8 +194,15 @@ pub fn record(local_ref: &str, updated_hours_ago: i64) -> proto::RiskRecord {
 }
 
 /// Pushes records through one PushRecords stream and collects every answer.
-pub async fn push_all(connection: &Connection, records: Vec<proto::RiskRecord>) -> Vec<proto::PushRecordsResponse> {
-    let requests = tokio_stream::iter(records.into_iter().map(|r| proto::PushRecordsRequest { record: Some(r) }));
+pub async fn push_all(
+    connection: &Connection,
+    records: Vec<proto::RiskRecord>,
+) -> Vec<proto::PushRecordsResponse> {
+    let requests = tokio_stream::iter(
+        records
+            .into_iter()
+            .map(|r| proto::PushRecordsRequest { record: Some(r) }),
+    );
     let mut answers = connection
         .risk_register()
         .push_records(requests)
@@ -182,7 +216,11 @@ pub async fn push_all(connection: &Connection, records: Vec<proto::RiskRecord>) 
     out
 }
 
-pub async fn head_of(connection: &Connection, agency: &str, local_ref: &str) -> Option<proto::RecordRevision> {
+pub async fn head_of(
+    connection: &Connection,
+    agency: &str,
+    local_ref: &str,
+) -> Option<proto::RecordRevision> {
     match connection
         .risk_register()
         .get_record(proto::GetRecordRequest {
