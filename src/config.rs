@@ -146,3 +146,29 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_in_deploy_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/marr.example.toml");
+        let config = Config::load(&path).expect("the shipped example is valid");
+        assert_eq!(config.principals.len(), 2);
+        assert_eq!(config.data_dir(), PathBuf::from("/var/lib/marr"));
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let error = toml::from_str::<Config>("listne = \"127.0.0.1:1\"").expect_err("unknown key");
+        assert!(error.to_string().contains("listne"), "{error}");
+    }
+
+    #[test]
+    fn an_agency_principal_needs_its_agency() {
+        let config: Config = toml::from_str("[[principal]]\nname = \"x\"\nrole = \"agency\"\n").expect("parses");
+        let error = config.check().expect_err("agency missing");
+        assert!(error.to_string().contains("principal[0].agency"), "{error}");
+    }
+}
