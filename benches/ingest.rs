@@ -95,9 +95,15 @@ fn raw_sled_layout(records: &[proto::RiskRecord], batch_size: usize) -> Duration
             log.extend_from_slice(&sequence.to_be_bytes());
             batch.insert(log, postcard::to_stdvec(&record).expect("encode"));
             batch.insert([b"R", key.as_bytes()].concat(), &sequence.to_be_bytes()[..]);
-            batch.insert([b"P", record.place.as_bytes().as_slice(), key.as_bytes()].concat(), &[][..]);
+            batch.insert(
+                [b"P", record.place.as_bytes().as_slice(), key.as_bytes()].concat(),
+                &[][..],
+            );
             if let Some(subject) = record.subject {
-                batch.insert([b"S", subject.as_bytes().as_slice(), key.as_bytes()].concat(), &[][..]);
+                batch.insert(
+                    [b"S", subject.as_bytes().as_slice(), key.as_bytes()].concat(),
+                    &[][..],
+                );
             }
         }
         tree.apply_batch(batch).expect("apply");
@@ -197,7 +203,9 @@ fn main() {
     let mean_batch = count as f64 * ROUNDS as f64 / batch_counts.iter().sum::<u64>() as f64;
     let raw_batch = mean_batch.round().max(1.0) as usize;
     let raw_times: Vec<Duration> = (0..ROUNDS).map(|_| raw_sled(&records, raw_batch)).collect();
-    let layout_times: Vec<Duration> = (0..ROUNDS).map(|_| raw_sled_layout(&records, raw_batch)).collect();
+    let layout_times: Vec<Duration> = (0..ROUNDS)
+        .map(|_| raw_sled_layout(&records, raw_batch))
+        .collect();
 
     let rate = |d: Duration| count as f64 / d.as_secs_f64();
     let register = median(register_times);

@@ -167,7 +167,8 @@ mod tests {
 
     #[test]
     fn an_agency_principal_needs_its_agency() {
-        let config: Config = toml::from_str("[[principal]]\nname = \"x\"\nrole = \"agency\"\n").expect("parses");
+        let config: Config =
+            toml::from_str("[[principal]]\nname = \"x\"\nrole = \"agency\"\n").expect("parses");
         let error = config.check().expect_err("agency missing");
         assert!(error.to_string().contains("principal[0].agency"), "{error}");
     }
