@@ -134,60 +134,59 @@ async fn serve(
     Ok(())
 }
 
-/// Runs a client subcommand; a failure to reach or be served by the server is exit status 2.
-async fn client(command: Command) -> Result<ExitCode, ClientError> {
-    match command {
-        Command::Push { server, file } => {
-            let connection = Connection::open(&server).await?;
-            let summary = push::push_file(&connection, &file).await?;
-            println!("{summary}");
-            if summary.rejected > 0 {
-                eprintln!(
-                    "rejected rows and reasons: {}",
-                    push::rejects_path(&file).display()
-                );
-                return Ok(ExitCode::from(1));
-            }
-        }
-        Command::Places {
-            command: PlacesCommand::Import { server, files },
-        } => {
-            let tables = files
-                .iter()
-                .map(|f| places::read_table(f))
-                .collect::<Result<Vec<_>, _>>()?;
-            let connection = Connection::open(&server).await?;
-            let report = places::import_tables(&connection, tables).await?;
-            for line in places::report_lines(&report) {
-                println!("{line}");
-            }
-        }
-        Command::Agencies {
-            command:
-                AgenciesCommand::Register {
-                    server,
-                    id,
-                    kind,
-                    name,
-                    footprint,
-                },
-        } => {
-            let connection = Connection::open(&server).await?;
-            let answer = agencies::register(&connection, &id, kind, &name, &footprint).await?;
-            println!(
-                "{} agency {id}",
-                if answer.changed {
-                    "registered"
-                } else {
-                    "unchanged:"
-                }
-            );
-        }
-        Command::Serve { .. } | Command::Demo { .. } => {
-            unreachable!("server commands are run by main")
-        }
+async fn push(server: ServerArgs, file: PathBuf) -> Result<ExitCode, ClientError> {
+    let connection = Connection::open(&server).await?;
+    let summary = push::push_file(&connection, &file).await?;
+    println!("{summary}");
+    if summary.rejected > 0 {
+        eprintln!(
+            "rejected rows and reasons: {}",
+            push::rejects_path(&file).display()
+        );
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn import_places(server: ServerArgs, files: Vec<PathBuf>) -> Result<ExitCode, ClientError> {
+    let tables = files
+        .iter()
+        .map(|f| places::read_table(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let connection = Connection::open(&server).await?;
+    let report = places::import_tables(&connection, tables).await?;
+    for line in places::report_lines(&report) {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn register_agency(
+    server: ServerArgs,
+    id: String,
+    kind: AgencyKind,
+    name: String,
+    footprint: Vec<String>,
+) -> Result<ExitCode, ClientError> {
+    let connection = Connection::open(&server).await?;
+    let answer = agencies::register(&connection, &id, kind, &name, &footprint).await?;
+    println!(
+        "{} agency {id}",
+        if answer.changed {
+            "registered"
+        } else {
+            "unchanged:"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A client subcommand that could not reach or be served by the server exits with status 2.
+fn client_exit(result: Result<ExitCode, ClientError>) -> ExitCode {
+    result.unwrap_or_else(|error| {
+        eprintln!("marr: {error}");
+        ExitCode::from(2)
+    })
 }
 
 fn init_logging() {
@@ -224,12 +223,19 @@ async fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        command => match client(command).await {
-            Ok(code) => code,
-            Err(error) => {
-                eprintln!("marr: {error}");
-                ExitCode::from(2)
-            }
-        },
+        Command::Push { server, file } => client_exit(push(server, file).await),
+        Command::Places {
+            command: PlacesCommand::Import { server, files },
+        } => client_exit(import_places(server, files).await),
+        Command::Agencies {
+            command:
+                AgenciesCommand::Register {
+                    server,
+                    id,
+                    kind,
+                    name,
+                    footprint,
+                },
+        } => client_exit(register_agency(server, id, kind, name, footprint).await),
     }
 }

@@ -302,3 +302,41 @@ async fn serve_stops_cleanly_on_sigterm_and_keeps_what_it_acknowledged() {
     );
     store.close().await.expect("close");
 }
+
+#[tokio::test]
+async fn the_demo_serves_its_sample_and_stops_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_marr"))
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("demo starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines, status) = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("line");
+            let ready = line.starts_with("Serving until Ctrl-C");
+            lines.push(line);
+            if ready {
+                let interrupt = Command::new("kill")
+                    .args(["-INT", &child.id().to_string()])
+                    .status()
+                    .expect("kill");
+                assert!(interrupt.success());
+            }
+        }
+        (lines, child.wait().expect("exit"))
+    })
+    .await
+    .expect("demo task");
+    let text = lines.join("\n");
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("pushed 3000 records: 3000 accepted, 0 unchanged, 0 stale, 0 rejected"),
+        "{text}"
+    );
+    assert!(text.contains("police_force_area"), "{text}");
+    assert!(text.contains("registered E23000007"), "{text}");
+}
