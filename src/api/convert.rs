@@ -5,6 +5,7 @@
 use prost_types::Timestamp;
 use time::OffsetDateTime;
 
+use super::error::ApiError;
 use crate::domain::lookup::{LookupRow, LookupTable};
 use crate::domain::record::{check_note, check_times};
 use crate::domain::{
@@ -193,15 +194,25 @@ pub fn agency_to_proto(agency: &Agency) -> proto::Agency {
 #[derive(Default)]
 pub struct TableAssembler {
     tables: Vec<LookupTable>,
+    rows: usize,
 }
 
+/// Most rows one import may stream: the national output-area lookup is about 190,000, so this
+/// leaves ample room while bounding what a client can make the server hold.
+pub const MAX_IMPORT_ROWS: usize = 2_000_000;
+
 impl TableAssembler {
-    pub fn add(&mut self, chunk: proto::ImportPlacesRequest) -> Result<(), Invalid> {
+    pub fn add(&mut self, chunk: proto::ImportPlacesRequest) -> Result<(), ApiError> {
+        self.rows += chunk.rows.len();
+        if self.rows > MAX_IMPORT_ROWS {
+            return Err(ApiError::Exhausted(format!(
+                "an import may hold at most {MAX_IMPORT_ROWS} rows; split the files over several imports"
+            )));
+        }
         if chunk.table.is_empty() {
-            return Err(Invalid::one(
-                "table",
-                "is required: name the table each chunk belongs to",
-            ));
+            return Err(
+                Invalid::one("table", "is required: name the table each chunk belongs to").into(),
+            );
         }
         let index = match self.tables.iter().position(|t| t.name == chunk.table) {
             Some(index) => index,
@@ -213,7 +224,8 @@ impl TableAssembler {
                             "the first chunk of table `{}` must carry its header",
                             chunk.table
                         ),
-                    ));
+                    )
+                    .into());
                 }
                 self.tables.push(LookupTable {
                     name: chunk.table,

@@ -43,7 +43,7 @@ impl Directory for DirectoryService {
         let mut chunks = request.into_inner();
         let mut tables = TableAssembler::default();
         while let Some(chunk) = chunks.next().await {
-            tables.add(chunk?).map_err(ApiError::from)?;
+            tables.add(chunk?)?;
         }
         let outcome = self
             .store

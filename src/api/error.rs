@@ -16,6 +16,8 @@ pub enum ApiError {
     Stale(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Exhausted(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -40,6 +42,7 @@ impl From<ApiError> for Status {
             ApiError::Invalid(invalid) => bad_request(invalid),
             ApiError::Stale(reason) => Status::failed_precondition(reason),
             ApiError::NotFound(what) => Status::not_found(what),
+            ApiError::Exhausted(limit) => Status::resource_exhausted(limit),
             ApiError::Store(store) => match store {
                 StoreError::Invalid(invalid) => bad_request(invalid),
                 StoreError::Lookup(
