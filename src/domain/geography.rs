@@ -180,3 +180,22 @@ impl Geography {
         self.places.is_empty()
     }
 }
+
+impl Geography {
+    /// Every place below `code` in the tree, or within footprint area `code`, not counting
+    /// `code` itself.
+    pub fn descendants(&self, code: PlaceCode) -> Vec<PlaceCode> {
+        let mut found = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut queue = vec![code];
+        while let Some(next) = queue.pop() {
+            for child in self.children(next) {
+                if seen.insert(child.code) {
+                    found.push(child.code);
+                    queue.push(child.code);
+                }
+            }
+        }
+        found
+    }
+}

@@ -1,6 +1,7 @@
 //! Plain types of the safeguarding domain and their validation: no gRPC, no storage.
 
 pub mod geography;
+pub mod inspection;
 pub mod lookup;
 pub mod record;
 pub mod vocabulary;

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::StoreError;
+use super::Snapshot;
 use crate::domain::{
     Agency, AgencyId, LocalRef, Membership, Place, PlaceCode, RecordKey, Revision, SubjectKey,
 };
@@ -250,5 +251,19 @@ impl Keyspace for Agencies {
     fn decode_key(bytes: &[u8]) -> Result<AgencyId, StoreError> {
         let id = std::str::from_utf8(bytes).map_err(|_| corrupt("agency"))?;
         AgencyId::parse(id).map_err(StoreError::Corrupt)
+    }
+}
+
+/// Frozen place views for inspection reports: id → snapshot.
+pub(crate) struct Snapshots;
+impl Keyspace for Snapshots {
+    const PREFIX: u8 = b'V';
+    type Key = u64;
+    type Value = Snapshot;
+    fn encode_key(key: &u64, out: &mut Vec<u8>) {
+        out.extend_from_slice(&key.to_be_bytes());
+    }
+    fn decode_key(bytes: &[u8]) -> Result<u64, StoreError> {
+        Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| corrupt("snapshot"))?))
     }
 }

@@ -6,6 +6,9 @@
 
 mod keyspace;
 mod verify;
+mod views;
+
+pub use views::RiskPage;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -16,6 +19,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::lookup::{ImportReport, LookupError, LookupTable};
+use crate::domain::inspection::{Inspection, PlaceView, ViewFilter};
 use crate::domain::{
     Agency, AgencyId, Geography, Invalid, Place, PlaceCode, PlaceLevel, RecordKey, Revision,
     RiskRecord,
@@ -67,6 +71,25 @@ pub struct ImportOutcome {
     pub places_by_level: BTreeMap<PlaceLevel, u64>,
 }
 
+/// What to freeze in a snapshot.
+#[derive(Debug, Clone)]
+pub struct SnapshotRequest {
+    pub place: PlaceCode,
+    pub filter: ViewFilter,
+    pub label: String,
+}
+
+/// A place view frozen for an inspection report; it never changes once written.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    pub id: u64,
+    pub label: String,
+    pub filter: ViewFilter,
+    #[serde(with = "time::serde::timestamp::nanoseconds")]
+    pub created_at: time::OffsetDateTime,
+    pub view: PlaceView,
+}
+
 /// A place with where it sits.
 #[derive(Debug, Clone)]
 pub struct PlaceDetail {
@@ -88,6 +111,8 @@ struct Shared {
     db: sled::Db,
     tree: sled::Tree,
     directory: RwLock<Directory>,
+    /// Counters and convergence, never ahead of the durable log.
+    inspection: RwLock<Inspection>,
     /// Sequence of the last durable revision.
     head: AtomicU64,
     /// Record batches the writer has made durable, for batch-size figures.
@@ -128,11 +153,15 @@ impl Store {
             db,
             tree,
             directory: RwLock::new(directory),
+            inspection: RwLock::new(Inspection::default()),
             head: AtomicU64::new(head),
             batches: AtomicU64::new(0),
             commands,
             writer: Mutex::new(None),
         });
+        // The counters live in memory: rebuild them from the log before serving.
+        let inspection = shared.replay_inspection(u64::MAX)?;
+        *shared.write_inspection() = inspection;
         let writer = Writer::new(Arc::clone(&shared), head);
         let handle = std::thread::Builder::new()
             .name("marr-writer".into())

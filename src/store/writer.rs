@@ -8,11 +8,13 @@ use std::sync::atomic::Ordering;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
-use super::keyspace::{Agencies, ByPlace, BySubject, Keyspace, Latest, Log, Memberships, Places};
-use super::{ImportOutcome, Shared, StoreError, Submitted};
+use super::keyspace::{
+    Agencies, ByPlace, BySubject, Keyspace, Latest, Log, Memberships, Places, Snapshots,
+};
+use super::{ImportOutcome, Shared, Snapshot, SnapshotRequest, StoreError, Submitted};
 use crate::domain::lookup::{LookupTable, plan_import};
 use crate::domain::record::decide;
-use crate::domain::{Agency, Decision, RecordKey, Revision, RiskRecord};
+use crate::domain::{Agency, Decision, Invalid, RecordKey, Revision, RiskRecord};
 
 /// Most records in one batch; bounds the time a request waits behind others.
 const MAX_BATCH: usize = 4096;
@@ -29,6 +31,10 @@ pub(super) enum Command {
     RegisterAgency {
         agency: Agency,
         reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    CreateSnapshot {
+        request: SnapshotRequest,
+        reply: oneshot::Sender<Result<Snapshot, StoreError>>,
     },
     Close {
         reply: oneshot::Sender<Result<(), StoreError>>,
@@ -81,6 +87,9 @@ impl Writer {
                 }
                 Command::RegisterAgency { agency, reply } => {
                     let _ = reply.send(self.guarded(|w| w.register_agency(agency)));
+                }
+                Command::CreateSnapshot { request, reply } => {
+                    let _ = reply.send(self.guarded(|w| w.create_snapshot(request)));
                 }
                 Command::Close { reply } => {
                     let flushed = self.shared.db.flush().map(|_| ()).map_err(StoreError::from);
@@ -140,6 +149,8 @@ impl Writer {
         // Revisions written earlier in this batch, which sled cannot show us yet.
         let mut written: HashMap<RecordKey, Revision> = HashMap::new();
         let mut answers = Vec::with_capacity(records.len());
+        // Each accepted change, for the inspection counters once the batch is durable.
+        let mut changes: Vec<(Option<RiskRecord>, RiskRecord, u64)> = Vec::new();
         for record in records {
             let stored = match written.get(&record.key) {
                 Some(revision) => Some(revision.clone()),
@@ -156,6 +167,11 @@ impl Writer {
                         previous: stored.as_ref().map(|s| s.sequence),
                     };
                     write_projections(&mut batch, stored.as_ref(), &revision)?;
+                    changes.push((
+                        stored.as_ref().map(|s| s.record.clone()),
+                        revision.record.clone(),
+                        revision.sequence,
+                    ));
                     let answer = Submitted::Accepted {
                         revision: revision.revision,
                         sequence: revision.sequence,
@@ -181,6 +197,8 @@ impl Writer {
             tree.apply_batch(batch)?;
             self.shared.db.flush()?;
             self.shared.batches.fetch_add(1, Ordering::Relaxed);
+            // Only now, with the log durable, may readers see the counters move.
+            self.shared.apply_to_inspection(&changes);
         }
         Ok(answers)
     }
@@ -196,22 +214,66 @@ impl Writer {
         }
         self.shared.tree.apply_batch(batch)?;
         self.shared.db.flush()?;
-        let mut directory = self.shared.write_directory();
-        for place in plan.places {
-            directory.geography.insert_place(place);
-        }
-        for membership in plan.memberships {
-            directory.geography.insert_membership(membership);
+        let changed = !plan.places.is_empty() || !plan.memberships.is_empty();
+        let places_by_level = {
+            let mut directory = self.shared.write_directory();
+            for place in plan.places {
+                directory.geography.insert_place(place);
+            }
+            for membership in plan.memberships {
+                directory.geography.insert_membership(membership);
+            }
+            directory.geography.count_by_level()
+        };
+        if changed {
+            // New places or footprint memberships change where existing records count.
+            let rebuilt = self.shared.replay_inspection(u64::MAX)?;
+            *self.shared.write_inspection() = rebuilt;
         }
         Ok(ImportOutcome {
             report: plan.report,
-            places_by_level: directory.geography.count_by_level(),
+            places_by_level,
         })
     }
 
+    fn create_snapshot(&mut self, request: SnapshotRequest) -> Result<Snapshot, StoreError> {
+        let id = match Snapshots::scan_all(&self.shared.tree).next_back() {
+            Some(entry) => entry?.0 + 1,
+            None => 1,
+        };
+        let view = self.shared.read_inspection().view(
+            &self.shared.read_directory().geography,
+            request.place,
+            &request.filter,
+        );
+        let snapshot = Snapshot {
+            id,
+            label: request.label,
+            filter: request.filter,
+            created_at: OffsetDateTime::now_utc(),
+            view,
+        };
+        let mut batch = sled::Batch::default();
+        Snapshots::put(&mut batch, &id, &snapshot)?;
+        self.shared.tree.apply_batch(batch)?;
+        self.shared.db.flush()?;
+        Ok(snapshot)
+    }
+
     fn register_agency(&mut self, agency: Agency) -> Result<bool, StoreError> {
-        if self.shared.read_directory().agencies.get(&agency.id) == Some(&agency) {
-            return Ok(false);
+        match self.shared.read_directory().agencies.get(&agency.id) {
+            Some(known) if *known == agency => return Ok(false),
+            // Counters and convergence are kept by agency kind: a kind is for good.
+            Some(known) if known.kind != agency.kind => {
+                return Err(StoreError::Invalid(Invalid::one(
+                    "kind",
+                    format!(
+                        "agency {} is registered as {}; an agency's kind cannot change",
+                        agency.id, known.kind
+                    ),
+                )));
+            }
+            _ => {}
         }
         let mut batch = sled::Batch::default();
         Agencies::put(&mut batch, &agency.id, &agency)?;

@@ -1,0 +1,235 @@
+//! Reading the inspection projection: place views, comparisons, risk lists, subject trails and
+//! snapshots, live or as of an earlier log sequence (replayed from the log).
+
+use std::collections::HashMap;
+
+use super::keyspace::{Keyspace, Latest, Log, Snapshots};
+use super::writer::Command;
+use super::{Shared, Snapshot, SnapshotRequest, Store, StoreError};
+use crate::domain::inspection::{Inspection, PlaceView, ViewFilter, scan_view};
+use crate::domain::{AgencyKind, Invalid, PlaceCode, RecordKey, Revision, SubjectKey};
+
+/// One page of records under a place, newest change first.
+#[derive(Debug, Clone)]
+pub struct RiskPage {
+    pub revisions: Vec<Revision>,
+    /// Pass back to get the next page; `None` on the last page.
+    pub next: Option<u64>,
+    /// The log sequence the page is consistent with.
+    pub consistent_at: u64,
+}
+
+impl Shared {
+    pub(super) fn read_inspection(&self) -> std::sync::RwLockReadGuard<'_, Inspection> {
+        self.inspection.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn write_inspection(&self) -> std::sync::RwLockWriteGuard<'_, Inspection> {
+        self.inspection.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Feeds durable changes to the counters, in log order.
+    pub(super) fn apply_to_inspection(&self, changes: &[(Option<crate::domain::RiskRecord>, crate::domain::RiskRecord, u64)]) {
+        let directory = self.read_directory();
+        let mut inspection = self.write_inspection();
+        for (old, new, sequence) in changes {
+            let kind = directory.agencies.get(&new.key.agency).map_or(AgencyKind::Other, |a| a.kind);
+            inspection.apply(&directory.geography, kind, old.as_ref(), new, *sequence);
+        }
+    }
+
+    /// The counters as they stood when `until` was written, replayed from the log.
+    pub(super) fn replay_inspection(&self, until: u64) -> Result<Inspection, StoreError> {
+        let directory = self.read_directory();
+        let mut inspection = Inspection::default();
+        let mut latest: HashMap<RecordKey, crate::domain::RiskRecord> = HashMap::new();
+        for entry in Log::scan_all(&self.tree) {
+            let (sequence, revision) = entry?;
+            if sequence > until {
+                break;
+            }
+            let kind = directory
+                .agencies
+                .get(&revision.record.key.agency)
+                .map_or(AgencyKind::Other, |a| a.kind);
+            let old = latest.get(&revision.record.key);
+            inspection.apply(&directory.geography, kind, old, &revision.record, sequence);
+            latest.insert(revision.record.key.clone(), revision.record);
+        }
+        Ok(inspection)
+    }
+
+    /// The latest revision of every record as it stood when `until` was written.
+    fn replay_records(&self, until: u64) -> Result<HashMap<RecordKey, Revision>, StoreError> {
+        let mut latest = HashMap::new();
+        for entry in Log::scan_all(&self.tree) {
+            let (sequence, revision) = entry?;
+            if sequence > until {
+                break;
+            }
+            latest.insert(revision.record.key.clone(), revision);
+        }
+        Ok(latest)
+    }
+}
+
+impl Store {
+    /// Checks an as-of sequence against the head; `None` means live.
+    fn as_of(&self, as_of: Option<u64>) -> Result<Option<u64>, StoreError> {
+        match as_of {
+            Some(sequence) if sequence > self.head_sequence() => Err(StoreError::Invalid(Invalid::one(
+                "as_of_sequence",
+                format!("{sequence} is ahead of the register's head {}", self.head_sequence()),
+            ))),
+            other => Ok(other),
+        }
+    }
+
+    /// A place's view from the counters, or as of an earlier sequence.
+    pub fn place_view(&self, place: PlaceCode, filter: &ViewFilter, as_of: Option<u64>) -> Result<PlaceView, StoreError> {
+        let directory = self.shared.read_directory();
+        match self.as_of(as_of)? {
+            None => Ok(self.shared.read_inspection().view(&directory.geography, place, filter)),
+            Some(sequence) => {
+                drop(directory);
+                let replayed = self.shared.replay_inspection(sequence)?;
+                let mut view = replayed.view(&self.shared.read_directory().geography, place, filter);
+                view.consistent_at = sequence;
+                Ok(view)
+            }
+        }
+    }
+
+    /// The views of a place's children (or a footprint area's members), side by side.
+    pub fn compare_places(&self, parent: PlaceCode, filter: &ViewFilter) -> Vec<PlaceView> {
+        let directory = self.shared.read_directory();
+        let inspection = self.shared.read_inspection();
+        directory
+            .geography
+            .children(parent)
+            .into_iter()
+            .map(|child| inspection.view(&directory.geography, child.code, filter))
+            .collect()
+    }
+
+    /// The same view computed by scanning every record: the baseline the counters beat.
+    pub fn scan_place_view(&self, place: PlaceCode, filter: &ViewFilter) -> Result<PlaceView, StoreError> {
+        let consistent_at = self.head_sequence();
+        let mut records = Vec::new();
+        for entry in Latest::scan_all(&self.shared.tree) {
+            let (key, sequence) = entry?;
+            let revision = Log::get(&self.shared.tree, &sequence)?
+                .ok_or_else(|| StoreError::Corrupt(format!("latest revision of {key} is missing")))?;
+            records.push(revision.record);
+        }
+        let directory = self.shared.read_directory();
+        Ok(scan_view(
+            &directory.geography,
+            &records,
+            |agency| directory.agencies.get(agency).map_or(AgencyKind::Other, |a| a.kind),
+            place,
+            filter,
+            consistent_at,
+        ))
+    }
+
+    /// Active records under a place (its subtree or footprint), newest change first, a page at
+    /// a time. `before` is the `next` of the previous page.
+    pub fn list_risks(
+        &self,
+        place: PlaceCode,
+        filter: &ViewFilter,
+        page_size: usize,
+        before: Option<u64>,
+        as_of: Option<u64>,
+    ) -> Result<RiskPage, StoreError> {
+        let as_of = self.as_of(as_of)?;
+        let consistent_at = as_of.unwrap_or_else(|| self.head_sequence());
+        let mut revisions: Vec<Revision> = match as_of {
+            Some(sequence) => {
+                let geography = &self.shared.read_directory().geography;
+                self.shared
+                    .replay_records(sequence)?
+                    .into_values()
+                    .filter(|r| geography.within(r.record.place, place))
+                    .collect()
+            }
+            None => {
+                let places = {
+                    let geography = &self.shared.read_directory().geography;
+                    let mut places = geography.descendants(place);
+                    places.push(place);
+                    places
+                };
+                let mut found = Vec::new();
+                for code in places {
+                    for key in self.records_at(code)? {
+                        if let Some(revision) = self.record(&key)? {
+                            found.push(revision);
+                        }
+                    }
+                }
+                found
+            }
+        };
+        revisions.retain(|r| r.record.is_active() && filter.admits_record(&r.record) && before.is_none_or(|b| r.sequence < b));
+        revisions.sort_by(|a, b| b.sequence.cmp(&a.sequence));
+        let next = (revisions.len() > page_size).then(|| revisions[page_size - 1].sequence);
+        revisions.truncate(page_size);
+        Ok(RiskPage {
+            revisions,
+            next,
+            consistent_at,
+        })
+    }
+
+    /// One subject's trail: every revision of every record naming the subject, in time order.
+    pub fn follow_subject(&self, subject: SubjectKey, as_of: Option<u64>) -> Result<(Vec<Revision>, u64), StoreError> {
+        let as_of = self.as_of(as_of)?;
+        let (latest, consistent_at): (Vec<Revision>, u64) = match as_of {
+            Some(sequence) => (
+                self.shared
+                    .replay_records(sequence)?
+                    .into_values()
+                    .filter(|r| r.record.subject == Some(subject))
+                    .collect(),
+                sequence,
+            ),
+            None => {
+                let head = self.head_sequence();
+                let mut latest = Vec::new();
+                for key in self.records_of_subject(subject)? {
+                    latest.extend(self.record(&key)?);
+                }
+                (latest, head)
+            }
+        };
+        let mut trail = Vec::new();
+        for revision in latest {
+            let mut next = revision.previous;
+            trail.push(revision);
+            while let Some(sequence) = next {
+                let earlier = Log::get(&self.shared.tree, &sequence)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("log entry {sequence} is missing")))?;
+                next = earlier.previous;
+                trail.push(earlier);
+            }
+        }
+        trail.sort_by(|a, b| {
+            (a.record.source_updated_at, a.sequence).cmp(&(b.record.source_updated_at, b.sequence))
+        });
+        Ok((trail, consistent_at))
+    }
+
+    /// Freezes a place view for an inspection report.
+    pub async fn create_snapshot(&self, request: SnapshotRequest) -> Result<Snapshot, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.send(Command::CreateSnapshot { request, reply }).await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// A snapshot exactly as it was frozen.
+    pub fn snapshot(&self, id: u64) -> Result<Option<Snapshot>, StoreError> {
+        Snapshots::get(&self.shared.tree, &id)
+    }
+}
