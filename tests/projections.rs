@@ -6,6 +6,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::*;
+use marr::domain::inspection::ViewFilter;
 use marr::domain::*;
 use marr::store::{Store, Submitted};
 use proptest::prelude::*;
@@ -17,32 +18,56 @@ struct Op {
     key: usize,
     place: usize,
     subject: Option<u32>,
+    client_group: usize,
     severity: usize,
     status: usize,
     version_hours_ago: i64,
 }
 
-const KEYS: [(&str, &str); 4] = [
+const KEYS: [(&str, &str); 6] = [
     (NEWCASTLE, "N-1"),
     (NEWCASTLE, "N-2"),
     (NORTHUMBRIA, "P-1"),
     (NORTHUMBRIA, "P-2"),
+    ("RTD", "H-1"),
+    ("RTD", "H-2"),
+];
+
+/// Places a record may sit at; every agency here may report on all of them.
+const PLACES: [&str; 4] = [NEWCASTLE_WARD, NEWCASTLE, GATESHEAD_WARD, GATESHEAD];
+
+/// Every level a counter is kept at for those places: wards, districts, the metropolitan
+/// county, the region, the country, the police force area and both community safety
+/// partnerships.
+const CHECKED: [&str; 10] = [
+    NEWCASTLE_WARD,
+    NEWCASTLE,
+    GATESHEAD_WARD,
+    GATESHEAD,
+    "E11000007",
+    NORTH_EAST,
+    "E92000001",
+    NORTHUMBRIA,
+    "E22000244",
+    "E22000245",
 ];
 
 fn op() -> impl Strategy<Value = Op> {
     (
         0..KEYS.len(),
-        0..2usize,
+        0..PLACES.len(),
         prop::option::of(0..3u32),
+        0..2usize,
         0..4usize,
         0..3usize,
         0..6i64,
     )
         .prop_map(
-            |(key, place, subject, severity, status, version_hours_ago)| Op {
+            |(key, place, subject, client_group, severity, status, version_hours_ago)| Op {
                 key,
                 place,
                 subject,
+                client_group,
                 severity,
                 status,
                 version_hours_ago,
@@ -52,8 +77,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn to_record(op: &Op, now: OffsetDateTime) -> RiskRecord {
     let (agency, local_ref) = KEYS[op.key];
-    // Both places lie inside both agencies' footprints.
-    let place = [NEWCASTLE_WARD, NEWCASTLE][op.place];
+    let place = PLACES[op.place];
     let updated = now - time::Duration::hours(op.version_hours_ago);
     RiskRecord {
         key: RecordKey::parse(agency, local_ref).expect("key"),
@@ -61,7 +85,10 @@ fn to_record(op: &Op, now: OffsetDateTime) -> RiskRecord {
             .subject
             .map(|n| SubjectKey::parse(&subject(n)).expect("subject")),
         place: PlaceCode::parse(place).expect("place"),
-        client_group: ClientGroup::ChildrenInNeed,
+        client_group: [
+            ClientGroup::ChildrenInNeed,
+            ClientGroup::ChildProtectionPlan,
+        ][op.client_group],
         category: RiskCategory::Neglect,
         severity: Severity::ALL[op.severity],
         status: RecordStatus::ALL[op.status],
@@ -124,8 +151,9 @@ async fn run(ops: Vec<Op>, batches: Vec<usize>) -> Result<(), TestCaseError> {
         .await
         .expect("import");
     for (id, kind, footprint) in [
-        (NEWCASTLE, AgencyKind::ChildrenSocialCare, NEWCASTLE),
+        (NEWCASTLE, AgencyKind::ChildrenSocialCare, NORTH_EAST),
         (NORTHUMBRIA, AgencyKind::Police, NORTHUMBRIA),
+        ("RTD", AgencyKind::Health, NORTH_EAST),
     ] {
         let agency = Agency {
             id: AgencyId::parse(id).expect("id"),
@@ -161,6 +189,23 @@ async fn run(ops: Vec<Op>, batches: Vec<usize>) -> Result<(), TestCaseError> {
         }
         let problems = store.verify_projections().expect("verify");
         prop_assert!(problems.is_empty(), "{problems:?}");
+        // Every counter, at every level and footprint, equals a recount from the records.
+        let filters = [
+            ViewFilter::default(),
+            ViewFilter {
+                client_groups: vec![ClientGroup::ChildrenInNeed],
+                categories: vec![],
+                min_severity: Some(Severity::High),
+            },
+        ];
+        for place in CHECKED {
+            let place = PlaceCode::parse(place).expect("code");
+            for filter in &filters {
+                let counted = store.place_view(place, filter, None).expect("view");
+                let recounted = store.scan_place_view(place, filter).expect("scan");
+                prop_assert_eq!(&counted, &recounted, "place {}", place);
+            }
+        }
     }
     for (key, (record, revision, sequence)) in &model.latest {
         let stored = store.record(key).expect("read").expect("present");
@@ -168,7 +213,7 @@ async fn run(ops: Vec<Op>, batches: Vec<usize>) -> Result<(), TestCaseError> {
         prop_assert_eq!((stored.revision, stored.sequence), (*revision, *sequence));
         prop_assert_eq!(store.history(key).expect("history").len() as u32, *revision);
     }
-    for place in [NEWCASTLE_WARD, NEWCASTLE] {
+    for place in PLACES {
         let code = PlaceCode::parse(place).expect("code");
         let expected: BTreeSet<RecordKey> = model
             .latest

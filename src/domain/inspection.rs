@@ -22,7 +22,12 @@ pub struct ViewFilter {
 }
 
 impl ViewFilter {
-    pub fn admits(&self, client_group: ClientGroup, category: RiskCategory, severity: Severity) -> bool {
+    pub fn admits(
+        &self,
+        client_group: ClientGroup,
+        category: RiskCategory,
+        severity: Severity,
+    ) -> bool {
         (self.client_groups.is_empty() || self.client_groups.contains(&client_group))
             && (self.categories.is_empty() || self.categories.contains(&category))
             && self.min_severity.is_none_or(|min| severity >= min)
@@ -80,7 +85,15 @@ impl PlaceView {
             .sum()
     }
 
-    fn count(&mut self, agency: &AgencyId, kind: AgencyKind, client_group: ClientGroup, category: RiskCategory, severity: Severity, n: u64) {
+    fn count(
+        &mut self,
+        agency: &AgencyId,
+        kind: AgencyKind,
+        client_group: ClientGroup,
+        category: RiskCategory,
+        severity: Severity,
+        n: u64,
+    ) {
         self.total += n;
         *self.by_client_group.entry(client_group).or_default() += n;
         *self.by_category.entry(category).or_default() += n;
@@ -179,7 +192,14 @@ impl Inspection {
 
     /// Applies one change of a record, from its previous revision (if any) to `new`, written
     /// at `sequence`. `kind` is the kind of the record's agency.
-    pub fn apply(&mut self, geography: &Geography, kind: AgencyKind, old: Option<&RiskRecord>, new: &RiskRecord, sequence: u64) {
+    pub fn apply(
+        &mut self,
+        geography: &Geography,
+        kind: AgencyKind,
+        old: Option<&RiskRecord>,
+        new: &RiskRecord,
+        sequence: u64,
+    ) {
         let agency = self.agency(&new.key.agency, kind);
         let old = old.filter(|r| r.is_active());
         let new_active = new.is_active().then_some(new);
@@ -201,15 +221,24 @@ impl Inspection {
         if let Some(new) = new_active {
             let places = self.places_of(geography, new.place);
             for place in places.iter() {
-                *self.places.entry(*place).or_default().cells.entry(Cell::new(agency, new)).or_default() += 1;
+                *self
+                    .places
+                    .entry(*place)
+                    .or_default()
+                    .cells
+                    .entry(Cell::new(agency, new))
+                    .or_default() += 1;
             }
             touched.extend(places.iter());
         }
         touched.sort();
         touched.dedup();
 
-        let subjects: BTreeSet<SubjectKey> =
-            old.and_then(|r| r.subject).into_iter().chain(new_active.and_then(|r| r.subject)).collect();
+        let subjects: BTreeSet<SubjectKey> = old
+            .and_then(|r| r.subject)
+            .into_iter()
+            .chain(new_active.and_then(|r| r.subject))
+            .collect();
         for subject in subjects {
             let before = self.convergence(geography, subject, &touched);
             let presences = self.subjects.entry(subject).or_default();
@@ -226,7 +255,9 @@ impl Inspection {
                 self.subjects.remove(&subject);
             }
             let after = self.convergence(geography, subject, &touched);
-            for ((place, (agencies_before, kinds_before)), (agencies_after, kinds_after)) in touched.iter().zip(before).zip(after) {
+            for ((place, (agencies_before, kinds_before)), (agencies_after, kinds_after)) in
+                touched.iter().zip(before).zip(after)
+            {
                 let tally = self.places.entry(*place).or_default();
                 if agencies_before != agencies_after {
                     if agencies_after {
@@ -248,14 +279,21 @@ impl Inspection {
     }
 
     /// For each place: is the subject active there at two or more agencies, and kinds?
-    fn convergence(&mut self, geography: &Geography, subject: SubjectKey, places: &[PlaceCode]) -> Vec<(bool, bool)> {
+    fn convergence(
+        &mut self,
+        geography: &Geography,
+        subject: SubjectKey,
+        places: &[PlaceCode],
+    ) -> Vec<(bool, bool)> {
         let presences: Vec<(u32, AgencyKind, PlaceCode)> = self
             .subjects
             .get(&subject)
             .map(|ps| ps.iter().map(|p| (p.agency, p.kind, p.place)).collect())
             .unwrap_or_default();
-        let reach: Vec<(u32, AgencyKind, Arc<[PlaceCode]>)> =
-            presences.into_iter().map(|(agency, kind, place)| (agency, kind, self.places_of(geography, place))).collect();
+        let reach: Vec<(u32, AgencyKind, Arc<[PlaceCode]>)> = presences
+            .into_iter()
+            .map(|(agency, kind, place)| (agency, kind, self.places_of(geography, place)))
+            .collect();
         places
             .iter()
             .map(|place| {
@@ -288,12 +326,21 @@ impl Inspection {
         let mut view = PlaceView::empty(place, self.applied);
         if let Some(tally) = self.places.get(&place) {
             for (cell, n) in &tally.cells {
-                let Some((client_group, category, severity)) = cell.parts() else { continue };
+                let Some((client_group, category, severity)) = cell.parts() else {
+                    continue;
+                };
                 if !filter.admits(client_group, category, severity) {
                     continue;
                 }
                 let (agency, kind) = &self.agencies[cell.agency() as usize];
-                view.count(agency, *kind, client_group, category, severity, u64::from(*n));
+                view.count(
+                    agency,
+                    *kind,
+                    client_group,
+                    category,
+                    severity,
+                    u64::from(*n),
+                );
             }
             view.subjects_at_two_or_more_agencies = tally.subjects_at_two_or_more_agencies;
             view.subjects_at_two_or_more_agency_kinds = tally.subjects_at_two_or_more_agency_kinds;
@@ -318,9 +365,14 @@ pub fn scan_view<'a>(
     consistent_at: u64,
 ) -> PlaceView {
     let mut view = PlaceView::empty(place, consistent_at);
-    let children: Vec<PlaceCode> = geography.children(place).into_iter().map(|p| p.code).collect();
+    let children: Vec<PlaceCode> = geography
+        .children(place)
+        .into_iter()
+        .map(|p| p.code)
+        .collect();
     let mut child_totals: BTreeMap<PlaceCode, u64> = children.iter().map(|c| (*c, 0)).collect();
-    let mut subjects: HashMap<SubjectKey, (BTreeSet<AgencyId>, BTreeSet<AgencyKind>)> = HashMap::new();
+    let mut subjects: HashMap<SubjectKey, (BTreeSet<AgencyId>, BTreeSet<AgencyKind>)> =
+        HashMap::new();
     for record in records.into_iter().filter(|r| r.is_active()) {
         if !geography.within(record.place, place) {
             continue;
@@ -334,7 +386,14 @@ pub fn scan_view<'a>(
         if !filter.admits_record(record) {
             continue;
         }
-        view.count(&record.key.agency, kind, record.client_group, record.category, record.severity, 1);
+        view.count(
+            &record.key.agency,
+            kind,
+            record.client_group,
+            record.category,
+            record.severity,
+            1,
+        );
         for child in &children {
             if geography.within(record.place, *child) {
                 *child_totals.entry(*child).or_default() += 1;
@@ -342,7 +401,9 @@ pub fn scan_view<'a>(
         }
     }
     view.children = children.iter().map(|c| (*c, child_totals[c])).collect();
-    view.subjects_at_two_or_more_agencies = subjects.values().filter(|(a, _)| a.len() >= 2).count() as u64;
-    view.subjects_at_two_or_more_agency_kinds = subjects.values().filter(|(_, k)| k.len() >= 2).count() as u64;
+    view.subjects_at_two_or_more_agencies =
+        subjects.values().filter(|(a, _)| a.len() >= 2).count() as u64;
+    view.subjects_at_two_or_more_agency_kinds =
+        subjects.values().filter(|(_, k)| k.len() >= 2).count() as u64;
     view
 }

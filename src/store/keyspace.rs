@@ -5,8 +5,8 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::StoreError;
 use super::Snapshot;
+use super::StoreError;
 use crate::domain::{
     Agency, AgencyId, LocalRef, Membership, Place, PlaceCode, RecordKey, Revision, SubjectKey,
 };
@@ -264,6 +264,8 @@ impl Keyspace for Snapshots {
         out.extend_from_slice(&key.to_be_bytes());
     }
     fn decode_key(bytes: &[u8]) -> Result<u64, StoreError> {
-        Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| corrupt("snapshot"))?))
+        Ok(u64::from_be_bytes(
+            bytes.try_into().map_err(|_| corrupt("snapshot"))?,
+        ))
     }
 }

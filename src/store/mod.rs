@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::domain::lookup::{ImportReport, LookupError, LookupTable};
 use crate::domain::inspection::{Inspection, PlaceView, ViewFilter};
+use crate::domain::lookup::{ImportReport, LookupError, LookupTable};
 use crate::domain::{
     Agency, AgencyId, Geography, Invalid, Place, PlaceCode, PlaceLevel, RecordKey, Revision,
     RiskRecord,

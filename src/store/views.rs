@@ -29,11 +29,21 @@ impl Shared {
     }
 
     /// Feeds durable changes to the counters, in log order.
-    pub(super) fn apply_to_inspection(&self, changes: &[(Option<crate::domain::RiskRecord>, crate::domain::RiskRecord, u64)]) {
+    pub(super) fn apply_to_inspection(
+        &self,
+        changes: &[(
+            Option<crate::domain::RiskRecord>,
+            crate::domain::RiskRecord,
+            u64,
+        )],
+    ) {
         let directory = self.read_directory();
         let mut inspection = self.write_inspection();
         for (old, new, sequence) in changes {
-            let kind = directory.agencies.get(&new.key.agency).map_or(AgencyKind::Other, |a| a.kind);
+            let kind = directory
+                .agencies
+                .get(&new.key.agency)
+                .map_or(AgencyKind::Other, |a| a.kind);
             inspection.apply(&directory.geography, kind, old.as_ref(), new, *sequence);
         }
     }
@@ -77,23 +87,37 @@ impl Store {
     /// Checks an as-of sequence against the head; `None` means live.
     fn as_of(&self, as_of: Option<u64>) -> Result<Option<u64>, StoreError> {
         match as_of {
-            Some(sequence) if sequence > self.head_sequence() => Err(StoreError::Invalid(Invalid::one(
-                "as_of_sequence",
-                format!("{sequence} is ahead of the register's head {}", self.head_sequence()),
-            ))),
+            Some(sequence) if sequence > self.head_sequence() => {
+                Err(StoreError::Invalid(Invalid::one(
+                    "as_of_sequence",
+                    format!(
+                        "{sequence} is ahead of the register's head {}",
+                        self.head_sequence()
+                    ),
+                )))
+            }
             other => Ok(other),
         }
     }
 
     /// A place's view from the counters, or as of an earlier sequence.
-    pub fn place_view(&self, place: PlaceCode, filter: &ViewFilter, as_of: Option<u64>) -> Result<PlaceView, StoreError> {
+    pub fn place_view(
+        &self,
+        place: PlaceCode,
+        filter: &ViewFilter,
+        as_of: Option<u64>,
+    ) -> Result<PlaceView, StoreError> {
         let directory = self.shared.read_directory();
         match self.as_of(as_of)? {
-            None => Ok(self.shared.read_inspection().view(&directory.geography, place, filter)),
+            None => Ok(self
+                .shared
+                .read_inspection()
+                .view(&directory.geography, place, filter)),
             Some(sequence) => {
                 drop(directory);
                 let replayed = self.shared.replay_inspection(sequence)?;
-                let mut view = replayed.view(&self.shared.read_directory().geography, place, filter);
+                let mut view =
+                    replayed.view(&self.shared.read_directory().geography, place, filter);
                 view.consistent_at = sequence;
                 Ok(view)
             }
@@ -113,20 +137,30 @@ impl Store {
     }
 
     /// The same view computed by scanning every record: the baseline the counters beat.
-    pub fn scan_place_view(&self, place: PlaceCode, filter: &ViewFilter) -> Result<PlaceView, StoreError> {
+    pub fn scan_place_view(
+        &self,
+        place: PlaceCode,
+        filter: &ViewFilter,
+    ) -> Result<PlaceView, StoreError> {
         let consistent_at = self.head_sequence();
         let mut records = Vec::new();
         for entry in Latest::scan_all(&self.shared.tree) {
             let (key, sequence) = entry?;
-            let revision = Log::get(&self.shared.tree, &sequence)?
-                .ok_or_else(|| StoreError::Corrupt(format!("latest revision of {key} is missing")))?;
+            let revision = Log::get(&self.shared.tree, &sequence)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("latest revision of {key} is missing"))
+            })?;
             records.push(revision.record);
         }
         let directory = self.shared.read_directory();
         Ok(scan_view(
             &directory.geography,
             &records,
-            |agency| directory.agencies.get(agency).map_or(AgencyKind::Other, |a| a.kind),
+            |agency| {
+                directory
+                    .agencies
+                    .get(agency)
+                    .map_or(AgencyKind::Other, |a| a.kind)
+            },
             place,
             filter,
             consistent_at,
@@ -172,7 +206,11 @@ impl Store {
                 found
             }
         };
-        revisions.retain(|r| r.record.is_active() && filter.admits_record(&r.record) && before.is_none_or(|b| r.sequence < b));
+        revisions.retain(|r| {
+            r.record.is_active()
+                && filter.admits_record(&r.record)
+                && before.is_none_or(|b| r.sequence < b)
+        });
         revisions.sort_by(|a, b| b.sequence.cmp(&a.sequence));
         let next = (revisions.len() > page_size).then(|| revisions[page_size - 1].sequence);
         revisions.truncate(page_size);
@@ -184,7 +222,11 @@ impl Store {
     }
 
     /// One subject's trail: every revision of every record naming the subject, in time order.
-    pub fn follow_subject(&self, subject: SubjectKey, as_of: Option<u64>) -> Result<(Vec<Revision>, u64), StoreError> {
+    pub fn follow_subject(
+        &self,
+        subject: SubjectKey,
+        as_of: Option<u64>,
+    ) -> Result<(Vec<Revision>, u64), StoreError> {
         let as_of = self.as_of(as_of)?;
         let (latest, consistent_at): (Vec<Revision>, u64) = match as_of {
             Some(sequence) => (
@@ -209,8 +251,9 @@ impl Store {
             let mut next = revision.previous;
             trail.push(revision);
             while let Some(sequence) = next {
-                let earlier = Log::get(&self.shared.tree, &sequence)?
-                    .ok_or_else(|| StoreError::Corrupt(format!("log entry {sequence} is missing")))?;
+                let earlier = Log::get(&self.shared.tree, &sequence)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("log entry {sequence} is missing"))
+                })?;
                 next = earlier.previous;
                 trail.push(earlier);
             }
@@ -224,7 +267,8 @@ impl Store {
     /// Freezes a place view for an inspection report.
     pub async fn create_snapshot(&self, request: SnapshotRequest) -> Result<Snapshot, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.send(Command::CreateSnapshot { request, reply }).await?;
+        self.send(Command::CreateSnapshot { request, reply })
+            .await?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
