@@ -15,6 +15,7 @@ use tonic_health::ServingStatus;
 
 use config::Config;
 use proto::directory_server::DirectoryServer;
+use proto::inspection_server::InspectionServer;
 use proto::risk_register_server::RiskRegisterServer;
 use store::Store;
 
@@ -60,6 +61,9 @@ pub async fn serve(
     health
         .set_serving::<DirectoryServer<api::directory::DirectoryService>>()
         .await;
+    health
+        .set_serving::<InspectionServer<api::inspection::InspectionService>>()
+        .await;
     health.set_service_status("", ServingStatus::Serving).await;
 
     let risk_register =
@@ -67,6 +71,9 @@ pub async fn serve(
             .max_decoding_message_size(MAX_RECORD_MESSAGE);
     let directory = DirectoryServer::new(api::directory::DirectoryService::new(store.clone()))
         .max_decoding_message_size(MAX_DIRECTORY_MESSAGE);
+
+    let inspection = InspectionServer::new(api::inspection::InspectionService::new(store.clone()))
+        .max_decoding_message_size(MAX_RECORD_MESSAGE);
 
     let draining = health.clone();
     let shutdown = async move {
@@ -82,6 +89,7 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(risk_register)
         .add_service(directory)
+        .add_service(inspection)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     store.close().await?;

@@ -3,6 +3,7 @@
 pub mod convert;
 pub mod directory;
 pub mod error;
+pub mod inspection;
 pub mod risk_register;
 
 pub use error::ApiError;

@@ -302,6 +302,12 @@ impl Store {
         })
     }
 
+    /// The places with these codes, where known, in one look at the directory.
+    pub fn places(&self, codes: &[PlaceCode]) -> Vec<Option<Place>> {
+        let directory = self.shared.read_directory();
+        codes.iter().map(|code| directory.geography.place(*code).cloned()).collect()
+    }
+
     /// A place's children, or a footprint area's members; `None` when the code is unknown.
     pub fn child_places(&self, code: PlaceCode) -> Option<Vec<Place>> {
         let directory = self.shared.read_directory();

@@ -1,0 +1,321 @@
+//! `marr.v1.Inspection`: place views across agencies, comparisons, risk lists, subject trails
+//! and snapshots.
+
+use std::collections::BTreeMap;
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{place_code, place_to_proto, revision_to_proto, timestamp};
+use super::error::ApiError;
+use crate::domain::inspection::{PlaceView, ViewFilter};
+use crate::domain::{Agency, AgencyId, Invalid, PlaceCode, SubjectKey, Vocabulary};
+use crate::proto::inspection_server::Inspection;
+use crate::proto::{self, PlaceMeasure};
+use crate::store::{Snapshot, SnapshotRequest, Store, StoreError};
+
+/// Shortest purpose a subject trail may be asked for with.
+const PURPOSE_MIN_CHARS: usize = 10;
+/// Longest snapshot label.
+const LABEL_MAX_CHARS: usize = 200;
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+pub struct InspectionService {
+    store: Store,
+}
+
+impl InspectionService {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// A known place code, or NOT_FOUND.
+    fn known_place(&self, field: &str, code: &str) -> Result<PlaceCode, ApiError> {
+        let code = place_code(field, code)?;
+        self.store
+            .place(code)
+            .map(|_| code)
+            .ok_or_else(|| ApiError::NotFound(format!("no place {code}")))
+    }
+
+    fn view_to_proto(&self, view: &PlaceView, filter: &proto::ViewFilter) -> proto::PlaceView {
+        let agencies: BTreeMap<AgencyId, Agency> = self.store.agencies().into_iter().map(|a| (a.id.clone(), a)).collect();
+        let mut codes = vec![view.place];
+        codes.extend(view.children.iter().map(|(code, _)| *code));
+        let places = self.store.places(&codes);
+        let place = |i: usize| places[i].as_ref().map(|p| place_to_proto(p, &[]));
+        proto::PlaceView {
+            place: place(0),
+            consistent_at_sequence: view.consistent_at,
+            filter: Some(filter.clone()),
+            total_active: view.total,
+            by_client_group: view
+                .by_client_group
+                .iter()
+                .map(|(g, n)| proto::ClientGroupTotal {
+                    client_group: g.number(),
+                    active: *n,
+                })
+                .collect(),
+            by_category: view
+                .by_category
+                .iter()
+                .map(|(c, n)| proto::CategoryTotal {
+                    category: c.number(),
+                    active: *n,
+                })
+                .collect(),
+            by_severity: view
+                .by_severity
+                .iter()
+                .map(|(s, n)| proto::SeverityTotal {
+                    severity: s.number(),
+                    active: *n,
+                })
+                .collect(),
+            by_agency_kind: view
+                .by_agency_kind
+                .iter()
+                .map(|(k, n)| proto::AgencyKindTotal {
+                    agency_kind: k.number(),
+                    active: *n,
+                })
+                .collect(),
+            by_agency: view
+                .by_agency
+                .iter()
+                .map(|(id, n)| proto::AgencyTotal {
+                    agency_id: id.to_string(),
+                    name: agencies.get(id).map(|a| a.name.clone()).unwrap_or_default(),
+                    kind: agencies.get(id).map_or(0, |a| a.kind.number()),
+                    active: *n,
+                })
+                .collect(),
+            children: view
+                .children
+                .iter()
+                .enumerate()
+                .map(|(i, (_, n))| proto::ChildPlaceTotal {
+                    place: place(i + 1),
+                    active: *n,
+                })
+                .collect(),
+            subjects_at_two_or_more_agencies: view.subjects_at_two_or_more_agencies,
+            subjects_at_two_or_more_agency_kinds: view.subjects_at_two_or_more_agency_kinds,
+        }
+    }
+
+    fn snapshot_to_proto(&self, snapshot: &Snapshot) -> proto::Snapshot {
+        proto::Snapshot {
+            id: snapshot.id,
+            label: snapshot.label.clone(),
+            created_at: Some(timestamp(snapshot.created_at)),
+            view: Some(self.view_to_proto(&snapshot.view, &filter_to_proto(&snapshot.filter))),
+        }
+    }
+}
+
+/// Reads a filter, naming any value that is not in the vocabulary.
+fn filter_from_proto(filter: Option<&proto::ViewFilter>) -> Result<ViewFilter, Invalid> {
+    let Some(filter) = filter else {
+        return Ok(ViewFilter::default());
+    };
+    fn coded<V: Vocabulary>(field: &str, numbers: &[i32]) -> Result<Vec<V>, Invalid> {
+        numbers
+            .iter()
+            .map(|n| V::from_number(*n).ok_or_else(|| Invalid::one(field, format!("{n} is not a known {}", V::FIELD))))
+            .collect()
+    }
+    Ok(ViewFilter {
+        client_groups: coded("filter.client_groups", &filter.client_groups)?,
+        categories: coded("filter.categories", &filter.categories)?,
+        min_severity: match filter.min_severity {
+            0 => None,
+            n => Some(coded("filter.min_severity", &[n])?[0]),
+        },
+    })
+}
+
+fn filter_to_proto(filter: &ViewFilter) -> proto::ViewFilter {
+    proto::ViewFilter {
+        client_groups: filter.client_groups.iter().map(|g| g.number()).collect(),
+        categories: filter.categories.iter().map(|c| c.number()).collect(),
+        min_severity: filter.min_severity.map_or(0, |s| s.number()),
+    }
+}
+
+fn as_of(sequence: u64) -> Option<u64> {
+    (sequence > 0).then_some(sequence)
+}
+
+/// Runs store work that scans or replays the log off the async workers.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Store(StoreError::WriterFailed(e.to_string())))?
+        .map_err(ApiError::from)
+}
+
+#[tonic::async_trait]
+impl Inspection for InspectionService {
+    async fn get_place_view(
+        &self,
+        request: Request<proto::GetPlaceViewRequest>,
+    ) -> Result<Response<proto::GetPlaceViewResponse>, Status> {
+        let request = request.into_inner();
+        let place = self.known_place("place_code", &request.place_code)?;
+        let filter = filter_from_proto(request.filter.as_ref()).map_err(ApiError::from)?;
+        let store = self.store.clone();
+        let view = {
+            let filter = filter.clone();
+            blocking(move || store.place_view(place, &filter, as_of(request.as_of_sequence))).await?
+        };
+        Ok(Response::new(proto::GetPlaceViewResponse {
+            view: Some(self.view_to_proto(&view, &filter_to_proto(&filter))),
+        }))
+    }
+
+    async fn compare_places(
+        &self,
+        request: Request<proto::ComparePlacesRequest>,
+    ) -> Result<Response<proto::ComparePlacesResponse>, Status> {
+        let request = request.into_inner();
+        let parent = self.known_place("parent_code", &request.parent_code)?;
+        let filter = filter_from_proto(request.filter.as_ref()).map_err(ApiError::from)?;
+        let measure = PlaceMeasure::try_from(request.sort_by)
+            .map_err(|_| ApiError::from(Invalid::one("sort_by", format!("{} is not a known measure", request.sort_by))))?;
+        let views = self.store.compare_places(parent, &filter);
+        let consistent_at = views.first().map_or(self.store.head_sequence(), |v| v.consistent_at);
+        let codes: Vec<PlaceCode> = views.iter().map(|v| v.place).collect();
+        let places = self.store.places(&codes);
+        let mut rows: Vec<proto::PlaceComparison> = views
+            .iter()
+            .zip(places)
+            .map(|(view, place)| proto::PlaceComparison {
+                place: place.as_ref().map(|p| place_to_proto(p, &[])),
+                total_active: view.total,
+                high_or_worse: view.high_or_worse(),
+                critical: view.by_severity.get(&crate::domain::Severity::Critical).copied().unwrap_or(0),
+                subjects_at_two_or_more_agencies: view.subjects_at_two_or_more_agencies,
+            })
+            .collect();
+        let key = |row: &proto::PlaceComparison| match measure {
+            PlaceMeasure::Unspecified | PlaceMeasure::TotalActive => row.total_active,
+            PlaceMeasure::HighOrWorse => row.high_or_worse,
+            PlaceMeasure::Critical => row.critical,
+            PlaceMeasure::SubjectsAtTwoOrMoreAgencies => row.subjects_at_two_or_more_agencies,
+        };
+        // Largest first; ties in code order so the table is stable.
+        rows.sort_by(|a, b| key(b).cmp(&key(a)).then_with(|| {
+            let code = |r: &proto::PlaceComparison| r.place.as_ref().map(|p| p.code.clone()).unwrap_or_default();
+            code(a).cmp(&code(b))
+        }));
+        Ok(Response::new(proto::ComparePlacesResponse {
+            rows,
+            consistent_at_sequence: consistent_at,
+        }))
+    }
+
+    async fn list_risks(
+        &self,
+        request: Request<proto::ListRisksRequest>,
+    ) -> Result<Response<proto::ListRisksResponse>, Status> {
+        let request = request.into_inner();
+        let place = self.known_place("place_code", &request.place_code)?;
+        let filter = filter_from_proto(request.filter.as_ref()).map_err(ApiError::from)?;
+        let page_size = match request.page_size as usize {
+            0 => DEFAULT_PAGE,
+            n if n > MAX_PAGE => {
+                return Err(ApiError::from(Invalid::one("page_size", format!("must be at most {MAX_PAGE}"))).into());
+            }
+            n => n,
+        };
+        let before = match request.page_token.as_str() {
+            "" => None,
+            token => Some(
+                token
+                    .parse::<u64>()
+                    .map_err(|_| ApiError::from(Invalid::one("page_token", "is not a token this server gave")))?,
+            ),
+        };
+        let store = self.store.clone();
+        let page = blocking(move || store.list_risks(place, &filter, page_size, before, as_of(request.as_of_sequence))).await?;
+        Ok(Response::new(proto::ListRisksResponse {
+            risks: page.revisions.iter().map(revision_to_proto).collect(),
+            next_page_token: page.next.map(|n| n.to_string()).unwrap_or_default(),
+            consistent_at_sequence: page.consistent_at,
+        }))
+    }
+
+    async fn follow_subject(
+        &self,
+        request: Request<proto::FollowSubjectRequest>,
+    ) -> Result<Response<proto::FollowSubjectResponse>, Status> {
+        let request = request.into_inner();
+        let subject = SubjectKey::parse(&request.subject_key).map_err(|r| ApiError::from(Invalid::one("subject_key", r)))?;
+        if request.purpose.trim().chars().count() < PURPOSE_MIN_CHARS {
+            return Err(ApiError::from(Invalid::one(
+                "purpose",
+                format!("say why you follow this subject, in at least {PURPOSE_MIN_CHARS} characters"),
+            ))
+            .into());
+        }
+        let store = self.store.clone();
+        let (trail, consistent_at) = blocking(move || store.follow_subject(subject, as_of(request.as_of_sequence))).await?;
+        let agencies: BTreeMap<AgencyId, Agency> = self.store.agencies().into_iter().map(|a| (a.id.clone(), a)).collect();
+        let places = self.store.places(&trail.iter().map(|r| r.record.place).collect::<Vec<_>>());
+        let trail = trail
+            .iter()
+            .zip(places)
+            .map(|(revision, place)| {
+                let agency = agencies.get(&revision.record.key.agency);
+                proto::TrailEntry {
+                    revision: Some(revision_to_proto(revision)),
+                    agency_name: agency.map(|a| a.name.clone()).unwrap_or_default(),
+                    agency_kind: agency.map_or(0, |a| a.kind.number()),
+                    place_name: place.map(|p| p.name).unwrap_or_default(),
+                }
+            })
+            .collect();
+        Ok(Response::new(proto::FollowSubjectResponse {
+            trail,
+            consistent_at_sequence: consistent_at,
+        }))
+    }
+
+    async fn create_snapshot(
+        &self,
+        request: Request<proto::CreateSnapshotRequest>,
+    ) -> Result<Response<proto::CreateSnapshotResponse>, Status> {
+        let request = request.into_inner();
+        let place = self.known_place("place_code", &request.place_code)?;
+        let filter = filter_from_proto(request.filter.as_ref()).map_err(ApiError::from)?;
+        let label = request.label.trim().to_string();
+        if label.is_empty() || label.chars().count() > LABEL_MAX_CHARS {
+            return Err(ApiError::from(Invalid::one("label", format!("must be 1 to {LABEL_MAX_CHARS} characters"))).into());
+        }
+        let snapshot = self
+            .store
+            .create_snapshot(SnapshotRequest { place, filter, label })
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(proto::CreateSnapshotResponse {
+            snapshot: Some(self.snapshot_to_proto(&snapshot)),
+        }))
+    }
+
+    async fn get_snapshot(
+        &self,
+        request: Request<proto::GetSnapshotRequest>,
+    ) -> Result<Response<proto::GetSnapshotResponse>, Status> {
+        let id = request.into_inner().id;
+        let snapshot = self
+            .store
+            .snapshot(id)
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound(format!("no snapshot {id}")))?;
+        Ok(Response::new(proto::GetSnapshotResponse {
+            snapshot: Some(self.snapshot_to_proto(&snapshot)),
+        }))
+    }
+}
