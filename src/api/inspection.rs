@@ -39,7 +39,12 @@ impl InspectionService {
     }
 
     fn view_to_proto(&self, view: &PlaceView, filter: &proto::ViewFilter) -> proto::PlaceView {
-        let agencies: BTreeMap<AgencyId, Agency> = self.store.agencies().into_iter().map(|a| (a.id.clone(), a)).collect();
+        let agencies: BTreeMap<AgencyId, Agency> = self
+            .store
+            .agencies()
+            .into_iter()
+            .map(|a| (a.id.clone(), a))
+            .collect();
         let mut codes = vec![view.place];
         codes.extend(view.children.iter().map(|(code, _)| *code));
         let places = self.store.places(&codes);
@@ -123,7 +128,10 @@ fn filter_from_proto(filter: Option<&proto::ViewFilter>) -> Result<ViewFilter, I
     fn coded<V: Vocabulary>(field: &str, numbers: &[i32]) -> Result<Vec<V>, Invalid> {
         numbers
             .iter()
-            .map(|n| V::from_number(*n).ok_or_else(|| Invalid::one(field, format!("{n} is not a known {}", V::FIELD))))
+            .map(|n| {
+                V::from_number(*n)
+                    .ok_or_else(|| Invalid::one(field, format!("{n} is not a known {}", V::FIELD)))
+            })
             .collect()
     }
     Ok(ViewFilter {
@@ -149,7 +157,9 @@ fn as_of(sequence: u64) -> Option<u64> {
 }
 
 /// Runs store work that scans or replays the log off the async workers.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, ApiError> {
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| ApiError::Store(StoreError::WriterFailed(e.to_string())))?
@@ -168,7 +178,8 @@ impl Inspection for InspectionService {
         let store = self.store.clone();
         let view = {
             let filter = filter.clone();
-            blocking(move || store.place_view(place, &filter, as_of(request.as_of_sequence))).await?
+            blocking(move || store.place_view(place, &filter, as_of(request.as_of_sequence)))
+                .await?
         };
         Ok(Response::new(proto::GetPlaceViewResponse {
             view: Some(self.view_to_proto(&view, &filter_to_proto(&filter))),
@@ -182,10 +193,16 @@ impl Inspection for InspectionService {
         let request = request.into_inner();
         let parent = self.known_place("parent_code", &request.parent_code)?;
         let filter = filter_from_proto(request.filter.as_ref()).map_err(ApiError::from)?;
-        let measure = PlaceMeasure::try_from(request.sort_by)
-            .map_err(|_| ApiError::from(Invalid::one("sort_by", format!("{} is not a known measure", request.sort_by))))?;
+        let measure = PlaceMeasure::try_from(request.sort_by).map_err(|_| {
+            ApiError::from(Invalid::one(
+                "sort_by",
+                format!("{} is not a known measure", request.sort_by),
+            ))
+        })?;
         let views = self.store.compare_places(parent, &filter);
-        let consistent_at = views.first().map_or(self.store.head_sequence(), |v| v.consistent_at);
+        let consistent_at = views
+            .first()
+            .map_or(self.store.head_sequence(), |v| v.consistent_at);
         let codes: Vec<PlaceCode> = views.iter().map(|v| v.place).collect();
         let places = self.store.places(&codes);
         let mut rows: Vec<proto::PlaceComparison> = views
@@ -195,7 +212,11 @@ impl Inspection for InspectionService {
                 place: place.as_ref().map(|p| place_to_proto(p, &[])),
                 total_active: view.total,
                 high_or_worse: view.high_or_worse(),
-                critical: view.by_severity.get(&crate::domain::Severity::Critical).copied().unwrap_or(0),
+                critical: view
+                    .by_severity
+                    .get(&crate::domain::Severity::Critical)
+                    .copied()
+                    .unwrap_or(0),
                 subjects_at_two_or_more_agencies: view.subjects_at_two_or_more_agencies,
             })
             .collect();
@@ -206,10 +227,14 @@ impl Inspection for InspectionService {
             PlaceMeasure::SubjectsAtTwoOrMoreAgencies => row.subjects_at_two_or_more_agencies,
         };
         // Largest first; ties in code order so the table is stable.
-        rows.sort_by(|a, b| key(b).cmp(&key(a)).then_with(|| {
-            let code = |r: &proto::PlaceComparison| r.place.as_ref().map(|p| p.code.clone()).unwrap_or_default();
-            code(a).cmp(&code(b))
-        }));
+        rows.sort_by(|a, b| {
+            key(b).cmp(&key(a)).then_with(|| {
+                let code = |r: &proto::PlaceComparison| {
+                    r.place.as_ref().map(|p| p.code.clone()).unwrap_or_default()
+                };
+                code(a).cmp(&code(b))
+            })
+        });
         Ok(Response::new(proto::ComparePlacesResponse {
             rows,
             consistent_at_sequence: consistent_at,
@@ -226,20 +251,34 @@ impl Inspection for InspectionService {
         let page_size = match request.page_size as usize {
             0 => DEFAULT_PAGE,
             n if n > MAX_PAGE => {
-                return Err(ApiError::from(Invalid::one("page_size", format!("must be at most {MAX_PAGE}"))).into());
+                return Err(ApiError::from(Invalid::one(
+                    "page_size",
+                    format!("must be at most {MAX_PAGE}"),
+                ))
+                .into());
             }
             n => n,
         };
         let before = match request.page_token.as_str() {
             "" => None,
-            token => Some(
-                token
-                    .parse::<u64>()
-                    .map_err(|_| ApiError::from(Invalid::one("page_token", "is not a token this server gave")))?,
-            ),
+            token => Some(token.parse::<u64>().map_err(|_| {
+                ApiError::from(Invalid::one(
+                    "page_token",
+                    "is not a token this server gave",
+                ))
+            })?),
         };
         let store = self.store.clone();
-        let page = blocking(move || store.list_risks(place, &filter, page_size, before, as_of(request.as_of_sequence))).await?;
+        let page = blocking(move || {
+            store.list_risks(
+                place,
+                &filter,
+                page_size,
+                before,
+                as_of(request.as_of_sequence),
+            )
+        })
+        .await?;
         Ok(Response::new(proto::ListRisksResponse {
             risks: page.revisions.iter().map(revision_to_proto).collect(),
             next_page_token: page.next.map(|n| n.to_string()).unwrap_or_default(),
@@ -252,18 +291,29 @@ impl Inspection for InspectionService {
         request: Request<proto::FollowSubjectRequest>,
     ) -> Result<Response<proto::FollowSubjectResponse>, Status> {
         let request = request.into_inner();
-        let subject = SubjectKey::parse(&request.subject_key).map_err(|r| ApiError::from(Invalid::one("subject_key", r)))?;
+        let subject = SubjectKey::parse(&request.subject_key)
+            .map_err(|r| ApiError::from(Invalid::one("subject_key", r)))?;
         if request.purpose.trim().chars().count() < PURPOSE_MIN_CHARS {
             return Err(ApiError::from(Invalid::one(
                 "purpose",
-                format!("say why you follow this subject, in at least {PURPOSE_MIN_CHARS} characters"),
+                format!(
+                    "say why you follow this subject, in at least {PURPOSE_MIN_CHARS} characters"
+                ),
             ))
             .into());
         }
         let store = self.store.clone();
-        let (trail, consistent_at) = blocking(move || store.follow_subject(subject, as_of(request.as_of_sequence))).await?;
-        let agencies: BTreeMap<AgencyId, Agency> = self.store.agencies().into_iter().map(|a| (a.id.clone(), a)).collect();
-        let places = self.store.places(&trail.iter().map(|r| r.record.place).collect::<Vec<_>>());
+        let (trail, consistent_at) =
+            blocking(move || store.follow_subject(subject, as_of(request.as_of_sequence))).await?;
+        let agencies: BTreeMap<AgencyId, Agency> = self
+            .store
+            .agencies()
+            .into_iter()
+            .map(|a| (a.id.clone(), a))
+            .collect();
+        let places = self
+            .store
+            .places(&trail.iter().map(|r| r.record.place).collect::<Vec<_>>());
         let trail = trail
             .iter()
             .zip(places)
@@ -292,11 +342,19 @@ impl Inspection for InspectionService {
         let filter = filter_from_proto(request.filter.as_ref()).map_err(ApiError::from)?;
         let label = request.label.trim().to_string();
         if label.is_empty() || label.chars().count() > LABEL_MAX_CHARS {
-            return Err(ApiError::from(Invalid::one("label", format!("must be 1 to {LABEL_MAX_CHARS} characters"))).into());
+            return Err(ApiError::from(Invalid::one(
+                "label",
+                format!("must be 1 to {LABEL_MAX_CHARS} characters"),
+            ))
+            .into());
         }
         let snapshot = self
             .store
-            .create_snapshot(SnapshotRequest { place, filter, label })
+            .create_snapshot(SnapshotRequest {
+                place,
+                filter,
+                label,
+            })
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(proto::CreateSnapshotResponse {

@@ -12,6 +12,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::proto::directory_client::DirectoryClient;
+use crate::proto::inspection_client::InspectionClient;
 use crate::proto::risk_register_client::RiskRegisterClient;
 
 /// Where a client subcommand finds the server.
@@ -99,6 +100,10 @@ impl Connection {
 
     pub fn directory(&self) -> DirectoryClient<Authenticated> {
         DirectoryClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn inspection(&self) -> InspectionClient<Authenticated> {
+        InspectionClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 }
 

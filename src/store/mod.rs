@@ -305,7 +305,10 @@ impl Store {
     /// The places with these codes, where known, in one look at the directory.
     pub fn places(&self, codes: &[PlaceCode]) -> Vec<Option<Place>> {
         let directory = self.shared.read_directory();
-        codes.iter().map(|code| directory.geography.place(*code).cloned()).collect()
+        codes
+            .iter()
+            .map(|code| directory.geography.place(*code).cloned())
+            .collect()
     }
 
     /// A place's children, or a footprint area's members; `None` when the code is unknown.
