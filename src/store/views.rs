@@ -211,7 +211,7 @@ impl Store {
                 && filter.admits_record(&r.record)
                 && before.is_none_or(|b| r.sequence < b)
         });
-        revisions.sort_by(|a, b| b.sequence.cmp(&a.sequence));
+        revisions.sort_by_key(|r| std::cmp::Reverse(r.sequence));
         let next = (revisions.len() > page_size).then(|| revisions[page_size - 1].sequence);
         revisions.truncate(page_size);
         Ok(RiskPage {
