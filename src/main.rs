@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use marr::cli::inspect::{self, Format};
 use marr::cli::{ClientError, Connection, ServerArgs, agencies, places, push};
 use marr::config::Config;
-use marr::domain::AgencyKind;
+use marr::domain::{AgencyKind, ClientGroup, RiskCategory, Severity};
 use marr::store::Store;
 
 #[derive(Parser)]
@@ -44,6 +45,41 @@ enum Command {
         server: ServerArgs,
         /// The extract (`.csv`, or `.jsonl` for JSON Lines).
         file: PathBuf,
+    },
+    /// Reads a place's view across every agency: breakdowns and child places.
+    View {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// A place or footprint code (GSS), such as E08000021 or E23000007.
+        place: String,
+        /// Count only this client group (repeatable).
+        #[arg(long = "client-group")]
+        client_groups: Vec<ClientGroup>,
+        /// Count only this category (repeatable).
+        #[arg(long = "category")]
+        categories: Vec<RiskCategory>,
+        /// Count only records at this severity or worse.
+        #[arg(long)]
+        min_severity: Option<Severity>,
+        /// The view as it was when this log sequence was written.
+        #[arg(long)]
+        as_of: Option<u64>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Follows one pseudonymous subject's trail across agencies.
+    Follow {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The subject key: 64 lower-case hex characters.
+        subject_key: String,
+        /// Why you follow this subject (at least 10 characters); kept with the access.
+        #[arg(long)]
+        purpose: String,
+        #[arg(long)]
+        as_of: Option<u64>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
     },
     /// Geography.
     Places {
@@ -181,6 +217,47 @@ async fn register_agency(
     Ok(ExitCode::SUCCESS)
 }
 
+async fn view(
+    server: ServerArgs,
+    place: String,
+    filter: marr::proto::ViewFilter,
+    as_of: Option<u64>,
+    format: Format,
+) -> Result<ExitCode, ClientError> {
+    let connection = Connection::open(&server).await?;
+    let view = inspect::view(&connection, &place, filter, as_of.unwrap_or(0)).await?;
+    match format {
+        Format::Table => print!("{}", inspect::view_table(&view)),
+        Format::Json => println!("{}", inspect::view_json(&view)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn follow(
+    server: ServerArgs,
+    subject_key: String,
+    purpose: String,
+    as_of: Option<u64>,
+    format: Format,
+) -> Result<ExitCode, ClientError> {
+    let connection = Connection::open(&server).await?;
+    let answer = inspect::follow(&connection, &subject_key, &purpose, as_of.unwrap_or(0)).await?;
+    for entry in &answer.trail {
+        match format {
+            Format::Table => println!("{}", inspect::trail_line(entry)),
+            Format::Json => println!("{}", inspect::trail_json(entry)),
+        }
+    }
+    if format == Format::Table {
+        println!(
+            "{} revisions, consistent at sequence {}",
+            answer.trail.len(),
+            answer.consistent_at_sequence
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// A client subcommand that could not reach or be served by the server exits with status 2.
 fn client_exit(result: Result<ExitCode, ClientError>) -> ExitCode {
     result.unwrap_or_else(|error| {
@@ -224,6 +301,25 @@ async fn main() -> ExitCode {
             }
         },
         Command::Push { server, file } => client_exit(push(server, file).await),
+        Command::View {
+            server,
+            place,
+            client_groups,
+            categories,
+            min_severity,
+            as_of,
+            format,
+        } => {
+            let filter = inspect::filter(&client_groups, &categories, min_severity);
+            client_exit(view(server, place, filter, as_of, format).await)
+        }
+        Command::Follow {
+            server,
+            subject_key,
+            purpose,
+            as_of,
+            format,
+        } => client_exit(follow(server, subject_key, purpose, as_of, format).await),
         Command::Places {
             command: PlacesCommand::Import { server, files },
         } => client_exit(import_places(server, files).await),

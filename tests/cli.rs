@@ -340,3 +340,90 @@ async fn the_demo_serves_its_sample_and_stops_on_ctrl_c() {
     assert!(text.contains("police_force_area"), "{text}");
     assert!(text.contains("registered E23000007"), "{text}");
 }
+
+#[tokio::test]
+async fn view_and_follow_print_tables_and_json_lines() {
+    let (server, connection) = TestServer::north_east().await;
+    let mut police = record("P-1", 3);
+    police.agency_id = NORTHUMBRIA.into();
+    police.place_code = NEWCASTLE.into();
+    police.lawful_basis = marr::proto::LawfulBasis::CrimeAndDisorderAct1998S115 as i32;
+    let answers = push_all(
+        &connection,
+        vec![record("C-1", 5), record("C-2", 4), police],
+    )
+    .await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.outcome == marr::proto::Outcome::Accepted as i32)
+    );
+
+    let output = marr_async(vec![
+        "view".into(),
+        "--server".into(),
+        server.url.clone(),
+        NEWCASTLE.into(),
+        "--format".into(),
+        "json".into(),
+    ])
+    .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.lines().count(), 1, "one JSON object per line");
+    let view: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
+    assert_eq!(view["place_name"], "Newcastle upon Tyne");
+    assert_eq!(view["total_active"], 3);
+    assert_eq!(view["by_severity"]["high"], 3);
+    assert_eq!(view["by_agency_kind"]["police"], 1);
+    assert_eq!(view["subjects_at_two_or_more_agencies"], 1);
+
+    let output = marr_async(vec![
+        "view".into(),
+        "--server".into(),
+        server.url.clone(),
+        NEWCASTLE.into(),
+        "--client-group".into(),
+        "youth_justice".into(),
+    ])
+    .await;
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        table.starts_with("Newcastle upon Tyne (E08000021, district): 0 active records"),
+        "{table}"
+    );
+
+    let follow = |purpose: &str| {
+        vec![
+            "follow".to_string(),
+            "--server".into(),
+            server.url.clone(),
+            subject(1),
+            "--purpose".into(),
+            purpose.to_string(),
+            "--format".into(),
+            "json".into(),
+        ]
+    };
+    let output = marr_async(follow("Joint inspection of exploitation pathways")).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["local_ref"], "C-1", "oldest version first");
+    assert_eq!(lines[2]["agency_kind"], "police");
+
+    let output = marr_async(follow("because")).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("purpose"));
+}

@@ -289,7 +289,9 @@ pub async fn run(
         agencies::register(&connection, id, kind, name, &[footprint.to_string()]).await?;
         println!("registered {id}");
     }
+    // Whole seconds read better in the demo's output.
     let now = OffsetDateTime::now_utc();
+    let now = now.replace_nanosecond(0).unwrap_or(now);
     println!(
         "\n$ marr push --server {url} <{DEMO_RECORDS} synthetic records from the three agencies>"
     );
@@ -301,6 +303,12 @@ pub async fn run(
     let extract = data.path().join("try-me.csv");
     if write_sample_extract(&extract, now).is_ok() {
         println!("\nTry next, in another terminal:");
+        println!("  marr view --server {url} {NORTHUMBRIA}");
+        println!("  marr view --server {url} {NEWCASTLE} --min-severity high --format json");
+        println!(
+            "  marr follow --server {url} {} --purpose \"Joint inspection: children missing from home\"",
+            subject_key(1)
+        );
         println!("  marr push --server {url} {}", extract.display());
         println!(
             "      (two of its rows are refused: see {}.rejects.csv)",

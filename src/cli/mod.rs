@@ -3,6 +3,7 @@
 pub mod agencies;
 pub mod demo;
 pub mod extract;
+pub mod inspect;
 pub mod places;
 pub mod push;
 

@@ -1,0 +1,254 @@
+//! `marr view` and `marr follow`: what an inspector reads, as a table or as JSON lines.
+
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+
+use super::{ClientError, Connection};
+use crate::domain::record::rfc3339;
+use crate::domain::{
+    AgencyKind, ClientGroup, LawfulBasis, PlaceLevel, RecordStatus, RiskCategory, Severity,
+    Vocabulary,
+};
+use crate::proto;
+
+/// How a client subcommand prints data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Readable tables.
+    Table,
+    /// One JSON object per line, for scripts.
+    Json,
+}
+
+fn word<V: Vocabulary>(number: i32) -> &'static str {
+    V::from_number(number).map_or("unspecified", Vocabulary::word)
+}
+
+fn time_of(at: Option<&prost_types::Timestamp>) -> String {
+    at.and_then(|t| {
+        OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos),
+        )
+        .ok()
+    })
+    .map(rfc3339)
+    .unwrap_or_default()
+}
+
+/// Fetches a place view.
+pub async fn view(
+    connection: &Connection,
+    place: &str,
+    filter: proto::ViewFilter,
+    as_of: u64,
+) -> Result<proto::PlaceView, ClientError> {
+    let response = connection
+        .inspection()
+        .get_place_view(proto::GetPlaceViewRequest {
+            place_code: place.to_string(),
+            filter: Some(filter),
+            as_of_sequence: as_of,
+        })
+        .await?;
+    response
+        .into_inner()
+        .view
+        .ok_or_else(|| ClientError::Refused(tonic::Status::internal("the server sent no view")))
+}
+
+/// The filter a command line asked for.
+pub fn filter(
+    client_groups: &[ClientGroup],
+    categories: &[RiskCategory],
+    min_severity: Option<Severity>,
+) -> proto::ViewFilter {
+    proto::ViewFilter {
+        client_groups: client_groups.iter().map(|g| g.number()).collect(),
+        categories: categories.iter().map(|c| c.number()).collect(),
+        min_severity: min_severity.map_or(0, |s| s.number()),
+    }
+}
+
+fn place_line(place: Option<&proto::Place>) -> (String, String, &'static str) {
+    place.map_or((String::new(), String::new(), "unspecified"), |p| {
+        (p.code.clone(), p.name.clone(), word::<PlaceLevel>(p.level))
+    })
+}
+
+/// A place view as readable lines.
+pub fn view_table(view: &proto::PlaceView) -> String {
+    let (code, name, level) = place_line(view.place.as_ref());
+    let mut out = format!(
+        "{name} ({code}, {level}): {} active records, consistent at sequence {}\n",
+        view.total_active, view.consistent_at_sequence
+    );
+    out += &format!(
+        "subjects known to 2 or more agencies: {}; to 2 or more kinds of agency: {}\n",
+        view.subjects_at_two_or_more_agencies, view.subjects_at_two_or_more_agency_kinds
+    );
+    let mut section = |title: &str, rows: Vec<(String, u64)>| {
+        if rows.is_empty() {
+            return;
+        }
+        out += &format!("\n{title:<72} {:>8}\n", "active");
+        for (label, n) in rows {
+            out += &format!("  {label:<70} {n:>8}\n");
+        }
+    };
+    section(
+        "by client group",
+        view.by_client_group
+            .iter()
+            .map(|t| (word::<ClientGroup>(t.client_group).to_string(), t.active))
+            .collect(),
+    );
+    section(
+        "by category",
+        view.by_category
+            .iter()
+            .map(|t| (word::<RiskCategory>(t.category).to_string(), t.active))
+            .collect(),
+    );
+    section(
+        "by severity",
+        view.by_severity
+            .iter()
+            .map(|t| (word::<Severity>(t.severity).to_string(), t.active))
+            .collect(),
+    );
+    section(
+        "by kind of agency",
+        view.by_agency_kind
+            .iter()
+            .map(|t| (word::<AgencyKind>(t.agency_kind).to_string(), t.active))
+            .collect(),
+    );
+    section(
+        "by agency",
+        view.by_agency
+            .iter()
+            .map(|t| {
+                (
+                    format!(
+                        "{} {} ({})",
+                        t.agency_id,
+                        t.name,
+                        word::<AgencyKind>(t.kind)
+                    ),
+                    t.active,
+                )
+            })
+            .collect(),
+    );
+    section(
+        "child places",
+        view.children
+            .iter()
+            .map(|c| {
+                let (code, name, level) = place_line(c.place.as_ref());
+                (format!("{level:<9} {code} {name}"), c.active)
+            })
+            .collect(),
+    );
+    out
+}
+
+fn totals<V: Vocabulary>(rows: impl Iterator<Item = (i32, u64)>) -> Value {
+    Value::Object(
+        rows.map(|(n, active)| (word::<V>(n).to_string(), json!(active)))
+            .collect::<Map<_, _>>(),
+    )
+}
+
+/// A place view as one JSON object.
+pub fn view_json(view: &proto::PlaceView) -> Value {
+    let (code, name, level) = place_line(view.place.as_ref());
+    json!({
+        "place_code": code,
+        "place_name": name,
+        "level": level,
+        "consistent_at_sequence": view.consistent_at_sequence,
+        "total_active": view.total_active,
+        "by_client_group": totals::<ClientGroup>(view.by_client_group.iter().map(|t| (t.client_group, t.active))),
+        "by_category": totals::<RiskCategory>(view.by_category.iter().map(|t| (t.category, t.active))),
+        "by_severity": totals::<Severity>(view.by_severity.iter().map(|t| (t.severity, t.active))),
+        "by_agency_kind": totals::<AgencyKind>(view.by_agency_kind.iter().map(|t| (t.agency_kind, t.active))),
+        "by_agency": view.by_agency.iter().map(|t| json!({
+            "agency_id": t.agency_id, "name": t.name, "kind": word::<AgencyKind>(t.kind), "active": t.active,
+        })).collect::<Vec<_>>(),
+        "children": view.children.iter().map(|c| {
+            let (code, name, level) = place_line(c.place.as_ref());
+            json!({"place_code": code, "place_name": name, "level": level, "active": c.active})
+        }).collect::<Vec<_>>(),
+        "subjects_at_two_or_more_agencies": view.subjects_at_two_or_more_agencies,
+        "subjects_at_two_or_more_agency_kinds": view.subjects_at_two_or_more_agency_kinds,
+    })
+}
+
+/// Fetches a subject's trail.
+pub async fn follow(
+    connection: &Connection,
+    subject_key: &str,
+    purpose: &str,
+    as_of: u64,
+) -> Result<proto::FollowSubjectResponse, ClientError> {
+    Ok(connection
+        .inspection()
+        .follow_subject(proto::FollowSubjectRequest {
+            subject_key: subject_key.to_string(),
+            purpose: purpose.to_string(),
+            as_of_sequence: as_of,
+        })
+        .await?
+        .into_inner())
+}
+
+/// One step of a trail as a JSON object.
+pub fn trail_json(entry: &proto::TrailEntry) -> Value {
+    let revision = entry.revision.clone().unwrap_or_default();
+    let record = revision.record.clone().unwrap_or_default();
+    json!({
+        "sequence": revision.sequence,
+        "revision": revision.revision,
+        "agency_id": record.agency_id,
+        "agency_name": entry.agency_name,
+        "agency_kind": word::<AgencyKind>(entry.agency_kind),
+        "local_ref": record.local_ref,
+        "place_code": record.place_code,
+        "place_name": entry.place_name,
+        "client_group": word::<ClientGroup>(record.client_group),
+        "category": word::<RiskCategory>(record.category),
+        "severity": word::<Severity>(record.severity),
+        "status": word::<RecordStatus>(record.status),
+        "assessed_at": time_of(record.assessed_at.as_ref()),
+        "source_updated_at": time_of(record.source_updated_at.as_ref()),
+        "lawful_basis": word::<LawfulBasis>(record.lawful_basis),
+        "note": record.note,
+    })
+}
+
+/// One step of a trail as a readable line.
+pub fn trail_line(entry: &proto::TrailEntry) -> String {
+    let revision = entry.revision.clone().unwrap_or_default();
+    let record = revision.record.clone().unwrap_or_default();
+    format!(
+        "{}  {} {} ({})  {} r{}  {} {}  {} {} {} {}{}",
+        time_of(record.source_updated_at.as_ref()),
+        record.agency_id,
+        entry.agency_name,
+        word::<AgencyKind>(entry.agency_kind),
+        record.local_ref,
+        revision.revision,
+        record.place_code,
+        entry.place_name,
+        word::<ClientGroup>(record.client_group),
+        word::<RiskCategory>(record.category),
+        word::<Severity>(record.severity),
+        word::<RecordStatus>(record.status),
+        if record.note.is_empty() {
+            String::new()
+        } else {
+            format!("  \"{}\"", record.note)
+        },
+    )
+}
