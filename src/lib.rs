@@ -10,6 +10,7 @@ pub mod store;
 use std::future::Future;
 
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
@@ -75,6 +76,20 @@ pub async fn serve(
     let inspection = InspectionServer::new(api::inspection::InspectionService::new(store.clone()))
         .max_decoding_message_size(MAX_RECORD_MESSAGE);
 
+    // Small answers must not wait for Nagle's algorithm and a delayed ACK (about 40 ms).
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let incoming = TcpListenerStream::new(listener).map(|accepted| {
+        if let Ok(stream) = &accepted
+            && let Err(error) = stream.set_nodelay(true)
+        {
+            tracing::warn!(%error, "cannot set TCP_NODELAY");
+        }
+        accepted
+    });
+
     let draining = health.clone();
     let shutdown = async move {
         shutdown.await;
@@ -83,14 +98,14 @@ pub async fn serve(
             .set_service_status("", ServingStatus::NotServing)
             .await;
     };
-    tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving marr.v1");
+    tracing::info!(%address, "serving marr.v1");
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(risk_register)
         .add_service(directory)
         .add_service(inspection)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     store.close().await?;
     tracing::info!(head = store.head_sequence(), "store flushed; stopped");

@@ -39,11 +39,10 @@ impl InspectionService {
     }
 
     fn view_to_proto(&self, view: &PlaceView, filter: &proto::ViewFilter) -> proto::PlaceView {
-        let agencies: BTreeMap<AgencyId, Agency> = self
-            .store
-            .agencies()
-            .into_iter()
-            .map(|a| (a.id.clone(), a))
+        let agencies: BTreeMap<&AgencyId, Agency> = view
+            .by_agency
+            .keys()
+            .filter_map(|id| self.store.agency(id).map(|a| (id, a)))
             .collect();
         let mut codes = vec![view.place];
         codes.extend(view.children.iter().map(|(code, _)| *code));

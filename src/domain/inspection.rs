@@ -33,6 +33,11 @@ impl ViewFilter {
             && self.min_severity.is_none_or(|min| severity >= min)
     }
 
+    /// Whether the filter lets every record through.
+    pub fn is_everything(&self) -> bool {
+        self.client_groups.is_empty() && self.categories.is_empty() && self.min_severity.is_none()
+    }
+
     pub fn admits_record(&self, record: &RiskRecord) -> bool {
         self.admits(record.client_group, record.category, record.severity)
     }
@@ -130,9 +135,86 @@ impl Cell {
     }
 }
 
+/// Running totals by each dimension, indexed by proto number (agency by interned index).
+#[derive(Debug, Clone, Default)]
+struct Totals {
+    total: u64,
+    by_client_group: [u64; 8],
+    by_category: [u64; 17],
+    by_severity: [u64; 5],
+    by_agency_kind: [u64; 10],
+    by_agency: HashMap<u32, u64>,
+}
+
+impl Totals {
+    fn add(
+        &mut self,
+        agency: u32,
+        kind: AgencyKind,
+        client_group: ClientGroup,
+        category: RiskCategory,
+        severity: Severity,
+        n: u64,
+    ) {
+        self.total += n;
+        self.by_client_group[client_group.number() as usize] += n;
+        self.by_category[category.number() as usize] += n;
+        self.by_severity[severity.number() as usize] += n;
+        self.by_agency_kind[kind.number() as usize] += n;
+        *self.by_agency.entry(agency).or_default() += n;
+    }
+
+    fn remove(
+        &mut self,
+        agency: u32,
+        kind: AgencyKind,
+        client_group: ClientGroup,
+        category: RiskCategory,
+        severity: Severity,
+    ) {
+        self.total -= 1;
+        self.by_client_group[client_group.number() as usize] -= 1;
+        self.by_category[category.number() as usize] -= 1;
+        self.by_severity[severity.number() as usize] -= 1;
+        self.by_agency_kind[kind.number() as usize] -= 1;
+        if let Some(n) = self.by_agency.get_mut(&agency) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_agency.remove(&agency);
+            }
+        }
+    }
+
+    /// Writes the totals into a view, leaving out zeros.
+    fn fill(&self, view: &mut PlaceView, agencies: &[(AgencyId, AgencyKind)]) {
+        fn nonzero<V: Vocabulary + Ord>(counts: &[u64]) -> BTreeMap<V, u64> {
+            counts
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .filter_map(|(i, n)| V::from_number(i as i32).map(|v| (v, *n)))
+                .collect()
+        }
+        view.total = self.total;
+        view.by_client_group = nonzero(&self.by_client_group);
+        view.by_category = nonzero(&self.by_category);
+        view.by_severity = nonzero(&self.by_severity);
+        view.by_agency_kind = nonzero(&self.by_agency_kind);
+        view.by_agency = self
+            .by_agency
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(agency, n)| (agencies[*agency as usize].0.clone(), *n))
+            .collect();
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct PlaceTally {
     cells: HashMap<Cell, u32>,
+    /// Unfiltered totals kept beside the cells, so an unfiltered view reads a few numbers
+    /// instead of walking every cell.
+    totals: Totals,
     subjects_at_two_or_more_agencies: u64,
     subjects_at_two_or_more_agency_kinds: u64,
 }
@@ -214,6 +296,9 @@ impl Inspection {
                     if *n == 0 {
                         tally.cells.remove(&cell);
                     }
+                    tally
+                        .totals
+                        .remove(agency, kind, old.client_group, old.category, old.severity);
                 }
             }
             touched.extend(places.iter());
@@ -221,13 +306,16 @@ impl Inspection {
         if let Some(new) = new_active {
             let places = self.places_of(geography, new.place);
             for place in places.iter() {
-                *self
-                    .places
-                    .entry(*place)
-                    .or_default()
-                    .cells
-                    .entry(Cell::new(agency, new))
-                    .or_default() += 1;
+                let tally = self.places.entry(*place).or_default();
+                *tally.cells.entry(Cell::new(agency, new)).or_default() += 1;
+                tally.totals.add(
+                    agency,
+                    kind,
+                    new.client_group,
+                    new.category,
+                    new.severity,
+                    1,
+                );
             }
             touched.extend(places.iter());
         }
@@ -311,36 +399,45 @@ impl Inspection {
     }
 
     fn filtered_total(&self, place: PlaceCode, filter: &ViewFilter) -> u64 {
-        self.places.get(&place).map_or(0, |tally| {
-            tally
-                .cells
-                .iter()
-                .filter(|(cell, _)| cell.parts().is_some_and(|(g, c, s)| filter.admits(g, c, s)))
-                .map(|(_, n)| u64::from(*n))
-                .sum()
-        })
+        let Some(tally) = self.places.get(&place) else {
+            return 0;
+        };
+        if filter.is_everything() {
+            return tally.totals.total;
+        }
+        tally
+            .cells
+            .iter()
+            .filter(|(cell, _)| cell.parts().is_some_and(|(g, c, s)| filter.admits(g, c, s)))
+            .map(|(_, n)| u64::from(*n))
+            .sum()
     }
 
     /// The view of one place (or footprint area) from the counters.
     pub fn view(&self, geography: &Geography, place: PlaceCode, filter: &ViewFilter) -> PlaceView {
         let mut view = PlaceView::empty(place, self.applied);
         if let Some(tally) = self.places.get(&place) {
-            for (cell, n) in &tally.cells {
-                let Some((client_group, category, severity)) = cell.parts() else {
-                    continue;
-                };
-                if !filter.admits(client_group, category, severity) {
-                    continue;
+            if filter.is_everything() {
+                tally.totals.fill(&mut view, &self.agencies);
+            } else {
+                let mut totals = Totals::default();
+                for (cell, n) in &tally.cells {
+                    let Some((client_group, category, severity)) = cell.parts() else {
+                        continue;
+                    };
+                    if filter.admits(client_group, category, severity) {
+                        let kind = self.agencies[cell.agency() as usize].1;
+                        totals.add(
+                            cell.agency(),
+                            kind,
+                            client_group,
+                            category,
+                            severity,
+                            u64::from(*n),
+                        );
+                    }
                 }
-                let (agency, kind) = &self.agencies[cell.agency() as usize];
-                view.count(
-                    agency,
-                    *kind,
-                    client_group,
-                    category,
-                    severity,
-                    u64::from(*n),
-                );
+                totals.fill(&mut view, &self.agencies);
             }
             view.subjects_at_two_or_more_agencies = tally.subjects_at_two_or_more_agencies;
             view.subjects_at_two_or_more_agency_kinds = tally.subjects_at_two_or_more_agency_kinds;

@@ -30,7 +30,12 @@ pub trait Vocabulary: Copy + Sized + 'static {
 
     /// The value with this proto number, `None` for zero (unspecified) or unknown numbers.
     fn from_number(number: i32) -> Option<Self> {
-        Self::ALL.iter().copied().find(|v| v.number() == number)
+        // Numbers run 1, 2, 3… in `ALL` order, so the number is (one more than) the index.
+        let index = usize::try_from(number).ok()?.checked_sub(1)?;
+        Self::ALL
+            .get(index)
+            .copied()
+            .filter(|v| v.number() == number)
     }
 
     /// The value spelled `word`, or an error listing the words that are allowed.
