@@ -102,7 +102,7 @@ fn main() {
             .await
             .expect("import");
         let mut registered = std::collections::BTreeSet::new();
-        for (district, _) in &wards_of {
+        for district in wards_of.keys() {
             let mut agencies = vec![(
                 district.clone(),
                 AgencyKind::ChildrenSocialCare,
