@@ -429,6 +429,24 @@ async fn following_a_subject_needs_a_purpose_and_shows_every_revision_in_time_or
         ]
     );
     assert_eq!(trail[1].place_name, "Winlaton and High Spen");
+
+    // As of sequence 2, the council's escalation had not happened yet.
+    let then = inspection(&connection)
+        .follow_subject(proto::FollowSubjectRequest {
+            subject_key: subject(s),
+            purpose: "Joint inspection: missing-from-home episodes".into(),
+            as_of_sequence: 2,
+        })
+        .await
+        .expect("trail")
+        .into_inner();
+    assert_eq!(then.consistent_at_sequence, 2);
+    let revisions: Vec<u64> = then
+        .trail
+        .iter()
+        .map(|t| t.revision.as_ref().expect("revision").sequence)
+        .collect();
+    assert_eq!(revisions, vec![1, 2]);
 }
 
 #[tokio::test]

@@ -34,12 +34,20 @@ const KEYS: [(&str, &str); 6] = [
 ];
 
 /// Places a record may sit at; every agency here may report on all of them.
-const PLACES: [&str; 4] = [NEWCASTLE_WARD, NEWCASTLE, GATESHEAD_WARD, GATESHEAD];
+const PLACES: [&str; 5] = [
+    NEWCASTLE_WARD,
+    NEWCASTLE,
+    GATESHEAD_WARD,
+    GATESHEAD,
+    NEWCASTLE_LSOA,
+];
 
 /// Every level a counter is kept at for those places: wards, districts, the metropolitan
 /// county, the region, the country, the police force area and both community safety
-/// partnerships.
-const CHECKED: [&str; 10] = [
+/// partnerships, the LSOA and its clinical commissioning group.
+const CHECKED: [&str; 12] = [
+    NEWCASTLE_LSOA,
+    NEWCASTLE_GATESHEAD_CCG,
     NEWCASTLE_WARD,
     NEWCASTLE,
     GATESHEAD_WARD,

@@ -20,6 +20,10 @@ pub const NORTHUMBRIA: &str = "E23000007";
 pub const NORTH_EAST: &str = "E12000001";
 /// Lemington, a ward of Newcastle upon Tyne (2019).
 pub const NEWCASTLE_WARD: &str = "E05011451";
+/// Newcastle upon Tyne 025B, an LSOA in NHS Newcastle Gateshead CCG.
+pub const NEWCASTLE_LSOA: &str = "E01008415";
+/// NHS Newcastle Gateshead CCG (2020).
+pub const NEWCASTLE_GATESHEAD_CCG: &str = "E38000212";
 /// Winlaton and High Spen, a ward of Gateshead (2019).
 pub const GATESHEAD_WARD: &str = "E05001088";
 
@@ -36,7 +40,8 @@ pub const WARDS: &str = "ward-lad-county-region-country-2019.csv";
 pub const POLICE: &str = "lad-csp-police-force-area-2019.csv";
 pub const LSOAS: &str = "lsoa-ccg-lad-2020.csv";
 
-/// The real rows of the North East: its wards, and its districts' police force areas.
+/// The real rows of the North East: its wards and LSOAs, and its districts' police force
+/// areas, community safety partnerships and clinical commissioning groups.
 pub fn north_east_tables() -> Vec<LookupTable> {
     let mut wards = places::read_table(&geography_file(WARDS)).expect("ward lookup readable");
     let region = wards
@@ -49,7 +54,9 @@ pub fn north_east_tables() -> Vec<LookupTable> {
         wards.rows.iter().map(|r| r.cells[3].clone()).collect();
     let mut police = places::read_table(&geography_file(POLICE)).expect("police lookup readable");
     police.rows.retain(|row| districts.contains(&row.cells[1]));
-    vec![police, wards]
+    let mut lsoas = places::read_table(&geography_file(LSOAS)).expect("LSOA lookup readable");
+    lsoas.rows.retain(|row| districts.contains(&row.cells[6]));
+    vec![lsoas, police, wards]
 }
 
 pub struct TestServer {
