@@ -170,10 +170,19 @@ async fn serve(
     Ok(())
 }
 
+/// Prints one line of output; a reader that has gone away (`| head`) ends the command quietly,
+/// as other command-line tools do, instead of a panic.
+fn emit(text: impl std::fmt::Display) {
+    use std::io::Write;
+    if writeln!(std::io::stdout().lock(), "{text}").is_err() {
+        std::process::exit(0);
+    }
+}
+
 async fn push(server: ServerArgs, file: PathBuf) -> Result<ExitCode, ClientError> {
     let connection = Connection::open(&server).await?;
     let summary = push::push_file(&connection, &file).await?;
-    println!("{summary}");
+    emit(&summary);
     if summary.rejected > 0 {
         eprintln!(
             "rejected rows and reasons: {}",
@@ -192,7 +201,7 @@ async fn import_places(server: ServerArgs, files: Vec<PathBuf>) -> Result<ExitCo
     let connection = Connection::open(&server).await?;
     let report = places::import_tables(&connection, tables).await?;
     for line in places::report_lines(&report) {
-        println!("{line}");
+        emit(&line);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -206,14 +215,12 @@ async fn register_agency(
 ) -> Result<ExitCode, ClientError> {
     let connection = Connection::open(&server).await?;
     let answer = agencies::register(&connection, &id, kind, &name, &footprint).await?;
-    println!(
-        "{} agency {id}",
-        if answer.changed {
-            "registered"
-        } else {
-            "unchanged:"
-        }
-    );
+    let done = if answer.changed {
+        "registered"
+    } else {
+        "unchanged:"
+    };
+    emit(format!("{done} agency {id}"));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -227,8 +234,8 @@ async fn view(
     let connection = Connection::open(&server).await?;
     let view = inspect::view(&connection, &place, filter, as_of.unwrap_or(0)).await?;
     match format {
-        Format::Table => print!("{}", inspect::view_table(&view)),
-        Format::Json => println!("{}", inspect::view_json(&view)),
+        Format::Table => emit(inspect::view_table(&view).trim_end()),
+        Format::Json => emit(inspect::view_json(&view)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -244,16 +251,16 @@ async fn follow(
     let answer = inspect::follow(&connection, &subject_key, &purpose, as_of.unwrap_or(0)).await?;
     for entry in &answer.trail {
         match format {
-            Format::Table => println!("{}", inspect::trail_line(entry)),
-            Format::Json => println!("{}", inspect::trail_json(entry)),
+            Format::Table => emit(inspect::trail_line(entry)),
+            Format::Json => emit(inspect::trail_json(entry)),
         }
     }
     if format == Format::Table {
-        println!(
+        emit(format!(
             "{} revisions, consistent at sequence {}",
             answer.trail.len(),
             answer.consistent_at_sequence
-        );
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }
