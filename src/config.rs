@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::domain::{AgencyId, PlaceCode};
+use crate::rules::RuleSettings;
 
 /// Where the server listens when nothing says otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -67,9 +68,25 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     #[serde(default, rename = "principal")]
     pub principals: Vec<Principal>,
-    /// Alert rule settings, read by the alert rules.
     #[serde(default)]
-    pub rules: toml::Table,
+    pub rules: RulesConfig,
+}
+
+/// The `[rules]` table: alert rule settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Distinct agencies at which one subject raises `multi_agency` (default 2).
+    pub multi_agency_min_agencies: Option<usize>,
+    /// Default `place_threshold` for every district; 0 turns it off (default 50).
+    pub district_threshold: Option<u64>,
+    /// Thresholds for particular places or footprint areas, by GSS code.
+    #[serde(default)]
+    pub place_thresholds: std::collections::BTreeMap<String, u64>,
+    /// Days without a new revision before a high or critical record is stale (default 30).
+    pub stale_high_risk_days: Option<u32>,
+    /// How often the staleness sweep runs, in seconds (default 3600).
+    pub sweep_interval_seconds: Option<u64>,
 }
 
 impl Config {
@@ -103,8 +120,59 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
     }
 
+    /// The alert rule settings, checked.
+    pub fn rule_settings(&self) -> Result<RuleSettings, ConfigError> {
+        let rules = &self.rules;
+        let defaults = RuleSettings::default();
+        let invalid = |key: &str, reason: &str| ConfigError::Invalid {
+            key: format!("rules.{key}"),
+            reason: reason.to_string(),
+        };
+        let multi_agency_min_agencies = rules
+            .multi_agency_min_agencies
+            .unwrap_or(defaults.multi_agency_min_agencies);
+        if multi_agency_min_agencies < 2 {
+            return Err(invalid("multi_agency_min_agencies", "must be at least 2"));
+        }
+        let mut place_thresholds = std::collections::BTreeMap::new();
+        for (code, threshold) in &rules.place_thresholds {
+            let place = PlaceCode::parse(code)
+                .map_err(|reason| invalid(&format!("place_thresholds.{code}"), &reason))?;
+            if *threshold == 0 {
+                return Err(invalid(
+                    &format!("place_thresholds.{code}"),
+                    "must be at least 1",
+                ));
+            }
+            place_thresholds.insert(place, *threshold);
+        }
+        let stale_days = rules.stale_high_risk_days.unwrap_or(30);
+        if stale_days == 0 {
+            return Err(invalid("stale_high_risk_days", "must be at least 1"));
+        }
+        if rules.sweep_interval_seconds == Some(0) {
+            return Err(invalid("sweep_interval_seconds", "must be at least 1"));
+        }
+        Ok(RuleSettings {
+            multi_agency_min_agencies,
+            district_threshold: match rules.district_threshold {
+                Some(0) => None,
+                Some(n) => Some(n),
+                None => defaults.district_threshold,
+            },
+            place_thresholds,
+            stale_after: time::Duration::days(i64::from(stale_days)),
+        })
+    }
+
+    /// How often the staleness sweep runs.
+    pub fn sweep_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.rules.sweep_interval_seconds.unwrap_or(3600).max(1))
+    }
+
     /// Checks every principal, naming the first bad key.
     pub fn check(&self) -> Result<(), ConfigError> {
+        self.rule_settings()?;
         let mut names = HashSet::new();
         for (i, principal) in self.principals.iter().enumerate() {
             let invalid = |field: &str, reason: String| ConfigError::Invalid {

@@ -15,12 +15,15 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
 use config::Config;
+use proto::alerts_server::AlertsServer;
 use proto::directory_server::DirectoryServer;
 use proto::inspection_server::InspectionServer;
 use proto::risk_register_server::RiskRegisterServer;
 use store::Store;
 
 /// The `marr.v1` contract, generated from `proto/marr/v1`.
+pub mod rules;
+
 pub mod proto {
     tonic::include_proto!("marr.v1");
     /// Descriptors for server reflection.
@@ -48,7 +51,7 @@ pub enum ServeError {
 pub async fn serve(
     listener: TcpListener,
     store: Store,
-    _config: Config,
+    config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -64,6 +67,9 @@ pub async fn serve(
         .await;
     health
         .set_serving::<InspectionServer<api::inspection::InspectionService>>()
+        .await;
+    health
+        .set_serving::<AlertsServer<api::alerts::AlertsService>>()
         .await;
     health.set_service_status("", ServingStatus::Serving).await;
 
@@ -90,13 +96,40 @@ pub async fn serve(
         accepted
     });
 
+    let alerts = AlertsServer::new(api::alerts::AlertsService::new(store.clone()))
+        .max_decoding_message_size(MAX_RECORD_MESSAGE);
+
+    // The staleness sweep runs on a clock of its own.
+    let sweeper = {
+        let store = store.clone();
+        let every = config.sweep_interval();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                match store.sweep_stale().await {
+                    Ok(0) => {}
+                    Ok(raised) => tracing::info!(raised, "staleness sweep raised alerts"),
+                    Err(error) => {
+                        tracing::warn!(%error, "staleness sweep stopped");
+                        return;
+                    }
+                }
+            }
+        })
+    };
+
     let draining = health.clone();
+    let draining_store = store.clone();
     let shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down: draining open calls");
         draining
             .set_service_status("", ServingStatus::NotServing)
             .await;
+        // Watch streams never end by themselves: tell them to, so the drain can finish.
+        draining_store.begin_draining();
     };
     tracing::info!(%address, "serving marr.v1");
     tonic::transport::Server::builder()
@@ -105,8 +138,10 @@ pub async fn serve(
         .add_service(risk_register)
         .add_service(directory)
         .add_service(inspection)
+        .add_service(alerts)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
+    sweeper.abort();
     store.close().await?;
     tracing::info!(head = store.head_sequence(), "store flushed; stopped");
     Ok(())

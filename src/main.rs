@@ -11,7 +11,7 @@ use marr::cli::inspect::{self, Format};
 use marr::cli::{ClientError, Connection, ServerArgs, agencies, places, push};
 use marr::config::Config;
 use marr::domain::{AgencyKind, ClientGroup, RiskCategory, Severity};
-use marr::store::Store;
+use marr::store::{Store, StoreOptions};
 
 #[derive(Parser)]
 #[command(name = "marr", version, about = "The multi-agency risk register")]
@@ -160,7 +160,11 @@ async fn serve(
     config.data_dir = data_dir.or(config.data_dir);
     let address = config.listen();
     let dir = config.data_dir();
-    let store = tokio::task::spawn_blocking(move || Store::open(&dir))
+    let options = StoreOptions {
+        rules: config.rule_settings()?,
+        ..StoreOptions::default()
+    };
+    let store = tokio::task::spawn_blocking(move || Store::open_with(&dir, options))
         .await?
         .with_context(|| format!("cannot open the store in {}", config.data_dir().display()))?;
     let listener = tokio::net::TcpListener::bind(address)

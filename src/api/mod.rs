@@ -1,5 +1,6 @@
 //! The gRPC services: each handler validates, delegates to the store and converts.
 
+pub mod alerts;
 pub mod convert;
 pub mod directory;
 pub mod error;

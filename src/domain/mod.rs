@@ -1,5 +1,6 @@
 //! Plain types of the safeguarding domain and their validation: no gRPC, no storage.
 
+pub mod alert;
 pub mod geography;
 pub mod inspection;
 pub mod lookup;
@@ -12,6 +13,6 @@ pub use record::{
     RiskRecord, SubjectKey,
 };
 pub use vocabulary::{
-    AgencyKind, ClientGroup, LawfulBasis, PlaceLevel, RecordStatus, RiskCategory, Severity,
-    Vocabulary,
+    AgencyKind, AlertKind, ClientGroup, LawfulBasis, PlaceLevel, RecordStatus, RiskCategory,
+    Severity, Vocabulary,
 };

@@ -174,6 +174,17 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// The rule that raised an alert.
+    AlertKind, "alert kind" {
+        CriticalRisk = 1, "critical_risk";
+        Escalation = 2, "escalation";
+        MultiAgency = 3, "multi_agency";
+        PlaceThreshold = 4, "place_threshold";
+        StaleHighRisk = 5, "stale_high_risk";
+    }
+}
+
+vocabulary! {
     /// The level of a place in the ONS tree, or the kind of a footprint area.
     PlaceLevel, "place level" {
         Country = 1, "country";

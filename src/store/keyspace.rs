@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 
 use super::Snapshot;
 use super::StoreError;
+use crate::domain::alert::Alert;
 use crate::domain::{
     Agency, AgencyId, LocalRef, Membership, Place, PlaceCode, RecordKey, Revision, SubjectKey,
 };
@@ -266,6 +267,22 @@ impl Keyspace for Snapshots {
     fn decode_key(bytes: &[u8]) -> Result<u64, StoreError> {
         Ok(u64::from_be_bytes(
             bytes.try_into().map_err(|_| corrupt("snapshot"))?,
+        ))
+    }
+}
+
+/// The alert log: alert sequence → alert, gap-free, written with the change that raised it.
+pub(crate) struct AlertLog;
+impl Keyspace for AlertLog {
+    const PREFIX: u8 = b'N';
+    type Key = u64;
+    type Value = Alert;
+    fn encode_key(key: &u64, out: &mut Vec<u8>) {
+        out.extend_from_slice(&key.to_be_bytes());
+    }
+    fn decode_key(bytes: &[u8]) -> Result<u64, StoreError> {
+        Ok(u64::from_be_bytes(
+            bytes.try_into().map_err(|_| corrupt("alert"))?,
         ))
     }
 }

@@ -4,6 +4,7 @@
 //! in the same atomic sled batch as the log entries they follow from, so no reader ever sees a
 //! projection that disagrees with the log.
 
+mod alerts;
 mod keyspace;
 mod verify;
 mod views;
@@ -16,7 +17,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::domain::inspection::{Inspection, PlaceView, ViewFilter};
 use crate::domain::lookup::{ImportReport, LookupError, LookupTable};
@@ -24,7 +25,8 @@ use crate::domain::{
     Agency, AgencyId, Geography, Invalid, Place, PlaceCode, PlaceLevel, RecordKey, Revision,
     RiskRecord,
 };
-use keyspace::{Agencies, Keyspace, Log, Memberships, Places};
+use crate::rules::RuleSettings;
+use keyspace::{Agencies, AlertLog, Keyspace, Log, Memberships, Places};
 use writer::{Command, Writer};
 
 /// How many requests may wait for the writer before submitters are slowed down.
@@ -119,6 +121,33 @@ struct Shared {
     batches: AtomicU64,
     commands: mpsc::Sender<Command>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Alert rule settings.
+    rules: RuleSettings,
+    /// The register's clock: receipt times and the staleness sweep.
+    clock: Clock,
+    /// Sequence of the last durable alert; watchers wait on it.
+    alert_head: watch::Sender<u64>,
+    /// Set when the server begins to shut down, so open watch streams end.
+    draining: watch::Sender<bool>,
+}
+
+/// Where the register reads the time; tests substitute a clock they control.
+pub type Clock = Arc<dyn Fn() -> time::OffsetDateTime + Send + Sync>;
+
+/// How a store is opened.
+#[derive(Clone)]
+pub struct StoreOptions {
+    pub rules: RuleSettings,
+    pub clock: Clock,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            rules: RuleSettings::default(),
+            clock: Arc::new(time::OffsetDateTime::now_utc),
+        }
+    }
 }
 
 /// The register's store; cheap to clone, shared by every handler.
@@ -131,6 +160,11 @@ impl Store {
     /// Opens (or creates) the store in `dir`, loads the directory and starts the writer.
     /// Blocking: call it before serving or from `spawn_blocking`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, StoreOptions::default())
+    }
+
+    /// Opens the store with rule settings and a clock.
+    pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
         let db = sled::Config::new().path(dir).open()?;
         let tree = db.open_tree("register")?;
         let mut directory = Directory::default();
@@ -148,6 +182,10 @@ impl Store {
             Some(entry) => entry?.0,
             None => 0,
         };
+        let alert_head = match AlertLog::scan_all(&tree).next_back() {
+            Some(entry) => entry?.0,
+            None => 0,
+        };
         let (commands, queue) = mpsc::channel(WRITER_QUEUE);
         let shared = Arc::new(Shared {
             db,
@@ -158,11 +196,15 @@ impl Store {
             batches: AtomicU64::new(0),
             commands,
             writer: Mutex::new(None),
+            rules: options.rules,
+            clock: options.clock,
+            alert_head: watch::Sender::new(alert_head),
+            draining: watch::Sender::new(false),
         });
         // The counters live in memory: rebuild them from the log before serving.
         let inspection = shared.replay_inspection(u64::MAX)?;
         *shared.write_inspection() = inspection;
-        let writer = Writer::new(Arc::clone(&shared), head);
+        let writer = Writer::new(Arc::clone(&shared), head, alert_head)?;
         let handle = std::thread::Builder::new()
             .name("marr-writer".into())
             .spawn(move || writer.run(queue))

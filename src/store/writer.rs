@@ -9,12 +9,13 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use super::keyspace::{
-    Agencies, ByPlace, BySubject, Keyspace, Latest, Log, Memberships, Places, Snapshots,
+    Agencies, AlertLog, ByPlace, BySubject, Keyspace, Latest, Log, Memberships, Places, Snapshots,
 };
 use super::{ImportOutcome, Shared, Snapshot, SnapshotRequest, StoreError, Submitted};
 use crate::domain::lookup::{LookupTable, plan_import};
 use crate::domain::record::decide;
-use crate::domain::{Agency, Decision, Invalid, RecordKey, Revision, RiskRecord};
+use crate::domain::{Agency, AlertKind, Decision, Invalid, RecordKey, Revision, RiskRecord};
+use crate::rules::RuleState;
 
 /// Most records in one batch; bounds the time a request waits behind others.
 const MAX_BATCH: usize = 4096;
@@ -36,6 +37,9 @@ pub(super) enum Command {
         request: SnapshotRequest,
         reply: oneshot::Sender<Result<Snapshot, StoreError>>,
     },
+    SweepStale {
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
     Close {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
@@ -47,18 +51,25 @@ pub(super) struct Writer {
     shared: Arc<Shared>,
     /// Sequence of the last revision written.
     head: u64,
+    /// Sequence of the last alert written.
+    alert_head: u64,
+    /// What the alert rules remember; only the writer touches it.
+    rules: RuleState,
     /// Set after a failed write or flush: what is on disk is then unknown, so the writer
     /// refuses everything until the store is reopened and recovered.
     failed: Option<String>,
 }
 
 impl Writer {
-    pub(super) fn new(shared: Arc<Shared>, head: u64) -> Self {
-        Self {
+    pub(super) fn new(shared: Arc<Shared>, head: u64, alert_head: u64) -> Result<Self, StoreError> {
+        let rules = replay_rules(&shared)?;
+        Ok(Self {
             shared,
             head,
+            alert_head,
+            rules,
             failed: None,
-        }
+        })
     }
 
     pub(super) fn run(mut self, mut queue: mpsc::Receiver<Command>) {
@@ -91,6 +102,9 @@ impl Writer {
                 Command::CreateSnapshot { request, reply } => {
                     let _ = reply.send(self.guarded(|w| w.create_snapshot(request)));
                 }
+                Command::SweepStale { reply } => {
+                    let _ = reply.send(self.guarded(|w| w.sweep_stale()));
+                }
                 Command::Close { reply } => {
                     let flushed = self.shared.db.flush().map(|_| ()).map_err(StoreError::from);
                     tracing::info!(head = self.head, "writer flushed and stopped");
@@ -122,6 +136,7 @@ impl Writer {
 
     fn commit_records(&mut self, requests: Vec<(RiskRecord, RecordReply)>) {
         let start_head = self.head;
+        let start_alert_head = self.alert_head;
         let (records, replies): (Vec<_>, Vec<_>) = requests.into_iter().unzip();
         let outcome = self.guarded(|w| w.write_records(records));
         match outcome {
@@ -133,6 +148,7 @@ impl Writer {
             }
             Err(error) => {
                 self.head = start_head;
+                self.alert_head = start_alert_head;
                 let reason = error.to_string();
                 for reply in replies {
                     let _ = reply.send(Err(StoreError::WriterFailed(reason.clone())));
@@ -144,7 +160,8 @@ impl Writer {
     /// Decides each record in order, writes log and projections in one batch, flushes.
     fn write_records(&mut self, records: Vec<RiskRecord>) -> Result<Vec<Submitted>, StoreError> {
         let tree = &self.shared.tree;
-        let received_at = OffsetDateTime::now_utc();
+        let received_at = (self.shared.clock)();
+        let directory = self.shared.read_directory();
         let mut batch = sled::Batch::default();
         // Revisions written earlier in this batch, which sled cannot show us yet.
         let mut written: HashMap<RecordKey, Revision> = HashMap::new();
@@ -167,6 +184,16 @@ impl Writer {
                         previous: stored.as_ref().map(|s| s.sequence),
                     };
                     write_projections(&mut batch, stored.as_ref(), &revision)?;
+                    for mut alert in self.rules.apply(
+                        &directory.geography,
+                        &self.shared.rules,
+                        stored.as_ref(),
+                        &revision,
+                    ) {
+                        self.alert_head += 1;
+                        alert.sequence = self.alert_head;
+                        AlertLog::put(&mut batch, &alert.sequence, &alert)?;
+                    }
                     changes.push((
                         stored.as_ref().map(|s| s.record.clone()),
                         revision.record.clone(),
@@ -193,12 +220,14 @@ impl Writer {
             };
             answers.push(answer);
         }
+        drop(directory);
         if !written.is_empty() {
             tree.apply_batch(batch)?;
             self.shared.db.flush()?;
             self.shared.batches.fetch_add(1, Ordering::Relaxed);
             // Only now, with the log durable, may readers see the counters move.
             self.shared.apply_to_inspection(&changes);
+            self.shared.alert_head.send_replace(self.alert_head);
         }
         Ok(answers)
     }
@@ -226,6 +255,7 @@ impl Writer {
             directory.geography.count_by_level()
         };
         if changed {
+            self.rules.geography_changed();
             // New places or footprint memberships change where existing records count.
             let rebuilt = self.shared.replay_inspection(u64::MAX)?;
             *self.shared.write_inspection() = rebuilt;
@@ -234,6 +264,33 @@ impl Writer {
             report: plan.report,
             places_by_level,
         })
+    }
+
+    /// Raises `stale_high_risk` for every watched record past the staleness limit.
+    fn sweep_stale(&mut self) -> Result<usize, StoreError> {
+        let now = (self.shared.clock)();
+        let alerts = self.rules.sweep(&self.shared.rules, now);
+        if alerts.is_empty() {
+            return Ok(0);
+        }
+        let start = self.alert_head;
+        let mut batch = sled::Batch::default();
+        for (mut alert, _, _) in alerts.iter().cloned() {
+            self.alert_head += 1;
+            alert.sequence = self.alert_head;
+            AlertLog::put(&mut batch, &alert.sequence, &alert)?;
+        }
+        if let Err(error) = self
+            .shared
+            .tree
+            .apply_batch(batch)
+            .and_then(|()| self.shared.db.flush().map(|_| ()))
+        {
+            self.alert_head = start;
+            return Err(error.into());
+        }
+        self.shared.alert_head.send_replace(self.alert_head);
+        Ok(alerts.len())
     }
 
     fn create_snapshot(&mut self, request: SnapshotRequest) -> Result<Snapshot, StoreError> {
@@ -310,4 +367,29 @@ fn write_projections(
         BySubject::put(batch, &(subject, key.clone()), &())?;
     }
     Ok(())
+}
+
+/// Rebuilds what the rules remember by replaying the log (raising nothing), then marks the
+/// revisions the alert log shows were already reported stale.
+fn replay_rules(shared: &Shared) -> Result<RuleState, StoreError> {
+    let directory = shared.read_directory();
+    let mut rules = RuleState::default();
+    let mut latest: HashMap<RecordKey, Revision> = HashMap::new();
+    for entry in Log::scan_all(&shared.tree) {
+        let (_, revision) = entry?;
+        let old = latest.get(&revision.record.key);
+        rules.apply(&directory.geography, &shared.rules, old, &revision);
+        latest.insert(revision.record.key.clone(), revision);
+    }
+    for entry in AlertLog::scan_all(&shared.tree) {
+        let (_, alert) = entry?;
+        if alert.kind == AlertKind::StaleHighRisk {
+            for key in &alert.records {
+                if let Some(revision) = latest.get(key) {
+                    rules.already_alerted(key, revision.revision);
+                }
+            }
+        }
+    }
+    Ok(rules)
 }

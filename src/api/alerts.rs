@@ -1,0 +1,218 @@
+//! `marr.v1.Alerts`: boards watch alerts for their area, replayed from the alert log and then
+//! live, with no gap and no duplicate.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::convert::{place_code, timestamp};
+use super::error::ApiError;
+use crate::domain::alert::{Alert, AlertFilter};
+use crate::domain::{AlertKind, ClientGroup, Invalid, Severity, Vocabulary};
+use crate::proto::alerts_server::Alerts;
+use crate::proto::{self, watch_response::Event};
+use crate::store::Store;
+
+/// How often a watcher that has nothing to send hears the head sequence.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+/// Alerts read from the log at a time while catching up.
+const CATCH_UP: usize = 512;
+/// Answers buffered per watcher; a slower watcher simply reads the log later.
+const WATCH_BUFFER: usize = 64;
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+pub struct AlertsService {
+    store: Store,
+}
+
+impl AlertsService {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    fn filter(&self, filter: Option<proto::AlertFilter>) -> Result<AlertFilter, ApiError> {
+        let Some(filter) = filter else {
+            return Ok(AlertFilter::default());
+        };
+        fn coded<V: Vocabulary>(field: &str, numbers: &[i32]) -> Result<Vec<V>, Invalid> {
+            numbers
+                .iter()
+                .map(|n| {
+                    V::from_number(*n).ok_or_else(|| {
+                        Invalid::one(field, format!("{n} is not a known {}", V::FIELD))
+                    })
+                })
+                .collect()
+        }
+        let place = match filter.place_code.as_str() {
+            "" => None,
+            code => {
+                let code = place_code("filter.place_code", code)?;
+                self.store
+                    .place(code)
+                    .ok_or_else(|| ApiError::NotFound(format!("no place {code}")))?;
+                Some(code)
+            }
+        };
+        Ok(AlertFilter {
+            place,
+            client_groups: coded::<ClientGroup>("filter.client_groups", &filter.client_groups)?,
+            kinds: coded::<AlertKind>("filter.kinds", &filter.kinds)?,
+            min_severity: match filter.min_severity {
+                0 => None,
+                n => Some(coded::<Severity>("filter.min_severity", &[n])?[0]),
+            },
+        })
+    }
+}
+
+pub fn alert_to_proto(alert: &Alert) -> proto::Alert {
+    proto::Alert {
+        sequence: alert.sequence,
+        kind: alert.kind.number(),
+        severity: alert.severity.number(),
+        place_code: alert.place.to_string(),
+        client_group: alert.client_group.map_or(0, |g| g.number()),
+        records: alert
+            .records
+            .iter()
+            .map(|k| proto::RecordRef {
+                agency_id: k.agency.to_string(),
+                local_ref: k.local_ref.to_string(),
+            })
+            .collect(),
+        agency_ids: alert.agencies.iter().map(ToString::to_string).collect(),
+        place_codes: alert.places.iter().map(ToString::to_string).collect(),
+        subject_key: alert.subject.map(|s| s.to_string()).unwrap_or_default(),
+        raised_by_sequence: alert.raised_by,
+        raised_at: Some(timestamp(alert.raised_at)),
+        detail: alert.detail.clone(),
+    }
+}
+
+type Answer = Result<proto::WatchResponse, Status>;
+
+/// Feeds one watcher: every durable alert after `cursor` from the log, matching ones sent,
+/// then waits for the head to move. It never holds more than a few answers, so a slow watcher
+/// costs the writer nothing; it reads the log again when it catches up.
+async fn feed(store: Store, mut cursor: u64, filter: AlertFilter, out: mpsc::Sender<Answer>) {
+    let mut head = store.subscribe_alerts();
+    let mut draining = store.draining();
+    let mut quiet_since = tokio::time::Instant::now();
+    loop {
+        if *draining.borrow_and_update() {
+            let _ = out
+                .send(Err(Status::unavailable(
+                    "the server is shutting down; resume from your last sequence",
+                )))
+                .await;
+            return;
+        }
+        // Only alerts up to the published head are durable.
+        let durable = *head.borrow_and_update();
+        while cursor < durable {
+            let chunk = match store.alerts_after(cursor, CATCH_UP) {
+                Ok(chunk) => chunk,
+                Err(error) => {
+                    let _ = out.send(Err(ApiError::from(error).into())).await;
+                    return;
+                }
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            for alert in chunk.into_iter().take_while(|a| a.sequence <= durable) {
+                cursor = alert.sequence;
+                if store.alert_matches(&filter, &alert) {
+                    let event = Event::Alert(alert_to_proto(&alert));
+                    if out
+                        .send(Ok(proto::WatchResponse { event: Some(event) }))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    quiet_since = tokio::time::Instant::now();
+                }
+            }
+        }
+        tokio::select! {
+            moved = head.changed() => {
+                if moved.is_err() {
+                    return;
+                }
+            }
+            _ = draining.changed() => {}
+            _ = tokio::time::sleep_until(quiet_since + HEARTBEAT) => {
+                let beat = Event::Heartbeat(proto::Heartbeat { head_sequence: cursor });
+                if out.send(Ok(proto::WatchResponse { event: Some(beat) })).await.is_err() {
+                    return;
+                }
+                quiet_since = tokio::time::Instant::now();
+            }
+            _ = out.closed() => return,
+        }
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Answer> + Send>>;
+
+#[tonic::async_trait]
+impl Alerts for AlertsService {
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<proto::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let request = request.into_inner();
+        let filter = self.filter(request.filter)?;
+        let head = self.store.alert_head();
+        if request.from_sequence > head {
+            return Err(Status::out_of_range(format!(
+                "from_sequence {} is ahead of the alert log's head {head}",
+                request.from_sequence
+            )));
+        }
+        let (out, answers) = mpsc::channel(WATCH_BUFFER);
+        tokio::spawn(feed(self.store.clone(), request.from_sequence, filter, out));
+        Ok(Response::new(Box::pin(ReceiverStream::new(answers))))
+    }
+
+    async fn list_alerts(
+        &self,
+        request: Request<proto::ListAlertsRequest>,
+    ) -> Result<Response<proto::ListAlertsResponse>, Status> {
+        let request = request.into_inner();
+        let filter = self.filter(request.filter)?;
+        let page_size = match request.page_size as usize {
+            0 => DEFAULT_PAGE,
+            n if n > MAX_PAGE => {
+                return Err(ApiError::from(Invalid::one(
+                    "page_size",
+                    format!("must be at most {MAX_PAGE}"),
+                ))
+                .into());
+            }
+            n => n,
+        };
+        let head = self.store.alert_head();
+        let store = self.store.clone();
+        let after = request.after_sequence;
+        let (alerts, next) =
+            tokio::task::spawn_blocking(move || store.list_alerts(&filter, after, page_size))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(ApiError::from)?;
+        Ok(Response::new(proto::ListAlertsResponse {
+            alerts: alerts.iter().map(alert_to_proto).collect(),
+            next_after_sequence: next.unwrap_or(0),
+            head_sequence: head,
+        }))
+    }
+}
