@@ -8,9 +8,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use marr::cli::inspect::{self, Format};
-use marr::cli::{ClientError, Connection, ServerArgs, agencies, places, push};
+use marr::cli::{ClientError, Connection, ServerArgs, agencies, places, push, watch};
 use marr::config::Config;
-use marr::domain::{AgencyKind, ClientGroup, RiskCategory, Severity};
+use marr::domain::{AgencyKind, AlertKind, ClientGroup, RiskCategory, Severity, Vocabulary};
 use marr::store::{Store, StoreOptions};
 
 #[derive(Parser)]
@@ -78,6 +78,30 @@ enum Command {
         purpose: String,
         #[arg(long)]
         as_of: Option<u64>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Streams alerts for an area, live, resuming from a cursor across drops and restarts.
+    Watch {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// A place or footprint code: alerts anywhere in it.
+        #[arg(long)]
+        place: Option<String>,
+        /// Only this client group (repeatable).
+        #[arg(long = "client-group")]
+        client_groups: Vec<ClientGroup>,
+        /// Only this kind of alert (repeatable).
+        #[arg(long = "kind")]
+        kinds: Vec<AlertKind>,
+        #[arg(long)]
+        min_severity: Option<Severity>,
+        /// Keeps the last alert sequence seen; watching resumes from it.
+        #[arg(long)]
+        cursor_file: Option<PathBuf>,
+        /// Start after this alert sequence when there is no cursor file [default: 0, all].
+        #[arg(long, default_value_t = 0)]
+        from: u64,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -312,6 +336,32 @@ async fn main() -> ExitCode {
             }
         },
         Command::Push { server, file } => client_exit(push(server, file).await),
+        Command::Watch {
+            server,
+            place,
+            client_groups,
+            kinds,
+            min_severity,
+            cursor_file,
+            from,
+            format,
+        } => {
+            let plan = watch::WatchPlan {
+                filter: marr::proto::AlertFilter {
+                    place_code: place.unwrap_or_default(),
+                    client_groups: client_groups.iter().map(|g| g.number()).collect(),
+                    kinds: kinds.iter().map(|k| k.number()).collect(),
+                    min_severity: min_severity.map_or(0, |s| s.number()),
+                },
+                cursor_file,
+                from,
+                format,
+            };
+            tokio::select! {
+                result = watch::watch(&server, plan, emit) => client_exit(result.map(|()| ExitCode::SUCCESS)),
+                _ = shutdown_signal() => ExitCode::SUCCESS,
+            }
+        }
         Command::View {
             server,
             place,

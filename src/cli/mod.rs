@@ -6,12 +6,14 @@ pub mod extract;
 pub mod inspect;
 pub mod places;
 pub mod push;
+pub mod watch;
 
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::proto::alerts_client::AlertsClient;
 use crate::proto::directory_client::DirectoryClient;
 use crate::proto::inspection_client::InspectionClient;
 use crate::proto::risk_register_client::RiskRegisterClient;
@@ -101,6 +103,10 @@ impl Connection {
 
     pub fn directory(&self) -> DirectoryClient<Authenticated> {
         DirectoryClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn alerts(&self) -> AlertsClient<Authenticated> {
+        AlertsClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
     pub fn inspection(&self) -> InspectionClient<Authenticated> {

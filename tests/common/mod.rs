@@ -8,7 +8,7 @@ use marr::cli::{Connection, ServerArgs, places};
 use marr::config::Config;
 use marr::domain::lookup::LookupTable;
 use marr::proto;
-use marr::store::Store;
+use marr::store::{Store, StoreOptions};
 use prost_types::Timestamp;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -61,19 +61,28 @@ pub fn north_east_tables() -> Vec<LookupTable> {
 
 pub struct TestServer {
     pub url: String,
+    /// Taken away before a restart: sled lets one handle at a time hold the directory.
+    store: Option<Store>,
     dir: tempfile::TempDir,
+    options: StoreOptions,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), marr::ServeError>>>,
 }
 
 impl TestServer {
     pub async fn start() -> Self {
-        Self::start_in(tempfile::tempdir().expect("temp dir")).await
+        Self::start_with(StoreOptions::default()).await
     }
 
-    async fn start_in(dir: tempfile::TempDir) -> Self {
+    /// A server whose store has these rule settings and clock.
+    pub async fn start_with(options: StoreOptions) -> Self {
+        Self::start_in(tempfile::tempdir().expect("temp dir"), options).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, options: StoreOptions) -> Self {
         let path = dir.path().to_path_buf();
-        let store = tokio::task::spawn_blocking(move || Store::open(&path))
+        let opening = options.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open_with(&path, opening))
             .await
             .expect("open task")
             .expect("store opens");
@@ -84,7 +93,7 @@ impl TestServer {
         let (shutdown, stop) = oneshot::channel::<()>();
         let handle = tokio::spawn(marr::serve(
             listener,
-            store,
+            store.clone(),
             Config::default(),
             async move {
                 let _ = stop.await;
@@ -92,10 +101,17 @@ impl TestServer {
         ));
         Self {
             url,
+            store: Some(store),
             dir,
+            options,
             shutdown: Some(shutdown),
             handle: Some(handle),
         }
+    }
+
+    /// The server's store, for what only the server itself does (the staleness sweep).
+    pub fn store(&self) -> &Store {
+        self.store.as_ref().expect("a running server has its store")
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -118,8 +134,9 @@ impl TestServer {
     /// Stops and starts again on the same data directory (on a new port).
     pub async fn restart(mut self) -> Self {
         self.stop().await;
+        self.store = None;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
-        Self::start_in(dir).await
+        Self::start_in(dir, self.options.clone()).await
     }
 
     pub async fn connect(&self) -> Connection {
@@ -134,7 +151,12 @@ impl TestServer {
     /// A server with the North East's real geography and three agencies:
     /// Newcastle's council, Northumbria Police and a health trust covering the region.
     pub async fn north_east() -> (Self, Connection) {
-        let server = Self::start().await;
+        Self::north_east_with(StoreOptions::default()).await
+    }
+
+    /// The North East server with these rule settings and clock.
+    pub async fn north_east_with(options: StoreOptions) -> (Self, Connection) {
+        let server = Self::start_with(options).await;
         let connection = server.connect().await;
         places::import_tables(&connection, north_east_tables())
             .await

@@ -1,0 +1,696 @@
+//! Alerts: each rule, the sweep on a controlled clock, and watchers that see every matching
+//! alert exactly once, in order, across disconnects and server restarts.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use common::*;
+use marr::cli::Connection;
+use marr::domain::PlaceCode;
+use marr::proto::{self, AlertKind, watch_response::Event};
+use marr::rules::RuleSettings;
+use marr::store::StoreOptions;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::RwLock;
+use tonic::Code;
+
+fn rec(
+    agency: &str,
+    local_ref: &str,
+    place: &str,
+    subject_n: u32,
+    severity: proto::Severity,
+    hours: i64,
+) -> proto::RiskRecord {
+    let mut r = record(local_ref, hours);
+    r.agency_id = agency.into();
+    r.place_code = place.into();
+    r.subject_key = if subject_n == 0 {
+        String::new()
+    } else {
+        subject(subject_n)
+    };
+    r.severity = severity as i32;
+    if agency == NORTHUMBRIA {
+        r.lawful_basis = proto::LawfulBasis::CrimeAndDisorderAct1998S115 as i32;
+    }
+    r
+}
+
+async fn all_alerts(
+    connection: &Connection,
+    filter: Option<proto::AlertFilter>,
+) -> Vec<proto::Alert> {
+    let mut alerts = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = connection
+            .alerts()
+            .list_alerts(proto::ListAlertsRequest {
+                filter: filter.clone(),
+                after_sequence: after,
+                page_size: 50,
+            })
+            .await
+            .expect("list")
+            .into_inner();
+        alerts.extend(page.alerts);
+        if page.next_after_sequence == 0 {
+            return alerts;
+        }
+        after = page.next_after_sequence;
+    }
+}
+
+fn kinds(alerts: &[proto::Alert]) -> Vec<AlertKind> {
+    alerts
+        .iter()
+        .map(|a| AlertKind::try_from(a.kind).expect("kind"))
+        .collect()
+}
+
+async fn push_ok(connection: &Connection, records: Vec<proto::RiskRecord>) {
+    for answer in push_all(connection, records).await {
+        assert_eq!(
+            answer.outcome,
+            proto::Outcome::Accepted as i32,
+            "{}",
+            answer.reason
+        );
+    }
+}
+
+fn quiet_settings() -> RuleSettings {
+    RuleSettings {
+        district_threshold: None,
+        ..RuleSettings::default()
+    }
+}
+
+#[tokio::test]
+async fn critical_risk_and_escalation_are_raised_once_per_change() {
+    let (_server, connection) = TestServer::north_east_with(StoreOptions {
+        rules: quiet_settings(),
+        ..StoreOptions::default()
+    })
+    .await;
+    push_ok(
+        &connection,
+        vec![rec(
+            NEWCASTLE,
+            "C-1",
+            NEWCASTLE_WARD,
+            0,
+            proto::Severity::Medium,
+            30,
+        )],
+    )
+    .await;
+    assert!(
+        all_alerts(&connection, None).await.is_empty(),
+        "a medium risk raises nothing"
+    );
+
+    push_ok(
+        &connection,
+        vec![rec(
+            NEWCASTLE,
+            "C-1",
+            NEWCASTLE_WARD,
+            0,
+            proto::Severity::Critical,
+            20,
+        )],
+    )
+    .await;
+    let alerts = all_alerts(&connection, None).await;
+    assert_eq!(
+        kinds(&alerts),
+        vec![AlertKind::CriticalRisk, AlertKind::Escalation]
+    );
+    assert_eq!(alerts[0].records[0].local_ref, "C-1");
+    assert_eq!(alerts[0].raised_by_sequence, 2);
+    assert_eq!(alerts[1].severity, proto::Severity::Critical as i32);
+
+    // Still critical in a newer version, or lowered: nothing new.
+    push_ok(
+        &connection,
+        vec![rec(
+            NEWCASTLE,
+            "C-1",
+            NEWCASTLE_WARD,
+            0,
+            proto::Severity::Critical,
+            10,
+        )],
+    )
+    .await;
+    let lowered = rec(NEWCASTLE, "C-1", NEWCASTLE_WARD, 0, proto::Severity::Low, 5);
+    push_ok(&connection, vec![lowered.clone()]).await;
+    assert_eq!(all_alerts(&connection, None).await.len(), 2);
+    // Resending is unchanged and raises nothing either.
+    let again = push_all(&connection, vec![lowered]).await;
+    assert_eq!(again[0].outcome, proto::Outcome::Unchanged as i32);
+    assert_eq!(all_alerts(&connection, None).await.len(), 2);
+}
+
+#[tokio::test]
+async fn multi_agency_is_raised_at_two_agencies_and_again_at_three() {
+    let (_server, connection) = TestServer::north_east_with(StoreOptions {
+        rules: quiet_settings(),
+        ..StoreOptions::default()
+    })
+    .await;
+    let s = 9;
+    push_ok(
+        &connection,
+        vec![rec(
+            NEWCASTLE,
+            "C-1",
+            NEWCASTLE_WARD,
+            s,
+            proto::Severity::Low,
+            9,
+        )],
+    )
+    .await;
+    push_ok(
+        &connection,
+        vec![rec(
+            NEWCASTLE,
+            "C-2",
+            NEWCASTLE_WARD,
+            s,
+            proto::Severity::Low,
+            9,
+        )],
+    )
+    .await;
+    assert!(
+        all_alerts(&connection, None).await.is_empty(),
+        "one agency, however many records"
+    );
+
+    push_ok(
+        &connection,
+        vec![rec(
+            NORTHUMBRIA,
+            "P-1",
+            GATESHEAD_WARD,
+            s,
+            proto::Severity::Medium,
+            9,
+        )],
+    )
+    .await;
+    push_ok(
+        &connection,
+        vec![rec("RTD", "H-1", HARTLEPOOL, s, proto::Severity::Low, 9)],
+    )
+    .await;
+    let alerts = all_alerts(&connection, None).await;
+    assert_eq!(
+        kinds(&alerts),
+        vec![AlertKind::MultiAgency, AlertKind::MultiAgency]
+    );
+    assert_eq!(alerts[0].agency_ids, vec![NEWCASTLE, NORTHUMBRIA]);
+    assert_eq!(
+        alerts[0].place_codes,
+        vec![GATESHEAD_WARD, NEWCASTLE_WARD],
+        "by code"
+    );
+    assert_eq!(alerts[0].subject_key, subject(s));
+    assert_eq!(alerts[1].agency_ids, vec![NEWCASTLE, NORTHUMBRIA, "RTD"]);
+    assert_eq!(alerts[1].records.len(), 4);
+
+    // Leaving and rejoining the third agency raises it again; a second record does not.
+    let mut closed = rec("RTD", "H-1", HARTLEPOOL, s, proto::Severity::Low, 5);
+    closed.status = proto::RecordStatus::Closed as i32;
+    push_ok(&connection, vec![closed]).await;
+    push_ok(
+        &connection,
+        vec![rec(
+            NORTHUMBRIA,
+            "P-2",
+            GATESHEAD_WARD,
+            s,
+            proto::Severity::Low,
+            9,
+        )],
+    )
+    .await;
+    assert_eq!(all_alerts(&connection, None).await.len(), 2);
+    push_ok(
+        &connection,
+        vec![rec("RTD", "H-1", HARTLEPOOL, s, proto::Severity::Low, 1)],
+    )
+    .await;
+    assert_eq!(all_alerts(&connection, None).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_place_threshold_is_crossed_upward_and_back_below() {
+    let mut rules = quiet_settings();
+    rules
+        .place_thresholds
+        .insert(PlaceCode::parse(NEWCASTLE).expect("code"), 3);
+    let (_server, connection) = TestServer::north_east_with(StoreOptions {
+        rules,
+        ..StoreOptions::default()
+    })
+    .await;
+    let high = |i: u32, hours: i64| {
+        rec(
+            NEWCASTLE,
+            &format!("C-{i}"),
+            NEWCASTLE_WARD,
+            0,
+            proto::Severity::High,
+            hours,
+        )
+    };
+    push_ok(&connection, vec![high(1, 9), high(2, 9)]).await;
+    let filter = Some(proto::AlertFilter {
+        kinds: vec![AlertKind::PlaceThreshold as i32],
+        ..Default::default()
+    });
+    assert!(all_alerts(&connection, filter.clone()).await.is_empty());
+    push_ok(&connection, vec![high(3, 9), high(4, 9)]).await;
+    let alerts = all_alerts(&connection, filter.clone()).await;
+    assert_eq!(alerts.len(), 1, "crossing upward once, not again at 4");
+    assert_eq!(alerts[0].place_code, NEWCASTLE);
+    assert_eq!(
+        alerts[0].client_group,
+        proto::ClientGroup::ChildProtectionPlan as i32
+    );
+    assert!(
+        alerts[0].detail.contains("at or above"),
+        "{}",
+        alerts[0].detail
+    );
+
+    let mut closing = high(1, 2);
+    closing.status = proto::RecordStatus::Closed as i32;
+    push_ok(&connection, vec![closing]).await;
+    assert_eq!(
+        all_alerts(&connection, filter.clone()).await.len(),
+        1,
+        "4 → 3 is still at the threshold"
+    );
+    push_ok(
+        &connection,
+        vec![rec(
+            NEWCASTLE,
+            "C-2",
+            NEWCASTLE_WARD,
+            0,
+            proto::Severity::Medium,
+            2,
+        )],
+    )
+    .await;
+    let alerts = all_alerts(&connection, filter).await;
+    assert_eq!(alerts.len(), 2);
+    assert!(
+        alerts[1].detail.contains("back below"),
+        "{}",
+        alerts[1].detail
+    );
+}
+
+#[tokio::test]
+async fn the_stale_sweep_follows_a_controlled_clock_and_raises_once_per_revision() {
+    let offset_days = Arc::new(AtomicI64::new(0));
+    let clock_days = Arc::clone(&offset_days);
+    let options = StoreOptions {
+        rules: quiet_settings(),
+        clock: Arc::new(move || {
+            time::OffsetDateTime::now_utc()
+                + time::Duration::days(clock_days.load(Ordering::SeqCst))
+        }),
+    };
+    let (server, connection) = TestServer::north_east_with(options).await;
+    push_ok(
+        &connection,
+        vec![
+            rec(
+                NEWCASTLE,
+                "C-HIGH",
+                NEWCASTLE_WARD,
+                0,
+                proto::Severity::High,
+                9,
+            ),
+            rec(
+                NEWCASTLE,
+                "C-LOW",
+                NEWCASTLE_WARD,
+                0,
+                proto::Severity::Low,
+                9,
+            ),
+        ],
+    )
+    .await;
+    offset_days.store(29, Ordering::SeqCst);
+    assert_eq!(sweep_now(&server).await, 0, "29 days is not stale");
+    offset_days.store(31, Ordering::SeqCst);
+    assert_eq!(sweep_now(&server).await, 1);
+    assert_eq!(sweep_now(&server).await, 0, "once per revision");
+    let alerts = all_alerts(&connection, None).await;
+    assert_eq!(kinds(&alerts), vec![AlertKind::StaleHighRisk]);
+    assert_eq!(alerts[0].records[0].local_ref, "C-HIGH");
+    assert_eq!(alerts[0].raised_by_sequence, 0);
+    drop(connection);
+
+    // The alert log remembers it across a restart.
+    let server = server.restart().await;
+    assert_eq!(sweep_now(&server).await, 0);
+    // A new revision starts the clock again.
+    let connection = server.connect().await;
+    let mut newer = rec(
+        NEWCASTLE,
+        "C-HIGH",
+        NEWCASTLE_WARD,
+        0,
+        proto::Severity::High,
+        1,
+    );
+    newer.note = "Reviewed at strategy meeting".into();
+    push_ok(&connection, vec![newer]).await;
+    assert_eq!(sweep_now(&server).await, 0);
+    offset_days.store(62, Ordering::SeqCst);
+    assert_eq!(sweep_now(&server).await, 1);
+}
+
+#[tokio::test]
+async fn a_watcher_gets_history_then_live_with_no_gap_or_duplicate_and_heartbeats_carry_the_head() {
+    let (_server, connection) = TestServer::north_east_with(StoreOptions {
+        rules: quiet_settings(),
+        ..StoreOptions::default()
+    })
+    .await;
+    push_ok(
+        &connection,
+        vec![rec(
+            NEWCASTLE,
+            "C-1",
+            NEWCASTLE_WARD,
+            0,
+            proto::Severity::Critical,
+            9,
+        )],
+    )
+    .await;
+    push_ok(
+        &connection,
+        vec![rec(
+            NEWCASTLE,
+            "C-2",
+            NEWCASTLE_WARD,
+            0,
+            proto::Severity::Critical,
+            9,
+        )],
+    )
+    .await;
+    let mut stream = connection
+        .alerts()
+        .watch(proto::WatchRequest {
+            from_sequence: 0,
+            filter: None,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        if let Some(Event::Alert(alert)) = stream
+            .message()
+            .await
+            .expect("message")
+            .expect("open")
+            .event
+        {
+            seen.push(alert.sequence);
+        }
+    }
+    push_ok(
+        &connection,
+        vec![rec(
+            NEWCASTLE,
+            "C-3",
+            NEWCASTLE_WARD,
+            0,
+            proto::Severity::Critical,
+            9,
+        )],
+    )
+    .await;
+    while seen.len() < 3 {
+        if let Some(Event::Alert(alert)) = stream
+            .message()
+            .await
+            .expect("message")
+            .expect("open")
+            .event
+        {
+            seen.push(alert.sequence);
+        }
+    }
+    assert_eq!(seen, vec![1, 2, 3]);
+
+    // A filter nothing matches still hears the head.
+    let mut quiet = connection
+        .alerts()
+        .watch(proto::WatchRequest {
+            from_sequence: 0,
+            filter: Some(proto::AlertFilter {
+                kinds: vec![AlertKind::StaleHighRisk as i32],
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let beat = tokio::time::timeout(Duration::from_secs(10), quiet.message())
+        .await
+        .expect("heartbeat in time");
+    match beat.expect("message").expect("open").event {
+        Some(Event::Heartbeat(beat)) => assert_eq!(beat.head_sequence, 3),
+        other => panic!("expected a heartbeat, got {other:?}"),
+    }
+
+    let ahead = connection
+        .alerts()
+        .watch(proto::WatchRequest {
+            from_sequence: 99,
+            filter: None,
+        })
+        .await
+        .expect_err("ahead of the head");
+    assert_eq!(ahead.code(), Code::OutOfRange);
+}
+
+async fn sweep_now(server: &TestServer) -> usize {
+    server.store().sweep_stale().await.expect("sweep")
+}
+
+/// One watcher of the history checker: resumes from its cursor after every drop.
+async fn watcher(
+    url: Arc<RwLock<String>>,
+    filter: proto::AlertFilter,
+    until: Arc<AtomicI64>,
+    seed: u64,
+) -> Vec<u64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut seen: Vec<u64> = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let target = until.load(Ordering::SeqCst);
+        if target >= 0 && cursor >= target as u64 {
+            return seen;
+        }
+        let server = url.read().await.clone();
+        let Ok(connection) = Connection::open(&marr::cli::ServerArgs {
+            server,
+            token: None,
+        })
+        .await
+        else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(stream) = connection
+            .alerts()
+            .watch(proto::WatchRequest {
+                from_sequence: cursor,
+                filter: Some(filter.clone()),
+            })
+            .await
+        else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let mut stream = stream.into_inner();
+        // Drop the connection after a random number of messages, as a flaky network would.
+        let mut budget = rng.random_range(1..8);
+        while budget > 0 {
+            let target = until.load(Ordering::SeqCst);
+            if target >= 0 && cursor >= target as u64 {
+                return seen;
+            }
+            let Ok(Ok(Some(message))) =
+                tokio::time::timeout(Duration::from_secs(5), stream.message()).await
+            else {
+                break;
+            };
+            match message.event {
+                Some(Event::Alert(alert)) => {
+                    assert!(
+                        alert.sequence > cursor,
+                        "alert {} after cursor {cursor}: a duplicate or out of order",
+                        alert.sequence
+                    );
+                    cursor = alert.sequence;
+                    seen.push(alert.sequence);
+                    budget -= 1;
+                }
+                Some(Event::Heartbeat(beat)) => cursor = cursor.max(beat.head_sequence),
+                None => {}
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_watcher_sees_exactly_its_alerts_once_in_order_across_drops_and_restarts() {
+    let mut rules = quiet_settings();
+    rules
+        .place_thresholds
+        .insert(PlaceCode::parse(NEWCASTLE).expect("code"), 4);
+    let (mut server, mut connection) = TestServer::north_east_with(StoreOptions {
+        rules,
+        ..StoreOptions::default()
+    })
+    .await;
+    let url = Arc::new(RwLock::new(server.url.clone()));
+    let until = Arc::new(AtomicI64::new(-1));
+    let filters: Vec<proto::AlertFilter> = vec![
+        proto::AlertFilter::default(),
+        proto::AlertFilter {
+            place_code: NEWCASTLE.into(),
+            ..Default::default()
+        },
+        proto::AlertFilter {
+            place_code: NORTHUMBRIA.into(),
+            kinds: vec![
+                AlertKind::MultiAgency as i32,
+                AlertKind::CriticalRisk as i32,
+            ],
+            ..Default::default()
+        },
+        proto::AlertFilter {
+            min_severity: proto::Severity::Critical as i32,
+            client_groups: vec![proto::ClientGroup::ChildProtectionPlan as i32],
+            ..Default::default()
+        },
+    ];
+    let watchers: Vec<_> = filters
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            tokio::spawn(watcher(
+                Arc::clone(&url),
+                f.clone(),
+                Arc::clone(&until),
+                i as u64,
+            ))
+        })
+        .collect();
+
+    let mut rng = StdRng::seed_from_u64(2026);
+    let places = [NEWCASTLE_WARD, NEWCASTLE, GATESHEAD_WARD, HARTLEPOOL];
+    let severities = [
+        proto::Severity::Low,
+        proto::Severity::Medium,
+        proto::Severity::High,
+        proto::Severity::Critical,
+    ];
+    let mut hours = 500;
+    for round in 0..6 {
+        let mut batch = Vec::new();
+        for _ in 0..40 {
+            hours -= 1;
+            let (agency, place) = match rng.random_range(0..3) {
+                0 => (NEWCASTLE, places[rng.random_range(0..2)]),
+                1 => (NORTHUMBRIA, places[rng.random_range(0..3)]),
+                _ => ("RTD", places[rng.random_range(0..4)]),
+            };
+            let mut r = rec(
+                agency,
+                &format!("R-{}", rng.random_range(0..30)),
+                place,
+                rng.random_range(0..6),
+                severities[rng.random_range(0..4)],
+                hours,
+            );
+            if rng.random_bool(0.15) {
+                r.status = proto::RecordStatus::Closed as i32;
+            }
+            batch.push(r);
+        }
+        for answer in push_all(&connection, batch).await {
+            assert_ne!(
+                answer.outcome,
+                proto::Outcome::Rejected as i32,
+                "{}",
+                answer.reason
+            );
+        }
+        if round == 2 || round == 4 {
+            drop(connection);
+            server = server.restart().await;
+            *url.write().await = server.url.clone();
+            connection = server.connect().await;
+        }
+    }
+    let log = all_alerts(&connection, None).await;
+    assert!(
+        log.len() > 20,
+        "the ingest raised a good number of alerts ({})",
+        log.len()
+    );
+    assert_eq!(
+        log.iter().map(|a| a.sequence).collect::<Vec<_>>(),
+        (1..=log.len() as u64).collect::<Vec<_>>(),
+        "gap-free"
+    );
+    until.store(log.len() as i64, Ordering::SeqCst);
+
+    let mut results = BTreeMap::new();
+    for (i, handle) in watchers.into_iter().enumerate() {
+        let seen = tokio::time::timeout(Duration::from_secs(60), handle)
+            .await
+            .expect("watcher finishes")
+            .expect("watcher");
+        results.insert(i, seen);
+    }
+    for (i, filter) in filters.iter().enumerate() {
+        let expected: Vec<u64> = all_alerts(&connection, Some(filter.clone()))
+            .await
+            .iter()
+            .map(|a| a.sequence)
+            .collect();
+        assert_eq!(
+            results[&i], expected,
+            "watcher {i} saw exactly its alerts, once, in order"
+        );
+    }
+    assert!(results[&0].len() > results[&3].len(), "the filters differ");
+}
