@@ -427,3 +427,101 @@ async fn view_and_follow_print_tables_and_json_lines() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("purpose"));
 }
+
+/// Starts `marr watch` and hands back its output lines as they come.
+fn spawn_watch(
+    url: &str,
+    cursor: &std::path::Path,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_marr"))
+        .args([
+            "watch",
+            "--server",
+            url,
+            "--place",
+            NEWCASTLE,
+            "--format",
+            "json",
+            "--cursor-file",
+        ])
+        .arg(cursor)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("watch starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, receiver)
+}
+
+fn next_sequence(lines: &std::sync::mpsc::Receiver<String>) -> u64 {
+    let line = lines
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("an alert line in time");
+    let alert: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+    assert_eq!(alert["kind"], "critical_risk", "{line}");
+    alert["sequence"].as_u64().expect("sequence")
+}
+
+#[tokio::test]
+async fn watch_prints_alerts_keeps_its_cursor_and_resumes_without_duplicates() {
+    let (server, connection) = TestServer::north_east().await;
+    let critical = |local_ref: &str| {
+        let mut r = record(local_ref, 3);
+        r.severity = marr::proto::Severity::Critical as i32;
+        r.subject_key = String::new();
+        r
+    };
+    push_all(&connection, vec![critical("W-1"), critical("W-2")]).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let cursor = dir.path().join("board.cursor");
+
+    let url = server.url.clone();
+    let cursor_path = cursor.clone();
+    let (first, second) = tokio::task::spawn_blocking(move || {
+        let (mut child, lines) = spawn_watch(&url, &cursor_path);
+        let seen = (next_sequence(&lines), next_sequence(&lines));
+        // The cursor is saved after each alert.
+        for _ in 0..100 {
+            if std::fs::read_to_string(&cursor_path)
+                .map(|c| c.trim() == "2")
+                .unwrap_or(false)
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        seen
+    })
+    .await
+    .expect("first watch");
+    assert_eq!((first, second), (1, 2));
+    assert_eq!(
+        std::fs::read_to_string(&cursor).expect("cursor").trim(),
+        "2"
+    );
+
+    push_all(&connection, vec![critical("W-3")]).await;
+    let url = server.url.clone();
+    let cursor_path = cursor.clone();
+    let third = tokio::task::spawn_blocking(move || {
+        let (mut child, lines) = spawn_watch(&url, &cursor_path);
+        let seen = next_sequence(&lines);
+        let _ = child.kill();
+        let _ = child.wait();
+        seen
+    })
+    .await
+    .expect("second watch");
+    assert_eq!(third, 3, "resumed after the cursor: no duplicate, no gap");
+}
