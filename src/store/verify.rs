@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::keyspace::{ByPlace, BySubject, Keyspace, Latest, Log};
+use super::keyspace::{AlertLog, ByPlace, BySubject, Keyspace, Latest, Log};
 use super::{Store, StoreError};
 use crate::domain::{PlaceCode, RecordKey, Revision, SubjectKey};
 
@@ -41,6 +41,17 @@ impl Store {
                 self.head_sequence(),
                 expected_sequence - 1
             ));
+        }
+
+        let mut expected_alert = 1;
+        for entry in AlertLog::scan_all(tree) {
+            let (sequence, alert) = entry?;
+            if sequence != expected_alert || alert.sequence != sequence {
+                problems.push(format!(
+                    "alert log: expected sequence {expected_alert}, found {sequence}"
+                ));
+            }
+            expected_alert = sequence + 1;
         }
 
         let stored: BTreeMap<RecordKey, u64> = Latest::scan_all(tree).collect::<Result<_, _>>()?;
