@@ -19,29 +19,6 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::RwLock;
 use tonic::Code;
 
-fn rec(
-    agency: &str,
-    local_ref: &str,
-    place: &str,
-    subject_n: u32,
-    severity: proto::Severity,
-    hours: i64,
-) -> proto::RiskRecord {
-    let mut r = record(local_ref, hours);
-    r.agency_id = agency.into();
-    r.place_code = place.into();
-    r.subject_key = if subject_n == 0 {
-        String::new()
-    } else {
-        subject(subject_n)
-    };
-    r.severity = severity as i32;
-    if agency == NORTHUMBRIA {
-        r.lawful_basis = proto::LawfulBasis::CrimeAndDisorderAct1998S115 as i32;
-    }
-    r
-}
-
 async fn all_alerts(
     connection: &Connection,
     filter: Option<proto::AlertFilter>,

@@ -13,32 +13,6 @@ fn inspection(connection: &Connection) -> InspectionClient<marr::cli::Authentica
     connection.inspection()
 }
 
-/// A record of `agency` at `place`, about subject `subject` (none if 0).
-fn rec(
-    agency: &str,
-    local_ref: &str,
-    place: &str,
-    subject_n: u32,
-    severity: proto::Severity,
-    hours: i64,
-) -> proto::RiskRecord {
-    let mut r = record(local_ref, hours);
-    r.agency_id = agency.into();
-    r.place_code = place.into();
-    r.subject_key = if subject_n == 0 {
-        String::new()
-    } else {
-        subject(subject_n)
-    };
-    r.severity = severity as i32;
-    if agency == NORTHUMBRIA {
-        r.lawful_basis = proto::LawfulBasis::CrimeAndDisorderAct1998S115 as i32;
-        r.client_group = proto::ClientGroup::YouthJustice as i32;
-        r.category = proto::RiskCategory::ChildCriminalExploitation as i32;
-    }
-    r
-}
-
 async fn view(connection: &Connection, place: &str, as_of: u64) -> proto::PlaceView {
     inspection(connection)
         .get_place_view(proto::GetPlaceViewRequest {

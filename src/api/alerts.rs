@@ -9,7 +9,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::convert::{place_code, timestamp};
+use super::convert::{coded_list, coded_option, place_code, timestamp};
 use super::error::ApiError;
 use crate::domain::alert::{Alert, AlertFilter};
 use crate::domain::{AlertKind, ClientGroup, Invalid, Severity, Vocabulary};
@@ -39,16 +39,6 @@ impl AlertsService {
         let Some(filter) = filter else {
             return Ok(AlertFilter::default());
         };
-        fn coded<V: Vocabulary>(field: &str, numbers: &[i32]) -> Result<Vec<V>, Invalid> {
-            numbers
-                .iter()
-                .map(|n| {
-                    V::from_number(*n).ok_or_else(|| {
-                        Invalid::one(field, format!("{n} is not a known {}", V::FIELD))
-                    })
-                })
-                .collect()
-        }
         let place = match filter.place_code.as_str() {
             "" => None,
             code => {
@@ -61,12 +51,12 @@ impl AlertsService {
         };
         Ok(AlertFilter {
             place,
-            client_groups: coded::<ClientGroup>("filter.client_groups", &filter.client_groups)?,
-            kinds: coded::<AlertKind>("filter.kinds", &filter.kinds)?,
-            min_severity: match filter.min_severity {
-                0 => None,
-                n => Some(coded::<Severity>("filter.min_severity", &[n])?[0]),
-            },
+            client_groups: coded_list::<ClientGroup>(
+                "filter.client_groups",
+                &filter.client_groups,
+            )?,
+            kinds: coded_list::<AlertKind>("filter.kinds", &filter.kinds)?,
+            min_severity: coded_option::<Severity>("filter.min_severity", filter.min_severity)?,
         })
     }
 }

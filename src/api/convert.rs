@@ -56,6 +56,25 @@ impl Violations {
     }
 }
 
+/// Reads a list of proto enum numbers, naming the field of the first unknown one.
+pub fn coded_list<V: Vocabulary>(field: &str, numbers: &[i32]) -> Result<Vec<V>, Invalid> {
+    numbers
+        .iter()
+        .map(|n| {
+            V::from_number(*n)
+                .ok_or_else(|| Invalid::one(field, format!("{n} is not a known {}", V::FIELD)))
+        })
+        .collect()
+}
+
+/// Reads an optional proto enum number, where 0 (unspecified) means none.
+pub fn coded_option<V: Vocabulary>(field: &str, number: i32) -> Result<Option<V>, Invalid> {
+    match number {
+        0 => Ok(None),
+        n => coded_list(field, &[n]).map(|v| v.first().copied()),
+    }
+}
+
 /// Reads and checks an incoming record, naming every bad field.
 pub fn record_from_proto(
     record: Option<proto::RiskRecord>,

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{place_code, place_to_proto, revision_to_proto, timestamp};
+use super::convert::{
+    coded_list, coded_option, place_code, place_to_proto, revision_to_proto, timestamp,
+};
 use super::error::ApiError;
 use crate::domain::inspection::{PlaceView, ViewFilter};
 use crate::domain::{Agency, AgencyId, Invalid, PlaceCode, SubjectKey, Vocabulary};
@@ -124,22 +126,10 @@ fn filter_from_proto(filter: Option<&proto::ViewFilter>) -> Result<ViewFilter, I
     let Some(filter) = filter else {
         return Ok(ViewFilter::default());
     };
-    fn coded<V: Vocabulary>(field: &str, numbers: &[i32]) -> Result<Vec<V>, Invalid> {
-        numbers
-            .iter()
-            .map(|n| {
-                V::from_number(*n)
-                    .ok_or_else(|| Invalid::one(field, format!("{n} is not a known {}", V::FIELD)))
-            })
-            .collect()
-    }
     Ok(ViewFilter {
-        client_groups: coded("filter.client_groups", &filter.client_groups)?,
-        categories: coded("filter.categories", &filter.categories)?,
-        min_severity: match filter.min_severity {
-            0 => None,
-            n => Some(coded("filter.min_severity", &[n])?[0]),
-        },
+        client_groups: coded_list("filter.client_groups", &filter.client_groups)?,
+        categories: coded_list("filter.categories", &filter.categories)?,
+        min_severity: coded_option("filter.min_severity", filter.min_severity)?,
     })
 }
 

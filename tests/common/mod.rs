@@ -222,6 +222,33 @@ pub fn record(local_ref: &str, updated_hours_ago: i64) -> proto::RiskRecord {
     }
 }
 
+/// A record of `agency` at `place` about subject number `subject_n` (none if 0). The police
+/// force's records are youth justice and criminal exploitation, under the Crime and Disorder Act.
+pub fn rec(
+    agency: &str,
+    local_ref: &str,
+    place: &str,
+    subject_n: u32,
+    severity: proto::Severity,
+    hours: i64,
+) -> proto::RiskRecord {
+    let mut r = record(local_ref, hours);
+    r.agency_id = agency.into();
+    r.place_code = place.into();
+    r.subject_key = if subject_n == 0 {
+        String::new()
+    } else {
+        subject(subject_n)
+    };
+    r.severity = severity as i32;
+    if agency == NORTHUMBRIA {
+        r.lawful_basis = proto::LawfulBasis::CrimeAndDisorderAct1998S115 as i32;
+        r.client_group = proto::ClientGroup::YouthJustice as i32;
+        r.category = proto::RiskCategory::ChildCriminalExploitation as i32;
+    }
+    r
+}
+
 /// Pushes records through one PushRecords stream and collects every answer.
 pub async fn push_all(
     connection: &Connection,
