@@ -1,7 +1,7 @@
 //! The `marr` command: argument parsing and wiring only.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -104,6 +104,14 @@ enum Command {
         from: u64,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+    },
+    /// Turns NHS numbers (one per line, spaces allowed) into subject keys, offline.
+    Pseudonymise {
+        /// The linkage key of the information sharing agreement (at least 32 bytes).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// NHS numbers, one per line [default: standard input].
+        input: Option<PathBuf>,
     },
     /// Geography.
     Places {
@@ -293,6 +301,38 @@ async fn follow(
     Ok(ExitCode::SUCCESS)
 }
 
+fn pseudonymise(key_file: &Path, input: Option<&Path>) -> Result<ExitCode, ClientError> {
+    let key = marr::cli::pseudonymise::read_key(key_file)?;
+    let reading = |path: &Path, e: std::io::Error| ClientError::Input {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let refused = match input {
+        Some(path) => {
+            let file = std::fs::File::open(path).map_err(|e| reading(path, e))?;
+            marr::cli::pseudonymise::pseudonymise(
+                &key,
+                std::io::BufReader::new(file),
+                std::io::stdout().lock(),
+                std::io::stderr(),
+            )
+            .map_err(|e| reading(path, e))?
+        }
+        None => marr::cli::pseudonymise::pseudonymise(
+            &key,
+            std::io::stdin().lock(),
+            std::io::stdout().lock(),
+            std::io::stderr(),
+        )
+        .map_err(|e| reading(Path::new("standard input"), e))?,
+    };
+    Ok(if refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 /// A client subcommand that could not reach or be served by the server exits with status 2.
 fn client_exit(result: Result<ExitCode, ClientError>) -> ExitCode {
     result.unwrap_or_else(|error| {
@@ -336,6 +376,9 @@ async fn main() -> ExitCode {
             }
         },
         Command::Push { server, file } => client_exit(push(server, file).await),
+        Command::Pseudonymise { key_file, input } => {
+            client_exit(pseudonymise(&key_file, input.as_deref()))
+        }
         Command::Watch {
             server,
             place,

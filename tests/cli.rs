@@ -525,3 +525,50 @@ async fn watch_prints_alerts_keeps_its_cursor_and_resumes_without_duplicates() {
     .expect("second watch");
     assert_eq!(third, 3, "resumed after the cursor: no duplicate, no gap");
 }
+
+#[test]
+fn pseudonymise_writes_one_key_per_number_and_names_bad_lines_without_echoing_them() {
+    let dir = tempfile::tempdir().expect("dir");
+    let key = dir.path().join("linkage.key");
+    std::fs::write(&key, "north-east-information-sharing-agreement-2026-key\n").expect("key");
+    let numbers = dir.path().join("numbers.txt");
+    std::fs::write(&numbers, "943 476 5919\n943 476 5918\n9434765919\n").expect("numbers");
+    let output = marr(&[
+        "pseudonymise",
+        "--key-file",
+        &key.display().to_string(),
+        &numbers.display().to_string(),
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a refused line means exit status 1"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let expected = "22aa41a38b05eca347caa074ad2f2c84bbc6bf5235615c4c9d4c4d8afde1786f";
+    assert_eq!(
+        lines,
+        vec![expected, "", expected],
+        "keys stay level with their numbers"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("line 2") && stderr.contains("modulus-11"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("5918"),
+        "the number itself is never echoed: {stderr}"
+    );
+
+    std::fs::write(&key, "too short").expect("key");
+    let output = marr(&[
+        "pseudonymise",
+        "--key-file",
+        &key.display().to_string(),
+        &numbers.display().to_string(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("at least 32 bytes"));
+}

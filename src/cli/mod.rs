@@ -5,6 +5,7 @@ pub mod demo;
 pub mod extract;
 pub mod inspect;
 pub mod places;
+pub mod pseudonymise;
 pub mod push;
 pub mod watch;
 

@@ -4,6 +4,7 @@ pub mod alert;
 pub mod geography;
 pub mod inspection;
 pub mod lookup;
+pub mod pseudonym;
 pub mod record;
 pub mod vocabulary;
 
