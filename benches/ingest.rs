@@ -132,12 +132,9 @@ async fn register(
             let _ = stopped.await;
         },
     ));
-    let connection = Connection::open(&ServerArgs {
-        server: url,
-        token: None,
-    })
-    .await
-    .expect("connect");
+    let connection = Connection::open(&ServerArgs::plain(url))
+        .await
+        .expect("connect");
     places::import_tables(&connection, tables)
         .await
         .expect("import");

@@ -200,10 +200,7 @@ fn main() {
         },
     ));
     let connection = runtime
-        .block_on(Connection::open(&ServerArgs {
-            server: url,
-            token: None,
-        }))
+        .block_on(Connection::open(&ServerArgs::plain(url)))
         .expect("connect");
     let levels = [
         ("country", "E92000001", "England"),

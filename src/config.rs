@@ -66,10 +66,23 @@ pub struct Principal {
 pub struct Config {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
+    /// TLS for the gRPC server; mutual TLS when `client_ca` is set.
+    pub tls: Option<TlsConfig>,
     #[serde(default, rename = "principal")]
     pub principals: Vec<Principal>,
     #[serde(default)]
     pub rules: RulesConfig,
+}
+
+/// The `[tls]` table: PEM files of the server's certificate and key, and of the CA that signs
+/// client certificates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// With it, every client must present a certificate this CA signed (mutual TLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// The `[rules]` table: alert rule settings.

@@ -44,6 +44,28 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error("TLS: cannot read {path}: {source}")]
+    TlsFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The server's TLS settings from the `[tls]` table, files read.
+fn server_tls(tls: &config::TlsConfig) -> Result<tonic::transport::ServerTlsConfig, ServeError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|source| ServeError::TlsFile {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let identity = tonic::transport::Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+    let mut settings = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if let Some(client_ca) = &tls.client_ca {
+        settings =
+            settings.client_ca_root(tonic::transport::Certificate::from_pem(read(client_ca)?));
+    }
+    Ok(settings)
 }
 
 /// Serves the register on `listener` until `shutdown` completes, then drains open calls,
@@ -132,7 +154,11 @@ pub async fn serve(
         draining_store.begin_draining();
     };
     tracing::info!(%address, "serving marr.v1");
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_config(server_tls(tls)?)?;
+    }
+    builder
         .add_service(health_service)
         .add_service(reflection)
         .add_service(risk_register)

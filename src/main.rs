@@ -33,6 +33,18 @@ enum Command {
         /// Directory of the store [default: marr-data].
         #[arg(long, env = "MARR_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// Allow listening on a non-loopback address without TLS (only where TLS ends in front).
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Writes a local CA, a server certificate for localhost and client certificates, for
+    /// trying mutual TLS on one machine.
+    DevCerts {
+        /// Where to write the PEM files.
+        dir: PathBuf,
+        /// One client certificate per principal of this config (common name = principal name).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Runs a server on a sample of the North East with three agencies and synthetic records.
     Demo {
@@ -182,6 +194,7 @@ async fn serve(
     config: Option<PathBuf>,
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    insecure: bool,
 ) -> anyhow::Result<()> {
     let mut config = match config {
         Some(path) => Config::load(&path)?,
@@ -191,6 +204,12 @@ async fn serve(
     config.listen = listen.or(config.listen);
     config.data_dir = data_dir.or(config.data_dir);
     let address = config.listen();
+    if !address.ip().is_loopback() && config.tls.is_none() && !insecure {
+        anyhow::bail!(
+            "refusing to listen on {address} without TLS: safeguarding records would cross the network in clear. \
+             Configure [tls], listen on a loopback address, or pass --insecure where TLS ends in front of marr"
+        );
+    }
     let dir = config.data_dir();
     let options = StoreOptions {
         rules: config.rule_settings()?,
@@ -333,6 +352,45 @@ fn pseudonymise(key_file: &Path, input: Option<&Path>) -> Result<ExitCode, Clien
     })
 }
 
+fn dev_certs(dir: &Path, config: Option<&Path>) -> Result<ExitCode, ClientError> {
+    let names: Vec<String> = match config {
+        Some(path) => Config::load(path)
+            .map_err(|e| ClientError::Input {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?
+            .principals
+            .iter()
+            .map(|p| p.cert_cn.clone().unwrap_or_else(|| p.name.clone()))
+            .collect(),
+        None => vec!["dev-client".to_string()],
+    };
+    let written = marr::cli::dev_certs::write(dir, &names)?;
+    emit(format!("CA certificate:      {}", written.ca.display()));
+    emit(format!(
+        "server certificate:  {} (localhost, 127.0.0.1, ::1)",
+        written.server_cert.display()
+    ));
+    emit(format!(
+        "server key:          {}",
+        written.server_key.display()
+    ));
+    for (name, cert, key) in &written.clients {
+        emit(format!(
+            "client {name}: {} {}",
+            cert.display(),
+            key.display()
+        ));
+    }
+    emit(format!(
+        "\nIn the server's config:\n[tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"",
+        written.server_cert.display(),
+        written.server_key.display(),
+        written.ca.display()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
 /// A client subcommand that could not reach or be served by the server exits with status 2.
 fn client_exit(result: Result<ExitCode, ClientError>) -> ExitCode {
     result.unwrap_or_else(|error| {
@@ -358,9 +416,10 @@ async fn main() -> ExitCode {
             config,
             listen,
             data_dir,
+            insecure,
         } => {
             init_logging();
-            match serve(config, listen, data_dir).await {
+            match serve(config, listen, data_dir, insecure).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("marr serve: {error:#}");
@@ -376,6 +435,7 @@ async fn main() -> ExitCode {
             }
         },
         Command::Push { server, file } => client_exit(push(server, file).await),
+        Command::DevCerts { dir, config } => client_exit(dev_certs(&dir, config.as_deref())),
         Command::Pseudonymise { key_file, input } => {
             client_exit(pseudonymise(&key_file, input.as_deref()))
         }

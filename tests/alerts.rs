@@ -494,12 +494,7 @@ async fn watcher(
             return seen;
         }
         let server = url.read().await.clone();
-        let Ok(connection) = Connection::open(&marr::cli::ServerArgs {
-            server,
-            token: None,
-        })
-        .await
-        else {
+        let Ok(connection) = Connection::open(&marr::cli::ServerArgs::plain(server)).await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };

@@ -250,11 +250,7 @@ async fn serve_stops_cleanly_on_sigterm_and_keeps_what_it_acknowledged() {
     let url = format!("http://{listen}");
     let mut connection = None;
     for _ in 0..100 {
-        if let Ok(c) = marr::cli::Connection::open(&marr::cli::ServerArgs {
-            server: url.clone(),
-            token: None,
-        })
-        .await
+        if let Ok(c) = marr::cli::Connection::open(&marr::cli::ServerArgs::plain(url.clone())).await
         {
             connection = Some(c);
             break;

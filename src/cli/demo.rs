@@ -252,11 +252,7 @@ pub async fn run(
         data.path().display()
     );
 
-    let connection = Connection::open(&ServerArgs {
-        server: url.clone(),
-        token: None,
-    })
-    .await?;
+    let connection = Connection::open(&ServerArgs::plain(url.clone())).await?;
     println!("\n$ marr places import --server {url} <North East districts and police force areas>");
     let report = places::import_tables(&connection, sample_tables()).await?;
     for line in places::report_lines(&report) {

@@ -2,6 +2,7 @@
 
 pub mod agencies;
 pub mod demo;
+pub mod dev_certs;
 pub mod extract;
 pub mod inspect;
 pub mod places;
@@ -9,10 +10,12 @@ pub mod pseudonymise;
 pub mod push;
 pub mod watch;
 
+use std::path::PathBuf;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::proto::alerts_client::AlertsClient;
 use crate::proto::directory_client::DirectoryClient;
@@ -28,6 +31,48 @@ pub struct ServerArgs {
     /// Bearer token sent as `authorization: Bearer TOKEN`.
     #[arg(long, env = "MARR_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM file of the CA that signed the server's certificate (turns TLS on).
+    #[arg(long, env = "MARR_CA")]
+    pub ca: Option<PathBuf>,
+    /// PEM file of this client's certificate, for mutual TLS.
+    #[arg(long, env = "MARR_CERT", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// PEM file of this client's private key, for mutual TLS.
+    #[arg(long, env = "MARR_KEY", requires = "cert")]
+    pub key: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// Plain connection settings for a server URL, as tests and the demo use.
+    pub fn plain(server: impl Into<String>) -> Self {
+        Self {
+            server: server.into(),
+            token: None,
+            ca: None,
+            cert: None,
+            key: None,
+        }
+    }
+
+    fn tls(&self) -> Result<Option<ClientTlsConfig>, ClientError> {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|e| ClientError::Input {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })
+        };
+        if self.ca.is_none() && self.cert.is_none() && !self.server.starts_with("https:") {
+            return Ok(None);
+        }
+        let mut tls = ClientTlsConfig::new();
+        if let Some(ca) = &self.ca {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+        }
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        Ok(Some(tls))
+    }
 }
 
 /// Why a client subcommand could not do its work; each prints as one line.
@@ -79,6 +124,12 @@ impl Connection {
         };
         let endpoint =
             Endpoint::from_shared(args.server.clone()).map_err(|e| unreachable(e.to_string()))?;
+        let endpoint = match args.tls()? {
+            Some(tls) => endpoint
+                .tls_config(tls)
+                .map_err(|e| unreachable(error_chain(&e)))?,
+            None => endpoint,
+        };
         let channel = endpoint
             .connect_timeout(std::time::Duration::from_secs(5))
             .connect()

@@ -140,12 +140,9 @@ impl TestServer {
     }
 
     pub async fn connect(&self) -> Connection {
-        Connection::open(&ServerArgs {
-            server: self.url.clone(),
-            token: None,
-        })
-        .await
-        .expect("connects")
+        Connection::open(&ServerArgs::plain(self.url.clone()))
+            .await
+            .expect("connects")
     }
 
     /// A server with the North East's real geography and three agencies:
