@@ -568,3 +568,42 @@ fn pseudonymise_writes_one_key_per_number_and_names_bad_lines_without_echoing_th
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("at least 32 bytes"));
 }
+
+#[tokio::test]
+async fn watch_reconnects_when_the_server_goes_away_and_misses_nothing() {
+    let (server, connection) = TestServer::north_east().await;
+    let critical = |local_ref: &str| {
+        let mut r = record(local_ref, 3);
+        r.severity = marr::proto::Severity::Critical as i32;
+        r.subject_key = String::new();
+        r
+    };
+    push_all(&connection, vec![critical("R-1")]).await;
+    drop(connection);
+    let dir = tempfile::tempdir().expect("dir");
+    let cursor = dir.path().join("board.cursor");
+    let (mut child, lines) = spawn_watch(&server.url, &cursor);
+    let first = tokio::task::spawn_blocking(move || (next_sequence(&lines), lines))
+        .await
+        .expect("first alert");
+    assert_eq!(first.0, 1);
+    let lines = first.1;
+
+    // The server goes down for a while, comes back on the same address, and raises more.
+    let server = server
+        .restart_in_place(std::time::Duration::from_millis(700))
+        .await;
+    let connection = server.connect().await;
+    push_all(&connection, vec![critical("R-2"), critical("R-3")]).await;
+    let (second, third) =
+        tokio::task::spawn_blocking(move || (next_sequence(&lines), next_sequence(&lines)))
+            .await
+            .expect("alerts after the restart");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        (second, third),
+        (2, 3),
+        "resumed after reconnecting, nothing missed or repeated"
+    );
+}

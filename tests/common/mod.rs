@@ -80,15 +80,17 @@ impl TestServer {
     }
 
     async fn start_in(dir: tempfile::TempDir, options: StoreOptions) -> Self {
+        Self::start_at(dir, options, "127.0.0.1:0").await
+    }
+
+    async fn start_at(dir: tempfile::TempDir, options: StoreOptions, address: &str) -> Self {
         let path = dir.path().to_path_buf();
         let opening = options.clone();
         let store = tokio::task::spawn_blocking(move || Store::open_with(&path, opening))
             .await
             .expect("open task")
             .expect("store opens");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind(address).await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let (shutdown, stop) = oneshot::channel::<()>();
         let handle = tokio::spawn(marr::serve(
@@ -137,6 +139,17 @@ impl TestServer {
         self.store = None;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
         Self::start_in(dir, self.options.clone()).await
+    }
+
+    /// Stops, waits a moment with nothing listening, and starts again on the same address, as
+    /// a server restarted by its supervisor would.
+    pub async fn restart_in_place(mut self, down_for: std::time::Duration) -> Self {
+        self.stop().await;
+        self.store = None;
+        tokio::time::sleep(down_for).await;
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        let address = self.url.trim_start_matches("http://").to_string();
+        Self::start_at(dir, self.options.clone(), &address).await
     }
 
     pub async fn connect(&self) -> Connection {
