@@ -367,11 +367,6 @@ impl Store {
         )
     }
 
-    /// Places per level in the directory.
-    pub fn places_by_level(&self) -> BTreeMap<PlaceLevel, u64> {
-        self.shared.read_directory().geography.count_by_level()
-    }
-
     /// Lets the writer finish everything queued before this call, flushes, and stops it.
     /// Later submissions get [`StoreError::Closed`].
     pub async fn close(&self) -> Result<(), StoreError> {
