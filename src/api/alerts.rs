@@ -9,10 +9,10 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::convert::{coded_list, coded_option, place_code, timestamp};
+use super::convert::{coded_list, coded_option, page_size, place_code, timestamp};
 use super::error::ApiError;
 use crate::domain::alert::{Alert, AlertFilter};
-use crate::domain::{AlertKind, ClientGroup, Invalid, Severity, Vocabulary};
+use crate::domain::{AlertKind, ClientGroup, Severity, Vocabulary};
 use crate::proto::alerts_server::Alerts;
 use crate::proto::{self, watch_response::Event};
 use crate::store::Store;
@@ -23,8 +23,6 @@ const HEARTBEAT: Duration = Duration::from_secs(2);
 const CATCH_UP: usize = 512;
 /// Answers buffered per watcher; a slower watcher simply reads the log later.
 const WATCH_BUFFER: usize = 64;
-const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 1000;
 
 pub struct AlertsService {
     store: Store,
@@ -180,17 +178,7 @@ impl Alerts for AlertsService {
     ) -> Result<Response<proto::ListAlertsResponse>, Status> {
         let request = request.into_inner();
         let filter = self.filter(request.filter)?;
-        let page_size = match request.page_size as usize {
-            0 => DEFAULT_PAGE,
-            n if n > MAX_PAGE => {
-                return Err(ApiError::from(Invalid::one(
-                    "page_size",
-                    format!("must be at most {MAX_PAGE}"),
-                ))
-                .into());
-            }
-            n => n,
-        };
+        let page_size = page_size(request.page_size).map_err(ApiError::from)?;
         let head = self.store.alert_head();
         let store = self.store.clone();
         let after = request.after_sequence;

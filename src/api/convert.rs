@@ -56,6 +56,23 @@ impl Violations {
     }
 }
 
+/// Page size when a listing asks for none.
+const DEFAULT_PAGE: usize = 100;
+/// Largest page a listing may ask for.
+const MAX_PAGE: usize = 1000;
+
+/// Reads a requested page size: 0 means the default, more than the maximum is refused.
+pub fn page_size(requested: u32) -> Result<usize, Invalid> {
+    match requested as usize {
+        0 => Ok(DEFAULT_PAGE),
+        n if n > MAX_PAGE => Err(Invalid::one(
+            "page_size",
+            format!("must be at most {MAX_PAGE}"),
+        )),
+        n => Ok(n),
+    }
+}
+
 /// Reads a list of proto enum numbers, naming the field of the first unknown one.
 pub fn coded_list<V: Vocabulary>(field: &str, numbers: &[i32]) -> Result<Vec<V>, Invalid> {
     numbers

@@ -6,21 +6,19 @@ use std::collections::BTreeMap;
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    coded_list, coded_option, place_code, place_to_proto, revision_to_proto, timestamp,
+    coded_list, coded_option, page_size, place_code, place_to_proto, revision_to_proto, timestamp,
 };
 use super::error::ApiError;
-use crate::domain::inspection::{PlaceView, ViewFilter};
+use crate::domain::inspection::{PlaceMeasure, PlaceView, ViewFilter};
 use crate::domain::{Agency, AgencyId, Invalid, PlaceCode, SubjectKey, Vocabulary};
+use crate::proto;
 use crate::proto::inspection_server::Inspection;
-use crate::proto::{self, PlaceMeasure};
 use crate::store::{Snapshot, SnapshotRequest, Store, StoreError};
 
 /// Shortest purpose a subject trail may be asked for with.
 const PURPOSE_MIN_CHARS: usize = 10;
 /// Longest snapshot label.
 const LABEL_MAX_CHARS: usize = 200;
-const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 1000;
 
 pub struct InspectionService {
     store: Store,
@@ -182,48 +180,36 @@ impl Inspection for InspectionService {
         let request = request.into_inner();
         let parent = self.known_place("parent_code", &request.parent_code)?;
         let filter = filter_from_proto(request.filter.as_ref()).map_err(ApiError::from)?;
-        let measure = PlaceMeasure::try_from(request.sort_by).map_err(|_| {
-            ApiError::from(Invalid::one(
-                "sort_by",
-                format!("{} is not a known measure", request.sort_by),
-            ))
-        })?;
-        let views = self.store.compare_places(parent, &filter);
+        let measure = match proto::PlaceMeasure::try_from(request.sort_by) {
+            Ok(proto::PlaceMeasure::Unspecified | proto::PlaceMeasure::TotalActive) => {
+                PlaceMeasure::TotalActive
+            }
+            Ok(proto::PlaceMeasure::HighOrWorse) => PlaceMeasure::HighOrWorse,
+            Ok(proto::PlaceMeasure::Critical) => PlaceMeasure::Critical,
+            Ok(proto::PlaceMeasure::SubjectsAtTwoOrMoreAgencies) => {
+                PlaceMeasure::SubjectsAtTwoOrMoreAgencies
+            }
+            Err(_) => {
+                let reason = format!("{} is not a known measure", request.sort_by);
+                return Err(ApiError::from(Invalid::one("sort_by", reason)).into());
+            }
+        };
+        let views = self.store.compare_places(parent, &filter, measure);
         let consistent_at = views
             .first()
             .map_or(self.store.head_sequence(), |v| v.consistent_at);
         let codes: Vec<PlaceCode> = views.iter().map(|v| v.place).collect();
-        let places = self.store.places(&codes);
-        let mut rows: Vec<proto::PlaceComparison> = views
+        let rows = views
             .iter()
-            .zip(places)
+            .zip(self.store.places(&codes))
             .map(|(view, place)| proto::PlaceComparison {
                 place: place.as_ref().map(|p| place_to_proto(p, &[])),
                 total_active: view.total,
                 high_or_worse: view.high_or_worse(),
-                critical: view
-                    .by_severity
-                    .get(&crate::domain::Severity::Critical)
-                    .copied()
-                    .unwrap_or(0),
+                critical: view.critical(),
                 subjects_at_two_or_more_agencies: view.subjects_at_two_or_more_agencies,
             })
             .collect();
-        let key = |row: &proto::PlaceComparison| match measure {
-            PlaceMeasure::Unspecified | PlaceMeasure::TotalActive => row.total_active,
-            PlaceMeasure::HighOrWorse => row.high_or_worse,
-            PlaceMeasure::Critical => row.critical,
-            PlaceMeasure::SubjectsAtTwoOrMoreAgencies => row.subjects_at_two_or_more_agencies,
-        };
-        // Largest first; ties in code order so the table is stable.
-        rows.sort_by(|a, b| {
-            key(b).cmp(&key(a)).then_with(|| {
-                let code = |r: &proto::PlaceComparison| {
-                    r.place.as_ref().map(|p| p.code.clone()).unwrap_or_default()
-                };
-                code(a).cmp(&code(b))
-            })
-        });
         Ok(Response::new(proto::ComparePlacesResponse {
             rows,
             consistent_at_sequence: consistent_at,
@@ -237,17 +223,7 @@ impl Inspection for InspectionService {
         let request = request.into_inner();
         let place = self.known_place("place_code", &request.place_code)?;
         let filter = filter_from_proto(request.filter.as_ref()).map_err(ApiError::from)?;
-        let page_size = match request.page_size as usize {
-            0 => DEFAULT_PAGE,
-            n if n > MAX_PAGE => {
-                return Err(ApiError::from(Invalid::one(
-                    "page_size",
-                    format!("must be at most {MAX_PAGE}"),
-                ))
-                .into());
-            }
-            n => n,
-        };
+        let page_size = page_size(request.page_size).map_err(ApiError::from)?;
         let before = match request.page_token.as_str() {
             "" => None,
             token => Some(token.parse::<u64>().map_err(|_| {

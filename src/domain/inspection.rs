@@ -63,7 +63,36 @@ pub struct PlaceView {
     pub subjects_at_two_or_more_agency_kinds: u64,
 }
 
+/// What places are ranked by when compared, largest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PlaceMeasure {
+    #[default]
+    TotalActive,
+    HighOrWorse,
+    Critical,
+    SubjectsAtTwoOrMoreAgencies,
+}
+
+impl PlaceMeasure {
+    pub fn of(self, view: &PlaceView) -> u64 {
+        match self {
+            Self::TotalActive => view.total,
+            Self::HighOrWorse => view.high_or_worse(),
+            Self::Critical => view.critical(),
+            Self::SubjectsAtTwoOrMoreAgencies => view.subjects_at_two_or_more_agencies,
+        }
+    }
+}
+
 impl PlaceView {
+    /// Active records at critical severity.
+    pub fn critical(&self) -> u64 {
+        self.by_severity
+            .get(&Severity::Critical)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// A view with nothing counted yet.
     pub fn empty(place: PlaceCode, consistent_at: u64) -> Self {
         Self {

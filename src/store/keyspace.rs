@@ -114,6 +114,17 @@ fn decode_record_key(mut bytes: &[u8]) -> Result<RecordKey, StoreError> {
     })
 }
 
+/// Sequences are big-endian, so sled's byte order is sequence order.
+fn encode_sequence(sequence: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(&sequence.to_be_bytes());
+}
+
+fn decode_sequence(bytes: &[u8], what: &str) -> Result<u64, StoreError> {
+    Ok(u64::from_be_bytes(
+        bytes.try_into().map_err(|_| corrupt(what))?,
+    ))
+}
+
 fn decode_place_code(bytes: &[u8]) -> Result<PlaceCode, StoreError> {
     let code: [u8; 9] = bytes.try_into().map_err(|_| corrupt("place"))?;
     Ok(PlaceCode::from_bytes(code))
@@ -126,12 +137,10 @@ impl Keyspace for Log {
     type Key = u64;
     type Value = Revision;
     fn encode_key(key: &u64, out: &mut Vec<u8>) {
-        out.extend_from_slice(&key.to_be_bytes());
+        encode_sequence(*key, out);
     }
     fn decode_key(bytes: &[u8]) -> Result<u64, StoreError> {
-        Ok(u64::from_be_bytes(
-            bytes.try_into().map_err(|_| corrupt("log"))?,
-        ))
+        decode_sequence(bytes, "log")
     }
 }
 
@@ -262,12 +271,10 @@ impl Keyspace for Snapshots {
     type Key = u64;
     type Value = Snapshot;
     fn encode_key(key: &u64, out: &mut Vec<u8>) {
-        out.extend_from_slice(&key.to_be_bytes());
+        encode_sequence(*key, out);
     }
     fn decode_key(bytes: &[u8]) -> Result<u64, StoreError> {
-        Ok(u64::from_be_bytes(
-            bytes.try_into().map_err(|_| corrupt("snapshot"))?,
-        ))
+        decode_sequence(bytes, "snapshot")
     }
 }
 
@@ -278,11 +285,9 @@ impl Keyspace for AlertLog {
     type Key = u64;
     type Value = Alert;
     fn encode_key(key: &u64, out: &mut Vec<u8>) {
-        out.extend_from_slice(&key.to_be_bytes());
+        encode_sequence(*key, out);
     }
     fn decode_key(bytes: &[u8]) -> Result<u64, StoreError> {
-        Ok(u64::from_be_bytes(
-            bytes.try_into().map_err(|_| corrupt("alert"))?,
-        ))
+        decode_sequence(bytes, "alert")
     }
 }

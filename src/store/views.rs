@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::keyspace::{Keyspace, Latest, Log, Snapshots};
 use super::writer::Command;
 use super::{Shared, Snapshot, SnapshotRequest, Store, StoreError};
-use crate::domain::inspection::{Inspection, PlaceView, ViewFilter, scan_view};
+use crate::domain::inspection::{Inspection, PlaceMeasure, PlaceView, ViewFilter, scan_view};
 use crate::domain::{AgencyKind, Invalid, PlaceCode, RecordKey, Revision, SubjectKey};
 
 /// One page of records under a place, newest change first.
@@ -124,16 +124,29 @@ impl Store {
         }
     }
 
-    /// The views of a place's children (or a footprint area's members), side by side.
-    pub fn compare_places(&self, parent: PlaceCode, filter: &ViewFilter) -> Vec<PlaceView> {
+    /// The views of a place's children (or a footprint area's members), side by side, largest
+    /// by `measure` first; ties in code order so the table is stable.
+    pub fn compare_places(
+        &self,
+        parent: PlaceCode,
+        filter: &ViewFilter,
+        measure: PlaceMeasure,
+    ) -> Vec<PlaceView> {
         let directory = self.shared.read_directory();
         let inspection = self.shared.read_inspection();
-        directory
+        let mut views: Vec<PlaceView> = directory
             .geography
             .children(parent)
             .into_iter()
             .map(|child| inspection.view(&directory.geography, child.code, filter))
-            .collect()
+            .collect();
+        views.sort_by(|a, b| {
+            measure
+                .of(b)
+                .cmp(&measure.of(a))
+                .then_with(|| a.place.cmp(&b.place))
+        });
+        views
     }
 
     /// The same view computed by scanning every record: the baseline the counters beat.
