@@ -3,12 +3,13 @@
 //!
 //! `cargo bench --bench ingest` (set MARR_BENCH_RECORDS to change the count, default 100000).
 
+mod support;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use marr::api::convert::{record_from_proto, timestamp};
 use marr::cli::{Connection, ServerArgs, places};
-use marr::config::Config;
 use marr::domain::{AgencyKind, Vocabulary};
 use marr::proto;
 use marr::store::Store;
@@ -127,14 +128,16 @@ async fn register(
     let server = tokio::spawn(marr::serve(
         listener,
         store.clone(),
-        Config::default(),
+        support::config(NEWCASTLE),
         async move {
             let _ = stopped.await;
         },
     ));
-    let connection = Connection::open(&ServerArgs::plain(url))
+    let public = Connection::open(&ServerArgs::plain(url))
         .await
         .expect("connect");
+    let connection = public.with_token(support::ADMIN_TOKEN).expect("token");
+    let agency = public.with_token(support::AGENCY_TOKEN).expect("token");
     places::import_tables(&connection, tables)
         .await
         .expect("import");
@@ -154,7 +157,7 @@ async fn register(
         .map(|r| proto::PushRecordsRequest { record: Some(r) })
         .collect();
     let start = Instant::now();
-    let mut answers = connection
+    let mut answers = agency
         .risk_register()
         .push_records(tokio_stream::iter(requests))
         .await

@@ -3,12 +3,14 @@
 //!
 //! `cargo bench --bench views` (MARR_BENCH_RECORDS sets the count, default 1000000).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use marr::cli::{Connection, ServerArgs, places};
-use marr::config::Config;
 use marr::domain::inspection::ViewFilter;
 use marr::domain::lookup::LookupTable;
 use marr::domain::*;
@@ -98,7 +100,7 @@ fn main() {
 
     runtime.block_on(async {
         store
-            .import_places(vec![police.clone(), wards.clone()])
+            .import_places(vec![police.clone(), wards.clone()], support::operator())
             .await
             .expect("import");
         let mut registered = std::collections::BTreeSet::new();
@@ -124,7 +126,10 @@ fn main() {
                         name: id.clone(),
                         footprint: vec![code(&footprint)],
                     };
-                    store.register_agency(agency).await.expect("register");
+                    store
+                        .register_agency(agency, support::operator())
+                        .await
+                        .expect("register");
                 }
             }
         }
@@ -135,6 +140,7 @@ fn main() {
     let mut rng = StdRng::seed_from_u64(7);
     let now = OffsetDateTime::now_utc();
     let load_started = Instant::now();
+    let loader = Arc::new(support::operator());
     runtime.block_on(async {
         let mut pending = Vec::new();
         let mut n = 0usize;
@@ -170,7 +176,12 @@ fn main() {
                     note: String::new(),
                 };
                 store.check_record(&record).expect("valid");
-                pending.push(store.enqueue(record).await.expect("queued"));
+                pending.push(
+                    store
+                        .enqueue(record, Arc::clone(&loader))
+                        .await
+                        .expect("queued"),
+                );
                 if pending.len() >= 8192 {
                     for answer in pending.drain(..) {
                         answer.await.expect("answer").expect("written");
@@ -194,14 +205,16 @@ fn main() {
     let server = runtime.spawn(marr::serve(
         listener,
         store.clone(),
-        Config::default(),
+        support::config("E08000021"),
         async move {
             let _ = stopped.await;
         },
     ));
     let connection = runtime
         .block_on(Connection::open(&ServerArgs::plain(url)))
-        .expect("connect");
+        .expect("connect")
+        .with_token(support::INSPECTOR_TOKEN)
+        .expect("token");
     let levels = [
         ("country", "E92000001", "England"),
         ("region", "E12000007", "London"),

@@ -3,10 +3,12 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::auth::guard::Limits;
 use crate::domain::{AgencyId, PlaceCode};
 use crate::rules::RuleSettings;
 
@@ -32,16 +34,7 @@ pub enum ConfigError {
     Invalid { key: String, reason: String },
 }
 
-/// What a principal may do; enforced by the security layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Agency,
-    Inspector,
-    Board,
-    Admin,
-    Public,
-}
+pub use crate::domain::Role;
 
 /// A person or system that calls the register.
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +65,22 @@ pub struct Config {
     pub principals: Vec<Principal>,
     #[serde(default)]
     pub rules: RulesConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// The `[limits]` table: what one call, and one principal, may ask of the server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Seconds a call may take to produce its answer (default 30).
+    pub deadline_seconds: Option<u64>,
+    /// Calls worked on at once; more are refused with RESOURCE_EXHAUSTED (default 512).
+    pub max_concurrent_calls: Option<usize>,
+    /// Calls per second each principal may make on average (default 200).
+    pub calls_per_second: Option<u32>,
+    /// Calls a principal may make at once after a quiet spell (default 400).
+    pub burst: Option<u32>,
 }
 
 /// The `[tls]` table: PEM files of the server's certificate and key, and of the CA that signs
@@ -183,9 +192,40 @@ impl Config {
         std::time::Duration::from_secs(self.rules.sweep_interval_seconds.unwrap_or(3600).max(1))
     }
 
+    /// The limits, checked.
+    pub fn limits(&self) -> Result<Limits, ConfigError> {
+        let limits = &self.limits;
+        let invalid = |key: &str| ConfigError::Invalid {
+            key: format!("limits.{key}"),
+            reason: "must be at least 1".into(),
+        };
+        let at_least_one = |value: Option<u32>, default: u32, key: &str| {
+            NonZeroU32::new(value.unwrap_or(default)).ok_or_else(|| invalid(key))
+        };
+        let deadline = limits.deadline_seconds.unwrap_or(30);
+        if deadline == 0 {
+            return Err(invalid("deadline_seconds"));
+        }
+        let max_concurrent = limits.max_concurrent_calls.unwrap_or(512);
+        if max_concurrent == 0 {
+            return Err(invalid("max_concurrent_calls"));
+        }
+        Ok(Limits {
+            deadline: std::time::Duration::from_secs(deadline),
+            max_concurrent,
+            per_principal_per_second: at_least_one(
+                limits.calls_per_second,
+                200,
+                "calls_per_second",
+            )?,
+            per_principal_burst: at_least_one(limits.burst, 400, "burst")?,
+        })
+    }
+
     /// Checks every principal, naming the first bad key.
     pub fn check(&self) -> Result<(), ConfigError> {
         self.rule_settings()?;
+        self.limits()?;
         let mut names = HashSet::new();
         for (i, principal) in self.principals.iter().enumerate() {
             let invalid = |field: &str, reason: String| ConfigError::Invalid {

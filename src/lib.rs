@@ -2,6 +2,7 @@
 //! by client group and place, over gRPC.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
@@ -16,6 +17,7 @@ use tonic_health::ServingStatus;
 
 use config::Config;
 use proto::alerts_server::AlertsServer;
+use proto::audit_server::AuditServer;
 use proto::directory_server::DirectoryServer;
 use proto::inspection_server::InspectionServer;
 use proto::risk_register_server::RiskRegisterServer;
@@ -44,6 +46,8 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
     #[error("TLS: cannot read {path}: {source}")]
     TlsFile {
         path: std::path::PathBuf,
@@ -93,6 +97,9 @@ pub async fn serve(
     health
         .set_serving::<AlertsServer<api::alerts::AlertsService>>()
         .await;
+    health
+        .set_serving::<AuditServer<api::audit::AuditService>>()
+        .await;
     health.set_service_status("", ServingStatus::Serving).await;
 
     let risk_register =
@@ -120,6 +127,15 @@ pub async fn serve(
 
     let alerts = AlertsServer::new(api::alerts::AlertsService::new(store.clone()))
         .max_decoding_message_size(MAX_RECORD_MESSAGE);
+    let audit = AuditServer::new(api::audit::AuditService::new(store.clone()))
+        .max_decoding_message_size(MAX_RECORD_MESSAGE);
+    let identities = auth::Identities::from_config(&config.principals).map_err(|reason| {
+        config::ConfigError::Invalid {
+            key: "principal".into(),
+            reason,
+        }
+    })?;
+    let guard = auth::guard::Guard::new(identities, store.clone(), &config.limits()?);
 
     // The staleness sweep runs on a clock of its own.
     let sweeper = {
@@ -159,12 +175,14 @@ pub async fn serve(
         builder = builder.tls_config(server_tls(tls)?)?;
     }
     builder
+        .layer(auth::guard::GuardLayer::new(guard))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(risk_register)
         .add_service(directory)
         .add_service(inspection)
         .add_service(alerts)
+        .add_service(audit)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     sweeper.abort();

@@ -46,6 +46,18 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Checks the audit chain: on a running server (administrators), or offline on a stopped
+    /// server's data directory, where every projection is checked against the log too.
+    Verify {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Check this data directory offline instead of asking a server.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Only the audit chain.
+        #[arg(long)]
+        audit: bool,
+    },
     /// Runs a server on a sample of the North East with three agencies and synthetic records.
     Demo {
         #[arg(long, default_value = "127.0.0.1:50051")]
@@ -392,6 +404,25 @@ fn dev_certs(dir: &Path, config: Option<&Path>) -> Result<ExitCode, ClientError>
 }
 
 /// A client subcommand that could not reach or be served by the server exits with status 2.
+async fn verify(
+    server: ServerArgs,
+    data_dir: Option<PathBuf>,
+    audit_only: bool,
+) -> Result<ExitCode, ClientError> {
+    let findings = match data_dir {
+        Some(dir) => marr::cli::verify::offline(&dir, audit_only).await?,
+        None => marr::cli::verify::audit_online(&Connection::open(&server).await?).await?,
+    };
+    for line in &findings.lines {
+        emit(line);
+    }
+    Ok(if findings.intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 fn client_exit(result: Result<ExitCode, ClientError>) -> ExitCode {
     result.unwrap_or_else(|error| {
         eprintln!("marr: {error}");
@@ -435,6 +466,11 @@ async fn main() -> ExitCode {
             }
         },
         Command::Push { server, file } => client_exit(push(server, file).await),
+        Command::Verify {
+            server,
+            data_dir,
+            audit,
+        } => client_exit(verify(server, data_dir, audit).await),
         Command::DevCerts { dir, config } => client_exit(dev_certs(&dir, config.as_deref())),
         Command::Pseudonymise { key_file, input } => {
             client_exit(pseudonymise(&key_file, input.as_deref()))

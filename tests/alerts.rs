@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use common::*;
-use marr::cli::Connection;
+
 use marr::domain::PlaceCode;
 use marr::proto::{self, AlertKind, watch_response::Event};
 use marr::rules::RuleSettings;
@@ -494,7 +494,7 @@ async fn watcher(
             return seen;
         }
         let server = url.read().await.clone();
-        let Ok(connection) = Connection::open(&marr::cli::ServerArgs::plain(server)).await else {
+        let Ok(connection) = Connection::open(&server).await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };

@@ -48,6 +48,8 @@ async fn push_of_a_csv_with_bad_rows_writes_the_rejects_and_one_summary_line() {
         "push".into(),
         "--server".into(),
         server.url.clone(),
+        "--token".into(),
+        agency_token(NEWCASTLE).into(),
         file.display().to_string(),
     ])
     .await;
@@ -88,6 +90,8 @@ async fn push_of_a_csv_with_bad_rows_writes_the_rejects_and_one_summary_line() {
         "push".into(),
         "--server".into(),
         server.url.clone(),
+        "--token".into(),
+        agency_token(NEWCASTLE).into(),
         file.display().to_string(),
     ])
     .await;
@@ -116,6 +120,8 @@ async fn push_of_json_lines_names_unknown_columns_and_exits_zero_when_all_are_ta
         "push".into(),
         "--server".into(),
         server.url.clone(),
+        "--token".into(),
+        agency_token(NEWCASTLE).into(),
         file.display().to_string(),
     ])
     .await;
@@ -133,6 +139,8 @@ async fn push_of_json_lines_names_unknown_columns_and_exits_zero_when_all_are_ta
         "push".into(),
         "--server".into(),
         server.url.clone(),
+        "--token".into(),
+        agency_token(NEWCASTLE).into(),
         file.display().to_string(),
     ])
     .await;
@@ -153,6 +161,8 @@ fn an_unreachable_server_is_exit_status_2_with_one_line() {
         "push",
         "--server",
         "http://127.0.0.1:9",
+        "--token",
+        agency_token(NEWCASTLE),
         &file.display().to_string(),
     ]);
     assert_eq!(output.status.code(), Some(2));
@@ -169,6 +179,8 @@ async fn places_import_and_agencies_register_from_the_command_line() {
         "import".into(),
         "--server".into(),
         server.url.clone(),
+        "--token".into(),
+        ADMIN.into(),
         geography_file(POLICE).display().to_string(),
         geography_file(WARDS).display().to_string(),
     ])
@@ -187,6 +199,8 @@ async fn places_import_and_agencies_register_from_the_command_line() {
             "register".into(),
             "--server".into(),
             server.url.clone(),
+            "--token".into(),
+            ADMIN.into(),
             "--id".into(),
             NORTHUMBRIA.into(),
             "--kind".into(),
@@ -233,7 +247,11 @@ async fn serve_stops_cleanly_on_sigterm_and_keeps_what_it_acknowledged() {
     let listen = format!("127.0.0.1:{port}");
     let config = data.path().join("marr.toml");
     // The file says one address; the flag wins.
-    std::fs::write(&config, "listen = \"127.0.0.1:1\"\n").expect("config");
+    std::fs::write(
+        &config,
+        format!("listen = \"127.0.0.1:1\"\n{}", principals_toml()),
+    )
+    .expect("config");
     let mut child = Command::new(env!("CARGO_BIN_EXE_marr"))
         .args([
             "serve",
@@ -250,8 +268,7 @@ async fn serve_stops_cleanly_on_sigterm_and_keeps_what_it_acknowledged() {
     let url = format!("http://{listen}");
     let mut connection = None;
     for _ in 0..100 {
-        if let Ok(c) = marr::cli::Connection::open(&marr::cli::ServerArgs::plain(url.clone())).await
-        {
+        if let Ok(c) = Connection::open(&url).await {
             connection = Some(c);
             break;
         }
@@ -359,6 +376,8 @@ async fn view_and_follow_print_tables_and_json_lines() {
         "view".into(),
         "--server".into(),
         server.url.clone(),
+        "--token".into(),
+        INSPECTOR.into(),
         NEWCASTLE.into(),
         "--format".into(),
         "json".into(),
@@ -382,6 +401,8 @@ async fn view_and_follow_print_tables_and_json_lines() {
         "view".into(),
         "--server".into(),
         server.url.clone(),
+        "--token".into(),
+        INSPECTOR.into(),
         NEWCASTLE.into(),
         "--client-group".into(),
         "youth_justice".into(),
@@ -398,6 +419,8 @@ async fn view_and_follow_print_tables_and_json_lines() {
             "follow".to_string(),
             "--server".into(),
             server.url.clone(),
+            "--token".into(),
+            INSPECTOR.into(),
             subject(1),
             "--purpose".into(),
             purpose.to_string(),
@@ -435,6 +458,8 @@ fn spawn_watch(
             "watch",
             "--server",
             url,
+            "--token",
+            BOARD,
             "--place",
             NEWCASTLE,
             "--format",

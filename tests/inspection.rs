@@ -5,7 +5,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::*;
-use marr::cli::Connection;
+
 use marr::proto::{self, inspection_client::InspectionClient};
 use tonic::Code;
 

@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use common::*;
 use marr::domain::inspection::ViewFilter;
@@ -155,7 +156,7 @@ async fn run(ops: Vec<Op>, batches: Vec<usize>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().expect("dir");
     let store = Store::open(dir.path()).expect("open");
     store
-        .import_places(north_east_tables())
+        .import_places(north_east_tables(), operator())
         .await
         .expect("import");
     for (id, kind, footprint) in [
@@ -169,7 +170,10 @@ async fn run(ops: Vec<Op>, batches: Vec<usize>) -> Result<(), TestCaseError> {
             name: id.into(),
             footprint: vec![PlaceCode::parse(footprint).expect("code")],
         };
-        store.register_agency(agency).await.expect("register");
+        store
+            .register_agency(agency, operator())
+            .await
+            .expect("register");
     }
     let now = OffsetDateTime::now_utc();
     let mut model = Model::default();
@@ -185,7 +189,13 @@ async fn run(ops: Vec<Op>, batches: Vec<usize>) -> Result<(), TestCaseError> {
         for op in &chunk {
             let record = to_record(op, now);
             store.check_record(&record).expect("valid by construction");
-            answers.push((store.enqueue(record.clone()).await.expect("queued"), record));
+            answers.push((
+                store
+                    .enqueue(record.clone(), Arc::new(operator()))
+                    .await
+                    .expect("queued"),
+                record,
+            ));
         }
         for (answer, record) in answers {
             let got = answer.await.expect("answered").expect("written");

@@ -8,24 +8,23 @@ use marr::config::{Config, TlsConfig};
 use marr::proto;
 use marr::store::Store;
 
-fn dev_certs(dir: &Path) {
-    let output = Command::new(env!("CARGO_BIN_EXE_marr"))
-        .arg("dev-certs")
-        .arg(dir)
-        .output()
-        .expect("dev-certs runs");
+/// The principals of the mutual TLS server: an administrator known by its certificate.
+const PRINCIPALS: &str = "[[principal]]\nname = \"admin\"\nrole = \"admin\"\ncert_cn = \"records-admin\"\n\n[[principal]]\nname = \"inspector\"\nrole = \"inspector\"\nplaces = [\"E92000001\"]\n";
+
+/// Runs `marr dev-certs DIR`, with client certificates for the principals of `config` if given.
+fn dev_certs(dir: &Path, config: Option<&Path>) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_marr"));
+    command.arg("dev-certs").arg(dir);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    let output = command.output().expect("dev-certs runs");
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    for file in [
-        "ca.pem",
-        "server.pem",
-        "server.key",
-        "client-dev-client.pem",
-        "client-dev-client.key",
-    ] {
+    for file in ["ca.pem", "server.pem", "server.key"] {
         assert!(dir.join(file).exists(), "{file} written");
     }
 }
@@ -41,12 +40,13 @@ async fn list(args: ServerArgs) -> Result<usize, String> {
     Ok(answer.into_inner().agencies.len())
 }
 
-fn args(server: &str, certs: &Path, ca: &Path, with_client_cert: bool) -> ServerArgs {
+/// Connection settings trusting `ca`'s CA, presenting `client`'s certificate from `certs`.
+fn args(server: &str, certs: &Path, ca: &Path, client: Option<&str>) -> ServerArgs {
     let mut args = ServerArgs::plain(server);
     args.ca = Some(ca.join("ca.pem"));
-    if with_client_cert {
-        args.cert = Some(certs.join("client-dev-client.pem"));
-        args.key = Some(certs.join("client-dev-client.key"));
+    if let Some(client) = client {
+        args.cert = Some(certs.join(format!("client-{client}.pem")));
+        args.key = Some(certs.join(format!("client-{client}.key")));
     }
     args
 }
@@ -55,8 +55,19 @@ fn args(server: &str, certs: &Path, ca: &Path, with_client_cert: bool) -> Server
 async fn mutual_tls_admits_a_client_the_ca_signed_and_refuses_the_rest() {
     let certs = tempfile::tempdir().expect("dir");
     let other = tempfile::tempdir().expect("dir");
-    dev_certs(certs.path());
-    dev_certs(other.path());
+    let config_file = certs.path().join("marr.toml");
+    let issued_for = certs.path().join("issued.toml");
+    std::fs::write(&config_file, PRINCIPALS).expect("config");
+    std::fs::write(
+        &issued_for,
+        format!("{PRINCIPALS}\n[[principal]]\nname = \"former-employee\"\nrole = \"admin\"\n"),
+    )
+    .expect("config");
+    dev_certs(certs.path(), Some(&issued_for));
+    for file in ["client-records-admin.pem", "client-inspector.key"] {
+        assert!(certs.path().join(file).exists(), "{file} written");
+    }
+    dev_certs(other.path(), Some(&config_file));
 
     let data = tempfile::tempdir().expect("dir");
     let store = Store::open(data.path()).expect("store");
@@ -70,7 +81,7 @@ async fn mutual_tls_admits_a_client_the_ca_signed_and_refuses_the_rest() {
             key: certs.path().join("server.key"),
             client_ca: Some(certs.path().join("ca.pem")),
         }),
-        ..Config::default()
+        ..Config::load(&config_file).expect("config loads")
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(marr::serve(listener, store, config, async move {
@@ -79,26 +90,67 @@ async fn mutual_tls_admits_a_client_the_ca_signed_and_refuses_the_rest() {
     let https = format!("https://localhost:{port}");
 
     assert_eq!(
-        list(args(&https, certs.path(), certs.path(), true)).await,
+        list(args(
+            &https,
+            certs.path(),
+            certs.path(),
+            Some("records-admin")
+        ))
+        .await,
         Ok(0),
-        "a signed client gets in"
+        "a client the CA signed is the principal its certificate names"
     );
+    let inspector = Connection::open(&args(&https, certs.path(), certs.path(), Some("inspector")))
+        .await
+        .expect("connects");
+    let status = inspector
+        .directory()
+        .register_agency(proto::RegisterAgencyRequest::default())
+        .await
+        .expect_err("an inspector may not register agencies");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+
+    // The CA signed a certificate for someone the server no longer lists.
+    let refused = list(args(
+        &https,
+        certs.path(),
+        certs.path(),
+        Some("former-employee"),
+    ))
+    .await;
     assert!(
-        list(args(&https, certs.path(), certs.path(), false))
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("does not name a known principal")),
+        "{refused:?}"
+    );
+
+    assert!(
+        list(args(&https, certs.path(), certs.path(), None))
             .await
             .is_err(),
         "no client certificate"
     );
     assert!(
-        list(args(&https, other.path(), certs.path(), true))
-            .await
-            .is_err(),
+        list(args(
+            &https,
+            other.path(),
+            certs.path(),
+            Some("records-admin")
+        ))
+        .await
+        .is_err(),
         "a client certificate from another CA"
     );
     assert!(
-        list(args(&https, certs.path(), other.path(), true))
-            .await
-            .is_err(),
+        list(args(
+            &https,
+            certs.path(),
+            other.path(),
+            Some("records-admin")
+        ))
+        .await
+        .is_err(),
         "a server the client's CA did not sign"
     );
     assert!(

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use marr::cli::Connection;
+
 use marr::proto;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -74,8 +74,34 @@ async fn agency_id_must_be_shaped_like_a_code() {
 
 #[tokio::test]
 async fn agency_must_be_registered() {
-    let message = check(|r| r.agency_id = "E06000999".into(), "agency_id").await;
-    assert!(message.contains("not registered"), "{message}");
+    // Newcastle's system is configured before its agency is registered.
+    let server = TestServer::start().await;
+    let connection = server.connect().await;
+    let status = connection
+        .risk_register()
+        .submit_record(proto::SubmitRecordRequest {
+            record: Some(record("CASE-1", 1)),
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("not registered"), "{status:?}");
+}
+
+#[tokio::test]
+async fn an_agency_may_submit_only_its_own_records() {
+    let (_server, connection) = TestServer::north_east().await;
+    let mut other = record("CASE-1", 1);
+    other.agency_id = NORTHUMBRIA.into();
+    let status = connection
+        .risk_register()
+        .submit_record(proto::SubmitRecordRequest {
+            record: Some(other),
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert_eq!(head_of(&connection, NORTHUMBRIA, "CASE-1").await, None);
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{coded_list, coded_option, page_size, place_code, timestamp};
 use super::error::ApiError;
+use crate::auth::Caller;
 use crate::domain::alert::{Alert, AlertFilter};
 use crate::domain::{AlertKind, ClientGroup, Severity, Vocabulary};
 use crate::proto::alerts_server::Alerts;
@@ -33,9 +34,18 @@ impl AlertsService {
         Self { store }
     }
 
-    fn filter(&self, filter: Option<proto::AlertFilter>) -> Result<AlertFilter, ApiError> {
+    /// The caller's filter, limited to the caller's places.
+    fn filter(
+        &self,
+        caller: &Caller,
+        filter: Option<proto::AlertFilter>,
+    ) -> Result<AlertFilter, ApiError> {
+        let scope = Some(caller.principal.places.clone());
         let Some(filter) = filter else {
-            return Ok(AlertFilter::default());
+            return Ok(AlertFilter {
+                scope,
+                ..AlertFilter::default()
+            });
         };
         let place = match filter.place_code.as_str() {
             "" => None,
@@ -44,10 +54,13 @@ impl AlertsService {
                 self.store
                     .place(code)
                     .ok_or_else(|| ApiError::NotFound(format!("no place {code}")))?;
+                caller.sees(&self.store, code)?;
+                caller.touched(|t| t.place = Some(code));
                 Some(code)
             }
         };
         Ok(AlertFilter {
+            scope,
             place,
             client_groups: coded_list::<ClientGroup>(
                 "filter.client_groups",
@@ -158,8 +171,9 @@ impl Alerts for AlertsService {
         &self,
         request: Request<proto::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let filter = self.filter(request.filter)?;
+        let filter = self.filter(&caller, request.filter)?;
         let head = self.store.alert_head();
         if request.from_sequence > head {
             return Err(Status::out_of_range(format!(
@@ -176,8 +190,9 @@ impl Alerts for AlertsService {
         &self,
         request: Request<proto::ListAlertsRequest>,
     ) -> Result<Response<proto::ListAlertsResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let filter = self.filter(request.filter)?;
+        let filter = self.filter(&caller, request.filter)?;
         let page_size = page_size(request.page_size).map_err(ApiError::from)?;
         let head = self.store.alert_head();
         let store = self.store.clone();

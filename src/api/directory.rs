@@ -7,6 +7,7 @@ use super::convert::{
     TableAssembler, agency_from_proto, agency_to_proto, place_code, place_to_proto,
 };
 use super::error::ApiError;
+use crate::auth::Caller;
 use crate::domain::Vocabulary;
 use crate::proto::directory_server::Directory;
 use crate::proto::{self};
@@ -40,6 +41,7 @@ impl Directory for DirectoryService {
         &self,
         request: Request<Streaming<proto::ImportPlacesRequest>>,
     ) -> Result<Response<proto::ImportPlacesResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let mut chunks = request.into_inner();
         let mut tables = TableAssembler::default();
         while let Some(chunk) = chunks.next().await {
@@ -47,7 +49,7 @@ impl Directory for DirectoryService {
         }
         let outcome = self
             .store
-            .import_places(tables.finish())
+            .import_places(tables.finish(), caller.actor())
             .await
             .map_err(ApiError::from)?;
         let report = outcome.report;
@@ -119,10 +121,11 @@ impl Directory for DirectoryService {
         &self,
         request: Request<proto::RegisterAgencyRequest>,
     ) -> Result<Response<proto::RegisterAgencyResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let agency = agency_from_proto(request.into_inner().agency).map_err(ApiError::from)?;
         let changed = self
             .store
-            .register_agency(agency.clone())
+            .register_agency(agency.clone(), caller.actor())
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(proto::RegisterAgencyResponse {

@@ -3,6 +3,7 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::auth::Denied;
 use crate::domain::Invalid;
 use crate::domain::lookup::LookupError;
 use crate::store::StoreError;
@@ -20,6 +21,8 @@ pub enum ApiError {
     Exhausted(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Denied(#[from] Denied),
 }
 
 /// INVALID_ARGUMENT carrying a `google.rpc.BadRequest` with one violation per field.
@@ -43,6 +46,7 @@ impl From<ApiError> for Status {
             ApiError::Stale(reason) => Status::failed_precondition(reason),
             ApiError::NotFound(what) => Status::not_found(what),
             ApiError::Exhausted(limit) => Status::resource_exhausted(limit),
+            ApiError::Denied(denied) => denied.into(),
             ApiError::Store(store) => match store {
                 StoreError::Invalid(invalid) => bad_request(invalid),
                 StoreError::Lookup(

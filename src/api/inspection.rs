@@ -9,6 +9,7 @@ use super::convert::{
     coded_list, coded_option, page_size, place_code, place_to_proto, revision_to_proto, timestamp,
 };
 use super::error::ApiError;
+use crate::auth::Caller;
 use crate::domain::inspection::{PlaceMeasure, PlaceView, ViewFilter};
 use crate::domain::{Agency, AgencyId, Invalid, PlaceCode, SubjectKey, Vocabulary};
 use crate::proto;
@@ -36,6 +37,20 @@ impl InspectionService {
             .place(code)
             .map(|_| code)
             .ok_or_else(|| ApiError::NotFound(format!("no place {code}")))
+    }
+
+    /// A known place the caller may see: NOT_FOUND if unknown (geography is public), else
+    /// PERMISSION_DENIED if outside the caller's places.
+    fn place_in_scope(
+        &self,
+        caller: &Caller,
+        field: &str,
+        code: &str,
+    ) -> Result<PlaceCode, ApiError> {
+        let place = self.known_place(field, code)?;
+        caller.sees(&self.store, place)?;
+        caller.touched(|t| t.place = Some(place));
+        Ok(place)
     }
 
     fn view_to_proto(&self, view: &PlaceView, filter: &proto::ViewFilter) -> proto::PlaceView {
@@ -159,8 +174,9 @@ impl Inspection for InspectionService {
         &self,
         request: Request<proto::GetPlaceViewRequest>,
     ) -> Result<Response<proto::GetPlaceViewResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let place = self.known_place("place_code", &request.place_code)?;
+        let place = self.place_in_scope(&caller, "place_code", &request.place_code)?;
         let filter = filter_from_proto(request.filter.as_ref()).map_err(ApiError::from)?;
         let store = self.store.clone();
         let view = {
@@ -177,8 +193,9 @@ impl Inspection for InspectionService {
         &self,
         request: Request<proto::ComparePlacesRequest>,
     ) -> Result<Response<proto::ComparePlacesResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let parent = self.known_place("parent_code", &request.parent_code)?;
+        let parent = self.place_in_scope(&caller, "parent_code", &request.parent_code)?;
         let filter = filter_from_proto(request.filter.as_ref()).map_err(ApiError::from)?;
         let measure = match proto::PlaceMeasure::try_from(request.sort_by) {
             Ok(proto::PlaceMeasure::Unspecified | proto::PlaceMeasure::TotalActive) => {
@@ -220,8 +237,9 @@ impl Inspection for InspectionService {
         &self,
         request: Request<proto::ListRisksRequest>,
     ) -> Result<Response<proto::ListRisksResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let place = self.known_place("place_code", &request.place_code)?;
+        let place = self.place_in_scope(&caller, "place_code", &request.place_code)?;
         let filter = filter_from_proto(request.filter.as_ref()).map_err(ApiError::from)?;
         let page_size = page_size(request.page_size).map_err(ApiError::from)?;
         let before = match request.page_token.as_str() {
@@ -244,6 +262,13 @@ impl Inspection for InspectionService {
             )
         })
         .await?;
+        caller.touched(|t| {
+            t.records = page
+                .revisions
+                .iter()
+                .map(|r| r.record.key.clone())
+                .collect();
+        });
         Ok(Response::new(proto::ListRisksResponse {
             risks: page.revisions.iter().map(revision_to_proto).collect(),
             next_page_token: page.next.map(|n| n.to_string()).unwrap_or_default(),
@@ -255,9 +280,14 @@ impl Inspection for InspectionService {
         &self,
         request: Request<proto::FollowSubjectRequest>,
     ) -> Result<Response<proto::FollowSubjectResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let request = request.into_inner();
         let subject = SubjectKey::parse(&request.subject_key)
             .map_err(|r| ApiError::from(Invalid::one("subject_key", r)))?;
+        caller.touched(|t| {
+            t.subject = Some(subject);
+            t.purpose = request.purpose.trim().to_string();
+        });
         if request.purpose.trim().chars().count() < PURPOSE_MIN_CHARS {
             return Err(ApiError::from(Invalid::one(
                 "purpose",
@@ -270,6 +300,12 @@ impl Inspection for InspectionService {
         let store = self.store.clone();
         let (trail, consistent_at) =
             blocking(move || store.follow_subject(subject, as_of(request.as_of_sequence))).await?;
+        // An inspector sees the trail inside its places only.
+        let trail: Vec<_> = trail
+            .into_iter()
+            .filter(|revision| caller.in_scope(&self.store, revision.record.place))
+            .collect();
+        caller.touched(|t| t.records = trail.iter().map(|r| r.record.key.clone()).collect());
         let agencies: BTreeMap<AgencyId, Agency> = self
             .store
             .agencies()
@@ -302,8 +338,9 @@ impl Inspection for InspectionService {
         &self,
         request: Request<proto::CreateSnapshotRequest>,
     ) -> Result<Response<proto::CreateSnapshotResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let place = self.known_place("place_code", &request.place_code)?;
+        let place = self.place_in_scope(&caller, "place_code", &request.place_code)?;
         let filter = filter_from_proto(request.filter.as_ref()).map_err(ApiError::from)?;
         let label = request.label.trim().to_string();
         if label.is_empty() || label.chars().count() > LABEL_MAX_CHARS {
@@ -315,11 +352,14 @@ impl Inspection for InspectionService {
         }
         let snapshot = self
             .store
-            .create_snapshot(SnapshotRequest {
-                place,
-                filter,
-                label,
-            })
+            .create_snapshot(
+                SnapshotRequest {
+                    place,
+                    filter,
+                    label,
+                },
+                caller.actor(),
+            )
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(proto::CreateSnapshotResponse {
@@ -331,12 +371,16 @@ impl Inspection for InspectionService {
         &self,
         request: Request<proto::GetSnapshotRequest>,
     ) -> Result<Response<proto::GetSnapshotResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let id = request.into_inner().id;
+        // A snapshot of a place outside the caller's places is answered as if it did not exist,
+        // so snapshot numbers say nothing about other areas' inspections.
         let snapshot = self
             .store
             .snapshot(id)
             .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound(format!("no snapshot {id}")))?;
+            .filter(|snapshot| caller.in_scope(&self.store, snapshot.view.place))
+            .ok_or_else(|| ApiError::NotFound(format!("no snapshot {id} in your places")))?;
         Ok(Response::new(proto::GetSnapshotResponse {
             snapshot: Some(self.snapshot_to_proto(&snapshot)),
         }))

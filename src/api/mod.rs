@@ -1,6 +1,7 @@
 //! The gRPC services: each handler validates, delegates to the store and converts.
 
 pub mod alerts;
+pub mod audit;
 pub mod convert;
 pub mod directory;
 pub mod error;

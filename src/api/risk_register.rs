@@ -1,6 +1,7 @@
 //! `marr.v1.RiskRegister`: agencies submit, push and read their records.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -10,7 +11,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{record_from_proto, record_key, revision_to_proto};
 use super::error::ApiError;
-use crate::domain::Invalid;
+use crate::auth::Caller;
+use crate::domain::{Actor, Invalid};
 use crate::proto::risk_register_server::RiskRegister;
 use crate::proto::{self, Outcome};
 use crate::store::{PendingSubmission, Store, StoreError, Submitted};
@@ -78,23 +80,15 @@ fn answered(index: u64, submitted: Submitted) -> proto::PushRecordsResponse {
 /// Reads the client's records, checks each and queues the valid ones for the writer.
 async fn take_in(
     store: Store,
+    caller: Caller,
     mut inbound: Streaming<proto::PushRecordsRequest>,
     pending: mpsc::Sender<Pending>,
 ) {
+    let actor = Arc::new(caller.actor());
     let mut index = 0u64;
     while let Some(message) = inbound.next().await {
         let next = match message {
-            Ok(request) => {
-                let checked = record_from_proto(request.record, OffsetDateTime::now_utc())
-                    .and_then(|record| store.check_record(&record).map(|()| record));
-                match checked {
-                    Err(invalid) => Pending::Answered(rejected(index, &invalid)),
-                    Ok(record) => match store.enqueue(record).await {
-                        Ok(answer) => Pending::Queued(index, answer),
-                        Err(error) => Pending::Failed(ApiError::from(error).into()),
-                    },
-                }
-            }
+            Ok(request) => admit(&store, &caller, &actor, index, request.record).await,
             // The client's side of the stream broke; what was queued is still answered.
             Err(status) => Pending::Failed(status),
         };
@@ -103,6 +97,31 @@ async fn take_in(
             return;
         }
         index += 1;
+    }
+}
+
+/// Checks one pushed record and queues it. A record of another agency ends the stream (the
+/// records before it are still answered), before anything about it is looked up.
+async fn admit(
+    store: &Store,
+    caller: &Caller,
+    actor: &Arc<Actor>,
+    index: u64,
+    record: Option<proto::RiskRecord>,
+) -> Pending {
+    let record = match record_from_proto(record, OffsetDateTime::now_utc()) {
+        Ok(record) => record,
+        Err(invalid) => return Pending::Answered(rejected(index, &invalid)),
+    };
+    if let Err(denied) = caller.acts_for(&record.key.agency) {
+        return Pending::Failed(denied.into());
+    }
+    if let Err(invalid) = store.check_record(&record) {
+        return Pending::Answered(rejected(index, &invalid));
+    }
+    match store.enqueue(record, Arc::clone(actor)).await {
+        Ok(answer) => Pending::Queued(index, answer),
+        Err(error) => Pending::Failed(ApiError::from(error).into()),
     }
 }
 
@@ -136,11 +155,15 @@ impl RiskRegister for RiskRegisterService {
         &self,
         request: Request<proto::SubmitRecordRequest>,
     ) -> Result<Response<proto::SubmitRecordResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let record = record_from_proto(request.into_inner().record, OffsetDateTime::now_utc())
+            .map_err(ApiError::from)?;
+        caller
+            .acts_for(&record.key.agency)
             .map_err(ApiError::from)?;
         let (outcome, revision, sequence) = match self
             .store
-            .submit(record)
+            .submit(record, Arc::new(caller.actor()))
             .await
             .map_err(ApiError::from)?
         {
@@ -161,10 +184,12 @@ impl RiskRegister for RiskRegisterService {
         &self,
         request: Request<Streaming<proto::PushRecordsRequest>>,
     ) -> Result<Response<Self::PushRecordsStream>, Status> {
+        let caller = Caller::of(&request)?;
         let (pending_tx, pending_rx) = mpsc::channel(PUSH_IN_FLIGHT);
         let (out_tx, out_rx) = mpsc::channel(256);
         tokio::spawn(take_in(
             self.store.clone(),
+            caller,
             request.into_inner(),
             pending_tx,
         ));
@@ -176,8 +201,11 @@ impl RiskRegister for RiskRegisterService {
         &self,
         request: Request<proto::GetRecordRequest>,
     ) -> Result<Response<proto::GetRecordResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let request = request.into_inner();
         let key = record_key(&request.agency_id, &request.local_ref).map_err(ApiError::from)?;
+        caller.acts_for(&key.agency).map_err(ApiError::from)?;
+        caller.touched(|t| t.records.push(key.clone()));
         let revision = self
             .store
             .record(&key)
@@ -192,8 +220,11 @@ impl RiskRegister for RiskRegisterService {
         &self,
         request: Request<proto::GetRecordHistoryRequest>,
     ) -> Result<Response<proto::GetRecordHistoryResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let request = request.into_inner();
         let key = record_key(&request.agency_id, &request.local_ref).map_err(ApiError::from)?;
+        caller.acts_for(&key.agency).map_err(ApiError::from)?;
+        caller.touched(|t| t.records.push(key.clone()));
         let history = self.store.history(&key).map_err(ApiError::from)?;
         if history.is_empty() {
             return Err(ApiError::NotFound(format!("no record {key}")).into());

@@ -9,13 +9,13 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::extract::ExtractRow;
-use super::push::{progress_bar, push_rows};
+use super::push::{PushSummary, progress_bar, push_rows};
 use super::{ClientError, Connection, ServerArgs, agencies, places};
 use crate::api::convert::timestamp;
 use crate::config::Config;
 use crate::domain::lookup::{LookupRow, LookupTable};
 use crate::domain::{
-    AgencyKind, ClientGroup, LawfulBasis, RecordStatus, RiskCategory, Severity, Vocabulary,
+    AgencyKind, ClientGroup, LawfulBasis, RecordStatus, RiskCategory, Role, Severity, Vocabulary,
 };
 use crate::proto;
 use crate::store::{Store, StoreError};
@@ -222,6 +222,36 @@ fn write_sample_extract(path: &Path, now: OffsetDateTime) -> std::io::Result<()>
     std::fs::write(path, text)
 }
 
+/// The demo's principals (name, role, agency, places), each given a fresh token at start.
+const DEMO_PRINCIPALS: [(&str, Role, Option<&str>, &str); 6] = [
+    ("admin", Role::Admin, None, ""),
+    ("inspector", Role::Inspector, None, NORTH_EAST_REGION),
+    ("board", Role::Board, None, NORTH_EAST_REGION),
+    ("newcastle", Role::Agency, Some(NEWCASTLE), ""),
+    ("northumbria-police", Role::Agency, Some(NORTHUMBRIA), ""),
+    ("newcastle-hospitals", Role::Agency, Some("RTD"), ""),
+];
+
+/// A config holding the demo's principals, and each one's token.
+fn demo_config() -> (Config, Vec<(&'static str, String)>) {
+    let mut rng = rand::rng();
+    let mut tokens = Vec::new();
+    let mut config = Config::default();
+    for (name, role, agency, places) in DEMO_PRINCIPALS {
+        let token = hex::encode(rng.random::<[u8; 16]>());
+        config.principals.push(crate::config::Principal {
+            name: name.into(),
+            role,
+            agency: agency.map(str::to_string),
+            places: places.split_whitespace().map(str::to_string).collect(),
+            token_sha256: Some(hex::encode(Sha256::digest(token.as_bytes()))),
+            cert_cn: None,
+        });
+        tokens.push((name, token));
+    }
+    (config, tokens)
+}
+
 /// Runs the demo until `shutdown` completes.
 pub async fn run(
     listen: SocketAddr,
@@ -245,15 +275,31 @@ pub async fn run(
     let store = tokio::task::spawn_blocking(move || Store::open(&dir))
         .await
         .map_err(|e| StoreError::WriterFailed(e.to_string()))??;
-    let server = tokio::spawn(crate::serve(listener, store, Config::default(), shutdown));
+    let (config, tokens) = demo_config();
+    let server = tokio::spawn(crate::serve(listener, store, config, shutdown));
     let url = format!("http://{address}");
     println!(
         "marr demo: serving marr.v1 on {url} with data in {}",
         data.path().display()
     );
+    println!("\nBearer tokens of the demo's principals (the server keeps only their SHA-256):");
+    for (name, token) in &tokens {
+        println!("  {name:<20} {token}");
+    }
+    let token_of = |name: &str| {
+        tokens
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t.clone())
+            .unwrap_or_default()
+    };
 
-    let connection = Connection::open(&ServerArgs::plain(url.clone())).await?;
-    println!("\n$ marr places import --server {url} <North East districts and police force areas>");
+    let public = Connection::open(&ServerArgs::plain(url.clone())).await?;
+    let connection = public.with_token(&token_of("admin"))?;
+    let admin = format!("--server {url} --token {}", token_of("admin"));
+    let inspector = format!("--server {url} --token {}", token_of("inspector"));
+    let newcastle = format!("--server {url} --token {}", token_of("newcastle"));
+    println!("\n$ marr places import {admin} <North East districts and police force areas>");
     let report = places::import_tables(&connection, sample_tables()).await?;
     for line in places::report_lines(&report) {
         println!("{line}");
@@ -280,7 +326,7 @@ pub async fn run(
     ];
     for (id, kind, name, footprint) in agencies_to_register {
         println!(
-            "\n$ marr agencies register --server {url} --id {id} --kind {kind} --name \"{name}\" --footprint {footprint}"
+            "\n$ marr agencies register {admin} --id {id} --kind {kind} --name \"{name}\" --footprint {footprint}"
         );
         agencies::register(&connection, id, kind, name, &[footprint.to_string()]).await?;
         println!("registered {id}");
@@ -289,33 +335,43 @@ pub async fn run(
     let now = OffsetDateTime::now_utc();
     let now = now.replace_nanosecond(0).unwrap_or(now);
     println!(
-        "\n$ marr push --server {url} <{DEMO_RECORDS} synthetic records from the three agencies>"
+        "\n$ marr push --token <each agency's token> <{DEMO_RECORDS} synthetic records from the three agencies>"
     );
     let progress = progress_bar();
-    let (summary, _) = push_rows(&connection, sample_records(now).into_iter(), &progress).await?;
+    let mut summary = PushSummary::default();
+    let mut rows = sample_records(now);
+    for (name, _, agency, _) in DEMO_PRINCIPALS {
+        let Some(agency) = agency else { continue };
+        let (own, others): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.agency_id == agency);
+        rows = others;
+        let pusher = public.with_token(&token_of(name))?;
+        let (pushed, _) = push_rows(&pusher, own.into_iter(), &progress).await?;
+        summary += pushed;
+    }
     progress.finish_and_clear();
     println!("{summary}");
 
     let extract = data.path().join("try-me.csv");
     if write_sample_extract(&extract, now).is_ok() {
         println!("\nTry next, in another terminal:");
-        println!("  marr view --server {url} {NORTHUMBRIA}");
-        println!("  marr view --server {url} {NEWCASTLE} --min-severity high --format json");
+        println!("  marr view {inspector} {NORTHUMBRIA}");
+        println!("  marr view {inspector} {NEWCASTLE} --min-severity high --format json");
         println!(
-            "  marr follow --server {url} {} --purpose \"Joint inspection: children missing from home\"",
+            "  marr follow {inspector} {} --purpose \"Joint inspection: children missing from home\"",
             subject_key(1)
         );
-        println!("  marr push --server {url} {}", extract.display());
+        println!("  marr push {newcastle} {}", extract.display());
         println!(
             "      (two of its rows are refused: see {}.rejects.csv)",
             extract.display()
         );
         println!(
-            "  marr places import --server {url} <ONS lookup CSVs: wards, police force areas, LSOAs>"
+            "  marr places import {admin} <ONS lookup CSVs: wards, police force areas, LSOAs>"
         );
         println!("  grpcurl -plaintext {address} list            (server reflection)");
         println!(
-            "  grpcurl -plaintext -d '{{\"agency_id\":\"{NEWCASTLE}\",\"local_ref\":\"{NEWCASTLE}-000000\"}}' {address} marr.v1.RiskRegister/GetRecordHistory"
+            "  grpcurl -plaintext -H 'authorization: Bearer {}' -d '{{\"agency_id\":\"{NEWCASTLE}\",\"local_ref\":\"{NEWCASTLE}-000000\"}}' {address} marr.v1.RiskRegister/GetRecordHistory",
+            token_of("newcastle")
         );
     }
     println!("\nServing until Ctrl-C; the demo's data is removed when it stops.");

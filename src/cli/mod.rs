@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod places;
 pub mod pseudonymise;
 pub mod push;
+pub mod verify;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::proto::alerts_client::AlertsClient;
+use crate::proto::audit_client::AuditClient;
 use crate::proto::directory_client::DirectoryClient;
 use crate::proto::inspection_client::InspectionClient;
 use crate::proto::risk_register_client::RiskRegisterClient;
@@ -135,18 +137,23 @@ impl Connection {
             .connect()
             .await
             .map_err(|e| unreachable(error_chain(&e)))?;
-        let bearer = match &args.token {
-            Some(token) => Some(
-                format!("Bearer {token}")
-                    .parse::<MetadataValue<Ascii>>()
-                    .map_err(|_| ClientError::BadToken)?,
-            ),
-            None => None,
-        };
+        let bearer = args.token.as_deref().map(bearer).transpose()?;
         Ok(Self {
             channel,
             bearer: Bearer(bearer),
         })
+    }
+
+    /// The same connection carrying another principal's bearer token.
+    pub fn with_token(&self, token: &str) -> Result<Self, ClientError> {
+        Ok(Self {
+            channel: self.channel.clone(),
+            bearer: Bearer(Some(bearer(token)?)),
+        })
+    }
+
+    pub fn audit(&self) -> AuditClient<Authenticated> {
+        AuditClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
     pub fn risk_register(&self) -> RiskRegisterClient<Authenticated> {
@@ -164,6 +171,12 @@ impl Connection {
     pub fn inspection(&self) -> InspectionClient<Authenticated> {
         InspectionClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
+}
+
+fn bearer(token: &str) -> Result<MetadataValue<Ascii>, ClientError> {
+    format!("Bearer {token}")
+        .parse::<MetadataValue<Ascii>>()
+        .map_err(|_| ClientError::BadToken)
 }
 
 /// An error and its causes on one line.

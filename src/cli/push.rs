@@ -25,6 +25,16 @@ pub struct PushSummary {
     pub rejected: u64,
 }
 
+impl std::ops::AddAssign for PushSummary {
+    fn add_assign(&mut self, other: Self) {
+        self.pushed += other.pushed;
+        self.accepted += other.accepted;
+        self.unchanged += other.unchanged;
+        self.stale += other.stale;
+        self.rejected += other.rejected;
+    }
+}
+
 impl std::fmt::Display for PushSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

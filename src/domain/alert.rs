@@ -40,11 +40,18 @@ pub struct AlertFilter {
     /// Empty means every kind.
     pub kinds: Vec<AlertKind>,
     pub min_severity: Option<Severity>,
+    /// The places the asker may see: alerts elsewhere never match. `None` for no limit.
+    pub scope: Option<Vec<PlaceCode>>,
 }
 
 impl AlertFilter {
     pub fn matches(&self, alert: &Alert, geography: &Geography) -> bool {
-        self.place
+        self.scope.as_ref().is_none_or(|scope| {
+            scope
+                .iter()
+                .any(|place| geography.within(alert.place, *place))
+        }) && self
+            .place
             .is_none_or(|scope| geography.within(alert.place, scope))
             && (self.client_groups.is_empty()
                 || alert

@@ -163,6 +163,20 @@ impl Geography {
             || self.areas_containing(place).contains(&scope)
     }
 
+    /// Whether everything in `place` lies inside `scope`: `place` is within it, or `place` is
+    /// a footprint area whose every member is.
+    pub fn covers(&self, scope: PlaceCode, place: PlaceCode) -> bool {
+        if self.within(place, scope) {
+            return true;
+        }
+        match self.members.get(&place) {
+            Some(members) if !members.is_empty() => {
+                members.iter().all(|member| self.within(*member, scope))
+            }
+            _ => false,
+        }
+    }
+
     /// How many places there are at each level.
     pub fn count_by_level(&self) -> BTreeMap<PlaceLevel, u64> {
         let mut counts = BTreeMap::new();

@@ -1,6 +1,7 @@
 //! Plain types of the safeguarding domain and their validation: no gRPC, no storage.
 
 pub mod alert;
+pub mod audit;
 pub mod geography;
 pub mod inspection;
 pub mod lookup;
@@ -8,6 +9,7 @@ pub mod pseudonym;
 pub mod record;
 pub mod vocabulary;
 
+pub use audit::{Access, Actor, Role};
 pub use geography::{Agency, Geography, Membership, Place};
 pub use record::{
     AgencyId, Decision, FieldViolation, Invalid, LocalRef, PlaceCode, RecordKey, Revision,

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use super::Snapshot;
 use super::StoreError;
 use crate::domain::alert::Alert;
+use crate::domain::audit::{AuditEvent, link_hash};
 use crate::domain::{
     Agency, AgencyId, LocalRef, Membership, Place, PlaceCode, RecordKey, Revision, SubjectKey,
 };
@@ -289,5 +290,56 @@ impl Keyspace for AlertLog {
     }
     fn decode_key(bytes: &[u8]) -> Result<u64, StoreError> {
         decode_sequence(bytes, "alert")
+    }
+}
+
+/// The audit chain: audit sequence → event, each carrying the hash of the one before. Events
+/// are stored as the exact bytes that were hashed.
+pub(crate) struct AuditLog;
+impl Keyspace for AuditLog {
+    const PREFIX: u8 = b'U';
+    type Key = u64;
+    type Value = AuditEvent;
+    fn encode_key(key: &u64, out: &mut Vec<u8>) {
+        encode_sequence(*key, out);
+    }
+    fn decode_key(bytes: &[u8]) -> Result<u64, StoreError> {
+        decode_sequence(bytes, "audit")
+    }
+}
+
+impl AuditLog {
+    /// Adds an event and returns the hash of its stored bytes, which the next event carries.
+    pub(crate) fn append(
+        batch: &mut sled::Batch,
+        event: &AuditEvent,
+    ) -> Result<[u8; 32], StoreError> {
+        let bytes = postcard::to_stdvec(event)?;
+        let hash = link_hash(&bytes);
+        batch.insert(Self::key(&event.sequence), bytes);
+        Ok(hash)
+    }
+
+    /// Every stored event's sequence and bytes, in order, for checking the chain.
+    pub(crate) fn scan_stored(
+        tree: &sled::Tree,
+    ) -> impl DoubleEndedIterator<Item = Result<(u64, Vec<u8>), StoreError>> {
+        tree.scan_prefix([Self::PREFIX]).map(|entry| {
+            let (key, value) = entry?;
+            Ok((Self::decode_key(&key[1..])?, value.to_vec()))
+        })
+    }
+}
+
+/// The audit chain's head: the last event's sequence and hash, written with every event, so
+/// that removing or changing the last event is noticed too.
+pub(crate) struct AuditHead;
+impl Keyspace for AuditHead {
+    const PREFIX: u8 = b'W';
+    type Key = ();
+    type Value = (u64, [u8; 32]);
+    fn encode_key(_: &(), _: &mut Vec<u8>) {}
+    fn decode_key(_: &[u8]) -> Result<(), StoreError> {
+        Ok(())
     }
 }

@@ -5,10 +5,12 @@
 //! projection that disagrees with the log.
 
 mod alerts;
+mod audit;
 mod keyspace;
 mod verify;
 mod views;
 
+pub use audit::AuditPage;
 pub use views::RiskPage;
 mod writer;
 
@@ -22,8 +24,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::domain::inspection::{Inspection, PlaceView, ViewFilter};
 use crate::domain::lookup::{ImportReport, LookupError, LookupTable};
 use crate::domain::{
-    Agency, AgencyId, Geography, Invalid, Place, PlaceCode, PlaceLevel, RecordKey, Revision,
-    RiskRecord,
+    Access, Actor, Agency, AgencyId, Geography, Invalid, Place, PlaceCode, PlaceLevel, RecordKey,
+    Revision, RiskRecord,
 };
 use crate::rules::RuleSettings;
 use keyspace::{Agencies, AlertLog, Keyspace, Log, Memberships, Places};
@@ -264,16 +266,30 @@ impl Store {
     }
 
     /// Queues a checked record for the writer; the answer arrives once it is durable.
-    pub async fn enqueue(&self, record: RiskRecord) -> Result<PendingSubmission, StoreError> {
+    /// The writer records who submitted it in the audit chain, in the same atomic step.
+    pub async fn enqueue(
+        &self,
+        record: RiskRecord,
+        actor: Arc<Actor>,
+    ) -> Result<PendingSubmission, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::Record { record, reply }).await?;
+        self.send(Command::Record {
+            record,
+            actor,
+            reply,
+        })
+        .await?;
         Ok(answer)
     }
 
     /// Checks and submits one record, waiting until it is durable.
-    pub async fn submit(&self, record: RiskRecord) -> Result<Submitted, StoreError> {
+    pub async fn submit(
+        &self,
+        record: RiskRecord,
+        actor: Arc<Actor>,
+    ) -> Result<Submitted, StoreError> {
         self.check_record(&record)?;
-        self.enqueue(record)
+        self.enqueue(record, actor)
             .await?
             .await
             .map_err(|_| StoreError::Closed)?
@@ -303,17 +319,28 @@ impl Store {
     pub async fn import_places(
         &self,
         tables: Vec<LookupTable>,
+        actor: Actor,
     ) -> Result<ImportOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::ImportPlaces { tables, reply }).await?;
+        self.send(Command::ImportPlaces {
+            tables,
+            actor,
+            reply,
+        })
+        .await?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Registers an agency, or updates it; answers whether anything changed.
-    pub async fn register_agency(&self, agency: Agency) -> Result<bool, StoreError> {
+    pub async fn register_agency(&self, agency: Agency, actor: Actor) -> Result<bool, StoreError> {
         agency.check(&self.shared.read_directory().geography)?;
         let (reply, answer) = oneshot::channel();
-        self.send(Command::RegisterAgency { agency, reply }).await?;
+        self.send(Command::RegisterAgency {
+            agency,
+            actor,
+            reply,
+        })
+        .await?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -365,6 +392,19 @@ impl Store {
                 .cloned()
                 .collect(),
         )
+    }
+
+    /// Whether everything in `place` lies inside `scope` (see [`Geography::covers`]).
+    pub fn covers(&self, scope: PlaceCode, place: PlaceCode) -> bool {
+        self.shared.read_directory().geography.covers(scope, place)
+    }
+
+    /// Appends an access to the audit chain and waits until it is durable; answers its
+    /// sequence in the chain.
+    pub async fn audit(&self, access: Access) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Audit { access, reply }).await?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Lets the writer finish everything queued before this call, flushes, and stops it.

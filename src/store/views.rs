@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use super::keyspace::{Keyspace, Latest, Log, Snapshots};
 use super::writer::Command;
 use super::{Shared, Snapshot, SnapshotRequest, Store, StoreError};
+use crate::domain::Actor;
 use crate::domain::inspection::{Inspection, PlaceMeasure, PlaceView, ViewFilter, scan_view};
 use crate::domain::{AgencyKind, Invalid, PlaceCode, RecordKey, Revision, SubjectKey};
 
@@ -278,10 +279,18 @@ impl Store {
     }
 
     /// Freezes a place view for an inspection report.
-    pub async fn create_snapshot(&self, request: SnapshotRequest) -> Result<Snapshot, StoreError> {
+    pub async fn create_snapshot(
+        &self,
+        request: SnapshotRequest,
+        actor: Actor,
+    ) -> Result<Snapshot, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.send(Command::CreateSnapshot { request, reply })
-            .await?;
+        self.send(Command::CreateSnapshot {
+            request,
+            actor,
+            reply,
+        })
+        .await?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 

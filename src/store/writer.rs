@@ -9,12 +9,16 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use super::keyspace::{
-    Agencies, AlertLog, ByPlace, BySubject, Keyspace, Latest, Log, Memberships, Places, Snapshots,
+    Agencies, AlertLog, AuditHead, AuditLog, ByPlace, BySubject, Keyspace, Latest, Log,
+    Memberships, Places, Snapshots,
 };
 use super::{ImportOutcome, Shared, Snapshot, SnapshotRequest, StoreError, Submitted};
+use crate::domain::audit::AuditEvent;
 use crate::domain::lookup::{LookupTable, plan_import};
 use crate::domain::record::decide;
-use crate::domain::{Agency, AlertKind, Decision, Invalid, RecordKey, Revision, RiskRecord};
+use crate::domain::{
+    Access, Actor, Agency, AlertKind, Decision, Invalid, RecordKey, Revision, RiskRecord,
+};
 use crate::rules::RuleState;
 
 /// Most records in one batch; bounds the time a request waits behind others.
@@ -23,18 +27,27 @@ const MAX_BATCH: usize = 4096;
 pub(super) enum Command {
     Record {
         record: RiskRecord,
+        actor: Arc<Actor>,
         reply: oneshot::Sender<Result<Submitted, StoreError>>,
+    },
+    /// An access to append to the audit chain (a read or a refusal).
+    Audit {
+        access: Access,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
     },
     ImportPlaces {
         tables: Vec<LookupTable>,
+        actor: Actor,
         reply: oneshot::Sender<Result<ImportOutcome, StoreError>>,
     },
     RegisterAgency {
         agency: Agency,
+        actor: Actor,
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
     CreateSnapshot {
         request: SnapshotRequest,
+        actor: Actor,
         reply: oneshot::Sender<Result<Snapshot, StoreError>>,
     },
     SweepStale {
@@ -46,6 +59,34 @@ pub(super) enum Command {
 }
 
 type RecordReply = oneshot::Sender<Result<Submitted, StoreError>>;
+type AuditReply = oneshot::Sender<Result<u64, StoreError>>;
+
+/// Submissions and audit entries taken from the queue together, committed in one flush.
+#[derive(Default)]
+struct Batch {
+    records: Vec<(RiskRecord, Arc<Actor>, RecordReply)>,
+    audits: Vec<(Access, AuditReply)>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.records.len() + self.audits.len()
+    }
+
+    /// Takes a command if it belongs in a batch, or gives it back.
+    fn take(&mut self, command: Command) -> Option<Command> {
+        match command {
+            Command::Record {
+                record,
+                actor,
+                reply,
+            } => self.records.push((record, actor, reply)),
+            Command::Audit { access, reply } => self.audits.push((access, reply)),
+            other => return Some(other),
+        }
+        None
+    }
+}
 
 pub(super) struct Writer {
     shared: Arc<Shared>,
@@ -53,6 +94,8 @@ pub(super) struct Writer {
     head: u64,
     /// Sequence of the last alert written.
     alert_head: u64,
+    /// The audit chain's last event: its sequence and hash.
+    audit_head: (u64, [u8; 32]),
     /// What the alert rules remember; only the writer touches it.
     rules: RuleState,
     /// Set after a failed write or flush: what is on disk is then unknown, so the writer
@@ -63,10 +106,12 @@ pub(super) struct Writer {
 impl Writer {
     pub(super) fn new(shared: Arc<Shared>, head: u64, alert_head: u64) -> Result<Self, StoreError> {
         let rules = replay_rules(&shared)?;
+        let audit_head = AuditHead::get(&shared.tree, &())?.unwrap_or((0, [0; 32]));
         Ok(Self {
             shared,
             head,
             alert_head,
+            audit_head,
             rules,
             failed: None,
         })
@@ -79,28 +124,41 @@ impl Writer {
                 return;
             };
             match first {
-                Command::Record { record, reply } => {
-                    let mut batch = vec![(record, reply)];
-                    while batch.len() < MAX_BATCH {
-                        match queue.try_recv() {
-                            Ok(Command::Record { record, reply }) => batch.push((record, reply)),
-                            Ok(other) => {
-                                carried = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
+                batched @ (Command::Record { .. } | Command::Audit { .. }) => {
+                    // Take whatever else is queued, up to the first command of another kind.
+                    let mut batch = Batch::default();
+                    let mut next = Some(batched);
+                    while let Some(command) = next.take() {
+                        if let Some(other) = batch.take(command) {
+                            carried = Some(other);
+                            break;
+                        }
+                        if batch.len() < MAX_BATCH {
+                            next = queue.try_recv().ok();
                         }
                     }
-                    self.commit_records(batch);
+                    self.commit(batch);
                 }
-                Command::ImportPlaces { tables, reply } => {
-                    let _ = reply.send(self.guarded(|w| w.import_places(tables)));
+                Command::ImportPlaces {
+                    tables,
+                    actor,
+                    reply,
+                } => {
+                    let _ = reply.send(self.guarded(|w| w.import_places(tables, actor)));
                 }
-                Command::RegisterAgency { agency, reply } => {
-                    let _ = reply.send(self.guarded(|w| w.register_agency(agency)));
+                Command::RegisterAgency {
+                    agency,
+                    actor,
+                    reply,
+                } => {
+                    let _ = reply.send(self.guarded(|w| w.register_agency(agency, actor)));
                 }
-                Command::CreateSnapshot { request, reply } => {
-                    let _ = reply.send(self.guarded(|w| w.create_snapshot(request)));
+                Command::CreateSnapshot {
+                    request,
+                    actor,
+                    reply,
+                } => {
+                    let _ = reply.send(self.guarded(|w| w.create_snapshot(request, actor)));
                 }
                 Command::SweepStale { reply } => {
                     let _ = reply.send(self.guarded(|w| w.sweep_stale()));
@@ -134,41 +192,73 @@ impl Writer {
         result
     }
 
-    fn commit_records(&mut self, requests: Vec<(RiskRecord, RecordReply)>) {
-        let start_head = self.head;
-        let start_alert_head = self.alert_head;
-        let (records, replies): (Vec<_>, Vec<_>) = requests.into_iter().unzip();
-        let outcome = self.guarded(|w| w.write_records(records));
-        match outcome {
-            Ok(answers) => {
+    fn commit(&mut self, batch: Batch) {
+        let start = (self.head, self.alert_head, self.audit_head);
+        let (records, record_replies): (Vec<_>, Vec<_>) = batch
+            .records
+            .into_iter()
+            .map(|(record, actor, reply)| ((record, actor), reply))
+            .unzip();
+        let (accesses, audit_replies): (Vec<_>, Vec<_>) = batch.audits.into_iter().unzip();
+        match self.guarded(|w| w.write_batch(records, accesses)) {
+            Ok((answers, audited)) => {
                 self.shared.head.store(self.head, Ordering::Release);
-                for (reply, answer) in replies.into_iter().zip(answers) {
+                for (reply, answer) in record_replies.into_iter().zip(answers) {
                     let _ = reply.send(Ok(answer));
+                }
+                for (reply, sequence) in audit_replies.into_iter().zip(audited) {
+                    let _ = reply.send(Ok(sequence));
                 }
             }
             Err(error) => {
-                self.head = start_head;
-                self.alert_head = start_alert_head;
+                (self.head, self.alert_head, self.audit_head) = start;
                 let reason = error.to_string();
-                for reply in replies {
+                for reply in record_replies {
+                    let _ = reply.send(Err(StoreError::WriterFailed(reason.clone())));
+                }
+                for reply in audit_replies {
                     let _ = reply.send(Err(StoreError::WriterFailed(reason.clone())));
                 }
             }
         }
     }
 
-    /// Decides each record in order, writes log and projections in one batch, flushes.
-    fn write_records(&mut self, records: Vec<RiskRecord>) -> Result<Vec<Submitted>, StoreError> {
-        let tree = &self.shared.tree;
-        let received_at = (self.shared.clock)();
-        let directory = self.shared.read_directory();
+    /// Appends one event to the audit chain in `batch`, moving the chain's head.
+    fn chain(
+        &mut self,
+        batch: &mut sled::Batch,
+        access: Access,
+        at: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let (last, previous) = self.audit_head;
+        let event = AuditEvent::new(last + 1, at, access, previous);
+        let hash = AuditLog::append(batch, &event)?;
+        self.audit_head = (event.sequence, hash);
+        AuditHead::put(batch, &(), &self.audit_head)?;
+        Ok(event.sequence)
+    }
+
+    /// Decides each record in order, writes log, projections, alerts and the audit events of
+    /// the batch in one atomic step, and flushes once.
+    fn write_batch(
+        &mut self,
+        records: Vec<(RiskRecord, Arc<Actor>)>,
+        accesses: Vec<Access>,
+    ) -> Result<(Vec<Submitted>, Vec<u64>), StoreError> {
+        let shared = Arc::clone(&self.shared);
+        let tree = &shared.tree;
+        let received_at = (shared.clock)();
+        let directory = shared.read_directory();
         let mut batch = sled::Batch::default();
         // Revisions written earlier in this batch, which sled cannot show us yet.
         let mut written: HashMap<RecordKey, Revision> = HashMap::new();
         let mut answers = Vec::with_capacity(records.len());
         // Each accepted change, for the inspection counters once the batch is durable.
         let mut changes: Vec<(Option<RiskRecord>, RiskRecord, u64)> = Vec::new();
-        for record in records {
+        // What each caller wrote, for one audit event per caller and batch.
+        let mut writes: Vec<(Arc<Actor>, Vec<RecordKey>, [usize; 3])> = Vec::new();
+        for (record, actor) in records {
+            let key = record.key.clone();
             let stored = match written.get(&record.key) {
                 Some(revision) => Some(revision.clone()),
                 None => Log::latest(tree, &record.key)?,
@@ -218,31 +308,70 @@ impl Writer {
                 }
                 Decision::Stale { reason } => Submitted::Stale { reason },
             };
+            let slot = match writes.iter().position(|(a, _, _)| *a == actor) {
+                Some(i) => i,
+                None => {
+                    writes.push((actor, Vec::new(), [0; 3]));
+                    writes.len() - 1
+                }
+            };
+            let (_, keys, counts) = &mut writes[slot];
+            keys.push(key);
+            counts[match answer {
+                Submitted::Accepted { .. } => 0,
+                Submitted::Unchanged { .. } => 1,
+                Submitted::Stale { .. } => 2,
+            }] += 1;
             answers.push(answer);
         }
         drop(directory);
+        for (actor, keys, [accepted, unchanged, stale]) in writes {
+            let mut access = Access::by(Actor::clone(&actor));
+            access.records = keys;
+            access.outcome =
+                format!("OK: accepted {accepted}, unchanged {unchanged}, stale {stale}");
+            self.chain(&mut batch, access, received_at)?;
+        }
+        let mut audited = Vec::with_capacity(accesses.len());
+        for access in accesses {
+            audited.push(self.chain(&mut batch, access, received_at)?);
+        }
+        tree.apply_batch(batch)?;
+        self.shared.db.flush()?;
+        self.shared.batches.fetch_add(1, Ordering::Relaxed);
         if !written.is_empty() {
-            tree.apply_batch(batch)?;
-            self.shared.db.flush()?;
-            self.shared.batches.fetch_add(1, Ordering::Relaxed);
             // Only now, with the log durable, may readers see the counters move.
             self.shared.apply_to_inspection(&changes);
             self.shared.alert_head.send_replace(self.alert_head);
         }
-        Ok(answers)
+        Ok((answers, audited))
     }
 
-    fn import_places(&mut self, tables: Vec<LookupTable>) -> Result<ImportOutcome, StoreError> {
+    fn import_places(
+        &mut self,
+        tables: Vec<LookupTable>,
+        actor: Actor,
+    ) -> Result<ImportOutcome, StoreError> {
         let plan = plan_import(&self.shared.read_directory().geography, &tables)?;
         let mut batch = sled::Batch::default();
+        let mut access = Access::by(actor);
+        access.outcome = format!(
+            "OK: {} places and {} memberships added",
+            plan.places.len(),
+            plan.memberships.len()
+        );
+        let start = self.audit_head;
+        self.chain(&mut batch, access, (self.shared.clock)())?;
         for place in &plan.places {
             Places::put(&mut batch, &place.code, place)?;
         }
         for membership in &plan.memberships {
             Memberships::put(&mut batch, membership, &())?;
         }
-        self.shared.tree.apply_batch(batch)?;
-        self.shared.db.flush()?;
+        if let Err(error) = self.apply(batch) {
+            self.audit_head = start;
+            return Err(error);
+        }
         let changed = !plan.places.is_empty() || !plan.memberships.is_empty();
         let places_by_level = {
             let mut directory = self.shared.write_directory();
@@ -293,7 +422,18 @@ impl Writer {
         Ok(alerts.len())
     }
 
-    fn create_snapshot(&mut self, request: SnapshotRequest) -> Result<Snapshot, StoreError> {
+    /// Writes a batch and flushes it.
+    fn apply(&self, batch: sled::Batch) -> Result<(), StoreError> {
+        self.shared.tree.apply_batch(batch)?;
+        self.shared.db.flush()?;
+        Ok(())
+    }
+
+    fn create_snapshot(
+        &mut self,
+        request: SnapshotRequest,
+        actor: Actor,
+    ) -> Result<Snapshot, StoreError> {
         let id = match Snapshots::scan_all(&self.shared.tree).next_back() {
             Some(entry) => entry?.0 + 1,
             None => 1,
@@ -312,12 +452,20 @@ impl Writer {
         };
         let mut batch = sled::Batch::default();
         Snapshots::put(&mut batch, &id, &snapshot)?;
-        self.shared.tree.apply_batch(batch)?;
-        self.shared.db.flush()?;
+        let mut access = Access::by(actor);
+        access.place = Some(snapshot.view.place);
+        access.purpose = snapshot.label.clone();
+        access.outcome = format!("OK: snapshot {id}");
+        let start = self.audit_head;
+        self.chain(&mut batch, access, snapshot.created_at)?;
+        if let Err(error) = self.apply(batch) {
+            self.audit_head = start;
+            return Err(error);
+        }
         Ok(snapshot)
     }
 
-    fn register_agency(&mut self, agency: Agency) -> Result<bool, StoreError> {
+    fn register_agency(&mut self, agency: Agency, actor: Actor) -> Result<bool, StoreError> {
         match self.shared.read_directory().agencies.get(&agency.id) {
             Some(known) if *known == agency => return Ok(false),
             // Counters and convergence are kept by agency kind: a kind is for good.
@@ -334,8 +482,14 @@ impl Writer {
         }
         let mut batch = sled::Batch::default();
         Agencies::put(&mut batch, &agency.id, &agency)?;
-        self.shared.tree.apply_batch(batch)?;
-        self.shared.db.flush()?;
+        let mut access = Access::by(actor);
+        access.outcome = format!("OK: agency {} registered as {}", agency.id, agency.kind);
+        let start = self.audit_head;
+        self.chain(&mut batch, access, (self.shared.clock)())?;
+        if let Err(error) = self.apply(batch) {
+            self.audit_head = start;
+            return Err(error);
+        }
         self.shared
             .write_directory()
             .agencies

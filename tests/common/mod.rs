@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use marr::cli::{Connection, ServerArgs, places};
+use std::collections::HashMap;
+
+use marr::cli::{Authenticated, ServerArgs, places};
 use marr::config::Config;
 use marr::domain::lookup::LookupTable;
 use marr::proto;
@@ -59,6 +61,166 @@ pub fn north_east_tables() -> Vec<LookupTable> {
     vec![lsoas, police, wards]
 }
 
+/// The principals every test server knows, with their bearer tokens.
+pub const ADMIN: &str = "admin-token";
+pub const INSPECTOR: &str = "inspector-token";
+pub const BOARD: &str = "board-token";
+/// An inspector whose places are Newcastle only.
+pub const NEWCASTLE_INSPECTOR: &str = "newcastle-inspector-token";
+/// A board whose places are Gateshead only.
+pub const GATESHEAD_BOARD: &str = "gateshead-board-token";
+/// The agencies of the North East server and the tokens of their systems.
+pub const AGENCY_TOKENS: [(&str, &str); 3] = [
+    (NEWCASTLE, "newcastle-token"),
+    (NORTHUMBRIA, "northumbria-token"),
+    ("RTD", "rtd-token"),
+];
+pub const ENGLAND: &str = "E92000001";
+
+/// The bearer token of an agency's system.
+pub fn agency_token(agency: &str) -> &'static str {
+    AGENCY_TOKENS
+        .iter()
+        .find(|(id, _)| *id == agency)
+        .map(|(_, token)| *token)
+        .unwrap_or("no-such-agency-token")
+}
+
+fn principal(name: &str, role: &str, agency: Option<&str>, places: &[&str], token: &str) -> String {
+    use sha2::Digest;
+    let mut entry = format!("[[principal]]\nname = \"{name}\"\nrole = \"{role}\"\n");
+    if let Some(agency) = agency {
+        entry.push_str(&format!("agency = \"{agency}\"\n"));
+    }
+    let places: Vec<String> = places.iter().map(|p| format!("\"{p}\"")).collect();
+    entry.push_str(&format!("places = [{}]\n", places.join(", ")));
+    let hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
+    entry.push_str(&format!("token_sha256 = \"{hash}\"\n"));
+    entry
+}
+
+/// The principals of every test server, as a config file would hold them.
+pub fn principals_toml() -> String {
+    let mut text = String::new();
+    text.push_str(&principal("admin", "admin", None, &[], ADMIN));
+    text.push_str(&principal(
+        "inspector",
+        "inspector",
+        None,
+        &[ENGLAND],
+        INSPECTOR,
+    ));
+    text.push_str(&principal("board", "board", None, &[ENGLAND], BOARD));
+    text.push_str(&principal(
+        "newcastle-inspector",
+        "inspector",
+        None,
+        &[NEWCASTLE],
+        NEWCASTLE_INSPECTOR,
+    ));
+    text.push_str(&principal(
+        "gateshead-board",
+        "board",
+        None,
+        &[GATESHEAD],
+        GATESHEAD_BOARD,
+    ));
+    for (agency, token) in AGENCY_TOKENS {
+        text.push_str(&principal(
+            &format!("agency {agency}"),
+            "agency",
+            Some(agency),
+            &[],
+            token,
+        ));
+    }
+    text
+}
+
+/// The test servers' config: the principals above and limits no test reaches by accident.
+pub fn test_config() -> Config {
+    let text = format!(
+        "{}[limits]\ncalls_per_second = 1000000\nburst = 1000000\nmax_concurrent_calls = 10000\n",
+        principals_toml()
+    );
+    let config: Config = toml::from_str(&text).expect("test config parses");
+    config.check().expect("test config is valid");
+    config
+}
+
+/// Connections to a test server as each of its principals; calls go out as the principal
+/// whose work they are (records as their agency, views as the inspector, alerts as the board,
+/// directory changes as the admin).
+#[derive(Clone)]
+pub struct Connection {
+    pub admin: marr::cli::Connection,
+    pub inspector: marr::cli::Connection,
+    pub board: marr::cli::Connection,
+    /// No credentials at all.
+    pub public: marr::cli::Connection,
+    agencies: HashMap<&'static str, marr::cli::Connection>,
+}
+
+impl Connection {
+    pub async fn open(url: &str) -> Result<Self, marr::cli::ClientError> {
+        let public = marr::cli::Connection::open(&ServerArgs::plain(url)).await?;
+        let mut agencies = HashMap::new();
+        for (agency, token) in AGENCY_TOKENS {
+            agencies.insert(agency, public.with_token(token)?);
+        }
+        Ok(Self {
+            admin: public.with_token(ADMIN)?,
+            inspector: public.with_token(INSPECTOR)?,
+            board: public.with_token(BOARD)?,
+            public,
+            agencies,
+        })
+    }
+
+    /// The connection of an agency's system.
+    pub fn agency(&self, agency: &str) -> &marr::cli::Connection {
+        self.agencies
+            .get(agency)
+            .unwrap_or_else(|| panic!("no test principal for agency {agency}"))
+    }
+
+    /// The same server as the holder of `token`.
+    pub fn as_token(&self, token: &str) -> marr::cli::Connection {
+        self.public.with_token(token).expect("token")
+    }
+
+    /// Newcastle's council, whose records `record()` makes.
+    pub fn risk_register(
+        &self,
+    ) -> marr::proto::risk_register_client::RiskRegisterClient<Authenticated> {
+        self.agency(NEWCASTLE).risk_register()
+    }
+
+    pub fn inspection(&self) -> marr::proto::inspection_client::InspectionClient<Authenticated> {
+        self.inspector.inspection()
+    }
+
+    pub fn alerts(&self) -> marr::proto::alerts_client::AlertsClient<Authenticated> {
+        self.board.alerts()
+    }
+
+    pub fn directory(&self) -> marr::proto::directory_client::DirectoryClient<Authenticated> {
+        self.admin.directory()
+    }
+
+    pub fn audit(&self) -> marr::proto::audit_client::AuditClient<Authenticated> {
+        self.admin.audit()
+    }
+}
+
+/// The client subcommands' functions take the administrator's connection.
+impl std::ops::Deref for Connection {
+    type Target = marr::cli::Connection;
+    fn deref(&self) -> &marr::cli::Connection {
+        &self.admin
+    }
+}
+
 pub struct TestServer {
     pub url: String,
     /// Taken away before a restart: sled lets one handle at a time hold the directory.
@@ -96,7 +258,7 @@ impl TestServer {
         let handle = tokio::spawn(marr::serve(
             listener,
             store.clone(),
-            Config::default(),
+            test_config(),
             async move {
                 let _ = stop.await;
             },
@@ -153,9 +315,7 @@ impl TestServer {
     }
 
     pub async fn connect(&self) -> Connection {
-        Connection::open(&ServerArgs::plain(self.url.clone()))
-            .await
-            .expect("connects")
+        Connection::open(&self.url).await.expect("connects")
     }
 
     /// A server with the North East's real geography and three agencies:
@@ -200,6 +360,11 @@ impl Drop for TestServer {
             let _ = shutdown.send(());
         }
     }
+}
+
+/// Who is acting when a test drives the store directly.
+pub fn operator() -> marr::domain::Actor {
+    marr::domain::Actor::new("test operator", marr::domain::Role::Admin, "test")
 }
 
 /// A time `hours` before now.
@@ -259,9 +424,36 @@ pub fn rec(
     r
 }
 
-/// Pushes records through one PushRecords stream and collects every answer.
+/// Pushes records in order, each run of one agency's records through one PushRecords stream
+/// of that agency's system, and collects every answer (indexes count across the whole list).
 pub async fn push_all(
     connection: &Connection,
+    records: Vec<proto::RiskRecord>,
+) -> Vec<proto::PushRecordsResponse> {
+    let mut out = Vec::new();
+    let mut records = records.into_iter().peekable();
+    while let Some(first) = records.next() {
+        let agency = first.agency_id.clone();
+        let mut run = vec![first];
+        while let Some(next) = records.next_if(|r| r.agency_id == agency) {
+            run.push(next);
+        }
+        let offset = out.len() as u64;
+        let pusher = connection
+            .agencies
+            .get(agency.as_str())
+            .unwrap_or_else(|| connection.agency(NEWCASTLE));
+        for mut answer in push_as(pusher, run).await {
+            answer.index += offset;
+            out.push(answer);
+        }
+    }
+    out
+}
+
+/// Pushes records through one PushRecords stream on this connection.
+pub async fn push_as(
+    connection: &marr::cli::Connection,
     records: Vec<proto::RiskRecord>,
 ) -> Vec<proto::PushRecordsResponse> {
     let requests = tokio_stream::iter(
@@ -288,6 +480,7 @@ pub async fn head_of(
     local_ref: &str,
 ) -> Option<proto::RecordRevision> {
     match connection
+        .agency(agency)
         .risk_register()
         .get_record(proto::GetRecordRequest {
             agency_id: agency.into(),

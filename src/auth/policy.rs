@@ -1,0 +1,132 @@
+//! The one declaration of who may call each method and what the audit chain keeps of it.
+//! The guard refuses any method missing here, and a test fails when a service in the contract
+//! has a method without a rule, so a new method cannot be forgotten.
+
+use crate::domain::Role;
+
+use Role::{Admin, Agency, Board, Inspector, Public};
+
+/// What the audit chain records of a call. Every refusal is recorded whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audit {
+    /// The writer records it in the same atomic step as the write.
+    Write,
+    /// A read of record- or subject-level data: recorded before the answer is sent.
+    Read,
+    /// Aggregate or reference data: only refusals are recorded.
+    Refusals,
+}
+
+/// Who may call one method. Roles admit a caller; the handler then checks the caller's scope
+/// (its agency, or its places) against what the request names.
+#[derive(Debug, Clone, Copy)]
+pub struct MethodRule {
+    /// The method's full path, `/package.Service/Method`.
+    pub method: &'static str,
+    /// The roles that may call it; `Public` admits everyone, with or without credentials.
+    pub roles: &'static [Role],
+    pub audit: Audit,
+}
+
+const fn rule(method: &'static str, roles: &'static [Role], audit: Audit) -> MethodRule {
+    MethodRule {
+        method,
+        roles,
+        audit,
+    }
+}
+
+/// Every method the server answers.
+pub const METHOD_RULES: &[MethodRule] = &[
+    // Agencies submit and read their own records.
+    rule(
+        "/marr.v1.RiskRegister/SubmitRecord",
+        &[Agency],
+        Audit::Write,
+    ),
+    rule("/marr.v1.RiskRegister/PushRecords", &[Agency], Audit::Write),
+    rule("/marr.v1.RiskRegister/GetRecord", &[Agency], Audit::Read),
+    rule(
+        "/marr.v1.RiskRegister/GetRecordHistory",
+        &[Agency],
+        Audit::Read,
+    ),
+    // Inspectors and boards read place views within their places.
+    rule(
+        "/marr.v1.Inspection/GetPlaceView",
+        &[Inspector, Board],
+        Audit::Refusals,
+    ),
+    rule(
+        "/marr.v1.Inspection/ComparePlaces",
+        &[Inspector, Board],
+        Audit::Refusals,
+    ),
+    // Record- and subject-level reads are for inspectors, and each one is recorded.
+    rule("/marr.v1.Inspection/ListRisks", &[Inspector], Audit::Read),
+    rule(
+        "/marr.v1.Inspection/FollowSubject",
+        &[Inspector],
+        Audit::Read,
+    ),
+    rule(
+        "/marr.v1.Inspection/CreateSnapshot",
+        &[Inspector],
+        Audit::Write,
+    ),
+    rule(
+        "/marr.v1.Inspection/GetSnapshot",
+        &[Inspector],
+        Audit::Refusals,
+    ),
+    // Alerts name records and subjects: boards only, and each watch or listing is recorded.
+    rule("/marr.v1.Alerts/Watch", &[Board], Audit::Read),
+    rule("/marr.v1.Alerts/ListAlerts", &[Board], Audit::Read),
+    // The directory is reference data anyone may read; only admins change it.
+    rule("/marr.v1.Directory/ImportPlaces", &[Admin], Audit::Write),
+    rule("/marr.v1.Directory/GetPlace", &[Public], Audit::Refusals),
+    rule(
+        "/marr.v1.Directory/ListChildPlaces",
+        &[Public],
+        Audit::Refusals,
+    ),
+    rule("/marr.v1.Directory/RegisterAgency", &[Admin], Audit::Write),
+    rule(
+        "/marr.v1.Directory/ListAgencies",
+        &[Agency, Inspector, Board, Admin],
+        Audit::Refusals,
+    ),
+    // The audit chain itself: admins read and verify it; an agency sees who read its records.
+    rule("/marr.v1.Audit/ListAuditEvents", &[Admin], Audit::Read),
+    rule("/marr.v1.Audit/VerifyAudit", &[Admin], Audit::Read),
+    rule(
+        "/marr.v1.Audit/ListAccessToMyRecords",
+        &[Agency],
+        Audit::Read,
+    ),
+    // Probes and schema discovery carry no safeguarding data.
+    rule("/grpc.health.v1.Health/Check", &[Public], Audit::Refusals),
+    rule("/grpc.health.v1.Health/Watch", &[Public], Audit::Refusals),
+    rule(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        &[Public],
+        Audit::Refusals,
+    ),
+];
+
+/// The rule for a method path, if one is declared.
+pub fn rule_for(method: &str) -> Option<&'static MethodRule> {
+    METHOD_RULES.iter().find(|rule| rule.method == method)
+}
+
+impl MethodRule {
+    /// Whether a principal of this role may call the method at all.
+    pub fn admits(&self, role: Role) -> bool {
+        self.roles.contains(&Public) || self.roles.contains(&role)
+    }
+
+    /// The method's name after the service, for messages.
+    pub fn name(&self) -> &'static str {
+        self.method.rsplit('/').next().unwrap_or(self.method)
+    }
+}

@@ -1,0 +1,94 @@
+//! `marr verify`: checks the audit chain (and, offline, every projection) and reports the
+//! first broken link or each disagreement.
+
+use std::path::Path;
+
+use super::{ClientError, Connection};
+use crate::proto;
+use crate::store::{Store, StoreError};
+
+/// What verification found: lines to print, and whether everything held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Findings {
+    pub lines: Vec<String>,
+    pub intact: bool,
+}
+
+impl Findings {
+    fn audit(verdict: Result<u64, String>) -> Self {
+        match verdict {
+            Ok(events) => Self {
+                lines: vec![format!("audit chain intact: {events} events checked")],
+                intact: true,
+            },
+            Err(reason) => Self {
+                lines: vec![reason],
+                intact: false,
+            },
+        }
+    }
+}
+
+/// Asks a running server to walk its audit chain (administrators).
+pub async fn audit_online(connection: &Connection) -> Result<Findings, ClientError> {
+    let answer = connection
+        .audit()
+        .verify_audit(proto::VerifyAuditRequest {})
+        .await?
+        .into_inner();
+    Ok(Findings::audit(if answer.intact {
+        Ok(answer.events_checked)
+    } else {
+        Err(format!(
+            "the audit chain is broken at event {}: {}",
+            answer.broken_at_sequence, answer.reason
+        ))
+    }))
+}
+
+/// Opens a stopped server's store and checks the audit chain and, unless `audit_only`, that
+/// every projection agrees with the log.
+pub async fn offline(dir: &Path, audit_only: bool) -> Result<Findings, ClientError> {
+    let unreadable = |error: StoreError| ClientError::Input {
+        path: dir.display().to_string(),
+        reason: format!("{error} (verify needs the server stopped)"),
+    };
+    if !dir.join("conf").exists() {
+        return Err(ClientError::Input {
+            path: dir.display().to_string(),
+            reason: "is not a marr data directory".into(),
+        });
+    }
+    let path = dir.to_path_buf();
+    let store = tokio::task::spawn_blocking(move || Store::open(&path))
+        .await
+        .map_err(|e| unreadable(StoreError::WriterFailed(e.to_string())))?
+        .map_err(unreadable)?;
+    let checking = store.clone();
+    let (chain, projections) = tokio::task::spawn_blocking(move || {
+        let chain = checking.verify_audit()?;
+        let projections = if audit_only {
+            Vec::new()
+        } else {
+            checking.verify_projections()?
+        };
+        Ok::<_, StoreError>((chain, projections))
+    })
+    .await
+    .map_err(|e| unreadable(StoreError::WriterFailed(e.to_string())))?
+    .map_err(unreadable)?;
+    store.close().await.map_err(unreadable)?;
+    let mut findings = Findings::audit(chain.map_err(|broken| broken.to_string()));
+    if !audit_only {
+        if projections.is_empty() {
+            findings.lines.push(format!(
+                "projections agree with the log (head {})",
+                store.head_sequence()
+            ));
+        } else {
+            findings.intact = false;
+            findings.lines.extend(projections);
+        }
+    }
+    Ok(findings)
+}
