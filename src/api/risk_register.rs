@@ -114,7 +114,14 @@ async fn admit(
         Err(invalid) => return Pending::Answered(rejected(index, &invalid)),
     };
     if let Err(denied) = caller.acts_for(&record.key.agency) {
-        return Pending::Failed(denied.into());
+        // The stream was admitted, so the guard sees no refusal: record this one here.
+        let status = Status::from(denied);
+        let mut access = caller.access(format!("{:?}: {}", status.code(), status.message()));
+        access.records = vec![record.key];
+        if let Err(error) = store.audit(access).await {
+            tracing::error!(%error, "cannot record a refusal in the audit chain");
+        }
+        return Pending::Failed(status);
     }
     if let Err(invalid) = store.check_record(&record) {
         return Pending::Answered(rejected(index, &invalid));

@@ -130,3 +130,64 @@ impl MethodRule {
         self.method.rsplit('/').next().unwrap_or(self.method)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+    use std::collections::BTreeSet;
+
+    /// Every method of every service the server registers, from the descriptors it serves.
+    fn served_methods() -> BTreeSet<String> {
+        let mut methods = BTreeSet::new();
+        for set in [
+            crate::proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        ] {
+            let set = prost_types::FileDescriptorSet::decode(set).expect("descriptor set");
+            for file in set.file {
+                let package = file.package().to_string();
+                for service in &file.service {
+                    for method in &service.method {
+                        methods.insert(format!("/{package}.{}/{}", service.name(), method.name()));
+                    }
+                }
+            }
+        }
+        methods
+    }
+
+    #[test]
+    fn every_served_method_has_exactly_one_rule_and_every_rule_a_method() {
+        let served = served_methods();
+        let declared: Vec<&str> = METHOD_RULES.iter().map(|r| r.method).collect();
+        let unique: BTreeSet<&str> = declared.iter().copied().collect();
+        assert_eq!(unique.len(), declared.len(), "a method is declared twice");
+        let missing: Vec<&String> = served
+            .iter()
+            .filter(|m| !unique.contains(m.as_str()))
+            .collect();
+        assert!(missing.is_empty(), "methods without a rule: {missing:?}");
+        let stale: Vec<&&str> = unique.iter().filter(|m| !served.contains(**m)).collect();
+        assert!(
+            stale.is_empty(),
+            "rules for methods nobody serves: {stale:?}"
+        );
+    }
+
+    #[test]
+    fn no_rule_admits_an_unauthenticated_caller_to_safeguarding_data() {
+        for rule in METHOD_RULES {
+            let reference_data = rule.method.starts_with("/grpc.")
+                || rule.method == "/marr.v1.Directory/GetPlace"
+                || rule.method == "/marr.v1.Directory/ListChildPlaces";
+            assert_eq!(
+                rule.admits(Role::Public),
+                reference_data,
+                "{} is open to the public",
+                rule.method
+            );
+        }
+    }
+}

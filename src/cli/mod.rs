@@ -152,6 +152,14 @@ impl Connection {
         })
     }
 
+    /// Any generated client (health, reflection) over this connection and its credentials.
+    pub fn client<C>(&self, make: impl FnOnce(Authenticated) -> C) -> C {
+        make(InterceptedService::new(
+            self.channel.clone(),
+            self.bearer.clone(),
+        ))
+    }
+
     pub fn audit(&self) -> AuditClient<Authenticated> {
         AuditClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }

@@ -227,6 +227,7 @@ pub struct TestServer {
     store: Option<Store>,
     dir: tempfile::TempDir,
     options: StoreOptions,
+    config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), marr::ServeError>>>,
 }
@@ -238,14 +239,30 @@ impl TestServer {
 
     /// A server whose store has these rule settings and clock.
     pub async fn start_with(options: StoreOptions) -> Self {
-        Self::start_in(tempfile::tempdir().expect("temp dir"), options).await
+        Self::start_in(
+            tempfile::tempdir().expect("temp dir"),
+            options,
+            test_config(),
+        )
+        .await
     }
 
-    async fn start_in(dir: tempfile::TempDir, options: StoreOptions) -> Self {
-        Self::start_at(dir, options, "127.0.0.1:0").await
+    /// A server with this config (its principals and limits).
+    pub async fn start_configured(config: Config) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(dir, StoreOptions::default(), config).await
     }
 
-    async fn start_at(dir: tempfile::TempDir, options: StoreOptions, address: &str) -> Self {
+    async fn start_in(dir: tempfile::TempDir, options: StoreOptions, config: Config) -> Self {
+        Self::start_at(dir, options, config, "127.0.0.1:0").await
+    }
+
+    async fn start_at(
+        dir: tempfile::TempDir,
+        options: StoreOptions,
+        config: Config,
+        address: &str,
+    ) -> Self {
         let path = dir.path().to_path_buf();
         let opening = options.clone();
         let store = tokio::task::spawn_blocking(move || Store::open_with(&path, opening))
@@ -258,7 +275,7 @@ impl TestServer {
         let handle = tokio::spawn(marr::serve(
             listener,
             store.clone(),
-            test_config(),
+            config.clone(),
             async move {
                 let _ = stop.await;
             },
@@ -268,6 +285,7 @@ impl TestServer {
             store: Some(store),
             dir,
             options,
+            config,
             shutdown: Some(shutdown),
             handle: Some(handle),
         }
@@ -300,7 +318,7 @@ impl TestServer {
         self.stop().await;
         self.store = None;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
-        Self::start_in(dir, self.options.clone()).await
+        Self::start_in(dir, self.options.clone(), self.config.clone()).await
     }
 
     /// Stops, waits a moment with nothing listening, and starts again on the same address, as
@@ -311,7 +329,7 @@ impl TestServer {
         tokio::time::sleep(down_for).await;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
         let address = self.url.trim_start_matches("http://").to_string();
-        Self::start_at(dir, self.options.clone(), &address).await
+        Self::start_at(dir, self.options.clone(), self.config.clone(), &address).await
     }
 
     pub async fn connect(&self) -> Connection {
@@ -326,7 +344,11 @@ impl TestServer {
 
     /// The North East server with these rule settings and clock.
     pub async fn north_east_with(options: StoreOptions) -> (Self, Connection) {
-        let server = Self::start_with(options).await;
+        Self::north_east_in(Self::start_with(options).await).await
+    }
+
+    /// The North East's geography and agencies on this server.
+    pub async fn north_east_in(server: Self) -> (Self, Connection) {
         let connection = server.connect().await;
         places::import_tables(&connection, north_east_tables())
             .await
