@@ -300,8 +300,9 @@ impl TestServer {
         self.dir.path()
     }
 
-    /// Graceful stop: drains calls, flushes the store.
+    /// Graceful stop: drains calls, flushes the store and lets go of it.
     pub async fn stop(&mut self) {
+        self.store = None;
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }

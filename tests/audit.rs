@@ -1,0 +1,311 @@
+//! The audit chain: every write and every record- or subject-level read leaves one event naming
+//! who, what and why; an agency sees who read its records; tampering is found at the event.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+use marr::domain::audit::AuditEvent;
+use marr::proto;
+
+async fn events(
+    connection: &Connection,
+    request: proto::ListAuditEventsRequest,
+) -> Vec<proto::AuditEvent> {
+    connection
+        .audit()
+        .list_audit_events(request)
+        .await
+        .expect("admin lists the audit chain")
+        .into_inner()
+        .events
+}
+
+fn methods(events: &[proto::AuditEvent]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e.method.rsplit('/').next().unwrap_or_default())
+        .collect()
+}
+
+/// The North East with two Newcastle records and an inspector who has looked at them.
+async fn inspected() -> (TestServer, Connection) {
+    let (server, connection) = TestServer::north_east().await;
+    push_all(
+        &connection,
+        vec![
+            rec(
+                NEWCASTLE,
+                "A-1",
+                NEWCASTLE_WARD,
+                1,
+                proto::Severity::High,
+                3,
+            ),
+            rec(
+                NEWCASTLE,
+                "A-2",
+                NEWCASTLE_WARD,
+                2,
+                proto::Severity::Medium,
+                2,
+            ),
+            rec(
+                NORTHUMBRIA,
+                "P-1",
+                NEWCASTLE_WARD,
+                1,
+                proto::Severity::High,
+                1,
+            ),
+        ],
+    )
+    .await;
+    let mut inspection = connection.inspection();
+    inspection
+        .get_place_view(proto::GetPlaceViewRequest {
+            place_code: NEWCASTLE.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("view");
+    inspection
+        .list_risks(proto::ListRisksRequest {
+            place_code: NEWCASTLE_WARD.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("risks");
+    inspection
+        .follow_subject(proto::FollowSubjectRequest {
+            subject_key: subject(1),
+            purpose: "Joint targeted area inspection: exploitation".into(),
+            as_of_sequence: 0,
+        })
+        .await
+        .expect("trail");
+    (server, connection)
+}
+
+#[tokio::test]
+async fn writes_and_record_level_reads_each_leave_one_event_naming_who_what_and_why() {
+    let (_server, connection) = inspected().await;
+    let all = events(&connection, proto::ListAuditEventsRequest::default()).await;
+    let sequences: Vec<u64> = all.iter().map(|e| e.sequence).collect();
+    assert_eq!(
+        sequences,
+        (1..=all.len() as u64).collect::<Vec<_>>(),
+        "gap-free"
+    );
+    assert!(
+        all.iter()
+            .skip(1)
+            .all(|e| e.previous_hash != "0".repeat(64)),
+        "chained"
+    );
+
+    // One event per caller for each batch the writer made of its records.
+    let (pushes, others): (Vec<_>, Vec<_>) =
+        all.iter().partition(|e| e.method.ends_with("/PushRecords"));
+    let others: Vec<proto::AuditEvent> = others.into_iter().cloned().collect();
+    assert_eq!(
+        methods(&others),
+        [
+            "ImportPlaces",
+            "RegisterAgency",
+            "RegisterAgency",
+            "RegisterAgency",
+            "ListRisks",
+            "FollowSubject",
+        ],
+        "aggregate views are not record-level reads"
+    );
+    let newcastle: Vec<&proto::AuditEvent> = pushes
+        .iter()
+        .copied()
+        .filter(|e| e.principal == format!("agency {NEWCASTLE}"))
+        .collect();
+    assert!(
+        newcastle
+            .iter()
+            .all(|e| e.role == proto::Role::Agency as i32)
+    );
+    let pushed: Vec<&str> = newcastle
+        .iter()
+        .flat_map(|e| e.records.iter().map(|r| r.local_ref.as_str()))
+        .collect();
+    assert_eq!(pushed, ["A-1", "A-2"]);
+    let accepted: u32 = newcastle
+        .iter()
+        .map(|e| {
+            let counted = e
+                .outcome
+                .strip_prefix("OK: accepted ")
+                .expect("a write's outcome");
+            counted
+                .split(',')
+                .next()
+                .and_then(|n| n.parse::<u32>().ok())
+                .expect("a count")
+        })
+        .sum();
+    assert_eq!(accepted, 2);
+
+    let trail = all.last().expect("events");
+    assert_eq!(trail.principal, "inspector");
+    assert_eq!(trail.subject_key, subject(1));
+    assert_eq!(
+        trail.purpose,
+        "Joint targeted area inspection: exploitation"
+    );
+    let read: Vec<&str> = trail.records.iter().map(|r| r.local_ref.as_str()).collect();
+    assert_eq!(read, ["A-1", "P-1"], "the trail's records");
+
+    let by_method = events(
+        &connection,
+        proto::ListAuditEventsRequest {
+            method: "FollowSubject".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(methods(&by_method), ["FollowSubject"]);
+    let by_principal = events(
+        &connection,
+        proto::ListAuditEventsRequest {
+            principal: "inspector".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(methods(&by_principal), ["ListRisks", "FollowSubject"]);
+    let before_any = events(
+        &connection,
+        proto::ListAuditEventsRequest {
+            to: Some(hours_ago(1)),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(before_any.is_empty(), "nothing happened an hour ago");
+}
+
+#[tokio::test]
+async fn an_agency_sees_who_read_its_records_and_why_but_not_its_own_submissions() {
+    let (_server, connection) = inspected().await;
+    let seen = connection
+        .agency(NEWCASTLE)
+        .audit()
+        .list_access_to_my_records(proto::ListAccessToMyRecordsRequest::default())
+        .await
+        .expect("an agency asks who read its records")
+        .into_inner()
+        .events;
+    assert_eq!(methods(&seen), ["ListRisks", "FollowSubject"]);
+    assert!(seen.iter().all(|e| e.principal == "inspector"));
+    assert_eq!(
+        seen[1].purpose,
+        "Joint targeted area inspection: exploitation"
+    );
+
+    // The police force's record was read only through the trail.
+    let police = connection
+        .agency(NORTHUMBRIA)
+        .audit()
+        .list_access_to_my_records(proto::ListAccessToMyRecordsRequest::default())
+        .await
+        .expect("listing")
+        .into_inner()
+        .events;
+    assert_eq!(methods(&police), ["ListRisks", "FollowSubject"]);
+}
+
+/// Rewrites one stored audit event so it says someone else did it, as a person with access to
+/// the disk might.
+fn tamper_with(data_dir: &std::path::Path, sequence: u64) {
+    let db = sled::open(data_dir).expect("the stopped store opens");
+    let tree = db.open_tree("register").expect("tree");
+    let mut key = vec![b'U'];
+    key.extend_from_slice(&sequence.to_be_bytes());
+    let stored = tree.get(&key).expect("read").expect("the event is stored");
+    let mut event: AuditEvent = postcard::from_bytes(&stored).expect("decodes");
+    event.principal = "someone else".into();
+    tree.insert(key, postcard::to_stdvec(&event).expect("encodes"))
+        .expect("write");
+    db.flush().expect("flush");
+}
+
+fn verify_offline(data_dir: &std::path::Path) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_marr"))
+        .args(["verify", "--audit", "--data-dir"])
+        .arg(data_dir)
+        .env_remove("MARR_TOKEN")
+        .output()
+        .expect("marr verify runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).to_string()
+            + &String::from_utf8_lossy(&output.stderr),
+    )
+}
+
+#[tokio::test]
+async fn changing_one_stored_event_is_found_at_that_event() {
+    let (server, connection) = inspected().await;
+    let recorded = events(&connection, proto::ListAuditEventsRequest::default()).await;
+    let verdict = connection
+        .audit()
+        .verify_audit(proto::VerifyAuditRequest {})
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(verdict.intact, "{verdict:?}");
+    // Reading the chain is itself recorded, after its answer was assembled.
+    assert_eq!(verdict.events_checked, recorded.len() as u64 + 1);
+    drop(connection);
+
+    let mut server = server;
+    server.stop().await;
+    let data = server.data_dir().to_path_buf();
+    let (code, text) = verify_offline(&data);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("audit chain intact"), "{text}");
+
+    tamper_with(&data, 5);
+    let (code, text) = verify_offline(&data);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("broken at event 5"), "{text}");
+
+    // The server still starts, and says the same to an administrator who asks.
+    let server = server.restart().await;
+    let connection = server.connect().await;
+    let verdict = connection
+        .audit()
+        .verify_audit(proto::VerifyAuditRequest {})
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(!verdict.intact);
+    assert_eq!(verdict.broken_at_sequence, 5, "{verdict:?}");
+}
+
+#[tokio::test]
+async fn changing_the_last_event_is_found_too() {
+    let (server, connection) = inspected().await;
+    drop(connection);
+    let mut server = server;
+    server.stop().await;
+    let data = server.data_dir().to_path_buf();
+    let last = {
+        let store = marr::store::Store::open(&data).expect("opens");
+        let head = store.audit_head().expect("head");
+        store.close().await.expect("close");
+        head
+    };
+    tamper_with(&data, last);
+    let (code, text) = verify_offline(&data);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains(&format!("broken at event {last}")), "{text}");
+}
