@@ -232,6 +232,34 @@ async fn an_oversized_message_is_refused_and_stores_nothing() {
         .submit_record(proto::SubmitRecordRequest { record: Some(huge) })
         .await
         .expect_err("refused");
-    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(head_of(&connection, NEWCASTLE, "CASE-HUGE").await, None);
+}
+
+#[tokio::test]
+async fn an_oversized_message_in_a_push_stream_ends_it_and_keeps_what_came_before() {
+    let (_server, connection) = TestServer::north_east().await;
+    let mut huge = record("CASE-HUGE", 1);
+    huge.note = "n".repeat(200_000);
+    let requests = tokio_stream::iter(
+        [record("CASE-FIRST", 1), huge]
+            .into_iter()
+            .map(|r| proto::PushRecordsRequest { record: Some(r) }),
+    );
+    let mut answers = connection
+        .risk_register()
+        .push_records(requests)
+        .await
+        .expect("stream opens")
+        .into_inner();
+    let first = answers.message().await.expect("first answer").expect("one");
+    assert_eq!(first.outcome, proto::Outcome::Accepted as i32);
+    let status = answers.message().await.expect_err("the stream ends");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        head_of(&connection, NEWCASTLE, "CASE-FIRST")
+            .await
+            .is_some()
+    );
     assert_eq!(head_of(&connection, NEWCASTLE, "CASE-HUGE").await, None);
 }

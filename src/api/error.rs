@@ -65,3 +65,16 @@ impl From<ApiError> for Status {
         }
     }
 }
+
+/// tonic refuses a message over a method's size limit with OUT_OF_RANGE; the contract answers
+/// every limit with RESOURCE_EXHAUSTED. Other statuses pass through unchanged.
+pub fn limit_as_exhausted(status: Status) -> Status {
+    if status.code() == Code::OutOfRange && status.message().contains("message length too large") {
+        Status::resource_exhausted(format!(
+            "the message is larger than this method accepts ({})",
+            status.message()
+        ))
+    } else {
+        status
+    }
+}

@@ -10,7 +10,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{record_from_proto, record_key, revision_to_proto};
-use super::error::ApiError;
+use super::error::{ApiError, limit_as_exhausted};
 use crate::auth::Caller;
 use crate::domain::{Actor, Invalid};
 use crate::proto::risk_register_server::RiskRegister;
@@ -90,7 +90,7 @@ async fn take_in(
         let next = match message {
             Ok(request) => admit(&store, &caller, &actor, index, request.record).await,
             // The client's side of the stream broke; what was queued is still answered.
-            Err(status) => Pending::Failed(status),
+            Err(status) => Pending::Failed(limit_as_exhausted(status)),
         };
         let failed = matches!(next, Pending::Failed(_));
         if pending.send(next).await.is_err() || failed {

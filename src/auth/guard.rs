@@ -20,6 +20,7 @@ use tower::{Layer, Service};
 
 use super::policy::{self, Audit};
 use super::{Caller, Denied, Identities, Principal};
+use crate::api::error::limit_as_exhausted;
 use crate::domain::{Access, Actor, Role};
 use crate::store::Store;
 
@@ -263,6 +264,12 @@ where
         .into_http(),
     };
     drop(permit);
+    let response = match Status::from_header_map(response.headers()) {
+        Some(status) if status.code() == tonic::Code::OutOfRange => {
+            limit_as_exhausted(status).into_http()
+        }
+        _ => response,
+    };
     let outcome = outcome_of(&response);
     let refused = outcome != "OK";
     if (refused || rule.audit == Audit::Read)
