@@ -171,7 +171,9 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub(crate) fn new(principal: Arc<Principal>, method: &'static str) -> Self {
+    /// The guard makes one for every call it admits. Only code in this process can attach
+    /// one to a request, so a client cannot bring its own.
+    pub fn new(principal: Arc<Principal>, method: &'static str) -> Self {
         Self {
             principal,
             method,
