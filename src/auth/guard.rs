@@ -50,7 +50,12 @@ pub struct Guard {
     max_concurrent: usize,
     in_flight: Arc<Semaphore>,
     rates: DefaultKeyedRateLimiter<String>,
+    /// Calls admitted so far, to forget idle callers' rate state now and then.
+    calls: std::sync::atomic::AtomicU64,
 }
+
+/// How often the rate limiter forgets callers that have been quiet long enough.
+const FORGET_IDLE_EVERY: u64 = 4096;
 
 impl Guard {
     pub fn new(identities: Identities, store: Store, limits: &Limits) -> Self {
@@ -63,6 +68,7 @@ impl Guard {
             max_concurrent: limits.max_concurrent,
             in_flight: Arc::new(Semaphore::new(limits.max_concurrent)),
             rates: RateLimiter::keyed(quota),
+            calls: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -122,6 +128,13 @@ impl Guard {
                     rule.name()
                 ))
             }));
+        }
+        let calls = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if calls % FORGET_IDLE_EVERY == FORGET_IDLE_EVERY - 1 {
+            // Anonymous callers are keyed by address; without this the state would only grow.
+            self.rates.retain_recent();
         }
         if let Err(not_until) = self.rates.check_key(&principal.name) {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
