@@ -23,11 +23,18 @@ impl Store {
     pub fn verify_audit(&self) -> Result<Result<u64, BrokenLink>, StoreError> {
         let tree = &self.shared.tree;
         let head = AuditHead::get(tree, &())?;
-        let mut stored = Vec::new();
-        for entry in AuditLog::scan_stored(tree) {
-            stored.push(entry?);
+        // One event at a time: the chain may be far larger than memory.
+        let mut unreadable = None;
+        let events = AuditLog::scan_stored(tree).map_while(|entry| {
+            entry
+                .map_err(|error| unreadable = Some(error))
+                .ok()
+        });
+        let verdict = verify_chain(events, head);
+        match unreadable {
+            Some(error) => Err(error),
+            None => Ok(verdict),
         }
-        Ok(verify_chain(stored, head))
     }
 
     /// Events after `after` that match the filter, oldest first, at most `limit` of them.
