@@ -55,7 +55,11 @@ async fn connect(url: &str) -> Connection {
 /// A record of `agency` numbered `n`, at version `version` (hours back from now, so a larger
 /// version is newer), sometimes critical so alerts are raised alongside.
 fn crash_record(agency: &str, n: u32, version: i64) -> proto::RiskRecord {
-    let place = if agency == NEWCASTLE { NEWCASTLE_WARD } else { GATESHEAD_WARD };
+    let place = if agency == NEWCASTLE {
+        NEWCASTLE_WARD
+    } else {
+        GATESHEAD_WARD
+    };
     let severity = match (n + version as u32) % 4 {
         0 => proto::Severity::Critical,
         1 => proto::Severity::High,
@@ -71,7 +75,12 @@ fn crash_record(agency: &str, n: u32, version: i64) -> proto::RiskRecord {
 
 /// Pushes streams of new records and updates as one agency until the server goes away,
 /// noting every acknowledgement.
-async fn pusher(connection: Connection, agency: &'static str, seed: u64, acknowledged: Acknowledged) {
+async fn pusher(
+    connection: Connection,
+    agency: &'static str,
+    seed: u64,
+    acknowledged: Acknowledged,
+) {
     let mut rng = StdRng::seed_from_u64(seed);
     let client = connection.agency(agency).clone();
     loop {
@@ -205,7 +214,11 @@ async fn every_acknowledged_record_survives_sigkill_at_any_moment() {
                 .await
                 .expect("import");
             for (id, kind, footprint) in [
-                (NEWCASTLE, marr::domain::AgencyKind::ChildrenSocialCare, NEWCASTLE),
+                (
+                    NEWCASTLE,
+                    marr::domain::AgencyKind::ChildrenSocialCare,
+                    NEWCASTLE,
+                ),
                 (NORTHUMBRIA, marr::domain::AgencyKind::Police, NORTHUMBRIA),
             ] {
                 marr::cli::agencies::register(&connection, id, kind, id, &[footprint.to_string()])
@@ -214,8 +227,18 @@ async fn every_acknowledged_record_survives_sigkill_at_any_moment() {
             }
         }
         let workers = vec![
-            tokio::spawn(pusher(connection.clone(), NEWCASTLE, rng.random(), Arc::clone(&acknowledged))),
-            tokio::spawn(pusher(connection.clone(), NORTHUMBRIA, rng.random(), Arc::clone(&acknowledged))),
+            tokio::spawn(pusher(
+                connection.clone(),
+                NEWCASTLE,
+                rng.random(),
+                Arc::clone(&acknowledged),
+            )),
+            tokio::spawn(pusher(
+                connection.clone(),
+                NORTHUMBRIA,
+                rng.random(),
+                Arc::clone(&acknowledged),
+            )),
             tokio::spawn(reader(connection.clone(), rng.random())),
         ];
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..600))).await;

@@ -25,11 +25,8 @@ impl Store {
         let head = AuditHead::get(tree, &())?;
         // One event at a time: the chain may be far larger than memory.
         let mut unreadable = None;
-        let events = AuditLog::scan_stored(tree).map_while(|entry| {
-            entry
-                .map_err(|error| unreadable = Some(error))
-                .ok()
-        });
+        let events = AuditLog::scan_stored(tree)
+            .map_while(|entry| entry.map_err(|error| unreadable = Some(error)).ok());
         let verdict = verify_chain(events, head);
         match unreadable {
             Some(error) => Err(error),
