@@ -57,6 +57,9 @@ enum Command {
         /// Only the audit chain.
         #[arg(long)]
         audit: bool,
+        /// Offline: rewrite projections that disagree with the log from the log.
+        #[arg(long, requires = "data_dir", conflicts_with = "audit")]
+        repair: bool,
     },
     /// Runs a server on a sample of the North East with three agencies and synthetic records.
     Demo {
@@ -408,9 +411,10 @@ async fn verify(
     server: ServerArgs,
     data_dir: Option<PathBuf>,
     audit_only: bool,
+    repair: bool,
 ) -> Result<ExitCode, ClientError> {
     let findings = match data_dir {
-        Some(dir) => marr::cli::verify::offline(&dir, audit_only).await?,
+        Some(dir) => marr::cli::verify::offline(&dir, audit_only, repair).await?,
         None => marr::cli::verify::audit_online(&Connection::open(&server).await?).await?,
     };
     for line in &findings.lines {
@@ -470,7 +474,8 @@ async fn main() -> ExitCode {
             server,
             data_dir,
             audit,
-        } => client_exit(verify(server, data_dir, audit).await),
+            repair,
+        } => client_exit(verify(server, data_dir, audit, repair).await),
         Command::DevCerts { dir, config } => client_exit(dev_certs(&dir, config.as_deref())),
         Command::Pseudonymise { key_file, input } => {
             client_exit(pseudonymise(&key_file, input.as_deref()))

@@ -47,8 +47,9 @@ pub async fn audit_online(connection: &Connection) -> Result<Findings, ClientErr
 }
 
 /// Opens a stopped server's store and checks the audit chain and, unless `audit_only`, that
-/// every projection agrees with the log.
-pub async fn offline(dir: &Path, audit_only: bool) -> Result<Findings, ClientError> {
+/// every projection agrees with the log; with `repair`, rewrites projections that do not from
+/// the log. (The audit chain is never repaired: a break in it is evidence.)
+pub async fn offline(dir: &Path, audit_only: bool, repair: bool) -> Result<Findings, ClientError> {
     let unreadable = |error: StoreError| ClientError::Input {
         path: dir.display().to_string(),
         reason: format!("{error} (verify needs the server stopped)"),
@@ -77,7 +78,6 @@ pub async fn offline(dir: &Path, audit_only: bool) -> Result<Findings, ClientErr
     .await
     .map_err(|e| unreadable(StoreError::WriterFailed(e.to_string())))?
     .map_err(unreadable)?;
-    store.close().await.map_err(unreadable)?;
     let mut findings = Findings::audit(chain.map_err(|broken| broken.to_string()));
     if !audit_only {
         if projections.is_empty() {
@@ -86,9 +86,24 @@ pub async fn offline(dir: &Path, audit_only: bool) -> Result<Findings, ClientErr
                 store.head_sequence()
             ));
         } else {
-            findings.intact = false;
             findings.lines.extend(projections);
+            if repair {
+                let changed = store.repair_projections().await.map_err(unreadable)?;
+                let checking = store.clone();
+                let left = tokio::task::spawn_blocking(move || checking.verify_projections())
+                    .await
+                    .map_err(|e| unreadable(StoreError::WriterFailed(e.to_string())))?
+                    .map_err(unreadable)?;
+                findings.lines.push(format!(
+                    "repaired: {changed} projection entries rewritten from the log"
+                ));
+                findings.intact &= left.is_empty();
+                findings.lines.extend(left);
+            } else {
+                findings.intact = false;
+            }
         }
     }
+    store.close().await.map_err(unreadable)?;
     Ok(findings)
 }

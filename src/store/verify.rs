@@ -97,6 +97,16 @@ impl Store {
         Ok(problems)
     }
 
+    /// Rewrites the latest pointers and the place and subject indexes from the log, and
+    /// answers how many entries it added or removed. For `marr verify --repair`; the inspection
+    /// counters and the rules' memory are rebuilt from the log whenever the store opens.
+    pub async fn repair_projections(&self) -> Result<usize, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.send(super::writer::Command::RepairProjections { reply })
+            .await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
     /// Records whose latest revision sits directly at `place`.
     pub fn records_at(&self, place: PlaceCode) -> Result<Vec<RecordKey>, StoreError> {
         ByPlace::scan(&self.shared.tree, place.as_bytes())
@@ -110,4 +120,68 @@ impl Store {
             .map(|e| e.map(|((_, key), ())| key))
             .collect()
     }
+}
+
+/// The latest revision of every record, by replaying the log.
+fn replay_latest(tree: &sled::Tree) -> Result<BTreeMap<RecordKey, Revision>, StoreError> {
+    let mut latest = BTreeMap::new();
+    for entry in Log::scan_all(tree) {
+        let (_, revision) = entry?;
+        latest.insert(revision.record.key.clone(), revision);
+    }
+    Ok(latest)
+}
+
+/// A batch that makes the latest pointers and the place and subject indexes exactly what the
+/// log says, and how many entries it adds or removes. Run by the writer, so nothing else
+/// writes meanwhile.
+pub(super) fn repair_batch(tree: &sled::Tree) -> Result<(sled::Batch, usize), StoreError> {
+    let latest = replay_latest(tree)?;
+    let mut batch = sled::Batch::default();
+    let mut changed = 0;
+
+    let stored: BTreeMap<RecordKey, u64> = Latest::scan_all(tree).collect::<Result<_, _>>()?;
+    for (key, revision) in &latest {
+        if stored.get(key) != Some(&revision.sequence) {
+            Latest::put(&mut batch, key, &revision.sequence)?;
+            changed += 1;
+        }
+    }
+    for key in stored.keys().filter(|k| !latest.contains_key(*k)) {
+        Latest::remove(&mut batch, key);
+        changed += 1;
+    }
+
+    let places: BTreeSet<(PlaceCode, RecordKey)> = latest
+        .values()
+        .map(|r| (r.record.place, r.record.key.clone()))
+        .collect();
+    let stored_places: BTreeSet<(PlaceCode, RecordKey)> = ByPlace::scan_all(tree)
+        .map(|e| e.map(|(k, ())| k))
+        .collect::<Result<_, _>>()?;
+    for entry in places.difference(&stored_places) {
+        ByPlace::put(&mut batch, entry, &())?;
+        changed += 1;
+    }
+    for entry in stored_places.difference(&places) {
+        ByPlace::remove(&mut batch, entry);
+        changed += 1;
+    }
+
+    let subjects: BTreeSet<(SubjectKey, RecordKey)> = latest
+        .values()
+        .filter_map(|r| r.record.subject.map(|s| (s, r.record.key.clone())))
+        .collect();
+    let stored_subjects: BTreeSet<(SubjectKey, RecordKey)> = BySubject::scan_all(tree)
+        .map(|e| e.map(|(k, ())| k))
+        .collect::<Result<_, _>>()?;
+    for entry in subjects.difference(&stored_subjects) {
+        BySubject::put(&mut batch, entry, &())?;
+        changed += 1;
+    }
+    for entry in stored_subjects.difference(&subjects) {
+        BySubject::remove(&mut batch, entry);
+        changed += 1;
+    }
+    Ok((batch, changed))
 }

@@ -53,6 +53,10 @@ pub(super) enum Command {
     SweepStale {
         reply: oneshot::Sender<Result<usize, StoreError>>,
     },
+    /// Rewrites the latest pointers and indexes from the log.
+    RepairProjections {
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
     Close {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
@@ -162,6 +166,13 @@ impl Writer {
                 }
                 Command::SweepStale { reply } => {
                     let _ = reply.send(self.guarded(|w| w.sweep_stale()));
+                }
+                Command::RepairProjections { reply } => {
+                    let _ = reply.send(self.guarded(|w| {
+                        let (batch, changed) = super::verify::repair_batch(&w.shared.tree)?;
+                        w.apply(batch)?;
+                        Ok(changed)
+                    }));
                 }
                 Command::Close { reply } => {
                     let flushed = self.shared.db.flush().map(|_| ()).map_err(StoreError::from);
