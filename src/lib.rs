@@ -20,6 +20,7 @@ use proto::alerts_server::AlertsServer;
 use proto::audit_server::AuditServer;
 use proto::directory_server::DirectoryServer;
 use proto::inspection_server::InspectionServer;
+use proto::operations_server::OperationsServer;
 use proto::risk_register_server::RiskRegisterServer;
 use store::Store;
 
@@ -100,6 +101,9 @@ pub async fn serve(
     health
         .set_serving::<AuditServer<api::audit::AuditService>>()
         .await;
+    health
+        .set_serving::<OperationsServer<api::operations::OperationsService>>()
+        .await;
     health.set_service_status("", ServingStatus::Serving).await;
 
     let risk_register =
@@ -128,6 +132,8 @@ pub async fn serve(
     let alerts = AlertsServer::new(api::alerts::AlertsService::new(store.clone()))
         .max_decoding_message_size(MAX_RECORD_MESSAGE);
     let audit = AuditServer::new(api::audit::AuditService::new(store.clone()))
+        .max_decoding_message_size(MAX_RECORD_MESSAGE);
+    let operations = OperationsServer::new(api::operations::OperationsService::new(store.clone()))
         .max_decoding_message_size(MAX_RECORD_MESSAGE);
     let identities = auth::Identities::from_config(&config.principals).map_err(|reason| {
         config::ConfigError::Invalid {
@@ -183,6 +189,7 @@ pub async fn serve(
         .add_service(inspection)
         .add_service(alerts)
         .add_service(audit)
+        .add_service(operations)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     sweeper.abort();

@@ -124,3 +124,176 @@ async fn verify_refuses_a_directory_that_is_not_a_store() {
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("is not a marr data directory"), "{text}");
 }
+
+/// Pushes Newcastle records one stream after another until told to stop; answers the
+/// acknowledged (local reference, revision, sequence) triples.
+async fn keep_pushing(
+    connection: Connection,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<(String, u32, u64)> {
+    let mut acknowledged = Vec::new();
+    let mut n = 0;
+    while !*stop.borrow() {
+        let records: Vec<proto::RiskRecord> = (0..50)
+            .map(|i| {
+                n += 1;
+                rec(
+                    NEWCASTLE,
+                    &format!("L-{}", (n + i) % 300),
+                    NEWCASTLE_WARD,
+                    n % 40 + 1,
+                    proto::Severity::High,
+                    0,
+                )
+            })
+            .map(|mut r| {
+                // Each push is newer than the last, so updates become revisions.
+                let at = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
+                r.source_updated_at = Some(marr::api::convert::timestamp(at));
+                r
+            })
+            .collect();
+        for answer in push_all(&connection, records.clone()).await {
+            if answer.outcome == proto::Outcome::Accepted as i32 {
+                let local_ref = records[answer.index as usize].local_ref.clone();
+                acknowledged.push((local_ref, answer.revision, answer.sequence));
+            }
+        }
+    }
+    acknowledged
+}
+
+#[tokio::test]
+async fn a_backup_taken_under_load_restores_to_a_store_that_verifies() {
+    let (server, connection) = TestServer::north_east().await;
+    push_all(
+        &connection,
+        vec![rec(
+            NORTHUMBRIA,
+            "B-1",
+            GATESHEAD_WARD,
+            1,
+            proto::Severity::Critical,
+            2,
+        )],
+    )
+    .await;
+    connection
+        .inspection()
+        .create_snapshot(proto::CreateSnapshotRequest {
+            place_code: NEWCASTLE.into(),
+            label: "Before the backup".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("snapshot");
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let load = tokio::spawn(keep_pushing(connection.clone(), stopping));
+    // Let the load get going, then back up while it runs.
+    while server.store().head_sequence() < 200 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let before = server.store().head_sequence();
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("marr.backup");
+    let (summary, bytes) = marr::cli::backup::backup(&connection.admin, &file)
+        .await
+        .expect("backup");
+    let _ = stop.send(true);
+    let acknowledged = load.await.expect("load");
+    assert!(file.exists() && bytes > 0);
+    assert!(!dir.path().join("marr.backup.partial").exists());
+    let after = server.store().head_sequence();
+    assert!(
+        summary.head >= before && summary.head <= after,
+        "the cut {} lies between {before} and {after}",
+        summary.head
+    );
+    assert!(after > summary.head, "writes went on during the backup");
+
+    let restored_dir = dir.path().join("restored");
+    let (code, text) = marr(
+        &["restore", "--data-dir", &restored_dir.display().to_string()],
+        &file,
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!("restored log to sequence {}", summary.head)),
+        "{text}"
+    );
+
+    let restored = marr::store::Store::open(&restored_dir).expect("the restored store opens");
+    assert_eq!(restored.head_sequence(), summary.head);
+    let original = server.store();
+    let mut keys: Vec<String> = acknowledged.iter().map(|(r, _, _)| r.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    for local_ref in &keys {
+        let key = marr::domain::RecordKey::parse(NEWCASTLE, local_ref).expect("key");
+        let up_to_cut: Vec<_> = original
+            .history(&key)
+            .expect("history")
+            .into_iter()
+            .filter(|r| r.sequence <= summary.head)
+            .collect();
+        assert_eq!(
+            restored.history(&key).expect("history"),
+            up_to_cut,
+            "{key}: the restored history is the original's up to the cut"
+        );
+    }
+    for (local_ref, revision, sequence) in &acknowledged {
+        if *sequence <= before {
+            let key = marr::domain::RecordKey::parse(NEWCASTLE, local_ref).expect("key");
+            assert!(
+                restored
+                    .history(&key)
+                    .expect("history")
+                    .iter()
+                    .any(|r| r.revision == *revision && r.sequence == *sequence),
+                "acknowledged before the backup began: {key} revision {revision}"
+            );
+        }
+    }
+    assert_eq!(restored.agencies(), original.agencies());
+    let newcastle = marr::domain::PlaceCode::parse(NEWCASTLE).expect("code");
+    assert_eq!(
+        restored.child_places(newcastle),
+        original.child_places(newcastle)
+    );
+    assert_eq!(
+        restored.snapshot(1).expect("snapshot"),
+        original.snapshot(1).expect("snapshot")
+    );
+    assert!(
+        restored.alert_head() >= 1,
+        "the critical record's alert came along"
+    );
+    assert!(restored.verify_audit().expect("audit").is_ok());
+    assert_eq!(
+        restored.verify_projections().expect("verify"),
+        Vec::<String>::new()
+    );
+    restored.close().await.expect("close");
+
+    // A second restore into the same directory is refused and changes nothing.
+    let (code, text) = marr(
+        &["restore", "--data-dir", &restored_dir.display().to_string()],
+        &file,
+    );
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("is not empty"), "{text}");
+
+    // A truncated backup is refused, and leaves no half-built store behind.
+    let truncated = dir.path().join("truncated.backup");
+    let whole = std::fs::read(&file).expect("read");
+    std::fs::write(&truncated, &whole[..whole.len() * 2 / 3]).expect("write");
+    let elsewhere = dir.path().join("elsewhere");
+    let (code, text) = marr(
+        &["restore", "--data-dir", &elsewhere.display().to_string()],
+        &truncated,
+    );
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("ends early"), "{text}");
+    assert!(!elsewhere.exists());
+}

@@ -215,6 +215,9 @@ async fn call(c: &marr::cli::Connection, method: &str, target: Target) -> Code {
                 .list_access_to_my_records(proto::ListAccessToMyRecordsRequest::default())
                 .await,
         ),
+        "/marr.v1.Operations/Backup" => {
+            first_of(c.operations().backup(proto::BackupRequest {}).await).await
+        }
         "/grpc.health.v1.Health/Check" => answered(
             c.client(HealthClient::new)
                 .check(HealthCheckRequest {

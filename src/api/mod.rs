@@ -6,6 +6,7 @@ pub mod convert;
 pub mod directory;
 pub mod error;
 pub mod inspection;
+pub mod operations;
 pub mod risk_register;
 
 pub use error::ApiError;

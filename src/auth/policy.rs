@@ -104,6 +104,8 @@ pub const METHOD_RULES: &[MethodRule] = &[
         &[Agency],
         Audit::Read,
     ),
+    // A backup holds everything: administrators only, and each one is recorded.
+    rule("/marr.v1.Operations/Backup", &[Admin], Audit::Read),
     // Probes and schema discovery carry no safeguarding data.
     rule("/grpc.health.v1.Health/Check", &[Public], Audit::Refusals),
     rule("/grpc.health.v1.Health/Watch", &[Public], Audit::Refusals),

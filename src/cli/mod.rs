@@ -1,6 +1,7 @@
 //! The client subcommands: they talk to a running server over gRPC like any partner system.
 
 pub mod agencies;
+pub mod backup;
 pub mod demo;
 pub mod dev_certs;
 pub mod extract;
@@ -22,6 +23,7 @@ use crate::proto::alerts_client::AlertsClient;
 use crate::proto::audit_client::AuditClient;
 use crate::proto::directory_client::DirectoryClient;
 use crate::proto::inspection_client::InspectionClient;
+use crate::proto::operations_client::OperationsClient;
 use crate::proto::risk_register_client::RiskRegisterClient;
 
 /// Where a client subcommand finds the server.
@@ -158,6 +160,11 @@ impl Connection {
             self.channel.clone(),
             self.bearer.clone(),
         ))
+    }
+
+    pub fn operations(&self) -> OperationsClient<Authenticated> {
+        OperationsClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+            .max_decoding_message_size(4 * 1024 * 1024)
     }
 
     pub fn audit(&self) -> AuditClient<Authenticated> {

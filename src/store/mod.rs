@@ -6,11 +6,13 @@
 
 mod alerts;
 mod audit;
+mod backup;
 mod keyspace;
 mod verify;
 mod views;
 
 pub use audit::AuditPage;
+pub use backup::{BackupCut, BackupSummary};
 pub use views::RiskPage;
 mod writer;
 

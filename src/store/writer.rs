@@ -53,6 +53,10 @@ pub(super) enum Command {
     SweepStale {
         reply: oneshot::Sender<Result<usize, StoreError>>,
     },
+    /// A consistent point to back up from.
+    Cut {
+        reply: oneshot::Sender<Result<super::backup::BackupCut, StoreError>>,
+    },
     /// Rewrites the latest pointers and indexes from the log.
     RepairProjections {
         reply: oneshot::Sender<Result<usize, StoreError>>,
@@ -166,6 +170,9 @@ impl Writer {
                 }
                 Command::SweepStale { reply } => {
                     let _ = reply.send(self.guarded(|w| w.sweep_stale()));
+                }
+                Command::Cut { reply } => {
+                    let _ = reply.send(self.cut());
                 }
                 Command::RepairProjections { reply } => {
                     let _ = reply.send(self.guarded(|w| {
@@ -284,7 +291,7 @@ impl Writer {
                         received_at,
                         previous: stored.as_ref().map(|s| s.sequence),
                     };
-                    write_projections(&mut batch, stored.as_ref(), &revision)?;
+                    write_projections(&mut batch, stored.as_ref().map(|s| &s.record), &revision)?;
                     for mut alert in self.rules.apply(
                         &directory.geography,
                         &self.shared.rules,
@@ -433,6 +440,30 @@ impl Writer {
         Ok(alerts.len())
     }
 
+    /// Everything durable right now, between batches: the heads of the three logs and the
+    /// directory as stored.
+    fn cut(&self) -> Result<super::backup::BackupCut, StoreError> {
+        let tree = &self.shared.tree;
+        Ok(super::backup::BackupCut {
+            head: self.head,
+            alert_head: self.alert_head,
+            audit_head: self.audit_head,
+            last_snapshot: match Snapshots::scan_all(tree).next_back() {
+                Some(entry) => entry?.0,
+                None => 0,
+            },
+            places: Places::scan_all(tree)
+                .map(|e| e.map(|(_, place)| place))
+                .collect::<Result<_, _>>()?,
+            memberships: Memberships::scan_all(tree)
+                .map(|e| e.map(|(membership, ())| membership))
+                .collect::<Result<_, _>>()?,
+            agencies: Agencies::scan_all(tree)
+                .map(|e| e.map(|(_, agency)| agency))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
     /// Writes a batch and flushes it.
     fn apply(&self, batch: sled::Batch) -> Result<(), StoreError> {
         self.shared.tree.apply_batch(batch)?;
@@ -510,16 +541,16 @@ impl Writer {
 }
 
 /// Adds a revision to the batch: its log entry and every projection that follows from it.
-fn write_projections(
+pub(super) fn write_projections(
     batch: &mut sled::Batch,
-    stored: Option<&Revision>,
+    stored: Option<&RiskRecord>,
     revision: &Revision,
 ) -> Result<(), StoreError> {
     let record = &revision.record;
     let key = &record.key;
     Log::put(batch, &revision.sequence, revision)?;
     Latest::put(batch, key, &revision.sequence)?;
-    if let Some(old) = stored.map(|s| &s.record) {
+    if let Some(old) = stored {
         if old.place != record.place {
             ByPlace::remove(batch, &(old.place, key.clone()));
         }

@@ -1,0 +1,406 @@
+//! Online backup and offline restore.
+//!
+//! A backup is the store at one consistent point (a cut the writer takes between batches):
+//! the directory, the revision log up to the cut's head, the alert log, the snapshots and the
+//! audit chain. It is a file of length-prefixed postcard frames after a magic string, ending
+//! with the SHA-256 of everything before it, so a truncated or altered file is refused.
+//! Restoring writes the log back and rebuilds every projection from it.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::keyspace::{
+    Agencies, AlertLog, AuditHead, AuditLog, Keyspace, Log, Memberships, Places, Snapshots,
+};
+use super::writer::write_projections;
+use super::{Snapshot, Store, StoreError};
+use crate::domain::alert::Alert;
+use crate::domain::audit::AuditEvent;
+use crate::domain::{Agency, Membership, Place, RecordKey, Revision, RiskRecord};
+
+/// The first bytes of every backup file.
+const MAGIC: &[u8; 8] = b"MARRBAK1";
+/// Entries written per sled batch while restoring.
+const RESTORE_BATCH: usize = 8192;
+/// Largest frame accepted when reading a backup; anything larger is damage, not data.
+const MAX_FRAME: usize = 64 * 1024 * 1024;
+
+/// The point a backup is taken at, chosen by the writer between batches.
+#[derive(Debug, Clone)]
+pub struct BackupCut {
+    pub head: u64,
+    pub alert_head: u64,
+    pub audit_head: (u64, [u8; 32]),
+    pub last_snapshot: u64,
+    pub places: Vec<Place>,
+    pub memberships: Vec<Membership>,
+    pub agencies: Vec<Agency>,
+}
+
+/// One piece of a backup file.
+#[derive(Debug, Serialize, Deserialize)]
+enum Frame {
+    Header {
+        head: u64,
+        alert_head: u64,
+        audit_head: u64,
+        audit_hash: [u8; 32],
+        #[serde(with = "time::serde::timestamp::nanoseconds")]
+        taken_at: OffsetDateTime,
+    },
+    Place(Place),
+    Membership(Membership),
+    Agency(Agency),
+    Revision(Revision),
+    Alert(Alert),
+    Snapshot(Snapshot),
+    /// An audit event exactly as stored, so the chain's hashes still hold.
+    AuditEvent(Vec<u8>),
+    /// How many frames came before, and the SHA-256 of every byte before this frame.
+    End {
+        frames: u64,
+        sha256: [u8; 32],
+    },
+}
+
+/// What a backup or a restore holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackupSummary {
+    pub head: u64,
+    pub alerts: u64,
+    pub audit_events: u64,
+    pub places: u64,
+    pub agencies: u64,
+    pub snapshots: u64,
+    pub bytes: u64,
+}
+
+impl std::fmt::Display for BackupSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "log to sequence {}, {} alerts, {} audit events, {} places, {} agencies, {} snapshots",
+            self.head, self.alerts, self.audit_events, self.places, self.agencies, self.snapshots
+        )
+    }
+}
+
+fn damaged(reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("the backup cannot be used: {reason}"))
+}
+
+/// Writes frames, keeping the running hash and count.
+struct FrameWriter<W: Write> {
+    out: W,
+    hash: Sha256,
+    frames: u64,
+    bytes: u64,
+}
+
+impl<W: Write> FrameWriter<W> {
+    fn new(mut out: W) -> Result<Self, StoreError> {
+        out.write_all(MAGIC).map_err(io_error)?;
+        let mut hash = Sha256::new();
+        hash.update(MAGIC);
+        Ok(Self {
+            out,
+            hash,
+            frames: 0,
+            bytes: MAGIC.len() as u64,
+        })
+    }
+
+    fn frame(&mut self, frame: &Frame) -> Result<(), StoreError> {
+        let body = postcard::to_stdvec(frame)?;
+        let length = u32::try_from(body.len()).map_err(|_| damaged("a frame over 4 GiB"))?;
+        let length = length.to_be_bytes();
+        for part in [&length[..], &body[..]] {
+            self.out.write_all(part).map_err(io_error)?;
+            self.hash.update(part);
+        }
+        self.frames += 1;
+        self.bytes += (length.len() + body.len()) as u64;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<u64, StoreError> {
+        let end = Frame::End {
+            frames: self.frames,
+            sha256: self.hash.clone().finalize().into(),
+        };
+        self.frame(&end)?;
+        self.out.flush().map_err(io_error)?;
+        Ok(self.bytes)
+    }
+}
+
+fn io_error(error: std::io::Error) -> StoreError {
+    StoreError::Corrupt(format!("backup stream: {error}"))
+}
+
+/// Reads frames, checking the magic, the running hash and the end frame.
+struct FrameReader<R: Read> {
+    input: R,
+    hash: Sha256,
+    frames: u64,
+    ended: bool,
+}
+
+impl<R: Read> FrameReader<R> {
+    fn new(mut input: R) -> Result<Self, StoreError> {
+        let mut magic = [0u8; 8];
+        input
+            .read_exact(&mut magic)
+            .map_err(|_| damaged("it is not a marr backup (too short)"))?;
+        if &magic != MAGIC {
+            return Err(damaged("it is not a marr backup"));
+        }
+        let mut hash = Sha256::new();
+        hash.update(magic);
+        Ok(Self {
+            input,
+            hash,
+            frames: 0,
+            ended: false,
+        })
+    }
+
+    /// The next frame before the end, `None` once the end frame has been checked.
+    fn next(&mut self) -> Result<Option<Frame>, StoreError> {
+        if self.ended {
+            return Ok(None);
+        }
+        let mut length = [0u8; 4];
+        self.input
+            .read_exact(&mut length)
+            .map_err(|_| damaged(format!("it ends early, after frame {}", self.frames)))?;
+        let size = u32::from_be_bytes(length) as usize;
+        if size > MAX_FRAME {
+            return Err(damaged(format!(
+                "frame {} claims {size} bytes",
+                self.frames + 1
+            )));
+        }
+        let mut body = vec![0u8; size];
+        self.input
+            .read_exact(&mut body)
+            .map_err(|_| damaged(format!("it ends early, inside frame {}", self.frames + 1)))?;
+        let frame: Frame = postcard::from_bytes(&body)
+            .map_err(|e| damaged(format!("frame {} cannot be read: {e}", self.frames + 1)))?;
+        if let Frame::End { frames, sha256 } = &frame {
+            let expected: [u8; 32] = self.hash.clone().finalize().into();
+            if *frames != self.frames || *sha256 != expected {
+                return Err(damaged("its content does not match its checksum"));
+            }
+            self.ended = true;
+            return Ok(None);
+        }
+        self.hash.update(length);
+        self.hash.update(&body);
+        self.frames += 1;
+        Ok(Some(frame))
+    }
+}
+
+impl Store {
+    /// Asks the writer for a consistent point to back up from.
+    pub async fn backup_cut(&self) -> Result<BackupCut, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.send(super::writer::Command::Cut { reply }).await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Writes the backup of `cut` to `out`, while the server goes on accepting writes.
+    /// Blocking: it reads the whole log.
+    pub fn write_backup(
+        &self,
+        cut: &BackupCut,
+        out: impl Write,
+    ) -> Result<BackupSummary, StoreError> {
+        let tree = &self.shared.tree;
+        let mut frames = FrameWriter::new(out)?;
+        frames.frame(&Frame::Header {
+            head: cut.head,
+            alert_head: cut.alert_head,
+            audit_head: cut.audit_head.0,
+            audit_hash: cut.audit_head.1,
+            taken_at: OffsetDateTime::now_utc(),
+        })?;
+        for place in &cut.places {
+            frames.frame(&Frame::Place(place.clone()))?;
+        }
+        for membership in &cut.memberships {
+            frames.frame(&Frame::Membership(*membership))?;
+        }
+        for agency in &cut.agencies {
+            frames.frame(&Frame::Agency(agency.clone()))?;
+        }
+        // Entries up to the cut never change, whatever the writer does meanwhile.
+        for entry in up_to::<Log>(tree, cut.head) {
+            let (_, bytes) = entry?;
+            frames.frame(&Frame::Revision(postcard::from_bytes(&bytes)?))?;
+        }
+        for entry in up_to::<AlertLog>(tree, cut.alert_head) {
+            let (_, bytes) = entry?;
+            frames.frame(&Frame::Alert(postcard::from_bytes(&bytes)?))?;
+        }
+        let mut snapshots = 0;
+        for entry in up_to::<Snapshots>(tree, cut.last_snapshot) {
+            let (_, bytes) = entry?;
+            frames.frame(&Frame::Snapshot(postcard::from_bytes(&bytes)?))?;
+            snapshots += 1;
+        }
+        for entry in up_to::<AuditLog>(tree, cut.audit_head.0) {
+            let (_, bytes) = entry?;
+            frames.frame(&Frame::AuditEvent(bytes.to_vec()))?;
+        }
+        let bytes = frames.finish()?;
+        Ok(BackupSummary {
+            head: cut.head,
+            alerts: cut.alert_head,
+            audit_events: cut.audit_head.0,
+            places: cut.places.len() as u64,
+            agencies: cut.agencies.len() as u64,
+            snapshots,
+            bytes,
+        })
+    }
+
+    /// Reads a backup through to its end, checking every frame and the checksum, without
+    /// writing anything.
+    pub fn check_backup(input: impl Read) -> Result<BackupSummary, StoreError> {
+        let mut reader = FrameReader::new(input)?;
+        let mut summary = BackupSummary::default();
+        while let Some(frame) = reader.next()? {
+            count(&mut summary, &frame);
+        }
+        Ok(summary)
+    }
+
+    /// Builds a store in `dir` (which must not hold one) from a backup, then checks it: the
+    /// log is gap-free, every projection is rebuilt from it and the audit chain holds.
+    /// Blocking. On any failure the half-built store is removed.
+    pub fn restore(dir: &Path, input: impl Read) -> Result<BackupSummary, StoreError> {
+        let occupied = std::fs::read_dir(dir)
+            .map(|mut entries| entries.next().is_some())
+            .unwrap_or(false);
+        if occupied {
+            return Err(StoreError::Invalid(crate::domain::Invalid::one(
+                "data_dir",
+                format!(
+                    "{} is not empty; restore into a new directory",
+                    dir.display()
+                ),
+            )));
+        }
+        let restored = restore_into(dir, input).and_then(|summary| {
+            // Opening replays the log into the counters and the rules, as a server would.
+            let store = Store::open(dir)?;
+            let problems = store.verify_projections()?;
+            let chain = store.verify_audit()?;
+            drop(store);
+            match (problems.first(), chain) {
+                (Some(problem), _) => Err(damaged(format!("after restoring, {problem}"))),
+                (None, Err(broken)) => Err(damaged(broken)),
+                (None, Ok(_)) => Ok(summary),
+            }
+        });
+        if restored.is_err() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        restored
+    }
+}
+
+/// The stored entries of a sequence-keyed keyspace from 1 to `last`, as stored.
+fn up_to<K: Keyspace<Key = u64>>(
+    tree: &sled::Tree,
+    last: u64,
+) -> impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> {
+    let range = (last > 0).then(|| tree.range(K::key(&1)..=K::key(&last)));
+    range.into_iter().flatten()
+}
+
+fn count(summary: &mut BackupSummary, frame: &Frame) {
+    match frame {
+        Frame::Header { head, .. } => summary.head = *head,
+        Frame::Place(_) => summary.places += 1,
+        Frame::Agency(_) => summary.agencies += 1,
+        Frame::Alert(_) => summary.alerts += 1,
+        Frame::Snapshot(_) => summary.snapshots += 1,
+        Frame::AuditEvent(_) => summary.audit_events += 1,
+        Frame::Membership(_) | Frame::Revision(_) | Frame::End { .. } => {}
+    }
+}
+
+fn restore_into(dir: &Path, input: impl Read) -> Result<BackupSummary, StoreError> {
+    let db = sled::Config::new().path(dir).open()?;
+    let tree = db.open_tree("register")?;
+    let mut reader = FrameReader::new(input)?;
+    let mut summary = BackupSummary::default();
+    let mut batch = sled::Batch::default();
+    let mut pending = 0usize;
+    // Each record's latest revision so far, to move its index entries as the log replays.
+    let mut latest: HashMap<RecordKey, RiskRecord> = HashMap::new();
+    let mut next_sequence = 1u64;
+    let mut audit_head = None;
+    let mut audit_sequence = 0u64;
+    while let Some(frame) = reader.next()? {
+        count(&mut summary, &frame);
+        match frame {
+            Frame::Header {
+                audit_head: head,
+                audit_hash,
+                ..
+            } => audit_head = Some((head, audit_hash)),
+            Frame::Place(place) => Places::put(&mut batch, &place.code, &place)?,
+            Frame::Membership(membership) => Memberships::put(&mut batch, &membership, &())?,
+            Frame::Agency(agency) => Agencies::put(&mut batch, &agency.id, &agency)?,
+            Frame::Revision(revision) => {
+                if revision.sequence != next_sequence {
+                    return Err(damaged(format!(
+                        "log entry {next_sequence} is missing (found {})",
+                        revision.sequence
+                    )));
+                }
+                next_sequence += 1;
+                write_projections(&mut batch, latest.get(&revision.record.key), &revision)?;
+                latest.insert(revision.record.key.clone(), revision.record);
+            }
+            Frame::Alert(alert) => AlertLog::put(&mut batch, &alert.sequence, &alert)?,
+            Frame::Snapshot(snapshot) => Snapshots::put(&mut batch, &snapshot.id, &snapshot)?,
+            Frame::AuditEvent(stored) => {
+                let event: AuditEvent = postcard::from_bytes(&stored)?;
+                audit_sequence = event.sequence;
+                batch.insert(AuditLog::key(&event.sequence), stored);
+            }
+            Frame::End { .. } => {}
+        }
+        pending += 1;
+        if pending == RESTORE_BATCH {
+            tree.apply_batch(std::mem::take(&mut batch))?;
+            pending = 0;
+        }
+    }
+    let Some((head, hash)) = audit_head else {
+        return Err(damaged("it has no header"));
+    };
+    if next_sequence - 1 != summary.head || audit_sequence != head {
+        return Err(damaged(format!(
+            "the header promises log {} and audit {head}, the file holds {} and {audit_sequence}",
+            summary.head,
+            next_sequence - 1
+        )));
+    }
+    if head > 0 {
+        AuditHead::put(&mut batch, &(), &(head, hash))?;
+    }
+    tree.apply_batch(batch)?;
+    db.flush()?;
+    Ok(summary)
+}
