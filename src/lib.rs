@@ -10,9 +10,8 @@ pub mod store;
 
 use std::future::Future;
 
+use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
 use config::Config;
@@ -73,6 +72,29 @@ fn server_tls(tls: &config::TlsConfig) -> Result<tonic::transport::ServerTlsConf
     Ok(settings)
 }
 
+/// Accepts connections from a listener that outlives any one server on it, so that health
+/// can answer NOT_SERVING while the store opens and the full server take over afterwards.
+struct SharedIncoming(Arc<TcpListener>);
+
+impl tokio_stream::Stream for SharedIncoming {
+    type Item = std::io::Result<tokio::net::TcpStream>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_accept(cx).map(|accepted| {
+            Some(accepted.map(|(stream, _)| {
+                // Small answers must not wait for Nagle's algorithm and a delayed ACK (~40 ms).
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::warn!(%error, "cannot set TCP_NODELAY");
+                }
+                stream
+            }))
+        })
+    }
+}
+
 /// Serves the register on `listener` until `shutdown` completes, then drains open calls,
 /// lets the writer finish and flush, and returns.
 pub async fn serve(
@@ -81,7 +103,66 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    serve_shared(
+        Arc::new(listener),
+        reporter,
+        health_service,
+        store,
+        config,
+        shutdown,
+    )
+    .await
+}
+
+/// Listens at once, answering health checks with NOT_SERVING while `open` opens and recovers
+/// the store (which replays the log), then serves the register as [`serve`] does.
+pub async fn serve_opening(
+    listener: TcpListener,
+    open: impl FnOnce() -> Result<Store, store::StoreError> + Send + 'static,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let listener = Arc::new(listener);
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    let (opened, opening) = tokio::sync::oneshot::channel::<()>();
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_config(server_tls(tls)?)?;
+    }
+    let mut recovering = tokio::spawn(
+        builder
+            .add_service(health_service.clone())
+            .serve_with_incoming_shutdown(SharedIncoming(Arc::clone(&listener)), async move {
+                let _ = opening.await;
+            }),
+    );
+    tracing::info!("opening the store; health answers NOT_SERVING until it is recovered");
+    let store = tokio::task::spawn_blocking(open)
+        .await
+        .map_err(|e| store::StoreError::WriterFailed(e.to_string()))??;
+    let _ = opened.send(());
+    // A health watch left open must not hold up the switch to the full server.
+    if tokio::time::timeout(std::time::Duration::from_secs(5), &mut recovering)
+        .await
+        .is_err()
+    {
+        recovering.abort();
+    }
+    serve_shared(listener, reporter, health_service, store, config, shutdown).await
+}
+
+async fn serve_shared<H: tonic_health::pb::health_server::Health>(
+    listener: Arc<TcpListener>,
+    health: tonic_health::server::HealthReporter,
+    health_service: tonic_health::pb::health_server::HealthServer<H>,
+    store: Store,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -115,19 +196,11 @@ pub async fn serve(
     let inspection = InspectionServer::new(api::inspection::InspectionService::new(store.clone()))
         .max_decoding_message_size(MAX_RECORD_MESSAGE);
 
-    // Small answers must not wait for Nagle's algorithm and a delayed ACK (about 40 ms).
     let address = listener
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let incoming = TcpListenerStream::new(listener).map(|accepted| {
-        if let Ok(stream) = &accepted
-            && let Err(error) = stream.set_nodelay(true)
-        {
-            tracing::warn!(%error, "cannot set TCP_NODELAY");
-        }
-        accepted
-    });
+    let incoming = SharedIncoming(listener);
 
     let alerts = AlertsServer::new(api::alerts::AlertsService::new(store.clone()))
         .max_decoding_message_size(MAX_RECORD_MESSAGE);

@@ -36,6 +36,9 @@ enum Command {
         /// Allow listening on a non-loopback address without TLS (only where TLS ends in front).
         #[arg(long)]
         insecure: bool,
+        /// Log lines as text for people, or as JSON objects for a log collector.
+        #[arg(long, value_enum, env = "MARR_LOG_FORMAT", default_value = "text")]
+        log_format: LogFormat,
     },
     /// Writes a local CA, a server certificate for localhost and client certificates, for
     /// trying mutual TLS on one machine.
@@ -246,13 +249,18 @@ async fn serve(
         rules: config.rule_settings()?,
         ..StoreOptions::default()
     };
-    let store = tokio::task::spawn_blocking(move || Store::open_with(&dir, options))
-        .await?
-        .with_context(|| format!("cannot open the store in {}", config.data_dir().display()))?;
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
-    marr::serve(listener, store, config, shutdown_signal()).await?;
+    // Listening first lets probes see NOT_SERVING while the log is replayed.
+    marr::serve_opening(
+        listener,
+        move || Store::open_with(&dir, options),
+        config,
+        shutdown_signal(),
+    )
+    .await
+    .context("cannot serve")?;
     Ok(())
 }
 
@@ -475,13 +483,26 @@ fn client_exit(result: Result<ExitCode, ClientError>) -> ExitCode {
     })
 }
 
-fn init_logging() {
+/// How the server writes its logs.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to standard error at the level `RUST_LOG` sets (default info): text, coloured on a
+/// terminal, or one JSON object per line.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
 }
 
 #[tokio::main]
@@ -493,8 +514,9 @@ async fn main() -> ExitCode {
             listen,
             data_dir,
             insecure,
+            log_format,
         } => {
-            init_logging();
+            init_logging(log_format);
             match serve(config, listen, data_dir, insecure).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {

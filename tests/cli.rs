@@ -632,3 +632,49 @@ async fn watch_reconnects_when_the_server_goes_away_and_misses_nothing() {
         "resumed after reconnecting, nothing missed or repeated"
     );
 }
+
+#[tokio::test]
+async fn serve_logs_one_json_object_per_line_when_asked() {
+    use std::io::{BufRead, BufReader};
+    let data = tempfile::tempdir().expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_marr"))
+        .args(["serve", "--log-format", "json", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(data.path().join("store"))
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let pid = child.id().to_string();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.expect("line");
+            let serving = line.contains("serving marr.v1");
+            lines.push(line);
+            if serving {
+                let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            }
+        }
+        lines
+    })
+    .await
+    .expect("reader");
+    let status = child.wait().expect("exit");
+    assert_eq!(status.code(), Some(0), "{lines:?}");
+    assert!(lines.len() >= 3, "{lines:?}");
+    for line in &lines {
+        let object: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
+        assert!(
+            object["level"].is_string() && object["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
+    assert!(lines.iter().any(|l| l.contains("NOT_SERVING")), "{lines:?}");
+}
