@@ -67,6 +67,17 @@ pub struct Config {
     pub rules: RulesConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// The `[store]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// fsync the store's file after every flush, so an acknowledged write survives a power cut
+    /// and not only a crash of the process (default true).
+    pub fsync: Option<bool>,
 }
 
 /// The `[limits]` table: what one call, and one principal, may ask of the server.

@@ -247,6 +247,7 @@ async fn serve(
     let dir = config.data_dir();
     let options = StoreOptions {
         rules: config.rule_settings()?,
+        fsync: config.store.fsync.unwrap_or(true),
         ..StoreOptions::default()
     };
     let listener = tokio::net::TcpListener::bind(address)

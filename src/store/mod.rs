@@ -133,6 +133,9 @@ struct Shared {
     alert_head: watch::Sender<u64>,
     /// Set when the server begins to shut down, so open watch streams end.
     draining: watch::Sender<bool>,
+    /// The store's log file, opened again to fsync it after each flush; `None` when
+    /// [`StoreOptions::fsync`] is off.
+    fsync: Option<std::fs::File>,
 }
 
 /// Where the register reads the time; tests substitute a clock they control.
@@ -143,6 +146,8 @@ pub type Clock = Arc<dyn Fn() -> time::OffsetDateTime + Send + Sync>;
 pub struct StoreOptions {
     pub rules: RuleSettings,
     pub clock: Clock,
+    /// After each flush, fsync the store's file as well (see [`Shared::make_durable`]).
+    pub fsync: bool,
 }
 
 impl Default for StoreOptions {
@@ -150,6 +155,7 @@ impl Default for StoreOptions {
         Self {
             rules: RuleSettings::default(),
             clock: Arc::new(time::OffsetDateTime::now_utc),
+            fsync: true,
         }
     }
 }
@@ -204,6 +210,11 @@ impl Store {
             clock: options.clock,
             alert_head: watch::Sender::new(alert_head),
             draining: watch::Sender::new(false),
+            fsync: options
+                .fsync
+                .then(|| std::fs::File::open(dir.join("db")))
+                .transpose()
+                .map_err(|e| StoreError::Storage(sled::Error::Io(e)))?,
         });
         // The counters live in memory: rebuild them from the log before serving.
         let inspection = shared.replay_inspection(u64::MAX)?;
@@ -447,6 +458,19 @@ impl Store {
 }
 
 impl Shared {
+    /// Makes everything written so far durable. sled's flush writes its log with
+    /// `sync_file_range`, which survives the process being killed but not necessarily a power
+    /// cut: it flushes neither the file's metadata nor the disk's write cache. An fsync of the
+    /// same file does both.
+    fn make_durable(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        if let Some(file) = &self.fsync {
+            file.sync_all()
+                .map_err(|e| StoreError::Storage(sled::Error::Io(e)))?;
+        }
+        Ok(())
+    }
+
     fn read_directory(&self) -> std::sync::RwLockReadGuard<'_, Directory> {
         // The directory is replaced whole under the lock, so a poisoned lock still holds a
         // consistent value.

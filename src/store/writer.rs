@@ -182,7 +182,7 @@ impl Writer {
                     }));
                 }
                 Command::Close { reply } => {
-                    let flushed = self.shared.db.flush().map(|_| ()).map_err(StoreError::from);
+                    let flushed = self.shared.make_durable();
                     tracing::info!(head = self.head, "writer flushed and stopped");
                     let _ = reply.send(flushed);
                     return;
@@ -355,7 +355,7 @@ impl Writer {
             audited.push(self.chain(&mut batch, access, received_at)?);
         }
         tree.apply_batch(batch)?;
-        self.shared.db.flush()?;
+        self.shared.make_durable()?;
         self.shared.batches.fetch_add(1, Ordering::Relaxed);
         if !written.is_empty() {
             // Only now, with the log durable, may readers see the counters move.
@@ -431,7 +431,8 @@ impl Writer {
             .shared
             .tree
             .apply_batch(batch)
-            .and_then(|()| self.shared.db.flush().map(|_| ()))
+            .map_err(StoreError::from)
+            .and_then(|()| self.shared.make_durable())
         {
             self.alert_head = start;
             return Err(error.into());
@@ -467,7 +468,7 @@ impl Writer {
     /// Writes a batch and flushes it.
     fn apply(&self, batch: sled::Batch) -> Result<(), StoreError> {
         self.shared.tree.apply_batch(batch)?;
-        self.shared.db.flush()?;
+        self.shared.make_durable()?;
         Ok(())
     }
 
