@@ -84,7 +84,12 @@ async fn group_commit(fsync: bool, batch: Vec<RiskRecord>) -> (Duration, u64) {
     let start = Instant::now();
     let mut pending = Vec::with_capacity(batch.len());
     for record in batch {
-        pending.push(store.enqueue(record, Arc::clone(&actor)).await.expect("queued"));
+        pending.push(
+            store
+                .enqueue(record, Arc::clone(&actor))
+                .await
+                .expect("queued"),
+        );
     }
     for answer in pending {
         let answer = answer.await.expect("answer").expect("stored");
@@ -104,7 +109,10 @@ async fn one_at_a_time(fsync: bool, batch: Vec<RiskRecord>) -> (Duration, u64) {
     let before = store.batches_committed();
     let start = Instant::now();
     for record in batch {
-        let answer = store.submit(record, Arc::clone(&actor)).await.expect("stored");
+        let answer = store
+            .submit(record, Arc::clone(&actor))
+            .await
+            .expect("stored");
         assert!(matches!(answer, Submitted::Accepted { .. }));
     }
     let elapsed = start.elapsed();
@@ -153,7 +161,11 @@ fn main() {
             table.insert((fsync, grouping), rate);
             println!(
                 "| {} | {} | {rate:.0} | {flushes} | {:.0} |",
-                if grouping { "group commit" } else { "one flush per record" },
+                if grouping {
+                    "group commit"
+                } else {
+                    "one flush per record"
+                },
                 if fsync { "yes" } else { "no" },
                 count as f64 / flushes.max(1) as f64
             );

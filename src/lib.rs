@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod store;
+pub mod telemetry;
 
 use std::future::Future;
 
@@ -135,6 +136,7 @@ pub async fn serve_opening(
     }
     let mut recovering = tokio::spawn(
         builder
+            .layer(tower::layer::layer_fn(|inner| OnlyHealth { inner }))
             .add_service(health_service.clone())
             .serve_with_incoming_shutdown(SharedIncoming(Arc::clone(&listener)), async move {
                 let _ = opening.await;
@@ -153,6 +155,46 @@ pub async fn serve_opening(
         recovering.abort();
     }
     serve_shared(listener, reporter, health_service, store, config, shutdown).await
+}
+
+/// While the store opens, every call but a health check is told to come back.
+#[derive(Clone)]
+struct OnlyHealth<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<http::Request<tonic::body::Body>> for OnlyHealth<S>
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+        >,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        if request.uri().path().starts_with("/grpc.health.v1.Health/") {
+            let answer = self.inner.call(request);
+            return Box::pin(answer);
+        }
+        Box::pin(async {
+            Ok(tonic::Status::unavailable(
+                "the register is opening its store and replaying the log; retry shortly",
+            )
+            .into_http())
+        })
+    }
 }
 
 async fn serve_shared<H: tonic_health::pb::health_server::Health>(
@@ -237,6 +279,24 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
         })
     };
 
+    // What the store holds, for the metrics endpoint (a no-op without one).
+    let gauges = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(std::time::Duration::from_secs(15));
+            loop {
+                ticks.tick().await;
+                metrics::gauge!(telemetry::LOG_HEAD).set(store.head_sequence() as f64);
+                let sizing = store.clone();
+                if let Ok(Ok(bytes)) =
+                    tokio::task::spawn_blocking(move || sizing.size_on_disk()).await
+                {
+                    metrics::gauge!(telemetry::STORE_BYTES).set(bytes as f64);
+                }
+            }
+        })
+    };
+
     let draining = health.clone();
     let draining_store = store.clone();
     let shutdown = async move {
@@ -266,6 +326,7 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     sweeper.abort();
+    gauges.abort();
     store.close().await?;
     tracing::info!(head = store.head_sequence(), "store flushed; stopped");
     Ok(())

@@ -39,6 +39,9 @@ enum Command {
         /// Log lines as text for people, or as JSON objects for a log collector.
         #[arg(long, value_enum, env = "MARR_LOG_FORMAT", default_value = "text")]
         log_format: LogFormat,
+        /// Serve Prometheus metrics at http://ADDR/metrics (a separate port from gRPC).
+        #[arg(long, env = "MARR_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Writes a local CA, a server certificate for localhost and client certificates, for
     /// trying mutual TLS on one machine.
@@ -63,6 +66,14 @@ enum Command {
         /// Offline: rewrite projections that disagree with the log from the log.
         #[arg(long, requires = "data_dir", conflicts_with = "audit")]
         repair: bool,
+    },
+    /// Asks a server whether it is serving (for probes): exit 0 when SERVING, 1 otherwise.
+    Health {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// One service, e.g. marr.v1.RiskRegister; the whole server when absent.
+        #[arg(long, default_value = "")]
+        service: String,
     },
     /// Takes a consistent backup from a running server (administrators) into a file.
     Backup {
@@ -452,6 +463,23 @@ async fn verify(
     })
 }
 
+async fn health(server: ServerArgs, service: String) -> Result<ExitCode, ClientError> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let connection = Connection::open(&server).await?;
+    let status = connection
+        .client(tonic_health::pb::health_client::HealthClient::new)
+        .check(tonic_health::pb::HealthCheckRequest { service })
+        .await?
+        .into_inner()
+        .status();
+    emit(status.as_str_name());
+    Ok(if status == ServingStatus::Serving {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 async fn backup(server: ServerArgs, out: PathBuf) -> Result<ExitCode, ClientError> {
     let connection = Connection::open(&server).await?;
     let (summary, bytes) = marr::cli::backup::backup(&connection, &out).await?;
@@ -516,8 +544,16 @@ async fn main() -> ExitCode {
             data_dir,
             insecure,
             log_format,
+            metrics_listen,
         } => {
             init_logging(log_format);
+            if let Some(address) = metrics_listen {
+                if let Err(error) = marr::telemetry::install(address) {
+                    eprintln!("marr serve: cannot serve metrics on {address}: {error}");
+                    return ExitCode::from(2);
+                }
+                tracing::info!(%address, "serving Prometheus metrics at /metrics");
+            }
             match serve(config, listen, data_dir, insecure).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
@@ -535,6 +571,7 @@ async fn main() -> ExitCode {
         },
         Command::Push { server, file } => client_exit(push(server, file).await),
         Command::Backup { server, out } => client_exit(backup(server, out).await),
+        Command::Health { server, service } => client_exit(health(server, service).await),
         Command::Restore { data_dir, file } => client_exit(restore(data_dir, file).await),
         Command::Verify {
             server,

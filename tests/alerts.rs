@@ -310,6 +310,7 @@ async fn the_stale_sweep_follows_a_controlled_clock_and_raises_once_per_revision
             time::OffsetDateTime::now_utc()
                 + time::Duration::days(clock_days.load(Ordering::SeqCst))
         }),
+        ..StoreOptions::default()
     };
     let (server, connection) = TestServer::north_east_with(options).await;
     push_ok(

@@ -266,15 +266,8 @@ async fn serve_stops_cleanly_on_sigterm_and_keeps_what_it_acknowledged() {
         .spawn()
         .expect("serve starts");
     let url = format!("http://{listen}");
-    let mut connection = None;
-    for _ in 0..100 {
-        if let Ok(c) = Connection::open(&url).await {
-            connection = Some(c);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let connection = connection.expect("server came up on the flag's address");
+    wait_until_serving(&url).await;
+    let connection = Connection::open(&url).await.expect("connects");
     let tables = north_east_tables();
     marr::cli::places::import_tables(&connection, tables)
         .await
@@ -677,4 +670,104 @@ async fn serve_logs_one_json_object_per_line_when_asked() {
         );
     }
     assert!(lines.iter().any(|l| l.contains("NOT_SERVING")), "{lines:?}");
+}
+
+#[tokio::test]
+async fn health_answers_serving_for_probes() {
+    let server = TestServer::start().await;
+    let output = marr_async(vec!["health".into(), "--server".into(), server.url.clone()]).await;
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "SERVING");
+    let output = marr_async(vec![
+        "health".into(),
+        "--server".into(),
+        server.url.clone(),
+        "--service".into(),
+        "marr.v1.NoSuchService".into(),
+    ])
+    .await;
+    assert_ne!(
+        output.status.code(),
+        Some(0),
+        "an unknown service is not serving"
+    );
+}
+
+/// The body of an HTTP GET, read over a plain socket.
+fn http_get(address: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("metrics port");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    answer
+}
+
+#[tokio::test]
+async fn serve_exports_prometheus_metrics_on_their_own_port() {
+    let data = tempfile::tempdir().expect("dir");
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .to_string()
+    };
+    let (listen, metrics) = (free(), free());
+    let config = data.path().join("marr.toml");
+    std::fs::write(&config, principals_toml()).expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_marr"))
+        .args([
+            "serve",
+            "--listen",
+            &listen,
+            "--metrics-listen",
+            &metrics,
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(data.path().join("store"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let url = format!("http://{listen}");
+    wait_until_serving(&url).await;
+    let connection = Connection::open(&url).await.expect("connects");
+    marr::cli::places::import_tables(&connection, north_east_tables())
+        .await
+        .expect("import");
+    marr::cli::agencies::register(
+        &connection,
+        NEWCASTLE,
+        marr::domain::AgencyKind::ChildrenSocialCare,
+        "Newcastle",
+        &[NEWCASTLE.into()],
+    )
+    .await
+    .expect("register");
+    let mut bad = record("M-2", 1);
+    bad.place_code = HARTLEPOOL.into();
+    let answers = push_all(&connection, vec![record("M-1", 1), bad]).await;
+    assert_eq!(answers.len(), 2);
+
+    let address = metrics.clone();
+    let text = tokio::task::spawn_blocking(move || http_get(&address, "/metrics"))
+        .await
+        .expect("scrape");
+    let _ = child.kill();
+    let _ = child.wait();
+    for expected in [
+        "marr_records_total{outcome=\"accepted\"} 1",
+        "marr_records_total{outcome=\"rejected\"} 1",
+        "marr_requests_total{method=\"PushRecords\",code=\"Ok\"} 1",
+        "marr_requests_total{method=\"ImportPlaces\",code=\"Ok\"} 1",
+        "marr_writer_batch_records_bucket",
+        "marr_writer_flush_seconds_bucket",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
 }

@@ -43,13 +43,8 @@ fn start(config: &std::path::Path, data: &std::path::Path, port: u16) -> Child {
 }
 
 async fn connect(url: &str) -> Connection {
-    for _ in 0..300 {
-        if let Ok(connection) = Connection::open(url).await {
-            return connection;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the server did not come up at {url}");
+    wait_until_serving(url).await;
+    Connection::open(url).await.expect("connects")
 }
 
 /// A record of `agency` numbered `n`, at version `version` (hours back from now, so a larger

@@ -101,7 +101,24 @@ type Answer = Result<proto::WatchResponse, Status>;
 /// Feeds one watcher: every durable alert after `cursor` from the log, matching ones sent,
 /// then waits for the head to move. It never holds more than a few answers, so a slow watcher
 /// costs the writer nothing; it reads the log again when it catches up.
+/// Counts an open watch stream for as long as it lives.
+struct Watching;
+
+impl Watching {
+    fn start() -> Self {
+        metrics::gauge!(crate::telemetry::WATCHERS).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        metrics::gauge!(crate::telemetry::WATCHERS).decrement(1.0);
+    }
+}
+
 async fn feed(store: Store, mut cursor: u64, filter: AlertFilter, out: mpsc::Sender<Answer>) {
+    let _watching = Watching::start();
     let mut head = store.subscribe_alerts();
     let mut draining = store.draining();
     let mut quiet_since = tokio::time::Instant::now();
@@ -116,6 +133,8 @@ async fn feed(store: Store, mut cursor: u64, filter: AlertFilter, out: mpsc::Sen
         }
         // Only alerts up to the published head are durable.
         let durable = *head.borrow_and_update();
+        metrics::histogram!(crate::telemetry::WATCHER_LAG)
+            .record(durable.saturating_sub(cursor) as f64);
         while cursor < durable {
             let chunk = match store.alerts_after(cursor, CATCH_UP) {
                 Ok(chunk) => chunk,

@@ -38,7 +38,14 @@ enum Pending {
     Failed(Status),
 }
 
+/// Counts a record refused as invalid, for the metrics endpoint.
+fn count_rejected(invalid: Invalid) -> ApiError {
+    metrics::counter!(crate::telemetry::RECORDS, "outcome" => "rejected").increment(1);
+    ApiError::from(invalid)
+}
+
 fn rejected(index: u64, invalid: &Invalid) -> proto::PushRecordsResponse {
+    metrics::counter!(crate::telemetry::RECORDS, "outcome" => "rejected").increment(1);
     proto::PushRecordsResponse {
         index,
         outcome: Outcome::Rejected as i32,
@@ -164,7 +171,7 @@ impl RiskRegister for RiskRegisterService {
     ) -> Result<Response<proto::SubmitRecordResponse>, Status> {
         let caller = Caller::of(&request)?;
         let record = record_from_proto(request.into_inner().record, OffsetDateTime::now_utc())
-            .map_err(ApiError::from)?;
+            .map_err(count_rejected)?;
         caller
             .acts_for(&record.key.agency)
             .map_err(ApiError::from)?;
@@ -172,8 +179,10 @@ impl RiskRegister for RiskRegisterService {
             .store
             .submit(record, Arc::new(caller.actor()))
             .await
-            .map_err(ApiError::from)?
-        {
+            .map_err(|error| match error {
+                StoreError::Invalid(invalid) => count_rejected(invalid),
+                other => ApiError::from(other),
+            })? {
             Submitted::Accepted { revision, sequence } => (Outcome::Accepted, revision, sequence),
             Submitted::Unchanged { revision, sequence } => (Outcome::Unchanged, revision, sequence),
             Submitted::Stale { reason } => return Err(ApiError::Stale(reason).into()),

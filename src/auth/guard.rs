@@ -283,6 +283,13 @@ where
         }
         _ => response,
     };
+    let code = Status::from_header_map(response.headers()).map_or(tonic::Code::Ok, |s| s.code());
+    metrics::counter!(
+        crate::telemetry::REQUESTS,
+        "method" => rule.name(),
+        "code" => format!("{code:?}")
+    )
+    .increment(1);
     let outcome = outcome_of(&response);
     let refused = outcome != "OK";
     if (refused || rule.audit == Audit::Read)

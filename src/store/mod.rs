@@ -407,6 +407,11 @@ impl Store {
         )
     }
 
+    /// Bytes the store occupies on disk. Blocking: it walks the store's files.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.shared.db.size_on_disk()?)
+    }
+
     /// Whether everything in `place` lies inside `scope` (see [`Geography::covers`]).
     pub fn covers(&self, scope: PlaceCode, place: PlaceCode) -> bool {
         self.shared.read_directory().geography.covers(scope, place)

@@ -20,6 +20,7 @@ use crate::domain::{
     Access, Actor, Agency, AlertKind, Decision, Invalid, RecordKey, Revision, RiskRecord,
 };
 use crate::rules::RuleState;
+use crate::telemetry;
 
 /// Most records in one batch; bounds the time a request waits behind others.
 const MAX_BATCH: usize = 4096;
@@ -343,6 +344,12 @@ impl Writer {
             answers.push(answer);
         }
         drop(directory);
+        let mut outcomes = [("accepted", 0u64), ("unchanged", 0), ("stale", 0)];
+        for (_, _, counts) in &writes {
+            for (total, count) in outcomes.iter_mut().zip(counts) {
+                total.1 += *count as u64;
+            }
+        }
         for (actor, keys, [accepted, unchanged, stale]) in writes {
             let mut access = Access::by(Actor::clone(&actor));
             access.records = keys;
@@ -355,7 +362,13 @@ impl Writer {
             audited.push(self.chain(&mut batch, access, received_at)?);
         }
         tree.apply_batch(batch)?;
+        let flushing = std::time::Instant::now();
         self.shared.make_durable()?;
+        metrics::histogram!(telemetry::FLUSH_SECONDS).record(flushing.elapsed().as_secs_f64());
+        metrics::histogram!(telemetry::BATCH_SIZE).record(answers.len() as f64);
+        for (outcome, count) in outcomes {
+            metrics::counter!(telemetry::RECORDS, "outcome" => outcome).increment(count);
+        }
         self.shared.batches.fetch_add(1, Ordering::Relaxed);
         if !written.is_empty() {
             // Only now, with the log durable, may readers see the counters move.
@@ -435,7 +448,7 @@ impl Writer {
             .and_then(|()| self.shared.make_durable())
         {
             self.alert_head = start;
-            return Err(error.into());
+            return Err(error);
         }
         self.shared.alert_head.send_replace(self.alert_head);
         Ok(alerts.len())

@@ -385,6 +385,25 @@ impl Drop for TestServer {
     }
 }
 
+/// Waits until the server at `url` answers health checks with SERVING (it listens, answering
+/// NOT_SERVING, while it opens its store).
+pub async fn wait_until_serving(url: &str) {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    for _ in 0..600 {
+        if let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.to_string())
+            && let Ok(channel) = endpoint.connect().await
+            && let Ok(answer) = tonic_health::pb::health_client::HealthClient::new(channel)
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+            && answer.into_inner().status == ServingStatus::Serving as i32
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the server at {url} never said SERVING");
+}
+
 /// Who is acting when a test drives the store directly.
 pub fn operator() -> marr::domain::Actor {
     marr::domain::Actor::new("test operator", marr::domain::Role::Admin, "test")
