@@ -238,6 +238,8 @@ impl Config {
         self.rule_settings()?;
         self.limits()?;
         let mut names = HashSet::new();
+        let mut certificate_names = HashSet::new();
+        let mut token_hashes = HashSet::new();
         for (i, principal) in self.principals.iter().enumerate() {
             let invalid = |field: &str, reason: String| ConfigError::Invalid {
                 key: format!("principal[{i}].{field}"),
@@ -250,6 +252,22 @@ impl Config {
                 return Err(invalid(
                     "name",
                     format!("`{}` is used by two principals", principal.name),
+                ));
+            }
+            if let Some(name) = &principal.cert_cn
+                && !certificate_names.insert(name.as_str())
+            {
+                return Err(invalid(
+                    "cert_cn",
+                    format!("`{name}` is used by two principals"),
+                ));
+            }
+            if let Some(hash) = &principal.token_sha256
+                && !token_hashes.insert(hash.as_str())
+            {
+                return Err(invalid(
+                    "token_sha256",
+                    "the same token hash is given to two principals".into(),
                 ));
             }
             if let Some(hash) = &principal.token_sha256 {
@@ -295,6 +313,26 @@ mod tests {
     fn an_unknown_key_is_named() {
         let error = toml::from_str::<Config>("listne = \"127.0.0.1:1\"").expect_err("unknown key");
         assert!(error.to_string().contains("listne"), "{error}");
+    }
+
+    #[test]
+    fn two_principals_may_not_share_a_certificate_name_or_a_token() {
+        let hash = "a".repeat(64);
+        for (key, shared) in [
+            ("cert_cn", "cert_cn = \"shared\""),
+            ("token_sha256", &*format!("token_sha256 = \"{hash}\"")),
+        ] {
+            let text = format!(
+                "[[principal]]\nname = \"a\"\nrole = \"admin\"\n{shared}\n\
+                 [[principal]]\nname = \"b\"\nrole = \"board\"\n{shared}\n"
+            );
+            let config: Config = toml::from_str(&text).expect("parses");
+            let error = config.check().expect_err("shared");
+            assert!(
+                error.to_string().contains(&format!("principal[1].{key}")),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ use proto::alerts_server::AlertsServer;
 use proto::audit_server::AuditServer;
 use proto::directory_server::DirectoryServer;
 use proto::inspection_server::InspectionServer;
+use proto::open_data_server::OpenDataServer;
 use proto::operations_server::OperationsServer;
 use proto::risk_register_server::RiskRegisterServer;
 use store::Store;
@@ -143,17 +144,28 @@ pub async fn serve_opening(
             }),
     );
     tracing::info!("opening the store; health answers NOT_SERVING until it is recovered");
-    let store = tokio::task::spawn_blocking(open)
-        .await
-        .map_err(|e| store::StoreError::WriterFailed(e.to_string()))??;
+    let opening_store = tokio::task::spawn_blocking(open);
+    tokio::pin!(shutdown);
+    let store = tokio::select! {
+        opened = opening_store => opened
+            .map_err(|e| store::StoreError::WriterFailed(e.to_string()))??,
+        () = &mut shutdown => {
+            tracing::info!("asked to stop while opening the store");
+            recovering.abort();
+            return Ok(());
+        }
+    };
+    // The recovery server stops accepting and drains on its own (a health watch may keep it a
+    // while); the full server takes the listener over at once.
     let _ = opened.send(());
-    // A health watch left open must not hold up the switch to the full server.
-    if tokio::time::timeout(std::time::Duration::from_secs(5), &mut recovering)
-        .await
-        .is_err()
-    {
-        recovering.abort();
-    }
+    tokio::spawn(async move {
+        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut recovering)
+            .await
+            .is_err()
+        {
+            recovering.abort();
+        }
+    });
     serve_shared(listener, reporter, health_service, store, config, shutdown).await
 }
 
@@ -227,6 +239,9 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
     health
         .set_serving::<OperationsServer<api::operations::OperationsService>>()
         .await;
+    health
+        .set_serving::<OpenDataServer<api::open_data::OpenDataService>>()
+        .await;
     health.set_service_status("", ServingStatus::Serving).await;
 
     let risk_register =
@@ -247,6 +262,8 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
     let alerts = AlertsServer::new(api::alerts::AlertsService::new(store.clone()))
         .max_decoding_message_size(MAX_RECORD_MESSAGE);
     let audit = AuditServer::new(api::audit::AuditService::new(store.clone()))
+        .max_decoding_message_size(MAX_RECORD_MESSAGE);
+    let open_data = OpenDataServer::new(api::open_data::OpenDataService::new(store.clone()))
         .max_decoding_message_size(MAX_RECORD_MESSAGE);
     let operations = OperationsServer::new(api::operations::OperationsService::new(store.clone()))
         .max_decoding_message_size(MAX_RECORD_MESSAGE);
@@ -323,6 +340,7 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
         .add_service(alerts)
         .add_service(audit)
         .add_service(operations)
+        .add_service(open_data)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     sweeper.abort();

@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand};
 use marr::cli::inspect::{self, Format};
 use marr::cli::{ClientError, Connection, ServerArgs, agencies, places, push, watch};
 use marr::config::Config;
-use marr::domain::{AgencyKind, AlertKind, ClientGroup, RiskCategory, Severity, Vocabulary};
+use marr::domain::{
+    AgencyKind, AlertKind, ClientGroup, PlaceLevel, RiskCategory, Severity, Vocabulary,
+};
 use marr::store::{Store, StoreOptions};
 
 #[derive(Parser)]
@@ -123,6 +125,31 @@ enum Command {
         as_of: Option<u64>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+    },
+    /// Writes the public comparative table of a parent's places, disclosure-controlled, as a
+    /// CSV file in the tidy layout of official statistics (no credentials needed).
+    Export {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The parent place or footprint area, e.g. E12000001 (North East).
+        #[arg(long)]
+        parent: String,
+        /// The level of the rows: country, region, county (upper-tier authorities), district,
+        /// or a footprint level.
+        #[arg(long)]
+        level: PlaceLevel,
+        /// The CSV file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Count only this client group (repeatable).
+        #[arg(long = "client-group")]
+        client_groups: Vec<ClientGroup>,
+        /// Count only this category (repeatable).
+        #[arg(long = "category")]
+        categories: Vec<RiskCategory>,
+        /// Count only records at this severity or worse.
+        #[arg(long)]
+        min_severity: Option<Severity>,
     },
     /// Follows one pseudonymous subject's trail across agencies.
     Follow {
@@ -404,18 +431,24 @@ fn pseudonymise(key_file: &Path, input: Option<&Path>) -> Result<ExitCode, Clien
 }
 
 fn dev_certs(dir: &Path, config: Option<&Path>) -> Result<ExitCode, ClientError> {
-    let names: Vec<String> = match config {
-        Some(path) => Config::load(path)
-            .map_err(|e| ClientError::Input {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?
-            .principals
-            .iter()
-            .map(|p| p.cert_cn.clone().unwrap_or_else(|| p.name.clone()))
-            .collect(),
-        None => vec!["dev-client".to_string()],
+    let principals = match config {
+        Some(path) => {
+            Config::load(path)
+                .map_err(|e| ClientError::Input {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?
+                .principals
+        }
+        None => Vec::new(),
     };
+    let mut names: Vec<String> = principals
+        .iter()
+        .map(|p| p.cert_cn.clone().unwrap_or_else(|| p.name.clone()))
+        .collect();
+    if config.is_none() {
+        names.push("dev-client".to_string());
+    }
     let written = marr::cli::dev_certs::write(dir, &names)?;
     emit(format!("CA certificate:      {}", written.ca.display()));
     emit(format!(
@@ -431,6 +464,13 @@ fn dev_certs(dir: &Path, config: Option<&Path>) -> Result<ExitCode, ClientError>
             "client {name}: {} {}",
             cert.display(),
             key.display()
+        ));
+    }
+    // Only a principal with a cert_cn can be reached by certificate.
+    for principal in principals.iter().filter(|p| p.cert_cn.is_none()) {
+        emit(format!(
+            "note: principal {0} has no cert_cn; add cert_cn = \"{0}\" to let it use its certificate",
+            principal.name
         ));
     }
     emit(format!(
@@ -461,6 +501,22 @@ async fn verify(
     } else {
         ExitCode::from(1)
     })
+}
+
+async fn export(
+    server: ServerArgs,
+    parent: String,
+    level: PlaceLevel,
+    filter: marr::proto::ViewFilter,
+    out: PathBuf,
+) -> Result<ExitCode, ClientError> {
+    let connection = Connection::open(&server).await?;
+    let rows = marr::cli::export::export(&connection, &parent, level, filter, &out).await?;
+    emit(format!(
+        "wrote {rows} rows to {} (counts of 1 to 4 shown as c, the rest rounded to the nearest 5)",
+        out.display()
+    ));
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn health(server: ServerArgs, service: String) -> Result<ExitCode, ClientError> {
@@ -608,6 +664,18 @@ async fn main() -> ExitCode {
                 result = watch::watch(&server, plan, emit) => client_exit(result.map(|()| ExitCode::SUCCESS)),
                 _ = shutdown_signal() => ExitCode::SUCCESS,
             }
+        }
+        Command::Export {
+            server,
+            parent,
+            level,
+            out,
+            client_groups,
+            categories,
+            min_severity,
+        } => {
+            let filter = inspect::filter(&client_groups, &categories, min_severity);
+            client_exit(export(server, parent, level, filter, out).await)
         }
         Command::View {
             server,

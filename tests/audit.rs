@@ -210,6 +210,17 @@ async fn an_agency_sees_who_read_its_records_and_why_but_not_its_own_submissions
         "Joint targeted area inspection: exploitation"
     );
 
+    for event in &seen {
+        assert!(
+            event.records.iter().all(|r| r.agency_id == NEWCASTLE),
+            "another agency's records are not shown: {event:?}"
+        );
+        assert_eq!(
+            event.subject_key, "",
+            "nor the subject that tied them together"
+        );
+    }
+
     // The police force's record was read only through the trail.
     let police = connection
         .agency(NORTHUMBRIA)

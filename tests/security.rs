@@ -215,6 +215,15 @@ async fn call(c: &marr::cli::Connection, method: &str, target: Target) -> Code {
                 .list_access_to_my_records(proto::ListAccessToMyRecordsRequest::default())
                 .await,
         ),
+        "/marr.v1.OpenData/GetComparativeTable" => answered(
+            c.open_data()
+                .get_comparative_table(proto::GetComparativeTableRequest {
+                    parent_code: target.place.into(),
+                    level: proto::PlaceLevel::District as i32,
+                    filter: None,
+                })
+                .await,
+        ),
         "/marr.v1.Operations/Backup" => {
             first_of(c.operations().backup(proto::BackupRequest {}).await).await
         }

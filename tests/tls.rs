@@ -9,7 +9,7 @@ use marr::proto;
 use marr::store::Store;
 
 /// The principals of the mutual TLS server: an administrator known by its certificate.
-const PRINCIPALS: &str = "[[principal]]\nname = \"admin\"\nrole = \"admin\"\ncert_cn = \"records-admin\"\n\n[[principal]]\nname = \"inspector\"\nrole = \"inspector\"\nplaces = [\"E92000001\"]\n";
+const PRINCIPALS: &str = "[[principal]]\nname = \"admin\"\nrole = \"admin\"\ncert_cn = \"records-admin\"\n\n[[principal]]\nname = \"inspector\"\nrole = \"inspector\"\nplaces = [\"E92000001\"]\ncert_cn = \"inspector\"\n";
 
 /// Runs `marr dev-certs DIR`, with client certificates for the principals of `config` if given.
 fn dev_certs(dir: &Path, config: Option<&Path>) {

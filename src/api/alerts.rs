@@ -221,6 +221,12 @@ impl Alerts for AlertsService {
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?
                 .map_err(ApiError::from)?;
+        caller.touched(|t| {
+            t.records = alerts
+                .iter()
+                .flat_map(|a| a.records.iter().cloned())
+                .collect();
+        });
         Ok(Response::new(proto::ListAlertsResponse {
             alerts: alerts.iter().map(alert_to_proto).collect(),
             next_after_sequence: next.unwrap_or(0),

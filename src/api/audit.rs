@@ -98,6 +98,7 @@ impl Audit for AuditService {
         &self,
         request: Request<proto::ListAuditEventsRequest>,
     ) -> Result<Response<proto::ListAuditEventsResponse>, Status> {
+        Caller::of(&request)?;
         let request = request.into_inner();
         let filter = AuditFilter {
             principal: non_empty(request.principal),
@@ -117,8 +118,9 @@ impl Audit for AuditService {
 
     async fn verify_audit(
         &self,
-        _request: Request<proto::VerifyAuditRequest>,
+        request: Request<proto::VerifyAuditRequest>,
     ) -> Result<Response<proto::VerifyAuditResponse>, Status> {
+        Caller::of(&request)?;
         let store = self.store.clone();
         let verdict = tokio::task::spawn_blocking(move || store.verify_audit())
             .await
@@ -149,15 +151,26 @@ impl Audit for AuditService {
         let filter = AuditFilter {
             from: bound("from", request.from).map_err(ApiError::from)?,
             to: bound("to", request.to).map_err(ApiError::from)?,
-            agency: Some(agency),
+            agency: Some(agency.clone()),
             except_methods: OWN_WRITES.iter().map(|m| m.to_string()).collect(),
             ..AuditFilter::default()
         };
         let page = self
             .page(filter, request.after_sequence, request.page_size)
             .await?;
+        // An agency sees who touched its own records and why, never other agencies' records
+        // or the subject that tied them together.
+        let events = page
+            .events
+            .into_iter()
+            .map(|mut event| {
+                event.records.retain(|r| r.agency == agency);
+                event.subject = None;
+                event_to_proto(&event)
+            })
+            .collect();
         Ok(Response::new(proto::ListAccessToMyRecordsResponse {
-            events: page.events.iter().map(event_to_proto).collect(),
+            events,
             next_after_sequence: page.next_after.unwrap_or(0),
         }))
     }

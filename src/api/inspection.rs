@@ -135,7 +135,7 @@ impl InspectionService {
 }
 
 /// Reads a filter, naming any value that is not in the vocabulary.
-fn filter_from_proto(filter: Option<&proto::ViewFilter>) -> Result<ViewFilter, Invalid> {
+pub(crate) fn filter_from_proto(filter: Option<&proto::ViewFilter>) -> Result<ViewFilter, Invalid> {
     let Some(filter) = filter else {
         return Ok(ViewFilter::default());
     };

@@ -6,6 +6,7 @@ pub mod convert;
 pub mod directory;
 pub mod error;
 pub mod inspection;
+pub mod open_data;
 pub mod operations;
 pub mod risk_register;
 

@@ -67,8 +67,9 @@ impl Operations for OperationsService {
 
     async fn backup(
         &self,
-        _request: Request<proto::BackupRequest>,
+        request: Request<proto::BackupRequest>,
     ) -> Result<Response<Self::BackupStream>, Status> {
+        crate::auth::Caller::of(&request)?;
         let cut = self.store.backup_cut().await.map_err(ApiError::from)?;
         let (out, chunks) = mpsc::channel(4);
         let store = self.store.clone();

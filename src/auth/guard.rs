@@ -50,9 +50,14 @@ pub struct Guard {
     max_concurrent: usize,
     in_flight: Arc<Semaphore>,
     rates: DefaultKeyedRateLimiter<String>,
+    /// Refusals before admission, per caller address.
+    refusals: DefaultKeyedRateLimiter<String>,
     /// Calls admitted so far, to forget idle callers' rate state now and then.
     calls: std::sync::atomic::AtomicU64,
 }
+
+/// Characters of an undeclared method's path kept in the audit chain.
+const MAX_PATH_KEPT: usize = 200;
 
 /// How often the rate limiter forgets callers that have been quiet long enough.
 const FORGET_IDLE_EVERY: u64 = 4096;
@@ -68,6 +73,7 @@ impl Guard {
             max_concurrent: limits.max_concurrent,
             in_flight: Arc::new(Semaphore::new(limits.max_concurrent)),
             rates: RateLimiter::keyed(quota),
+            refusals: RateLimiter::keyed(quota),
             calls: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -135,6 +141,7 @@ impl Guard {
         if calls % FORGET_IDLE_EVERY == FORGET_IDLE_EVERY - 1 {
             // Anonymous callers are keyed by address; without this the state would only grow.
             self.rates.retain_recent();
+            self.refusals.retain_recent();
         }
         if let Err(not_until) = self.rates.check_key(&principal.name) {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
@@ -155,8 +162,34 @@ impl Guard {
         Ok((principal, permit))
     }
 
-    /// Writes a refusal to the audit chain and turns it into the answer.
-    async fn refuse(&self, access: Access, status: Status) -> http::Response<Body> {
+    /// Writes a refusal made before the call was admitted to the audit chain and turns it
+    /// into the answer. Such refusals are limited per address like calls are per principal:
+    /// past the limit the caller is told to slow down and no event is written, so guessing
+    /// tokens is slow and cannot fill the disk.
+    async fn refuse(
+        &self,
+        peer: &str,
+        actor: Actor,
+        method: &str,
+        status: Status,
+    ) -> http::Response<Body> {
+        if self.refusals.check_key(&peer.to_string()).is_err() {
+            metrics::counter!(crate::telemetry::REQUESTS, "method" => method.to_string(), "code" => "ResourceExhausted")
+                .increment(1);
+            tracing::warn!(%peer, method, "refusals from this address are over their limit");
+            return Status::resource_exhausted(
+                "too many refused calls from this address; slow down",
+            )
+            .into_http();
+        }
+        metrics::counter!(
+            crate::telemetry::REQUESTS,
+            "method" => method.to_string(),
+            "code" => format!("{:?}", status.code())
+        )
+        .increment(1);
+        let mut access = Access::by(actor);
+        access.outcome = format!("{:?}: {}", status.code(), status.message());
         if let Err(error) = self.store.audit(access).await {
             tracing::error!(%error, "cannot record a refusal in the audit chain");
         }
@@ -245,12 +278,12 @@ where
     let path = request.uri().path().to_string();
     let peer = peer_of(&request);
     let Some(rule) = policy::rule_for(&path) else {
-        // Fail closed: a method nobody declared a rule for answers nobody.
+        // Fail closed: a method nobody declared a rule for answers nobody. The path is the
+        // caller's to choose, so only a bounded part of it is kept.
+        let path: String = path.chars().take(MAX_PATH_KEPT).collect();
         let actor = Actor::new(format!("caller from {peer}"), Role::Public, path.clone());
         let status = Status::permission_denied(format!("no access rule is declared for {path}"));
-        let mut access = Access::by(actor);
-        access.outcome = format!("{:?}: {}", status.code(), status.message());
-        return Ok(guard.refuse(access, status).await);
+        return Ok(guard.refuse(&peer, actor, "undeclared", status).await);
     };
     let (principal, permit) = match guard.admit(&request, rule, &peer) {
         Ok(admitted) => admitted,
@@ -259,10 +292,10 @@ where
                 || (format!("unidentified caller from {peer}"), Role::Public),
                 |p| (p.name.clone(), p.role),
             );
-            let status = Status::from(denied);
-            let mut access = Access::by(Actor::new(name, role, rule.method));
-            access.outcome = format!("{:?}: {}", status.code(), status.message());
-            return Ok(guard.refuse(access, status).await);
+            let actor = Actor::new(name, role, rule.method);
+            return Ok(guard
+                .refuse(&peer, actor, rule.name(), Status::from(denied))
+                .await);
         }
     };
     let caller = Caller::new(principal, rule.method);

@@ -100,10 +100,11 @@ impl Identities {
                     .map_err(|e| format!("principal {}: token_sha256: {e}", configured.name))?;
                 identities.tokens.push((digest, Arc::clone(&principal)));
             }
-            // A certificate names its principal by `cert_cn`, or else by the principal's name;
-            // only certificates the configured client CA signed get this far.
-            let name = configured.cert_cn.as_ref().unwrap_or(&configured.name);
-            identities.certificates.insert(name.clone(), principal);
+            // Only a principal given a `cert_cn` can be reached by certificate, so a name a
+            // shared CA happens to issue never lands on a token-only principal.
+            if let Some(name) = &configured.cert_cn {
+                identities.certificates.insert(name.clone(), principal);
+            }
         }
         Ok(identities)
     }

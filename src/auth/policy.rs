@@ -104,6 +104,12 @@ pub const METHOD_RULES: &[MethodRule] = &[
         &[Agency],
         Audit::Read,
     ),
+    // Disclosure-controlled figures, for anyone.
+    rule(
+        "/marr.v1.OpenData/GetComparativeTable",
+        &[Public],
+        Audit::Refusals,
+    ),
     // A backup holds everything: administrators only, and each one is recorded.
     rule("/marr.v1.Operations/Backup", &[Admin], Audit::Read),
     // Probes and schema discovery carry no safeguarding data.
@@ -183,7 +189,8 @@ mod tests {
         for rule in METHOD_RULES {
             let reference_data = rule.method.starts_with("/grpc.")
                 || rule.method == "/marr.v1.Directory/GetPlace"
-                || rule.method == "/marr.v1.Directory/ListChildPlaces";
+                || rule.method == "/marr.v1.Directory/ListChildPlaces"
+                || rule.method == "/marr.v1.OpenData/GetComparativeTable";
             assert_eq!(
                 rule.admits(Role::Public),
                 reference_data,

@@ -4,6 +4,7 @@ pub mod agencies;
 pub mod backup;
 pub mod demo;
 pub mod dev_certs;
+pub mod export;
 pub mod extract;
 pub mod inspect;
 pub mod places;
@@ -23,6 +24,7 @@ use crate::proto::alerts_client::AlertsClient;
 use crate::proto::audit_client::AuditClient;
 use crate::proto::directory_client::DirectoryClient;
 use crate::proto::inspection_client::InspectionClient;
+use crate::proto::open_data_client::OpenDataClient;
 use crate::proto::operations_client::OperationsClient;
 use crate::proto::risk_register_client::RiskRegisterClient;
 
@@ -160,6 +162,10 @@ impl Connection {
             self.channel.clone(),
             self.bearer.clone(),
         ))
+    }
+
+    pub fn open_data(&self) -> OpenDataClient<Authenticated> {
+        OpenDataClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
     pub fn operations(&self) -> OperationsClient<Authenticated> {

@@ -204,8 +204,9 @@ pub fn verify_chain(
             ));
         }
         if event.previous != previous {
-            // The event before this one is not what this one was chained to.
-            let at = key - 1;
+            // The event before this one is not what this one was chained to (for the first
+            // event, which should carry zeros, the event itself is wrong).
+            let at = (key - 1).max(1);
             return Err(broken(
                 at,
                 format!("its content no longer matches the hash event {key} carries"),

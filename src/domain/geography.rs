@@ -177,6 +177,34 @@ impl Geography {
         }
     }
 
+    /// The places of `level` that lie wholly inside `parent`, sorted by code: for
+    /// [`PlaceLevel::County`], the upper-tier authorities (counties, and the districts outside
+    /// any county, which are unitary authorities).
+    pub fn places_under(&self, parent: PlaceCode, level: PlaceLevel) -> Vec<&Place> {
+        let upper_tier = |place: &Place| match place.level {
+            PlaceLevel::County => true,
+            PlaceLevel::District => place
+                .parent
+                .and_then(|p| self.places.get(&p))
+                .is_none_or(|p| p.level != PlaceLevel::County),
+            _ => false,
+        };
+        let mut found: Vec<&Place> = self
+            .places
+            .values()
+            .filter(|place| {
+                if level == PlaceLevel::County {
+                    upper_tier(place)
+                } else {
+                    place.level == level
+                }
+            })
+            .filter(|place| place.code != parent && self.covers(parent, place.code))
+            .collect();
+        found.sort_by_key(|place| place.code);
+        found
+    }
+
     /// How many places there are at each level.
     pub fn count_by_level(&self) -> BTreeMap<PlaceLevel, u64> {
         let mut counts = BTreeMap::new();

@@ -2,6 +2,7 @@
 
 pub mod alert;
 pub mod audit;
+pub mod disclosure;
 pub mod geography;
 pub mod inspection;
 pub mod lookup;

@@ -23,15 +23,32 @@ impl Store {
     pub fn verify_audit(&self) -> Result<Result<u64, BrokenLink>, StoreError> {
         let tree = &self.shared.tree;
         let head = AuditHead::get(tree, &())?;
-        // One event at a time: the chain may be far larger than memory.
+        let last = head.map_or(0, |(sequence, _)| sequence);
+        // One event at a time, up to the head read above: the chain may be far larger than
+        // memory, and the writer may append while we walk.
         let mut unreadable = None;
         let events = AuditLog::scan_stored(tree)
-            .map_while(|entry| entry.map_err(|error| unreadable = Some(error)).ok());
+            .map_while(|entry| entry.map_err(|error| unreadable = Some(error)).ok())
+            .take_while(|(sequence, _)| *sequence <= last);
         let verdict = verify_chain(events, head);
-        match unreadable {
-            Some(error) => Err(error),
-            None => Ok(verdict),
+        if let Some(error) = unreadable {
+            return Err(error);
         }
+        // Nobody but a tamperer stores an event beyond the head, unless the writer moved the
+        // head meanwhile.
+        let beyond = tree
+            .range(AuditLog::key(&last.saturating_add(1))..AuditLog::key(&u64::MAX))
+            .next()
+            .transpose()?
+            .is_some();
+        let head_now = AuditHead::get(tree, &())?.map_or(0, |(sequence, _)| sequence);
+        Ok(match verdict {
+            Ok(_) if beyond && head_now == last => Err(BrokenLink {
+                sequence: last + 1,
+                reason: "it is stored beyond the chain's recorded head".into(),
+            }),
+            verdict => verdict,
+        })
     }
 
     /// Events after `after` that match the filter, oldest first, at most `limit` of them.

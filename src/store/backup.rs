@@ -117,6 +117,12 @@ impl<W: Write> FrameWriter<W> {
 
     fn frame(&mut self, frame: &Frame) -> Result<(), StoreError> {
         let body = postcard::to_stdvec(frame)?;
+        if body.len() > MAX_FRAME {
+            return Err(damaged(format!(
+                "a frame of {} bytes is larger than a backup may hold",
+                body.len()
+            )));
+        }
         let length = u32::try_from(body.len()).map_err(|_| damaged("a frame over 4 GiB"))?;
         let length = length.to_be_bytes();
         for part in [&length[..], &body[..]] {
@@ -196,6 +202,10 @@ impl<R: Read> FrameReader<R> {
             let expected: [u8; 32] = self.hash.clone().finalize().into();
             if *frames != self.frames || *sha256 != expected {
                 return Err(damaged("its content does not match its checksum"));
+            }
+            let mut after = [0u8; 1];
+            if self.input.read(&mut after).map_err(io_error)? != 0 {
+                return Err(damaged("there are bytes after its end"));
             }
             self.ended = true;
             return Ok(None);
@@ -298,22 +308,38 @@ impl Store {
                 ),
             )));
         }
-        let restored = restore_into(dir, input).and_then(|summary| {
+        // Built beside its destination and renamed only when whole and checked, so an
+        // interrupted restore never leaves a store a server would open.
+        let mut building = dir.as_os_str().to_owned();
+        building.push(".restoring");
+        let building = std::path::PathBuf::from(building);
+        let _ = std::fs::remove_dir_all(&building);
+        let restored = restore_into(&building, input).and_then(|summary| {
             // Opening replays the log into the counters and the rules, as a server would.
-            let store = Store::open(dir)?;
-            let problems = store.verify_projections()?;
-            let chain = store.verify_audit()?;
-            drop(store);
-            match (problems.first(), chain) {
-                (Some(problem), _) => Err(damaged(format!("after restoring, {problem}"))),
-                (None, Err(broken)) => Err(damaged(broken)),
-                (None, Ok(_)) => Ok(summary),
+            let store = Store::open(&building)?;
+            let checked = store
+                .verify_projections()
+                .and_then(|problems| Ok((problems, store.verify_audit()?)));
+            store.close_blocking()?;
+            match checked? {
+                (problems, _) if !problems.is_empty() => {
+                    Err(damaged(format!("after restoring, {}", problems[0])))
+                }
+                (_, Err(broken)) => Err(damaged(broken)),
+                (_, Ok(_)) => Ok(summary),
             }
         });
-        if restored.is_err() {
-            let _ = std::fs::remove_dir_all(dir);
+        let placed = restored.and_then(|summary| {
+            if dir.exists() {
+                std::fs::remove_dir(dir).map_err(io_error)?;
+            }
+            std::fs::rename(&building, dir).map_err(io_error)?;
+            Ok(summary)
+        });
+        if placed.is_err() {
+            let _ = std::fs::remove_dir_all(&building);
         }
-        restored
+        placed
     }
 }
 

@@ -427,6 +427,31 @@ impl Store {
 
     /// Lets the writer finish everything queued before this call, flushes, and stops it.
     /// Later submissions get [`StoreError::Closed`].
+    /// [`Store::close`] for code that is not async (offline tools). Blocking.
+    pub fn close_blocking(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .shared
+            .commands
+            .blocking_send(Command::Close { reply })
+            .is_ok()
+        {
+            answer.blocking_recv().map_err(|_| StoreError::Closed)??;
+        }
+        let handle = self
+            .shared
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            handle
+                .join()
+                .map_err(|_| StoreError::WriterFailed("writer thread panicked".into()))?;
+        }
+        Ok(())
+    }
+
     pub async fn close(&self) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
         if self

@@ -173,7 +173,7 @@ impl Writer {
                     let _ = reply.send(self.guarded(|w| w.sweep_stale()));
                 }
                 Command::Cut { reply } => {
-                    let _ = reply.send(self.cut());
+                    let _ = reply.send(self.guarded(|w| w.cut()));
                 }
                 Command::RepairProjections { reply } => {
                     let _ = reply.send(self.guarded(|w| {
@@ -200,7 +200,12 @@ impl Writer {
         if let Some(reason) = &self.failed {
             return Err(StoreError::WriterFailed(reason.clone()));
         }
+        // A write that fails leaves nothing on disk, so the heads go back to where they were.
+        let heads = (self.head, self.alert_head, self.audit_head);
         let result = write(self);
+        if result.is_err() {
+            (self.head, self.alert_head, self.audit_head) = heads;
+        }
         if let Err(
             error @ (StoreError::Storage(_) | StoreError::Codec(_) | StoreError::Corrupt(_)),
         ) = &result
@@ -212,7 +217,6 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: Batch) {
-        let start = (self.head, self.alert_head, self.audit_head);
         let (records, record_replies): (Vec<_>, Vec<_>) = batch
             .records
             .into_iter()
@@ -230,7 +234,6 @@ impl Writer {
                 }
             }
             Err(error) => {
-                (self.head, self.alert_head, self.audit_head) = start;
                 let reason = error.to_string();
                 for reply in record_replies {
                     let _ = reply.send(Err(StoreError::WriterFailed(reason.clone())));
@@ -391,7 +394,6 @@ impl Writer {
             plan.places.len(),
             plan.memberships.len()
         );
-        let start = self.audit_head;
         self.chain(&mut batch, access, (self.shared.clock)())?;
         for place in &plan.places {
             Places::put(&mut batch, &place.code, place)?;
@@ -399,10 +401,7 @@ impl Writer {
         for membership in &plan.memberships {
             Memberships::put(&mut batch, membership, &())?;
         }
-        if let Err(error) = self.apply(batch) {
-            self.audit_head = start;
-            return Err(error);
-        }
+        self.apply(batch)?;
         let changed = !plan.places.is_empty() || !plan.memberships.is_empty();
         let places_by_level = {
             let mut directory = self.shared.write_directory();
@@ -433,23 +432,13 @@ impl Writer {
         if alerts.is_empty() {
             return Ok(0);
         }
-        let start = self.alert_head;
         let mut batch = sled::Batch::default();
         for (mut alert, _, _) in alerts.iter().cloned() {
             self.alert_head += 1;
             alert.sequence = self.alert_head;
             AlertLog::put(&mut batch, &alert.sequence, &alert)?;
         }
-        if let Err(error) = self
-            .shared
-            .tree
-            .apply_batch(batch)
-            .map_err(StoreError::from)
-            .and_then(|()| self.shared.make_durable())
-        {
-            self.alert_head = start;
-            return Err(error);
-        }
+        self.apply(batch)?;
         self.shared.alert_head.send_replace(self.alert_head);
         Ok(alerts.len())
     }
@@ -512,12 +501,8 @@ impl Writer {
         access.place = Some(snapshot.view.place);
         access.purpose = snapshot.label.clone();
         access.outcome = format!("OK: snapshot {id}");
-        let start = self.audit_head;
         self.chain(&mut batch, access, snapshot.created_at)?;
-        if let Err(error) = self.apply(batch) {
-            self.audit_head = start;
-            return Err(error);
-        }
+        self.apply(batch)?;
         Ok(snapshot)
     }
 
@@ -540,12 +525,8 @@ impl Writer {
         Agencies::put(&mut batch, &agency.id, &agency)?;
         let mut access = Access::by(actor);
         access.outcome = format!("OK: agency {} registered as {}", agency.id, agency.kind);
-        let start = self.audit_head;
         self.chain(&mut batch, access, (self.shared.clock)())?;
-        if let Err(error) = self.apply(batch) {
-            self.audit_head = start;
-            return Err(error);
-        }
+        self.apply(batch)?;
         self.shared
             .write_directory()
             .agencies

@@ -1,0 +1,181 @@
+//! `marr export`: a comparative table as a CSV file in the tidy layout official statistics
+//! publications in England use (see docs/open-data.md).
+
+use std::path::Path;
+
+use time::OffsetDateTime;
+
+use super::{ClientError, Connection};
+use crate::domain::{ClientGroup, PlaceLevel, RiskCategory, Vocabulary};
+use crate::proto;
+
+/// The columns every row starts with, whatever the level.
+pub const LEADING_COLUMNS: [&str; 9] = [
+    "time_period",
+    "time_identifier",
+    "geographic_level",
+    "country_code",
+    "country_name",
+    "region_code",
+    "region_name",
+    "new_la_code",
+    "la_name",
+];
+
+/// What a published table's level is called in the tidy layout.
+pub fn geographic_level(level: PlaceLevel) -> &'static str {
+    match level {
+        PlaceLevel::Country => "National",
+        PlaceLevel::Region => "Regional",
+        PlaceLevel::County => "Local authority",
+        PlaceLevel::District => "Local authority district",
+        PlaceLevel::PoliceForceArea => "Police force area",
+        PlaceLevel::CommunitySafetyPartnership => "Community safety partnership",
+        PlaceLevel::ClinicalCommissioningGroup => "Clinical commissioning group",
+        // Never published; named for completeness.
+        PlaceLevel::Ward => "Ward",
+        PlaceLevel::Lsoa => "Lower layer super output area",
+    }
+}
+
+fn published(count: Option<&proto::PublishedCount>) -> String {
+    match count {
+        Some(c) if c.suppressed => "c".into(),
+        Some(c) => c.value.to_string(),
+        None => String::new(),
+    }
+}
+
+/// Where a row sits: its country, region and local authority, from its ancestors.
+struct Geography {
+    country: (String, String),
+    region: (String, String),
+    la: (String, String),
+}
+
+async fn geography_of(
+    connection: &Connection,
+    place: &proto::Place,
+    fallback: &[proto::Place],
+) -> Result<Geography, ClientError> {
+    let answer = connection
+        .directory()
+        .get_place(proto::GetPlaceRequest {
+            code: place.code.clone(),
+        })
+        .await?
+        .into_inner();
+    let mut chain = answer.ancestors;
+    if chain.is_empty() {
+        // A footprint area has no parent: it sits where the table's parent sits.
+        chain = fallback.to_vec();
+    }
+    chain.push(place.clone());
+    let at = |level: PlaceLevel| {
+        chain
+            .iter()
+            .find(|p| p.level == level.number())
+            .map(|p| (p.code.clone(), p.name.clone()))
+            .unwrap_or_default()
+    };
+    // The local authority is the upper-tier one where there is a county, else the district.
+    let la = match PlaceLevel::from_number(place.level) {
+        Some(PlaceLevel::County | PlaceLevel::District) => (place.code.clone(), place.name.clone()),
+        _ => Default::default(),
+    };
+    Ok(Geography {
+        country: at(PlaceLevel::Country),
+        region: at(PlaceLevel::Region),
+        la,
+    })
+}
+
+/// Fetches the comparative table and writes it to `out`; answers the number of data rows.
+pub async fn export(
+    connection: &Connection,
+    parent: &str,
+    level: PlaceLevel,
+    filter: proto::ViewFilter,
+    out: &Path,
+) -> Result<usize, ClientError> {
+    let table = connection
+        .open_data()
+        .get_comparative_table(proto::GetComparativeTableRequest {
+            parent_code: parent.into(),
+            level: level.number(),
+            filter: Some(filter),
+        })
+        .await?
+        .into_inner();
+    let parent_answer = connection
+        .directory()
+        .get_place(proto::GetPlaceRequest {
+            code: parent.into(),
+        })
+        .await?
+        .into_inner();
+    let mut parent_chain = parent_answer.ancestors;
+    parent_chain.extend(parent_answer.place);
+
+    let now = OffsetDateTime::now_utc();
+    let month = now.month().to_string();
+    let failed = |e: csv::Error| ClientError::Input {
+        path: out.display().to_string(),
+        reason: e.to_string(),
+    };
+    let mut writer = csv::Writer::from_path(out).map_err(failed)?;
+    let footprint = level.is_footprint();
+    let area_columns = [format!("{level}_code"), format!("{level}_name")];
+    let mut header: Vec<String> = LEADING_COLUMNS.iter().map(|c| c.to_string()).collect();
+    if footprint {
+        header.extend(area_columns.iter().cloned());
+    }
+    header.extend(["client_group", "risk_category", "active_risk_records"].map(String::from));
+    writer.write_record(&header).map_err(failed)?;
+
+    let mut written = 0;
+    let rows = table.rows.iter().chain(table.total.as_ref());
+    for row in rows {
+        let Some(place) = &row.place else { continue };
+        let row_level = PlaceLevel::from_number(place.level).unwrap_or(level);
+        let geography = geography_of(connection, place, &parent_chain).await?;
+        let mut leading = vec![
+            now.year().to_string(),
+            month.clone(),
+            geographic_level(row_level).to_string(),
+            geography.country.0,
+            geography.country.1,
+            geography.region.0,
+            geography.region.1,
+            geography.la.0,
+            geography.la.1,
+        ];
+        if footprint {
+            if row_level.is_footprint() {
+                leading.extend([place.code.clone(), place.name.clone()]);
+            } else {
+                leading.extend([String::new(), String::new()]);
+            }
+        }
+        let mut line = |group: &str, category: &str, value: String| {
+            let mut record = leading.clone();
+            record.extend([group.to_string(), category.to_string(), value]);
+            writer.write_record(&record)
+        };
+        line("Total", "Total", published(row.total.as_ref())).map_err(failed)?;
+        for (number, count) in table.client_groups.iter().zip(&row.by_client_group) {
+            let word = ClientGroup::from_number(*number).map_or("unknown", |g| g.word());
+            line(word, "Total", published(Some(count))).map_err(failed)?;
+        }
+        for (number, count) in table.categories.iter().zip(&row.by_category) {
+            let word = RiskCategory::from_number(*number).map_or("unknown", |c| c.word());
+            line("Total", word, published(Some(count))).map_err(failed)?;
+        }
+        written += 1 + row.by_client_group.len() + row.by_category.len();
+    }
+    writer.flush().map_err(|e| ClientError::Input {
+        path: out.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(written)
+}
