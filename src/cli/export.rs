@@ -134,10 +134,18 @@ pub async fn export(
     writer.write_record(&header).map_err(failed)?;
 
     let mut written = 0;
-    let rows = table.rows.iter().chain(table.total.as_ref());
-    for row in rows {
+    // The table's rows are at the level asked for (a unitary district is a local authority in
+    // an upper-tier table); the parent's row is at its own level.
+    let rows = table
+        .rows
+        .iter()
+        .map(|row| (row, Some(level)))
+        .chain(table.total.iter().map(|row| (row, None)));
+    for (row, at) in rows {
         let Some(place) = &row.place else { continue };
-        let row_level = PlaceLevel::from_number(place.level).unwrap_or(level);
+        let row_level = at
+            .or_else(|| PlaceLevel::from_number(place.level))
+            .unwrap_or(level);
         let geography = geography_of(connection, place, &parent_chain).await?;
         let mut leading = vec![
             now.year().to_string(),

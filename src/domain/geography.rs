@@ -178,15 +178,20 @@ impl Geography {
     }
 
     /// The places of `level` that lie wholly inside `parent`, sorted by code: for
-    /// [`PlaceLevel::County`], the upper-tier authorities (counties, and the districts outside
-    /// any county, which are unitary authorities).
+    /// [`PlaceLevel::County`], the upper-tier authorities (shire counties, and the districts
+    /// outside them: unitary authorities, metropolitan districts and London boroughs).
     pub fn places_under(&self, parent: PlaceCode, level: PlaceLevel) -> Vec<&Place> {
+        // Metropolitan counties (E11) lost their councils in 1986: their districts are the
+        // upper tier. Non-metropolitan counties (E10) are upper tier over their districts.
+        let council_county = |place: &Place| {
+            place.level == PlaceLevel::County && !place.code.as_str().starts_with("E11")
+        };
         let upper_tier = |place: &Place| match place.level {
-            PlaceLevel::County => true,
+            PlaceLevel::County => council_county(place),
             PlaceLevel::District => place
                 .parent
                 .and_then(|p| self.places.get(&p))
-                .is_none_or(|p| p.level != PlaceLevel::County),
+                .is_none_or(|p| !council_county(p)),
             _ => false,
         };
         let mut found: Vec<&Place> = self
