@@ -25,7 +25,7 @@ impl OperationsService {
     }
 }
 
-type Chunk = Result<proto::BackupChunk, Status>;
+type Chunk = Result<proto::BackupResponse, Status>;
 
 /// Sends what the backup writes as chunks; a client that left makes the next write fail.
 struct ChunkSender {
@@ -40,7 +40,7 @@ impl ChunkSender {
         }
         let data = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK));
         self.out
-            .blocking_send(Ok(proto::BackupChunk { data }))
+            .blocking_send(Ok(proto::BackupResponse { data }))
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client left"))
     }
 }
