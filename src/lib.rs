@@ -155,17 +155,17 @@ pub async fn serve_opening(
             return Ok(());
         }
     };
-    // The recovery server stops accepting and drains on its own (a health watch may keep it a
-    // while); the full server takes the listener over at once.
+    // Only one server may accept from the listener at a time (a listener wakes only the last
+    // task that polled it), so the recovery server stops before the full one starts; a health
+    // watch left open is cut after a second rather than holding up the switch.
     let _ = opened.send(());
-    tokio::spawn(async move {
-        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut recovering)
-            .await
-            .is_err()
-        {
-            recovering.abort();
-        }
-    });
+    if tokio::time::timeout(std::time::Duration::from_secs(1), &mut recovering)
+        .await
+        .is_err()
+    {
+        recovering.abort();
+        let _ = recovering.await;
+    }
     serve_shared(listener, reporter, health_service, store, config, shutdown).await
 }
 

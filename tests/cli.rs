@@ -345,6 +345,32 @@ async fn the_demo_serves_its_sample_and_stops_on_ctrl_c() {
     );
     assert!(text.contains("police_force_area"), "{text}");
     assert!(text.contains("registered E23000007"), "{text}");
+    // The story: a view, a subject three agencies know, the board's alerts, the public table.
+    assert!(
+        text.contains("Newcastle upon Tyne (E08000021, district)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "multi_agency high E08000021 youth_justice: one subject is now active at 2 agencies"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("one subject is now active at 3 agencies: E08000021, E23000007, RTD"),
+        "{text}"
+    );
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("upper-tier authority"))
+        .take(14)
+        .collect();
+    assert_eq!(table.len(), 14, "{text}");
+    assert!(
+        table.iter().any(|l| l.split_whitespace().any(|w| w == "c")),
+        "{table:?}"
+    );
+    assert!(table[13].starts_with("North East"), "{table:?}");
 }
 
 #[tokio::test]

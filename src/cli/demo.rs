@@ -10,12 +10,13 @@ use time::OffsetDateTime;
 
 use super::extract::ExtractRow;
 use super::push::{PushSummary, progress_bar, push_rows};
-use super::{ClientError, Connection, ServerArgs, agencies, places};
+use super::{ClientError, Connection, ServerArgs, agencies, inspect, places};
 use crate::api::convert::timestamp;
 use crate::config::Config;
 use crate::domain::lookup::{LookupRow, LookupTable};
 use crate::domain::{
-    AgencyKind, ClientGroup, LawfulBasis, RecordStatus, RiskCategory, Role, Severity, Vocabulary,
+    AgencyKind, AlertKind, ClientGroup, LawfulBasis, PlaceLevel, RecordStatus, RiskCategory, Role,
+    Severity, Vocabulary,
 };
 use crate::proto;
 use crate::store::{Store, StoreError};
@@ -252,6 +253,194 @@ fn demo_config() -> (Config, Vec<(&'static str, String)>) {
     (config, tokens)
 }
 
+/// The whole product on the sample: one place across agencies, a subject three agencies
+/// know raising a multi-agency alert that a board's watcher receives, and the public table.
+async fn tell_the_story(
+    public: &Connection,
+    token_of: &dyn Fn(&str) -> String,
+    url: &str,
+    dir: &Path,
+    now: OffsetDateTime,
+) -> Result<(), DemoError> {
+    let as_whom = |name: &str| format!("--server {url} --token {}", token_of(name));
+    let inspector = public.with_token(&token_of("inspector"))?;
+    println!("\n# An inspector looks at Newcastle across every agency:");
+    println!("$ marr view {} {NEWCASTLE}", as_whom("inspector"));
+    let view = inspect::view(&inspector, NEWCASTLE, proto::ViewFilter::default(), 0).await?;
+    print!("{}", inspect::view_table(&view));
+
+    // The board watches from the alert log's head, so it sees what happens next.
+    let board = public.with_token(&token_of("board"))?;
+    let filter = proto::AlertFilter {
+        place_code: NORTH_EAST_REGION.into(),
+        kinds: vec![AlertKind::MultiAgency.number()],
+        ..Default::default()
+    };
+    let head = board
+        .alerts()
+        .list_alerts(proto::ListAlertsRequest {
+            filter: Some(filter.clone()),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .map_err(ClientError::from)?
+        .into_inner()
+        .head_sequence;
+    println!(
+        "\n# The North East's safeguarding board watches for multi-agency alerts (another terminal):"
+    );
+    println!(
+        "$ marr watch {} --place {NORTH_EAST_REGION} --kind multi_agency --from {head}",
+        as_whom("board")
+    );
+    let mut watch = board
+        .alerts()
+        .watch(proto::WatchRequest {
+            from_sequence: head,
+            filter: Some(filter),
+        })
+        .await
+        .map_err(ClientError::from)?
+        .into_inner();
+
+    println!(
+        "\n# Three agencies each record a risk to the same young person, known to none of the others:"
+    );
+    let subject = subject_key(DEMO_SUBJECTS + 1);
+    let at = timestamp(now - time::Duration::hours(2));
+    let story = [
+        (
+            "newcastle",
+            NEWCASTLE,
+            ClientGroup::ChildProtectionPlan,
+            RiskCategory::Neglect,
+            LawfulBasis::ChildrenAct1989S47,
+        ),
+        (
+            "northumbria-police",
+            NORTHUMBRIA,
+            ClientGroup::YouthJustice,
+            RiskCategory::ChildCriminalExploitation,
+            LawfulBasis::CrimeAndDisorderAct1998S115,
+        ),
+        (
+            "newcastle-hospitals",
+            "RTD",
+            ClientGroup::ChildrenInNeed,
+            RiskCategory::SelfHarm,
+            LawfulBasis::Dpa2018Sch1Para18,
+        ),
+    ];
+    for (name, agency, group, category, basis) in story {
+        let record = proto::RiskRecord {
+            agency_id: agency.into(),
+            local_ref: format!("{agency}-STORY"),
+            subject_key: subject.clone(),
+            place_code: NEWCASTLE.into(),
+            client_group: group.number(),
+            category: category.number(),
+            severity: Severity::High.number(),
+            status: RecordStatus::Active.number(),
+            assessed_at: Some(at),
+            source_updated_at: Some(at),
+            lawful_basis: basis.number(),
+            note: String::new(),
+        };
+        println!(
+            "$ marr push {} story.csv      # {agency}: {group}, {category}, high, subject {}…",
+            as_whom(name),
+            &subject[..12]
+        );
+        public
+            .with_token(&token_of(name))?
+            .risk_register()
+            .submit_record(proto::SubmitRecordRequest {
+                record: Some(record),
+            })
+            .await
+            .map_err(ClientError::from)?;
+    }
+    println!("\n# The board's watcher prints, as they happen:");
+    let mut seen = 0;
+    while seen < 2 {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), watch.message()).await;
+        match next {
+            Ok(Ok(Some(proto::WatchResponse {
+                event: Some(proto::watch_response::Event::Alert(alert)),
+            }))) => {
+                println!("{}", super::watch::alert_line(&alert));
+                seen += 1;
+            }
+            Ok(Ok(Some(_))) => {}
+            _ => break,
+        }
+    }
+
+    let table_file = dir.join("north-east-open-data.csv");
+    println!(
+        "\n# Anyone, without credentials, gets the same figures for every council, disclosure-controlled:"
+    );
+    println!(
+        "$ marr export --server {url} --parent {NORTH_EAST_REGION} --level county --category modern_slavery --min-severity high --out {}",
+        table_file.display()
+    );
+    // A narrow question, so that small counts appear and are hidden.
+    let filter = proto::ViewFilter {
+        categories: vec![RiskCategory::ModernSlavery.number()],
+        min_severity: Severity::High.number(),
+        ..Default::default()
+    };
+    let rows = super::export::export(
+        public,
+        NORTH_EAST_REGION,
+        PlaceLevel::County,
+        filter.clone(),
+        &table_file,
+    )
+    .await?;
+    println!(
+        "wrote {rows} rows. Active modern slavery risks at high or critical severity, by client group\n\
+         (c: a count from 1 to 4, or one that would give such a count away; the rest rounded to 5):"
+    );
+    let table = public
+        .open_data()
+        .get_comparative_table(proto::GetComparativeTableRequest {
+            parent_code: NORTH_EAST_REGION.into(),
+            level: PlaceLevel::County.number(),
+            filter: Some(filter),
+        })
+        .await
+        .map_err(ClientError::from)?
+        .into_inner();
+    let shown = |c: &proto::PublishedCount| {
+        if c.suppressed {
+            "c".to_string()
+        } else {
+            c.value.to_string()
+        }
+    };
+    let mut heading = format!("{:<28} {:>6}", "upper-tier authority", "total");
+    for group in &table.client_groups {
+        let word = ClientGroup::from_number(*group).map_or("?", |g| g.word());
+        heading.push_str(&format!(" {:>6}", &word[..word.len().min(6)]));
+    }
+    println!("{heading}");
+    for row in table.rows.iter().chain(table.total.as_ref()) {
+        let name = row.place.as_ref().map_or("", |p| p.name.as_str());
+        let mut line = format!(
+            "{:<28} {:>6}",
+            &name[..name.len().min(28)],
+            row.total.as_ref().map(shown).unwrap_or_default()
+        );
+        for count in &row.by_client_group {
+            line.push_str(&format!(" {:>6}", shown(count)));
+        }
+        println!("{line}");
+    }
+    Ok(())
+}
+
 /// Runs the demo until `shutdown` completes.
 pub async fn run(
     listen: SocketAddr,
@@ -350,6 +539,8 @@ pub async fn run(
     }
     progress.finish_and_clear();
     println!("{summary}");
+
+    tell_the_story(&public, &token_of, &url, data.path(), now).await?;
 
     let extract = data.path().join("try-me.csv");
     if write_sample_extract(&extract, now).is_ok() {
