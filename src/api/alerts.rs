@@ -9,7 +9,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::convert::{coded_list, coded_option, page_size, place_code, timestamp};
+use super::convert::{coded_list, coded_option, page_size, place_code, record_ref, timestamp};
 use super::error::ApiError;
 use crate::auth::Caller;
 use crate::domain::alert::{Alert, AlertFilter};
@@ -79,14 +79,7 @@ pub fn alert_to_proto(alert: &Alert) -> proto::Alert {
         severity: alert.severity.number(),
         place_code: alert.place.to_string(),
         client_group: alert.client_group.map_or(0, |g| g.number()),
-        records: alert
-            .records
-            .iter()
-            .map(|k| proto::RecordRef {
-                agency_id: k.agency.to_string(),
-                local_ref: k.local_ref.to_string(),
-            })
-            .collect(),
+        records: alert.records.iter().map(record_ref).collect(),
         agency_ids: alert.agencies.iter().map(ToString::to_string).collect(),
         place_codes: alert.places.iter().map(ToString::to_string).collect(),
         subject_key: alert.subject.map(|s| s.to_string()).unwrap_or_default(),

@@ -5,7 +5,7 @@ use prost_types::Timestamp;
 use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 
-use super::convert::{page_size, timestamp};
+use super::convert::{page_size, record_ref, timestamp};
 use super::error::ApiError;
 use crate::auth::Caller;
 use crate::domain::audit::{AuditEvent, AuditFilter};
@@ -61,14 +61,7 @@ pub fn event_to_proto(event: &AuditEvent) -> proto::AuditEvent {
         principal: event.principal.clone(),
         role: role_to_proto(event.role) as i32,
         method: event.method.clone(),
-        records: event
-            .records
-            .iter()
-            .map(|k| proto::RecordRef {
-                agency_id: k.agency.to_string(),
-                local_ref: k.local_ref.to_string(),
-            })
-            .collect(),
+        records: event.records.iter().map(record_ref).collect(),
         subject_key: event.subject.map(|s| s.to_string()).unwrap_or_default(),
         place_code: event.place.map(|p| p.to_string()).unwrap_or_default(),
         purpose: event.purpose.clone(),

@@ -142,6 +142,14 @@ pub fn record_from_proto(
     v.finish(record)
 }
 
+/// A record's key as the contract names it.
+pub fn record_ref(key: &RecordKey) -> proto::RecordRef {
+    proto::RecordRef {
+        agency_id: key.agency.to_string(),
+        local_ref: key.local_ref.to_string(),
+    }
+}
+
 pub fn timestamp(at: OffsetDateTime) -> Timestamp {
     let nanos = at.unix_timestamp_nanos();
     Timestamp {
