@@ -54,42 +54,26 @@ impl Store {
             expected_alert = sequence + 1;
         }
 
-        let stored: BTreeMap<RecordKey, u64> = Latest::scan_all(tree).collect::<Result<_, _>>()?;
-        for (key, revision) in &latest {
-            match stored.get(key) {
-                Some(sequence) if *sequence == revision.sequence => {}
-                Some(sequence) => problems.push(format!(
-                    "latest {key}: points at sequence {sequence}, the log's latest is {}",
-                    revision.sequence
+        let expected = Projections::of_log(&latest);
+        let stored = Projections::stored(tree)?;
+        for (key, sequence) in &expected.pointers {
+            match stored.pointers.get(key) {
+                Some(found) if found == sequence => {}
+                Some(found) => problems.push(format!(
+                    "latest {key}: points at sequence {found}, the log's latest is {sequence}"
                 )),
                 None => problems.push(format!("latest {key}: missing")),
             }
         }
-        for key in stored.keys().filter(|k| !latest.contains_key(*k)) {
+        for key in stored.pointers.keys().filter(|k| !latest.contains_key(*k)) {
             problems.push(format!("latest {key}: not in the log"));
         }
-
-        let places: BTreeSet<(PlaceCode, RecordKey)> = latest
-            .values()
-            .map(|r| (r.record.place, r.record.key.clone()))
-            .collect();
-        let stored_places: BTreeSet<(PlaceCode, RecordKey)> = ByPlace::scan_all(tree)
-            .map(|e| e.map(|(k, ())| k))
-            .collect::<Result<_, _>>()?;
-        for (place, key) in places.symmetric_difference(&stored_places) {
+        for (place, key) in expected.places.symmetric_difference(&stored.places) {
             problems.push(format!(
                 "place index: {key} at {place} disagrees with the log"
             ));
         }
-
-        let subjects: BTreeSet<(SubjectKey, RecordKey)> = latest
-            .values()
-            .filter_map(|r| r.record.subject.map(|s| (s, r.record.key.clone())))
-            .collect();
-        let stored_subjects: BTreeSet<(SubjectKey, RecordKey)> = BySubject::scan_all(tree)
-            .map(|e| e.map(|(k, ())| k))
-            .collect::<Result<_, _>>()?;
-        for (subject, key) in subjects.symmetric_difference(&stored_subjects) {
+        for (subject, key) in expected.subjects.symmetric_difference(&stored.subjects) {
             problems.push(format!(
                 "subject index: {key} under {subject} disagrees with the log"
             ));
@@ -122,64 +106,87 @@ impl Store {
     }
 }
 
-/// The latest revision of every record, by replaying the log.
-fn replay_latest(tree: &sled::Tree) -> Result<BTreeMap<RecordKey, Revision>, StoreError> {
-    let mut latest = BTreeMap::new();
-    for entry in Log::scan_all(tree) {
-        let (_, revision) = entry?;
-        latest.insert(revision.record.key.clone(), revision);
+/// The projections written with the log: where each record's latest revision is, and which
+/// records sit at each place and name each subject.
+struct Projections {
+    pointers: BTreeMap<RecordKey, u64>,
+    places: BTreeSet<(PlaceCode, RecordKey)>,
+    subjects: BTreeSet<(SubjectKey, RecordKey)>,
+}
+
+impl Projections {
+    /// What the log says they must be, from each record's latest revision.
+    fn of_log(latest: &BTreeMap<RecordKey, Revision>) -> Self {
+        Self {
+            pointers: latest
+                .iter()
+                .map(|(k, r)| (k.clone(), r.sequence))
+                .collect(),
+            places: latest
+                .values()
+                .map(|r| (r.record.place, r.record.key.clone()))
+                .collect(),
+            subjects: latest
+                .values()
+                .filter_map(|r| r.record.subject.map(|s| (s, r.record.key.clone())))
+                .collect(),
+        }
     }
-    Ok(latest)
+
+    /// What the store holds.
+    fn stored(tree: &sled::Tree) -> Result<Self, StoreError> {
+        Ok(Self {
+            pointers: Latest::scan_all(tree).collect::<Result<_, _>>()?,
+            places: ByPlace::scan_all(tree)
+                .map(|e| e.map(|(k, ())| k))
+                .collect::<Result<_, _>>()?,
+            subjects: BySubject::scan_all(tree)
+                .map(|e| e.map(|(k, ())| k))
+                .collect::<Result<_, _>>()?,
+        })
+    }
 }
 
 /// A batch that makes the latest pointers and the place and subject indexes exactly what the
 /// log says, and how many entries it adds or removes. Run by the writer, so nothing else
 /// writes meanwhile.
 pub(super) fn repair_batch(tree: &sled::Tree) -> Result<(sled::Batch, usize), StoreError> {
-    let latest = replay_latest(tree)?;
+    let mut latest = BTreeMap::new();
+    for entry in Log::scan_all(tree) {
+        let (_, revision) = entry?;
+        latest.insert(revision.record.key.clone(), revision);
+    }
+    let expected = Projections::of_log(&latest);
+    let stored = Projections::stored(tree)?;
     let mut batch = sled::Batch::default();
     let mut changed = 0;
-
-    let stored: BTreeMap<RecordKey, u64> = Latest::scan_all(tree).collect::<Result<_, _>>()?;
-    for (key, revision) in &latest {
-        if stored.get(key) != Some(&revision.sequence) {
-            Latest::put(&mut batch, key, &revision.sequence)?;
+    for (key, sequence) in &expected.pointers {
+        if stored.pointers.get(key) != Some(sequence) {
+            Latest::put(&mut batch, key, sequence)?;
             changed += 1;
         }
     }
-    for key in stored.keys().filter(|k| !latest.contains_key(*k)) {
+    for key in stored
+        .pointers
+        .keys()
+        .filter(|k| !expected.pointers.contains_key(*k))
+    {
         Latest::remove(&mut batch, key);
         changed += 1;
     }
-
-    let places: BTreeSet<(PlaceCode, RecordKey)> = latest
-        .values()
-        .map(|r| (r.record.place, r.record.key.clone()))
-        .collect();
-    let stored_places: BTreeSet<(PlaceCode, RecordKey)> = ByPlace::scan_all(tree)
-        .map(|e| e.map(|(k, ())| k))
-        .collect::<Result<_, _>>()?;
-    for entry in places.difference(&stored_places) {
+    for entry in expected.places.difference(&stored.places) {
         ByPlace::put(&mut batch, entry, &())?;
         changed += 1;
     }
-    for entry in stored_places.difference(&places) {
+    for entry in stored.places.difference(&expected.places) {
         ByPlace::remove(&mut batch, entry);
         changed += 1;
     }
-
-    let subjects: BTreeSet<(SubjectKey, RecordKey)> = latest
-        .values()
-        .filter_map(|r| r.record.subject.map(|s| (s, r.record.key.clone())))
-        .collect();
-    let stored_subjects: BTreeSet<(SubjectKey, RecordKey)> = BySubject::scan_all(tree)
-        .map(|e| e.map(|(k, ())| k))
-        .collect::<Result<_, _>>()?;
-    for entry in subjects.difference(&stored_subjects) {
+    for entry in expected.subjects.difference(&stored.subjects) {
         BySubject::put(&mut batch, entry, &())?;
         changed += 1;
     }
-    for entry in stored_subjects.difference(&subjects) {
+    for entry in stored.subjects.difference(&expected.subjects) {
         BySubject::remove(&mut batch, entry);
         changed += 1;
     }
