@@ -10,9 +10,7 @@ use clap::{Parser, Subcommand};
 use marr::cli::inspect::{self, Format};
 use marr::cli::{ClientError, Connection, ServerArgs, agencies, places, push, watch};
 use marr::config::Config;
-use marr::domain::{
-    AgencyKind, AlertKind, ClientGroup, PlaceLevel, RiskCategory, Severity, Vocabulary,
-};
+use marr::domain::{AgencyKind, AlertKind, ClientGroup, PlaceLevel, Severity, Vocabulary};
 use marr::store::{Store, StoreOptions};
 
 #[derive(Parser)]
@@ -111,15 +109,8 @@ enum Command {
         server: ServerArgs,
         /// A place or footprint code (GSS), such as E08000021 or E23000007.
         place: String,
-        /// Count only this client group (repeatable).
-        #[arg(long = "client-group")]
-        client_groups: Vec<ClientGroup>,
-        /// Count only this category (repeatable).
-        #[arg(long = "category")]
-        categories: Vec<RiskCategory>,
-        /// Count only records at this severity or worse.
-        #[arg(long)]
-        min_severity: Option<Severity>,
+        #[command(flatten)]
+        filter: inspect::FilterArgs,
         /// The view as it was when this log sequence was written.
         #[arg(long)]
         as_of: Option<u64>,
@@ -141,15 +132,8 @@ enum Command {
         /// The CSV file to write.
         #[arg(long)]
         out: PathBuf,
-        /// Count only this client group (repeatable).
-        #[arg(long = "client-group")]
-        client_groups: Vec<ClientGroup>,
-        /// Count only this category (repeatable).
-        #[arg(long = "category")]
-        categories: Vec<RiskCategory>,
-        /// Count only records at this severity or worse.
-        #[arg(long)]
-        min_severity: Option<Severity>,
+        #[command(flatten)]
+        filter: inspect::FilterArgs,
     },
     /// Follows one pseudonymous subject's trail across agencies.
     Follow {
@@ -670,25 +654,15 @@ async fn main() -> ExitCode {
             parent,
             level,
             out,
-            client_groups,
-            categories,
-            min_severity,
-        } => {
-            let filter = inspect::filter(&client_groups, &categories, min_severity);
-            client_exit(export(server, parent, level, filter, out).await)
-        }
+            filter,
+        } => client_exit(export(server, parent, level, filter.to_proto(), out).await),
         Command::View {
             server,
             place,
-            client_groups,
-            categories,
-            min_severity,
+            filter,
             as_of,
             format,
-        } => {
-            let filter = inspect::filter(&client_groups, &categories, min_severity);
-            client_exit(view(server, place, filter, as_of, format).await)
-        }
+        } => client_exit(view(server, place, filter.to_proto(), as_of, format).await),
         Command::Follow {
             server,
             subject_key,

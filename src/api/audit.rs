@@ -5,7 +5,7 @@ use prost_types::Timestamp;
 use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 
-use super::convert::{page_size, record_ref, timestamp};
+use super::convert::{page_size, record_ref, time_from_proto, timestamp};
 use super::error::ApiError;
 use crate::auth::Caller;
 use crate::domain::audit::{AuditEvent, AuditFilter};
@@ -72,12 +72,8 @@ pub fn event_to_proto(event: &AuditEvent) -> proto::AuditEvent {
 
 /// An optional time bound.
 fn bound(field: &str, at: Option<Timestamp>) -> Result<Option<OffsetDateTime>, Invalid> {
-    at.map(|t| {
-        let nanos = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
-        OffsetDateTime::from_unix_timestamp_nanos(nanos)
-            .map_err(|_| Invalid::one(field, "is out of range"))
-    })
-    .transpose()
+    at.map(|t| time_from_proto(&t).ok_or_else(|| Invalid::one(field, "is out of range")))
+        .transpose()
 }
 
 fn non_empty(text: String) -> Option<String> {
@@ -151,16 +147,10 @@ impl Audit for AuditService {
         let page = self
             .page(filter, request.after_sequence, request.page_size)
             .await?;
-        // An agency sees who touched its own records and why, never other agencies' records
-        // or the subject that tied them together.
         let events = page
             .events
             .into_iter()
-            .map(|mut event| {
-                event.records.retain(|r| r.agency == agency);
-                event.subject = None;
-                event_to_proto(&event)
-            })
+            .map(|event| event_to_proto(&event.as_seen_by(&agency)))
             .collect();
         Ok(Response::new(proto::ListAccessToMyRecordsResponse {
             events,

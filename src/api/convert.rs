@@ -39,11 +39,7 @@ impl Violations {
     fn time(&mut self, field: &str, at: Option<Timestamp>) -> Option<OffsetDateTime> {
         let parsed = at
             .ok_or_else(|| "is required (an RFC 3339 time)".to_string())
-            .and_then(|t| {
-                let nanos = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
-                OffsetDateTime::from_unix_timestamp_nanos(nanos)
-                    .map_err(|_| "is out of range".to_string())
-            });
+            .and_then(|t| time_from_proto(&t).ok_or_else(|| "is out of range".to_string()));
         self.check(field, parsed)
     }
 
@@ -140,6 +136,12 @@ pub fn record_from_proto(
         })
     })();
     v.finish(record)
+}
+
+/// A protobuf timestamp as a time, if it is within range.
+pub fn time_from_proto(at: &Timestamp) -> Option<OffsetDateTime> {
+    let nanos = i128::from(at.seconds) * 1_000_000_000 + i128::from(at.nanos);
+    OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()
 }
 
 /// A record's key as the contract names it.

@@ -6,8 +6,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{coded_option, place_code, place_to_proto};
 use super::error::ApiError;
 use super::inspection::filter_from_proto;
-use crate::domain::disclosure::{Published, PublishedTable, publish};
-use crate::domain::inspection::PlaceView;
+use crate::domain::disclosure::{Published, comparative_table};
 use crate::domain::{ClientGroup, Invalid, Place, PlaceCode, PlaceLevel, RiskCategory, Vocabulary};
 use crate::proto;
 use crate::proto::open_data_server::OpenData;
@@ -33,59 +32,6 @@ fn count(published: Published) -> proto::PublishedCount {
             value: 0,
             suppressed: true,
         },
-    }
-}
-
-/// A comparative table: the places, and their counts by client group and by category under
-/// disclosure control. Both halves share their row totals (every active record has one client
-/// group and one category), so the totals are published once.
-pub struct ComparativeTable {
-    pub places: Vec<Place>,
-    pub by_client_group: PublishedTable,
-    pub by_category: PublishedTable,
-}
-
-/// Publishes the views of the rows. Nothing leaves here unrounded or unsuppressed.
-pub fn comparative_table(rows: Vec<(Place, PlaceView)>) -> ComparativeTable {
-    let groups: Vec<Vec<u64>> = rows
-        .iter()
-        .map(|(_, view)| {
-            ClientGroup::ALL
-                .iter()
-                .map(|g| view.by_client_group.get(g).copied().unwrap_or(0))
-                .collect()
-        })
-        .collect();
-    let categories: Vec<Vec<u64>> = rows
-        .iter()
-        .map(|(_, view)| {
-            RiskCategory::ALL
-                .iter()
-                .map(|c| view.by_category.get(c).copied().unwrap_or(0))
-                .collect()
-        })
-        .collect();
-    let mut by_client_group = publish(&groups);
-    let mut by_category = publish(&categories);
-    // A total suppressed in either half is suppressed in both.
-    for (a, b) in by_client_group
-        .row_totals
-        .iter_mut()
-        .zip(by_category.row_totals.iter_mut())
-    {
-        if a.is_suppressed() || b.is_suppressed() {
-            *a = Published::Suppressed;
-            *b = Published::Suppressed;
-        }
-    }
-    if by_client_group.total.is_suppressed() || by_category.total.is_suppressed() {
-        by_client_group.total = Published::Suppressed;
-        by_category.total = Published::Suppressed;
-    }
-    ComparativeTable {
-        places: rows.into_iter().map(|(place, _)| place).collect(),
-        by_client_group,
-        by_category,
     }
 }
 

@@ -413,13 +413,7 @@ async fn tell_the_story(
         .await
         .map_err(ClientError::from)?
         .into_inner();
-    let shown = |c: &proto::PublishedCount| {
-        if c.suppressed {
-            "c".to_string()
-        } else {
-            c.value.to_string()
-        }
-    };
+    use super::export::published;
     let mut heading = format!("{:<28} {:>6}", "upper-tier authority", "total");
     for group in &table.client_groups {
         let word = ClientGroup::from_number(*group).map_or("?", |g| g.word());
@@ -431,10 +425,10 @@ async fn tell_the_story(
         let mut line = format!(
             "{:<28} {:>6}",
             &name[..name.len().min(28)],
-            row.total.as_ref().map(shown).unwrap_or_default()
+            published(row.total.as_ref())
         );
         for count in &row.by_client_group {
-            line.push_str(&format!(" {:>6}", shown(count)));
+            line.push_str(&format!(" {:>6}", published(Some(count))));
         }
         println!("{line}");
     }

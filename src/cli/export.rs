@@ -38,7 +38,8 @@ pub fn geographic_level(level: PlaceLevel) -> &'static str {
     }
 }
 
-fn published(count: Option<&proto::PublishedCount>) -> String {
+/// A published count as the tables print it: the rounded value, or `c` where suppressed.
+pub fn published(count: Option<&proto::PublishedCount>) -> String {
     match count {
         Some(c) if c.suppressed => "c".into(),
         Some(c) => c.value.to_string(),

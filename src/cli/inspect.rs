@@ -56,16 +56,28 @@ pub async fn view(
         .ok_or_else(|| ClientError::Refused(tonic::Status::internal("the server sent no view")))
 }
 
-/// The filter a command line asked for.
-pub fn filter(
-    client_groups: &[ClientGroup],
-    categories: &[RiskCategory],
-    min_severity: Option<Severity>,
-) -> proto::ViewFilter {
-    proto::ViewFilter {
-        client_groups: client_groups.iter().map(|g| g.number()).collect(),
-        categories: categories.iter().map(|c| c.number()).collect(),
-        min_severity: min_severity.map_or(0, |s| s.number()),
+/// Which active records a command counts: the `--client-group`, `--category` and
+/// `--min-severity` flags that views and exports share.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FilterArgs {
+    /// Count only this client group (repeatable).
+    #[arg(long = "client-group")]
+    pub client_groups: Vec<ClientGroup>,
+    /// Count only this category (repeatable).
+    #[arg(long = "category")]
+    pub categories: Vec<RiskCategory>,
+    /// Count only records at this severity or worse.
+    #[arg(long)]
+    pub min_severity: Option<Severity>,
+}
+
+impl FilterArgs {
+    pub fn to_proto(&self) -> proto::ViewFilter {
+        proto::ViewFilter {
+            client_groups: self.client_groups.iter().map(|g| g.number()).collect(),
+            categories: self.categories.iter().map(|c| c.number()).collect(),
+            min_severity: self.min_severity.map_or(0, |s| s.number()),
+        }
     }
 }
 

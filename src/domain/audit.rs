@@ -165,6 +165,17 @@ impl AuditFilter {
     }
 }
 
+impl AuditEvent {
+    /// The event as an agency may see it when it asks who touched its records: who, when,
+    /// why and which of its own records, never other agencies' records or the subject that
+    /// tied them together.
+    pub fn as_seen_by(mut self, agency: &AgencyId) -> Self {
+        self.records.retain(|r| r.agency == *agency);
+        self.subject = None;
+        self
+    }
+}
+
 /// SHA-256 of an event's stored bytes: what the next event carries as `previous`.
 pub fn link_hash(stored: &[u8]) -> [u8; 32] {
     Sha256::digest(stored).into()

@@ -7,6 +7,9 @@
 //!   suppressed cell, the next smallest cell in it is suppressed too, repeated until no line
 //!   has exactly one, so subtracting the visible cells from a total never isolates one.
 
+use super::inspection::PlaceView;
+use super::{ClientGroup, Place, RiskCategory, Vocabulary};
+
 /// A count as published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Published {
@@ -140,6 +143,59 @@ pub fn publish(cells: &[Vec<u64>]) -> PublishedTable {
         row_totals: (0..rows).map(|r| show(mask.at(r, columns))).collect(),
         column_totals: (0..columns).map(|c| show(mask.at(rows, c))).collect(),
         total: show(mask.at(rows, columns)),
+    }
+}
+
+/// A comparative table: the places, and their counts by client group and by category under
+/// disclosure control. Both halves share their row totals (every active record has one client
+/// group and one category), so the totals are published once.
+pub struct ComparativeTable {
+    pub places: Vec<Place>,
+    pub by_client_group: PublishedTable,
+    pub by_category: PublishedTable,
+}
+
+/// Publishes the views of the rows. Nothing leaves here unrounded or unsuppressed.
+pub fn comparative_table(rows: Vec<(Place, PlaceView)>) -> ComparativeTable {
+    let groups: Vec<Vec<u64>> = rows
+        .iter()
+        .map(|(_, view)| {
+            ClientGroup::ALL
+                .iter()
+                .map(|g| view.by_client_group.get(g).copied().unwrap_or(0))
+                .collect()
+        })
+        .collect();
+    let categories: Vec<Vec<u64>> = rows
+        .iter()
+        .map(|(_, view)| {
+            RiskCategory::ALL
+                .iter()
+                .map(|c| view.by_category.get(c).copied().unwrap_or(0))
+                .collect()
+        })
+        .collect();
+    let mut by_client_group = publish(&groups);
+    let mut by_category = publish(&categories);
+    // A total suppressed in either half is suppressed in both.
+    for (a, b) in by_client_group
+        .row_totals
+        .iter_mut()
+        .zip(by_category.row_totals.iter_mut())
+    {
+        if a.is_suppressed() || b.is_suppressed() {
+            *a = Published::Suppressed;
+            *b = Published::Suppressed;
+        }
+    }
+    if by_client_group.total.is_suppressed() || by_category.total.is_suppressed() {
+        by_client_group.total = Published::Suppressed;
+        by_category.total = Published::Suppressed;
+    }
+    ComparativeTable {
+        places: rows.into_iter().map(|(place, _)| place).collect(),
+        by_client_group,
+        by_category,
     }
 }
 
