@@ -314,21 +314,26 @@ impl Store {
         building.push(".restoring");
         let building = std::path::PathBuf::from(building);
         let _ = std::fs::remove_dir_all(&building);
-        let restored = restore_into(&building, input).and_then(|summary| {
-            // Opening replays the log into the counters and the rules, as a server would.
-            let store = Store::open(&building)?;
-            let checked = store
-                .verify_projections()
-                .and_then(|problems| Ok((problems, store.verify_audit()?)));
-            store.close_blocking()?;
-            match checked? {
-                (problems, _) if !problems.is_empty() => {
-                    Err(damaged(format!("after restoring, {}", problems[0])))
+        let restored = sled::Config::new()
+            .path(&building)
+            .open()
+            .map_err(StoreError::from)
+            .and_then(|db| restore_into(&db, input).map(|summary| (db, summary)))
+            .and_then(|(db, summary)| {
+                // Opening replays the log into the counters and the rules, as a server would.
+                let store = Store::open_db(db, &building, super::StoreOptions::default())?;
+                let checked = store
+                    .verify_projections()
+                    .and_then(|problems| Ok((problems, store.verify_audit()?)));
+                store.close_blocking()?;
+                match checked? {
+                    (problems, _) if !problems.is_empty() => {
+                        Err(damaged(format!("after restoring, {}", problems[0])))
+                    }
+                    (_, Err(broken)) => Err(damaged(broken)),
+                    (_, Ok(_)) => Ok(summary),
                 }
-                (_, Err(broken)) => Err(damaged(broken)),
-                (_, Ok(_)) => Ok(summary),
-            }
-        });
+            });
         let placed = restored.and_then(|summary| {
             if dir.exists() {
                 std::fs::remove_dir(dir).map_err(io_error)?;
@@ -364,8 +369,7 @@ fn count(summary: &mut BackupSummary, frame: &Frame) {
     }
 }
 
-fn restore_into(dir: &Path, input: impl Read) -> Result<BackupSummary, StoreError> {
-    let db = sled::Config::new().path(dir).open()?;
+fn restore_into(db: &sled::Db, input: impl Read) -> Result<BackupSummary, StoreError> {
     let tree = db.open_tree("register")?;
     let mut reader = FrameReader::new(input)?;
     let mut summary = BackupSummary::default();

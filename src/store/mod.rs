@@ -175,7 +175,13 @@ impl Store {
 
     /// Opens the store with rule settings and a clock.
     pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).open()?;
+        Self::open_db(sled::Config::new().path(dir).open()?, dir, options)
+    }
+
+    /// Opens the store on a sled database already open at `dir` (sled lets go of a
+    /// directory's lock only some time after a handle is dropped, so a restore hands over
+    /// the one it wrote with).
+    fn open_db(db: sled::Db, dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
         let tree = db.open_tree("register")?;
         let mut directory = Directory::default();
         for entry in Places::scan_all(&tree) {
