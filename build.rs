@@ -24,6 +24,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Undecodable request bytes are the caller's error: see `api::codec`.
+        .codec_path("crate::api::codec::ContractCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::auth::guard::Limits;
+use crate::auth::guard::{ClientAddresses, Limits};
 use crate::domain::{AgencyId, PlaceCode};
 use crate::rules::RuleSettings;
 
@@ -69,6 +69,19 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    /// A TLS-terminating proxy in front of the server, whose header names the client.
+    pub proxy: Option<ProxyConfig>,
+}
+
+/// The `[proxy]` table: where the client's address comes from behind a proxy that ends TLS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Addresses of the proxies whose header is believed; from any other peer it is ignored.
+    pub trusted: Vec<std::net::IpAddr>,
+    /// The header the proxy sets, e.g. `x-forwarded-for`; its last entry is the one the
+    /// trusted proxy appended, so it is the one used.
+    pub client_address_header: String,
 }
 
 /// The `[store]` table.
@@ -92,6 +105,8 @@ pub struct LimitsConfig {
     pub calls_per_second: Option<u32>,
     /// Calls a principal may make at once after a quiet spell (default 400).
     pub burst: Option<u32>,
+    /// Seconds a stopping server waits for open calls before it closes them (default 10).
+    pub drain_seconds: Option<u64>,
 }
 
 /// The `[tls]` table: PEM files of the server's certificate and key, and of the CA that signs
@@ -221,7 +236,12 @@ impl Config {
         if max_concurrent == 0 {
             return Err(invalid("max_concurrent_calls"));
         }
+        let drain = limits.drain_seconds.unwrap_or(10);
+        if drain == 0 {
+            return Err(invalid("drain_seconds"));
+        }
         Ok(Limits {
+            drain: std::time::Duration::from_secs(drain),
             deadline: std::time::Duration::from_secs(deadline),
             max_concurrent,
             per_principal_per_second: at_least_one(
@@ -233,10 +253,31 @@ impl Config {
         })
     }
 
+    /// Where callers' addresses come from: the TCP peer, or a trusted proxy's header.
+    pub fn client_addresses(&self) -> Result<ClientAddresses, ConfigError> {
+        let Some(proxy) = &self.proxy else {
+            return Ok(ClientAddresses::default());
+        };
+        let invalid = |key: &str, reason: &str| ConfigError::Invalid {
+            key: format!("proxy.{key}"),
+            reason: reason.into(),
+        };
+        if proxy.trusted.is_empty() {
+            return Err(invalid("trusted", "must name at least one proxy address"));
+        }
+        let header = http::HeaderName::from_bytes(proxy.client_address_header.as_bytes())
+            .map_err(|_| invalid("client_address_header", "is not a header name"))?;
+        Ok(ClientAddresses {
+            trusted_proxies: proxy.trusted.clone(),
+            header: Some(header),
+        })
+    }
+
     /// Checks every principal, naming the first bad key.
     pub fn check(&self) -> Result<(), ConfigError> {
         self.rule_settings()?;
         self.limits()?;
+        self.client_addresses()?;
         let mut names = HashSet::new();
         let mut certificate_names = HashSet::new();
         let mut token_hashes = HashSet::new();

@@ -217,10 +217,15 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Reflection in both versions: grpcurl and current clients ask v1, older tools and
+    // Python's reflection package v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let reflection = reflection().build_v1()?;
     health
         .set_serving::<RiskRegisterServer<api::risk_register::RiskRegisterService>>()
         .await;
@@ -273,7 +278,29 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
             reason,
         }
     })?;
-    let guard = auth::guard::Guard::new(identities, store.clone(), &config.limits()?);
+    let limits = config.limits()?;
+    let guard = auth::guard::Guard::new(
+        identities,
+        store.clone(),
+        &limits,
+        config.client_addresses()?,
+    );
+    let refusals = guard.tally();
+
+    // Refusals past the per-address limit are written as aggregated events now and then.
+    let tallying = {
+        let store = store.clone();
+        let refusals = std::sync::Arc::clone(&refusals);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(auth::guard::TALLY_FLUSH_EVERY);
+            loop {
+                ticks.tick().await;
+                if let Err(error) = refusals.flush(&store).await {
+                    tracing::error!(%error, "cannot record aggregated refusals; kept for later");
+                }
+            }
+        })
+    };
 
     // The staleness sweep runs on a clock of its own.
     let sweeper = {
@@ -316,8 +343,10 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
 
     let draining = health.clone();
     let draining_store = store.clone();
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown.await;
+        let _ = stopping.send(());
         tracing::info!("shutting down: draining open calls");
         draining
             .set_service_status("", ServingStatus::NotServing)
@@ -330,10 +359,11 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
     if let Some(tls) = &config.tls {
         builder = builder.tls_config(server_tls(tls)?)?;
     }
-    builder
+    let serving = builder
         .layer(auth::guard::GuardLayer::new(guard))
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(risk_register)
         .add_service(directory)
         .add_service(inspection)
@@ -341,10 +371,31 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
         .add_service(audit)
         .add_service(operations)
         .add_service(open_data)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    // Streams end themselves once the drain begins (see `auth::guard`); whatever is still
+    // open after the drain period is cut, so a stop always finishes in bounded time.
+    tokio::pin!(serving);
+    tokio::select! {
+        served = &mut serving => served?,
+        () = async {
+            if stopped.await.is_ok() {
+                tokio::time::sleep(limits.drain).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(
+                seconds = limits.drain.as_secs(),
+                "calls still open after the drain period; closing them"
+            );
+        }
+    }
     sweeper.abort();
     gauges.abort();
+    tallying.abort();
+    if let Err(error) = refusals.flush(&store).await {
+        tracing::error!(%error, "cannot record the last aggregated refusals");
+    }
     store.close().await?;
     tracing::info!(head = store.head_sequence(), "store flushed; stopped");
     Ok(())

@@ -503,8 +503,10 @@ async fn export(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn health(server: ServerArgs, service: String) -> Result<ExitCode, ClientError> {
+async fn health(mut server: ServerArgs, service: String) -> Result<ExitCode, ClientError> {
     use tonic_health::pb::health_check_response::ServingStatus;
+    // A probe reports what it finds; it never waits for the store to open.
+    server.wait = 0;
     let connection = Connection::open(&server).await?;
     let status = connection
         .client(tonic_health::pb::health_client::HealthClient::new)
@@ -574,9 +576,29 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // An empty MARR_* variable means unset, as if it were not there. Removed before any
+    // other thread exists, which is what makes changing the environment sound.
+    for (name, value) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("MARR_") && value.is_empty() {
+            // SAFETY: the process has one thread here; the runtime starts below.
+            unsafe { std::env::remove_var(&name) };
+        }
+    }
     let cli = Cli::parse();
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(error) => {
+            eprintln!("marr: INTERNAL: cannot start the runtime: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve {
             config,

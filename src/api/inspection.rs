@@ -14,7 +14,7 @@ use crate::domain::inspection::{PlaceMeasure, PlaceView, ViewFilter};
 use crate::domain::{Agency, AgencyId, Invalid, PlaceCode, SubjectKey, Vocabulary};
 use crate::proto;
 use crate::proto::inspection_server::Inspection;
-use crate::store::{Snapshot, SnapshotRequest, Store, StoreError};
+use crate::store::{Snapshot, SnapshotRequest, Store, StoreError, ViewNames};
 
 /// Shortest purpose a subject trail may be asked for with.
 const PURPOSE_MIN_CHARS: usize = 10;
@@ -53,84 +53,107 @@ impl InspectionService {
         Ok(place)
     }
 
+    /// A live view, named as the directory has things now.
     fn view_to_proto(&self, view: &PlaceView, filter: &proto::ViewFilter) -> proto::PlaceView {
-        let agencies: BTreeMap<&AgencyId, Agency> = view
-            .by_agency
-            .keys()
-            .filter_map(|id| self.store.agency(id).map(|a| (id, a)))
-            .collect();
-        let mut codes = vec![view.place];
-        codes.extend(view.children.iter().map(|(code, _)| *code));
-        let places = self.store.places(&codes);
-        let place = |i: usize| places[i].as_ref().map(|p| place_to_proto(p, &[]));
-        proto::PlaceView {
-            place: place(0),
-            consistent_at_sequence: view.consistent_at,
-            filter: Some(filter.clone()),
-            total_active: view.total,
-            by_client_group: view
-                .by_client_group
-                .iter()
-                .map(|(g, n)| proto::ClientGroupTotal {
-                    client_group: g.number(),
-                    active: *n,
-                })
-                .collect(),
-            by_category: view
-                .by_category
-                .iter()
-                .map(|(c, n)| proto::CategoryTotal {
-                    category: c.number(),
-                    active: *n,
-                })
-                .collect(),
-            by_severity: view
-                .by_severity
-                .iter()
-                .map(|(s, n)| proto::SeverityTotal {
-                    severity: s.number(),
-                    active: *n,
-                })
-                .collect(),
-            by_agency_kind: view
-                .by_agency_kind
-                .iter()
-                .map(|(k, n)| proto::AgencyKindTotal {
-                    agency_kind: k.number(),
-                    active: *n,
-                })
-                .collect(),
-            by_agency: view
-                .by_agency
-                .iter()
-                .map(|(id, n)| proto::AgencyTotal {
-                    agency_id: id.to_string(),
-                    name: agencies.get(id).map(|a| a.name.clone()).unwrap_or_default(),
-                    kind: agencies.get(id).map_or(0, |a| a.kind.number()),
-                    active: *n,
-                })
-                .collect(),
-            children: view
-                .children
-                .iter()
-                .enumerate()
-                .map(|(i, (_, n))| proto::ChildPlaceTotal {
-                    place: place(i + 1),
-                    active: *n,
-                })
-                .collect(),
-            subjects_at_two_or_more_agencies: view.subjects_at_two_or_more_agencies,
-            subjects_at_two_or_more_agency_kinds: view.subjects_at_two_or_more_agency_kinds,
-        }
+        view_to_proto(view, filter, &self.store.view_names(view))
     }
 
     fn snapshot_to_proto(&self, snapshot: &Snapshot) -> proto::Snapshot {
+        // A snapshot shows the names it was frozen with; one stored before names were kept
+        // has none, and is named as the directory has things now.
+        let names = if snapshot.names.is_empty() {
+            self.store.view_names(&snapshot.view)
+        } else {
+            snapshot.names.clone()
+        };
         proto::Snapshot {
             id: snapshot.id,
             label: snapshot.label.clone(),
             created_at: Some(timestamp(snapshot.created_at)),
-            view: Some(self.view_to_proto(&snapshot.view, &filter_to_proto(&snapshot.filter))),
+            view: Some(view_to_proto(
+                &snapshot.view,
+                &filter_to_proto(&snapshot.filter),
+                &names,
+            )),
         }
+    }
+}
+
+/// A view in the contract's form, with these names for its places and agencies.
+fn view_to_proto(
+    view: &PlaceView,
+    filter: &proto::ViewFilter,
+    names: &ViewNames,
+) -> proto::PlaceView {
+    let agencies = &names.agencies;
+    let place = |i: usize| {
+        names
+            .places
+            .get(i)
+            .and_then(Option::as_ref)
+            .map(|p| place_to_proto(p, &[]))
+    };
+    proto::PlaceView {
+        place: place(0),
+        consistent_at_sequence: view.consistent_at,
+        filter: Some(filter.clone()),
+        total_active: view.total,
+        by_client_group: view
+            .by_client_group
+            .iter()
+            .map(|(g, n)| proto::ClientGroupTotal {
+                client_group: g.number(),
+                active: *n,
+            })
+            .collect(),
+        by_category: view
+            .by_category
+            .iter()
+            .map(|(c, n)| proto::CategoryTotal {
+                category: c.number(),
+                active: *n,
+            })
+            .collect(),
+        by_severity: view
+            .by_severity
+            .iter()
+            .map(|(s, n)| proto::SeverityTotal {
+                severity: s.number(),
+                active: *n,
+            })
+            .collect(),
+        by_agency_kind: view
+            .by_agency_kind
+            .iter()
+            .map(|(k, n)| proto::AgencyKindTotal {
+                agency_kind: k.number(),
+                active: *n,
+            })
+            .collect(),
+        by_agency: view
+            .by_agency
+            .iter()
+            .map(|(id, n)| proto::AgencyTotal {
+                agency_id: id.to_string(),
+                name: agencies
+                    .get(id)
+                    .map(|(_, name)| name.clone())
+                    .unwrap_or_default(),
+                kind: agencies.get(id).map_or(0, |(kind, _)| kind.number()),
+                active: *n,
+            })
+            .collect(),
+        children: view
+            .children
+            .iter()
+            .enumerate()
+            .map(|(i, (_, n))| proto::ChildPlaceTotal {
+                place: place(i + 1),
+                active: *n,
+            })
+            .collect(),
+        subjects_at_two_or_more_agencies: view.subjects_at_two_or_more_agencies,
+        subjects_at_two_or_more_agency_kinds: view.subjects_at_two_or_more_agency_kinds,
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod codec;
 pub mod convert;
 pub mod directory;
 pub mod error;

@@ -2,8 +2,9 @@
 //! checks the method's rule, applies the rate and concurrency limits and the deadline, and
 //! writes the audit event (refusals always; record-level reads before the answer leaves).
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 use tonic::body::Body;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
@@ -35,10 +36,50 @@ pub struct Limits {
     pub per_principal_per_second: NonZeroU32,
     /// Calls a principal may make at once after a quiet spell.
     pub per_principal_burst: NonZeroU32,
+    /// How long a stopping server waits for open calls before it ends them.
+    pub drain: Duration,
+}
+
+/// Where a caller's address comes from: the TCP peer, unless the peer is a trusted proxy that
+/// names the client in its header.
+#[derive(Debug, Clone, Default)]
+pub struct ClientAddresses {
+    pub trusted_proxies: Vec<IpAddr>,
+    pub header: Option<http::HeaderName>,
+}
+
+impl ClientAddresses {
+    /// The caller's address, as text for the audit chain and the limits.
+    fn of(&self, request: &http::Request<Body>) -> String {
+        let peer: Option<IpAddr> = request
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .and_then(TcpConnectInfo::remote_addr)
+            .or_else(|| {
+                request
+                    .extensions()
+                    .get::<TlsConnectInfo<TcpConnectInfo>>()
+                    .and_then(|tls| tls.get_ref().remote_addr())
+            })
+            .map(|a| a.ip());
+        let Some(peer) = peer else {
+            return "an unknown address".into();
+        };
+        let forwarded = self
+            .header
+            .as_ref()
+            .filter(|_| self.trusted_proxies.contains(&peer))
+            .and_then(|header| request.headers().get_all(header).iter().next_back())
+            .and_then(|value| value.to_str().ok())
+            // The proxy appends the address it saw; earlier entries are the client's to forge.
+            .and_then(|value| value.rsplit(',').next())
+            .and_then(|last| last.trim().parse::<IpAddr>().ok());
+        forwarded.unwrap_or(peer).to_string()
+    }
 }
 
 /// An admitted caller, holding its place among the calls in progress.
-type Admitted = (Arc<Principal>, tokio::sync::OwnedSemaphorePermit);
+type Admitted = (Arc<Principal>, OwnedSemaphorePermit);
 /// A refusal, and who was refused when the caller was identified.
 type Refused = (Option<Arc<Principal>>, Denied);
 
@@ -46,29 +87,151 @@ type Refused = (Option<Arc<Principal>>, Denied);
 pub struct Guard {
     identities: Identities,
     store: Store,
+    addresses: ClientAddresses,
+    /// Refusals past the per-address limit, waiting to be written as aggregated events.
+    tally: Arc<RefusalTally>,
     deadline: Duration,
     max_concurrent: usize,
     in_flight: Arc<Semaphore>,
     rates: DefaultKeyedRateLimiter<String>,
-    /// Refusals before admission, per caller address.
+    /// Refusals recorded one event each, per caller address; past it they are tallied.
     refusals: DefaultKeyedRateLimiter<String>,
     /// Calls admitted so far, to forget idle callers' rate state now and then.
     calls: std::sync::atomic::AtomicU64,
 }
 
-/// Characters of an undeclared method's path kept in the audit chain.
+/// Characters of an unknown method's path repeated in the answer.
 const MAX_PATH_KEPT: usize = 200;
+
+/// Distinct (address, caller, method, code) tallies kept between flushes; past it, further
+/// refusals are tallied under one key per method, so a flood from many addresses is still
+/// counted without growing memory.
+const MAX_TALLIES: usize = 10_000;
+
+/// One kind of refusal from one address, counted between two flushes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct TallyKey {
+    address: String,
+    principal: String,
+    role: Role,
+    method: String,
+    /// The refusal's gRPC code, as its number (`tonic::Code` has no order).
+    code: i32,
+}
+
+#[derive(Debug, Clone)]
+struct Tally {
+    count: u64,
+    first: time::OffsetDateTime,
+    last: time::OffsetDateTime,
+    reason: String,
+}
+
+/// Refusals past the per-address limit: each is counted here and written to the audit chain
+/// as one aggregated event per kind (count, address, method, first and last time) when the
+/// tally is flushed, so a flood is recorded in full without filling the chain.
+#[derive(Debug, Default)]
+pub struct RefusalTally {
+    tallies: std::sync::Mutex<HashMap<TallyKey, Tally>>,
+}
+
+impl RefusalTally {
+    fn count(&self, key: TallyKey, reason: &str, at: time::OffsetDateTime) {
+        let mut tallies = self.tallies.lock().unwrap_or_else(|p| p.into_inner());
+        let key = if tallies.len() >= MAX_TALLIES && !tallies.contains_key(&key) {
+            TallyKey {
+                address: "many addresses".into(),
+                principal: "callers from many addresses".into(),
+                role: Role::Public,
+                ..key
+            }
+        } else {
+            key
+        };
+        tallies
+            .entry(key)
+            .and_modify(|t| {
+                t.count += 1;
+                t.last = at;
+                reason.clone_into(&mut t.reason);
+            })
+            .or_insert_with(|| Tally {
+                count: 1,
+                first: at,
+                last: at,
+                reason: reason.to_string(),
+            });
+    }
+
+    /// Writes every tally as one audit event and forgets it. A tally whose event cannot be
+    /// written is kept for the next flush.
+    pub async fn flush(&self, store: &Store) -> Result<usize, crate::store::StoreError> {
+        let tallies: Vec<(TallyKey, Tally)> = {
+            let mut tallies = self.tallies.lock().unwrap_or_else(|p| p.into_inner());
+            let mut drained: Vec<_> = tallies.drain().collect();
+            drained.sort_by(|a, b| a.0.cmp(&b.0));
+            drained
+        };
+        let written = tallies.len();
+        let mut pending = tallies.into_iter();
+        while let Some((key, tally)) = pending.next() {
+            let mut access = Access::by(Actor::new(
+                key.principal.clone(),
+                key.role,
+                key.method.clone(),
+            ));
+            access.outcome = aggregated_outcome(&key, &tally);
+            if let Err(error) = store.audit(access).await {
+                for (key, tally) in std::iter::once((key, tally)).chain(pending) {
+                    self.tallies
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key, tally);
+                }
+                return Err(error);
+            }
+        }
+        Ok(written)
+    }
+}
+
+/// The outcome of an aggregated refusal event: the code first, as for single refusals.
+fn aggregated_outcome(key: &TallyKey, tally: &Tally) -> String {
+    let when = |at: time::OffsetDateTime| {
+        at.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| at.unix_timestamp().to_string())
+    };
+    format!(
+        "{:?}: refused {} times from {} between {} and {} (aggregated); last reason: {}",
+        tonic::Code::from_i32(key.code),
+        tally.count,
+        key.address,
+        when(tally.first),
+        when(tally.last),
+        tally.reason
+    )
+}
+
+/// How often tallied refusals are written to the audit chain.
+pub const TALLY_FLUSH_EVERY: Duration = Duration::from_secs(5);
 
 /// How often the rate limiter forgets callers that have been quiet long enough.
 const FORGET_IDLE_EVERY: u64 = 4096;
 
 impl Guard {
-    pub fn new(identities: Identities, store: Store, limits: &Limits) -> Self {
+    pub fn new(
+        identities: Identities,
+        store: Store,
+        limits: &Limits,
+        addresses: ClientAddresses,
+    ) -> Self {
         let quota = Quota::per_second(limits.per_principal_per_second)
             .allow_burst(limits.per_principal_burst);
         Self {
             identities,
             store,
+            addresses,
+            tally: Arc::new(RefusalTally::default()),
             deadline: limits.deadline,
             max_concurrent: limits.max_concurrent,
             in_flight: Arc::new(Semaphore::new(limits.max_concurrent)),
@@ -162,32 +325,39 @@ impl Guard {
         Ok((principal, permit))
     }
 
-    /// Writes a refusal made before the call was admitted to the audit chain and turns it
-    /// into the answer. Such refusals are limited per address like calls are per principal:
-    /// past the limit the caller is told to slow down and no event is written, so guessing
-    /// tokens is slow and cannot fill the disk.
+    /// The refusals waiting to be written as aggregated events, for the server to flush.
+    pub fn tally(&self) -> Arc<RefusalTally> {
+        Arc::clone(&self.tally)
+    }
+
+    /// Records a refusal in the audit chain and turns it into the answer. The caller always
+    /// gets the refusal's own status: the per-address limit decides only how it is recorded,
+    /// one event each, or past the limit counted into an aggregated event (see
+    /// [`RefusalTally`]), so a flood neither fills the chain nor goes unrecorded.
     async fn refuse(
         &self,
         peer: &str,
         actor: Actor,
-        method: &str,
+        metric: &str,
         status: Status,
     ) -> http::Response<Body> {
-        if self.refusals.check_key(&peer.to_string()).is_err() {
-            metrics::counter!(crate::telemetry::REQUESTS, "method" => method.to_string(), "code" => "ResourceExhausted")
-                .increment(1);
-            tracing::warn!(%peer, method, "refusals from this address are over their limit");
-            return Status::resource_exhausted(
-                "too many refused calls from this address; slow down",
-            )
-            .into_http();
-        }
         metrics::counter!(
             crate::telemetry::REQUESTS,
-            "method" => method.to_string(),
+            "method" => metric.to_string(),
             "code" => format!("{:?}", status.code())
         )
         .increment(1);
+        if self.refusals.check_key(&peer.to_string()).is_err() {
+            let key = TallyKey {
+                address: peer.to_string(),
+                principal: actor.principal,
+                role: actor.role,
+                method: actor.method,
+                code: status.code() as i32,
+            };
+            self.tally.count(key, status.message(), self.store.now());
+            return status.into_http();
+        }
         let mut access = Access::by(actor);
         access.outcome = format!("{:?}: {}", status.code(), status.message());
         if let Err(error) = self.store.audit(access).await {
@@ -249,14 +419,6 @@ where
     }
 }
 
-fn peer_of(request: &http::Request<Body>) -> String {
-    let address: Option<SocketAddr> = request
-        .extensions()
-        .get::<TcpConnectInfo>()
-        .and_then(TcpConnectInfo::remote_addr);
-    address.map_or_else(|| "an unknown address".into(), |a| a.ip().to_string())
-}
-
 /// The outcome an answer carries in its headers: `OK`, or the refusal's code and message.
 fn outcome_of(response: &http::Response<Body>) -> String {
     match Status::from_header_map(response.headers()) {
@@ -276,14 +438,15 @@ where
     S: Service<http::Request<Body>, Response = http::Response<Body>>,
 {
     let path = request.uri().path().to_string();
-    let peer = peer_of(&request);
+    let peer = guard.addresses.of(&request);
     let Some(rule) = policy::rule_for(&path) else {
-        // Fail closed: a method nobody declared a rule for answers nobody. The path is the
-        // caller's to choose, so only a bounded part of it is kept.
+        // Fail closed: every method the server has is declared (a unit test holds that), so a
+        // path without a rule names no method; it reaches no service and touches no data. The
+        // path is the caller's to choose, so only a bounded part of it is repeated.
         let path: String = path.chars().take(MAX_PATH_KEPT).collect();
-        let actor = Actor::new(format!("caller from {peer}"), Role::Public, path.clone());
-        let status = Status::permission_denied(format!("no access rule is declared for {path}"));
-        return Ok(guard.refuse(&peer, actor, "undeclared", status).await);
+        metrics::counter!(crate::telemetry::REQUESTS, "method" => "unknown", "code" => "Unimplemented")
+            .increment(1);
+        return Ok(Status::unimplemented(format!("the server has no method {path}")).into_http());
     };
     let (principal, permit) = match guard.admit(&request, rule, &peer) {
         Ok(admitted) => admitted,
@@ -300,16 +463,25 @@ where
     };
     let caller = Caller::new(principal, rule.method);
     request.extensions_mut().insert(caller.clone());
-    let response = match tokio::time::timeout(guard.deadline, inner.call(request)).await {
-        Ok(answered) => answered?,
-        Err(_) => Status::deadline_exceeded(format!(
-            "{} took longer than the server's deadline of {} s",
-            rule.name(),
-            guard.deadline.as_secs_f64()
-        ))
-        .into_http(),
+    let mut draining = guard.store.draining();
+    let answering = tokio::time::timeout(guard.deadline, inner.call(request));
+    let response = tokio::select! {
+        answered = answering => match answered {
+            Ok(answered) => answered?,
+            Err(_) => Status::deadline_exceeded(format!(
+                "{} took longer than the server's deadline of {} s",
+                rule.name(),
+                guard.deadline.as_secs_f64()
+            ))
+            .into_http(),
+        },
+        // A call still waiting for its client (an idle upload) when the server stops is told
+        // to come back, after a grace for calls that are about to answer.
+        () = async {
+            let _ = draining.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(DRAIN_GRACE).await;
+        } => shutting_down().into_http(),
     };
-    drop(permit);
     let response = match Status::from_header_map(response.headers()) {
         Some(status) if status.code() == tonic::Code::OutOfRange => {
             limit_as_exhausted(status).into_http()
@@ -337,5 +509,86 @@ where
             .into_http());
         }
     }
-    Ok(response)
+    // The call holds its place among those in progress until its answer is over, so that
+    // open streams count against the limit like unary calls do.
+    Ok(response.map(|body| Body::new(Answering::new(body, permit, guard.store.draining()))))
+}
+
+/// How long a call that is about to answer is given once the server starts stopping.
+const DRAIN_GRACE: Duration = Duration::from_millis(500);
+
+fn shutting_down() -> Status {
+    Status::unavailable("the server is shutting down; reconnect and resume")
+}
+
+/// An answer on its way out: holds the call's concurrency permit until it ends, and ends a
+/// stream that is waiting for more (a watch, an idle push) with UNAVAILABLE once the server
+/// starts stopping, so the drain never waits on a client.
+struct Answering {
+    inner: Body,
+    _permit: OwnedSemaphorePermit,
+    stopping: Pin<Box<dyn Future<Output = ()> + Send>>,
+    ended: bool,
+}
+
+impl Answering {
+    fn new(
+        inner: Body,
+        permit: OwnedSemaphorePermit,
+        mut draining: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            inner,
+            _permit: permit,
+            stopping: Box::pin(async move {
+                let _ = draining.wait_for(|stopping| *stopping).await;
+            }),
+            ended: false,
+        }
+    }
+}
+
+impl http_body::Body for Answering {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        // What is ready goes out first, so an answer already made is never cut short.
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                self.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(frame)) => {
+                if frame.as_ref().is_ok_and(http_body::Frame::is_trailers) {
+                    self.ended = true;
+                }
+                Poll::Ready(Some(frame))
+            }
+            Poll::Pending => match self.stopping.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    self.ended = true;
+                    let mut trailers = http::HeaderMap::new();
+                    // Only a status with an unencodable message fails; this one is fixed text.
+                    let _ = shutting_down().add_header(&mut trailers);
+                    Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }

@@ -120,6 +120,11 @@ pub const METHOD_RULES: &[MethodRule] = &[
         &[Public],
         Audit::Refusals,
     ),
+    rule(
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        &[Public],
+        Audit::Refusals,
+    ),
 ];
 
 /// The rule for a method path, if one is declared.
@@ -152,6 +157,7 @@ mod tests {
             crate::proto::FILE_DESCRIPTOR_SET,
             tonic_health::pb::FILE_DESCRIPTOR_SET,
             tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
         ] {
             let set = prost_types::FileDescriptorSet::decode(set).expect("descriptor set");
             for file in set.file {

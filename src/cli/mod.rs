@@ -46,6 +46,10 @@ pub struct ServerArgs {
     /// PEM file of this client's private key, for mutual TLS.
     #[arg(long, env = "MARR_KEY", requires = "cert")]
     pub key: Option<PathBuf>,
+    /// Seconds to wait for a server that is still opening its store (health NOT_SERVING)
+    /// before giving up; 0 does not wait.
+    #[arg(long, env = "MARR_WAIT", default_value_t = 30, value_name = "SECONDS")]
+    pub wait: u64,
 }
 
 impl ServerArgs {
@@ -57,6 +61,7 @@ impl ServerArgs {
             ca: None,
             cert: None,
             key: None,
+            wait: 0,
         }
     }
 
@@ -81,17 +86,42 @@ impl ServerArgs {
     }
 }
 
-/// Why a client subcommand could not do its work; each prints as one line.
+/// Why a client subcommand could not do its work; each prints as one line that starts with
+/// the gRPC code name, so scripts can tell a refusal from an outage.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the server at {server}: {reason}")]
+    #[error("UNAVAILABLE: cannot reach the server at {server}: {reason}")]
     Unreachable { server: String, reason: String },
-    #[error("the server refused: {}: {}", .0.code(), .0.message())]
+    #[error("{}: {}", code_name(.0.code()), .0.message())]
     Refused(#[from] tonic::Status),
-    #[error("{path}: {reason}")]
+    #[error("INVALID_ARGUMENT: {path}: {reason}")]
     Input { path: String, reason: String },
-    #[error("the token is not usable as a header value")]
+    #[error("INVALID_ARGUMENT: the token is not usable as a header value")]
     BadToken,
+}
+
+/// A status code as the gRPC specification spells it.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
 }
 
 /// Adds the bearer token to every call.
@@ -142,10 +172,45 @@ impl Connection {
             .await
             .map_err(|e| unreachable(error_chain(&e)))?;
         let bearer = args.token.as_deref().map(bearer).transpose()?;
-        Ok(Self {
+        let connection = Self {
             channel,
             bearer: Bearer(bearer),
-        })
+        };
+        connection
+            .until_serving(std::time::Duration::from_secs(args.wait))
+            .await?;
+        Ok(connection)
+    }
+
+    /// Waits while the server says it is still opening its store (health NOT_SERVING, or
+    /// UNAVAILABLE while it switches over), for at most `patience`. Any other answer, a
+    /// refusal of the caller included, is left for the real call to report.
+    async fn until_serving(&self, patience: std::time::Duration) -> Result<(), ClientError> {
+        use tonic_health::pb::health_check_response::ServingStatus;
+        if patience.is_zero() {
+            return Ok(());
+        }
+        let give_up = tokio::time::Instant::now() + patience;
+        let mut health = self.client(tonic_health::pb::health_client::HealthClient::new);
+        loop {
+            let opening = match health
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+            {
+                Ok(answer) => answer.into_inner().status() == ServingStatus::NotServing,
+                Err(status) => status.code() == tonic::Code::Unavailable,
+            };
+            if !opening {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= give_up {
+                return Err(ClientError::Refused(tonic::Status::unavailable(format!(
+                    "the server is still opening its store after {} s (--wait)",
+                    patience.as_secs()
+                ))));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
     }
 
     /// The same connection carrying another principal's bearer token.

@@ -18,7 +18,7 @@ use super::keyspace::{
     Agencies, AlertLog, AuditHead, AuditLog, Keyspace, Log, Memberships, Places, Snapshots,
 };
 use super::writer::write_projections;
-use super::{Snapshot, Store, StoreError};
+use super::{Snapshot, SnapshotWithoutNames, Store, StoreError};
 use crate::domain::alert::Alert;
 use crate::domain::audit::AuditEvent;
 use crate::domain::{Agency, Membership, Place, RecordKey, Revision, RiskRecord};
@@ -58,7 +58,8 @@ enum Frame {
     Agency(Agency),
     Revision(Revision),
     Alert(Alert),
-    Snapshot(Snapshot),
+    /// A snapshot from a backup taken before names were frozen with snapshots.
+    SnapshotWithoutNames(SnapshotWithoutNames),
     /// An audit event exactly as stored, so the chain's hashes still hold.
     AuditEvent(Vec<u8>),
     /// How many frames came before, and the SHA-256 of every byte before this frame.
@@ -66,6 +67,8 @@ enum Frame {
         frames: u64,
         sha256: [u8; 32],
     },
+    // New frames go last, so backups written before them still read.
+    Snapshot(Snapshot),
 }
 
 /// What a backup or a restore holds.
@@ -262,7 +265,7 @@ impl Store {
         let mut snapshots = 0;
         for entry in up_to::<Snapshots>(tree, cut.last_snapshot) {
             let (_, bytes) = entry?;
-            frames.frame(&Frame::Snapshot(postcard::from_bytes(&bytes)?))?;
+            frames.frame(&Frame::Snapshot(Snapshots::decode_value(&bytes)?))?;
             snapshots += 1;
         }
         for entry in up_to::<AuditLog>(tree, cut.audit_head.0) {
@@ -363,7 +366,7 @@ fn count(summary: &mut BackupSummary, frame: &Frame) {
         Frame::Place(_) => summary.places += 1,
         Frame::Agency(_) => summary.agencies += 1,
         Frame::Alert(_) => summary.alerts += 1,
-        Frame::Snapshot(_) => summary.snapshots += 1,
+        Frame::Snapshot(_) | Frame::SnapshotWithoutNames(_) => summary.snapshots += 1,
         Frame::AuditEvent(_) => summary.audit_events += 1,
         Frame::Membership(_) | Frame::Revision(_) | Frame::End { .. } => {}
     }
@@ -404,6 +407,10 @@ fn restore_into(db: &sled::Db, input: impl Read) -> Result<BackupSummary, StoreE
             }
             Frame::Alert(alert) => AlertLog::put(&mut batch, &alert.sequence, &alert)?,
             Frame::Snapshot(snapshot) => Snapshots::put(&mut batch, &snapshot.id, &snapshot)?,
+            Frame::SnapshotWithoutNames(old) => {
+                let snapshot = Snapshot::from(old);
+                Snapshots::put(&mut batch, &snapshot.id, &snapshot)?;
+            }
             Frame::AuditEvent(stored) => {
                 let event: AuditEvent = postcard::from_bytes(&stored)?;
                 audit_sequence = event.sequence;

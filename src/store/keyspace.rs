@@ -5,8 +5,8 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::Snapshot;
 use super::StoreError;
+use super::{Snapshot, SnapshotWithoutNames};
 use crate::domain::alert::Alert;
 use crate::domain::audit::{AuditEvent, link_hash};
 use crate::domain::{
@@ -31,9 +31,14 @@ pub(crate) trait Keyspace {
         out
     }
 
+    /// Reads a stored value back (postcard, unless a keyspace knows older layouts).
+    fn decode_value(bytes: &[u8]) -> Result<Self::Value, StoreError> {
+        decode_value(bytes)
+    }
+
     fn get(tree: &sled::Tree, key: &Self::Key) -> Result<Option<Self::Value>, StoreError> {
         tree.get(Self::key(key))?
-            .map(|bytes| decode_value(&bytes))
+            .map(|bytes| Self::decode_value(&bytes))
             .transpose()
     }
 
@@ -59,7 +64,7 @@ pub(crate) trait Keyspace {
         full.extend_from_slice(prefix);
         tree.scan_prefix(full).map(|entry| {
             let (key, value) = entry?;
-            Ok((Self::decode_key(&key[1..])?, decode_value(&value)?))
+            Ok((Self::decode_key(&key[1..])?, Self::decode_value(&value)?))
         })
     }
 
@@ -276,6 +281,11 @@ impl Keyspace for Snapshots {
     }
     fn decode_key(bytes: &[u8]) -> Result<u64, StoreError> {
         decode_sequence(bytes, "snapshot")
+    }
+    /// Snapshots frozen before their names were kept with them still read.
+    fn decode_value(bytes: &[u8]) -> Result<Snapshot, StoreError> {
+        decode_value::<Snapshot>(bytes)
+            .or_else(|_| decode_value::<SnapshotWithoutNames>(bytes).map(Snapshot::from))
     }
 }
 

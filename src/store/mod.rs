@@ -26,8 +26,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::domain::inspection::{Inspection, PlaceView, ViewFilter};
 use crate::domain::lookup::{ImportReport, LookupError, LookupTable};
 use crate::domain::{
-    Access, Actor, Agency, AgencyId, Geography, Invalid, Place, PlaceCode, PlaceLevel, RecordKey,
-    Revision, RiskRecord,
+    Access, Actor, Agency, AgencyId, AgencyKind, Geography, Invalid, Place, PlaceCode, PlaceLevel,
+    RecordKey, Revision, RiskRecord,
 };
 use crate::rules::RuleSettings;
 use keyspace::{Agencies, AlertLog, Keyspace, Log, Memberships, Places};
@@ -85,7 +85,8 @@ pub struct SnapshotRequest {
     pub label: String,
 }
 
-/// A place view frozen for an inspection report; it never changes once written.
+/// A place view frozen for an inspection report; it never changes once written, names
+/// included.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     pub id: u64,
@@ -94,6 +95,64 @@ pub struct Snapshot {
     #[serde(with = "time::serde::timestamp::nanoseconds")]
     pub created_at: time::OffsetDateTime,
     pub view: PlaceView,
+    /// The names the view showed when it was frozen.
+    pub names: ViewNames,
+}
+
+/// A snapshot as stored before its names were frozen with it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SnapshotWithoutNames {
+    id: u64,
+    label: String,
+    filter: ViewFilter,
+    #[serde(with = "time::serde::timestamp::nanoseconds")]
+    created_at: time::OffsetDateTime,
+    view: PlaceView,
+}
+
+impl From<SnapshotWithoutNames> for Snapshot {
+    /// Its names were never kept: they are left empty and shown as the directory has them.
+    fn from(old: SnapshotWithoutNames) -> Self {
+        Self {
+            id: old.id,
+            label: old.label,
+            filter: old.filter,
+            created_at: old.created_at,
+            view: old.view,
+            names: ViewNames::default(),
+        }
+    }
+}
+
+/// The names of what a view counts, as the directory had them when it was made: the view's
+/// place and its child places (in the view's order), and each agency's kind and name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ViewNames {
+    /// The view's place first, then each child; `None` where the directory had no such place.
+    pub places: Vec<Option<Place>>,
+    pub agencies: BTreeMap<AgencyId, (AgencyKind, String)>,
+}
+
+impl ViewNames {
+    fn of(directory: &Directory, view: &PlaceView) -> Self {
+        let codes = std::iter::once(view.place).chain(view.children.iter().map(|(code, _)| *code));
+        Self {
+            places: codes
+                .map(|code| directory.geography.place(code).cloned())
+                .collect(),
+            agencies: view
+                .by_agency
+                .keys()
+                .filter_map(|id| directory.agencies.get(id))
+                .map(|agency| (agency.id.clone(), (agency.kind, agency.name.clone())))
+                .collect(),
+        }
+    }
+
+    /// Whether nothing was kept (a snapshot stored before names were frozen with it).
+    pub fn is_empty(&self) -> bool {
+        self.places.is_empty() && self.agencies.is_empty()
+    }
 }
 
 /// A place with where it sits.
@@ -391,6 +450,11 @@ impl Store {
     }
 
     /// The places with these codes, where known, in one look at the directory.
+    /// The names a view shows, as the directory has them now.
+    pub fn view_names(&self, view: &PlaceView) -> ViewNames {
+        ViewNames::of(&self.shared.read_directory(), view)
+    }
+
     pub fn places(&self, codes: &[PlaceCode]) -> Vec<Option<Place>> {
         let directory = self.shared.read_directory();
         codes

@@ -483,17 +483,22 @@ impl Writer {
             Some(entry) => entry?.0 + 1,
             None => 1,
         };
+        let directory = self.shared.read_directory();
         let view = self.shared.read_inspection().view(
-            &self.shared.read_directory().geography,
+            &directory.geography,
             request.place,
             &request.filter,
         );
+        // Names are frozen with the counts: a later rename or re-import changes neither.
+        let names = super::ViewNames::of(&directory, &view);
+        drop(directory);
         let snapshot = Snapshot {
             id,
             label: request.label,
             filter: request.filter,
-            created_at: OffsetDateTime::now_utc(),
+            created_at: (self.shared.clock)(),
             view,
+            names,
         };
         let mut batch = sled::Batch::default();
         Snapshots::put(&mut batch, &id, &snapshot)?;
