@@ -535,3 +535,51 @@ pub async fn head_of(
         Err(status) => panic!("GetRecord failed: {status}"),
     }
 }
+
+/// A `marr serve` child process, killed if the test ends before it has exited.
+pub struct ServeProcess(Option<std::process::Child>);
+
+impl ServeProcess {
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, std::process::Child::id)
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(mut self) -> std::io::Result<std::process::ExitStatus> {
+        match self.0.take() {
+            Some(mut child) => child.wait(),
+            None => Err(std::io::Error::other("already waited for")),
+        }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts `marr serve` as a child process with this config and data directory on a free
+/// loopback port, its logs discarded; returns the process and the server's URL.
+pub fn spawn_serve(config: &Path, data_dir: &Path) -> (ServeProcess, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_marr"))
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .arg("--listen")
+        .arg(&listen)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    (ServeProcess(Some(child)), format!("http://{listen}"))
+}
