@@ -164,3 +164,149 @@ impl AlertFilter {
             && self.min_severity.is_none_or(|min| alert.severity >= min)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::geography::{Membership, Place};
+    use crate::domain::vocabulary::PlaceLevel;
+
+    const REGION: &str = "E12000001";
+    const NEWCASTLE: &str = "E08000021";
+    const GATESHEAD: &str = "E08000037";
+    const NORTHUMBRIA: &str = "E23000007";
+
+    fn code(code: &str) -> PlaceCode {
+        PlaceCode::parse(code).expect("code")
+    }
+
+    /// A region with two districts, and a police force area of both.
+    fn geography() -> Geography {
+        let mut geography = Geography::default();
+        let place = |c: &str, level, parent: Option<&str>| Place {
+            code: code(c),
+            name: c.to_string(),
+            level,
+            parent: parent.map(code),
+        };
+        geography.insert_place(place(REGION, PlaceLevel::Region, None));
+        for district in [NEWCASTLE, GATESHEAD] {
+            geography.insert_place(place(district, PlaceLevel::District, Some(REGION)));
+            geography.insert_membership(Membership {
+                area: code(NORTHUMBRIA),
+                member: code(district),
+            });
+        }
+        geography.insert_place(place(NORTHUMBRIA, PlaceLevel::PoliceForceArea, None));
+        geography
+    }
+
+    fn key(agency: &str, local_ref: &str) -> RecordKey {
+        RecordKey::parse(agency, local_ref).expect("key")
+    }
+
+    /// The subject was known to Newcastle's council (sequence 1, low), then to the police in
+    /// Gateshead (sequence 2, high), which raised the alert.
+    fn multi_agency() -> (Alert, Vec<Involved>) {
+        let council = Involved {
+            key: key(NEWCASTLE, "C-1"),
+            sequence: 1,
+            place: code(NEWCASTLE),
+            severity: Severity::Low,
+            client_group: ClientGroup::ChildProtectionPlan,
+        };
+        let police = Involved {
+            key: key(NORTHUMBRIA, "P-1"),
+            sequence: 2,
+            place: code(GATESHEAD),
+            severity: Severity::High,
+            client_group: ClientGroup::YouthJustice,
+        };
+        let alert = Alert {
+            sequence: 7,
+            kind: AlertKind::MultiAgency,
+            severity: Severity::High,
+            place: code(GATESHEAD),
+            client_group: Some(ClientGroup::YouthJustice),
+            records: vec![council.key.clone(), police.key.clone()],
+            agencies: vec![council.key.agency.clone(), police.key.agency.clone()],
+            places: vec![code(NEWCASTLE), code(GATESHEAD)],
+            subject: None,
+            raised_by: 2,
+            raised_at: OffsetDateTime::UNIX_EPOCH,
+            detail: format!("one subject is now active at 2 agencies: {NEWCASTLE}, {NORTHUMBRIA}"),
+        };
+        (alert, vec![council, police])
+    }
+
+    fn seen(alert: &Alert, places: &[&str], involved: &[Involved]) -> Option<Alert> {
+        let scope = Scope::new(places.iter().map(|p| code(p)).collect());
+        alert
+            .seen_from(&scope, &geography(), |_| {
+                Ok::<_, std::convert::Infallible>(involved.to_vec())
+            })
+            .expect("infallible")
+    }
+
+    #[test]
+    fn a_multi_agency_alert_is_trimmed_to_the_part_inside_the_scope() {
+        let (alert, involved) = multi_agency();
+        assert_eq!(seen(&alert, &[REGION], &involved), Some(alert.clone()));
+        assert_eq!(seen(&alert, &[NORTHUMBRIA], &involved), Some(alert.clone()));
+
+        let newcastle = seen(&alert, &[NEWCASTLE], &involved).expect("reaches Newcastle");
+        assert_eq!(newcastle.records, vec![key(NEWCASTLE, "C-1")]);
+        assert_eq!(
+            newcastle.agencies,
+            vec![AgencyId::parse(NEWCASTLE).expect("id")]
+        );
+        assert_eq!(newcastle.places, vec![code(NEWCASTLE)]);
+        assert_eq!(newcastle.place, code(NEWCASTLE));
+        assert_eq!(newcastle.severity, Severity::Low);
+        assert_eq!(
+            newcastle.client_group,
+            Some(ClientGroup::ChildProtectionPlan)
+        );
+        assert!(
+            !newcastle.detail.contains(NORTHUMBRIA),
+            "{}",
+            newcastle.detail
+        );
+        assert_eq!(newcastle.sequence, alert.sequence);
+
+        let gateshead = seen(&alert, &[GATESHEAD], &involved).expect("reaches Gateshead");
+        assert_eq!(gateshead.records, vec![key(NORTHUMBRIA, "P-1")]);
+        assert_eq!(gateshead.severity, Severity::High);
+        assert!(
+            !gateshead.detail.contains(NEWCASTLE),
+            "{}",
+            gateshead.detail
+        );
+
+        assert_eq!(seen(&alert, &["E06000001"], &involved), None);
+        assert_eq!(seen(&alert, &[], &involved), None);
+    }
+
+    #[test]
+    fn a_footprint_alert_reaches_a_scope_covering_every_member() {
+        let (mut alert, _) = multi_agency();
+        alert.kind = AlertKind::PlaceThreshold;
+        alert.place = code(NORTHUMBRIA);
+        alert.places.clear();
+        let geography = geography();
+        let reaches = |places: &[&str]| {
+            alert.reaches(
+                &Scope::new(places.iter().map(|p| code(p)).collect()),
+                &geography,
+            )
+        };
+        assert!(reaches(&[REGION]));
+        assert!(reaches(&[NORTHUMBRIA]));
+        assert!(!reaches(&[NEWCASTLE]));
+        assert!(
+            !reaches(&[NEWCASTLE, GATESHEAD]),
+            "each place on its own, as for views"
+        );
+        assert_eq!(seen(&alert, &[NEWCASTLE], &[]), None);
+    }
+}
