@@ -962,3 +962,128 @@ async fn a_board_receives_the_alerts_of_footprint_areas_inside_its_places_as_an_
         assert_eq!(head, 0, "{board}");
     }
 }
+
+#[tokio::test]
+async fn a_board_pages_and_resumes_through_its_own_alerts_and_hears_no_head_but_its_own() {
+    let (_server, connection) = scoped_server(quiet_settings()).await;
+    // Critical risks in Newcastle and Gateshead, in turn: alerts 1 to 5, Gateshead's 2 and 4.
+    for (agency, local_ref, place) in [
+        (NEWCASTLE, "C-1", NEWCASTLE_WARD),
+        (NORTHUMBRIA, "P-1", GATESHEAD_WARD),
+        (NEWCASTLE, "C-2", NEWCASTLE_WARD),
+        (NORTHUMBRIA, "P-2", GATESHEAD_WARD),
+        (NEWCASTLE, "C-3", NEWCASTLE_WARD),
+    ] {
+        push_ok(
+            &connection,
+            vec![rec(
+                agency,
+                local_ref,
+                place,
+                0,
+                proto::Severity::Critical,
+                9,
+            )],
+        )
+        .await;
+    }
+    let gateshead = connection.as_token(GATESHEAD_BOARD);
+    let page = |after: u64| {
+        let mut alerts = gateshead.alerts();
+        async move {
+            alerts
+                .list_alerts(proto::ListAlertsRequest {
+                    filter: None,
+                    after_sequence: after,
+                    page_size: 1,
+                })
+                .await
+                .expect("list")
+                .into_inner()
+        }
+    };
+    let sequences = |alerts: &[proto::Alert]| alerts.iter().map(|a| a.sequence).collect::<Vec<_>>();
+    let first = page(0).await;
+    assert_eq!(sequences(&first.alerts), vec![2]);
+    assert_eq!(
+        (first.next_after_sequence, first.head_sequence),
+        (2, 4),
+        "the head is Gateshead's newest alert, not the log's"
+    );
+    let second = page(2).await;
+    assert_eq!(sequences(&second.alerts), vec![4]);
+    let last = page(4).await;
+    assert!(last.alerts.is_empty());
+    assert_eq!((last.next_after_sequence, last.head_sequence), (0, 4));
+
+    // Resuming a watch from its last alert hears its own head, and then only its own alerts.
+    let mut stream = gateshead
+        .alerts()
+        .watch(proto::WatchRequest {
+            from_sequence: 4,
+            filter: None,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("an event in time")
+            .expect("message")
+            .expect("open")
+            .event
+            .expect("event")
+    };
+    match next().await {
+        Event::Heartbeat(beat) => assert_eq!(beat.head_sequence, 4),
+        other => panic!("expected a heartbeat, got {other:?}"),
+    }
+    push_ok(
+        &connection,
+        vec![rec(
+            NEWCASTLE,
+            "C-4",
+            NEWCASTLE_WARD,
+            0,
+            proto::Severity::Critical,
+            9,
+        )],
+    )
+    .await;
+    push_ok(
+        &connection,
+        vec![rec(
+            NORTHUMBRIA,
+            "P-3",
+            GATESHEAD_WARD,
+            0,
+            proto::Severity::Critical,
+            9,
+        )],
+    )
+    .await;
+    match next().await {
+        Event::Alert(alert) => {
+            assert_eq!(alert.sequence, 7);
+            assert_eq!(alert.records[0].local_ref, "P-3");
+        }
+        other => panic!("expected Gateshead's alert, got {other:?}"),
+    }
+    match next().await {
+        Event::Heartbeat(beat) => assert_eq!(beat.head_sequence, 7),
+        other => panic!("expected a heartbeat, got {other:?}"),
+    }
+
+    // A cursor past the log is refused without saying where the log's head is.
+    let ahead = gateshead
+        .alerts()
+        .watch(proto::WatchRequest {
+            from_sequence: 99,
+            filter: None,
+        })
+        .await
+        .expect_err("ahead of the log");
+    assert_eq!(ahead.code(), Code::OutOfRange);
+    assert!(!ahead.message().contains('7'), "{}", ahead.message());
+}
