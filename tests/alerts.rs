@@ -667,3 +667,423 @@ async fn every_watcher_sees_exactly_its_alerts_once_in_order_across_drops_and_re
     }
     assert!(results[&0].len() > results[&3].len(), "the filters differ");
 }
+
+/// A board whose places are Newcastle only.
+const NEWCASTLE_BOARD: &str = "newcastle-board-token";
+/// A board and an inspector whose places are the North East region.
+const NORTH_EAST_BOARD: &str = "north-east-board-token";
+const NORTH_EAST_INSPECTOR: &str = "north-east-inspector-token";
+/// A board whose places are Hartlepool, policed by Cleveland: nothing to do with Northumbria.
+const HARTLEPOOL_BOARD: &str = "hartlepool-board-token";
+/// Newcastle upon Tyne's community safety partnership (its one member is Newcastle).
+const NEWCASTLE_CSP: &str = "E22000245";
+
+/// The test principals, and boards and an inspector of particular places.
+fn scoped_config() -> marr::config::Config {
+    let mut text = principals_toml();
+    for (name, role, places, token) in [
+        ("newcastle-board", "board", NEWCASTLE, NEWCASTLE_BOARD),
+        ("north-east-board", "board", NORTH_EAST, NORTH_EAST_BOARD),
+        (
+            "north-east-inspector",
+            "inspector",
+            NORTH_EAST,
+            NORTH_EAST_INSPECTOR,
+        ),
+        ("hartlepool-board", "board", HARTLEPOOL, HARTLEPOOL_BOARD),
+    ] {
+        text.push_str(&principal(name, role, None, &[places], token));
+    }
+    text.push_str(
+        "[limits]\ncalls_per_second = 1000000\nburst = 1000000\nmax_concurrent_calls = 10000\n",
+    );
+    let config: marr::config::Config = toml::from_str(&text).expect("config parses");
+    config.check().expect("config is valid");
+    config
+}
+
+async fn scoped_server(rules: RuleSettings) -> (TestServer, Connection) {
+    TestServer::north_east_in(
+        TestServer::start_with_config(
+            StoreOptions {
+                rules,
+                ..StoreOptions::default()
+            },
+            scoped_config(),
+        )
+        .await,
+    )
+    .await
+}
+
+/// Every alert the holder of `token` may list, with the head it is told.
+async fn alerts_of(
+    connection: &Connection,
+    token: &str,
+    filter: Option<proto::AlertFilter>,
+) -> (Vec<proto::Alert>, u64) {
+    let page = connection
+        .as_token(token)
+        .alerts()
+        .list_alerts(proto::ListAlertsRequest {
+            filter,
+            after_sequence: 0,
+            page_size: 1000,
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(page.next_after_sequence, 0, "one page holds them all");
+    (page.alerts, page.head_sequence)
+}
+
+/// The first event of a watch from the beginning of the log.
+async fn first_event(connection: &Connection, token: &str) -> Event {
+    let mut stream = connection
+        .as_token(token)
+        .alerts()
+        .watch(proto::WatchRequest {
+            from_sequence: 0,
+            filter: None,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("an event in time")
+        .expect("message")
+        .expect("open")
+        .event
+        .expect("event")
+}
+
+#[tokio::test]
+async fn each_board_sees_a_multi_agency_alert_trimmed_to_its_own_places() {
+    let (_server, connection) = scoped_server(quiet_settings()).await;
+    let s = 41;
+    // Newcastle's council knows the subject in Newcastle; Northumbria Police then in Gateshead.
+    push_ok(
+        &connection,
+        vec![rec(
+            NEWCASTLE,
+            "C-1",
+            NEWCASTLE_WARD,
+            s,
+            proto::Severity::Low,
+            9,
+        )],
+    )
+    .await;
+    push_ok(
+        &connection,
+        vec![rec(
+            NORTHUMBRIA,
+            "P-1",
+            GATESHEAD_WARD,
+            s,
+            proto::Severity::High,
+            9,
+        )],
+    )
+    .await;
+
+    // A board over both areas sees the whole alert.
+    let (whole, head) = alerts_of(&connection, BOARD, None).await;
+    assert_eq!(kinds(&whole), vec![AlertKind::MultiAgency]);
+    assert_eq!(whole[0].agency_ids, vec![NEWCASTLE, NORTHUMBRIA]);
+    assert_eq!(head, 1);
+
+    // Newcastle's board hears of it, though the record that raised it is in Gateshead, and
+    // sees only Newcastle's part: its record, agency and place, at that record's severity and
+    // client group, with words naming nothing elsewhere.
+    let (newcastle, head) = alerts_of(&connection, NEWCASTLE_BOARD, None).await;
+    assert_eq!(kinds(&newcastle), vec![AlertKind::MultiAgency]);
+    let alert = &newcastle[0];
+    assert_eq!(alert.sequence, 1);
+    assert_eq!(alert.subject_key, subject(s));
+    assert_eq!(alert.agency_ids, vec![NEWCASTLE]);
+    assert_eq!(
+        alert
+            .records
+            .iter()
+            .map(|r| (r.agency_id.as_str(), r.local_ref.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(NEWCASTLE, "C-1")]
+    );
+    assert_eq!(alert.place_codes, vec![NEWCASTLE_WARD]);
+    assert_eq!(alert.place_code, NEWCASTLE_WARD);
+    assert_eq!(alert.severity, proto::Severity::Low as i32);
+    assert_eq!(
+        alert.client_group,
+        proto::ClientGroup::ChildProtectionPlan as i32
+    );
+    for elsewhere in [NORTHUMBRIA, GATESHEAD_WARD, "P-1", "2 agencies"] {
+        assert!(
+            !alert.detail.contains(elsewhere),
+            "{elsewhere} in {:?}",
+            alert.detail
+        );
+    }
+    assert_eq!(head, 1);
+    // A filter asks about the alert as the board sees it.
+    let (only_protection, _) = alerts_of(
+        &connection,
+        NEWCASTLE_BOARD,
+        Some(proto::AlertFilter {
+            client_groups: vec![proto::ClientGroup::ChildProtectionPlan as i32],
+            ..Default::default()
+        }),
+    )
+    .await;
+    assert_eq!(only_protection, newcastle);
+    // The live feed shows the same.
+    match first_event(&connection, NEWCASTLE_BOARD).await {
+        Event::Alert(watched) => assert_eq!(&watched, alert),
+        other => panic!("expected the alert, got {other:?}"),
+    }
+
+    // Gateshead's board sees only the police's part.
+    let (gateshead, _) = alerts_of(&connection, GATESHEAD_BOARD, None).await;
+    assert_eq!(kinds(&gateshead), vec![AlertKind::MultiAgency]);
+    let alert = &gateshead[0];
+    assert_eq!(alert.agency_ids, vec![NORTHUMBRIA]);
+    assert_eq!(alert.records.len(), 1);
+    assert_eq!(alert.records[0].local_ref, "P-1");
+    assert_eq!(alert.place_codes, vec![GATESHEAD_WARD]);
+    assert_eq!(alert.place_code, GATESHEAD_WARD);
+    assert_eq!(alert.severity, proto::Severity::High as i32);
+    assert!(!alert.detail.contains(NEWCASTLE), "{:?}", alert.detail);
+    match first_event(&connection, GATESHEAD_BOARD).await {
+        Event::Alert(watched) => assert_eq!(&watched, alert),
+        other => panic!("expected the alert, got {other:?}"),
+    }
+
+    // A board of unrelated places sees nothing of it, not even the head moving.
+    let (hartlepool, head) = alerts_of(&connection, HARTLEPOOL_BOARD, None).await;
+    assert!(hartlepool.is_empty(), "{hartlepool:?}");
+    assert_eq!(head, 0, "the head counts only alerts in the board's places");
+    match first_event(&connection, HARTLEPOOL_BOARD).await {
+        Event::Heartbeat(beat) => assert_eq!(beat.head_sequence, 0),
+        other => panic!("expected a heartbeat, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_board_receives_the_alerts_of_footprint_areas_inside_its_places_as_an_inspector_reads_their_views()
+ {
+    let mut rules = quiet_settings();
+    for area in [NORTHUMBRIA, NEWCASTLE_CSP, NEWCASTLE_GATESHEAD_CCG] {
+        rules
+            .place_thresholds
+            .insert(PlaceCode::parse(area).expect("code"), 1);
+    }
+    let (_server, connection) = scoped_server(rules).await;
+    // One high risk in a Newcastle LSOA crosses the threshold of its police force area, its
+    // community safety partnership and its clinical commissioning group.
+    push_ok(
+        &connection,
+        vec![rec(
+            NEWCASTLE,
+            "C-1",
+            NEWCASTLE_LSOA,
+            0,
+            proto::Severity::High,
+            9,
+        )],
+    )
+    .await;
+    let thresholds = Some(proto::AlertFilter {
+        kinds: vec![AlertKind::PlaceThreshold as i32],
+        ..Default::default()
+    });
+    let places_of = |alerts: &[proto::Alert]| {
+        let mut places: Vec<String> = alerts.iter().map(|a| a.place_code.clone()).collect();
+        places.sort();
+        places
+    };
+    let (everywhere, _) = alerts_of(&connection, BOARD, thresholds.clone()).await;
+    assert_eq!(
+        places_of(&everywhere),
+        vec![NEWCASTLE_CSP, NORTHUMBRIA, NEWCASTLE_GATESHEAD_CCG]
+    );
+
+    // The region's board receives all three, as the region's inspector reads all three views;
+    // Newcastle's board receives the partnership's alone, as Newcastle's inspector may read
+    // the partnership's view and neither of the others.
+    for (board, inspector, expected) in [
+        (
+            NORTH_EAST_BOARD,
+            NORTH_EAST_INSPECTOR,
+            vec![NEWCASTLE_CSP, NORTHUMBRIA, NEWCASTLE_GATESHEAD_CCG],
+        ),
+        (NEWCASTLE_BOARD, NEWCASTLE_INSPECTOR, vec![NEWCASTLE_CSP]),
+    ] {
+        let (received, _) = alerts_of(&connection, board, thresholds.clone()).await;
+        assert_eq!(places_of(&received), expected, "{board}");
+        for area in [NORTHUMBRIA, NEWCASTLE_CSP, NEWCASTLE_GATESHEAD_CCG] {
+            let view = connection
+                .as_token(inspector)
+                .inspection()
+                .get_place_view(proto::GetPlaceViewRequest {
+                    place_code: area.into(),
+                    filter: None,
+                    as_of_sequence: 0,
+                })
+                .await;
+            assert_eq!(
+                view.is_ok(),
+                expected.contains(&area),
+                "{inspector} reading {area}: {view:?}"
+            );
+        }
+    }
+    // Watching a region names the footprint areas inside it too.
+    let (in_region, _) = alerts_of(
+        &connection,
+        NORTH_EAST_BOARD,
+        Some(proto::AlertFilter {
+            place_code: NORTH_EAST.into(),
+            kinds: vec![AlertKind::PlaceThreshold as i32],
+            ..Default::default()
+        }),
+    )
+    .await;
+    assert_eq!(in_region.len(), 3);
+    match first_event(&connection, NORTH_EAST_BOARD).await {
+        Event::Alert(alert) => assert_eq!(alert.sequence, 1),
+        other => panic!("expected an alert, got {other:?}"),
+    }
+
+    // Boards of other places receive none of them.
+    for board in [GATESHEAD_BOARD, HARTLEPOOL_BOARD] {
+        let (received, head) = alerts_of(&connection, board, None).await;
+        assert!(received.is_empty(), "{board}: {received:?}");
+        assert_eq!(head, 0, "{board}");
+    }
+}
+
+#[tokio::test]
+async fn a_board_pages_and_resumes_through_its_own_alerts_and_hears_no_head_but_its_own() {
+    let (_server, connection) = scoped_server(quiet_settings()).await;
+    // Critical risks in Newcastle and Gateshead, in turn: alerts 1 to 5, Gateshead's 2 and 4.
+    for (agency, local_ref, place) in [
+        (NEWCASTLE, "C-1", NEWCASTLE_WARD),
+        (NORTHUMBRIA, "P-1", GATESHEAD_WARD),
+        (NEWCASTLE, "C-2", NEWCASTLE_WARD),
+        (NORTHUMBRIA, "P-2", GATESHEAD_WARD),
+        (NEWCASTLE, "C-3", NEWCASTLE_WARD),
+    ] {
+        push_ok(
+            &connection,
+            vec![rec(
+                agency,
+                local_ref,
+                place,
+                0,
+                proto::Severity::Critical,
+                9,
+            )],
+        )
+        .await;
+    }
+    let gateshead = connection.as_token(GATESHEAD_BOARD);
+    let page = |after: u64| {
+        let mut alerts = gateshead.alerts();
+        async move {
+            alerts
+                .list_alerts(proto::ListAlertsRequest {
+                    filter: None,
+                    after_sequence: after,
+                    page_size: 1,
+                })
+                .await
+                .expect("list")
+                .into_inner()
+        }
+    };
+    let sequences = |alerts: &[proto::Alert]| alerts.iter().map(|a| a.sequence).collect::<Vec<_>>();
+    let first = page(0).await;
+    assert_eq!(sequences(&first.alerts), vec![2]);
+    assert_eq!(
+        (first.next_after_sequence, first.head_sequence),
+        (2, 4),
+        "the head is Gateshead's newest alert, not the log's"
+    );
+    let second = page(2).await;
+    assert_eq!(sequences(&second.alerts), vec![4]);
+    let last = page(4).await;
+    assert!(last.alerts.is_empty());
+    assert_eq!((last.next_after_sequence, last.head_sequence), (0, 4));
+
+    // Resuming a watch from its last alert hears its own head, and then only its own alerts.
+    let mut stream = gateshead
+        .alerts()
+        .watch(proto::WatchRequest {
+            from_sequence: 4,
+            filter: None,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("an event in time")
+            .expect("message")
+            .expect("open")
+            .event
+            .expect("event")
+    };
+    match next().await {
+        Event::Heartbeat(beat) => assert_eq!(beat.head_sequence, 4),
+        other => panic!("expected a heartbeat, got {other:?}"),
+    }
+    push_ok(
+        &connection,
+        vec![rec(
+            NEWCASTLE,
+            "C-4",
+            NEWCASTLE_WARD,
+            0,
+            proto::Severity::Critical,
+            9,
+        )],
+    )
+    .await;
+    push_ok(
+        &connection,
+        vec![rec(
+            NORTHUMBRIA,
+            "P-3",
+            GATESHEAD_WARD,
+            0,
+            proto::Severity::Critical,
+            9,
+        )],
+    )
+    .await;
+    match next().await {
+        Event::Alert(alert) => {
+            assert_eq!(alert.sequence, 7);
+            assert_eq!(alert.records[0].local_ref, "P-3");
+        }
+        other => panic!("expected Gateshead's alert, got {other:?}"),
+    }
+    match next().await {
+        Event::Heartbeat(beat) => assert_eq!(beat.head_sequence, 7),
+        other => panic!("expected a heartbeat, got {other:?}"),
+    }
+
+    // A cursor past the log is refused without saying where the log's head is.
+    let ahead = gateshead
+        .alerts()
+        .watch(proto::WatchRequest {
+            from_sequence: 99,
+            filter: None,
+        })
+        .await
+        .expect_err("ahead of the log");
+    assert_eq!(ahead.code(), Code::OutOfRange);
+    assert!(!ahead.message().contains('7'), "{}", ahead.message());
+}

@@ -13,10 +13,10 @@ use super::convert::{coded_list, coded_option, page_size, place_code, record_ref
 use super::error::ApiError;
 use crate::auth::Caller;
 use crate::domain::alert::{Alert, AlertFilter};
-use crate::domain::{AlertKind, ClientGroup, Severity, Vocabulary};
+use crate::domain::{AlertKind, ClientGroup, Scope, Severity, Vocabulary};
 use crate::proto::alerts_server::Alerts;
 use crate::proto::{self, watch_response::Event};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// How often a watcher that has nothing to send hears the head sequence.
 const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -34,18 +34,14 @@ impl AlertsService {
         Self { store }
     }
 
-    /// The caller's filter, limited to the caller's places.
+    /// The caller's filter; its place, if any, must lie in the caller's places.
     fn filter(
         &self,
         caller: &Caller,
         filter: Option<proto::AlertFilter>,
     ) -> Result<AlertFilter, ApiError> {
-        let scope = Some(caller.principal.places.clone());
         let Some(filter) = filter else {
-            return Ok(AlertFilter {
-                scope,
-                ..AlertFilter::default()
-            });
+            return Ok(AlertFilter::default());
         };
         let place = match filter.place_code.as_str() {
             "" => None,
@@ -60,7 +56,6 @@ impl AlertsService {
             }
         };
         Ok(AlertFilter {
-            scope,
             place,
             client_groups: coded_list::<ClientGroup>(
                 "filter.client_groups",
@@ -91,9 +86,6 @@ pub fn alert_to_proto(alert: &Alert) -> proto::Alert {
 
 type Answer = Result<proto::WatchResponse, Status>;
 
-/// Feeds one watcher: every durable alert after `cursor` from the log, matching ones sent,
-/// then waits for the head to move. It never holds more than a few answers, so a slow watcher
-/// costs the writer nothing; it reads the log again when it catches up.
 /// Counts an open watch stream for as long as it lives.
 struct Watching;
 
@@ -110,11 +102,24 @@ impl Drop for Watching {
     }
 }
 
-async fn feed(store: Store, mut cursor: u64, filter: AlertFilter, out: mpsc::Sender<Answer>) {
+/// What one watcher may see and asked for.
+#[derive(Clone)]
+struct Watch {
+    scope: Scope,
+    filter: AlertFilter,
+}
+
+/// Feeds one watcher: every durable alert after `cursor` from the log, those it may see sent
+/// as it may see them, then waits for the head to move. It never holds more than a few
+/// answers, so a slow watcher costs the writer nothing; it reads the log again when it catches
+/// up. Heartbeats carry the newest alert in the watcher's places that it has been brought
+/// past, never the log's own head, so a board hears nothing of other areas' alerts.
+async fn feed(store: Store, mut cursor: u64, watch: Watch, out: mpsc::Sender<Answer>) {
     let _watching = Watching::start();
     let mut head = store.subscribe_alerts();
     let mut draining = store.draining();
     let mut quiet_since = tokio::time::Instant::now();
+    let mut reached = cursor;
     loop {
         if *draining.borrow_and_update() {
             let _ = out
@@ -129,29 +134,40 @@ async fn feed(store: Store, mut cursor: u64, filter: AlertFilter, out: mpsc::Sen
         metrics::histogram!(crate::telemetry::WATCHER_LAG)
             .record(durable.saturating_sub(cursor) as f64);
         while cursor < durable {
-            let chunk = match store.alerts_after(cursor, CATCH_UP) {
-                Ok(chunk) => chunk,
+            let (reader, looking) = (store.clone(), watch.clone());
+            let scan = blocking(move || {
+                reader.scan_alerts(
+                    &looking.scope,
+                    &looking.filter,
+                    cursor,
+                    durable,
+                    CATCH_UP,
+                    usize::MAX,
+                )
+            })
+            .await;
+            let scan = match scan {
+                Ok(scan) => scan,
                 Err(error) => {
-                    let _ = out.send(Err(ApiError::from(error).into())).await;
+                    let _ = out.send(Err(error.into())).await;
                     return;
                 }
             };
-            if chunk.is_empty() {
+            if scan.examined == cursor {
                 break;
             }
-            for alert in chunk.into_iter().take_while(|a| a.sequence <= durable) {
-                cursor = alert.sequence;
-                if store.alert_matches(&filter, &alert) {
-                    let event = Event::Alert(alert_to_proto(&alert));
-                    if out
-                        .send(Ok(proto::WatchResponse { event: Some(event) }))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                    quiet_since = tokio::time::Instant::now();
+            cursor = scan.examined;
+            reached = reached.max(scan.reached.unwrap_or(0));
+            for alert in &scan.alerts {
+                let event = Event::Alert(alert_to_proto(alert));
+                if out
+                    .send(Ok(proto::WatchResponse { event: Some(event) }))
+                    .await
+                    .is_err()
+                {
+                    return;
                 }
+                quiet_since = tokio::time::Instant::now();
             }
         }
         tokio::select! {
@@ -162,7 +178,7 @@ async fn feed(store: Store, mut cursor: u64, filter: AlertFilter, out: mpsc::Sen
             }
             _ = draining.changed() => {}
             _ = tokio::time::sleep_until(quiet_since + HEARTBEAT) => {
-                let beat = Event::Heartbeat(proto::Heartbeat { head_sequence: cursor });
+                let beat = Event::Heartbeat(proto::Heartbeat { head_sequence: reached });
                 if out.send(Ok(proto::WatchResponse { event: Some(beat) })).await.is_err() {
                     return;
                 }
@@ -171,6 +187,16 @@ async fn feed(store: Store, mut cursor: u64, filter: AlertFilter, out: mpsc::Sen
             _ = out.closed() => return,
         }
     }
+}
+
+/// Runs store work that reads the log off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Store(StoreError::WriterFailed(e.to_string())))?
+        .map_err(ApiError::from)
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Answer> + Send>>;
@@ -186,15 +212,18 @@ impl Alerts for AlertsService {
         let caller = Caller::of(&request)?;
         let request = request.into_inner();
         let filter = self.filter(&caller, request.filter)?;
-        let head = self.store.alert_head();
-        if request.from_sequence > head {
+        let scope = caller.scope();
+        let from = request.from_sequence;
+        // Any cursor within the log is taken, so one saved before the board's places changed
+        // still resumes; the refusal does not name the log's head, which counts other areas'
+        // alerts.
+        if from > self.store.alert_head() {
             return Err(Status::out_of_range(format!(
-                "from_sequence {} is ahead of the alert log's head {head}",
-                request.from_sequence
+                "from_sequence {from} is ahead of the alert log; resume from the last sequence this server sent you"
             )));
         }
         let (out, answers) = mpsc::channel(WATCH_BUFFER);
-        tokio::spawn(feed(self.store.clone(), request.from_sequence, filter, out));
+        tokio::spawn(feed(self.store.clone(), from, Watch { scope, filter }, out));
         Ok(Response::new(Box::pin(ReceiverStream::new(answers))))
     }
 
@@ -206,24 +235,20 @@ impl Alerts for AlertsService {
         let request = request.into_inner();
         let filter = self.filter(&caller, request.filter)?;
         let page_size = page_size(request.page_size).map_err(ApiError::from)?;
-        let head = self.store.alert_head();
-        let store = self.store.clone();
+        let (store, scope) = (self.store.clone(), caller.scope());
         let after = request.after_sequence;
-        let (alerts, next) =
-            tokio::task::spawn_blocking(move || store.list_alerts(&filter, after, page_size))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(ApiError::from)?;
+        let page = blocking(move || store.list_alerts(&scope, &filter, after, page_size)).await?;
         caller.touched(|t| {
-            t.records = alerts
+            t.records = page
+                .alerts
                 .iter()
                 .flat_map(|a| a.records.iter().cloned())
                 .collect();
         });
         Ok(Response::new(proto::ListAlertsResponse {
-            alerts: alerts.iter().map(alert_to_proto).collect(),
-            next_after_sequence: next.unwrap_or(0),
-            head_sequence: head,
+            alerts: page.alerts.iter().map(alert_to_proto).collect(),
+            next_after_sequence: page.next.unwrap_or(0),
+            head_sequence: page.head,
         }))
     }
 }

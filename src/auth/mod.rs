@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 use tonic::Status;
 
 use crate::config;
-use crate::domain::{Access, Actor, AgencyId, PlaceCode, RecordKey, Role, SubjectKey};
+use crate::domain::{Access, Actor, AgencyId, PlaceCode, RecordKey, Role, Scope, SubjectKey};
 use crate::store::Store;
 
 /// A person or system the server knows, with what it may see.
@@ -256,13 +256,17 @@ impl Caller {
         }
     }
 
+    /// The places the caller may see: an inspector's or a board's places, nothing for anyone
+    /// else. Views, trails and alerts all ask this one scope.
+    pub fn scope(&self) -> Scope {
+        match self.principal.role {
+            Role::Inspector | Role::Board => Scope::new(self.principal.places.clone()),
+            Role::Agency | Role::Admin | Role::Public => Scope::default(),
+        }
+    }
+
     /// Whether everything in `place` lies in one of the caller's places.
     pub fn in_scope(&self, store: &Store, place: PlaceCode) -> bool {
-        matches!(self.principal.role, Role::Inspector | Role::Board)
-            && self
-                .principal
-                .places
-                .iter()
-                .any(|scope| store.covers(*scope, place))
+        store.covers(&self.scope(), place)
     }
 }

@@ -228,6 +228,39 @@ impl Geography {
     }
 }
 
+/// The places someone may see: an inspector's or a board's `places`. One rule decides, for
+/// place views, subject trails and alerts alike, whether a place lies inside them: one of them
+/// covers it ([`Geography::covers`]), so a region holds the police force areas, community
+/// safety partnerships and clinical commissioning groups whose every member lies in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    places: Vec<PlaceCode>,
+}
+
+impl Scope {
+    /// The scope of these places; none at all sees nothing.
+    pub fn new(places: Vec<PlaceCode>) -> Self {
+        Self { places }
+    }
+
+    /// Whether everything in `place` lies inside one of the scope's places.
+    pub fn covers(&self, geography: &Geography, place: PlaceCode) -> bool {
+        self.places
+            .iter()
+            .any(|scope| geography.covers(*scope, place))
+    }
+
+    /// The part of this scope inside `place`: `place` itself when the scope covers it, else
+    /// nothing. A board that watches one of its places sees alerts as a board of that place.
+    pub fn narrowed_to(&self, geography: &Geography, place: PlaceCode) -> Self {
+        if self.covers(geography, place) {
+            Self::new(vec![place])
+        } else {
+            Self::default()
+        }
+    }
+}
+
 impl Geography {
     /// Every place below `code` in the tree, or within footprint area `code`, not counting
     /// `code` itself.

@@ -11,7 +11,7 @@ pub mod record;
 pub mod vocabulary;
 
 pub use audit::{Access, Actor, Role};
-pub use geography::{Agency, Geography, Membership, Place};
+pub use geography::{Agency, Geography, Membership, Place, Scope};
 pub use record::{
     AgencyId, Decision, FieldViolation, Invalid, LocalRef, PlaceCode, RecordKey, Revision,
     RiskRecord, SubjectKey,

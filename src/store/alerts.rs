@@ -2,10 +2,32 @@
 
 use tokio::sync::{oneshot, watch};
 
-use super::keyspace::{AlertLog, Keyspace};
+use super::keyspace::{AlertLog, Keyspace, Log};
 use super::writer::Command;
 use super::{Store, StoreError};
-use crate::domain::alert::{Alert, AlertFilter};
+use crate::domain::alert::{Alert, AlertFilter, Involved};
+use crate::domain::{RecordKey, Revision, Scope};
+
+/// One stretch of the alert log, as one asker sees it.
+#[derive(Debug, Clone, Default)]
+pub struct AlertScan {
+    /// The alerts the asker may see and asked for, trimmed to its places, in order.
+    pub alerts: Vec<Alert>,
+    /// Sequence of the last alert looked at (where the stretch began, when there was none).
+    pub examined: u64,
+    /// Sequence of the last alert looked at that reaches the asker's places.
+    pub reached: Option<u64>,
+}
+
+/// A page of alerts for one asker.
+#[derive(Debug, Clone, Default)]
+pub struct AlertPage {
+    pub alerts: Vec<Alert>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<u64>,
+    /// See [`Store::newest_alert_reaching`].
+    pub head: u64,
+}
 
 impl Store {
     /// Sequence of the last durable alert (0 when there is none).
@@ -32,42 +54,147 @@ impl Store {
             .collect()
     }
 
-    /// Whether an alert is one the filter asks for.
-    pub fn alert_matches(&self, filter: &AlertFilter, alert: &Alert) -> bool {
-        filter.matches(alert, &self.shared.read_directory().geography)
-    }
-
-    /// Matching durable alerts after `after`, in order, at most `limit`; the second value is
-    /// where the next page starts, when there may be more.
-    pub fn list_alerts(
+    /// Up to `examine` durable alerts after `after` and no further than `until`, as someone
+    /// whose places are `scope` sees them through `filter`: only the alerts that reach the
+    /// scope (narrowed to the filter's place, if any), trimmed to it, and then only those
+    /// the filter asks for. Stops early once `found` alerts are in hand. Blocking: it reads
+    /// the log.
+    pub fn scan_alerts(
         &self,
+        scope: &Scope,
         filter: &AlertFilter,
         after: u64,
-        limit: usize,
-    ) -> Result<(Vec<Alert>, Option<u64>), StoreError> {
-        let durable = self.alert_head();
-        let mut found = Vec::new();
-        let mut cursor = after;
-        loop {
-            let chunk: Vec<Alert> = self
-                .alerts_after(cursor, 1024)?
-                .into_iter()
-                .take_while(|a| a.sequence <= durable)
-                .collect();
-            let Some(last) = chunk.last() else {
-                return Ok((found, None));
-            };
-            cursor = last.sequence;
-            for alert in chunk {
-                if self.alert_matches(filter, &alert) {
-                    found.push(alert);
-                    if found.len() == limit {
-                        let next = found.last().map(|a| a.sequence);
-                        return Ok((found, next));
-                    }
+        until: u64,
+        examine: usize,
+        found: usize,
+    ) -> Result<AlertScan, StoreError> {
+        let mut scan = AlertScan {
+            alerts: Vec::new(),
+            examined: after,
+            reached: None,
+        };
+        if after >= until {
+            return Ok(scan);
+        }
+        let chunk = self.alerts_after(after, examine)?;
+        let directory = self.shared.read_directory();
+        let geography = &directory.geography;
+        let seen_through = match filter.place {
+            Some(place) => scope.narrowed_to(geography, place),
+            None => scope.clone(),
+        };
+        for alert in chunk.into_iter().take_while(|a| a.sequence <= until) {
+            scan.examined = alert.sequence;
+            if !alert.reaches(scope, geography) {
+                continue;
+            }
+            scan.reached = Some(alert.sequence);
+            let seen = alert.seen_from(&seen_through, geography, |alert| self.involved(alert))?;
+            if let Some(seen) = seen.filter(|seen| filter.matches(seen)) {
+                scan.alerts.push(seen);
+                if scan.alerts.len() >= found {
+                    break;
                 }
             }
         }
+        Ok(scan)
+    }
+
+    /// A page of the alerts someone whose places are `scope` may see and `filter` asks for,
+    /// after `after`, at most `limit`, with where the next page starts and the head to resume
+    /// from. Blocking: it reads the log.
+    pub fn list_alerts(
+        &self,
+        scope: &Scope,
+        filter: &AlertFilter,
+        after: u64,
+        limit: usize,
+    ) -> Result<AlertPage, StoreError> {
+        let durable = self.alert_head();
+        let head = self.newest_alert_reaching(scope, after, durable)?;
+        let mut alerts = Vec::new();
+        let mut cursor = after;
+        while cursor < durable {
+            let scan =
+                self.scan_alerts(scope, filter, cursor, durable, 1024, limit - alerts.len())?;
+            if scan.examined == cursor {
+                break;
+            }
+            cursor = scan.examined;
+            alerts.extend(scan.alerts);
+            if alerts.len() >= limit {
+                let next = alerts.last().map(|a| a.sequence);
+                return Ok(AlertPage { alerts, next, head });
+            }
+        }
+        Ok(AlertPage {
+            alerts,
+            next: None,
+            head,
+        })
+    }
+
+    /// The sequence of the newest durable alert up to `until` that reaches `scope`, or `after`
+    /// when none after it does. This is the head a board hears: it may resume from it without
+    /// missing anything, and it moves only with alerts in its own places, so it says nothing
+    /// of how much happens elsewhere. Blocking: it reads the log backwards from `until`.
+    pub fn newest_alert_reaching(
+        &self,
+        scope: &Scope,
+        after: u64,
+        until: u64,
+    ) -> Result<u64, StoreError> {
+        if after >= until {
+            return Ok(after);
+        }
+        let range = AlertLog::key(&after.saturating_add(1))..=AlertLog::key(&until);
+        let directory = self.shared.read_directory();
+        for entry in self.shared.tree.range(range).rev() {
+            let (_, value) = entry?;
+            let alert: Alert = postcard::from_bytes(&value)?;
+            if alert.reaches(scope, &directory.geography) {
+                return Ok(alert.sequence);
+            }
+        }
+        Ok(after)
+    }
+
+    /// The records an alert names, each as it stood when the alert was raised.
+    fn involved(&self, alert: &Alert) -> Result<Vec<Involved>, StoreError> {
+        let mut involved = Vec::with_capacity(alert.records.len());
+        for key in &alert.records {
+            if let Some(revision) = self.revision_at(key, alert.raised_by)? {
+                involved.push(Involved {
+                    key: key.clone(),
+                    sequence: revision.sequence,
+                    place: revision.record.place,
+                    severity: revision.record.severity,
+                    client_group: revision.record.client_group,
+                });
+            }
+        }
+        Ok(involved)
+    }
+
+    /// A record's latest revision written at or before log sequence `sequence`.
+    pub fn revision_at(
+        &self,
+        key: &RecordKey,
+        sequence: u64,
+    ) -> Result<Option<Revision>, StoreError> {
+        let mut next = Log::latest(&self.shared.tree, key)?;
+        while let Some(revision) = next {
+            if revision.sequence <= sequence {
+                return Ok(Some(revision));
+            }
+            next = match revision.previous {
+                Some(earlier) => Some(Log::get(&self.shared.tree, &earlier)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("log entry {earlier} of {key} is missing"))
+                })?),
+                None => None,
+            };
+        }
+        Ok(None)
     }
 
     /// Runs the staleness sweep now; answers how many alerts it raised.

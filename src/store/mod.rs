@@ -11,6 +11,7 @@ mod keyspace;
 mod verify;
 mod views;
 
+pub use alerts::{AlertPage, AlertScan};
 pub use audit::AuditPage;
 pub use backup::{BackupCut, BackupSummary};
 pub use views::RiskPage;
@@ -27,7 +28,7 @@ use crate::domain::inspection::{Inspection, PlaceView, ViewFilter};
 use crate::domain::lookup::{ImportReport, LookupError, LookupTable};
 use crate::domain::{
     Access, Actor, Agency, AgencyId, AgencyKind, Geography, Invalid, Place, PlaceCode, PlaceLevel,
-    RecordKey, Revision, RiskRecord,
+    RecordKey, Revision, RiskRecord, Scope,
 };
 use crate::rules::RuleSettings;
 use keyspace::{Agencies, AlertLog, Keyspace, Log, Memberships, Places};
@@ -482,9 +483,9 @@ impl Store {
         Ok(self.shared.db.size_on_disk()?)
     }
 
-    /// Whether everything in `place` lies inside `scope` (see [`Geography::covers`]).
-    pub fn covers(&self, scope: PlaceCode, place: PlaceCode) -> bool {
-        self.shared.read_directory().geography.covers(scope, place)
+    /// Whether everything in `place` lies inside `scope` (see [`Scope::covers`]).
+    pub fn covers(&self, scope: &Scope, place: PlaceCode) -> bool {
+        scope.covers(&self.shared.read_directory().geography, place)
     }
 
     /// Appends an access to the audit chain and waits until it is durable; answers its

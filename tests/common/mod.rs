@@ -86,7 +86,14 @@ pub fn agency_token(agency: &str) -> &'static str {
         .unwrap_or("no-such-agency-token")
 }
 
-fn principal(name: &str, role: &str, agency: Option<&str>, places: &[&str], token: &str) -> String {
+/// One `[[principal]]` table of a config file.
+pub fn principal(
+    name: &str,
+    role: &str,
+    agency: Option<&str>,
+    places: &[&str],
+    token: &str,
+) -> String {
     use sha2::Digest;
     let mut entry = format!("[[principal]]\nname = \"{name}\"\nrole = \"{role}\"\n");
     if let Some(agency) = agency {
@@ -245,6 +252,11 @@ impl TestServer {
             test_config(),
         )
         .await
+    }
+
+    /// A server with these rule settings and this config (its principals and limits).
+    pub async fn start_with_config(options: StoreOptions, config: Config) -> Self {
+        Self::start_in(tempfile::tempdir().expect("temp dir"), options, config).await
     }
 
     /// A server with this config (its principals and limits).
