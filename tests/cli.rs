@@ -168,7 +168,107 @@ fn an_unreachable_server_is_exit_status_2_with_one_line() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("cannot reach the server"), "{stderr}");
+    assert!(
+        stderr.starts_with("marr: UNAVAILABLE: cannot reach the server"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_refusal_prints_its_code_name_first() {
+    let (server, _c) = TestServer::north_east().await;
+    for (token, code) in [
+        ("not-a-token", "UNAUTHENTICATED"),
+        (agency_token(NEWCASTLE), "PERMISSION_DENIED"),
+    ] {
+        let output = marr_async(vec![
+            "view".into(),
+            NEWCASTLE.into(),
+            "--server".into(),
+            server.url.clone(),
+            "--token".into(),
+            token.into(),
+        ])
+        .await;
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.starts_with(&format!("marr: {code}: ")), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn an_empty_marr_variable_means_unset() {
+    let (server, _c) = TestServer::north_east().await;
+    let url = server.url.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_marr"))
+            .args(["health", "--server", &url])
+            .env("MARR_TOKEN", "")
+            .env("MARR_CA", "")
+            .env("MARR_CERT", "")
+            .env("MARR_KEY", "")
+            .env("MARR_WAIT", "")
+            .output()
+            .expect("marr runs")
+    })
+    .await
+    .expect("task");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "SERVING");
+}
+
+#[tokio::test]
+async fn client_commands_wait_for_a_server_still_opening_its_store() {
+    let dir = tempfile::tempdir().expect("dir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    // The store opens when the test says so, as after a long log replay.
+    let (open, gate) = std::sync::mpsc::channel::<()>();
+    let path = dir.path().to_path_buf();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(marr::serve_opening(
+        listener,
+        move || {
+            let _ = gate.recv();
+            marr::store::Store::open(&path)
+        },
+        test_config(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let list = |wait: &str| {
+        vec![
+            "view".to_string(),
+            ENGLAND.into(),
+            "--server".into(),
+            url.clone(),
+            "--token".into(),
+            INSPECTOR.into(),
+            "--wait".into(),
+            wait.into(),
+        ]
+    };
+    // Without waiting, the answer is that the server is not ready.
+    let output = marr_async(list("0")).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.starts_with("marr: UNAVAILABLE: "), "{stderr}");
+    // Waiting, it is answered once the store is open: here it says the place is unknown,
+    // which only the opened register can say.
+    let waiting = tokio::spawn(marr_async(list("60")));
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(!waiting.is_finished(), "it waited for the store to open");
+    open.send(()).expect("open");
+    let output = waiting.await.expect("task");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("marr: NOT_FOUND: "), "{stderr}");
+    let _ = stop.send(());
+    server.await.expect("task").expect("stops cleanly");
 }
 
 #[tokio::test]
