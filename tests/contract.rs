@@ -44,7 +44,11 @@ async fn bytes_that_are_not_the_message_are_invalid_argument_and_change_nothing(
     let garbage = NotUtf8 {
         field: vec![0xff, 0xfe, 0xfd],
     };
-    // A public method, an agency's read and an agency's write, unary.
+    // Health (prost's own codec), a public method, an agency's read and write, unary.
+    assert_eq!(
+        send_raw(&c.public, "/grpc.health.v1.Health/Check", garbage.clone()).await,
+        Code::InvalidArgument
+    );
     assert_eq!(
         send_raw(&c.public, "/marr.v1.Directory/GetPlace", garbage.clone()).await,
         Code::InvalidArgument

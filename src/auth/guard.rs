@@ -486,6 +486,17 @@ where
         Some(status) if status.code() == tonic::Code::OutOfRange => {
             limit_as_exhausted(status).into_http()
         }
+        // Health and reflection use prost's own codec, which calls undecodable bytes INTERNAL;
+        // the contract's services say INVALID_ARGUMENT themselves (`api::codec`).
+        Some(status)
+            if status.code() == tonic::Code::Internal
+                && status
+                    .message()
+                    .starts_with("failed to decode Protobuf message") =>
+        {
+            Status::invalid_argument(format!("the message does not decode: {}", status.message()))
+                .into_http()
+        }
         _ => response,
     };
     let code = Status::from_header_map(response.headers()).map_or(tonic::Code::Ok, |s| s.code());
