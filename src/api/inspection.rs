@@ -131,7 +131,7 @@ impl InspectionService {
 }
 
 /// Reads a filter, naming any value that is not in the vocabulary.
-pub(crate) fn filter_from_proto(filter: Option<&proto::ViewFilter>) -> Result<ViewFilter, Invalid> {
+pub fn filter_from_proto(filter: Option<&proto::ViewFilter>) -> Result<ViewFilter, Invalid> {
     let Some(filter) = filter else {
         return Ok(ViewFilter::default());
     };
