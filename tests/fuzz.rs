@@ -115,20 +115,193 @@ fn mutate(seed: &[u8], edits: &[Edit]) -> Vec<u8> {
     out
 }
 
+fn edits(count: std::ops::Range<usize>) -> impl Strategy<Value = Vec<Edit>> {
+    prop::collection::vec((any::<u8>(), any::<Index>(), any::<u8>()), count)
+}
+
 /// Random bytes, or one of `seeds` mutated.
 fn input(seeds: &'static [Vec<u8>]) -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         1 => prop::collection::vec(any::<u8>(), 0..512),
-        3 => (
-            any::<Index>(),
-            prop::collection::vec((any::<u8>(), any::<Index>(), any::<u8>()), 0..12),
-        )
+        // Mostly a few edits, which keep much of the input valid and so reach the checks
+        // behind the parse; sometimes many.
+        3 => (any::<Index>(), edits(1..4))
+            .prop_map(move |(seed, edits)| mutate(&seeds[seed.index(seeds.len())], &edits)),
+        1 => (any::<Index>(), edits(4..24))
             .prop_map(move |(seed, edits)| mutate(&seeds[seed.index(seeds.len())], &edits)),
     ]
 }
 
 /// The request messages of every method, by name, each with the checks its handler makes
 /// before it touches the store.
+/// Text for one string field: a valid value, a dictionary word, either spliced into the
+/// other, or any string at all.
+fn text(valid: &'static str) -> impl Strategy<Value = String> {
+    let word = prop::sample::select(DICTIONARY);
+    prop_oneof![
+        2 => Just(valid.to_string()),
+        1 => word.clone().prop_map(str::to_string),
+        2 => (word, any::<Index>()).prop_map(move |(word, at)| {
+            let mut chars: Vec<char> = valid.chars().collect();
+            let at = at.index(chars.len() + 1);
+            chars.splice(at..at, word.chars());
+            chars.into_iter().collect()
+        }),
+        2 => any::<String>(),
+        1 => ".{0,300}",
+    ]
+}
+
+/// A proto enum number: mostly in range, sometimes anything.
+fn number() -> impl Strategy<Value = i32> {
+    prop_oneof![4 => 0..20i32, 1 => any::<i32>()]
+}
+
+/// A timestamp: mostly near now, sometimes with any seconds or nanos.
+fn stamp() -> impl Strategy<Value = Option<prost_types::Timestamp>> {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    prop_oneof![
+        1 => Just(None),
+        3 => (now - 400 * 86_400..now + 86_400, 0..1_000_000_000i32)
+            .prop_map(|(seconds, nanos)| Some(prost_types::Timestamp { seconds, nanos })),
+        2 => (any::<i64>(), any::<i32>())
+            .prop_map(|(seconds, nanos)| Some(prost_types::Timestamp { seconds, nanos })),
+    ]
+}
+
+/// A valid record with up to three of its fields replaced, so the checks behind a successful
+/// decode see each field wrong on its own and in small mixes.
+fn risk_record() -> impl Strategy<Value = proto::RiskRecord> {
+    let replacement = (
+        0..12usize,
+        prop_oneof![
+            text("Seen at home, with sibling"),
+            text("CIN-2024-00123"),
+            text("E05011451")
+        ],
+        number(),
+        stamp(),
+    );
+    prop::collection::vec(replacement, 0..4).prop_map(|replacements| {
+        let mut r = record("CIN-2024-00123", 1);
+        for (field, text, number, stamp) in replacements {
+            match field {
+                0 => r.agency_id = text,
+                1 => r.local_ref = text,
+                2 => r.subject_key = text,
+                3 => r.place_code = text,
+                4 => r.client_group = number,
+                5 => r.category = number,
+                6 => r.severity = number,
+                7 => r.status = number,
+                8 => r.assessed_at = stamp,
+                9 => r.source_updated_at = stamp,
+                10 => r.lawful_basis = number,
+                _ => r.note = text,
+            }
+        }
+        r
+    })
+}
+
+/// Request messages with free text and times, built field by field, by method.
+fn structured_request() -> impl Strategy<Value = (&'static str, Vec<u8>)> {
+    prop_oneof![
+        risk_record().prop_map(|record| (
+            "SubmitRecord",
+            proto::SubmitRecordRequest {
+                record: Some(record)
+            }
+            .encode_to_vec()
+        )),
+        risk_record().prop_map(|record| (
+            "PushRecords",
+            proto::PushRecordsRequest {
+                record: Some(record)
+            }
+            .encode_to_vec()
+        )),
+        (text("E08000021"), text("CIN-2024-00123")).prop_map(|(agency_id, local_ref)| (
+            "GetRecord",
+            proto::GetRecordRequest {
+                agency_id,
+                local_ref
+            }
+            .encode_to_vec()
+        )),
+        (
+            prop_oneof![Just(subject(1)), text("")],
+            text("Joint targeted area inspection: exploitation")
+        )
+            .prop_map(|(subject_key, purpose)| (
+                "FollowSubject",
+                proto::FollowSubjectRequest {
+                    subject_key,
+                    purpose,
+                    as_of_sequence: 0
+                }
+                .encode_to_vec()
+            )),
+        (text("E08000021"), text("JTAI North East, March 2026")).prop_map(|(place_code, label)| (
+            "CreateSnapshot",
+            proto::CreateSnapshotRequest {
+                place_code,
+                filter: None,
+                label
+            }
+            .encode_to_vec()
+        )),
+        (
+            text("R0B"),
+            number(),
+            text("Northumbria Police"),
+            prop::collection::vec(text("E23000007"), 0..3)
+        )
+            .prop_map(|(id, kind, name, footprint)| (
+                "RegisterAgency",
+                proto::RegisterAgencyRequest {
+                    agency: Some(proto::Agency {
+                        id,
+                        kind,
+                        name,
+                        footprint
+                    })
+                }
+                .encode_to_vec()
+            )),
+        (
+            text("wards.csv"),
+            prop::collection::vec(text("WD19NM"), 0..6),
+            prop::collection::vec(
+                (any::<u64>(), prop::collection::vec(text("E05011451"), 0..6)),
+                0..6
+            )
+        )
+            .prop_map(|(table, header, rows)| (
+                "ImportPlaces",
+                proto::ImportPlacesRequest {
+                    table,
+                    header,
+                    rows: rows
+                        .into_iter()
+                        .map(|(line, cells)| proto::LookupRow { line, cells })
+                        .collect()
+                }
+                .encode_to_vec()
+            )),
+        (stamp(), stamp(), any::<u32>()).prop_map(|(from, to, page_size)| (
+            "ListAuditEvents",
+            proto::ListAuditEventsRequest {
+                from,
+                to,
+                page_size,
+                ..Default::default()
+            }
+            .encode_to_vec()
+        )),
+    ]
+}
+
 /// Decodes one message from bytes and checks it.
 type Target = fn(&[u8]);
 
@@ -306,12 +479,21 @@ fn filter() -> proto::ViewFilter {
     }
 }
 
-/// One valid encoding of every request message.
-fn request_seeds() -> &'static [Vec<u8>] {
-    static SEEDS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+/// Valid encodings of the request messages, by method.
+fn request_seeds() -> &'static [(&'static str, Vec<u8>)] {
+    static SEEDS: OnceLock<Vec<(&'static str, Vec<u8>)>> = OnceLock::new();
     SEEDS.get_or_init(|| {
         let good = record("CIN-2024-00123", 1);
-        let at = Some(hours_ago(3));
+        let mut closed = rec(
+            NORTHUMBRIA,
+            "NP/77",
+            GATESHEAD_WARD,
+            0,
+            proto::Severity::Critical,
+            2,
+        );
+        closed.status = proto::RecordStatus::Closed as i32;
+        closed.note = String::new();
         let alert_filter = Some(proto::AlertFilter {
             place_code: NEWCASTLE.into(),
             client_groups: vec![1],
@@ -334,78 +516,194 @@ fn request_seeds() -> &'static [Vec<u8>] {
             }
         };
         vec![
-            proto::SubmitRecordRequest {
-                record: Some(good.clone()),
-            }
-            .encode_to_vec(),
-            proto::PushRecordsRequest {
-                record: Some(good.clone()),
-            }
-            .encode_to_vec(),
-            proto::GetRecordRequest {
-                agency_id: NEWCASTLE.into(),
-                local_ref: "CIN-2024-00123".into(),
-            }
-            .encode_to_vec(),
-            proto::ListRisksRequest {
-                place_code: NEWCASTLE_WARD.into(),
-                filter: Some(filter()),
-                page_size: 50,
-                page_token: "17".into(),
-                as_of_sequence: 3,
-            }
-            .encode_to_vec(),
-            proto::ComparePlacesRequest {
-                parent_code: NORTH_EAST.into(),
-                filter: Some(filter()),
-                sort_by: 2,
-            }
-            .encode_to_vec(),
-            proto::FollowSubjectRequest {
-                subject_key: subject(1),
-                purpose: "Joint targeted area inspection: exploitation".into(),
-                as_of_sequence: 0,
-            }
-            .encode_to_vec(),
-            proto::CreateSnapshotRequest {
-                place_code: NEWCASTLE.into(),
-                filter: Some(filter()),
-                label: "JTAI North East, March 2026".into(),
-            }
-            .encode_to_vec(),
-            proto::ListAlertsRequest {
-                filter: alert_filter,
-                after_sequence: 4,
-                page_size: 10,
-            }
-            .encode_to_vec(),
-            chunk.encode_to_vec(),
-            proto::RegisterAgencyRequest {
-                agency: Some(proto::Agency {
-                    id: "RTD".into(),
-                    kind: proto::AgencyKind::Health as i32,
-                    name: "Newcastle upon Tyne Hospitals NHS Foundation Trust".into(),
-                    footprint: vec![NEWCASTLE.into(), NEWCASTLE_GATESHEAD_CCG.into()],
-                }),
-            }
-            .encode_to_vec(),
-            proto::GetComparativeTableRequest {
-                parent_code: NORTH_EAST.into(),
-                level: 4,
-                filter: Some(filter()),
-            }
-            .encode_to_vec(),
-            proto::ListAuditEventsRequest {
-                principal: "inspector".into(),
-                method: "FollowSubject".into(),
-                from: at,
-                to: Some(hours_ago(0)),
-                after_sequence: 2,
-                page_size: 20,
-            }
-            .encode_to_vec(),
+            (
+                "SubmitRecord",
+                proto::SubmitRecordRequest {
+                    record: Some(good.clone()),
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "SubmitRecord",
+                proto::SubmitRecordRequest {
+                    record: Some(closed.clone()),
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "PushRecords",
+                proto::PushRecordsRequest {
+                    record: Some(good.clone()),
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "GetRecord",
+                proto::GetRecordRequest {
+                    agency_id: NEWCASTLE.into(),
+                    local_ref: "CIN-2024-00123".into(),
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "GetRecordHistory",
+                proto::GetRecordHistoryRequest {
+                    agency_id: NORTHUMBRIA.into(),
+                    local_ref: "NP/77".into(),
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "GetPlaceView",
+                proto::GetPlaceViewRequest {
+                    place_code: NEWCASTLE.into(),
+                    filter: Some(filter()),
+                    as_of_sequence: 9,
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "ListRisks",
+                proto::ListRisksRequest {
+                    place_code: NEWCASTLE_WARD.into(),
+                    filter: Some(filter()),
+                    page_size: 50,
+                    page_token: "17".into(),
+                    as_of_sequence: 3,
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "ComparePlaces",
+                proto::ComparePlacesRequest {
+                    parent_code: NORTH_EAST.into(),
+                    filter: Some(filter()),
+                    sort_by: 2,
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "FollowSubject",
+                proto::FollowSubjectRequest {
+                    subject_key: subject(1),
+                    purpose: "Joint targeted area inspection: exploitation".into(),
+                    as_of_sequence: 0,
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "CreateSnapshot",
+                proto::CreateSnapshotRequest {
+                    place_code: NEWCASTLE.into(),
+                    filter: Some(filter()),
+                    label: "JTAI North East, March 2026".into(),
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "GetSnapshot",
+                proto::GetSnapshotRequest { id: 3 }.encode_to_vec(),
+            ),
+            (
+                "Watch",
+                proto::WatchRequest {
+                    from_sequence: 12,
+                    filter: alert_filter.clone(),
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "ListAlerts",
+                proto::ListAlertsRequest {
+                    filter: alert_filter,
+                    after_sequence: 4,
+                    page_size: 10,
+                }
+                .encode_to_vec(),
+            ),
+            ("ImportPlaces", chunk.encode_to_vec()),
+            (
+                "GetPlace",
+                proto::GetPlaceRequest {
+                    code: NEWCASTLE_WARD.into(),
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "ListChildPlaces",
+                proto::ListChildPlacesRequest {
+                    code: NORTHUMBRIA.into(),
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "RegisterAgency",
+                proto::RegisterAgencyRequest {
+                    agency: Some(proto::Agency {
+                        id: "RTD".into(),
+                        kind: proto::AgencyKind::Health as i32,
+                        name: "Newcastle upon Tyne Hospitals NHS Foundation Trust".into(),
+                        footprint: vec![NEWCASTLE.into(), NEWCASTLE_GATESHEAD_CCG.into()],
+                    }),
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "GetComparativeTable",
+                proto::GetComparativeTableRequest {
+                    parent_code: NORTH_EAST.into(),
+                    level: 4,
+                    filter: Some(filter()),
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "ListAuditEvents",
+                proto::ListAuditEventsRequest {
+                    principal: "inspector".into(),
+                    method: "FollowSubject".into(),
+                    from: Some(hours_ago(3)),
+                    to: Some(hours_ago(0)),
+                    after_sequence: 2,
+                    page_size: 20,
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "ListAccessToMyRecords",
+                proto::ListAccessToMyRecordsRequest {
+                    from: Some(hours_ago(30)),
+                    to: None,
+                    after_sequence: 0,
+                    page_size: 5,
+                }
+                .encode_to_vec(),
+            ),
         ]
     })
+}
+
+/// The seeds of one method's request, most of the time; any method's otherwise, so messages
+/// of one type are decoded as another too. Methods whose request is empty take any seed.
+fn seeds_for(method: &str) -> &'static [Vec<u8>] {
+    static BY_METHOD: OnceLock<std::collections::HashMap<&'static str, Vec<Vec<u8>>>> =
+        OnceLock::new();
+    let by_method = BY_METHOD.get_or_init(|| {
+        let all: Vec<Vec<u8>> = request_seeds().iter().map(|(_, s)| s.clone()).collect();
+        REQUESTS
+            .iter()
+            .map(|(name, _)| {
+                let own: Vec<Vec<u8>> = request_seeds()
+                    .iter()
+                    .filter(|(m, _)| m == name)
+                    .map(|(_, s)| s.clone())
+                    .collect();
+                (*name, if own.is_empty() { all.clone() } else { own })
+            })
+            .chain([("", all.clone())])
+            .collect()
+    });
+    by_method.get(method).map_or(&[], Vec::as_slice)
 }
 
 const EXTRACT_HEADER: &str = "agency_id,local_ref,subject_key,place_code,client_group,category,severity,status,assessed_at,source_updated_at,lawful_basis,note";
@@ -527,10 +825,22 @@ proptest! {
 
     #[test]
     fn request_messages_decode_and_validate_without_panicking(
-        which in any::<Index>(),
-        bytes in input(request_seeds()),
+        (which, bytes) in any::<Index>().prop_flat_map(|which| {
+            let (name, _) = REQUESTS[which.index(REQUESTS.len())];
+            let seeds = prop_oneof![3 => Just(seeds_for(name)), 1 => Just(seeds_for(""))];
+            (Just(which), seeds.prop_flat_map(input))
+        }),
     ) {
         let (_name, check) = REQUESTS[which.index(REQUESTS.len())];
+        check(&bytes);
+    }
+
+    #[test]
+    fn structured_requests_validate_without_panicking((method, bytes) in structured_request()) {
+        let (_, check) = REQUESTS
+            .iter()
+            .find(|(name, _)| *name == method)
+            .expect("a method of the table");
         check(&bytes);
     }
 
