@@ -812,6 +812,24 @@ fn every_seed_is_read_without_refusal() {
         assert!(rows.iter().all(|r| r.record.is_ok()));
     }
     assert!(!known_tree().is_empty());
+    let now = OffsetDateTime::now_utc();
+    for (method, seed) in request_seeds() {
+        match *method {
+            "SubmitRecord" => {
+                let m = proto::SubmitRecordRequest::decode(seed.as_slice()).expect("decodes");
+                record_from_proto(m.record, now).expect("the seed record is valid");
+            }
+            "RegisterAgency" => {
+                let m = proto::RegisterAgencyRequest::decode(seed.as_slice()).expect("decodes");
+                agency_from_proto(m.agency).expect("the seed agency is valid");
+            }
+            "FollowSubject" => {
+                let m = proto::FollowSubjectRequest::decode(seed.as_slice()).expect("decodes");
+                check_purpose(&m.purpose).expect("the seed purpose is valid");
+            }
+            _ => {}
+        }
+    }
     let dir = tempfile::tempdir().expect("dir");
     for (i, seed) in config_seeds().iter().enumerate() {
         let path = dir.path().join(format!("{i}.toml"));
