@@ -196,8 +196,8 @@ async fn assessed_at_must_not_follow_source_updated_at() {
 }
 
 #[tokio::test]
-async fn note_must_be_at_most_280_characters() {
-    check(|r| r.note = "n".repeat(281), "note").await;
+async fn note_must_be_at_most_140_characters() {
+    check(|r| r.note = "n".repeat(141), "note").await;
 }
 
 #[tokio::test]

@@ -72,7 +72,7 @@ pub fn event_to_proto(event: &AuditEvent) -> proto::AuditEvent {
 
 /// An optional time bound.
 fn bound(field: &str, at: Option<Timestamp>) -> Result<Option<OffsetDateTime>, Invalid> {
-    at.map(|t| time_from_proto(&t).ok_or_else(|| Invalid::one(field, "is out of range")))
+    at.map(|t| time_from_proto(&t).map_err(|reason| Invalid::one(field, reason)))
         .transpose()
 }
 

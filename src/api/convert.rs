@@ -6,8 +6,9 @@ use prost_types::Timestamp;
 use time::OffsetDateTime;
 
 use super::error::ApiError;
+use crate::domain::free_text::{check_agency_name, check_note};
 use crate::domain::lookup::{LookupRow, LookupTable};
-use crate::domain::record::{check_note, check_times};
+use crate::domain::record::check_times;
 use crate::domain::{
     Agency, AgencyId, FieldViolation, Invalid, Place, PlaceCode, RecordKey, Revision, RiskRecord,
     SubjectKey, Vocabulary,
@@ -39,7 +40,7 @@ impl Violations {
     fn time(&mut self, field: &str, at: Option<Timestamp>) -> Option<OffsetDateTime> {
         let parsed = at
             .ok_or_else(|| "is required (an RFC 3339 time)".to_string())
-            .and_then(|t| time_from_proto(&t).ok_or_else(|| "is out of range".to_string()));
+            .and_then(|t| time_from_proto(&t));
         self.check(field, parsed)
     }
 
@@ -113,7 +114,7 @@ pub fn record_from_proto(
     let assessed_at = v.time("assessed_at", r.assessed_at);
     let source_updated_at = v.time("source_updated_at", r.source_updated_at);
     let lawful_basis = v.coded("lawful_basis", r.lawful_basis);
-    v.check("note", check_note(&r.note));
+    v.check("note", check_note(&r.note).map_err(String::from));
     if let (Some(assessed), Some(updated)) = (assessed_at, source_updated_at) {
         v.0.extend(check_times(assessed, updated, now));
     }
@@ -138,10 +139,23 @@ pub fn record_from_proto(
     v.finish(record)
 }
 
-/// A protobuf timestamp as a time, if it is within range.
-pub fn time_from_proto(at: &Timestamp) -> Option<OffsetDateTime> {
+/// Earliest second a protobuf `Timestamp` may hold: 0001-01-01T00:00:00Z.
+const TIMESTAMP_MIN_SECONDS: i64 = -62_135_596_800;
+/// Latest second a protobuf `Timestamp` may hold: 9999-12-31T23:59:59Z.
+const TIMESTAMP_MAX_SECONDS: i64 = 253_402_300_799;
+
+/// A protobuf timestamp as a time. Out-of-range parts are refused, not normalised: `nanos`
+/// must be 0 to 999,999,999 and `seconds` within the years 1 to 9999, as the well-known type
+/// requires, so one instant has one spelling.
+pub fn time_from_proto(at: &Timestamp) -> Result<OffsetDateTime, String> {
+    if !(0..=999_999_999).contains(&at.nanos) {
+        return Err("has nanos outside 0 to 999999999".to_string());
+    }
+    if !(TIMESTAMP_MIN_SECONDS..=TIMESTAMP_MAX_SECONDS).contains(&at.seconds) {
+        return Err("has seconds outside the years 1 to 9999".to_string());
+    }
     let nanos = i128::from(at.seconds) * 1_000_000_000 + i128::from(at.nanos);
-    OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()
+    OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| "is out of range".to_string())
 }
 
 /// A record's key as the contract names it.
@@ -211,6 +225,8 @@ pub fn agency_from_proto(agency: Option<proto::Agency>) -> Result<Agency, Invali
     let mut v = Violations::default();
     let id = v.check("id", AgencyId::parse(&a.id));
     let kind = v.coded("kind", a.kind);
+    let name = a.name.trim().to_string();
+    v.check("name", check_agency_name(&name).map_err(String::from));
     let footprint: Vec<PlaceCode> = a
         .footprint
         .iter()
@@ -220,7 +236,7 @@ pub fn agency_from_proto(agency: Option<proto::Agency>) -> Result<Agency, Invali
         Some(Agency {
             id: id?,
             kind: kind?,
-            name: a.name.trim().to_string(),
+            name,
             footprint,
         })
     })();
@@ -361,5 +377,22 @@ mod tests {
             let mut v = Violations::default();
             assert_eq!(v.time("t", Some(timestamp(at))), Some(at));
         }
+    }
+
+    #[test]
+    fn out_of_range_timestamp_parts_are_refused_not_normalised() {
+        let at = |seconds, nanos| time_from_proto(&Timestamp { seconds, nanos });
+        assert!(at(0, 999_999_999).is_ok());
+        assert!(at(TIMESTAMP_MIN_SECONDS, 0).is_ok());
+        assert!(at(TIMESTAMP_MAX_SECONDS, 999_999_999).is_ok());
+        // 1 s and 1e9 ns is the same instant as 2 s: it must be spelled as 2 s.
+        assert!(at(1, 1_000_000_000).unwrap_err().contains("nanos"));
+        assert!(at(2, -1).unwrap_err().contains("nanos"));
+        assert!(at(i64::MIN, 0).unwrap_err().contains("seconds"));
+        assert!(
+            at(TIMESTAMP_MAX_SECONDS + 1, 0)
+                .unwrap_err()
+                .contains("seconds")
+        );
     }
 }

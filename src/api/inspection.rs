@@ -10,16 +10,12 @@ use super::convert::{
 };
 use super::error::ApiError;
 use crate::auth::Caller;
+use crate::domain::free_text::{check_label, check_purpose};
 use crate::domain::inspection::{PlaceMeasure, PlaceView, ViewFilter};
 use crate::domain::{Agency, AgencyId, Invalid, PlaceCode, SubjectKey, Vocabulary};
 use crate::proto;
 use crate::proto::inspection_server::Inspection;
 use crate::store::{Snapshot, SnapshotRequest, Store, StoreError, ViewNames};
-
-/// Shortest purpose a subject trail may be asked for with.
-const PURPOSE_MIN_CHARS: usize = 10;
-/// Longest snapshot label.
-const LABEL_MAX_CHARS: usize = 200;
 
 pub struct InspectionService {
     store: Store,
@@ -158,7 +154,7 @@ fn view_to_proto(
 }
 
 /// Reads a filter, naming any value that is not in the vocabulary.
-pub(crate) fn filter_from_proto(filter: Option<&proto::ViewFilter>) -> Result<ViewFilter, Invalid> {
+pub fn filter_from_proto(filter: Option<&proto::ViewFilter>) -> Result<ViewFilter, Invalid> {
     let Some(filter) = filter else {
         return Ok(ViewFilter::default());
     };
@@ -307,19 +303,17 @@ impl Inspection for InspectionService {
         let request = request.into_inner();
         let subject = SubjectKey::parse(&request.subject_key)
             .map_err(|r| ApiError::from(Invalid::one("subject_key", r)))?;
+        let purpose = request.purpose.trim().to_string();
+        // Checked before anything is noted for the audit event, so a refused purpose is
+        // never written to the chain.
+        check_purpose(&purpose).map_err(|refusal| {
+            let reason = format!("say why you follow this subject: the purpose {refusal}");
+            ApiError::from(Invalid::one("purpose", reason))
+        })?;
         caller.touched(|t| {
             t.subject = Some(subject);
-            t.purpose = request.purpose.trim().to_string();
+            t.purpose = purpose;
         });
-        if request.purpose.trim().chars().count() < PURPOSE_MIN_CHARS {
-            return Err(ApiError::from(Invalid::one(
-                "purpose",
-                format!(
-                    "say why you follow this subject, in at least {PURPOSE_MIN_CHARS} characters"
-                ),
-            ))
-            .into());
-        }
         let store = self.store.clone();
         let (trail, consistent_at) =
             blocking(move || store.follow_subject(subject, as_of(request.as_of_sequence))).await?;
@@ -366,13 +360,7 @@ impl Inspection for InspectionService {
         let place = self.place_in_scope(&caller, "place_code", &request.place_code)?;
         let filter = filter_from_proto(request.filter.as_ref()).map_err(ApiError::from)?;
         let label = request.label.trim().to_string();
-        if label.is_empty() || label.chars().count() > LABEL_MAX_CHARS {
-            return Err(ApiError::from(Invalid::one(
-                "label",
-                format!("must be 1 to {LABEL_MAX_CHARS} characters"),
-            ))
-            .into());
-        }
+        check_label(&label).map_err(|refusal| ApiError::from(Invalid::one("label", refusal)))?;
         let snapshot = self
             .store
             .create_snapshot(

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::api::convert::timestamp;
+use crate::domain::free_text::{check_local_ref, check_note};
 use crate::domain::{
     ClientGroup, FieldViolation, LawfulBasis, RecordStatus, RiskCategory, Severity, Vocabulary,
 };
@@ -74,9 +75,19 @@ pub fn record_from_fields(
             None => Err(FieldViolation::new(column, "column is missing")),
         }
     };
+    // Free text is screened here as the register screens it, so a row holding an identifier
+    // is refused on the agency's own machine and never sent.
+    let local_ref = get("local_ref")?;
+    check_local_ref(local_ref).map_err(|refusal| FieldViolation::new("local_ref", refusal))?;
+    // Notes keep their inner spacing; only the edges are trimmed.
+    let note = fields
+        .get("note")
+        .map(|n| n.trim().to_string())
+        .unwrap_or_default();
+    check_note(&note).map_err(|refusal| FieldViolation::new("note", refusal))?;
     Ok(proto::RiskRecord {
         agency_id: get("agency_id")?.to_string(),
-        local_ref: get("local_ref")?.to_string(),
+        local_ref: local_ref.to_string(),
         subject_key: get("subject_key")?.to_string(),
         place_code: get("place_code")?.to_string(),
         client_group: word::<ClientGroup>("client_group", get("client_group")?)?,
@@ -86,11 +97,7 @@ pub fn record_from_fields(
         assessed_at: Some(time("assessed_at", get("assessed_at")?)?),
         source_updated_at: Some(time("source_updated_at", get("source_updated_at")?)?),
         lawful_basis: word::<LawfulBasis>("lawful_basis", get("lawful_basis")?)?,
-        // Notes keep their inner spacing; only the edges are trimmed.
-        note: fields
-            .get("note")
-            .map(|n| n.trim().to_string())
-            .unwrap_or_default(),
+        note,
     })
 }
 
@@ -118,8 +125,16 @@ pub fn is_json_lines(path: &Path) -> bool {
 /// a bad row is an `ExtractRow` carrying its violation.
 pub fn read(path: &Path) -> Result<Box<dyn Iterator<Item = ExtractRow> + Send>, std::io::Error> {
     let file = std::fs::File::open(path)?;
-    if is_json_lines(path) {
-        let lines = std::io::BufReader::new(file).lines();
+    read_from(file, is_json_lines(path))
+}
+
+/// Reads an extract from any source: JSON Lines when `json_lines`, else CSV.
+pub fn read_from(
+    input: impl std::io::Read + Send + 'static,
+    json_lines: bool,
+) -> Result<Box<dyn Iterator<Item = ExtractRow> + Send>, std::io::Error> {
+    if json_lines {
+        let lines = std::io::BufReader::new(input).lines();
         Ok(Box::new(lines.enumerate().filter_map(|(i, line)| {
             let line_no = i as u64 + 1;
             let text = match line {
@@ -134,7 +149,7 @@ pub fn read(path: &Path) -> Result<Box<dyn Iterator<Item = ExtractRow> + Send>, 
             Some(json_row(line_no, &text))
         })))
     } else {
-        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
+        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
         let header: Vec<String> = reader
             .headers()
             .map_err(std::io::Error::other)?

@@ -16,28 +16,26 @@ pub fn read_table(path: &Path) -> Result<LookupTable, ClientError> {
         path: path.display().to_string(),
         reason,
     };
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_path(path)
-        .map_err(|e| input(e.to_string()))?;
-    let header = reader
-        .headers()
-        .map_err(|e| input(e.to_string()))?
-        .iter()
-        .map(str::to_string)
-        .collect();
+    let file = std::fs::File::open(path).map_err(|e| input(e.to_string()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    read_table_from(file, name).map_err(|e| input(e.to_string()))
+}
+
+/// Reads a lookup CSV from any source, naming the table `name`.
+pub fn read_table_from(input: impl std::io::Read, name: String) -> Result<LookupTable, csv::Error> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
+    let header = reader.headers()?.iter().map(str::to_string).collect();
     let mut rows = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(|e| input(e.to_string()))?;
+        let record = record?;
         rows.push(LookupRow {
             line: record.position().map(|p| p.line()).unwrap_or(0),
             cells: record.iter().map(str::to_string).collect(),
         });
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string());
     Ok(LookupTable { name, header, rows })
 }
 

@@ -55,6 +55,21 @@ pub struct Reject {
     pub reason: String,
 }
 
+impl Reject {
+    /// A reject for the rejects file. A refused key field is left out: it may hold exactly the
+    /// identifier it was refused for, and the line number finds the row.
+    fn new(line: u64, agency_id: String, local_ref: String, field: String, reason: String) -> Self {
+        let keep = |name: &str, value: String| if field == name { String::new() } else { value };
+        Self {
+            line,
+            agency_id: keep("agency_id", agency_id),
+            local_ref: keep("local_ref", local_ref),
+            field,
+            reason,
+        }
+    }
+}
+
 /// A row on its way: either sent to the server or refused before sending.
 enum Sent {
     Record {
@@ -129,13 +144,13 @@ pub async fn push_rows(
                 violation,
             } => {
                 summary.rejected += 1;
-                rejects.push(Reject {
+                rejects.push(Reject::new(
                     line,
                     agency_id,
                     local_ref,
-                    field: violation.field,
-                    reason: violation.reason,
-                });
+                    violation.field,
+                    violation.reason,
+                ));
             }
             Sent::Record {
                 line,
@@ -153,13 +168,13 @@ pub async fn push_rows(
                     Ok(Outcome::Stale) => summary.stale += 1,
                     Ok(Outcome::Rejected | Outcome::Unspecified) | Err(_) => {
                         summary.rejected += 1;
-                        rejects.push(Reject {
+                        rejects.push(Reject::new(
                             line,
                             agency_id,
                             local_ref,
-                            field: answer.field,
-                            reason: answer.reason,
-                        });
+                            answer.field,
+                            answer.reason,
+                        ));
                     }
                 }
             }

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::free_text::check_place_name;
 use super::geography::{Geography, Membership, Place};
 use super::record::PlaceCode;
 use super::vocabulary::PlaceLevel;
@@ -201,6 +202,10 @@ fn read_row(columns: &[Column], header: &[String], row: &LookupRow) -> Result<Ro
             .and_then(|i| row.cells.get(i))
             .map(|n| n.trim().to_string())
             .unwrap_or_default();
+        // Names are shown to every reader, so one that could hide or reverse text is refused.
+        if let (Some(index), Err(refusal)) = (column.name, check_place_name(&name)) {
+            return Err(format!("column {} {refusal}", header[index]));
+        }
         let name = if name.is_empty() {
             code.to_string()
         } else {
@@ -428,6 +433,28 @@ mod tests {
                 "2,E06000060,Buckinghamshire,E23000043,Thames Valley",
             ],
         )
+    }
+
+    #[test]
+    fn a_name_that_could_hide_or_reverse_text_skips_its_row() {
+        let geography = Geography::default();
+        let spoofed = table(
+            "wards",
+            "WD19CD,WD19NM,LAD19CD,LAD19NM,RGN19CD,RGN19NM,CTRY19CD,CTRY19NM",
+            &[
+                "E05011451,Lemington,E08000021,Newcastle upon Tyne,E12000001,North East,E92000001,England",
+                "E05011452,Elswick\u{202E}kciwslE,E08000021,Newcastle upon Tyne,E12000001,North East,E92000001,England",
+            ],
+        );
+        let plan = plan_import(&geography, &[spoofed]).expect("plan");
+        assert_eq!(plan.report.rows_skipped(), 1);
+        let (reason, _) = plan.report.skipped.iter().next().expect("one reason");
+        assert!(reason.contains("WD19NM"), "{reason}");
+        assert!(reason.contains("bidirectional"), "{reason}");
+        assert!(
+            plan.places.iter().all(|p| p.code != code("E05011452")),
+            "the spoofed ward is not added"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod alert;
 pub mod audit;
 pub mod disclosure;
+pub mod free_text;
 pub mod geography;
 pub mod inspection;
 pub mod lookup;

@@ -5,14 +5,11 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::free_text;
 use super::vocabulary::{ClientGroup, LawfulBasis, RecordStatus, RiskCategory, Severity};
 
 /// How far ahead of the server's clock a timestamp may be before it is refused.
 pub const CLOCK_SKEW_ALLOWANCE: time::Duration = time::Duration::minutes(5);
-/// Longest note, in characters.
-pub const NOTE_MAX_CHARS: usize = 280;
-/// Longest local reference, in characters.
-pub const LOCAL_REF_MAX_CHARS: usize = 64;
 /// Longest agency id, in characters.
 pub const AGENCY_ID_MAX_CHARS: usize = 16;
 
@@ -66,9 +63,12 @@ impl PlaceCode {
             && bytes[0].is_ascii_uppercase()
             && bytes[1..].iter().all(u8::is_ascii_digit);
         if !shaped {
-            return Err(format!(
-                "`{code}` is not a GSS code (one capital letter and eight digits, such as E06000047)"
-            ));
+            // The value is not repeated: refusals are kept in the audit chain, and what was sent
+            // in the wrong field may be anything.
+            return Err(
+                "is not a GSS code (one capital letter and eight digits, such as E06000047)"
+                    .to_string(),
+            );
         }
         let mut out = [0u8; 9];
         out.copy_from_slice(bytes);
@@ -96,7 +96,8 @@ impl fmt::Display for PlaceCode {
     }
 }
 
-/// An agency's own code: capital letters and digits, at most 16 characters.
+/// An agency's own code: capital letters and digits, at most 16 characters, and nothing that
+/// reads as a telephone or NHS number.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct AgencyId(String);
 
@@ -107,12 +108,26 @@ impl AgencyId {
             && id
                 .bytes()
                 .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        if !shaped {
+            // Not repeated, as for place codes.
+            return Err(format!(
+                "is not an agency id (1 to {AGENCY_ID_MAX_CHARS} capital letters and digits)"
+            ));
+        }
+        free_text::screen(id)?;
+        Ok(Self(id.to_string()))
+    }
+
+    /// An id read back from the store, checked for shape only (see [`LocalRef::from_stored`]).
+    pub fn from_stored(id: &str) -> Result<Self, String> {
+        let shaped = !id.is_empty()
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
         if shaped {
             Ok(Self(id.to_string()))
         } else {
-            Err(format!(
-                "`{id}` is not an agency id (1 to {AGENCY_ID_MAX_CHARS} capital letters and digits)"
-            ))
+            Err("a stored agency id is not capital letters and digits".to_string())
         }
     }
 
@@ -127,23 +142,23 @@ impl fmt::Display for AgencyId {
     }
 }
 
-/// The agency's own reference for a record: 1 to 64 printable characters.
+/// The agency's own reference for a record: 1 to 64 ASCII letters, digits and `- / _ .`,
+/// holding nothing that reads as a raw identifier (see [`free_text::check_local_ref`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LocalRef(String);
 
 impl LocalRef {
+    /// Reads a reference as it enters the register.
     pub fn parse(reference: &str) -> Result<Self, String> {
-        let chars = reference.chars().count();
-        if chars == 0 || chars > LOCAL_REF_MAX_CHARS {
-            return Err(format!(
-                "must be 1 to {LOCAL_REF_MAX_CHARS} characters, got {chars}"
-            ));
-        }
-        if reference.chars().any(|c| c.is_control()) {
-            return Err("must hold printable characters only".to_string());
-        }
-        if reference.trim() != reference {
-            return Err("must not start or end with white space".to_string());
+        free_text::check_local_ref(reference)?;
+        Ok(Self(reference.to_string()))
+    }
+
+    /// A reference read back from the store. It was checked when it entered, under the rules
+    /// of its day; tightening those rules must not make stored records unreadable.
+    pub fn from_stored(reference: &str) -> Result<Self, String> {
+        if reference.is_empty() {
+            return Err("an empty local reference is stored".to_string());
         }
         Ok(Self(reference.to_string()))
     }
@@ -279,20 +294,6 @@ pub fn check_times(
         ));
     }
     violations
-}
-
-/// Checks a note's length in characters.
-pub fn check_note(note: &str) -> Result<(), String> {
-    let chars = note.chars().count();
-    if chars > NOTE_MAX_CHARS {
-        return Err(format!(
-            "must be at most {NOTE_MAX_CHARS} characters, got {chars}"
-        ));
-    }
-    if note.chars().any(|c| c.is_control() && c != '\n') {
-        return Err("must not hold control characters".to_string());
-    }
-    Ok(())
 }
 
 /// Formats a time as RFC 3339, the data standard's spelling.

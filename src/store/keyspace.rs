@@ -115,8 +115,8 @@ fn decode_record_key(mut bytes: &[u8]) -> Result<RecordKey, StoreError> {
     let local_ref =
         std::str::from_utf8(take(&mut bytes, ref_len, what)?).map_err(|_| corrupt(what))?;
     Ok(RecordKey {
-        agency: AgencyId::parse(agency).map_err(StoreError::Corrupt)?,
-        local_ref: LocalRef::parse(local_ref).map_err(StoreError::Corrupt)?,
+        agency: AgencyId::from_stored(agency).map_err(StoreError::Corrupt)?,
+        local_ref: LocalRef::from_stored(local_ref).map_err(StoreError::Corrupt)?,
     })
 }
 
@@ -266,7 +266,7 @@ impl Keyspace for Agencies {
     }
     fn decode_key(bytes: &[u8]) -> Result<AgencyId, StoreError> {
         let id = std::str::from_utf8(bytes).map_err(|_| corrupt("agency"))?;
-        AgencyId::parse(id).map_err(StoreError::Corrupt)
+        AgencyId::from_stored(id).map_err(StoreError::Corrupt)
     }
 }
 
