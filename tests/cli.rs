@@ -221,26 +221,8 @@ async fn an_empty_marr_variable_means_unset() {
 
 #[tokio::test]
 async fn client_commands_wait_for_a_server_still_opening_its_store() {
-    let dir = tempfile::tempdir().expect("dir");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    // The store opens when the test says so, as after a long log replay.
-    let (open, gate) = std::sync::mpsc::channel::<()>();
-    let path = dir.path().to_path_buf();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(marr::serve_opening(
-        listener,
-        move || {
-            let _ = gate.recv();
-            marr::store::Store::open(&path)
-        },
-        test_config(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let mut server = OpeningServer::start().await;
+    let url = server.url.clone();
     let list = |wait: &str| {
         vec![
             "view".to_string(),
@@ -263,12 +245,11 @@ async fn client_commands_wait_for_a_server_still_opening_its_store() {
     let waiting = tokio::spawn(marr_async(list("60")));
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert!(!waiting.is_finished(), "it waited for the store to open");
-    open.send(()).expect("open");
+    server.open();
     let output = waiting.await.expect("task");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.starts_with("marr: NOT_FOUND: "), "{stderr}");
-    let _ = stop.send(());
-    server.await.expect("task").expect("stops cleanly");
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -368,19 +349,7 @@ async fn serve_stops_cleanly_on_sigterm_and_keeps_what_it_acknowledged() {
     let url = format!("http://{listen}");
     wait_until_serving(&url).await;
     let connection = Connection::open(&url).await.expect("connects");
-    let tables = north_east_tables();
-    marr::cli::places::import_tables(&connection, tables)
-        .await
-        .expect("import");
-    marr::cli::agencies::register(
-        &connection,
-        NEWCASTLE,
-        marr::domain::AgencyKind::ChildrenSocialCare,
-        "Newcastle",
-        &[NEWCASTLE.into()],
-    )
-    .await
-    .expect("register");
+    north_east_directory(&connection).await;
     let answers = push_all(&connection, vec![record("SIG-1", 1)]).await;
     assert_eq!(answers[0].outcome, marr::proto::Outcome::Accepted as i32);
     drop(connection);
@@ -863,18 +832,7 @@ async fn serve_exports_prometheus_metrics_on_their_own_port() {
     let url = format!("http://{listen}");
     wait_until_serving(&url).await;
     let connection = Connection::open(&url).await.expect("connects");
-    marr::cli::places::import_tables(&connection, north_east_tables())
-        .await
-        .expect("import");
-    marr::cli::agencies::register(
-        &connection,
-        NEWCASTLE,
-        marr::domain::AgencyKind::ChildrenSocialCare,
-        "Newcastle",
-        &[NEWCASTLE.into()],
-    )
-    .await
-    .expect("register");
+    north_east_directory(&connection).await;
     let mut bad = record("M-2", 1);
     bad.place_code = HARTLEPOOL.into();
     let answers = push_all(&connection, vec![record("M-1", 1), bad]).await;

@@ -270,18 +270,7 @@ async fn sigterm_ends_idle_streams_with_unavailable_and_exits_within_the_drain()
     let (server, url) = spawn_serve(&config, &data.path().join("store"));
     wait_until_serving(&url).await;
     let c = Connection::open(&url).await.expect("connects");
-    marr::cli::places::import_tables(&c, north_east_tables())
-        .await
-        .expect("import");
-    marr::cli::agencies::register(
-        &c,
-        NEWCASTLE,
-        marr::domain::AgencyKind::ChildrenSocialCare,
-        "Newcastle",
-        &[NEWCASTLE.into()],
-    )
-    .await
-    .expect("register");
+    north_east_directory(&c).await;
 
     // A push stream with one acknowledged record, then idle: the client sends nothing more.
     let (records, outbox) = tokio::sync::mpsc::channel::<proto::PushRecordsRequest>(4);

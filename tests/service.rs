@@ -86,32 +86,14 @@ async fn serving_status(url: &str) -> Option<i32> {
 
 #[tokio::test]
 async fn health_says_not_serving_while_the_store_opens_then_serving() {
-    let dir = tempfile::tempdir().expect("dir");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    // Opening waits for the test's word, as a long log replay would.
-    let (open, gate) = std::sync::mpsc::channel::<()>();
-    let path = dir.path().to_path_buf();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(marr::serve_opening(
-        listener,
-        move || {
-            let _ = gate.recv();
-            marr::store::Store::open(&path)
-        },
-        common::test_config(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let mut server = common::OpeningServer::start().await;
+    let url = server.url.clone();
     assert_eq!(
         serving_status(&url).await,
         Some(ServingStatus::NotServing as i32),
         "listening, but the store is not open yet"
     );
-    open.send(()).expect("open");
+    server.open();
     let mut status = None;
     for _ in 0..200 {
         status = serving_status(&url).await;
@@ -121,6 +103,5 @@ async fn health_says_not_serving_while_the_store_opens_then_serving() {
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     assert_eq!(status, Some(ServingStatus::Serving as i32));
-    let _ = stop.send(());
-    server.await.expect("task").expect("stops cleanly");
+    server.stop().await;
 }

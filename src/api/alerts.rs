@@ -9,6 +9,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::blocking;
 use super::convert::{coded_list, coded_option, page_size, place_code, record_ref, timestamp};
 use super::error::ApiError;
 use crate::auth::Caller;
@@ -16,7 +17,7 @@ use crate::domain::alert::{Alert, AlertFilter};
 use crate::domain::{AlertKind, ClientGroup, Scope, Severity, Vocabulary};
 use crate::proto::alerts_server::Alerts;
 use crate::proto::{self, watch_response::Event};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// How often a watcher that has nothing to send hears the head sequence.
 const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -187,16 +188,6 @@ async fn feed(store: Store, mut cursor: u64, watch: Watch, out: mpsc::Sender<Ans
             _ = out.closed() => return,
         }
     }
-}
-
-/// Runs store work that reads the log off the async workers.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError::Store(StoreError::WriterFailed(e.to_string())))?
-        .map_err(ApiError::from)
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Answer> + Send>>;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use tonic::{Request, Response, Status};
 
+use super::blocking;
 use super::convert::{
     coded_list, coded_option, page_size, place_code, place_to_proto, revision_to_proto, timestamp,
 };
@@ -15,7 +16,7 @@ use crate::domain::inspection::{PlaceMeasure, PlaceView, ViewFilter};
 use crate::domain::{Agency, AgencyId, Invalid, PlaceCode, SubjectKey, Vocabulary};
 use crate::proto;
 use crate::proto::inspection_server::Inspection;
-use crate::store::{Snapshot, SnapshotRequest, Store, StoreError, ViewNames};
+use crate::store::{Snapshot, SnapshotRequest, Store, ViewNames};
 
 pub struct InspectionService {
     store: Store,
@@ -175,16 +176,6 @@ fn filter_to_proto(filter: &ViewFilter) -> proto::ViewFilter {
 
 fn as_of(sequence: u64) -> Option<u64> {
     (sequence > 0).then_some(sequence)
-}
-
-/// Runs store work that scans or replays the log off the async workers.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError::Store(StoreError::WriterFailed(e.to_string())))?
-        .map_err(ApiError::from)
 }
 
 #[tonic::async_trait]

@@ -363,28 +363,7 @@ impl TestServer {
     /// The North East's geography and agencies on this server.
     pub async fn north_east_in(server: Self) -> (Self, Connection) {
         let connection = server.connect().await;
-        places::import_tables(&connection, north_east_tables())
-            .await
-            .expect("import");
-        for (id, kind, footprint) in [
-            (
-                NEWCASTLE,
-                marr::domain::AgencyKind::ChildrenSocialCare,
-                NEWCASTLE,
-            ),
-            (NORTHUMBRIA, marr::domain::AgencyKind::Police, NORTHUMBRIA),
-            ("RTD", marr::domain::AgencyKind::Health, NORTH_EAST),
-        ] {
-            marr::cli::agencies::register(
-                &connection,
-                id,
-                kind,
-                &format!("agency {id}"),
-                &[footprint.to_string()],
-            )
-            .await
-            .expect("register agency");
-        }
+        north_east_directory(&connection).await;
         (server, connection)
     }
 }
@@ -393,6 +372,91 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Imports the North East's real geography and registers its three agencies: Newcastle's
+/// council, Northumbria Police and a health trust covering the region.
+pub async fn north_east_directory(connection: &Connection) {
+    places::import_tables(connection, north_east_tables())
+        .await
+        .expect("import");
+    for (id, kind, footprint) in [
+        (
+            NEWCASTLE,
+            marr::domain::AgencyKind::ChildrenSocialCare,
+            NEWCASTLE,
+        ),
+        (NORTHUMBRIA, marr::domain::AgencyKind::Police, NORTHUMBRIA),
+        ("RTD", marr::domain::AgencyKind::Health, NORTH_EAST),
+    ] {
+        marr::cli::agencies::register(
+            connection,
+            id,
+            kind,
+            &format!("agency {id}"),
+            &[footprint.to_string()],
+        )
+        .await
+        .expect("register agency");
+    }
+}
+
+/// A server whose store opens only when the test says so, as after a long log replay.
+pub struct OpeningServer {
+    pub url: String,
+    open: Option<std::sync::mpsc::Sender<()>>,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), marr::ServeError>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl OpeningServer {
+    /// Listens at once (health NOT_SERVING) and waits for [`OpeningServer::open`].
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (open, gate) = std::sync::mpsc::channel::<()>();
+        let path = dir.path().to_path_buf();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(marr::serve_opening(
+            listener,
+            move || {
+                let _ = gate.recv();
+                Store::open(&path)
+            },
+            test_config(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            url,
+            open: Some(open),
+            stop: Some(stop),
+            handle: Some(handle),
+            _dir: dir,
+        }
+    }
+
+    /// Lets the store open.
+    pub fn open(&mut self) {
+        if let Some(open) = self.open.take() {
+            open.send(()).expect("the server is waiting to open");
+        }
+    }
+
+    /// Stops the server and checks that it stopped cleanly.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("task").expect("stops cleanly");
         }
     }
 }
