@@ -111,10 +111,12 @@ async fn the_public_sees_rounded_counts_small_ones_suppressed_and_none_recoverab
         region.place.as_ref().map(|p| p.code.as_str()),
         Some(NORTH_EAST)
     );
+    // 27 would round to 25, but Newcastle's council holds 23 of them: seeing 25 it would know
+    // the other agencies hold 0 to 4 there.
     assert_eq!(
         shown(region.total.as_ref().expect("total")),
-        "25",
-        "27 rounds to 25"
+        "c",
+        "a total one agency could subtract its own records from is not shown"
     );
 
     let every = answer

@@ -64,7 +64,7 @@ impl OpenData for OpenDataService {
             .ok_or_else(|| ApiError::NotFound(format!("no place {parent}")))?
             .place;
         let (rows, consistent_at) = self.store.comparative_rows(parent, level, &filter);
-        let table = comparative_table(rows);
+        let table = comparative_table(rows, None);
         let row = |place: &Place, r: Option<usize>| {
             let (total, groups, categories) = match r {
                 Some(r) => (

@@ -2,16 +2,24 @@
 //! server, and none can be worked back from the totals published beside it.
 //!
 //! - Counts from 1 to 4 are suppressed (published as `c`).
+//! - Contributor-aware: a count is also suppressed when, for any single agency contributing
+//!   to the table, the records of the other agencies in it number 1 to 4. Every partner
+//!   agency knows its own records, so it could otherwise subtract them and learn the others'
+//!   small count (the rule business statistics applies to its respondents).
 //! - Every other count, totals included, is rounded to the nearest 5.
 //! - Secondary suppression: wherever a row or a column (with its total) would show exactly one
 //!   suppressed cell, the next smallest cell in it is suppressed too, repeated until no line
 //!   has exactly one, so subtracting the visible cells from a total never isolates one.
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
 use super::inspection::PlaceView;
-use super::{ClientGroup, Place, RiskCategory, Vocabulary};
+use super::{AgencyId, ClientGroup, Place, RiskCategory, Vocabulary};
 
 /// A count as published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Published {
     /// Rounded to the nearest 5.
     Count(u64),
@@ -20,6 +28,7 @@ pub enum Published {
 }
 
 impl Published {
+    /// Whether the count is withheld.
     pub fn is_suppressed(self) -> bool {
         self == Published::Suppressed
     }
@@ -44,13 +53,17 @@ pub fn round_to_five(count: u64) -> u64 {
 
 /// A table ready to publish: cells by row and column, with the row totals, the column totals
 /// and the grand total, all under disclosure control.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishedTable {
     pub cells: Vec<Vec<Published>>,
     pub row_totals: Vec<Published>,
     pub column_totals: Vec<Published>,
     pub total: Published,
 }
+
+/// What one party could deduce from a release: an interval for everyone else's share of
+/// each count, beside the true shares it bounds.
+type Deduced = (Vec<(i64, i64)>, Vec<u64>);
 
 /// Which cells of a table are suppressed: the body plus a margin row and column, so that the
 /// totals take part in secondary suppression like any other cell.
@@ -59,7 +72,19 @@ struct Mask {
     /// (rows + 1) × (columns + 1): the last row holds column totals, the last column row
     /// totals, the corner the grand total.
     counts: Vec<u64>,
+    /// Each contributor's share of every count, laid out as `counts`.
+    own: Vec<Vec<u64>>,
     hidden: Vec<bool>,
+    /// For each contributor (then the outsider), what the previous release of the table let
+    /// it work out about everyone else's counts, and what those counts were then.
+    earlier: Vec<Deduced>,
+}
+
+/// Whether a count (of a cell, or of several cells together) must not be shown: it is 1 to
+/// 4, or some contributor's share leaves 1 to 4 for everyone else.
+fn unsafe_count(count: u64, shares: impl IntoIterator<Item = u64>) -> bool {
+    let small = |n: u64| (1..SMALLEST_SHOWN).contains(&n);
+    small(count) || shares.into_iter().any(|share| small(count - share))
 }
 
 impl Mask {
@@ -67,11 +92,27 @@ impl Mask {
         row * (self.columns + 1) + column
     }
 
-    /// Suppresses the smallest shown count among `line` if exactly one of `line` is
-    /// suppressed. Answers whether it changed anything.
+    /// Protects one line (its cells, ending with its total). A line with exactly one
+    /// suppressed cell gets a second. A line whose total is shown gives away the sum of its
+    /// suppressed cells (to within the rounding), so while that sum would itself be unsafe
+    /// to show, another cell is suppressed. Answers whether it changed anything.
     fn protect(&mut self, line: &[usize]) -> bool {
-        let hidden = line.iter().filter(|&&i| self.hidden[i]).count();
-        if hidden != 1 {
+        let hidden: Vec<usize> = line.iter().copied().filter(|&i| self.hidden[i]).collect();
+        let exposed = match hidden.len() {
+            0 => false,
+            1 => true,
+            _ => {
+                let (total, cells) = line
+                    .split_last()
+                    .map_or((None, &[][..]), |(t, c)| (Some(*t), c));
+                let total_shown = total.is_some_and(|t| !self.hidden[t]);
+                let sum = |counts: &[u64]| -> u64 { hidden.iter().map(|&i| counts[i]).sum() };
+                total_shown
+                    && cells.iter().any(|&i| !self.hidden[i])
+                    && unsafe_count(sum(&self.counts), self.own.iter().map(|own| sum(own)))
+            }
+        };
+        if !exposed {
             return false;
         }
         // Prefer a non-zero count: suppressing a zero hides nothing of anyone.
@@ -88,42 +129,282 @@ impl Mask {
             None => false,
         }
     }
+
+    /// The counts as shown so far: rounded, or `None` where suppressed.
+    fn shown(&self) -> Vec<Option<u64>> {
+        self.counts
+            .iter()
+            .zip(&self.hidden)
+            .map(|(&n, &hidden)| (!hidden).then(|| round_to_five(n)))
+            .collect()
+    }
+
+    /// Suppressed counts whose others' share is 1 to 4 for some contributor (or the outsider)
+    /// and that contributor could narrow it to fewer than [`SMALLEST_SHOWN`] possibilities.
+    fn exposed(&self, lines: &[Vec<usize>]) -> Vec<usize> {
+        let shown = self.shown();
+        let outsider = vec![0u64; self.counts.len()];
+        let mut exposed = std::collections::BTreeSet::new();
+        for (k, own) in self
+            .own
+            .iter()
+            .chain(std::iter::once(&outsider))
+            .enumerate()
+        {
+            let mut bounds = bounds_of_others(&shown, own, lines);
+            // Where everyone else's count has not moved since the previous release, both
+            // releases bound the same number.
+            if let Some((before, others_then)) = self.earlier.get(k) {
+                for (i, bound) in bounds.iter_mut().enumerate() {
+                    if others_then[i] == self.counts[i] - own[i] {
+                        *bound = (bound.0.max(before[i].0), bound.1.min(before[i].1));
+                    }
+                }
+            }
+            for (i, (lo, hi)) in bounds.into_iter().enumerate() {
+                let others = self.counts[i] - own[i];
+                if (1..SMALLEST_SHOWN).contains(&others) && hi - lo + 1 < SMALLEST_SHOWN as i64 {
+                    exposed.insert(i);
+                }
+            }
+        }
+        exposed.into_iter().collect()
+    }
+
+    /// Suppresses the smallest shown count in a line through `i`, or anywhere when its lines
+    /// show nothing. Answers whether it changed anything.
+    fn hide_beside(&mut self, i: usize, lines: &[Vec<usize>]) -> bool {
+        let pick = |candidates: &mut dyn Iterator<Item = usize>| {
+            candidates
+                .filter(|&j| !self.hidden[j])
+                .min_by_key(|&j| (self.counts[j] == 0, self.counts[j]))
+        };
+        let beside = pick(
+            &mut lines
+                .iter()
+                .filter(|line| line.contains(&i))
+                .flatten()
+                .copied(),
+        );
+        match beside.or_else(|| pick(&mut (0..self.counts.len()))) {
+            Some(j) => {
+                self.hidden[j] = true;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
-/// Applies disclosure control to a table of true counts (rows of equal length).
+/// Every row and column of a table with margins (laid out as in [`with_margins`]): each
+/// line's cells, ending with the total they sum to.
+fn lines_of(rows: usize, columns: usize) -> Vec<Vec<usize>> {
+    let width = columns + 1;
+    let mut lines: Vec<Vec<usize>> = Vec::new();
+    for r in 0..=rows {
+        lines.push((0..=columns).map(|c| r * width + c).collect());
+    }
+    for c in 0..=columns {
+        lines.push((0..=rows).map(|r| r * width + c).collect());
+    }
+    lines
+}
+
+/// What someone who knows `own` (its share of every count) can work out about everyone
+/// else's share of each count from the shown counts (`None` where suppressed): an interval
+/// per count, from each shown count (within 2 of the truth, never 1 to 4) less `own`, then
+/// narrowed by every line summing to its total until nothing moves.
+fn bounds_of_others(shown: &[Option<u64>], own: &[u64], lines: &[Vec<usize>]) -> Vec<(i64, i64)> {
+    const UNKNOWN: i64 = 1 << 40;
+    let mut bounds: Vec<(i64, i64)> = shown
+        .iter()
+        .zip(own)
+        .map(|(shown, &own)| {
+            let own = own as i64;
+            match shown.map(|v| v as i64) {
+                None => (0, UNKNOWN),
+                // Shown 0 is exactly 0; shown 5 is 5 to 7, as 3 and 4 would be hidden.
+                Some(0) => (0, 0 - own),
+                Some(5) => ((5 - own).max(0), 7 - own),
+                Some(v) => ((v - 2 - own).max(0), v + 2 - own),
+            }
+        })
+        .collect();
+    // Each pass can only narrow; a bounded number of passes keeps the cost predictable.
+    for _ in 0..64 {
+        let mut moved = false;
+        for line in lines {
+            let Some((&total, cells)) = line.split_last() else {
+                continue;
+            };
+            let lo_sum: i64 = cells.iter().map(|&m| bounds[m].0).sum();
+            let hi_sum: i64 = cells.iter().map(|&m| bounds[m].1.min(UNKNOWN)).sum();
+            let narrow = |bounds: &mut [(i64, i64)], i: usize, lo: i64, hi: i64| {
+                let old = bounds[i];
+                bounds[i] = (old.0.max(lo), old.1.min(hi));
+                bounds[i] != old
+            };
+            moved |= narrow(&mut bounds, total, lo_sum, hi_sum);
+            let (t_lo, t_hi) = bounds[total];
+            for &m in cells {
+                let rest_lo = lo_sum - bounds[m].0;
+                let rest_hi = hi_sum - bounds[m].1.min(UNKNOWN);
+                moved |= narrow(&mut bounds, m, t_lo - rest_hi, t_hi - rest_lo);
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    bounds
+}
+
+/// Applies disclosure control to a table of true counts (rows of equal length) that has a
+/// single contributor.
 pub fn publish(cells: &[Vec<u64>]) -> PublishedTable {
     let rows = cells.len();
     let columns = cells.first().map_or(0, Vec::len);
+    publish_contributed(rows, columns, &[cells.to_vec()], None)
+}
+
+/// One contributor's table with its margins: (rows + 1) × (columns + 1), row-major, the last
+/// row holding column totals, the last column row totals, the corner the grand total.
+fn with_margins(rows: usize, columns: usize, cells: &[Vec<u64>]) -> Vec<u64> {
     let mut counts = vec![0u64; (rows + 1) * (columns + 1)];
-    for (r, row) in cells.iter().enumerate() {
+    for (r, row) in cells.iter().enumerate().take(rows) {
         for (c, &count) in row.iter().enumerate().take(columns) {
-            counts[r * (columns + 1) + c] = count;
+            counts[r * (columns + 1) + c] += count;
             counts[r * (columns + 1) + columns] += count;
             counts[rows * (columns + 1) + c] += count;
             counts[rows * (columns + 1) + columns] += count;
         }
     }
+    counts
+}
+
+/// The same table as the previous release published it, with each contributor's share then
+/// (in the same order as now; a contributor absent then has an empty table).
+#[derive(Debug, Clone, Copy)]
+pub struct Earlier<'a> {
+    pub table: &'a PublishedTable,
+    pub contributors: &'a [Vec<Vec<u64>>],
+}
+
+/// Every count of a published table with its margins, laid out as in [`with_margins`]:
+/// the rounded value, or `None` where suppressed.
+fn shown_of(table: &PublishedTable) -> Vec<Option<u64>> {
+    let rows = table.cells.len();
+    let columns = table.column_totals.len();
+    let mut shown = Vec::with_capacity((rows + 1) * (columns + 1));
+    for r in 0..=rows {
+        for c in 0..=columns {
+            let count = match (r == rows, c == columns) {
+                (false, false) => table.cells[r].get(c).copied(),
+                (false, true) => table.row_totals.get(r).copied(),
+                (true, false) => table.column_totals.get(c).copied(),
+                (true, true) => Some(table.total),
+            };
+            shown.push(match count {
+                Some(Published::Count(n)) => Some(n),
+                _ => None,
+            });
+        }
+    }
+    shown
+}
+
+/// What each contributor of `earlier` (then the outsider) could work out about everyone
+/// else's counts from it, with those counts; empty when its shape or contributors differ.
+fn earlier_bounds(
+    rows: usize,
+    columns: usize,
+    contributors: usize,
+    earlier: Option<Earlier<'_>>,
+    lines: &[Vec<usize>],
+) -> Vec<Deduced> {
+    let Some(earlier) = earlier else {
+        return Vec::new();
+    };
+    if earlier.table.cells.len() != rows
+        || earlier.table.column_totals.len() != columns
+        || earlier.contributors.len() != contributors
+    {
+        return Vec::new();
+    }
+    let size = (rows + 1) * (columns + 1);
+    let then: Vec<Vec<u64>> = earlier
+        .contributors
+        .iter()
+        .map(|cells| with_margins(rows, columns, cells))
+        .chain(std::iter::once(vec![0; size]))
+        .collect();
+    let mut total = vec![0u64; size];
+    for table in &then {
+        for (sum, n) in total.iter_mut().zip(table) {
+            *sum += n;
+        }
+    }
+    let shown = shown_of(earlier.table);
+    then.iter()
+        .map(|own| {
+            let others: Vec<u64> = total.iter().zip(own).map(|(t, o)| t - o).collect();
+            (bounds_of_others(&shown, own, lines), others)
+        })
+        .collect()
+}
+
+/// Applies disclosure control to a `rows` × `columns` table whose cells are the sums of the
+/// contributors' tables (one per agency, each rows of counts; missing cells count 0).
+///
+/// A cell (margins included) is suppressed first when its count is 1 to 4, or when for some
+/// contributor the count of everyone else is 1 to 4. Then secondary suppression: no line
+/// with a single suppressed cell, no shown total that gives away an unsafe sum of suppressed
+/// cells, and, checked as each contributor (and an outsider) would, no small count of
+/// everyone else's narrowed to fewer than [`SMALLEST_SHOWN`] possibilities by differencing
+/// shown counts, in this release or together with `earlier`, the previous one.
+pub fn publish_contributed(
+    rows: usize,
+    columns: usize,
+    contributors: &[Vec<Vec<u64>>],
+    earlier: Option<Earlier<'_>>,
+) -> PublishedTable {
+    let own: Vec<Vec<u64>> = contributors
+        .iter()
+        .map(|cells| with_margins(rows, columns, cells))
+        .collect();
+    let mut counts = vec![0u64; (rows + 1) * (columns + 1)];
+    for table in &own {
+        for (sum, count) in counts.iter_mut().zip(table) {
+            *sum += count;
+        }
+    }
     let hidden = counts
         .iter()
-        .map(|&n| (1..SMALLEST_SHOWN).contains(&n))
+        .enumerate()
+        .map(|(i, &n)| unsafe_count(n, own.iter().map(|table| table[i])))
         .collect();
+    let lines = lines_of(rows, columns);
+    let earlier = earlier_bounds(rows, columns, contributors.len(), earlier, &lines);
     let mut mask = Mask {
         columns,
         counts,
+        own,
         hidden,
+        earlier,
     };
-    // Every row and column of the full table, margins included: each sums to its last cell.
-    let mut lines: Vec<Vec<usize>> = Vec::new();
-    for r in 0..=rows {
-        lines.push((0..=columns).map(|c| mask.at(r, c)).collect());
-    }
-    for c in 0..=columns {
-        lines.push((0..=rows).map(|r| mask.at(r, c)).collect());
-    }
     loop {
         let mut changed = false;
         for line in &lines {
             changed |= mask.protect(line);
+        }
+        if changed {
+            continue;
+        }
+        // Secondary suppression by lines can still leave a chain of shown counts that pins a
+        // small count down. Check as each contributor would (and as an outsider, who knows
+        // nothing of its own), and hide one more count near every cell so exposed.
+        for i in mask.exposed(&lines) {
+            changed |= mask.hide_beside(i, &lines);
         }
         if !changed {
             break;
@@ -149,34 +430,96 @@ pub fn publish(cells: &[Vec<u64>]) -> PublishedTable {
 /// A comparative table: the places, and their counts by client group and by category under
 /// disclosure control. Both halves share their row totals (every active record has one client
 /// group and one category), so the totals are published once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ComparativeTable {
     pub places: Vec<Place>,
     pub by_client_group: PublishedTable,
     pub by_category: PublishedTable,
 }
 
-/// Publishes the views of the rows. Nothing leaves here unrounded or unsuppressed.
-pub fn comparative_table(rows: Vec<(Place, PlaceView)>) -> ComparativeTable {
-    let groups: Vec<Vec<u64>> = rows
+/// One row of a comparative table before disclosure control: the place, and each contributing
+/// agency's view of it (that agency's records only).
+pub type ContributedRow = (Place, BTreeMap<AgencyId, PlaceView>);
+
+/// Each agency's table of counts over the rows, one column per value of `V`, in the order of
+/// `agencies`.
+fn by_agency<V: Vocabulary + Ord>(
+    agencies: &[&AgencyId],
+    rows: &[ContributedRow],
+    column: impl Fn(&PlaceView) -> &BTreeMap<V, u64>,
+) -> Vec<Vec<Vec<u64>>> {
+    agencies
         .iter()
-        .map(|(_, view)| {
-            ClientGroup::ALL
-                .iter()
-                .map(|g| view.by_client_group.get(g).copied().unwrap_or(0))
+        .map(|agency| {
+            rows.iter()
+                .map(|(_, views)| {
+                    V::ALL
+                        .iter()
+                        .map(|v| {
+                            views
+                                .get(*agency)
+                                .and_then(|view| column(view).get(v).copied())
+                                .unwrap_or(0)
+                        })
+                        .collect()
+                })
                 .collect()
         })
-        .collect();
-    let categories: Vec<Vec<u64>> = rows
-        .iter()
-        .map(|(_, view)| {
-            RiskCategory::ALL
+        .collect()
+}
+
+/// Publishes the rows, each given as every contributing agency's view of the place.
+/// `earlier` is the same table as the previous release published it, with the rows it was
+/// made from, so that the two together give nothing away either. Nothing leaves here
+/// unrounded or unsuppressed.
+pub fn comparative_table(
+    rows: Vec<ContributedRow>,
+    earlier: Option<(&ComparativeTable, &[ContributedRow])>,
+) -> ComparativeTable {
+    // The previous release helps only if it has the same places.
+    let earlier = earlier.filter(|(table, then)| {
+        table.places.len() == rows.len()
+            && then.len() == rows.len()
+            && table
+                .places
                 .iter()
-                .map(|c| view.by_category.get(c).copied().unwrap_or(0))
-                .collect()
-        })
+                .zip(&rows)
+                .all(|(a, (b, _))| a.code == b.code)
+    });
+    let agencies: Vec<&AgencyId> = rows
+        .iter()
+        .chain(earlier.map_or(&[][..], |(_, then)| then))
+        .flat_map(|(_, views)| views.keys())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
         .collect();
-    let mut by_client_group = publish(&groups);
-    let mut by_category = publish(&categories);
+    let groups = by_agency::<ClientGroup>(&agencies, &rows, |view| &view.by_client_group);
+    let categories = by_agency::<RiskCategory>(&agencies, &rows, |view| &view.by_category);
+    let then = earlier.map(|(table, then)| {
+        (
+            table,
+            by_agency::<ClientGroup>(&agencies, then, |view| &view.by_client_group),
+            by_agency::<RiskCategory>(&agencies, then, |view| &view.by_category),
+        )
+    });
+    let mut by_client_group = publish_contributed(
+        rows.len(),
+        ClientGroup::ALL.len(),
+        &groups,
+        then.as_ref().map(|(table, groups, _)| Earlier {
+            table: &table.by_client_group,
+            contributors: groups,
+        }),
+    );
+    let mut by_category = publish_contributed(
+        rows.len(),
+        RiskCategory::ALL.len(),
+        &categories,
+        then.as_ref().map(|(table, _, categories)| Earlier {
+            table: &table.by_category,
+            contributors: categories,
+        }),
+    );
     // A total suppressed in either half is suppressed in both.
     for (a, b) in by_client_group
         .row_totals
@@ -288,6 +631,103 @@ mod tests {
                 }
             }
             prop_assert_eq!(no_line_isolates_one(&table), Ok(()));
+        }
+    }
+
+    /// What one agency can work out about everyone else's count in each cell of a published
+    /// table (margins included), knowing its own share `own` of every count.
+    fn others_bounds(
+        rows: usize,
+        columns: usize,
+        table: &PublishedTable,
+        own: &[u64],
+    ) -> Vec<(i64, i64)> {
+        let mut shown = Vec::new();
+        for r in 0..=rows {
+            for c in 0..=columns {
+                let count = match (r == rows, c == columns) {
+                    (false, false) => table.cells[r][c],
+                    (false, true) => table.row_totals[r],
+                    (true, false) => table.column_totals[c],
+                    (true, true) => table.total,
+                };
+                shown.push(match count {
+                    Published::Count(n) => Some(n),
+                    Published::Suppressed => None,
+                });
+            }
+        }
+        bounds_of_others(&shown, own, &lines_of(rows, columns))
+    }
+
+    /// Random tables of several agencies, as (rows, columns, each agency's cells).
+    fn agencies_tables() -> impl Strategy<Value = (usize, usize, Vec<Vec<Vec<u64>>>)> {
+        (1usize..5, 1usize..6, 2usize..5).prop_flat_map(|(rows, columns, agencies)| {
+            let cell = prop_oneof![4 => 0u64..3, 2 => 0u64..8, 1 => 0u64..40];
+            let table = proptest::collection::vec(proptest::collection::vec(cell, columns), rows);
+            (
+                Just(rows),
+                Just(columns),
+                proptest::collection::vec(table, agencies),
+            )
+        })
+    }
+
+    #[test]
+    fn an_agency_topping_up_a_small_cell_learns_nothing_of_the_others() {
+        // Everyone else holds 3 records in the cell. The agency adds 2 of its own between
+        // releases: without the contributor rule the cell shows 5 and gives the 3 away.
+        let others = vec![vec![3, 20]];
+        let first = publish_contributed(1, 2, &[vec![vec![0, 0]], others.clone()], None);
+        let second = publish_contributed(1, 2, &[vec![vec![2, 0]], others], None);
+        assert!(first.cells[0][0].is_suppressed());
+        assert!(second.cells[0][0].is_suppressed(), "{second:?}");
+    }
+
+    proptest! {
+        #[test]
+        fn no_agency_narrows_the_others_small_count_across_two_releases(
+            (rows, columns, mut tables) in agencies_tables(),
+            changed in proptest::collection::vec(
+                proptest::collection::vec(0u64..8, 5),
+                4,
+            ),
+        ) {
+            let first = publish_contributed(rows, columns, &tables, None);
+            let own_before = with_margins(rows, columns, &tables[0]);
+            let before = tables.clone();
+            // Between the releases the first agency changes its own records, nobody else's.
+            tables[0] = changed
+                .iter()
+                .take(rows)
+                .map(|row| row.iter().copied().take(columns).collect())
+                .collect();
+            let earlier = Earlier { table: &first, contributors: &before };
+            let second = publish_contributed(rows, columns, &tables, Some(earlier));
+            let own_after = with_margins(rows, columns, &tables[0]);
+            let mut everyone_else = vec![0u64; (rows + 1) * (columns + 1)];
+            for table in &tables[1..] {
+                for (sum, n) in everyone_else.iter_mut().zip(with_margins(rows, columns, table)) {
+                    *sum += n;
+                }
+            }
+            // What each release gives away (the agency's own records subtracted, lines
+            // differenced), then both put together cell by cell.
+            let bounds: Vec<(i64, i64)> = others_bounds(rows, columns, &first, &own_before)
+                .into_iter()
+                .zip(others_bounds(rows, columns, &second, &own_after))
+                .map(|((lo1, hi1), (lo2, hi2))| (lo1.max(lo2), hi1.min(hi2)))
+                .collect();
+            for (i, (&truth, &(lo, hi))) in everyone_else.iter().zip(&bounds).enumerate() {
+                prop_assert!(lo <= truth as i64 && truth as i64 <= hi, "cell {i}: {truth} outside {lo}..={hi}");
+                if (1..SMALLEST_SHOWN).contains(&truth) {
+                    prop_assert!(
+                        hi - lo + 1 >= SMALLEST_SHOWN as i64,
+                        "cell {} (of {} columns with margins): the others' {} is narrowed to {}..={}",
+                        i, columns + 1, truth, lo, hi
+                    );
+                }
+            }
         }
     }
 }
