@@ -365,6 +365,43 @@ mod tests {
     }
 
     #[test]
+    fn a_release_schedule_no_month_can_keep_is_refused_naming_the_key() {
+        for (text, key) in [
+            (
+                "[open_data]\nrelease_day_of_month = 31",
+                "open_data.release_day_of_month",
+            ),
+            (
+                "[open_data]\nrelease_day_of_month = 0",
+                "open_data.release_day_of_month",
+            ),
+            (
+                "[open_data]\nrelease_day_of_month = 4000",
+                "open_data.release_day_of_month",
+            ),
+            ("[open_data]\nrelease_hour = 24", "open_data.release_hour"),
+            (
+                "[open_data]\nrelease_check_seconds = 0",
+                "open_data.release_check_seconds",
+            ),
+        ] {
+            let config: Config = toml::from_str(text).expect("parses");
+            match config.check() {
+                Err(ConfigError::Invalid { key: named, .. }) => assert_eq!(named, key, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        let config: Config =
+            toml::from_str("[open_data]\nrelease_day_of_month = 15\nrelease_hour = 7")
+                .expect("parses");
+        let schedule = config.release_schedule().expect("valid");
+        assert_eq!(schedule.map(|s| (s.day_of_month, s.hour)), Some((15, 7)));
+        let off: Config =
+            toml::from_str("[open_data]\nscheduled_releases = false").expect("parses");
+        assert_eq!(off.release_schedule().expect("valid"), None);
+    }
+
+    #[test]
     fn an_unknown_key_is_named() {
         let error = toml::from_str::<Config>("listne = \"127.0.0.1:1\"").expect_err("unknown key");
         assert!(error.to_string().contains("listne"), "{error}");

@@ -672,3 +672,59 @@ async fn a_police_force_areas_export_names_the_force_on_its_rows_and_its_own() {
         "a district of the force's table lies in the force"
     );
 }
+
+#[tokio::test]
+async fn a_backup_carries_the_releases_and_a_restart_keeps_them() {
+    let (server, connection) = north_east_with_counts().await;
+    let before = table_of(&connection, NORTH_EAST, proto::PlaceLevel::County, 1)
+        .await
+        .expect("release 1");
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("marr.backup");
+    let (summary, _) = marr::cli::backup::backup(&connection.admin, &file)
+        .await
+        .expect("backup");
+    assert_eq!(summary.releases, 1);
+
+    let restored_dir = dir.path().join("restored");
+    let (restored_dir, from) = (restored_dir.clone(), file.clone());
+    let restored = tokio::task::spawn_blocking(move || {
+        let input = std::fs::File::open(&from).expect("backup file");
+        marr::store::Store::restore(&restored_dir, input).expect("restore");
+        marr::store::Store::open(&restored_dir).expect("the restored store opens")
+    })
+    .await
+    .expect("restore task");
+    let original = server.store();
+    let parent = marr::domain::PlaceCode::parse(NORTH_EAST).expect("code");
+    let level = marr::domain::PlaceLevel::County;
+    assert_eq!(
+        restored.releases().expect("releases"),
+        original.releases().expect("releases")
+    );
+    assert_eq!(
+        restored.release_table(1, parent, level).expect("read"),
+        original.release_table(1, parent, level).expect("read"),
+    );
+    assert!(
+        restored
+            .release_table(1, parent, level)
+            .expect("read")
+            .is_some()
+    );
+    let checking = restored.clone();
+    let problems = tokio::task::spawn_blocking(move || checking.verify_releases())
+        .await
+        .expect("task")
+        .expect("verify");
+    assert!(problems.is_empty(), "{problems:?}");
+    restored.close().await.expect("close");
+
+    // A restart serves the same release, frozen as it was.
+    let server = server.restart().await;
+    let connection = server.connect().await;
+    let after = table_of(&connection, NORTH_EAST, proto::PlaceLevel::County, 0)
+        .await
+        .expect("the latest release after a restart");
+    assert_eq!(after, before);
+}
