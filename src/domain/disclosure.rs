@@ -9,7 +9,10 @@
 //! - Every other count, totals included, is rounded to the nearest 5.
 //! - Secondary suppression: wherever a row or a column (with its total) would show exactly one
 //!   suppressed cell, the next smallest cell in it is suppressed too, repeated until no line
-//!   has exactly one, so subtracting the visible cells from a total never isolates one.
+//!   has exactly one, so subtracting the visible cells from a total never isolates one; and
+//!   then, attacking the table as each contributor would (its own records subtracted, rows
+//!   and columns differenced, this release beside the previous one), more cells until none
+//!   of the others' counts of 1 to 4 can be told apart from "0 to 4".
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -61,16 +64,18 @@ pub struct PublishedTable {
     pub total: Published,
 }
 
+/// A release's shown counts (`None` where suppressed) beside each contributor's shares then,
+/// laid out alike.
+type Shown = (Vec<Option<u64>>, Vec<Vec<u64>>);
+
 /// What one party could deduce from a release: an interval for everyone else's share of
 /// each count, beside the true shares it bounds.
 type Deduced = (Vec<(i64, i64)>, Vec<u64>);
 
-/// Which cells of a table are suppressed: the body plus a margin row and column, so that the
-/// totals take part in secondary suppression like any other cell.
+/// Which counts of a table are suppressed: the body and its margins (totals take part in
+/// secondary suppression like any other count), laid out by the table's lines.
 struct Mask {
-    columns: usize,
-    /// (rows + 1) × (columns + 1): the last row holds column totals, the last column row
-    /// totals, the corner the grand total.
+    /// Every count, body and margins.
     counts: Vec<u64>,
     /// Each contributor's share of every count, laid out as `counts`.
     own: Vec<Vec<u64>>,
@@ -78,6 +83,13 @@ struct Mask {
     /// For each contributor (then the outsider), what the previous release of the table let
     /// it work out about everyone else's counts, and what those counts were then.
     earlier: Vec<Deduced>,
+}
+
+/// Whether an interval someone has worked out for a count of 1 to 4 still tells them nothing
+/// more than a suppressed cell does: it runs from 0 (none at all) to at least 4, at least the
+/// width of the rounding.
+fn hides_small(lo: i64, hi: i64) -> bool {
+    lo <= 0 && hi >= SMALLEST_SHOWN as i64 - 1
 }
 
 /// Whether a count (of a cell, or of several cells together) must not be shown: it is 1 to
@@ -88,10 +100,6 @@ fn unsafe_count(count: u64, shares: impl IntoIterator<Item = u64>) -> bool {
 }
 
 impl Mask {
-    fn at(&self, row: usize, column: usize) -> usize {
-        row * (self.columns + 1) + column
-    }
-
     /// Protects one line (its cells, ending with its total). A line with exactly one
     /// suppressed cell gets a second. A line whose total is shown gives away the sum of its
     /// suppressed cells (to within the rounding), so while that sum would itself be unsafe
@@ -140,7 +148,7 @@ impl Mask {
     }
 
     /// Suppressed counts whose others' share is 1 to 4 for some contributor (or the outsider)
-    /// and that contributor could narrow it to fewer than [`SMALLEST_SHOWN`] possibilities.
+    /// and that contributor could narrow it to less than "0 to 4" (see [`hides_small`]).
     fn exposed(&self, lines: &[Vec<usize>]) -> Vec<usize> {
         let shown = self.shown();
         let outsider = vec![0u64; self.counts.len()];
@@ -163,7 +171,7 @@ impl Mask {
             }
             for (i, (lo, hi)) in bounds.into_iter().enumerate() {
                 let others = self.counts[i] - own[i];
-                if (1..SMALLEST_SHOWN).contains(&others) && hi - lo + 1 < SMALLEST_SHOWN as i64 {
+                if (1..SMALLEST_SHOWN).contains(&others) && !hides_small(lo, hi) {
                     exposed.insert(i);
                 }
             }
@@ -313,66 +321,38 @@ fn shown_of(table: &PublishedTable) -> Vec<Option<u64>> {
     shown
 }
 
-/// What each contributor of `earlier` (then the outsider) could work out about everyone
-/// else's counts from it, with those counts; empty when its shape or contributors differ.
-fn earlier_bounds(
-    rows: usize,
-    columns: usize,
-    contributors: usize,
-    earlier: Option<Earlier<'_>>,
-    lines: &[Vec<usize>],
-) -> Vec<Deduced> {
-    let Some(earlier) = earlier else {
-        return Vec::new();
-    };
-    if earlier.table.cells.len() != rows
-        || earlier.table.column_totals.len() != columns
-        || earlier.contributors.len() != contributors
-    {
-        return Vec::new();
-    }
-    let size = (rows + 1) * (columns + 1);
-    let then: Vec<Vec<u64>> = earlier
-        .contributors
-        .iter()
-        .map(|cells| with_margins(rows, columns, cells))
-        .chain(std::iter::once(vec![0; size]))
-        .collect();
+/// What each contributor of the previous release (then the outsider) could work out about
+/// everyone else's counts from it, with those counts. `shown` and each of `then` (the
+/// contributors' shares then) are laid out as the table's counts.
+fn earlier_bounds(shown: &[Option<u64>], then: &[Vec<u64>], lines: &[Vec<usize>]) -> Vec<Deduced> {
+    let size = shown.len();
+    let outsider = vec![0u64; size];
     let mut total = vec![0u64; size];
-    for table in &then {
+    for table in then {
         for (sum, n) in total.iter_mut().zip(table) {
             *sum += n;
         }
     }
-    let shown = shown_of(earlier.table);
     then.iter()
+        .chain(std::iter::once(&outsider))
         .map(|own| {
             let others: Vec<u64> = total.iter().zip(own).map(|(t, o)| t - o).collect();
-            (bounds_of_others(&shown, own, lines), others)
+            (bounds_of_others(shown, own, lines), others)
         })
         .collect()
 }
 
-/// Applies disclosure control to a `rows` × `columns` table whose cells are the sums of the
-/// contributors' tables (one per agency, each rows of counts; missing cells count 0).
-///
-/// A cell (margins included) is suppressed first when its count is 1 to 4, or when for some
-/// contributor the count of everyone else is 1 to 4. Then secondary suppression: no line
-/// with a single suppressed cell, no shown total that gives away an unsafe sum of suppressed
-/// cells, and, checked as each contributor (and an outsider) would, no small count of
-/// everyone else's narrowed to fewer than [`SMALLEST_SHOWN`] possibilities by differencing
-/// shown counts, in this release or together with `earlier`, the previous one.
-pub fn publish_contributed(
-    rows: usize,
-    columns: usize,
-    contributors: &[Vec<Vec<u64>>],
-    earlier: Option<Earlier<'_>>,
-) -> PublishedTable {
-    let own: Vec<Vec<u64>> = contributors
-        .iter()
-        .map(|cells| with_margins(rows, columns, cells))
-        .collect();
-    let mut counts = vec![0u64; (rows + 1) * (columns + 1)];
+/// Disclosure control over a table laid out as counts (body and margins) and the lines that
+/// each sum to their last count. `own` is each contributor's share of every count;
+/// `earlier`, the previous release's shown counts and each contributor's shares then (in the
+/// same order as now). Answers each count, rounded, or `None` where suppressed.
+fn suppress(
+    lines: &[Vec<usize>],
+    own: Vec<Vec<u64>>,
+    size: usize,
+    earlier: Option<Shown>,
+) -> Vec<Option<u64>> {
+    let mut counts = vec![0u64; size];
     for table in &own {
         for (sum, count) in counts.iter_mut().zip(table) {
             *sum += count;
@@ -383,10 +363,13 @@ pub fn publish_contributed(
         .enumerate()
         .map(|(i, &n)| unsafe_count(n, own.iter().map(|table| table[i])))
         .collect();
-    let lines = lines_of(rows, columns);
-    let earlier = earlier_bounds(rows, columns, contributors.len(), earlier, &lines);
+    let earlier = match earlier {
+        Some((shown, then)) if shown.len() == size && then.len() == own.len() => {
+            earlier_bounds(&shown, &then, lines)
+        }
+        _ => Vec::new(),
+    };
     let mut mask = Mask {
-        columns,
         counts,
         own,
         hidden,
@@ -394,7 +377,7 @@ pub fn publish_contributed(
     };
     loop {
         let mut changed = false;
-        for line in &lines {
+        for line in lines {
             changed |= mask.protect(line);
         }
         if changed {
@@ -403,28 +386,61 @@ pub fn publish_contributed(
         // Secondary suppression by lines can still leave a chain of shown counts that pins a
         // small count down. Check as each contributor would (and as an outsider, who knows
         // nothing of its own), and hide one more count near every cell so exposed.
-        for i in mask.exposed(&lines) {
-            changed |= mask.hide_beside(i, &lines);
+        for i in mask.exposed(lines) {
+            changed |= mask.hide_beside(i, lines);
         }
         if !changed {
             break;
         }
     }
-    let show = |i: usize| {
-        if mask.hidden[i] {
-            Published::Suppressed
-        } else {
-            Published::Count(round_to_five(mask.counts[i]))
-        }
-    };
+    mask.shown()
+}
+
+/// Applies disclosure control to a `rows` × `columns` table whose cells are the sums of the
+/// contributors' tables (one per agency, each rows of counts; missing cells count 0).
+///
+/// A cell (margins included) is suppressed first when its count is 1 to 4, or when for some
+/// contributor the count of everyone else is 1 to 4. Then secondary suppression: no line
+/// with a single suppressed cell, no shown total that gives away an unsafe sum of suppressed
+/// cells, and, checked as each contributor (and an outsider) would, no count of everyone
+/// else's of 1 to 4 narrowed to less than "0 to 4" by differencing shown counts, in this
+/// release or together with `earlier`, the previous one.
+pub fn publish_contributed(
+    rows: usize,
+    columns: usize,
+    contributors: &[Vec<Vec<u64>>],
+    earlier: Option<Earlier<'_>>,
+) -> PublishedTable {
+    let own: Vec<Vec<u64>> = contributors
+        .iter()
+        .map(|cells| with_margins(rows, columns, cells))
+        .collect();
+    let earlier = earlier
+        .filter(|e| e.table.cells.len() == rows && e.table.column_totals.len() == columns)
+        .map(|e| {
+            let then = e
+                .contributors
+                .iter()
+                .map(|cells| with_margins(rows, columns, cells))
+                .collect();
+            (shown_of(e.table), then)
+        });
+    let size = (rows + 1) * (columns + 1);
+    let shown = suppress(&lines_of(rows, columns), own, size, earlier);
+    let at = |r: usize, c: usize| published(shown[r * (columns + 1) + c]);
     PublishedTable {
         cells: (0..rows)
-            .map(|r| (0..columns).map(|c| show(mask.at(r, c))).collect())
+            .map(|r| (0..columns).map(|c| at(r, c)).collect())
             .collect(),
-        row_totals: (0..rows).map(|r| show(mask.at(r, columns))).collect(),
-        column_totals: (0..columns).map(|c| show(mask.at(rows, c))).collect(),
-        total: show(mask.at(rows, columns)),
+        row_totals: (0..rows).map(|r| at(r, columns)).collect(),
+        column_totals: (0..columns).map(|c| at(rows, c)).collect(),
+        total: at(rows, columns),
     }
+}
+
+/// A shown count as published.
+fn published(shown: Option<u64>) -> Published {
+    shown.map_or(Published::Suppressed, Published::Count)
 }
 
 /// A comparative table: the places, and their counts by client group and by category under
@@ -441,41 +457,132 @@ pub struct ComparativeTable {
 /// agency's view of it (that agency's records only).
 pub type ContributedRow = (Place, BTreeMap<AgencyId, PlaceView>);
 
-/// Each agency's table of counts over the rows, one column per value of `V`, in the order of
-/// `agencies`.
-fn by_agency<V: Vocabulary + Ord>(
-    agencies: &[&AgencyId],
-    rows: &[ContributedRow],
-    column: impl Fn(&PlaceView) -> &BTreeMap<V, u64>,
-) -> Vec<Vec<Vec<u64>>> {
-    agencies
-        .iter()
-        .map(|agency| {
-            rows.iter()
-                .map(|(_, views)| {
-                    V::ALL
-                        .iter()
-                        .map(|v| {
-                            views
-                                .get(*agency)
-                                .and_then(|view| column(view).get(v).copied())
-                                .unwrap_or(0)
-                        })
-                        .collect()
-                })
-                .collect()
-        })
-        .collect()
+/// The layout of a comparative table for disclosure control: one grid whose rows hold the
+/// client-group columns, then the category columns, then the row total, with a margin row of
+/// column totals and the grand total. Each row is two lines (its client groups, and its
+/// categories, each summing to the row total), so the two halves are protected together.
+struct Joint {
+    rows: usize,
+}
+
+impl Joint {
+    const GROUPS: usize = ClientGroup::ALL.len();
+    const COLUMNS: usize = ClientGroup::ALL.len() + RiskCategory::ALL.len();
+
+    fn width(&self) -> usize {
+        Self::COLUMNS + 1
+    }
+
+    fn size(&self) -> usize {
+        (self.rows + 1) * self.width()
+    }
+
+    fn at(&self, row: usize, column: usize) -> usize {
+        row * self.width() + column
+    }
+
+    fn lines(&self) -> Vec<Vec<usize>> {
+        let total = Self::COLUMNS;
+        let mut lines = Vec::new();
+        for r in 0..=self.rows {
+            let mut groups: Vec<usize> = (0..Self::GROUPS).map(|c| self.at(r, c)).collect();
+            groups.push(self.at(r, total));
+            let mut categories: Vec<usize> = (Self::GROUPS..Self::COLUMNS)
+                .map(|c| self.at(r, c))
+                .collect();
+            categories.push(self.at(r, total));
+            lines.push(groups);
+            lines.push(categories);
+        }
+        for c in 0..=total {
+            lines.push((0..=self.rows).map(|r| self.at(r, c)).collect());
+        }
+        lines
+    }
+
+    /// One agency's counts in the layout, from its view of each row's place.
+    fn counts(&self, rows: &[ContributedRow], agency: &AgencyId) -> Vec<u64> {
+        let mut counts = vec![0u64; self.size()];
+        for (r, (_, views)) in rows.iter().enumerate().take(self.rows) {
+            let Some(view) = views.get(agency) else {
+                continue;
+            };
+            let groups = ClientGroup::ALL
+                .iter()
+                .map(|g| view.by_client_group.get(g).copied().unwrap_or(0));
+            let categories = RiskCategory::ALL
+                .iter()
+                .map(|c| view.by_category.get(c).copied().unwrap_or(0));
+            for (c, n) in groups.chain(categories).enumerate() {
+                counts[self.at(r, c)] += n;
+                counts[self.at(self.rows, c)] += n;
+            }
+            let total: u64 = view.by_client_group.values().sum();
+            counts[self.at(r, Self::COLUMNS)] += total;
+            counts[self.at(self.rows, Self::COLUMNS)] += total;
+        }
+        counts
+    }
+
+    /// A published comparative table's counts in the layout.
+    fn shown(&self, table: &ComparativeTable) -> Vec<Option<u64>> {
+        let mut shown = vec![None; self.size()];
+        let count = |p: &Published| match p {
+            Published::Count(n) => Some(*n),
+            Published::Suppressed => None,
+        };
+        for (half, offset) in [
+            (&table.by_client_group, 0),
+            (&table.by_category, Self::GROUPS),
+        ] {
+            for (r, row) in half.cells.iter().enumerate().take(self.rows) {
+                for (c, p) in row.iter().enumerate() {
+                    shown[self.at(r, offset + c)] = count(p);
+                }
+            }
+            for (c, p) in half.column_totals.iter().enumerate() {
+                shown[self.at(self.rows, offset + c)] = count(p);
+            }
+        }
+        for (r, p) in table
+            .by_client_group
+            .row_totals
+            .iter()
+            .enumerate()
+            .take(self.rows)
+        {
+            shown[self.at(r, Self::COLUMNS)] = count(p);
+        }
+        shown[self.at(self.rows, Self::COLUMNS)] = count(&table.by_client_group.total);
+        shown
+    }
+
+    /// One half of the table as published.
+    fn half(&self, shown: &[Option<u64>], offset: usize, columns: usize) -> PublishedTable {
+        let at = |r: usize, c: usize| published(shown[self.at(r, c)]);
+        PublishedTable {
+            cells: (0..self.rows)
+                .map(|r| (offset..offset + columns).map(|c| at(r, c)).collect())
+                .collect(),
+            row_totals: (0..self.rows).map(|r| at(r, Self::COLUMNS)).collect(),
+            column_totals: (offset..offset + columns)
+                .map(|c| at(self.rows, c))
+                .collect(),
+            total: at(self.rows, Self::COLUMNS),
+        }
+    }
 }
 
 /// Publishes the rows, each given as every contributing agency's view of the place.
 /// `earlier` is the same table as the previous release published it, with the rows it was
-/// made from, so that the two together give nothing away either. Nothing leaves here
-/// unrounded or unsuppressed.
+/// made from, so that the two together give nothing away either. The client-group and
+/// category halves share their row totals and are protected as one table. Nothing leaves
+/// here unrounded or unsuppressed.
 pub fn comparative_table(
     rows: Vec<ContributedRow>,
     earlier: Option<(&ComparativeTable, &[ContributedRow])>,
 ) -> ComparativeTable {
+    let joint = Joint { rows: rows.len() };
     // The previous release helps only if it has the same places.
     let earlier = earlier.filter(|(table, then)| {
         table.places.len() == rows.len()
@@ -493,52 +600,22 @@ pub fn comparative_table(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let groups = by_agency::<ClientGroup>(&agencies, &rows, |view| &view.by_client_group);
-    let categories = by_agency::<RiskCategory>(&agencies, &rows, |view| &view.by_category);
-    let then = earlier.map(|(table, then)| {
-        (
-            table,
-            by_agency::<ClientGroup>(&agencies, then, |view| &view.by_client_group),
-            by_agency::<RiskCategory>(&agencies, then, |view| &view.by_category),
-        )
+    let own: Vec<Vec<u64>> = agencies
+        .iter()
+        .map(|agency| joint.counts(&rows, agency))
+        .collect();
+    let earlier = earlier.map(|(table, then)| {
+        let then = agencies
+            .iter()
+            .map(|agency| joint.counts(then, agency))
+            .collect();
+        (joint.shown(table), then)
     });
-    let mut by_client_group = publish_contributed(
-        rows.len(),
-        ClientGroup::ALL.len(),
-        &groups,
-        then.as_ref().map(|(table, groups, _)| Earlier {
-            table: &table.by_client_group,
-            contributors: groups,
-        }),
-    );
-    let mut by_category = publish_contributed(
-        rows.len(),
-        RiskCategory::ALL.len(),
-        &categories,
-        then.as_ref().map(|(table, _, categories)| Earlier {
-            table: &table.by_category,
-            contributors: categories,
-        }),
-    );
-    // A total suppressed in either half is suppressed in both.
-    for (a, b) in by_client_group
-        .row_totals
-        .iter_mut()
-        .zip(by_category.row_totals.iter_mut())
-    {
-        if a.is_suppressed() || b.is_suppressed() {
-            *a = Published::Suppressed;
-            *b = Published::Suppressed;
-        }
-    }
-    if by_client_group.total.is_suppressed() || by_category.total.is_suppressed() {
-        by_client_group.total = Published::Suppressed;
-        by_category.total = Published::Suppressed;
-    }
+    let shown = suppress(&joint.lines(), own, joint.size(), earlier);
     ComparativeTable {
+        by_client_group: joint.half(&shown, 0, Joint::GROUPS),
+        by_category: joint.half(&shown, Joint::GROUPS, RiskCategory::ALL.len()),
         places: rows.into_iter().map(|(place, _)| place).collect(),
-        by_client_group,
-        by_category,
     }
 }
 
@@ -722,9 +799,96 @@ mod tests {
                 prop_assert!(lo <= truth as i64 && truth as i64 <= hi, "cell {i}: {truth} outside {lo}..={hi}");
                 if (1..SMALLEST_SHOWN).contains(&truth) {
                     prop_assert!(
-                        hi - lo + 1 >= SMALLEST_SHOWN as i64,
+                        hides_small(lo, hi),
                         "cell {} (of {} columns with margins): the others' {} is narrowed to {}..={}",
                         i, columns + 1, truth, lo, hi
+                    );
+                }
+            }
+        }
+    }
+
+    /// Each agency's records in each row, as (client group, category) indexes.
+    type Records = Vec<Vec<Vec<(usize, usize)>>>;
+
+    /// Rows of a comparative table from each agency's records.
+    fn contributed(records: &Records) -> Vec<ContributedRow> {
+        let rows = records.first().map_or(0, Vec::len);
+        (0..rows)
+            .map(|r| {
+                let code =
+                    crate::domain::PlaceCode::parse(&format!("E080000{r:02}")).expect("code");
+                let place = Place {
+                    code,
+                    name: format!("Place {r}"),
+                    level: crate::domain::PlaceLevel::District,
+                    parent: None,
+                };
+                let mut views = BTreeMap::new();
+                for (a, agency) in records.iter().enumerate() {
+                    let mut view = PlaceView::empty(code, 0);
+                    for &(g, c) in &agency[r] {
+                        *view.by_client_group.entry(ClientGroup::ALL[g]).or_default() += 1;
+                        *view.by_category.entry(RiskCategory::ALL[c]).or_default() += 1;
+                        view.total += 1;
+                    }
+                    if view.total > 0 {
+                        let id = AgencyId::parse(&format!("A{a}")).expect("agency");
+                        views.insert(id, view);
+                    }
+                }
+                (place, views)
+            })
+            .collect()
+    }
+
+    fn agencies_records() -> impl Strategy<Value = (Records, Vec<Vec<(usize, usize)>>)> {
+        (1usize..4, 2usize..4).prop_flat_map(|(rows, agencies)| {
+            let record = (0usize..3, 0usize..3);
+            let place = proptest::collection::vec(record, 0..7);
+            (
+                proptest::collection::vec(proptest::collection::vec(place.clone(), rows), agencies),
+                proptest::collection::vec(place, rows),
+            )
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn no_agency_narrows_the_others_small_count_across_both_halves_and_two_releases(
+            (mut records, changed) in agencies_records(),
+        ) {
+            let first_rows = contributed(&records);
+            let first = comparative_table(first_rows.clone(), None);
+            // Between the releases the first agency changes its own records, nobody else's.
+            records[0] = changed;
+            let second_rows = contributed(&records);
+            let second = comparative_table(second_rows.clone(), Some((&first, &first_rows)));
+            let joint = Joint { rows: first_rows.len() };
+            let lines = joint.lines();
+            let attacker = AgencyId::parse("A0").expect("agency");
+            let mut everyone = vec![0u64; joint.size()];
+            for a in 0..records.len() {
+                let id = AgencyId::parse(&format!("A{a}")).expect("agency");
+                for (sum, n) in everyone.iter_mut().zip(joint.counts(&second_rows, &id)) {
+                    *sum += n;
+                }
+            }
+            let own_then = joint.counts(&first_rows, &attacker);
+            let own_now = joint.counts(&second_rows, &attacker);
+            let bounds: Vec<(i64, i64)> = bounds_of_others(&joint.shown(&first), &own_then, &lines)
+                .into_iter()
+                .zip(bounds_of_others(&joint.shown(&second), &own_now, &lines))
+                .map(|((lo1, hi1), (lo2, hi2))| (lo1.max(lo2), hi1.min(hi2)))
+                .collect();
+            for (i, (&(lo, hi), own)) in bounds.iter().zip(&own_now).enumerate() {
+                let truth = (everyone[i] - own) as i64;
+                prop_assert!(lo <= truth && truth <= hi, "count {}: {} outside {}..={}", i, truth, lo, hi);
+                if (1..SMALLEST_SHOWN as i64).contains(&truth) {
+                    prop_assert!(
+                        hides_small(lo, hi),
+                        "count {}: the others' {} is narrowed to {}..={}",
+                        i, truth, lo, hi
                     );
                 }
             }
