@@ -562,6 +562,20 @@ async fn releases_are_cut_on_the_schedule_by_the_registers_clock_and_reproduce_f
         .expect("the 1 April point has passed");
     assert_eq!((april.number, april.sequence), (2, 9));
 
+    // A point that passed while the server was down is released when it is back.
+    *now.lock().expect("clock") = datetime!(2026-05-09 00:00 UTC);
+    let restarted = Due {
+        schedule: due.schedule,
+        since: store.now(),
+    };
+    let may = store
+        .cut_scheduled_release(restarted)
+        .await
+        .expect("checked")
+        .expect("the 1 May point passed while the server was down");
+    assert_eq!(may.as_at, datetime!(2026-05-01 06:00 UTC));
+    assert_eq!(may.cut_at, datetime!(2026-05-09 00:00 UTC));
+
     let listed = connection
         .public
         .open_data()
@@ -571,7 +585,7 @@ async fn releases_are_cut_on_the_schedule_by_the_registers_clock_and_reproduce_f
         .into_inner()
         .releases;
     let periods: Vec<&str> = listed.iter().map(|r| r.time_period.as_str()).collect();
-    assert_eq!(periods, ["2026-04", "2026-03"]);
+    assert_eq!(periods, ["2026-05", "2026-04", "2026-03"]);
 
     // Every stored release is what the log gives at its sequence.
     let checking = store.clone();
@@ -591,7 +605,7 @@ async fn releases_are_cut_on_the_schedule_by_the_registers_clock_and_reproduce_f
     )
     .await;
     assert!(
-        rows.iter().all(|r| &r[0] == "2026" && &r[1] == "April"),
+        rows.iter().all(|r| &r[0] == "2026" && &r[1] == "May"),
         "{:?}",
         rows.first()
     );
@@ -671,6 +685,46 @@ async fn a_police_force_areas_export_names_the_force_on_its_rows_and_its_own() {
         (NORTHUMBRIA, "Northumbria"),
         "a district of the force's table lies in the force"
     );
+
+    // The force's community safety partnerships: a column pair for each footprint level.
+    let out = dir.path().join("northumbria-csps.csv");
+    let rows = export_csv(
+        &server.url,
+        &[
+            "--parent",
+            NORTHUMBRIA,
+            "--level",
+            "community_safety_partnership",
+        ],
+        &out,
+    )
+    .await;
+    let header: Vec<String> = csv::Reader::from_path(&out)
+        .expect("csv")
+        .headers()
+        .expect("header")
+        .iter()
+        .map(String::from)
+        .collect();
+    let column = |name: &str| header.iter().position(|c| c == name).expect(name);
+    let (partnership, force) = (
+        column("community_safety_partnership_code"),
+        column("police_force_area_code"),
+    );
+    let force_row = rows
+        .iter()
+        .find(|r| &r[2] == "Police force area")
+        .expect("the force's own row");
+    assert_eq!(
+        (&force_row[force], &force_row[partnership]),
+        (NORTHUMBRIA, "")
+    );
+    let csp_row = rows
+        .iter()
+        .find(|r| &r[2] == "Community safety partnership")
+        .expect("a partnership's row");
+    assert_eq!(&csp_row[force], NORTHUMBRIA);
+    assert!(csp_row[partnership].starts_with("E22"), "{csp_row:?}");
 }
 
 #[tokio::test]

@@ -136,19 +136,20 @@ pub async fn export(
         reason: e.to_string(),
     };
     let mut writer = csv::Writer::from_path(out).map_err(failed)?;
-    // A footprint level gets its own code and name columns: the rows' level when they are
-    // footprint areas, else the parent's when the parent is one (a police force area's
-    // districts all lie in it, and its own row is the total).
+    // Each footprint level in play gets code and name columns: the rows' level when they are
+    // footprint areas, and the parent's when the parent is one (its rows all lie in it, and
+    // its own row is the total).
     let parent_level = parent_place
         .as_ref()
         .and_then(|p| PlaceLevel::from_number(p.level));
-    let area_level = if level.is_footprint() {
-        Some(level)
-    } else {
-        parent_level.filter(|l| l.is_footprint())
-    };
+    let mut area_levels: Vec<PlaceLevel> = [Some(level), parent_level]
+        .into_iter()
+        .flatten()
+        .filter(|l| l.is_footprint())
+        .collect();
+    area_levels.dedup();
     let mut header: Vec<String> = LEADING_COLUMNS.iter().map(|c| c.to_string()).collect();
-    if let Some(area) = area_level {
+    for area in &area_levels {
         header.extend([format!("{area}_code"), format!("{area}_name")]);
     }
     header.extend(["client_group", "risk_category", "active_risk_records"].map(String::from));
@@ -179,7 +180,7 @@ pub async fn export(
             geography.la.0,
             geography.la.1,
         ];
-        if let Some(area) = area_level {
+        for &area in &area_levels {
             let (code, name) = if row_level == area {
                 (place.code.clone(), place.name.clone())
             } else {

@@ -52,7 +52,8 @@ impl Store {
     }
 
     /// Cuts the release the schedule says is due, if any: the latest release point has passed
-    /// since the last release (and since `due.since`). Answers the release cut.
+    /// since the last release (before the first, since `due.since`), including one that
+    /// passed while the server was down. Answers the release cut.
     pub async fn cut_scheduled_release(&self, due: Due) -> Result<Option<Release>, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.send(Command::CutRelease {

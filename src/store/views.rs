@@ -150,30 +150,6 @@ impl Store {
         views
     }
 
-    /// Each place of `level` under `parent` with each contributing agency's view of it, for a
-    /// comparative table, and the sequence they are consistent with.
-    pub fn comparative_rows(
-        &self,
-        parent: PlaceCode,
-        level: crate::domain::PlaceLevel,
-        filter: &ViewFilter,
-    ) -> (Vec<crate::domain::disclosure::ContributedRow>, u64) {
-        let directory = self.shared.read_directory();
-        let inspection = self.shared.read_inspection();
-        let rows = directory
-            .geography
-            .places_under(parent, level)
-            .into_iter()
-            .map(|place| {
-                (
-                    place.clone(),
-                    inspection.views_by_agency(place.code, filter),
-                )
-            })
-            .collect();
-        (rows, inspection.applied())
-    }
-
     /// The same view computed by scanning every record: the baseline the counters beat.
     pub fn scan_place_view(
         &self,

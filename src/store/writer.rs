@@ -476,13 +476,10 @@ impl Writer {
         let as_at = match schedule {
             None => now,
             Some(due) => {
-                let since = last.as_ref().map_or(due.since, |r| r.as_at.max(due.since));
+                // After the last release; before any, only points after the schedule started.
+                let since = last.as_ref().map_or(due.since, |r| r.as_at);
                 match due.schedule.latest_point(now) {
-                    Some(point)
-                        if point > since && last.as_ref().is_none_or(|r| point > r.as_at) =>
-                    {
-                        point
-                    }
+                    Some(point) if point > since => point,
                     _ => return Ok(None),
                 }
             }
