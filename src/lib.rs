@@ -297,31 +297,15 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
     };
 
     // Releases of the public table are cut on the register's clock, at the schedule's points.
-    let releaser = match config.release_schedule()? {
-        None => None,
-        Some(schedule) => {
-            let store = store.clone();
-            let every = config.release_check_interval();
-            Some(tokio::spawn(async move {
-                // Before the first release, only a point passing from now on counts.
-                let due = store::Due {
-                    schedule,
-                    since: store.now(),
-                };
-                let mut ticks = tokio::time::interval(every);
-                loop {
-                    ticks.tick().await;
-                    match store.cut_scheduled_release(due).await {
-                        Ok(_) => {}
-                        Err(error) => {
-                            tracing::warn!(%error, "scheduled releases stopped");
-                            return;
-                        }
-                    }
-                }
-            }))
-        }
-    };
+    let releaser = config.release_schedule()?.map(|schedule| {
+        let store = store.clone();
+        let every = config.release_check_interval();
+        tokio::spawn(async move {
+            if let Err(error) = store.keep_release_schedule(schedule, every).await {
+                tracing::warn!(%error, "scheduled releases stopped");
+            }
+        })
+    });
 
     // What the store holds, for the metrics endpoint (a no-op without one).
     let gauges = {

@@ -782,3 +782,48 @@ async fn a_backup_carries_the_releases_and_a_restart_keeps_them() {
         .expect("the latest release after a restart");
     assert_eq!(after, before);
 }
+
+#[tokio::test]
+async fn the_server_keeps_the_release_schedule_as_its_clock_passes_a_point() {
+    let (now, options) = controlled_clock(datetime!(2026-06-30 23:59 UTC));
+    let (server, connection) = TestServer::north_east_with(options).await;
+    let store = server.store().clone();
+    let keeping = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .keep_release_schedule(
+                    ReleaseSchedule::default(),
+                    std::time::Duration::from_millis(20),
+                )
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        store.releases().expect("releases").is_empty(),
+        "no point has passed yet"
+    );
+    *now.lock().expect("clock") = datetime!(2026-07-01 00:01 UTC);
+    let mut listed = Vec::new();
+    for _ in 0..100 {
+        listed = connection
+            .public
+            .open_data()
+            .list_releases(proto::ListReleasesRequest {})
+            .await
+            .expect("list")
+            .into_inner()
+            .releases;
+        if !listed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let periods: Vec<(&str, bool)> = listed
+        .iter()
+        .map(|r| (r.time_period.as_str(), r.scheduled))
+        .collect();
+    assert_eq!(periods, [("2026-07", true)]);
+    keeping.abort();
+}

@@ -65,6 +65,25 @@ impl Store {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Keeps the schedule: looks every `every` whether a release point has passed on the
+    /// register's clock and cuts the release if so. Before the first release, only points
+    /// after this call count. Runs until the writer stops or fails.
+    pub async fn keep_release_schedule(
+        &self,
+        schedule: ReleaseSchedule,
+        every: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let due = Due {
+            schedule,
+            since: self.now(),
+        };
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            ticks.tick().await;
+            self.cut_scheduled_release(due).await?;
+        }
+    }
+
     /// Every release, oldest first.
     pub fn releases(&self) -> Result<Vec<Release>, StoreError> {
         Releases::scan_all(&self.shared.tree)
