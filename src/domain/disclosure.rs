@@ -68,8 +68,8 @@ pub struct PublishedTable {
 /// laid out alike.
 type Shown = (Vec<Option<u64>>, Vec<Vec<u64>>);
 
-/// What one party could deduce from a release: an interval for everyone else's share of
-/// each count, beside the true shares it bounds.
+/// What one party could read from a release: an interval for everyone else's share of each
+/// count (before differencing lines), beside the true shares it bounds.
 type Deduced = (Vec<(i64, i64)>, Vec<u64>);
 
 /// Which counts of a table are suppressed: the body and its margins (totals take part in
@@ -81,7 +81,7 @@ struct Mask {
     own: Vec<Vec<u64>>,
     hidden: Vec<bool>,
     /// For each contributor (then the outsider), what the previous release of the table let
-    /// it work out about everyone else's counts, and what those counts were then.
+    /// it read about everyone else's counts, and what those counts were then.
     earlier: Vec<Deduced>,
 }
 
@@ -159,19 +159,32 @@ impl Mask {
             .chain(std::iter::once(&outsider))
             .enumerate()
         {
-            let mut bounds = bounds_of_others(&shown, own, lines);
-            // Where everyone else's count has not moved since the previous release, both
-            // releases bound the same number.
-            if let Some((before, others_then)) = self.earlier.get(k) {
-                for (i, bound) in bounds.iter_mut().enumerate() {
-                    if others_then[i] == self.counts[i] - own[i] {
-                        *bound = (bound.0.max(before[i].0), bound.1.min(before[i].1));
+            let others_now: Vec<u64> = self.counts.iter().zip(own).map(|(t, o)| t - o).collect();
+            let mut now = initial_bounds(&shown, own);
+            match self.earlier.get(k) {
+                None => {
+                    propagate(&mut now, lines);
+                }
+                // Where everyone else's count has not moved since the previous release, both
+                // releases bound the same number: the attacker works on both together, and
+                // the previous release's small counts must stay as hidden as they were.
+                Some((before, others_then)) => {
+                    let shared: Vec<bool> = others_then
+                        .iter()
+                        .zip(&others_now)
+                        .map(|(a, b)| a == b)
+                        .collect();
+                    let mut then = before.clone();
+                    propagate_together(&mut now, &mut then, &shared, lines);
+                    for (i, &(lo, hi)) in then.iter().enumerate() {
+                        if (1..SMALLEST_SHOWN).contains(&others_then[i]) && !hides_small(lo, hi) {
+                            exposed.insert(i);
+                        }
                     }
                 }
             }
-            for (i, (lo, hi)) in bounds.into_iter().enumerate() {
-                let others = self.counts[i] - own[i];
-                if (1..SMALLEST_SHOWN).contains(&others) && !hides_small(lo, hi) {
+            for (i, (lo, hi)) in now.into_iter().enumerate() {
+                if (1..SMALLEST_SHOWN).contains(&others_now[i]) && !hides_small(lo, hi) {
                     exposed.insert(i);
                 }
             }
@@ -218,13 +231,14 @@ fn lines_of(rows: usize, columns: usize) -> Vec<Vec<usize>> {
     lines
 }
 
-/// What someone who knows `own` (its share of every count) can work out about everyone
-/// else's share of each count from the shown counts (`None` where suppressed): an interval
-/// per count, from each shown count (within 2 of the truth, never 1 to 4) less `own`, then
-/// narrowed by every line summing to its total until nothing moves.
-fn bounds_of_others(shown: &[Option<u64>], own: &[u64], lines: &[Vec<usize>]) -> Vec<(i64, i64)> {
-    const UNKNOWN: i64 = 1 << 40;
-    let mut bounds: Vec<(i64, i64)> = shown
+/// An upper bound standing for "no idea".
+const UNKNOWN: i64 = 1 << 40;
+
+/// What someone who knows `own` (its share of every count) can read about everyone else's
+/// share of each count straight from the shown counts (`None` where suppressed): each shown
+/// count is within 2 of the truth and never 1 to 4.
+fn initial_bounds(shown: &[Option<u64>], own: &[u64]) -> Vec<(i64, i64)> {
+    shown
         .iter()
         .zip(own)
         .map(|(shown, &own)| {
@@ -237,8 +251,18 @@ fn bounds_of_others(shown: &[Option<u64>], own: &[u64], lines: &[Vec<usize>]) ->
                 Some(v) => ((v - 2 - own).max(0), v + 2 - own),
             }
         })
-        .collect();
-    // Each pass can only narrow; a bounded number of passes keeps the cost predictable.
+        .collect()
+}
+
+/// Narrows the intervals by every line summing to its total until nothing moves (or a
+/// bounded number of passes, to keep the cost predictable). Answers whether anything moved.
+fn propagate(bounds: &mut [(i64, i64)], lines: &[Vec<usize>]) -> bool {
+    let narrow = |bounds: &mut [(i64, i64)], i: usize, lo: i64, hi: i64| {
+        let old = bounds[i];
+        bounds[i] = (old.0.max(lo), old.1.min(hi));
+        bounds[i] != old
+    };
+    let mut moved_at_all = false;
     for _ in 0..64 {
         let mut moved = false;
         for line in lines {
@@ -247,24 +271,45 @@ fn bounds_of_others(shown: &[Option<u64>], own: &[u64], lines: &[Vec<usize>]) ->
             };
             let lo_sum: i64 = cells.iter().map(|&m| bounds[m].0).sum();
             let hi_sum: i64 = cells.iter().map(|&m| bounds[m].1.min(UNKNOWN)).sum();
-            let narrow = |bounds: &mut [(i64, i64)], i: usize, lo: i64, hi: i64| {
-                let old = bounds[i];
-                bounds[i] = (old.0.max(lo), old.1.min(hi));
-                bounds[i] != old
-            };
-            moved |= narrow(&mut bounds, total, lo_sum, hi_sum);
+            moved |= narrow(bounds, total, lo_sum, hi_sum);
             let (t_lo, t_hi) = bounds[total];
             for &m in cells {
                 let rest_lo = lo_sum - bounds[m].0;
                 let rest_hi = hi_sum - bounds[m].1.min(UNKNOWN);
-                moved |= narrow(&mut bounds, m, t_lo - rest_hi, t_hi - rest_lo);
+                moved |= narrow(bounds, m, t_lo - rest_hi, t_hi - rest_lo);
+            }
+        }
+        moved_at_all |= moved;
+        if !moved {
+            break;
+        }
+    }
+    moved_at_all
+}
+
+/// What someone can work out from two releases of a table together: each release's
+/// intervals narrowed by its lines, and the two made equal wherever everyone else's count is
+/// the same in both (`shared`), over and over until nothing moves.
+fn propagate_together(
+    now: &mut [(i64, i64)],
+    then: &mut [(i64, i64)],
+    shared: &[bool],
+    lines: &[Vec<usize>],
+) {
+    for _ in 0..64 {
+        let mut moved = propagate(now, lines) | propagate(then, lines);
+        for (i, _) in shared.iter().enumerate().filter(|(_, shared)| **shared) {
+            let both = (now[i].0.max(then[i].0), now[i].1.min(then[i].1));
+            if both != now[i] || both != then[i] {
+                now[i] = both;
+                then[i] = both;
+                moved = true;
             }
         }
         if !moved {
             break;
         }
     }
-    bounds
 }
 
 /// Applies disclosure control to a table of true counts (rows of equal length) that has a
@@ -321,10 +366,10 @@ fn shown_of(table: &PublishedTable) -> Vec<Option<u64>> {
     shown
 }
 
-/// What each contributor of the previous release (then the outsider) could work out about
-/// everyone else's counts from it, with those counts. `shown` and each of `then` (the
+/// What each contributor of the previous release (then the outsider) could read about
+/// everyone else's counts straight from it, with those counts. `shown` and each of `then` (the
 /// contributors' shares then) are laid out as the table's counts.
-fn earlier_bounds(shown: &[Option<u64>], then: &[Vec<u64>], lines: &[Vec<usize>]) -> Vec<Deduced> {
+fn earlier_bounds(shown: &[Option<u64>], then: &[Vec<u64>]) -> Vec<Deduced> {
     let size = shown.len();
     let outsider = vec![0u64; size];
     let mut total = vec![0u64; size];
@@ -337,7 +382,7 @@ fn earlier_bounds(shown: &[Option<u64>], then: &[Vec<u64>], lines: &[Vec<usize>]
         .chain(std::iter::once(&outsider))
         .map(|own| {
             let others: Vec<u64> = total.iter().zip(own).map(|(t, o)| t - o).collect();
-            (bounds_of_others(shown, own, lines), others)
+            (initial_bounds(shown, own), others)
         })
         .collect()
 }
@@ -365,7 +410,7 @@ fn suppress(
         .collect();
     let earlier = match earlier {
         Some((shown, then)) if shown.len() == size && then.len() == own.len() => {
-            earlier_bounds(&shown, &then, lines)
+            earlier_bounds(&shown, &then)
         }
         _ => Vec::new(),
     };
@@ -711,30 +756,22 @@ mod tests {
         }
     }
 
-    /// What one agency can work out about everyone else's count in each cell of a published
-    /// table (margins included), knowing its own share `own` of every count.
-    fn others_bounds(
-        rows: usize,
-        columns: usize,
-        table: &PublishedTable,
-        own: &[u64],
+    /// What one agency can work out about everyone else's count in each count of a table
+    /// (laid out by `lines`) from two releases between which only its own records changed
+    /// (`own_then`, `own_now`): both releases' shown counts less its own, differenced along
+    /// every line, the two releases bounding the same numbers.
+    fn attack_two_releases(
+        then: &[Option<u64>],
+        own_then: &[u64],
+        now: &[Option<u64>],
+        own_now: &[u64],
+        lines: &[Vec<usize>],
     ) -> Vec<(i64, i64)> {
-        let mut shown = Vec::new();
-        for r in 0..=rows {
-            for c in 0..=columns {
-                let count = match (r == rows, c == columns) {
-                    (false, false) => table.cells[r][c],
-                    (false, true) => table.row_totals[r],
-                    (true, false) => table.column_totals[c],
-                    (true, true) => table.total,
-                };
-                shown.push(match count {
-                    Published::Count(n) => Some(n),
-                    Published::Suppressed => None,
-                });
-            }
-        }
-        bounds_of_others(&shown, own, &lines_of(rows, columns))
+        let mut bounds_then = initial_bounds(then, own_then);
+        let mut bounds_now = initial_bounds(now, own_now);
+        let shared = vec![true; now.len()];
+        propagate_together(&mut bounds_now, &mut bounds_then, &shared, lines);
+        bounds_now
     }
 
     /// Random tables of several agencies, as (rows, columns, each agency's cells).
@@ -788,13 +825,15 @@ mod tests {
                     *sum += n;
                 }
             }
-            // What each release gives away (the agency's own records subtracted, lines
-            // differenced), then both put together cell by cell.
-            let bounds: Vec<(i64, i64)> = others_bounds(rows, columns, &first, &own_before)
-                .into_iter()
-                .zip(others_bounds(rows, columns, &second, &own_after))
-                .map(|((lo1, hi1), (lo2, hi2))| (lo1.max(lo2), hi1.min(hi2)))
-                .collect();
+            // What both releases give away together: the agency's own records subtracted,
+            // rows and columns differenced, the releases bounding the same numbers.
+            let bounds = attack_two_releases(
+                &shown_of(&first),
+                &own_before,
+                &shown_of(&second),
+                &own_after,
+                &lines_of(rows, columns),
+            );
             for (i, (&truth, &(lo, hi))) in everyone_else.iter().zip(&bounds).enumerate() {
                 prop_assert!(lo <= truth as i64 && truth as i64 <= hi, "cell {i}: {truth} outside {lo}..={hi}");
                 if (1..SMALLEST_SHOWN).contains(&truth) {
@@ -876,11 +915,13 @@ mod tests {
             }
             let own_then = joint.counts(&first_rows, &attacker);
             let own_now = joint.counts(&second_rows, &attacker);
-            let bounds: Vec<(i64, i64)> = bounds_of_others(&joint.shown(&first), &own_then, &lines)
-                .into_iter()
-                .zip(bounds_of_others(&joint.shown(&second), &own_now, &lines))
-                .map(|((lo1, hi1), (lo2, hi2))| (lo1.max(lo2), hi1.min(hi2)))
-                .collect();
+            let bounds = attack_two_releases(
+                &joint.shown(&first),
+                &own_then,
+                &joint.shown(&second),
+                &own_now,
+                &lines,
+            );
             for (i, (&(lo, hi), own)) in bounds.iter().zip(&own_now).enumerate() {
                 let truth = (everyone[i] - own) as i64;
                 prop_assert!(lo <= truth && truth <= hi, "count {}: {} outside {}..={}", i, truth, lo, hi);
