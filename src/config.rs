@@ -69,6 +69,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub open_data: OpenDataConfig,
     /// A TLS-terminating proxy in front of the server, whose header names the client.
     pub proxy: Option<ProxyConfig>,
 }
@@ -82,6 +84,20 @@ pub struct ProxyConfig {
     /// The header the proxy sets, e.g. `x-forwarded-for`; its last entry is the one the
     /// trusted proxy appended, so it is the one used.
     pub client_address_header: String,
+}
+
+/// The `[open_data]` table: when releases of the public table are cut.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenDataConfig {
+    /// Cut releases on the schedule (default true); administrators can always cut one.
+    pub scheduled_releases: Option<bool>,
+    /// Day of the month releases are cut, 1 to 28 (default 1).
+    pub release_day_of_month: Option<u32>,
+    /// Hour of that day, UTC, 0 to 23 (default 0).
+    pub release_hour: Option<u32>,
+    /// How often the server looks whether a release is due, in seconds (default 60).
+    pub release_check_seconds: Option<u64>,
 }
 
 /// The `[store]` table.
@@ -213,6 +229,44 @@ impl Config {
         })
     }
 
+    /// The release schedule, checked; `None` when scheduled releases are off.
+    pub fn release_schedule(
+        &self,
+    ) -> Result<Option<crate::domain::release::ReleaseSchedule>, ConfigError> {
+        let open_data = &self.open_data;
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            key: format!("open_data.{key}"),
+            reason,
+        };
+        if open_data.release_check_seconds == Some(0) {
+            return Err(invalid(
+                "release_check_seconds",
+                "must be at least 1".into(),
+            ));
+        }
+        let day = open_data.release_day_of_month.unwrap_or(1);
+        let hour = open_data.release_hour.unwrap_or(0);
+        let day = u8::try_from(day).map_err(|_| {
+            invalid(
+                "release_day_of_month",
+                format!("{day} is not a day every month has (1 to 28)"),
+            )
+        })?;
+        let hour = u8::try_from(hour)
+            .map_err(|_| invalid("release_hour", format!("{hour} is not an hour (0 to 23)")))?;
+        let schedule = crate::domain::release::ReleaseSchedule::new(day, hour)
+            .map_err(|(key, reason)| invalid(key, reason))?;
+        Ok(open_data
+            .scheduled_releases
+            .unwrap_or(true)
+            .then_some(schedule))
+    }
+
+    /// How often the server looks whether a release is due.
+    pub fn release_check_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.open_data.release_check_seconds.unwrap_or(60).max(1))
+    }
+
     /// How often the staleness sweep runs.
     pub fn sweep_interval(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.rules.sweep_interval_seconds.unwrap_or(3600).max(1))
@@ -278,6 +332,7 @@ impl Config {
         self.rule_settings()?;
         self.limits()?;
         self.client_addresses()?;
+        self.release_schedule()?;
         let mut names = HashSet::new();
         let mut certificate_names = HashSet::new();
         let mut token_hashes = HashSet::new();
@@ -348,6 +403,43 @@ mod tests {
         let config = Config::load(&path).expect("the shipped example is valid");
         assert_eq!(config.principals.len(), 2);
         assert_eq!(config.data_dir(), PathBuf::from("/var/lib/marr"));
+    }
+
+    #[test]
+    fn a_release_schedule_no_month_can_keep_is_refused_naming_the_key() {
+        for (text, key) in [
+            (
+                "[open_data]\nrelease_day_of_month = 31",
+                "open_data.release_day_of_month",
+            ),
+            (
+                "[open_data]\nrelease_day_of_month = 0",
+                "open_data.release_day_of_month",
+            ),
+            (
+                "[open_data]\nrelease_day_of_month = 4000",
+                "open_data.release_day_of_month",
+            ),
+            ("[open_data]\nrelease_hour = 24", "open_data.release_hour"),
+            (
+                "[open_data]\nrelease_check_seconds = 0",
+                "open_data.release_check_seconds",
+            ),
+        ] {
+            let config: Config = toml::from_str(text).expect("parses");
+            match config.check() {
+                Err(ConfigError::Invalid { key: named, .. }) => assert_eq!(named, key, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        let config: Config =
+            toml::from_str("[open_data]\nrelease_day_of_month = 15\nrelease_hour = 7")
+                .expect("parses");
+        let schedule = config.release_schedule().expect("valid");
+        assert_eq!(schedule.map(|s| (s.day_of_month, s.hour)), Some((15, 7)));
+        let off: Config =
+            toml::from_str("[open_data]\nscheduled_releases = false").expect("parses");
+        assert_eq!(off.release_schedule().expect("valid"), None);
     }
 
     #[test]

@@ -323,6 +323,17 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
         })
     };
 
+    // Releases of the public table are cut on the register's clock, at the schedule's points.
+    let releaser = config.release_schedule()?.map(|schedule| {
+        let store = store.clone();
+        let every = config.release_check_interval();
+        tokio::spawn(async move {
+            if let Err(error) = store.keep_release_schedule(schedule, every).await {
+                tracing::warn!(%error, "scheduled releases stopped");
+            }
+        })
+    });
+
     // What the store holds, for the metrics endpoint (a no-op without one).
     let gauges = {
         let store = store.clone();
@@ -391,6 +402,9 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
         }
     }
     sweeper.abort();
+    if let Some(releaser) = releaser {
+        releaser.abort();
+    }
     gauges.abort();
     tallying.abort();
     if let Err(error) = refusals.flush(&store).await {

@@ -409,6 +409,12 @@ const REQUESTS: &[(&str, Target)] = &[
             let _ = filter_from_proto(m.filter.as_ref());
         }
     }),
+    ("ListReleases", |b| {
+        let _ = proto::ListReleasesRequest::decode(b);
+    }),
+    ("CutRelease", |b| {
+        let _ = proto::CutReleaseRequest::decode(b);
+    }),
     ("ListAuditEvents", |b| {
         if let Ok(m) = proto::ListAuditEventsRequest::decode(b) {
             let _ = m.from.map(|t| time_from_proto(&t));
@@ -654,6 +660,7 @@ fn request_seeds() -> &'static [(&'static str, Vec<u8>)] {
                     parent_code: NORTH_EAST.into(),
                     level: 4,
                     filter: Some(filter()),
+                    release: 2,
                 }
                 .encode_to_vec(),
             ),
@@ -794,6 +801,18 @@ fn load_config(bytes: &[u8]) {
         let _ = config.sweep_interval();
         let _ = marr::auth::Identities::from_config(&config.principals);
     }
+}
+
+#[test]
+fn every_method_of_the_contract_is_fuzzed() {
+    let fuzzed: std::collections::BTreeSet<&str> = REQUESTS.iter().map(|(m, _)| *m).collect();
+    let missing: Vec<&str> = marr::auth::policy::METHOD_RULES
+        .iter()
+        .filter(|rule| rule.method.starts_with("/marr.v1."))
+        .map(|rule| rule.name())
+        .filter(|name| !fuzzed.contains(name))
+        .collect();
+    assert!(missing.is_empty(), "request messages nobody fuzzes: {missing:?}");
 }
 
 #[test]

@@ -17,6 +17,9 @@ pub enum ApiError {
     Stale(String),
     #[error("{0}")]
     NotFound(String),
+    /// Asked for published figures before any were released.
+    #[error("{0}")]
+    NotReleased(String),
     #[error("{0}")]
     Exhausted(String),
     #[error(transparent)]
@@ -45,6 +48,7 @@ impl From<ApiError> for Status {
             ApiError::Invalid(invalid) => bad_request(invalid),
             ApiError::Stale(reason) => Status::failed_precondition(reason),
             ApiError::NotFound(what) => Status::not_found(what),
+            ApiError::NotReleased(what) => Status::failed_precondition(what),
             ApiError::Exhausted(limit) => Status::resource_exhausted(limit),
             ApiError::Denied(denied) => denied.into(),
             ApiError::Store(store) => match store {

@@ -104,12 +104,15 @@ pub const METHOD_RULES: &[MethodRule] = &[
         &[Agency],
         Audit::Read,
     ),
-    // Disclosure-controlled figures, for anyone.
+    // Disclosure-controlled figures, for anyone, from releases; only admins cut one out of
+    // schedule, and each cut is recorded.
     rule(
         "/marr.v1.OpenData/GetComparativeTable",
         &[Public],
         Audit::Refusals,
     ),
+    rule("/marr.v1.OpenData/ListReleases", &[Public], Audit::Refusals),
+    rule("/marr.v1.OpenData/CutRelease", &[Admin], Audit::Write),
     // A backup holds everything: administrators only, and each one is recorded.
     rule("/marr.v1.Operations/Backup", &[Admin], Audit::Read),
     // Probes and schema discovery carry no safeguarding data.
@@ -196,7 +199,8 @@ mod tests {
             let reference_data = rule.method.starts_with("/grpc.")
                 || rule.method == "/marr.v1.Directory/GetPlace"
                 || rule.method == "/marr.v1.Directory/ListChildPlaces"
-                || rule.method == "/marr.v1.OpenData/GetComparativeTable";
+                || rule.method == "/marr.v1.OpenData/GetComparativeTable"
+                || rule.method == "/marr.v1.OpenData/ListReleases";
             assert_eq!(
                 rule.admits(Role::Public),
                 reference_data,

@@ -377,58 +377,75 @@ async fn tell_the_story(
         }
     }
 
+    // The public sees releases, not live figures: the schedule cuts one on the first of each
+    // month, and an administrator can cut one at once.
+    println!("\n# The public table is published as releases. An administrator cuts one now:");
+    println!(
+        "$ grpcurl -H 'authorization: Bearer <admin token>' {url} marr.v1.OpenData/CutRelease"
+    );
+    let admin = public.with_token(&token_of("admin"))?;
+    let release = admin
+        .open_data()
+        .cut_release(proto::CutReleaseRequest {})
+        .await
+        .map_err(ClientError::from)?
+        .into_inner()
+        .release
+        .unwrap_or_default();
+    println!(
+        "release {} for {}, frozen at log sequence {} ({} tables)",
+        release.number, release.time_period, release.sequence, release.tables
+    );
+
     let table_file = dir.join("north-east-open-data.csv");
     println!(
         "\n# Anyone, without credentials, gets the same figures for every council, disclosure-controlled:"
     );
     println!(
-        "$ marr export --server {url} --parent {NORTH_EAST_REGION} --level county --category modern_slavery --min-severity high --out {}",
+        "$ marr export --server {url} --parent {NORTH_EAST_REGION} --level county --out {}",
         table_file.display()
     );
-    // A narrow question, so that small counts appear and are hidden.
-    let filter = proto::ViewFilter {
-        categories: vec![RiskCategory::ModernSlavery.number()],
-        min_severity: Severity::High.number(),
-        ..Default::default()
-    };
     let rows = super::export::export(
         public,
         NORTH_EAST_REGION,
         PlaceLevel::County,
-        filter.clone(),
+        proto::ViewFilter::default(),
         &table_file,
     )
     .await?;
     println!(
-        "wrote {rows} rows. Active modern slavery risks at high or critical severity, by client group\n\
-         (c: a count from 1 to 4, or one that would give such a count away; the rest rounded to 5):"
+        "wrote {rows} rows. Active risks by category\n\
+         (c: a count from 1 to 4, one where the other agencies than any one hold 1 to 4, or one\n\
+         that would give such a count away; the rest rounded to 5):"
     );
     let table = public
         .open_data()
         .get_comparative_table(proto::GetComparativeTableRequest {
             parent_code: NORTH_EAST_REGION.into(),
             level: PlaceLevel::County.number(),
-            filter: Some(filter),
+            filter: None,
+            release: 0,
         })
         .await
         .map_err(ClientError::from)?
         .into_inner();
     use super::export::published;
-    let mut heading = format!("{:<28} {:>6}", "upper-tier authority", "total");
-    for group in &table.client_groups {
-        let word = ClientGroup::from_number(*group).map_or("?", |g| g.word());
-        heading.push_str(&format!(" {:>6}", &word[..word.len().min(6)]));
+    // By category: the rarer risks are where small counts, and suppression, show.
+    let mut heading = format!("{:<24} {:>5}", "upper-tier authority", "total");
+    for category in &table.categories {
+        let word = RiskCategory::from_number(*category).map_or("?", |c| c.word());
+        heading.push_str(&format!(" {:>5}", &word[..word.len().min(5)]));
     }
     println!("{heading}");
     for row in table.rows.iter().chain(table.total.as_ref()) {
         let name = row.place.as_ref().map_or("", |p| p.name.as_str());
         let mut line = format!(
-            "{:<28} {:>6}",
-            &name[..name.len().min(28)],
+            "{:<24} {:>5}",
+            &name[..name.len().min(24)],
             published(row.total.as_ref())
         );
-        for count in &row.by_client_group {
-            line.push_str(&format!(" {:>6}", published(Some(count))));
+        for count in &row.by_category {
+            line.push_str(&format!(" {:>5}", published(Some(count))));
         }
         println!("{line}");
     }

@@ -91,7 +91,8 @@ async fn geography_of(
     })
 }
 
-/// Fetches the comparative table and writes it to `out`; answers the number of data rows.
+/// Fetches the comparative table of the latest release and writes it to `out`; answers the
+/// number of data rows. `time_period` is the release's, not today's.
 pub async fn export(
     connection: &Connection,
     parent: &str,
@@ -105,6 +106,7 @@ pub async fn export(
             parent_code: parent.into(),
             level: level.number(),
             filter: Some(filter),
+            release: 0,
         })
         .await?
         .into_inner();
@@ -115,21 +117,40 @@ pub async fn export(
         })
         .await?
         .into_inner();
+    let parent_place = parent_answer.place.clone();
     let mut parent_chain = parent_answer.ancestors;
     parent_chain.extend(parent_answer.place);
 
-    let now = OffsetDateTime::now_utc();
-    let month = now.month().to_string();
+    let as_at = table
+        .release
+        .as_ref()
+        .and_then(|r| r.as_at)
+        .and_then(|at| OffsetDateTime::from_unix_timestamp(at.seconds).ok())
+        .ok_or_else(|| ClientError::Input {
+            path: out.display().to_string(),
+            reason: "the server's answer names no release".into(),
+        })?;
+    let month = as_at.month().to_string();
     let failed = |e: csv::Error| ClientError::Input {
         path: out.display().to_string(),
         reason: e.to_string(),
     };
     let mut writer = csv::Writer::from_path(out).map_err(failed)?;
-    let footprint = level.is_footprint();
-    let area_columns = [format!("{level}_code"), format!("{level}_name")];
+    // Each footprint level in play gets code and name columns: the rows' level when they are
+    // footprint areas, and the parent's when the parent is one (its rows all lie in it, and
+    // its own row is the total).
+    let parent_level = parent_place
+        .as_ref()
+        .and_then(|p| PlaceLevel::from_number(p.level));
+    let mut area_levels: Vec<PlaceLevel> = [Some(level), parent_level]
+        .into_iter()
+        .flatten()
+        .filter(|l| l.is_footprint())
+        .collect();
+    area_levels.dedup();
     let mut header: Vec<String> = LEADING_COLUMNS.iter().map(|c| c.to_string()).collect();
-    if footprint {
-        header.extend(area_columns.iter().cloned());
+    for area in &area_levels {
+        header.extend([format!("{area}_code"), format!("{area}_name")]);
     }
     header.extend(["client_group", "risk_category", "active_risk_records"].map(String::from));
     writer.write_record(&header).map_err(failed)?;
@@ -149,7 +170,7 @@ pub async fn export(
             .unwrap_or(level);
         let geography = geography_of(connection, place, &parent_chain).await?;
         let mut leading = vec![
-            now.year().to_string(),
+            as_at.year().to_string(),
             month.clone(),
             geographic_level(row_level).to_string(),
             geography.country.0,
@@ -159,12 +180,16 @@ pub async fn export(
             geography.la.0,
             geography.la.1,
         ];
-        if footprint {
-            if row_level.is_footprint() {
-                leading.extend([place.code.clone(), place.name.clone()]);
+        for &area in &area_levels {
+            let (code, name) = if row_level == area {
+                (place.code.clone(), place.name.clone())
             } else {
-                leading.extend([String::new(), String::new()]);
-            }
+                match &parent_place {
+                    Some(p) if parent_level == Some(area) => (p.code.clone(), p.name.clone()),
+                    _ => Default::default(),
+                }
+            };
+            leading.extend([code, name]);
         }
         let mut line = |group: &str, category: &str, value: String| {
             let mut record = leading.clone();

@@ -181,6 +181,15 @@ impl Geography {
     /// [`PlaceLevel::County`], the upper-tier authorities (shire counties, and the districts
     /// outside them: unitary authorities, metropolitan districts and London boroughs).
     pub fn places_under(&self, parent: PlaceCode, level: PlaceLevel) -> Vec<&Place> {
+        self.places_of_level(level)
+            .into_iter()
+            .filter(|place| place.code != parent && self.covers(parent, place.code))
+            .collect()
+    }
+
+    /// Every place of `level`, sorted by code, with [`PlaceLevel::County`] meaning the
+    /// upper-tier authorities as in [`Geography::places_under`].
+    pub fn places_of_level(&self, level: PlaceLevel) -> Vec<&Place> {
         // Metropolitan counties (E11) lost their councils in 1986: their districts are the
         // upper tier. Non-metropolitan counties (E10) are upper tier over their districts.
         let council_county = |place: &Place| {
@@ -204,10 +213,14 @@ impl Geography {
                     place.level == level
                 }
             })
-            .filter(|place| place.code != parent && self.covers(parent, place.code))
             .collect();
         found.sort_by_key(|place| place.code);
         found
+    }
+
+    /// Every place and footprint area, in no particular order.
+    pub fn all_places(&self) -> impl Iterator<Item = &Place> {
+        self.places.values()
     }
 
     /// How many places there are at each level.

@@ -442,6 +442,45 @@ impl Inspection {
             .sum()
     }
 
+    /// Each agency's own view of a place (its records only, `children` left empty): what it
+    /// contributes to every count of the place's view, for contributor-aware disclosure
+    /// control. Agencies with nothing counted are left out.
+    pub fn views_by_agency(
+        &self,
+        place: PlaceCode,
+        filter: &ViewFilter,
+    ) -> BTreeMap<AgencyId, PlaceView> {
+        let Some(tally) = self.places.get(&place) else {
+            return BTreeMap::new();
+        };
+        let mut totals: HashMap<u32, Totals> = HashMap::new();
+        for (cell, n) in &tally.cells {
+            let Some((client_group, category, severity)) = cell.parts() else {
+                continue;
+            };
+            if filter.admits(client_group, category, severity) {
+                let kind = self.agencies[cell.agency() as usize].1;
+                totals.entry(cell.agency()).or_default().add(
+                    cell.agency(),
+                    kind,
+                    client_group,
+                    category,
+                    severity,
+                    u64::from(*n),
+                );
+            }
+        }
+        totals
+            .into_iter()
+            .filter(|(_, totals)| totals.total > 0)
+            .map(|(agency, totals)| {
+                let mut view = PlaceView::empty(place, self.applied);
+                totals.fill(&mut view, &self.agencies);
+                (self.agencies[agency as usize].0.clone(), view)
+            })
+            .collect()
+    }
+
     /// The view of one place (or footprint area) from the counters.
     pub fn view(&self, geography: &Geography, place: PlaceCode, filter: &ViewFilter) -> PlaceView {
         let mut view = PlaceView::empty(place, self.applied);

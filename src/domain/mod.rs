@@ -9,6 +9,7 @@ pub mod inspection;
 pub mod lookup;
 pub mod pseudonym;
 pub mod record;
+pub mod release;
 pub mod vocabulary;
 
 pub use audit::{Access, Actor, Role};

@@ -209,11 +209,6 @@ impl Store {
         self.shared.draining.send_replace(true);
     }
 
-    /// The register's clock (the injected one in tests).
-    pub fn now(&self) -> time::OffsetDateTime {
-        (self.shared.clock)()
-    }
-
     /// Becomes true when the server begins to shut down.
     pub fn draining(&self) -> watch::Receiver<bool> {
         self.shared.draining.subscribe()

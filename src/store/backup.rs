@@ -1,8 +1,8 @@
 //! Online backup and offline restore.
 //!
 //! A backup is the store at one consistent point (a cut the writer takes between batches):
-//! the directory, the revision log up to the cut's head, the alert log, the snapshots and the
-//! audit chain. It is a file of length-prefixed postcard frames after a magic string, ending
+//! the directory, the revision log up to the cut's head, the alert log, the snapshots, the
+//! releases of the public table and the audit chain. It is a file of length-prefixed postcard frames after a magic string, ending
 //! with the SHA-256 of everything before it, so a truncated or altered file is refused.
 //! Restoring writes the log back and rebuilds every projection from it.
 
@@ -15,12 +15,14 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::keyspace::{
-    Agencies, AlertLog, AuditHead, AuditLog, Keyspace, Log, Memberships, Places, Snapshots,
+    Agencies, AlertLog, AuditHead, AuditLog, Keyspace, Log, Memberships, Places, ReleaseTables,
+    Releases, Snapshots,
 };
 use super::writer::write_projections;
 use super::{Snapshot, SnapshotWithoutNames, Store, StoreError};
 use crate::domain::alert::Alert;
 use crate::domain::audit::AuditEvent;
+use crate::domain::release::{Release, ReleasedTable};
 use crate::domain::{Agency, Membership, Place, RecordKey, Revision, RiskRecord};
 
 /// The first bytes of every backup file.
@@ -37,6 +39,8 @@ pub struct BackupCut {
     pub alert_head: u64,
     pub audit_head: (u64, [u8; 32]),
     pub last_snapshot: u64,
+    /// The last release of the public table.
+    pub last_release: u64,
     pub places: Vec<Place>,
     pub memberships: Vec<Membership>,
     pub agencies: Vec<Agency>,
@@ -67,7 +71,12 @@ enum Frame {
         frames: u64,
         sha256: [u8; 32],
     },
-    // New frames go last, so backups written before them still read.
+    // Later additions go last, so files written before them still read.
+    /// A release of the public table as listed.
+    Release(Release),
+    /// One frozen table of a release.
+    ReleaseTable(u64, ReleasedTable),
+    /// A snapshot with the names it was frozen with.
     Snapshot(Snapshot),
 }
 
@@ -80,6 +89,7 @@ pub struct BackupSummary {
     pub places: u64,
     pub agencies: u64,
     pub snapshots: u64,
+    pub releases: u64,
     pub bytes: u64,
 }
 
@@ -87,8 +97,14 @@ impl std::fmt::Display for BackupSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "log to sequence {}, {} alerts, {} audit events, {} places, {} agencies, {} snapshots",
-            self.head, self.alerts, self.audit_events, self.places, self.agencies, self.snapshots
+            "log to sequence {}, {} alerts, {} audit events, {} places, {} agencies, {} snapshots, {} releases",
+            self.head,
+            self.alerts,
+            self.audit_events,
+            self.places,
+            self.agencies,
+            self.snapshots,
+            self.releases
         )
     }
 }
@@ -268,6 +284,16 @@ impl Store {
             frames.frame(&Frame::Snapshot(Snapshots::decode_value(&bytes)?))?;
             snapshots += 1;
         }
+        let mut releases = 0;
+        for entry in up_to::<Releases>(tree, cut.last_release) {
+            let (_, bytes) = entry?;
+            let release: Release = postcard::from_bytes(&bytes)?;
+            for table in ReleaseTables::of_release(tree, release.number) {
+                frames.frame(&Frame::ReleaseTable(release.number, table?.1))?;
+            }
+            frames.frame(&Frame::Release(release))?;
+            releases += 1;
+        }
         for entry in up_to::<AuditLog>(tree, cut.audit_head.0) {
             let (_, bytes) = entry?;
             frames.frame(&Frame::AuditEvent(bytes.to_vec()))?;
@@ -280,6 +306,7 @@ impl Store {
             places: cut.places.len() as u64,
             agencies: cut.agencies.len() as u64,
             snapshots,
+            releases,
             bytes,
         })
     }
@@ -367,8 +394,10 @@ fn count(summary: &mut BackupSummary, frame: &Frame) {
         Frame::Agency(_) => summary.agencies += 1,
         Frame::Alert(_) => summary.alerts += 1,
         Frame::Snapshot(_) | Frame::SnapshotWithoutNames(_) => summary.snapshots += 1,
+        Frame::Release(_) => summary.releases += 1,
         Frame::AuditEvent(_) => summary.audit_events += 1,
-        Frame::Membership(_) | Frame::Revision(_) | Frame::End { .. } => {}
+        Frame::Membership(_) | Frame::Revision(_) | Frame::ReleaseTable(..) | Frame::End { .. } => {
+        }
     }
 }
 
@@ -411,6 +440,12 @@ fn restore_into(db: &sled::Db, input: impl Read) -> Result<BackupSummary, StoreE
                 let snapshot = Snapshot::from(old);
                 Snapshots::put(&mut batch, &snapshot.id, &snapshot)?;
             }
+            Frame::Release(release) => Releases::put(&mut batch, &release.number, &release)?,
+            Frame::ReleaseTable(number, table) => ReleaseTables::put(
+                &mut batch,
+                &(number, table.parent.code, table.level),
+                &table,
+            )?,
             Frame::AuditEvent(stored) => {
                 let event: AuditEvent = postcard::from_bytes(&stored)?;
                 audit_sequence = event.sequence;

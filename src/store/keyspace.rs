@@ -9,8 +9,10 @@ use super::StoreError;
 use super::{Snapshot, SnapshotWithoutNames};
 use crate::domain::alert::Alert;
 use crate::domain::audit::{AuditEvent, link_hash};
+use crate::domain::release::{Release, ReleasedTable};
 use crate::domain::{
-    Agency, AgencyId, LocalRef, Membership, Place, PlaceCode, RecordKey, Revision, SubjectKey,
+    Agency, AgencyId, LocalRef, Membership, Place, PlaceCode, PlaceLevel, RecordKey, Revision,
+    SubjectKey, Vocabulary,
 };
 
 /// One kind of entry in the register's tree.
@@ -286,6 +288,62 @@ impl Keyspace for Snapshots {
     fn decode_value(bytes: &[u8]) -> Result<Snapshot, StoreError> {
         decode_value::<Snapshot>(bytes)
             .or_else(|_| decode_value::<SnapshotWithoutNames>(bytes).map(Snapshot::from))
+    }
+}
+
+/// Releases of the public table as listed: release number → release.
+pub(crate) struct Releases;
+impl Keyspace for Releases {
+    const PREFIX: u8 = b'O';
+    type Key = u64;
+    type Value = Release;
+    fn encode_key(key: &u64, out: &mut Vec<u8>) {
+        encode_sequence(*key, out);
+    }
+    fn decode_key(bytes: &[u8]) -> Result<u64, StoreError> {
+        decode_sequence(bytes, "release")
+    }
+}
+
+/// The frozen tables of each release: (release number, parent, level) → table. A release's
+/// tables share the prefix of its number, so one range holds them all.
+pub(crate) struct ReleaseTables;
+impl Keyspace for ReleaseTables {
+    const PREFIX: u8 = b'T';
+    type Key = (u64, PlaceCode, PlaceLevel);
+    type Value = ReleasedTable;
+    fn encode_key((release, parent, level): &Self::Key, out: &mut Vec<u8>) {
+        encode_sequence(*release, out);
+        out.extend_from_slice(parent.as_bytes());
+        out.push(level.number() as u8);
+    }
+    fn decode_key(bytes: &[u8]) -> Result<Self::Key, StoreError> {
+        let what = "release table";
+        let mut bytes = bytes;
+        let release = decode_sequence(take(&mut bytes, 8, what)?, what)?;
+        let parent = decode_place_code(take(&mut bytes, 9, what)?)?;
+        let level = PlaceLevel::from_number(i32::from(take(&mut bytes, 1, what)?[0]))
+            .ok_or_else(|| corrupt(what))?;
+        if !bytes.is_empty() {
+            return Err(corrupt(what));
+        }
+        Ok((release, parent, level))
+    }
+}
+
+impl ReleaseTables {
+    /// Every table of one release.
+    pub(crate) fn of_release(
+        tree: &sled::Tree,
+        release: u64,
+    ) -> impl DoubleEndedIterator<Item = Result<(<Self as Keyspace>::Key, ReleasedTable), StoreError>>
+    {
+        let mut prefix = vec![Self::PREFIX];
+        encode_sequence(release, &mut prefix);
+        tree.scan_prefix(prefix).map(|entry| {
+            let (key, value) = entry?;
+            Ok((Self::decode_key(&key[1..])?, decode_value(&value)?))
+        })
     }
 }
 

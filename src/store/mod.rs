@@ -8,12 +8,14 @@ mod alerts;
 mod audit;
 mod backup;
 mod keyspace;
+mod releases;
 mod verify;
 mod views;
 
 pub use alerts::{AlertPage, AlertScan};
 pub use audit::AuditPage;
 pub use backup::{BackupCut, BackupSummary};
+pub use releases::Due;
 pub use views::RiskPage;
 mod writer;
 

@@ -150,31 +150,6 @@ impl Store {
         views
     }
 
-    /// Each place of `level` under `parent` with its view, for a comparative table, and the
-    /// sequence they are consistent with.
-    pub fn comparative_rows(
-        &self,
-        parent: PlaceCode,
-        level: crate::domain::PlaceLevel,
-        filter: &ViewFilter,
-    ) -> (Vec<(crate::domain::Place, PlaceView)>, u64) {
-        let directory = self.shared.read_directory();
-        let inspection = self.shared.read_inspection();
-        let rows = directory
-            .geography
-            .places_under(parent, level)
-            .into_iter()
-            .map(|place| {
-                let view = inspection.view(&directory.geography, place.code, filter);
-                (place.clone(), view)
-            })
-            .collect();
-        let consistent_at = inspection
-            .view(&directory.geography, parent, filter)
-            .consistent_at;
-        (rows, consistent_at)
-    }
-
     /// The same view computed by scanning every record: the baseline the counters beat.
     pub fn scan_place_view(
         &self,

@@ -10,12 +10,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::keyspace::{
     Agencies, AlertLog, AuditHead, AuditLog, ByPlace, BySubject, Keyspace, Latest, Log,
-    Memberships, Places, Snapshots,
+    Memberships, Places, ReleaseTables, Releases, Snapshots,
 };
 use super::{ImportOutcome, Shared, Snapshot, SnapshotRequest, StoreError, Submitted};
 use crate::domain::audit::AuditEvent;
 use crate::domain::lookup::{LookupTable, plan_import};
 use crate::domain::record::decide;
+use crate::domain::release::{Release, release_tables};
 use crate::domain::{
     Access, Actor, Agency, AlertKind, Decision, Invalid, RecordKey, Revision, RiskRecord,
 };
@@ -53,6 +54,13 @@ pub(super) enum Command {
     },
     SweepStale {
         reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
+    /// Cuts a release of the public table now (`actor` set: an administrator asked), or if
+    /// the schedule says one is due (`schedule` set).
+    CutRelease {
+        actor: Option<Actor>,
+        schedule: Option<super::releases::Due>,
+        reply: oneshot::Sender<Result<Option<Release>, StoreError>>,
     },
     /// A consistent point to back up from.
     Cut {
@@ -171,6 +179,13 @@ impl Writer {
                 }
                 Command::SweepStale { reply } => {
                     let _ = reply.send(self.guarded(|w| w.sweep_stale()));
+                }
+                Command::CutRelease {
+                    actor,
+                    schedule,
+                    reply,
+                } => {
+                    let _ = reply.send(self.guarded(|w| w.cut_release(actor, schedule)));
                 }
                 Command::Cut { reply } => {
                     let _ = reply.send(self.guarded(|w| w.cut()));
@@ -443,6 +458,85 @@ impl Writer {
         Ok(alerts.len())
     }
 
+    /// Cuts a release between batches, so it stands at exactly the writer's head: every table
+    /// of the public figures as they are now, under disclosure control that also takes the
+    /// previous release into account. Scheduled, it does nothing unless a release point has
+    /// passed since the last release (or since the schedule started, before any).
+    fn cut_release(
+        &mut self,
+        actor: Option<Actor>,
+        schedule: Option<super::releases::Due>,
+    ) -> Result<Option<Release>, StoreError> {
+        let tree = &self.shared.tree;
+        let now = (self.shared.clock)();
+        let last = match Releases::scan_all(tree).next_back() {
+            Some(entry) => Some(entry?.1),
+            None => None,
+        };
+        let as_at = match schedule {
+            None => now,
+            Some(due) => {
+                // After the last release; before any, only points after the schedule started.
+                let since = last.as_ref().map_or(due.since, |r| r.as_at);
+                match due.schedule.latest_point(now) {
+                    Some(point) if point > since => point,
+                    _ => return Ok(None),
+                }
+            }
+        };
+        let previous = match &last {
+            Some(last) => Some((
+                super::releases::tables_of(tree, last.number)?,
+                self.shared.replay_inspection(last.sequence)?,
+            )),
+            None => None,
+        };
+        let tables = {
+            let directory = self.shared.read_directory();
+            let inspection = self.shared.read_inspection();
+            release_tables(
+                &directory.geography,
+                &inspection,
+                previous
+                    .as_ref()
+                    .map(|(tables, counters)| (tables, counters)),
+            )
+        };
+        let release = Release {
+            number: last.as_ref().map_or(1, |r| r.number + 1),
+            sequence: self.head,
+            as_at,
+            cut_at: now,
+            scheduled: actor.is_none(),
+            tables: tables.len() as u64,
+        };
+        let mut batch = sled::Batch::default();
+        Releases::put(&mut batch, &release.number, &release)?;
+        for table in &tables {
+            ReleaseTables::put(
+                &mut batch,
+                &(release.number, table.parent.code, table.level),
+                table,
+            )?;
+        }
+        if let Some(actor) = actor {
+            let mut access = Access::by(actor);
+            access.outcome = format!(
+                "OK: release {} of the public table at sequence {}",
+                release.number, release.sequence
+            );
+            self.chain(&mut batch, access, now)?;
+        }
+        self.apply(batch)?;
+        tracing::info!(
+            number = release.number,
+            sequence = release.sequence,
+            tables = release.tables,
+            "release of the public table cut"
+        );
+        Ok(Some(release))
+    }
+
     /// Everything durable right now, between batches: the heads of the three logs and the
     /// directory as stored.
     fn cut(&self) -> Result<super::backup::BackupCut, StoreError> {
@@ -452,6 +546,10 @@ impl Writer {
             alert_head: self.alert_head,
             audit_head: self.audit_head,
             last_snapshot: match Snapshots::scan_all(tree).next_back() {
+                Some(entry) => entry?.0,
+                None => 0,
+            },
+            last_release: match Releases::scan_all(tree).next_back() {
                 Some(entry) => entry?.0,
                 None => 0,
             },

@@ -1,0 +1,228 @@
+//! Releases of the public table: open data is published at scheduled points and frozen, not
+//! answered live. Between two releases nothing the public sees moves, so a partner agency
+//! cannot add its own records one at a time and watch a suppressed cell change.
+//!
+//! A release stands at one exact log sequence (the writer cuts it between batches) and holds
+//! every table the public may ask for, already under disclosure control: for each place or
+//! footprint area, one table per published level with places under it, unfiltered. Filters
+//! are not offered on releases, because two differently filtered tables of the same records
+//! could be differenced against each other.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
+
+use super::disclosure::{ComparativeTable, ContributedRow, comparative_table};
+use super::inspection::{Inspection, ViewFilter};
+use super::{Geography, Place, PlaceCode, PlaceLevel};
+
+/// The levels a release publishes rows at: never ward or LSOA.
+pub const PUBLISHED_LEVELS: [PlaceLevel; 7] = [
+    PlaceLevel::Country,
+    PlaceLevel::Region,
+    PlaceLevel::County,
+    PlaceLevel::District,
+    PlaceLevel::PoliceForceArea,
+    PlaceLevel::CommunitySafetyPartnership,
+    PlaceLevel::ClinicalCommissioningGroup,
+];
+
+/// When releases are cut: monthly, on a day of the month at an hour, in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReleaseSchedule {
+    /// 1 to 28, so every month has the day.
+    pub day_of_month: u8,
+    /// 0 to 23.
+    pub hour: u8,
+}
+
+impl Default for ReleaseSchedule {
+    /// Midnight UTC on the first of each month.
+    fn default() -> Self {
+        Self {
+            day_of_month: 1,
+            hour: 0,
+        }
+    }
+}
+
+impl ReleaseSchedule {
+    /// A schedule, refusing a day no month can be relied on to have or an hour past 23; the
+    /// error names the field.
+    pub fn new(day_of_month: u8, hour: u8) -> Result<Self, (&'static str, String)> {
+        if !(1..=28).contains(&day_of_month) {
+            return Err((
+                "release_day_of_month",
+                format!("{day_of_month} is not a day every month has (1 to 28)"),
+            ));
+        }
+        if hour > 23 {
+            return Err(("release_hour", format!("{hour} is not an hour (0 to 23)")));
+        }
+        Ok(Self { day_of_month, hour })
+    }
+
+    /// The release point in a month.
+    fn point_in(&self, year: i32, month: Month) -> Option<OffsetDateTime> {
+        let date = Date::from_calendar_date(year, month, self.day_of_month).ok()?;
+        let time = Time::from_hms(self.hour, 0, 0).ok()?;
+        Some(PrimitiveDateTime::new(date, time).assume_utc())
+    }
+
+    /// The latest scheduled point at or before `now`.
+    pub fn latest_point(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        let now = now.to_offset(time::UtcOffset::UTC);
+        let this_month = self.point_in(now.year(), now.month())?;
+        if this_month <= now {
+            return Some(this_month);
+        }
+        let (year, month) = match now.month() {
+            Month::January => (now.year() - 1, Month::December),
+            month => (now.year(), month.previous()),
+        };
+        self.point_in(year, month)
+    }
+}
+
+/// A release as listed: which one, when, and where in the log it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    /// 1, 2, 3… in the order releases were cut.
+    pub number: u64,
+    /// The log sequence the release stands at: every revision up to it, nothing after.
+    pub sequence: u64,
+    /// The point the figures are as at: the scheduled point, or the moment an administrator
+    /// cut it. Its month is the release's time period.
+    #[serde(with = "time::serde::timestamp::nanoseconds")]
+    pub as_at: OffsetDateTime,
+    /// When the server cut it (later than `as_at` when the server was down at the point).
+    #[serde(with = "time::serde::timestamp::nanoseconds")]
+    pub cut_at: OffsetDateTime,
+    /// Cut by the schedule, rather than by an administrator.
+    pub scheduled: bool,
+    /// How many tables it holds.
+    pub tables: u64,
+}
+
+impl Release {
+    /// The release's time period: the year and month its figures are as at.
+    pub fn time_period(&self) -> (i32, Month) {
+        let at = self.as_at.to_offset(time::UtcOffset::UTC);
+        (at.year(), at.month())
+    }
+}
+
+/// One frozen table of a release: the places of a level under a parent, already under
+/// disclosure control.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleasedTable {
+    /// The parent as it was when the release was cut; the table's total row is its row.
+    pub parent: Place,
+    pub level: PlaceLevel,
+    pub table: ComparativeTable,
+}
+
+/// The previous release: its tables by (parent, level), and the counters as they stood at
+/// its sequence.
+pub type PreviousRelease<'a> = (
+    &'a BTreeMap<(PlaceCode, PlaceLevel), ReleasedTable>,
+    &'a Inspection,
+);
+
+/// Every table a release publishes, computed from the counters: for each place or footprint
+/// area above ward level, one table per published level with places under it, in parent code
+/// then level order. Contributor-aware disclosure control is applied to each, taking the
+/// previous release into account so that the two together give nothing away either.
+pub fn release_tables(
+    geography: &Geography,
+    inspection: &Inspection,
+    previous: Option<PreviousRelease<'_>>,
+) -> Vec<ReleasedTable> {
+    let everything = ViewFilter::default();
+    let mut parents: Vec<&Place> = geography
+        .all_places()
+        .filter(|p| !matches!(p.level, PlaceLevel::Ward | PlaceLevel::Lsoa))
+        .collect();
+    parents.sort_by_key(|p| p.code);
+    let candidates: Vec<(PlaceLevel, Vec<&Place>)> = PUBLISHED_LEVELS
+        .iter()
+        .map(|level| (*level, geography.places_of_level(*level)))
+        .collect();
+    let mut tables = Vec::new();
+    for parent in parents {
+        for (level, places) in &candidates {
+            let rows: Vec<&Place> = places
+                .iter()
+                .copied()
+                .filter(|place| {
+                    place.code != parent.code && geography.covers(parent.code, place.code)
+                })
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let contributed = |counters: &Inspection| -> Vec<ContributedRow> {
+                rows.iter()
+                    .map(|place| {
+                        (
+                            (*place).clone(),
+                            counters.views_by_agency(place.code, &everything),
+                        )
+                    })
+                    .collect()
+            };
+            let earlier = previous.and_then(|(tables, counters)| {
+                tables
+                    .get(&(parent.code, *level))
+                    .map(|table| (&table.table, contributed(counters)))
+            });
+            let table = comparative_table(
+                contributed(inspection),
+                earlier.as_ref().map(|(table, then)| (*table, &then[..])),
+            );
+            tables.push(ReleasedTable {
+                parent: parent.clone(),
+                level: *level,
+                table,
+            });
+        }
+    }
+    tables
+}
+
+/// The key a released table is found by.
+pub fn table_key(table: &ReleasedTable) -> (PlaceCode, PlaceLevel) {
+    (table.parent.code, table.level)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn the_latest_point_is_this_months_once_passed_else_last_months() {
+        let schedule = ReleaseSchedule::new(1, 6).expect("valid");
+        assert_eq!(
+            schedule.latest_point(datetime!(2026-11-26 09:00 UTC)),
+            Some(datetime!(2026-11-01 06:00 UTC))
+        );
+        assert_eq!(
+            schedule.latest_point(datetime!(2026-11-01 05:59 UTC)),
+            Some(datetime!(2026-10-01 06:00 UTC))
+        );
+        assert_eq!(
+            schedule.latest_point(datetime!(2026-01-01 00:00 UTC)),
+            Some(datetime!(2025-12-01 06:00 UTC))
+        );
+        assert_eq!(
+            ReleaseSchedule::new(29, 0).map_err(|e| e.0),
+            Err("release_day_of_month")
+        );
+        assert_eq!(
+            ReleaseSchedule::new(1, 24).map_err(|e| e.0),
+            Err("release_hour")
+        );
+    }
+}
