@@ -132,8 +132,9 @@ enum Command {
         /// The CSV file to write.
         #[arg(long)]
         out: PathBuf,
-        #[command(flatten)]
-        filter: inspect::FilterArgs,
+        /// The release to export, by number (`ListReleases`); the latest when left out.
+        #[arg(long, default_value_t = 0, hide_default_value = true)]
+        release: u64,
     },
     /// Follows one pseudonymous subject's trail across agencies.
     Follow {
@@ -491,11 +492,11 @@ async fn export(
     server: ServerArgs,
     parent: String,
     level: PlaceLevel,
-    filter: marr::proto::ViewFilter,
+    release: u64,
     out: PathBuf,
 ) -> Result<ExitCode, ClientError> {
     let connection = Connection::open(&server).await?;
-    let rows = marr::cli::export::export(&connection, &parent, level, filter, &out).await?;
+    let rows = marr::cli::export::export(&connection, &parent, level, release, &out).await?;
     emit(format!(
         "wrote {rows} rows to {} (counts of 1 to 4 shown as c, the rest rounded to the nearest 5)",
         out.display()
@@ -676,8 +677,8 @@ async fn run(cli: Cli) -> ExitCode {
             parent,
             level,
             out,
-            filter,
-        } => client_exit(export(server, parent, level, filter.to_proto(), out).await),
+            release,
+        } => client_exit(export(server, parent, level, release, out).await),
         Command::View {
             server,
             place,

@@ -409,7 +409,7 @@ async fn tell_the_story(
         public,
         NORTH_EAST_REGION,
         PlaceLevel::County,
-        proto::ViewFilter::default(),
+        0,
         &table_file,
     )
     .await?;

@@ -91,13 +91,13 @@ async fn geography_of(
     })
 }
 
-/// Fetches the comparative table of the latest release and writes it to `out`; answers the
-/// number of data rows. `time_period` is the release's, not today's.
+/// Fetches the comparative table of a release (0: the latest) and writes it to `out`;
+/// answers the number of data rows. `time_period` is the release's, not today's.
 pub async fn export(
     connection: &Connection,
     parent: &str,
     level: PlaceLevel,
-    filter: proto::ViewFilter,
+    release: u64,
     out: &Path,
 ) -> Result<usize, ClientError> {
     let table = connection
@@ -105,8 +105,9 @@ pub async fn export(
         .get_comparative_table(proto::GetComparativeTableRequest {
             parent_code: parent.into(),
             level: level.number(),
-            filter: Some(filter),
-            release: 0,
+            // A release is published whole: a narrowed table beside it could be differenced.
+            filter: None,
+            release,
         })
         .await?
         .into_inner();
