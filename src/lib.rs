@@ -401,12 +401,15 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
             );
         }
     }
-    sweeper.abort();
-    if let Some(releaser) = releaser {
-        releaser.abort();
+    // The background tasks hold the store; they are gone, not only told to go, before it is
+    // closed, so a restart can take the directory's lock at once.
+    for task in [Some(sweeper), releaser, Some(gauges), Some(tallying)]
+        .into_iter()
+        .flatten()
+    {
+        task.abort();
+        let _ = task.await;
     }
-    gauges.abort();
-    tallying.abort();
     if let Err(error) = refusals.flush(&store).await {
         tracing::error!(%error, "cannot record the last aggregated refusals");
     }

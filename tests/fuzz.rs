@@ -812,7 +812,10 @@ fn every_method_of_the_contract_is_fuzzed() {
         .map(|rule| rule.name())
         .filter(|name| !fuzzed.contains(name))
         .collect();
-    assert!(missing.is_empty(), "request messages nobody fuzzes: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "request messages nobody fuzzes: {missing:?}"
+    );
 }
 
 #[test]

@@ -609,6 +609,25 @@ async fn releases_are_cut_on_the_schedule_by_the_registers_clock_and_reproduce_f
         "{:?}",
         rows.first()
     );
+    // An earlier release by number: its own time period.
+    let rows = export_csv(
+        &server.url,
+        &[
+            "--parent",
+            NORTH_EAST,
+            "--level",
+            "county",
+            "--release",
+            "2",
+        ],
+        &out,
+    )
+    .await;
+    assert!(
+        !rows.is_empty() && rows.iter().all(|r| &r[0] == "2026" && &r[1] == "April"),
+        "{:?}",
+        rows.first()
+    );
 }
 
 /// Runs `marr export` against the server and reads back the data rows, after the header.

@@ -277,10 +277,24 @@ impl TestServer {
     ) -> Self {
         let path = dir.path().to_path_buf();
         let opening = options.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open_with(&path, opening))
-            .await
-            .expect("open task")
-            .expect("store opens");
+        let store = tokio::task::spawn_blocking(move || {
+            // sled's background flusher lets go of the directory's lock a moment after the
+            // last handle is dropped; a restart in the same process waits for it, as a new
+            // process (which the lock dies with) never has to.
+            let mut tries = 0;
+            loop {
+                match Store::open_with(&path, opening.clone()) {
+                    Err(error) if tries < 100 && error.to_string().contains("acquire lock") => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                    opened => break opened,
+                }
+            }
+        })
+        .await
+        .expect("open task")
+        .expect("store opens");
         let listener = tokio::net::TcpListener::bind(address).await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let (shutdown, stop) = oneshot::channel::<()>();
