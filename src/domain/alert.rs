@@ -130,7 +130,9 @@ impl Alert {
             agencies,
             places,
             subject: self.subject,
-            raised_by: self.raised_by,
+            // The revision that raised it may lie outside the board's places: name the one
+            // inside that leads the trimmed alert instead.
+            raised_by: lead.sequence,
             raised_at: self.raised_at,
             detail,
         }))
