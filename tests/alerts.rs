@@ -17,7 +17,6 @@ use marr::store::StoreOptions;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::RwLock;
-use tonic::Code;
 
 async fn all_alerts(
     connection: &Connection,
