@@ -285,18 +285,26 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
         &limits,
         config.client_addresses()?,
     );
-    let refusals = guard.tally();
 
-    // Refusals past the per-address limit are written as aggregated events now and then.
+    // Refusals past the per-address limit are written as aggregated events now and then, and
+    // once more when the server stops (the task is asked to stop, never cut off mid-flush).
+    let (stop_tallying, tallying_stopped) = tokio::sync::oneshot::channel::<()>();
     let tallying = {
         let store = store.clone();
-        let refusals = std::sync::Arc::clone(&refusals);
+        let refusals = guard.tally();
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(auth::guard::TALLY_FLUSH_EVERY);
+            tokio::pin!(tallying_stopped);
             loop {
-                ticks.tick().await;
+                let stopping = tokio::select! {
+                    _ = ticks.tick() => false,
+                    _ = &mut tallying_stopped => true,
+                };
                 if let Err(error) = refusals.flush(&store).await {
                     tracing::error!(%error, "cannot record aggregated refusals; kept for later");
+                }
+                if stopping {
+                    return;
                 }
             }
         })
@@ -403,16 +411,15 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
     }
     // The background tasks hold the store; they are gone, not only told to go, before it is
     // closed, so a restart can take the directory's lock at once.
-    for task in [Some(sweeper), releaser, Some(gauges), Some(tallying)]
+    for task in [Some(sweeper), releaser, Some(gauges)]
         .into_iter()
         .flatten()
     {
         task.abort();
         let _ = task.await;
     }
-    if let Err(error) = refusals.flush(&store).await {
-        tracing::error!(%error, "cannot record the last aggregated refusals");
-    }
+    let _ = stop_tallying.send(());
+    let _ = tallying.await;
     store.close().await?;
     tracing::info!(head = store.head_sequence(), "store flushed; stopped");
     Ok(())

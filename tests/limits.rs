@@ -259,6 +259,40 @@ async fn open_streams_count_against_the_concurrency_cap() {
 }
 
 #[tokio::test]
+async fn callers_without_credentials_cannot_take_the_partners_places() {
+    // A quarter of the places, here 2 of 8, is all that callers without credentials may hold.
+    let server = TestServer::start_configured(config_with(
+        "[limits]\nmax_concurrent_calls = 8\ncalls_per_second = 100000\nburst = 100000\n",
+    ))
+    .await;
+    let c = server.connect().await;
+    let health = || {
+        c.public
+            .client(tonic_health::pb::health_client::HealthClient::new)
+    };
+    let idle_watch = || async {
+        health()
+            .watch(tonic_health::pb::HealthCheckRequest::default())
+            .await
+    };
+    let _first = idle_watch().await.expect("a public watch opens");
+    let _second = idle_watch().await.expect("a second one too");
+    let refused = idle_watch()
+        .await
+        .expect_err("a third is past the public share");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("without credentials"),
+        "{refused:?}"
+    );
+    c.admin
+        .directory()
+        .list_agencies(proto::ListAgenciesRequest {})
+        .await
+        .expect("a partner is still served while the public's share is full");
+}
+
+#[tokio::test]
 async fn sigterm_ends_idle_streams_with_unavailable_and_exits_within_the_drain() {
     let data = tempfile::tempdir().expect("dir");
     let config = data.path().join("marr.toml");

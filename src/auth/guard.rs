@@ -79,7 +79,14 @@ impl ClientAddresses {
 }
 
 /// An admitted caller, holding its place among the calls in progress.
-type Admitted = (Arc<Principal>, OwnedSemaphorePermit);
+type Admitted = (Arc<Principal>, Places);
+
+/// A call's places among those in progress: one of all calls, and for a caller without
+/// credentials one of the share kept for such callers. Held until the answer has gone out.
+struct Places {
+    _call: OwnedSemaphorePermit,
+    _anonymous: Option<OwnedSemaphorePermit>,
+}
 /// A refusal, and who was refused when the caller was identified.
 type Refused = (Option<Arc<Principal>>, Denied);
 
@@ -93,6 +100,10 @@ pub struct Guard {
     deadline: Duration,
     max_concurrent: usize,
     in_flight: Arc<Semaphore>,
+    /// Calls without credentials may hold at most this share of the places, so idle public
+    /// streams (health watches, reflection) can never crowd out the partners.
+    anonymous_in_flight: Arc<Semaphore>,
+    anonymous_max: usize,
     rates: DefaultKeyedRateLimiter<String>,
     /// Refusals recorded one event each, per caller address; past it they are tallied.
     refusals: DefaultKeyedRateLimiter<String>,
@@ -164,14 +175,13 @@ impl RefusalTally {
     }
 
     /// Writes every tally as one audit event and forgets it. A tally whose event cannot be
-    /// written is kept for the next flush.
+    /// written is merged back, with whatever was counted meanwhile, for the next flush.
     pub async fn flush(&self, store: &Store) -> Result<usize, crate::store::StoreError> {
-        let tallies: Vec<(TallyKey, Tally)> = {
+        let mut tallies: Vec<(TallyKey, Tally)> = {
             let mut tallies = self.tallies.lock().unwrap_or_else(|p| p.into_inner());
-            let mut drained: Vec<_> = tallies.drain().collect();
-            drained.sort_by(|a, b| a.0.cmp(&b.0));
-            drained
+            tallies.drain().collect()
         };
+        tallies.sort_by(|a, b| a.0.cmp(&b.0));
         let written = tallies.len();
         let mut pending = tallies.into_iter();
         while let Some((key, tally)) = pending.next() {
@@ -182,11 +192,15 @@ impl RefusalTally {
             ));
             access.outcome = aggregated_outcome(&key, &tally);
             if let Err(error) = store.audit(access).await {
-                for (key, tally) in std::iter::once((key, tally)).chain(pending) {
-                    self.tallies
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(key, tally);
+                let mut tallies = self.tallies.lock().unwrap_or_else(|p| p.into_inner());
+                for (key, unwritten) in std::iter::once((key, tally)).chain(pending) {
+                    tallies
+                        .entry(key)
+                        .and_modify(|t| {
+                            t.count += unwritten.count;
+                            t.first = t.first.min(unwritten.first);
+                        })
+                        .or_insert(unwritten);
                 }
                 return Err(error);
             }
@@ -215,6 +229,11 @@ fn aggregated_outcome(key: &TallyKey, tally: &Tally) -> String {
 /// How often tallied refusals are written to the audit chain.
 pub const TALLY_FLUSH_EVERY: Duration = Duration::from_secs(5);
 
+/// The places kept for callers without credentials: a quarter of all, at least one.
+fn anonymous_share(max_concurrent: usize) -> usize {
+    (max_concurrent / 4).max(1)
+}
+
 /// How often the rate limiter forgets callers that have been quiet long enough.
 const FORGET_IDLE_EVERY: u64 = 4096;
 
@@ -235,6 +254,8 @@ impl Guard {
             deadline: limits.deadline,
             max_concurrent: limits.max_concurrent,
             in_flight: Arc::new(Semaphore::new(limits.max_concurrent)),
+            anonymous_in_flight: Arc::new(Semaphore::new(anonymous_share(limits.max_concurrent))),
+            anonymous_max: anonymous_share(limits.max_concurrent),
             rates: RateLimiter::keyed(quota),
             refusals: RateLimiter::keyed(quota),
             calls: std::sync::atomic::AtomicU64::new(0),
@@ -247,7 +268,7 @@ impl Guard {
         &self,
         request: &http::Request<Body>,
         peer: &str,
-    ) -> Result<Arc<Principal>, Denied> {
+    ) -> Result<(Arc<Principal>, bool), Denied> {
         if let Some(header) = request.headers().get(http::header::AUTHORIZATION) {
             let token = header
                 .to_str()
@@ -261,6 +282,7 @@ impl Guard {
             return self
                 .identities
                 .by_token(token.trim())
+                .map(|principal| (principal, false))
                 .ok_or_else(|| Denied::Unauthenticated("the bearer token is not known".into()));
         }
         let certificates = request
@@ -268,13 +290,17 @@ impl Guard {
             .get::<TlsConnectInfo<TcpConnectInfo>>()
             .and_then(|tls| tls.peer_certs());
         if let Some(leaf) = certificates.as_ref().and_then(|chain| chain.first()) {
-            return self.identities.by_certificate(leaf).ok_or_else(|| {
-                Denied::Unauthenticated(
-                    "the client certificate does not name a known principal".into(),
-                )
-            });
+            return self
+                .identities
+                .by_certificate(leaf)
+                .map(|principal| (principal, false))
+                .ok_or_else(|| {
+                    Denied::Unauthenticated(
+                        "the client certificate does not name a known principal".into(),
+                    )
+                });
         }
-        Ok(Arc::new(Principal::public(peer)))
+        Ok((Arc::new(Principal::public(peer)), true))
     }
 
     /// Admits a call or says why not.
@@ -284,7 +310,7 @@ impl Guard {
         rule: &policy::MethodRule,
         peer: &str,
     ) -> Result<Admitted, Refused> {
-        let principal = self.identify(request, peer).map_err(|d| (None, d))?;
+        let (principal, anonymous) = self.identify(request, peer).map_err(|d| (None, d))?;
         let refuse = |denied: Denied| (Some(Arc::clone(&principal)), denied);
         if !rule.admits(principal.role) {
             return Err(refuse(if principal.role == Role::Public {
@@ -314,7 +340,22 @@ impl Guard {
                 wait.as_millis().max(1)
             ))));
         }
-        let permit = Arc::clone(&self.in_flight)
+        let anonymous = if anonymous {
+            Some(
+                Arc::clone(&self.anonymous_in_flight)
+                    .try_acquire_owned()
+                    .map_err(|_| {
+                        refuse(Denied::Exhausted(format!(
+                            "callers without credentials are at their limit of {} calls in \
+                             progress; retry shortly",
+                            self.anonymous_max
+                        )))
+                    })?,
+            )
+        } else {
+            None
+        };
+        let call = Arc::clone(&self.in_flight)
             .try_acquire_owned()
             .map_err(|_| {
                 refuse(Denied::Exhausted(format!(
@@ -322,7 +363,13 @@ impl Guard {
                     self.max_concurrent
                 )))
             })?;
-        Ok((principal, permit))
+        Ok((
+            principal,
+            Places {
+                _call: call,
+                _anonymous: anonymous,
+            },
+        ))
     }
 
     /// The refusals waiting to be written as aggregated events, for the server to flush.
@@ -330,10 +377,7 @@ impl Guard {
         Arc::clone(&self.tally)
     }
 
-    /// Records a refusal in the audit chain and turns it into the answer. The caller always
-    /// gets the refusal's own status: the per-address limit decides only how it is recorded,
-    /// one event each, or past the limit counted into an aggregated event (see
-    /// [`RefusalTally`]), so a flood neither fills the chain nor goes unrecorded.
+    /// Records a refusal made before the call was admitted and turns it into the answer.
     async fn refuse(
         &self,
         peer: &str,
@@ -347,23 +391,31 @@ impl Guard {
             "code" => format!("{:?}", status.code())
         )
         .increment(1);
+        let mut access = Access::by(actor);
+        access.outcome = format!("{:?}: {}", status.code(), status.message());
+        self.record_refusal(peer, access, &status).await;
+        status.into_http()
+    }
+
+    /// Records a refusal in the audit chain, whoever made it (the guard or a handler). The
+    /// caller always gets the refusal's own status: the per-address limit decides only how it
+    /// is recorded, one event each, or past the limit counted into an aggregated event (see
+    /// [`RefusalTally`]), so a flood neither fills the chain nor goes unrecorded.
+    async fn record_refusal(&self, peer: &str, access: Access, status: &Status) {
         if self.refusals.check_key(&peer.to_string()).is_err() {
             let key = TallyKey {
                 address: peer.to_string(),
-                principal: actor.principal,
-                role: actor.role,
-                method: actor.method,
+                principal: access.actor.principal,
+                role: access.actor.role,
+                method: access.actor.method,
                 code: status.code() as i32,
             };
             self.tally.count(key, status.message(), self.store.now());
-            return status.into_http();
+            return;
         }
-        let mut access = Access::by(actor);
-        access.outcome = format!("{:?}: {}", status.code(), status.message());
         if let Err(error) = self.store.audit(access).await {
             tracing::error!(%error, "cannot record a refusal in the audit chain");
         }
-        status.into_http()
     }
 }
 
@@ -448,7 +500,7 @@ where
             .increment(1);
         return Ok(Status::unimplemented(format!("the server has no method {path}")).into_http());
     };
-    let (principal, permit) = match guard.admit(&request, rule, &peer) {
+    let (principal, places) = match guard.admit(&request, rule, &peer) {
         Ok(admitted) => admitted,
         Err((principal, denied)) => {
             let (name, role) = principal.map_or_else(
@@ -506,23 +558,26 @@ where
         "code" => format!("{code:?}")
     )
     .increment(1);
-    let outcome = outcome_of(&response);
-    let refused = outcome != "OK";
-    if (refused || rule.audit == Audit::Read)
-        && let Err(error) = guard.store.audit(caller.access(outcome)).await
-    {
-        tracing::error!(%error, method = rule.method, "cannot write the audit event");
-        if !refused {
-            // An answer whose reading cannot be recorded is not sent.
-            return Ok(Status::unavailable(
-                "the audit chain cannot record this read; nothing was sent",
-            )
-            .into_http());
+    match Status::from_header_map(response.headers()).filter(|s| s.code() != tonic::Code::Ok) {
+        Some(refusal) => {
+            let access = caller.access(outcome_of(&response));
+            guard.record_refusal(&peer, access, &refusal).await;
         }
+        None if rule.audit == Audit::Read => {
+            if let Err(error) = guard.store.audit(caller.access("OK".into())).await {
+                tracing::error!(%error, method = rule.method, "cannot write the audit event");
+                // An answer whose reading cannot be recorded is not sent.
+                return Ok(Status::unavailable(
+                    "the audit chain cannot record this read; nothing was sent",
+                )
+                .into_http());
+            }
+        }
+        None => {}
     }
     // The call holds its place among those in progress until its answer is over, so that
     // open streams count against the limit like unary calls do.
-    Ok(response.map(|body| Body::new(Answering::new(body, permit, guard.store.draining()))))
+    Ok(response.map(|body| Body::new(Answering::new(body, places, guard.store.draining()))))
 }
 
 /// How long a call that is about to answer is given once the server starts stopping.
@@ -537,20 +592,16 @@ fn shutting_down() -> Status {
 /// starts stopping, so the drain never waits on a client.
 struct Answering {
     inner: Body,
-    _permit: OwnedSemaphorePermit,
+    _places: Places,
     stopping: Pin<Box<dyn Future<Output = ()> + Send>>,
     ended: bool,
 }
 
 impl Answering {
-    fn new(
-        inner: Body,
-        permit: OwnedSemaphorePermit,
-        mut draining: tokio::sync::watch::Receiver<bool>,
-    ) -> Self {
+    fn new(inner: Body, places: Places, mut draining: tokio::sync::watch::Receiver<bool>) -> Self {
         Self {
             inner,
-            _permit: permit,
+            _places: places,
             stopping: Box::pin(async move {
                 let _ = draining.wait_for(|stopping| *stopping).await;
             }),
