@@ -129,6 +129,52 @@ async fn a_flood_of_refusals_is_recorded_in_full_as_aggregated_events() {
     );
 }
 
+#[tokio::test]
+async fn refusals_made_by_handlers_are_recorded_in_full_too() {
+    let server = TestServer::start_configured(config_with(
+        "[limits]\ncalls_per_second = 3\nburst = 3\nmax_concurrent_calls = 100\n",
+    ))
+    .await;
+    let c = server.connect().await;
+    // Admitted by the guard, refused by the handler: another agency's record.
+    const FLOOD: u64 = 20;
+    for _ in 0..FLOOD {
+        let refused = c
+            .agency(NEWCASTLE)
+            .risk_register()
+            .get_record(proto::GetRecordRequest {
+                agency_id: NORTHUMBRIA.into(),
+                local_ref: "P-1".into(),
+            })
+            .await
+            .expect_err("another agency's record");
+        assert_ne!(refused.code(), Code::Ok);
+        if refused.code() == Code::ResourceExhausted {
+            // Past the caller's own rate limit: wait and carry on.
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+    }
+    let mut recorded = 0;
+    for _ in 0..40 {
+        recorded = audit_events(&server)
+            .iter()
+            .filter(|e| e.method == "/marr.v1.RiskRegister/GetRecord")
+            .map(refusals_in)
+            .sum::<u64>();
+        if recorded >= FLOOD {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(recorded, FLOOD, "every refusal is in the audit chain");
+    assert!(
+        audit_events(&server)
+            .iter()
+            .any(|e| e.outcome.contains("(aggregated)")),
+        "past the limit they are aggregated"
+    );
+}
+
 /// A health check carrying an unknown token and `x-forwarded-for`, so the refusal is recorded
 /// with the address the server believed.
 async fn refused_with_forwarded_for(url: &str, forwarded: &'static str) {
