@@ -72,7 +72,9 @@ async fn push_of_a_csv_with_bad_rows_writes_the_rejects_and_one_summary_line() {
     assert_eq!(&rows[0][0], "3");
     assert_eq!(&rows[0][2], "C-2");
     assert_eq!(&rows[0][3], "category");
-    assert!(rows[0][4].contains("bullying"));
+    // The reason names the field, not the value: a shifted column can put anything there.
+    assert!(rows[0][4].contains("is not a"), "{:?}", &rows[0]);
+    assert!(!rows[0][4].contains("bullying"), "{:?}", &rows[0]);
     assert_eq!(&rows[1][2], "C-3");
     assert_eq!(&rows[1][3], "place_code");
 

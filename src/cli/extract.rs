@@ -51,7 +51,8 @@ fn word<V: Vocabulary>(column: &str, value: &str) -> Result<i32, FieldViolation>
 fn time(column: &str, value: &str) -> Result<prost_types::Timestamp, FieldViolation> {
     OffsetDateTime::parse(value, &Rfc3339)
         .map(timestamp)
-        .map_err(|e| FieldViolation::new(column, format!("`{value}` is not an RFC 3339 time: {e}")))
+        // The value is not repeated: a shifted column can put anything here.
+        .map_err(|e| FieldViolation::new(column, format!("is not an RFC 3339 time: {e}")))
 }
 
 /// Reads one row given as (column, value) pairs; unknown and missing columns are refused.
@@ -216,7 +217,18 @@ fn json_row(line: u64, text: &str) -> ExtractRow {
             other => {
                 return refused(
                     line,
-                    FieldViolation::new(key, format!("must be a string, got {other}")),
+                    FieldViolation::new(
+                        key,
+                        format!(
+                            "must be a string, got {}",
+                            match other {
+                                serde_json::Value::Bool(_) => "true or false",
+                                serde_json::Value::Number(_) => "a number",
+                                serde_json::Value::Array(_) => "a list",
+                                _ => "an object",
+                            }
+                        ),
+                    ),
                 );
             }
         };

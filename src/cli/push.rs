@@ -56,14 +56,23 @@ pub struct Reject {
 }
 
 impl Reject {
-    /// A reject for the rejects file. A refused key field is left out: it may hold exactly the
-    /// identifier it was refused for, and the line number finds the row.
+    /// A reject for the rejects file. A key field that was refused, or that would be refused
+    /// (a row is refused for its first bad field), is left out: it may hold an identifier,
+    /// and the line number finds the row.
     fn new(line: u64, agency_id: String, local_ref: String, field: String, reason: String) -> Self {
-        let keep = |name: &str, value: String| if field == name { String::new() } else { value };
+        let keep = |name: &str, value: String, acceptable: bool| {
+            if field == name || !acceptable {
+                String::new()
+            } else {
+                value
+            }
+        };
+        let agency_ok = crate::domain::free_text::check_local_ref(&agency_id).is_ok();
+        let local_ok = crate::domain::free_text::check_local_ref(&local_ref).is_ok();
         Self {
             line,
-            agency_id: keep("agency_id", agency_id),
-            local_ref: keep("local_ref", local_ref),
+            agency_id: keep("agency_id", agency_id, agency_ok),
+            local_ref: keep("local_ref", local_ref, local_ok),
             field,
             reason,
         }

@@ -132,6 +132,9 @@ pub fn check_characters(text: &str) -> Result<(), TextRefusal> {
 /// Refuses text holding a hidden character or what looks like a raw identifier.
 pub fn screen(text: &str) -> Result<(), TextRefusal> {
     check_characters(text)?;
+    if has_unreadable_digits(&fold_full_width(text)) {
+        return Err(TextRefusal::Charset("the digits 0 to 9 for numbers"));
+    }
     match find_identifier(text) {
         Some(kind) => Err(TextRefusal::Identifier(kind)),
         None => Ok(()),
@@ -221,15 +224,39 @@ enum Token<'a> {
     Mark(char),
 }
 
-/// Folds the full-width forms (U+FF01 to U+FF5E) onto ASCII, so `９４３` reads as `943`.
+/// The first code point of each run of ten decimal digits (zero to nine) that other scripts
+/// and mathematical alphabets use, so that `٩٤٣` or `𝟗𝟒𝟑` read as `943`.
+const DIGIT_ZEROS: [u32; 14] = [
+    0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0BE6, 0x0E50, 0x1D7CE, 0x1D7D8,
+    0x1D7E2, 0x1D7EC, 0x1D7F6,
+];
+
+/// Folds the full-width forms (U+FF01 to U+FF5E) onto ASCII, and the decimal digits of other
+/// scripts onto 0 to 9, so an identifier cannot pass the screen in other characters.
 fn fold_full_width(text: &str) -> String {
     text.chars()
         .map(|c| match c {
             '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
             '\u{3000}' => ' ',
+            c if !c.is_ascii() => DIGIT_ZEROS
+                .iter()
+                .find(|zero| (**zero..**zero + 10).contains(&(c as u32)))
+                .and_then(|zero| char::from_digit(c as u32 - zero, 10))
+                .unwrap_or(c),
             c => c,
         })
         .collect()
+}
+
+/// Whether text holds digits that are neither 0 to 9 nor folded onto them: numerals the
+/// screen cannot read are refused rather than let through.
+fn has_unreadable_digits(text: &str) -> bool {
+    text.chars().any(|c| {
+        c.is_numeric()
+            && !c.is_ascii_digit()
+            // Superscripts and common fractions, as in "2½ years" or "m²".
+            && !matches!(c, '\u{00B2}' | '\u{00B3}' | '\u{00B9}' | '\u{00BC}'..='\u{00BE}')
+    })
 }
 
 fn tokens(text: &str) -> Vec<Token<'_>> {
@@ -288,9 +315,17 @@ fn is_nhs(digits: &str) -> bool {
     digits.len() == 10 && NhsNumber::parse(digits).is_ok()
 }
 
-/// Ten digits together (`9434765919`), or as 3-3-4 with spaces, hyphens or dots between.
+/// Ten digits together (`9434765919`), or in groups however they are joined (3-3-4 with
+/// spaces, hyphens, dots, slashes or underscores, or any other grouping).
 fn has_nhs_number(tokens: &[Token]) -> bool {
-    let joins = |t: Option<&Token>| matches!(t, Some(Token::Space | Token::Mark('-' | '.')));
+    if digit_chains(tokens)
+        .iter()
+        .any(|(_, groups)| groups.len() > 1 && is_nhs(&groups.concat()))
+    {
+        return true;
+    }
+    let joins =
+        |t: Option<&Token>| matches!(t, Some(Token::Space | Token::Mark('-' | '.' | '/' | '_')));
     tokens.iter().enumerate().any(|(i, token)| match token {
         Token::Digits(d) if d.len() == 10 => is_nhs(d),
         Token::Digits(a) if a.len() == 3 => {
@@ -310,7 +345,12 @@ fn has_nhs_number(tokens: &[Token]) -> bool {
 /// Groups of digits that read as one number: joined by single spaces, hyphens, dots or
 /// brackets, as telephone numbers are written. Each chain says whether a `+` led it.
 fn digit_chains<'a>(tokens: &[Token<'a>]) -> Vec<(bool, Vec<&'a str>)> {
-    let joiner = |t: &Token| matches!(t, Token::Space | Token::Mark('-' | '.' | '(' | ')'));
+    let joiner = |t: &Token| {
+        matches!(
+            t,
+            Token::Space | Token::Mark('-' | '.' | '(' | ')' | '/' | '_')
+        )
+    };
     let mut chains = Vec::new();
     let mut i = 0;
     while i < tokens.len() {
@@ -406,11 +446,11 @@ fn has_numeric_date(tokens: &[Token]) -> bool {
         else {
             return false;
         };
-        if s1 != s2 || !matches!(s1, '/' | '-' | '.') {
+        if s1 != s2 || !matches!(s1, '/' | '-' | '.' | '_') {
             return false;
         }
         let day_month = (is_day(a) && is_month(b)) || (is_month(a) && is_day(b));
-        let short_year = c.len() == 2 && matches!(s1, '/' | '.');
+        let short_year = c.len() == 2 && matches!(s1, '/' | '.' | '_');
         (day_month && (is_year(c) || short_year)) || (is_year(a) && is_month(b) && is_day(c))
     })
 }
@@ -503,7 +543,9 @@ fn has_postcode(tokens: &[Token]) -> bool {
             Token::Letters(s) if s.is_ascii() => current.push_str(&s.to_ascii_uppercase()),
             other => {
                 if !current.is_empty() {
-                    words.push((std::mem::take(&mut current), *other == Token::Space));
+                    // Outward and inward codes may be joined by a space or a single mark.
+                    let joined = matches!(other, Token::Space | Token::Mark('-' | '_' | '/' | '.'));
+                    words.push((std::mem::take(&mut current), joined));
                 } else if let Some(last) = words.last_mut() {
                     // Something other than one run of space: the next word is not attached.
                     last.1 = false;
@@ -549,6 +591,29 @@ fn has_email(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identifiers_joined_by_any_mark_or_written_in_other_digits_are_found() {
+        for bad in [
+            "943/476/5919",
+            "943_476_5919",
+            "9434 765 919",
+            "01_02_2015",
+            "NE1_4ST",
+            "NE1-4ST",
+            "\u{0669}\u{0664}\u{0663}\u{0664}\u{0667}\u{0666}\u{0665}\u{0669}\u{0661}\u{0669}",
+            "\u{1D7F5}\u{1D7F0}\u{1D7EF}\u{1D7F0}\u{1D7F3}\u{1D7F2}\u{1D7F1}\u{1D7F5}\u{1D7ED}\u{1D7F5}",
+        ] {
+            assert!(screen(bad).is_err(), "{bad} passed the screen");
+        }
+        assert!(matches!(
+            screen("seen on \u{0F21}\u{0F22}th"),
+            Err(TextRefusal::Charset(_))
+        ));
+        for good in ["CIN-2024-00123", "PF/123456", "Seen with sibling, aged 2½"] {
+            assert!(screen(good).is_ok(), "{good} was refused");
+        }
+    }
 
     #[test]
     fn tokens_split_digits_letters_space_and_marks() {

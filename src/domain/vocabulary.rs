@@ -8,9 +8,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// A word of the vocabulary that is not a value of the field it was given for.
+/// A word of the vocabulary that is not a value of the field it was given for. The message
+/// does not repeat the word: a shifted column can put anything there, identifiers included.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{word}` is not a {field}; expected one of: {expected}")]
+#[error("is not a {field}; expected one of: {expected}")]
 pub struct UnknownWord {
     pub field: &'static str,
     pub word: String,
