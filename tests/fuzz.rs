@@ -318,12 +318,12 @@ const REQUESTS: &[(&str, Target)] = &[
     }),
     ("GetRecord", |b| {
         if let Ok(m) = proto::GetRecordRequest::decode(b) {
-            let _ = record_key(&m.agency_id, &m.local_ref);
+            let _ = record_key(&m.agency_id, &m.local_ref, &|_| false);
         }
     }),
     ("GetRecordHistory", |b| {
         if let Ok(m) = proto::GetRecordHistoryRequest::decode(b) {
-            let _ = record_key(&m.agency_id, &m.local_ref);
+            let _ = record_key(&m.agency_id, &m.local_ref, &|_| false);
         }
     }),
     ("GetPlaceView", |b| {

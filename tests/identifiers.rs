@@ -452,3 +452,57 @@ async fn marr_push_refuses_identifier_rows_on_the_agency_side_and_keeps_them_out
     }
     drop(server);
 }
+
+#[tokio::test]
+async fn a_record_stored_under_older_reference_rules_can_still_be_read_and_closed_by_its_agency() {
+    let (server, c) = TestServer::north_east().await;
+    // A reference with spaces, as the register took them before references were restricted.
+    let legacy = "CIN 2019 7";
+    let mut stored = marr::api::convert::record_from_proto(
+        Some(record("CIN-LEGACY", 48)),
+        time::OffsetDateTime::now_utc(),
+    )
+    .expect("valid record");
+    stored.key.local_ref = marr::domain::LocalRef::from_stored(legacy).expect("stored form");
+    server
+        .store()
+        .submit(stored, std::sync::Arc::new(operator()))
+        .await
+        .expect("stored");
+
+    let read = head_of(&c, NEWCASTLE, legacy)
+        .await
+        .expect("its agency reads it");
+    assert_eq!(read.revision, 1);
+    let mut closing = record(legacy, 1);
+    closing.status = proto::RecordStatus::Closed as i32;
+    let answers = push_as(c.agency(NEWCASTLE), vec![closing]).await;
+    assert_eq!(
+        answers[0].outcome,
+        proto::Outcome::Accepted as i32,
+        "{answers:?}"
+    );
+    assert_eq!(
+        head_of(&c, NEWCASTLE, legacy)
+            .await
+            .expect("closed")
+            .revision,
+        2
+    );
+
+    // Another agency learns nothing: the same refusal as for any record not its own.
+    let other = c
+        .agency(NORTHUMBRIA)
+        .risk_register()
+        .get_record(proto::GetRecordRequest {
+            agency_id: NEWCASTLE.into(),
+            local_ref: legacy.into(),
+        })
+        .await
+        .expect_err("not its record");
+    assert_eq!(other.code(), tonic::Code::InvalidArgument);
+    // A new record under such a reference is still refused.
+    let answers = push_as(c.agency(NEWCASTLE), vec![record("CIN 2019 8", 1)]).await;
+    assert_eq!(answers[0].outcome, proto::Outcome::Rejected as i32);
+    assert_eq!(answers[0].field, "local_ref");
+}

@@ -94,12 +94,27 @@ pub fn record_from_proto(
     record: Option<proto::RiskRecord>,
     now: OffsetDateTime,
 ) -> Result<RiskRecord, Invalid> {
+    record_from_proto_or_known(record, now, &|_| false)
+}
+
+/// [`record_from_proto`], except that a local reference refused by today's rules is taken
+/// when `known` says it names a record the caller's agency stored under older rules: such a
+/// record stays readable, correctable and closable. `known` must check the caller's agency
+/// before the store, so the answer says nothing of other agencies' records.
+pub fn record_from_proto_or_known(
+    record: Option<proto::RiskRecord>,
+    now: OffsetDateTime,
+    known: &dyn Fn(&RecordKey) -> bool,
+) -> Result<RiskRecord, Invalid> {
     let Some(r) = record else {
         return Err(Invalid::one("record", "is required"));
     };
     let mut v = Violations::default();
     let agency = v.check("agency_id", AgencyId::parse(&r.agency_id));
-    let local_ref = v.check("local_ref", crate::domain::LocalRef::parse(&r.local_ref));
+    let local_ref = v.check(
+        "local_ref",
+        local_ref_or_known(agency.as_ref(), &r.local_ref, known),
+    );
     let subject = if r.subject_key.is_empty() {
         Some(None)
     } else {
@@ -200,8 +215,41 @@ pub fn revision_to_proto(revision: &Revision) -> proto::RecordRevision {
     }
 }
 
-pub fn record_key(agency_id: &str, local_ref: &str) -> Result<RecordKey, Invalid> {
-    RecordKey::parse(agency_id, local_ref)
+/// A record's key from a request; see [`record_from_proto_or_known`] for `known`.
+pub fn record_key(
+    agency_id: &str,
+    local_ref: &str,
+    known: &dyn Fn(&RecordKey) -> bool,
+) -> Result<RecordKey, Invalid> {
+    let mut v = Violations::default();
+    let agency = v.check("agency_id", AgencyId::parse(agency_id));
+    let local_ref = v.check(
+        "local_ref",
+        local_ref_or_known(agency.as_ref(), local_ref, known),
+    );
+    match (agency, local_ref) {
+        (Some(agency), Some(local_ref)) if v.0.is_empty() => Ok(RecordKey { agency, local_ref }),
+        _ => Err(Invalid(v.0)),
+    }
+}
+
+/// A local reference under today's rules, or one stored under older rules that `known`
+/// recognises for this agency.
+fn local_ref_or_known(
+    agency: Option<&AgencyId>,
+    local_ref: &str,
+    known: &dyn Fn(&RecordKey) -> bool,
+) -> Result<crate::domain::LocalRef, String> {
+    crate::domain::LocalRef::parse(local_ref).or_else(|refused| {
+        let stored = agency.and_then(|agency| {
+            let key = RecordKey {
+                agency: agency.clone(),
+                local_ref: crate::domain::LocalRef::from_stored(local_ref).ok()?,
+            };
+            known(&key).then_some(key.local_ref)
+        });
+        stored.ok_or(refused)
+    })
 }
 
 pub fn place_code(field: &str, code: &str) -> Result<PlaceCode, Invalid> {

@@ -9,7 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert::{record_from_proto, record_key, revision_to_proto};
+use super::convert::{record_from_proto_or_known, record_key, revision_to_proto};
 use super::error::{ApiError, limit_as_exhausted};
 use crate::auth::Caller;
 use crate::domain::{Actor, Invalid};
@@ -107,6 +107,15 @@ async fn take_in(
     }
 }
 
+/// Whether a local reference refused by today's rules names a record the caller's own agency
+/// stored under older rules (the agency is checked first, so nothing is said of others').
+fn stored_by<'a>(
+    store: &'a Store,
+    caller: &'a Caller,
+) -> impl Fn(&crate::domain::RecordKey) -> bool + 'a {
+    move |key| caller.acts_for(&key.agency).is_ok() && matches!(store.record(key), Ok(Some(_)))
+}
+
 /// Checks one pushed record and queues it. A record of another agency ends the stream (the
 /// records before it are still answered), before anything about it is looked up.
 async fn admit(
@@ -116,7 +125,8 @@ async fn admit(
     index: u64,
     record: Option<proto::RiskRecord>,
 ) -> Pending {
-    let record = match record_from_proto(record, OffsetDateTime::now_utc()) {
+    let known = stored_by(store, caller);
+    let record = match record_from_proto_or_known(record, OffsetDateTime::now_utc(), &known) {
         Ok(record) => record,
         Err(invalid) => return Pending::Answered(rejected(index, &invalid)),
     };
@@ -170,8 +180,13 @@ impl RiskRegister for RiskRegisterService {
         request: Request<proto::SubmitRecordRequest>,
     ) -> Result<Response<proto::SubmitRecordResponse>, Status> {
         let caller = Caller::of(&request)?;
-        let record = record_from_proto(request.into_inner().record, OffsetDateTime::now_utc())
-            .map_err(count_rejected)?;
+        let known = stored_by(&self.store, &caller);
+        let record = record_from_proto_or_known(
+            request.into_inner().record,
+            OffsetDateTime::now_utc(),
+            &known,
+        )
+        .map_err(count_rejected)?;
         caller
             .acts_for(&record.key.agency)
             .map_err(ApiError::from)?;
@@ -219,7 +234,9 @@ impl RiskRegister for RiskRegisterService {
     ) -> Result<Response<proto::GetRecordResponse>, Status> {
         let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let key = record_key(&request.agency_id, &request.local_ref).map_err(ApiError::from)?;
+        let known = stored_by(&self.store, &caller);
+        let key =
+            record_key(&request.agency_id, &request.local_ref, &known).map_err(ApiError::from)?;
         caller.acts_for(&key.agency).map_err(ApiError::from)?;
         caller.touched(|t| t.records.push(key.clone()));
         let revision = self
@@ -238,7 +255,9 @@ impl RiskRegister for RiskRegisterService {
     ) -> Result<Response<proto::GetRecordHistoryResponse>, Status> {
         let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let key = record_key(&request.agency_id, &request.local_ref).map_err(ApiError::from)?;
+        let known = stored_by(&self.store, &caller);
+        let key =
+            record_key(&request.agency_id, &request.local_ref, &known).map_err(ApiError::from)?;
         caller.acts_for(&key.agency).map_err(ApiError::from)?;
         caller.touched(|t| t.records.push(key.clone()));
         let history = self.store.history(&key).map_err(ApiError::from)?;
