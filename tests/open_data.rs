@@ -904,16 +904,16 @@ fn north_east_containers() -> std::collections::BTreeMap<String, std::collection
         .collect()
 }
 
-#[tokio::test]
-async fn no_suppressed_count_is_recovered_by_differencing_the_tables_of_a_release() {
-    // One count appears in many tables of a release: a district's row under its county, its
-    // region, England, its police force area and its community safety partnership; a
-    // table's margin row is its parent's row in the tables above. An attacker knows the
-    // geography, collects every count shown anywhere in the release, and subtracts.
-    let (_server, connection) = TestServer::north_east().await;
-    let containers = north_east_containers();
+/// Records of the health trust at the LSOAs of every district of the North East, a few in
+/// each, small and not so small counts side by side, so that suppression in one table picks
+/// complements another table shows. `prefix` starts their local references.
+async fn push_across_the_north_east(
+    connection: &Connection,
+    containers: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+    prefix: &str,
+) {
     let mut lsoas_of: std::collections::BTreeMap<String, Vec<&String>> = Default::default();
-    for (lsoa, places) in &containers {
+    for (lsoa, places) in containers {
         for place in places
             .iter()
             .filter(|p| p.starts_with("E06") || p.starts_with("E08"))
@@ -935,7 +935,7 @@ async fn no_suppressed_count_is_recovered_by_differencing_the_tables_of_a_releas
             let lsoa = lsoas[(n * 7) % lsoas.len()];
             let mut r = rec(
                 "RTD",
-                &format!("D{d}-{n}"),
+                &format!("{prefix}{d}-{n}"),
                 lsoa,
                 0,
                 proto::Severity::Medium,
@@ -945,13 +945,24 @@ async fn no_suppressed_count_is_recovered_by_differencing_the_tables_of_a_releas
             records.push(r);
         }
     }
-    let answers = push_all(&connection, records).await;
+    let answers = push_all(connection, records).await;
     assert!(
         answers
             .iter()
             .all(|a| a.outcome == proto::Outcome::Accepted as i32),
         "{answers:?}"
     );
+}
+
+#[tokio::test]
+async fn no_suppressed_count_is_recovered_by_differencing_the_tables_of_a_release() {
+    // One count appears in many tables of a release: a district's row under its county, its
+    // region, England, its police force area and its community safety partnership; a
+    // table's margin row is its parent's row in the tables above. An attacker knows the
+    // geography, collects every count shown anywhere in the release, and subtracts.
+    let (_server, connection) = TestServer::north_east().await;
+    let containers = north_east_containers();
+    push_across_the_north_east(&connection, &containers, "D").await;
     cut_release(&connection).await;
 
     // Every table of the release: each place above LSOA, each published level.
@@ -1086,4 +1097,61 @@ async fn no_suppressed_count_is_recovered_by_differencing_the_tables_of_a_releas
 /// How many client-group and category columns a table has.
 fn table_columns(table: &proto::GetComparativeTableResponse) -> (usize, usize) {
     (table.client_groups.len(), table.categories.len())
+}
+
+#[tokio::test]
+async fn records_are_accepted_while_a_release_is_computed() {
+    // Computing a release replays the log to the previous release and works through every
+    // table; the single writer must not stall on it, or an administrator cutting a release
+    // holds up every agency's pushes.
+    let (server, connection) = TestServer::north_east().await;
+    let containers = north_east_containers();
+    push_across_the_north_east(&connection, &containers, "A").await;
+    let first = cut_release(&connection).await;
+    push_across_the_north_east(&connection, &containers, "B").await;
+    let cutting = {
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let release = cut_release(&connection).await;
+            (release, started.elapsed())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let started = std::time::Instant::now();
+    let answers = push_all(
+        &connection,
+        vec![rec(
+            NEWCASTLE,
+            "during-the-cut",
+            NEWCASTLE_WARD,
+            0,
+            proto::Severity::Medium,
+            2,
+        )],
+    )
+    .await;
+    let pushed_in = started.elapsed();
+    let (second, cut_in) = cutting.await.expect("the cut");
+    assert_eq!(answers[0].outcome, proto::Outcome::Accepted as i32);
+    assert!(
+        pushed_in * 3 < cut_in,
+        "a push during a release took {pushed_in:?}, the release {cut_in:?}"
+    );
+    // The release stands where it was cut: without the record pushed while it was computed.
+    assert_eq!(second.number, first.number + 1);
+    assert!(second.sequence < answers[0].sequence, "{second:?}");
+    // Two cuts asked for at once are cut one after the other: numbers without a gap, each
+    // standing at its own point.
+    let (a, b) = tokio::join!(cut_release(&connection), cut_release(&connection));
+    let mut numbers = [a.number, b.number];
+    numbers.sort_unstable();
+    assert_eq!(numbers, [second.number + 1, second.number + 2]);
+    // And each is what the log gives at its sequence.
+    let checking = server.store().clone();
+    let problems = tokio::task::spawn_blocking(move || checking.verify_releases())
+        .await
+        .expect("task")
+        .expect("verify");
+    assert!(problems.is_empty(), "{problems:?}");
 }
