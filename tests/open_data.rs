@@ -846,3 +846,312 @@ async fn the_server_keeps_the_release_schedule_as_its_clock_passes_a_point() {
     assert_eq!(periods, [("2026-07", true)]);
     keeping.abort();
 }
+
+/// For each LSOA of the North East, every published place containing it: its district, the
+/// district's county (where there is one), region and country, its clinical commissioning
+/// group, and the district's community safety partnership and police force area.
+fn north_east_containers() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>>
+{
+    let [lsoas, police, wards] = <[_; 3]>::try_from(north_east_tables()).expect("three tables");
+    let column = |table: &marr::domain::lookup::LookupTable, name: &str| {
+        table
+            .header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("{name} column"))
+    };
+    let mut above: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let (lad, cty, rgn, ctry) = (
+        column(&wards, "LAD19CD"),
+        column(&wards, "CTY19CD"),
+        column(&wards, "RGN19CD"),
+        column(&wards, "CTRY19CD"),
+    );
+    for row in &wards.rows {
+        let places = above.entry(row.cells[lad].clone()).or_default();
+        for code in [&row.cells[cty], &row.cells[rgn], &row.cells[ctry]] {
+            if !code.is_empty() && !places.contains(code) {
+                places.push(code.clone());
+            }
+        }
+    }
+    let (lad, csp, pfa) = (
+        column(&police, "LAD19CD"),
+        column(&police, "CSP19CD"),
+        column(&police, "PFA19CD"),
+    );
+    for row in &police.rows {
+        let places = above.entry(row.cells[lad].clone()).or_default();
+        places.push(row.cells[csp].clone());
+        places.push(row.cells[pfa].clone());
+    }
+    let (lsoa, ccg, lad) = (
+        column(&lsoas, "LSOA11CD"),
+        column(&lsoas, "CCG20CD"),
+        column(&lsoas, "LAD20CD"),
+    );
+    lsoas
+        .rows
+        .iter()
+        .map(|row| {
+            let district = &row.cells[lad];
+            let mut places: std::collections::BTreeSet<String> =
+                above.get(district).into_iter().flatten().cloned().collect();
+            places.insert(district.clone());
+            places.insert(row.cells[ccg].clone());
+            (row.cells[lsoa].clone(), places)
+        })
+        .collect()
+}
+
+/// Records of the health trust at the LSOAs of every district of the North East, a few in
+/// each, small and not so small counts side by side, so that suppression in one table picks
+/// complements another table shows. `prefix` starts their local references.
+async fn push_across_the_north_east(
+    connection: &Connection,
+    containers: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+    prefix: &str,
+) {
+    let mut lsoas_of: std::collections::BTreeMap<String, Vec<&String>> = Default::default();
+    for (lsoa, places) in containers {
+        for place in places
+            .iter()
+            .filter(|p| p.starts_with("E06") || p.starts_with("E08"))
+        {
+            lsoas_of.entry(place.clone()).or_default().push(lsoa);
+        }
+    }
+    // Each district a few records at its LSOAs, small and not so small counts side by side,
+    // so that suppression in one table picks complements another table shows.
+    let sizes = [3, 7, 12, 1, 25, 6, 2, 9, 5, 14, 4, 8];
+    let categories = [
+        proto::RiskCategory::Neglect,
+        proto::RiskCategory::Missing,
+        proto::RiskCategory::DomesticAbuse,
+    ];
+    let mut records = Vec::new();
+    for (d, (_, lsoas)) in lsoas_of.iter().enumerate() {
+        for n in 0..sizes[d % sizes.len()] {
+            let lsoa = lsoas[(n * 7) % lsoas.len()];
+            let mut r = rec(
+                "RTD",
+                &format!("{prefix}{d}-{n}"),
+                lsoa,
+                0,
+                proto::Severity::Medium,
+                2,
+            );
+            r.category = categories[(n + d) % categories.len()] as i32;
+            records.push(r);
+        }
+    }
+    let answers = push_all(connection, records).await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.outcome == proto::Outcome::Accepted as i32),
+        "{answers:?}"
+    );
+}
+
+#[tokio::test]
+async fn no_suppressed_count_is_recovered_by_differencing_the_tables_of_a_release() {
+    // One count appears in many tables of a release: a district's row under its county, its
+    // region, England, its police force area and its community safety partnership; a
+    // table's margin row is its parent's row in the tables above. An attacker knows the
+    // geography, collects every count shown anywhere in the release, and subtracts.
+    let (_server, connection) = TestServer::north_east().await;
+    let containers = north_east_containers();
+    push_across_the_north_east(&connection, &containers, "D").await;
+    cut_release(&connection).await;
+
+    // Every table of the release: each place above LSOA, each published level.
+    let parents: std::collections::BTreeSet<&String> = containers.values().flatten().collect();
+    let levels = [
+        proto::PlaceLevel::Country,
+        proto::PlaceLevel::Region,
+        proto::PlaceLevel::County,
+        proto::PlaceLevel::District,
+        proto::PlaceLevel::PoliceForceArea,
+        proto::PlaceLevel::CommunitySafetyPartnership,
+        proto::PlaceLevel::ClinicalCommissioningGroup,
+    ];
+    let mut tables = Vec::new();
+    for parent in &parents {
+        for level in levels {
+            let answer = table_of(&connection, parent, level, 0)
+                .await
+                .expect("every table of the release");
+            if !answer.rows.is_empty() {
+                tables.push(((*parent).clone(), level, answer));
+            }
+        }
+    }
+    // A row's counts: the total, then the client groups, then the categories.
+    let counts = |row: &proto::ComparativeRow| -> Vec<proto::PublishedCount> {
+        row.total
+            .iter()
+            .chain(&row.by_client_group)
+            .chain(&row.by_category)
+            .copied()
+            .collect()
+    };
+    let code = |row: &proto::ComparativeRow| row.place.as_ref().expect("place").code.clone();
+    // Whether the rows of a table are, between them, all of the parent, each LSOA in it in
+    // exactly one: then the margin row is the parent's own count.
+    let partitions = |parent: &String, rows: &[proto::ComparativeRow]| {
+        let codes: Vec<String> = rows.iter().map(code).collect();
+        containers.values().all(|places| {
+            let inside = codes.iter().filter(|c| places.contains(*c)).count();
+            if places.contains(parent) {
+                inside == 1
+            } else {
+                inside == 0
+            }
+        })
+    };
+    // Every (place, column) published, with whether each table that publishes it shows it.
+    let mut published: std::collections::BTreeMap<(String, usize), Vec<(String, bool)>> =
+        Default::default();
+    let mut whole = Vec::new();
+    for (parent, level, table) in &tables {
+        let name = format!("{parent} by {level:?}");
+        let margin = table.total.as_ref().expect("the parent's row");
+        let partitioned = partitions(parent, &table.rows);
+        whole.push(partitioned);
+        let rows = table.rows.iter().chain(partitioned.then_some(margin));
+        for row in rows {
+            for (c, count) in counts(row).iter().enumerate() {
+                published
+                    .entry((code(row), c))
+                    .or_default()
+                    .push((name.clone(), !count.suppressed));
+            }
+        }
+    }
+    for ((place, column), seen) in &published {
+        let shown: Vec<&String> = seen.iter().filter(|s| s.1).map(|s| &s.0).collect();
+        let hidden: Vec<&String> = seen.iter().filter(|s| !s.1).map(|s| &s.0).collect();
+        assert!(
+            shown.is_empty() || hidden.is_empty(),
+            "column {column} of {place} is suppressed in {hidden:?} but shown in {shown:?}"
+        );
+    }
+    let known = |place: &String, column: usize| {
+        published
+            .get(&(place.clone(), column))
+            .is_some_and(|seen| seen.iter().any(|s| s.1))
+    };
+
+    // The attacker: every line of every table (a row's client groups or categories against
+    // its total; a column against the parent's count, where the rows make up the parent)
+    // whose total is shown somewhere in the release and which has exactly one count shown
+    // nowhere gives that count away.
+    let groups = table_columns(&tables[0].2).0;
+    let width = 1 + groups + table_columns(&tables[0].2).1;
+    for ((parent, level, table), partitioned) in tables.iter().zip(&whole) {
+        let margin = table.total.as_ref().expect("the parent's row");
+        let rows: Vec<&proto::ComparativeRow> = table
+            .rows
+            .iter()
+            .chain(partitioned.then_some(margin))
+            .collect();
+        for row in &rows {
+            let place = code(row);
+            if !known(&place, 0) {
+                continue;
+            }
+            for line in [1..1 + groups, 1 + groups..width] {
+                let unknown: Vec<usize> = line.filter(|&c| !known(&place, c)).collect();
+                assert_ne!(
+                    unknown.len(),
+                    1,
+                    "{place}'s column {unknown:?} follows from its total (table {parent} by \
+                     {level:?})"
+                );
+            }
+        }
+        if !partitioned {
+            continue;
+        }
+        for column in 0..width {
+            if !known(parent, column) {
+                continue;
+            }
+            let unknown: Vec<String> = table
+                .rows
+                .iter()
+                .map(code)
+                .filter(|place| !known(place, column))
+                .collect();
+            assert_ne!(
+                unknown.len(),
+                1,
+                "column {column} of {unknown:?} follows from {parent}'s, less the other rows of \
+                 its table by {level:?}"
+            );
+        }
+    }
+}
+
+/// How many client-group and category columns a table has.
+fn table_columns(table: &proto::GetComparativeTableResponse) -> (usize, usize) {
+    (table.client_groups.len(), table.categories.len())
+}
+
+#[tokio::test]
+async fn records_are_accepted_while_a_release_is_computed() {
+    // Computing a release replays the log to the previous release and works through every
+    // table; the single writer must not stall on it, or an administrator cutting a release
+    // holds up every agency's pushes.
+    let (server, connection) = TestServer::north_east().await;
+    let containers = north_east_containers();
+    push_across_the_north_east(&connection, &containers, "A").await;
+    let first = cut_release(&connection).await;
+    push_across_the_north_east(&connection, &containers, "B").await;
+    let cutting = {
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let release = cut_release(&connection).await;
+            (release, started.elapsed())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let started = std::time::Instant::now();
+    let answers = push_all(
+        &connection,
+        vec![rec(
+            NEWCASTLE,
+            "during-the-cut",
+            NEWCASTLE_WARD,
+            0,
+            proto::Severity::Medium,
+            2,
+        )],
+    )
+    .await;
+    let pushed_in = started.elapsed();
+    let (second, cut_in) = cutting.await.expect("the cut");
+    assert_eq!(answers[0].outcome, proto::Outcome::Accepted as i32);
+    assert!(
+        pushed_in * 3 < cut_in,
+        "a push during a release took {pushed_in:?}, the release {cut_in:?}"
+    );
+    // The release stands where it was cut: without the record pushed while it was computed.
+    assert_eq!(second.number, first.number + 1);
+    assert!(second.sequence < answers[0].sequence, "{second:?}");
+    // Two cuts asked for at once are cut one after the other: numbers without a gap, each
+    // standing at its own point.
+    let (a, b) = tokio::join!(cut_release(&connection), cut_release(&connection));
+    let mut numbers = [a.number, b.number];
+    numbers.sort_unstable();
+    assert_eq!(numbers, [second.number + 1, second.number + 2]);
+    // And each is what the log gives at its sequence.
+    let checking = server.store().clone();
+    let problems = tokio::task::spawn_blocking(move || checking.verify_releases())
+        .await
+        .expect("task")
+        .expect("verify");
+    assert!(problems.is_empty(), "{problems:?}");
+}

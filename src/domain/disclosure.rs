@@ -396,6 +396,7 @@ fn suppress(
     own: Vec<Vec<u64>>,
     size: usize,
     earlier: Option<Shown>,
+    forced: &[bool],
 ) -> Vec<Option<u64>> {
     let mut counts = vec![0u64; size];
     for table in &own {
@@ -406,7 +407,10 @@ fn suppress(
     let hidden = counts
         .iter()
         .enumerate()
-        .map(|(i, &n)| unsafe_count(n, own.iter().map(|table| table[i])))
+        .map(|(i, &n)| {
+            forced.get(i).copied().unwrap_or(false)
+                || unsafe_count(n, own.iter().map(|table| table[i]))
+        })
         .collect();
     let earlier = match earlier {
         Some((shown, then)) if shown.len() == size && then.len() == own.len() => {
@@ -471,7 +475,7 @@ pub fn publish_contributed(
             (shown_of(e.table), then)
         });
     let size = (rows + 1) * (columns + 1);
-    let shown = suppress(&lines_of(rows, columns), own, size, earlier);
+    let shown = suppress(&lines_of(rows, columns), own, size, earlier, &[]);
     let at = |r: usize, c: usize| published(shown[r * (columns + 1) + c]);
     PublishedTable {
         cells: (0..rows)
@@ -627,7 +631,33 @@ pub fn comparative_table(
     rows: Vec<ContributedRow>,
     earlier: Option<(&ComparativeTable, &[ContributedRow])>,
 ) -> ComparativeTable {
+    comparative_table_forced(rows, earlier, &BTreeSet::new())
+}
+
+/// Where a count sits in a comparative table: its row (one per place, then the margin row of
+/// column totals at the number of places) and its column (the client groups, then the
+/// categories, then the row total at [`COMPARATIVE_COLUMNS`]).
+pub type Position = (usize, usize);
+
+/// The column of a comparative table's row totals; the client groups and categories come
+/// before it.
+pub const COMPARATIVE_COLUMNS: usize = Joint::COLUMNS;
+
+/// As [`comparative_table`], with the counts at `forced` suppressed from the start (because
+/// the same counts are suppressed in another table of the release), secondary suppression
+/// then protecting them like any other.
+pub fn comparative_table_forced(
+    rows: Vec<ContributedRow>,
+    earlier: Option<(&ComparativeTable, &[ContributedRow])>,
+    forced: &BTreeSet<Position>,
+) -> ComparativeTable {
     let joint = Joint { rows: rows.len() };
+    let mut forced_mask = vec![false; joint.size()];
+    for &(r, c) in forced {
+        if r <= joint.rows && c <= Joint::COLUMNS {
+            forced_mask[joint.at(r, c)] = true;
+        }
+    }
     // The previous release helps only if it has the same places.
     let earlier = earlier.filter(|(table, then)| {
         table.places.len() == rows.len()
@@ -656,12 +686,42 @@ pub fn comparative_table(
             .collect();
         (joint.shown(table), then)
     });
-    let shown = suppress(&joint.lines(), own, joint.size(), earlier);
+    let shown = suppress(&joint.lines(), own, joint.size(), earlier, &forced_mask);
     ComparativeTable {
         by_client_group: joint.half(&shown, 0, Joint::GROUPS),
         by_category: joint.half(&shown, Joint::GROUPS, RiskCategory::ALL.len()),
         places: rows.into_iter().map(|(place, _)| place).collect(),
     }
+}
+
+/// Every suppressed count of a comparative table, by [`Position`].
+pub fn suppressed_positions(table: &ComparativeTable) -> BTreeSet<Position> {
+    let joint = Joint {
+        rows: table.places.len(),
+    };
+    let shown = joint.shown(table);
+    (0..=joint.rows)
+        .flat_map(|r| (0..=Joint::COLUMNS).map(move |c| (r, c)))
+        .filter(|&(r, c)| shown[joint.at(r, c)].is_none())
+        .collect()
+}
+
+/// Whether the margin row of a table of `rows` (their column totals) is, count for count and
+/// agency by agency, the row of the place `whole` describes: then the two are one count, and
+/// must be suppressed alike wherever they are published.
+pub fn margin_is(rows: &[ContributedRow], whole: &ContributedRow) -> bool {
+    let joint = Joint { rows: rows.len() };
+    let single = Joint { rows: 1 };
+    let agencies: BTreeSet<&AgencyId> = rows
+        .iter()
+        .chain(std::iter::once(whole))
+        .flat_map(|(_, views)| views.keys())
+        .collect();
+    agencies.into_iter().all(|agency| {
+        let margin = joint.counts(rows, agency);
+        let own = single.counts(std::slice::from_ref(whole), agency);
+        (0..=Joint::COLUMNS).all(|c| margin[joint.at(joint.rows, c)] == own[single.at(0, c)])
+    })
 }
 
 #[cfg(test)]

@@ -8,12 +8,15 @@
 //! are not offered on releases, because two differently filtered tables of the same records
 //! could be differenced against each other.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
-use super::disclosure::{ComparativeTable, ContributedRow, comparative_table};
+use super::disclosure::{
+    COMPARATIVE_COLUMNS, ComparativeTable, ContributedRow, Position, comparative_table_forced,
+    margin_is, suppressed_positions,
+};
 use super::inspection::{Inspection, ViewFilter};
 use super::{Geography, Place, PlaceCode, PlaceLevel};
 
@@ -134,6 +137,14 @@ pub type PreviousRelease<'a> = (
 /// area above ward level, one table per published level with places under it, in parent code
 /// then level order. Contributor-aware disclosure control is applied to each, taking the
 /// previous release into account so that the two together give nothing away either.
+///
+/// The same count is published in several tables: a district's row under its county, its
+/// region, England and every footprint area containing it, and a table's margin row is its
+/// parent's row in the tables above. Suppression is made consistent across all of them, or
+/// a complement hidden in one table could be read from another and subtracted: every count
+/// suppressed in any table is suppressed in every table that publishes it, and secondary
+/// suppression runs again where that hid more, until nothing changes (suppression only
+/// grows, so this ends).
 pub fn release_tables(
     geography: &Geography,
     inspection: &Inspection,
@@ -149,7 +160,8 @@ pub fn release_tables(
         .iter()
         .map(|level| (*level, geography.places_of_level(*level)))
         .collect();
-    let mut tables = Vec::new();
+    let mut counts = Counts::default();
+    let mut pending = Vec::new();
     for parent in parents {
         for (level, places) in &candidates {
             let rows: Vec<&Place> = places
@@ -177,18 +189,136 @@ pub fn release_tables(
                     .get(&(parent.code, *level))
                     .map(|table| (&table.table, contributed(counters)))
             });
-            let table = comparative_table(
-                contributed(inspection),
-                earlier.as_ref().map(|(table, then)| (*table, &then[..])),
+            let now = contributed(inspection);
+            let mut lines: Vec<usize> = rows
+                .iter()
+                .map(|place| counts.id(Count::Place(place.code)))
+                .collect();
+            // The margin row is the sum of these rows; where that is the parent's own row,
+            // count for count, it is the same count as the parent's row elsewhere.
+            let margin = counts.id(Count::Sum(rows.iter().map(|p| p.code).collect()));
+            let whole = (
+                parent.clone(),
+                inspection.views_by_agency(parent.code, &everything),
             );
-            tables.push(ReleasedTable {
-                parent: parent.clone(),
+            if margin_is(&now, &whole) {
+                let own = counts.id(Count::Place(parent.code));
+                counts.join(margin, own);
+            }
+            lines.push(margin);
+            pending.push(Pending {
+                parent,
                 level: *level,
-                table,
+                rows: now,
+                earlier,
+                lines,
             });
         }
     }
-    tables
+    for table in &mut pending {
+        for line in &mut table.lines {
+            *line = counts.find(*line);
+        }
+    }
+    // Every (line, column) suppressed in some table so far.
+    let mut suppressed: HashSet<(usize, usize)> = HashSet::new();
+    let mut done: Vec<Option<(BTreeSet<Position>, ComparativeTable)>> = vec![None; pending.len()];
+    loop {
+        let mut grew = false;
+        for (table, done) in pending.iter().zip(done.iter_mut()) {
+            let forced: BTreeSet<Position> = table
+                .lines
+                .iter()
+                .enumerate()
+                .flat_map(|(r, line)| {
+                    (0..=COMPARATIVE_COLUMNS)
+                        .filter(|c| suppressed.contains(&(*line, *c)))
+                        .map(move |c| (r, c))
+                })
+                .collect();
+            if done.as_ref().is_some_and(|(before, _)| *before == forced) {
+                continue;
+            }
+            let computed = comparative_table_forced(
+                table.rows.clone(),
+                table
+                    .earlier
+                    .as_ref()
+                    .map(|(table, then)| (*table, &then[..])),
+                &forced,
+            );
+            for (r, c) in suppressed_positions(&computed) {
+                grew |= suppressed.insert((table.lines[r], c));
+            }
+            *done = Some((forced, computed));
+        }
+        if !grew {
+            break;
+        }
+    }
+    pending
+        .into_iter()
+        .zip(done)
+        .filter_map(|(table, done)| {
+            done.map(|(_, computed)| ReleasedTable {
+                parent: table.parent.clone(),
+                level: table.level,
+                table: computed,
+            })
+        })
+        .collect()
+}
+
+/// One table of a release before disclosure control: its rows now and as the previous
+/// release had them, and which count each of its rows (then its margin row) is.
+struct Pending<'a> {
+    parent: &'a Place,
+    level: PlaceLevel,
+    rows: Vec<ContributedRow>,
+    earlier: Option<(&'a ComparativeTable, Vec<ContributedRow>)>,
+    lines: Vec<usize>,
+}
+
+/// What a row of a table counts: one place's records, or (a margin row) the records of
+/// several places together.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Count {
+    Place(PlaceCode),
+    Sum(Vec<PlaceCode>),
+}
+
+/// The rows published across a release, numbered, with the numbers of rows that are one
+/// and the same count joined (a union-find).
+#[derive(Default)]
+struct Counts {
+    ids: HashMap<Count, usize>,
+    parent: Vec<usize>,
+}
+
+impl Counts {
+    fn id(&mut self, count: Count) -> usize {
+        let next = self.parent.len();
+        let id = *self.ids.entry(count).or_insert(next);
+        if id == next {
+            self.parent.push(next);
+        }
+        id
+    }
+
+    fn find(&mut self, mut id: usize) -> usize {
+        while self.parent[id] != id {
+            self.parent[id] = self.parent[self.parent[id]];
+            id = self.parent[id];
+        }
+        id
+    }
+
+    fn join(&mut self, a: usize, b: usize) {
+        let (a, b) = (self.find(a), self.find(b));
+        if a != b {
+            self.parent[a.max(b)] = a.min(b);
+        }
+    }
 }
 
 /// The key a released table is found by.

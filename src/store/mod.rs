@@ -198,6 +198,9 @@ struct Shared {
     /// The store's log file, opened again to fsync it after each flush; `None` when
     /// [`StoreOptions::fsync`] is off.
     fsync: Option<std::fs::File>,
+    /// Held for the whole of a release cut, from fixing its point to writing it, so two cuts
+    /// never interleave and release numbers stay gap-free.
+    releasing: tokio::sync::Mutex<()>,
 }
 
 /// Where the register reads the time; tests substitute a clock they control.
@@ -283,6 +286,7 @@ impl Store {
                 .then(|| std::fs::File::open(dir.join("db")))
                 .transpose()
                 .map_err(|e| StoreError::Storage(sled::Error::Io(e)))?,
+            releasing: tokio::sync::Mutex::new(()),
         });
         // The counters live in memory: rebuild them from the log before serving.
         let inspection = shared.replay_inspection(u64::MAX)?;
@@ -526,6 +530,8 @@ impl Store {
     }
 
     pub async fn close(&self) -> Result<(), StoreError> {
+        // A release being computed finishes (and is written, or not at all) first.
+        let _no_cut = self.shared.releasing.lock().await;
         let (reply, answer) = oneshot::channel();
         if self
             .shared

@@ -2,12 +2,14 @@
 //! asks), stored frozen, listed, and checked against the log they were cut from.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 
 use super::keyspace::{Keyspace, ReleaseTables, Releases};
 use super::writer::Command;
-use super::{Store, StoreError};
+use super::{Shared, Store, StoreError};
+use crate::domain::inspection::Inspection;
 use crate::domain::release::{Release, ReleaseSchedule, ReleasedTable, release_tables};
 use crate::domain::{Actor, PlaceCode, PlaceLevel};
 
@@ -17,6 +19,41 @@ use crate::domain::{Actor, PlaceCode, PlaceLevel};
 pub struct Due {
     pub schedule: ReleaseSchedule,
     pub since: OffsetDateTime,
+}
+
+/// Where a release stands, as the writer fixed it between batches: the release (its table
+/// count still 0), the counters at its sequence, and the release before it.
+pub(crate) struct ReleasePoint {
+    pub(super) release: Release,
+    pub(super) counters: Inspection,
+    pub(super) previous: Option<Release>,
+}
+
+impl Shared {
+    /// Computes every table of a release at its point, with the previous release's tables and
+    /// counters (replayed from the log at its sequence). Blocking, and off the writer.
+    fn release_at(&self, point: ReleasePoint) -> Result<(Release, Vec<ReleasedTable>), StoreError> {
+        let previous = match &point.previous {
+            Some(last) => Some((
+                tables_of(&self.tree, last.number)?,
+                self.replay_inspection(last.sequence)?,
+            )),
+            None => None,
+        };
+        let tables = {
+            let directory = self.read_directory();
+            release_tables(
+                &directory.geography,
+                &point.counters,
+                previous
+                    .as_ref()
+                    .map(|(tables, counters)| (tables, counters)),
+            )
+        };
+        let mut release = point.release;
+        release.tables = tables.len() as u64;
+        Ok((release, tables))
+    }
 }
 
 /// Every table of one release, by (parent, level).
@@ -38,16 +75,8 @@ impl Store {
     /// Cuts a release of the public table now, at the writer's head, on an administrator's
     /// request; the audit chain records who asked.
     pub async fn cut_release(&self, actor: Actor) -> Result<Release, StoreError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.send(Command::CutRelease {
-            actor: Some(actor),
-            schedule: None,
-            reply,
-        })
-        .await?;
-        answer
-            .await
-            .map_err(|_| StoreError::Closed)??
+        self.cut(None, Some(actor))
+            .await?
             .ok_or_else(|| StoreError::Corrupt("the writer cut no release when asked".into()))
     }
 
@@ -55,14 +84,44 @@ impl Store {
     /// since the last release (before the first, since `due.since`), including one that
     /// passed while the server was down. Answers the release cut.
     pub async fn cut_scheduled_release(&self, due: Due) -> Result<Option<Release>, StoreError> {
+        self.cut(Some(due), None).await
+    }
+
+    /// Cuts a release without stalling the writer: the writer fixes its point between batches
+    /// (number, sequence, a copy of the counters), the tables are computed on a blocking
+    /// thread, and the writer then writes the whole release in one batch. One cut at a time,
+    /// so numbers stay gap-free; nothing is written until the tables are done, so a crash
+    /// part-way leaves no part of a release.
+    async fn cut(
+        &self,
+        schedule: Option<Due>,
+        actor: Option<Actor>,
+    ) -> Result<Option<Release>, StoreError> {
+        let _one_at_a_time = self.shared.releasing.lock().await;
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.send(Command::CutRelease {
-            actor: None,
-            schedule: Some(due),
+        self.send(Command::FixRelease { schedule, reply }).await?;
+        let Some(point) = answer.await.map_err(|_| StoreError::Closed)?? else {
+            return Ok(None);
+        };
+        let shared = Arc::clone(&self.shared);
+        let (release, tables) = tokio::task::spawn_blocking(move || shared.release_at(point))
+            .await
+            .map_err(|e| {
+                if e.is_cancelled() {
+                    StoreError::Closed
+                } else {
+                    StoreError::Corrupt(format!("computing a release failed: {e}"))
+                }
+            })??;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.send(Command::WriteRelease {
+            release,
+            tables,
+            actor,
             reply,
         })
         .await?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        answer.await.map_err(|_| StoreError::Closed)?.map(Some)
     }
 
     /// Keeps the schedule: looks every `every` whether a release point has passed on the

@@ -16,7 +16,7 @@ use super::{ImportOutcome, Shared, Snapshot, SnapshotRequest, StoreError, Submit
 use crate::domain::audit::AuditEvent;
 use crate::domain::lookup::{LookupTable, plan_import};
 use crate::domain::record::decide;
-use crate::domain::release::{Release, release_tables};
+use crate::domain::release::{Release, ReleasedTable};
 use crate::domain::{
     Access, Actor, Agency, AlertKind, Decision, Invalid, RecordKey, Revision, RiskRecord,
 };
@@ -55,12 +55,20 @@ pub(super) enum Command {
     SweepStale {
         reply: oneshot::Sender<Result<usize, StoreError>>,
     },
-    /// Cuts a release of the public table now (`actor` set: an administrator asked), or if
-    /// the schedule says one is due (`schedule` set).
-    CutRelease {
-        actor: Option<Actor>,
+    /// Fixes where a release of the public table stands, between batches: now, or (with
+    /// `schedule`) only if the schedule says one is due. The tables are computed off the
+    /// writer and written with [`Command::WriteRelease`].
+    FixRelease {
         schedule: Option<super::releases::Due>,
-        reply: oneshot::Sender<Result<Option<Release>, StoreError>>,
+        reply: oneshot::Sender<Result<Option<super::releases::ReleasePoint>, StoreError>>,
+    },
+    /// Writes a release computed off the writer, whole, in one batch (`actor` set: an
+    /// administrator asked, and the audit chain records it).
+    WriteRelease {
+        release: Release,
+        tables: Vec<ReleasedTable>,
+        actor: Option<Actor>,
+        reply: oneshot::Sender<Result<Release, StoreError>>,
     },
     /// A consistent point to back up from.
     Cut {
@@ -180,12 +188,16 @@ impl Writer {
                 Command::SweepStale { reply } => {
                     let _ = reply.send(self.guarded(|w| w.sweep_stale()));
                 }
-                Command::CutRelease {
+                Command::FixRelease { schedule, reply } => {
+                    let _ = reply.send(self.guarded(|w| w.fix_release(schedule)));
+                }
+                Command::WriteRelease {
+                    release,
+                    tables,
                     actor,
-                    schedule,
                     reply,
                 } => {
-                    let _ = reply.send(self.guarded(|w| w.cut_release(actor, schedule)));
+                    let _ = reply.send(self.guarded(|w| w.write_release(release, tables, actor)));
                 }
                 Command::Cut { reply } => {
                     let _ = reply.send(self.guarded(|w| w.cut()));
@@ -458,15 +470,14 @@ impl Writer {
         Ok(alerts.len())
     }
 
-    /// Cuts a release between batches, so it stands at exactly the writer's head: every table
-    /// of the public figures as they are now, under disclosure control that also takes the
-    /// previous release into account. Scheduled, it does nothing unless a release point has
-    /// passed since the last release (or since the schedule started, before any).
-    fn cut_release(
+    /// Fixes a release's point between batches, so it stands at exactly the writer's head:
+    /// its number, its sequence and a copy of the counters as they are now. Scheduled, it
+    /// does nothing unless a release point has passed since the last release (or since the
+    /// schedule started, before any). Cheap: the tables are computed off the writer.
+    fn fix_release(
         &mut self,
-        actor: Option<Actor>,
         schedule: Option<super::releases::Due>,
-    ) -> Result<Option<Release>, StoreError> {
+    ) -> Result<Option<super::releases::ReleasePoint>, StoreError> {
         let tree = &self.shared.tree;
         let now = (self.shared.clock)();
         let last = match Releases::scan_all(tree).next_back() {
@@ -484,32 +495,42 @@ impl Writer {
                 }
             }
         };
-        let previous = match &last {
-            Some(last) => Some((
-                super::releases::tables_of(tree, last.number)?,
-                self.shared.replay_inspection(last.sequence)?,
-            )),
-            None => None,
-        };
-        let tables = {
-            let directory = self.shared.read_directory();
-            let inspection = self.shared.read_inspection();
-            release_tables(
-                &directory.geography,
-                &inspection,
-                previous
-                    .as_ref()
-                    .map(|(tables, counters)| (tables, counters)),
-            )
-        };
         let release = Release {
             number: last.as_ref().map_or(1, |r| r.number + 1),
             sequence: self.head,
             as_at,
             cut_at: now,
-            scheduled: actor.is_none(),
-            tables: tables.len() as u64,
+            scheduled: schedule.is_some(),
+            tables: 0,
         };
+        Ok(Some(super::releases::ReleasePoint {
+            release,
+            counters: self.shared.read_inspection().counters_only(),
+            previous: last,
+        }))
+    }
+
+    /// Writes a release whose tables were computed off the writer: the release and every
+    /// table in one batch, so a crash leaves all of it or none. It must follow the last
+    /// release written, as its point was fixed.
+    fn write_release(
+        &mut self,
+        release: Release,
+        tables: Vec<ReleasedTable>,
+        actor: Option<Actor>,
+    ) -> Result<Release, StoreError> {
+        let tree = &self.shared.tree;
+        let now = (self.shared.clock)();
+        let last = match Releases::scan_all(tree).next_back() {
+            Some(entry) => entry?.1.number,
+            None => 0,
+        };
+        if last + 1 != release.number || release.sequence > self.head {
+            return Err(StoreError::Corrupt(format!(
+                "release {} at sequence {} does not follow release {last} at head {}",
+                release.number, release.sequence, self.head
+            )));
+        }
         let mut batch = sled::Batch::default();
         Releases::put(&mut batch, &release.number, &release)?;
         for table in &tables {
@@ -534,7 +555,7 @@ impl Writer {
             tables = release.tables,
             "release of the public table cut"
         );
-        Ok(Some(release))
+        Ok(release)
     }
 
     /// Everything durable right now, between batches: the heads of the three logs and the
