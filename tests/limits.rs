@@ -255,16 +255,27 @@ async fn open_streams_count_against_the_concurrency_cap() {
         .await,
     )
     .await;
-    let watch = || async {
-        c.board
+    // Two boards, one stream each (one principal may hold only a share of the places).
+    let watch = |board: marr::cli::Connection| async move {
+        board
             .alerts()
             .watch(proto::WatchRequest::default())
             .await
             .expect("a watch within the cap opens")
             .into_inner()
     };
-    let first = watch().await;
-    let second = watch().await;
+    let first = watch(c.board.clone()).await;
+    let second = watch(c.as_token(GATESHEAD_BOARD)).await;
+    let refused = c
+        .as_token(NEWCASTLE_INSPECTOR)
+        .inspection()
+        .get_place_view(proto::GetPlaceViewRequest {
+            place_code: NEWCASTLE.into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a third call is over the cap");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     let refused = c
         .board
         .alerts()
@@ -305,8 +316,9 @@ async fn open_streams_count_against_the_concurrency_cap() {
 }
 
 #[tokio::test]
-async fn callers_without_credentials_cannot_take_the_partners_places() {
-    // A quarter of the places, here 2 of 8, is all that callers without credentials may hold.
+async fn neither_the_public_nor_one_principal_can_take_everyones_places() {
+    // A quarter of the places, here 2 of 8, is all that callers without credentials together,
+    // or any one principal, may hold.
     let server = TestServer::start_configured(config_with(
         "[limits]\nmax_concurrent_calls = 8\ncalls_per_second = 100000\nburst = 100000\n",
     ))
@@ -336,6 +348,33 @@ async fn callers_without_credentials_cannot_take_the_partners_places() {
         .list_agencies(proto::ListAgenciesRequest {})
         .await
         .expect("a partner is still served while the public's share is full");
+
+    // Each principal likewise: a board's idle watches cannot crowd out the others.
+    let board_watch = || async { c.board.alerts().watch(proto::WatchRequest::default()).await };
+    let _one = board_watch().await.expect("a board's watch opens");
+    let _two = board_watch().await.expect("and a second");
+    let refused = board_watch()
+        .await
+        .expect_err("a third is past the board's share");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("board is at the limit"),
+        "{refused:?}"
+    );
+    c.inspector
+        .inspection()
+        .get_place_view(proto::GetPlaceViewRequest {
+            place_code: ENGLAND.into(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .or_else(|status| match status.code() {
+            // No places are imported here: a NOT_FOUND is an answer, not a refusal.
+            Code::NotFound => Ok(()),
+            _ => Err(status),
+        })
+        .expect("another principal is still served");
 }
 
 #[tokio::test]

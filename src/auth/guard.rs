@@ -85,7 +85,8 @@ type Admitted = (Arc<Principal>, Places);
 /// credentials one of the share kept for such callers. Held until the answer has gone out.
 struct Places {
     _call: OwnedSemaphorePermit,
-    _anonymous: Option<OwnedSemaphorePermit>,
+    /// Without credentials: one of the public's share; with them: one of the principal's.
+    _share: OwnedSemaphorePermit,
 }
 /// A refusal, and who was refused when the caller was identified.
 type Refused = (Option<Arc<Principal>>, Denied);
@@ -103,7 +104,10 @@ pub struct Guard {
     /// Calls without credentials may hold at most this share of the places, so idle public
     /// streams (health watches, reflection) can never crowd out the partners.
     anonymous_in_flight: Arc<Semaphore>,
-    anonymous_max: usize,
+    /// Each identified principal may likewise hold at most this share, so one partner's idle
+    /// streams never crowd out the others.
+    principal_in_flight: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
+    share_max: usize,
     rates: DefaultKeyedRateLimiter<String>,
     /// Refusals recorded one event each, per caller address; past it they are tallied.
     refusals: DefaultKeyedRateLimiter<String>,
@@ -229,8 +233,9 @@ fn aggregated_outcome(key: &TallyKey, tally: &Tally) -> String {
 /// How often tallied refusals are written to the audit chain.
 pub const TALLY_FLUSH_EVERY: Duration = Duration::from_secs(5);
 
-/// The places kept for callers without credentials: a quarter of all, at least one.
-fn anonymous_share(max_concurrent: usize) -> usize {
+/// The places one principal, or the callers without credentials together, may hold: a
+/// quarter of all, at least one.
+fn share(max_concurrent: usize) -> usize {
     (max_concurrent / 4).max(1)
 }
 
@@ -254,8 +259,9 @@ impl Guard {
             deadline: limits.deadline,
             max_concurrent: limits.max_concurrent,
             in_flight: Arc::new(Semaphore::new(limits.max_concurrent)),
-            anonymous_in_flight: Arc::new(Semaphore::new(anonymous_share(limits.max_concurrent))),
-            anonymous_max: anonymous_share(limits.max_concurrent),
+            anonymous_in_flight: Arc::new(Semaphore::new(share(limits.max_concurrent))),
+            principal_in_flight: std::sync::Mutex::new(HashMap::new()),
+            share_max: share(limits.max_concurrent),
             rates: RateLimiter::keyed(quota),
             refusals: RateLimiter::keyed(quota),
             calls: std::sync::atomic::AtomicU64::new(0),
@@ -340,21 +346,28 @@ impl Guard {
                 wait.as_millis().max(1)
             ))));
         }
-        let anonymous = if anonymous {
-            Some(
-                Arc::clone(&self.anonymous_in_flight)
-                    .try_acquire_owned()
-                    .map_err(|_| {
-                        refuse(Denied::Exhausted(format!(
-                            "callers without credentials are at their limit of {} calls in \
-                             progress; retry shortly",
-                            self.anonymous_max
-                        )))
-                    })?,
+        let (pool, who) = if anonymous {
+            (
+                Arc::clone(&self.anonymous_in_flight),
+                "callers without credentials are".to_string(),
             )
         } else {
-            None
+            // Principals come from the config, so this map is bounded by it.
+            let mut pools = self
+                .principal_in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let pool = pools
+                .entry(principal.name.clone())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.share_max)));
+            (Arc::clone(pool), format!("{} is", principal.name))
         };
+        let share = pool.try_acquire_owned().map_err(|_| {
+            refuse(Denied::Exhausted(format!(
+                "{who} at the limit of {} calls in progress; retry shortly",
+                self.share_max
+            )))
+        })?;
         let call = Arc::clone(&self.in_flight)
             .try_acquire_owned()
             .map_err(|_| {
@@ -367,7 +380,7 @@ impl Guard {
             principal,
             Places {
                 _call: call,
-                _anonymous: anonymous,
+                _share: share,
             },
         ))
     }
