@@ -107,6 +107,8 @@ pub struct StoreConfig {
     /// fsync the store's file after every flush, so an acknowledged write survives a power cut
     /// and not only a crash of the process (default true).
     pub fsync: Option<bool>,
+    /// MiB sled may keep in its page cache (default 256, at least 16).
+    pub cache_mib: Option<u64>,
 }
 
 /// The `[limits]` table: what one call, and one principal, may ask of the server.
@@ -307,6 +309,21 @@ impl Config {
         })
     }
 
+    /// Bytes of sled's page cache, checked.
+    pub fn cache_bytes(&self) -> Result<u64, ConfigError> {
+        let mib = self
+            .store
+            .cache_mib
+            .unwrap_or(crate::store::DEFAULT_CACHE_MIB);
+        if !(16..=1024 * 1024).contains(&mib) {
+            return Err(ConfigError::Invalid {
+                key: "store.cache_mib".into(),
+                reason: "must be from 16 to 1048576 (MiB)".into(),
+            });
+        }
+        Ok(mib * 1024 * 1024)
+    }
+
     /// Where callers' addresses come from: the TCP peer, or a trusted proxy's header.
     pub fn client_addresses(&self) -> Result<ClientAddresses, ConfigError> {
         let Some(proxy) = &self.proxy else {
@@ -331,6 +348,7 @@ impl Config {
     pub fn check(&self) -> Result<(), ConfigError> {
         self.rule_settings()?;
         self.limits()?;
+        self.cache_bytes()?;
         self.client_addresses()?;
         self.release_schedule()?;
         let mut names = HashSet::new();
@@ -466,6 +484,15 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn a_cache_too_small_to_work_in_is_named() {
+        let config: Config = toml::from_str("[store]\ncache_mib = 1\n").expect("parses");
+        let error = config.check().expect_err("too small");
+        assert!(error.to_string().contains("store.cache_mib"), "{error}");
+        let config: Config = toml::from_str("[store]\ncache_mib = 64\n").expect("parses");
+        assert_eq!(config.cache_bytes().expect("valid"), 64 * 1024 * 1024);
     }
 
     #[test]

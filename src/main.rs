@@ -271,6 +271,7 @@ async fn serve(
     let options = StoreOptions {
         rules: config.rule_settings()?,
         fsync: config.store.fsync.unwrap_or(true),
+        cache_bytes: config.cache_bytes()?,
         ..StoreOptions::default()
     };
     let listener = tokio::net::TcpListener::bind(address)

@@ -213,7 +213,13 @@ pub struct StoreOptions {
     pub clock: Clock,
     /// After each flush, fsync the store's file as well (see [`Shared::make_durable`]).
     pub fsync: bool,
+    /// Bytes sled may keep in its page cache (`[store] cache_mib`); sled's own default is
+    /// 1 GiB, more than a register's memory budget allows.
+    pub cache_bytes: u64,
 }
+
+/// sled's page cache unless the config says otherwise.
+pub const DEFAULT_CACHE_MIB: u64 = 256;
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -221,6 +227,7 @@ impl Default for StoreOptions {
             rules: RuleSettings::default(),
             clock: Arc::new(time::OffsetDateTime::now_utc),
             fsync: true,
+            cache_bytes: DEFAULT_CACHE_MIB * 1024 * 1024,
         }
     }
 }
@@ -240,7 +247,11 @@ impl Store {
 
     /// Opens the store with rule settings and a clock.
     pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
-        Self::open_db(sled::Config::new().path(dir).open()?, dir, options)
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(options.cache_bytes)
+            .open()?;
+        Self::open_db(db, dir, options)
     }
 
     /// Opens the store on a sled database already open at `dir` (sled lets go of a
