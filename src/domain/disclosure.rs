@@ -1073,4 +1073,71 @@ mod tests {
             }
         }
     }
+
+    /// A published table with a rest row (see [`comparative_table_forced`]) laid out as the
+    /// grid it was protected in: the rest never shown.
+    fn shown_with_rest(table: &ComparativeTable) -> Vec<Option<u64>> {
+        let places = table.places.len();
+        let published = Joint { rows: places };
+        let joint = Joint { rows: places + 1 };
+        let shown = published.shown(table);
+        let mut grid = vec![None; joint.size()];
+        for r in 0..=places {
+            let to = if r == places { joint.rows } else { r };
+            for c in 0..=Joint::COLUMNS {
+                grid[joint.at(to, c)] = shown[published.at(r, c)];
+            }
+        }
+        grid
+    }
+
+    proptest! {
+        #[test]
+        fn no_agency_works_out_the_others_small_rest_from_the_margin_across_two_releases(
+            (mut records, changed) in agencies_records(),
+        ) {
+            // The last row is the rest of the parent: in the margin, in no published row.
+            let rows = records.first().map_or(0, Vec::len);
+            prop_assume!(rows >= 2);
+            let first_rows = contributed(&records);
+            let first = comparative_table_forced(first_rows.clone(), true, None, &BTreeSet::new());
+            prop_assert_eq!(first.places.len(), rows - 1);
+            records[0] = changed;
+            let second_rows = contributed(&records);
+            let second = comparative_table_forced(
+                second_rows.clone(),
+                true,
+                Some((&first, &first_rows)),
+                &BTreeSet::new(),
+            );
+            let joint = Joint { rows };
+            let attacker = AgencyId::parse("A0").expect("agency");
+            let mut everyone = vec![0u64; joint.size()];
+            for a in 0..records.len() {
+                let id = AgencyId::parse(&format!("A{a}")).expect("agency");
+                for (sum, n) in everyone.iter_mut().zip(joint.counts(&second_rows, &id)) {
+                    *sum += n;
+                }
+            }
+            let own_now = joint.counts(&second_rows, &attacker);
+            let bounds = attack_two_releases(
+                &shown_with_rest(&first),
+                &joint.counts(&first_rows, &attacker),
+                &shown_with_rest(&second),
+                &own_now,
+                &joint.lines(),
+            );
+            for (i, (&(lo, hi), own)) in bounds.iter().zip(&own_now).enumerate() {
+                let truth = (everyone[i] - own) as i64;
+                prop_assert!(lo <= truth && truth <= hi, "count {}: {} outside {}..={}", i, truth, lo, hi);
+                if (1..SMALLEST_SHOWN as i64).contains(&truth) {
+                    prop_assert!(
+                        hides_small(lo, hi),
+                        "count {}: the others' {} is narrowed to {}..={}",
+                        i, truth, lo, hi
+                    );
+                }
+            }
+        }
+    }
 }
