@@ -954,18 +954,16 @@ async fn push_across_the_north_east(
     );
 }
 
-#[tokio::test]
-async fn no_suppressed_count_is_recovered_by_differencing_the_tables_of_a_release() {
-    // One count appears in many tables of a release: a district's row under its county, its
-    // region, England, its police force area and its community safety partnership; a
-    // table's margin row is its parent's row in the tables above. An attacker knows the
-    // geography, collects every count shown anywhere in the release, and subtracts.
-    let (_server, connection) = TestServer::north_east().await;
-    let containers = north_east_containers();
-    push_across_the_north_east(&connection, &containers, "D").await;
-    cut_release(&connection).await;
-
-    // Every table of the release: each place above LSOA, each published level.
+/// Every table of the latest release, as (parent, level, table): each place above LSOA of the
+/// North East (and England), each published level, those with places under them.
+async fn every_table_of_the_release(
+    connection: &Connection,
+    containers: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> Vec<(
+    String,
+    proto::PlaceLevel,
+    proto::GetComparativeTableResponse,
+)> {
     let parents: std::collections::BTreeSet<&String> = containers.values().flatten().collect();
     let levels = [
         proto::PlaceLevel::Country,
@@ -977,16 +975,31 @@ async fn no_suppressed_count_is_recovered_by_differencing_the_tables_of_a_releas
         proto::PlaceLevel::ClinicalCommissioningGroup,
     ];
     let mut tables = Vec::new();
-    for parent in &parents {
+    for parent in parents {
         for level in levels {
-            let answer = table_of(&connection, parent, level, 0)
+            let answer = table_of(connection, parent, level, 0)
                 .await
                 .expect("every table of the release");
             if !answer.rows.is_empty() {
-                tables.push(((*parent).clone(), level, answer));
+                tables.push((parent.clone(), level, answer));
             }
         }
     }
+    tables
+}
+
+#[tokio::test]
+async fn no_suppressed_count_is_recovered_by_differencing_the_tables_of_a_release() {
+    // One count appears in many tables of a release: a district's row under its county, its
+    // region, England, its police force area and its community safety partnership; a
+    // table's margin row is its parent's row in the tables above. An attacker knows the
+    // geography, collects every count shown anywhere in the release, and subtracts.
+    let (_server, connection) = TestServer::north_east().await;
+    let containers = north_east_containers();
+    push_across_the_north_east(&connection, &containers, "D").await;
+    cut_release(&connection).await;
+
+    let tables = every_table_of_the_release(&connection, &containers).await;
     // A row's counts: the total, then the client groups, then the categories.
     let counts = |row: &proto::ComparativeRow| -> Vec<proto::PublishedCount> {
         row.total
@@ -1019,7 +1032,9 @@ async fn no_suppressed_count_is_recovered_by_differencing_the_tables_of_a_releas
         let margin = table.total.as_ref().expect("the parent's row");
         let partitioned = partitions(parent, &table.rows);
         whole.push(partitioned);
-        let rows = table.rows.iter().chain(partitioned.then_some(margin));
+        // The last row is the parent's own count in every table, whether or not the rows
+        // make it up.
+        let rows = table.rows.iter().chain(std::iter::once(margin));
         for row in rows {
             for (c, count) in counts(row).iter().enumerate() {
                 published
@@ -1092,6 +1107,122 @@ async fn no_suppressed_count_is_recovered_by_differencing_the_tables_of_a_releas
             );
         }
     }
+}
+
+#[tokio::test]
+async fn records_outside_a_tables_rows_are_not_given_away_by_its_total() {
+    // Clinical commissioning groups are made of LSOAs: records placed at a ward are in their
+    // district, region and England, but in no clinical commissioning group. The table of the
+    // North East by clinical commissioning group then has a remainder, the region less its
+    // rows, that no row shows; three records there must not follow by subtraction.
+    // (Records of the health trust are child protection plans, under neglect.)
+    let (_server, connection) = TestServer::north_east().await;
+    let containers = north_east_containers();
+    // Ten records at an LSOA of each clinical commissioning group and of Newcastle, so that
+    // every row shows, then the three at a ward of Newcastle.
+    let mut lsoa_of: std::collections::BTreeMap<&String, &String> = Default::default();
+    for (lsoa, places) in &containers {
+        for ccg in places.iter().filter(|p| p.starts_with("E38")) {
+            lsoa_of.entry(ccg).or_insert(lsoa);
+        }
+    }
+    let places = lsoa_of
+        .values()
+        .map(|lsoa| lsoa.as_str())
+        .chain(std::iter::once(NEWCASTLE_LSOA))
+        .flat_map(|lsoa| std::iter::repeat_n(lsoa, 10))
+        .chain(std::iter::repeat_n(NEWCASTLE_WARD, 3));
+    let records: Vec<proto::RiskRecord> = places
+        .enumerate()
+        .map(|(n, place)| {
+            rec(
+                "RTD",
+                &format!("W-{n}"),
+                place,
+                0,
+                proto::Severity::Medium,
+                2,
+            )
+        })
+        .collect();
+    let answers = push_all(&connection, records).await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.outcome == proto::Outcome::Accepted as i32)
+    );
+    cut_release(&connection).await;
+    let tables = every_table_of_the_release(&connection, &containers).await;
+
+    // Every (place, column) shown anywhere in the release: the rows of every table, and the
+    // parent's row of every table.
+    let counts = |row: &proto::ComparativeRow| -> Vec<proto::PublishedCount> {
+        row.total
+            .iter()
+            .chain(&row.by_client_group)
+            .chain(&row.by_category)
+            .copied()
+            .collect()
+    };
+    let code = |row: &proto::ComparativeRow| row.place.as_ref().expect("place").code.clone();
+    let mut known: std::collections::BTreeSet<(String, usize)> = Default::default();
+    for (_, _, table) in &tables {
+        for row in table.rows.iter().chain(table.total.as_ref()) {
+            for (c, count) in counts(row).iter().enumerate() {
+                if !count.suppressed {
+                    known.insert((code(row), c));
+                }
+            }
+        }
+    }
+    // The columns the three records are in: the total, their client group, their category.
+    let (groups, _) = table_columns(&tables[0].2);
+    let group = tables[0]
+        .2
+        .client_groups
+        .iter()
+        .position(|g| *g == proto::ClientGroup::ChildProtectionPlan as i32)
+        .expect("client group column");
+    let category = tables[0]
+        .2
+        .categories
+        .iter()
+        .position(|c| *c == proto::RiskCategory::Neglect as i32)
+        .expect("category column");
+    let mut checked = 0;
+    for (parent, level, table) in &tables {
+        let contains_the_ward = parent == NORTH_EAST || parent == ENGLAND;
+        if *level != proto::PlaceLevel::ClinicalCommissioningGroup || !contains_the_ward {
+            continue;
+        }
+        for column in [0, 1 + group, 1 + groups + category] {
+            let parent_shown = known.contains(&(parent.clone(), column));
+            let rows_shown = table
+                .rows
+                .iter()
+                .all(|row| known.contains(&(code(row), column)));
+            assert!(
+                !(parent_shown && rows_shown),
+                "column {column} of {parent} less its clinical commissioning groups gives away \
+                 the 3 records outside them"
+            );
+            checked += 1;
+        }
+        // The table's own last row is the parent's count, suppressed where the parent's row is
+        // suppressed anywhere in the release.
+        let margin = counts(table.total.as_ref().expect("the parent's row"));
+        for (c, count) in margin.iter().enumerate() {
+            assert_eq!(
+                !count.suppressed,
+                known.contains(&(parent.clone(), c)),
+                "column {c} of {parent}'s row in its table by clinical commissioning group"
+            );
+        }
+    }
+    assert_eq!(
+        checked, 6,
+        "the North East's and England's tables were checked"
+    );
 }
 
 /// How many client-group and category columns a table has.

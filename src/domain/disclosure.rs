@@ -631,7 +631,7 @@ pub fn comparative_table(
     rows: Vec<ContributedRow>,
     earlier: Option<(&ComparativeTable, &[ContributedRow])>,
 ) -> ComparativeTable {
-    comparative_table_forced(rows, earlier, &BTreeSet::new())
+    comparative_table_forced(rows, false, earlier, &BTreeSet::new())
 }
 
 /// Where a count sits in a comparative table: its row (one per place, then the margin row of
@@ -646,21 +646,34 @@ pub const COMPARATIVE_COLUMNS: usize = Joint::COLUMNS;
 /// As [`comparative_table`], with the counts at `forced` suppressed from the start (because
 /// the same counts are suppressed in another table of the release), secondary suppression
 /// then protecting them like any other.
+///
+/// With `rest` set, the last of `rows` (and of the earlier rows) is not a place but the rest
+/// of the parent: its records in none of the other rows (see [`rest_of`]). It is never
+/// published, but the margin row then is the parent's own count, and anyone can subtract the
+/// shown rows from it; so the rest takes part in disclosure control as a row of the grid like
+/// any other (its small counts suppressed, and enough shown counts beside them that they
+/// cannot be worked out), and is dropped from the table published. `forced` and the earlier
+/// table are laid out as published, without it.
 pub fn comparative_table_forced(
     rows: Vec<ContributedRow>,
+    rest: bool,
     earlier: Option<(&ComparativeTable, &[ContributedRow])>,
     forced: &BTreeSet<Position>,
 ) -> ComparativeTable {
     let joint = Joint { rows: rows.len() };
+    let places = rows.len() - usize::from(rest && !rows.is_empty());
+    let published = Joint { rows: places };
+    // A published row's row in the grid: the margin row moves below the rest.
+    let in_grid = |r: usize| if r == places { joint.rows } else { r };
     let mut forced_mask = vec![false; joint.size()];
     for &(r, c) in forced {
-        if r <= joint.rows && c <= Joint::COLUMNS {
-            forced_mask[joint.at(r, c)] = true;
+        if r <= places && c <= Joint::COLUMNS {
+            forced_mask[joint.at(in_grid(r), c)] = true;
         }
     }
     // The previous release helps only if it has the same places.
     let earlier = earlier.filter(|(table, then)| {
-        table.places.len() == rows.len()
+        table.places.len() == places
             && then.len() == rows.len()
             && table
                 .places
@@ -684,13 +697,31 @@ pub fn comparative_table_forced(
             .iter()
             .map(|agency| joint.counts(then, agency))
             .collect();
-        (joint.shown(table), then)
+        // The rest was never shown.
+        let shown_then = published.shown(table);
+        let mut shown = vec![None; joint.size()];
+        for r in 0..=places {
+            for c in 0..=Joint::COLUMNS {
+                shown[joint.at(in_grid(r), c)] = shown_then[published.at(r, c)];
+            }
+        }
+        (shown, then)
     });
     let shown = suppress(&joint.lines(), own, joint.size(), earlier, &forced_mask);
+    let mut shown_published = vec![None; published.size()];
+    for r in 0..=places {
+        for c in 0..=Joint::COLUMNS {
+            shown_published[published.at(r, c)] = shown[joint.at(in_grid(r), c)];
+        }
+    }
     ComparativeTable {
-        by_client_group: joint.half(&shown, 0, Joint::GROUPS),
-        by_category: joint.half(&shown, Joint::GROUPS, RiskCategory::ALL.len()),
-        places: rows.into_iter().map(|(place, _)| place).collect(),
+        by_client_group: published.half(&shown_published, 0, Joint::GROUPS),
+        by_category: published.half(&shown_published, Joint::GROUPS, RiskCategory::ALL.len()),
+        places: rows
+            .into_iter()
+            .take(places)
+            .map(|(place, _)| place)
+            .collect(),
     }
 }
 
@@ -706,10 +737,12 @@ pub fn suppressed_positions(table: &ComparativeTable) -> BTreeSet<Position> {
         .collect()
 }
 
-/// Whether the margin row of a table of `rows` (their column totals) is, count for count and
-/// agency by agency, the row of the place `whole` describes: then the two are one count, and
-/// must be suppressed alike wherever they are published.
-pub fn margin_is(rows: &[ContributedRow], whole: &ContributedRow) -> bool {
+/// The rest of the parent `whole` describes, outside the rows of a table: agency by agency
+/// and count for count, the parent's own row less the rows, as a row of the parent. It has
+/// no views where the rows make up the parent (the margin row is then the parent's count
+/// whichever way it is read). `None` where the rows hold more than the parent in some count
+/// (they overlap), so that there is no rest to speak of.
+pub fn rest_of(rows: &[ContributedRow], whole: &ContributedRow) -> Option<ContributedRow> {
     let joint = Joint { rows: rows.len() };
     let single = Joint { rows: 1 };
     let agencies: BTreeSet<&AgencyId> = rows
@@ -717,11 +750,27 @@ pub fn margin_is(rows: &[ContributedRow], whole: &ContributedRow) -> bool {
         .chain(std::iter::once(whole))
         .flat_map(|(_, views)| views.keys())
         .collect();
-    agencies.into_iter().all(|agency| {
+    let mut views = BTreeMap::new();
+    for agency in agencies {
         let margin = joint.counts(rows, agency);
         let own = single.counts(std::slice::from_ref(whole), agency);
-        (0..=Joint::COLUMNS).all(|c| margin[joint.at(joint.rows, c)] == own[single.at(0, c)])
-    })
+        let rest: Vec<u64> = (0..=Joint::COLUMNS)
+            .map(|c| own[single.at(0, c)].checked_sub(margin[joint.at(joint.rows, c)]))
+            .collect::<Option<_>>()?;
+        if rest.iter().all(|&n| n == 0) {
+            continue;
+        }
+        let mut view = PlaceView::empty(whole.0.code, 0);
+        for (g, group) in ClientGroup::ALL.iter().enumerate() {
+            view.by_client_group.insert(*group, rest[g]);
+        }
+        for (c, category) in RiskCategory::ALL.iter().enumerate() {
+            view.by_category.insert(*category, rest[Joint::GROUPS + c]);
+        }
+        view.total = rest[Joint::COLUMNS];
+        views.insert(agency.clone(), view);
+    }
+    Some((whole.0.clone(), views))
 }
 
 #[cfg(test)]
@@ -941,6 +990,35 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn a_small_rest_outside_the_rows_is_not_left_to_subtraction() {
+        // Two places with 10 records each, and 3 more of the parent in neither: the margin is
+        // the parent's 23, and the margin less the rows must not show the 3.
+        let ten = vec![(0, 0); 10];
+        let mut rows = contributed(&vec![vec![ten.clone(), ten, vec![(0, 0); 3]]]);
+        let table = comparative_table_forced(rows.clone(), true, None, &BTreeSet::new());
+        assert_eq!(table.places.len(), 2, "the rest is not published");
+        let half = &table.by_client_group;
+        let line = [half.row_totals[0], half.row_totals[1], half.total];
+        assert!(line.iter().any(|p| p.is_suppressed()), "{line:?}");
+        assert!(
+            [half.cells[0][0], half.cells[1][0], half.column_totals[0]]
+                .iter()
+                .any(|p| p.is_suppressed())
+        );
+        // Read as a plain table, the margin is the two rows and shows in full.
+        rows.pop();
+        let plain = comparative_table_forced(rows, false, None, &BTreeSet::new());
+        assert_eq!(plain.by_client_group.total, Published::Count(20));
+        assert!(
+            plain
+                .by_client_group
+                .row_totals
+                .iter()
+                .all(|p| !p.is_suppressed())
+        );
+    }
+
     fn agencies_records() -> impl Strategy<Value = (Records, Vec<Vec<(usize, usize)>>)> {
         (1usize..4, 2usize..4).prop_flat_map(|(rows, agencies)| {
             let record = (0usize..3, 0usize..3);
@@ -981,6 +1059,73 @@ mod tests {
                 &joint.shown(&second),
                 &own_now,
                 &lines,
+            );
+            for (i, (&(lo, hi), own)) in bounds.iter().zip(&own_now).enumerate() {
+                let truth = (everyone[i] - own) as i64;
+                prop_assert!(lo <= truth && truth <= hi, "count {}: {} outside {}..={}", i, truth, lo, hi);
+                if (1..SMALLEST_SHOWN as i64).contains(&truth) {
+                    prop_assert!(
+                        hides_small(lo, hi),
+                        "count {}: the others' {} is narrowed to {}..={}",
+                        i, truth, lo, hi
+                    );
+                }
+            }
+        }
+    }
+
+    /// A published table with a rest row (see [`comparative_table_forced`]) laid out as the
+    /// grid it was protected in: the rest never shown.
+    fn shown_with_rest(table: &ComparativeTable) -> Vec<Option<u64>> {
+        let places = table.places.len();
+        let published = Joint { rows: places };
+        let joint = Joint { rows: places + 1 };
+        let shown = published.shown(table);
+        let mut grid = vec![None; joint.size()];
+        for r in 0..=places {
+            let to = if r == places { joint.rows } else { r };
+            for c in 0..=Joint::COLUMNS {
+                grid[joint.at(to, c)] = shown[published.at(r, c)];
+            }
+        }
+        grid
+    }
+
+    proptest! {
+        #[test]
+        fn no_agency_works_out_the_others_small_rest_from_the_margin_across_two_releases(
+            (mut records, changed) in agencies_records(),
+        ) {
+            // The last row is the rest of the parent: in the margin, in no published row.
+            let rows = records.first().map_or(0, Vec::len);
+            prop_assume!(rows >= 2);
+            let first_rows = contributed(&records);
+            let first = comparative_table_forced(first_rows.clone(), true, None, &BTreeSet::new());
+            prop_assert_eq!(first.places.len(), rows - 1);
+            records[0] = changed;
+            let second_rows = contributed(&records);
+            let second = comparative_table_forced(
+                second_rows.clone(),
+                true,
+                Some((&first, &first_rows)),
+                &BTreeSet::new(),
+            );
+            let joint = Joint { rows };
+            let attacker = AgencyId::parse("A0").expect("agency");
+            let mut everyone = vec![0u64; joint.size()];
+            for a in 0..records.len() {
+                let id = AgencyId::parse(&format!("A{a}")).expect("agency");
+                for (sum, n) in everyone.iter_mut().zip(joint.counts(&second_rows, &id)) {
+                    *sum += n;
+                }
+            }
+            let own_now = joint.counts(&second_rows, &attacker);
+            let bounds = attack_two_releases(
+                &shown_with_rest(&first),
+                &joint.counts(&first_rows, &attacker),
+                &shown_with_rest(&second),
+                &own_now,
+                &joint.lines(),
             );
             for (i, (&(lo, hi), own)) in bounds.iter().zip(&own_now).enumerate() {
                 let truth = (everyone[i] - own) as i64;

@@ -15,7 +15,7 @@ use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
 use super::disclosure::{
     COMPARATIVE_COLUMNS, ComparativeTable, ContributedRow, Position, comparative_table_forced,
-    margin_is, suppressed_positions,
+    rest_of, suppressed_positions,
 };
 use super::inspection::{Inspection, ViewFilter};
 use super::{Geography, Place, PlaceCode, PlaceLevel};
@@ -140,7 +140,10 @@ pub type PreviousRelease<'a> = (
 ///
 /// The same count is published in several tables: a district's row under its county, its
 /// region, England and every footprint area containing it, and a table's margin row is its
-/// parent's row in the tables above. Suppression is made consistent across all of them, or
+/// parent's own row, as in the tables above. Where a table's rows do not make up its parent
+/// (records placed at a ward lie in no clinical commissioning group), the rest of the parent
+/// is an unpublished row of that table in disclosure control, so that the margin less the
+/// rows never gives a small rest away. Suppression is made consistent across all of them, or
 /// a complement hidden in one table could be read from another and subtracted: every count
 /// suppressed in any table is suppressed in every table that publishes it, and secondary
 /// suppression runs again where that hid more, until nothing changes (suppression only
@@ -184,40 +187,59 @@ pub fn release_tables(
                     })
                     .collect()
             };
-            let earlier = previous.and_then(|(tables, counters)| {
-                tables
-                    .get(&(parent.code, *level))
-                    .map(|table| (&table.table, contributed(counters)))
+            let whole = |counters: &Inspection| -> ContributedRow {
+                (
+                    parent.clone(),
+                    counters.views_by_agency(parent.code, &everything),
+                )
+            };
+            let mut earlier = previous.and_then(|(tables, counters)| {
+                tables.get(&(parent.code, *level)).map(|table| {
+                    let then = contributed(counters);
+                    let rest = rest_of(&then, &whole(counters));
+                    (&table.table, then, rest)
+                })
             });
-            let now = contributed(inspection);
+            let mut now = contributed(inspection);
+            let rest_now = rest_of(&now, &whole(inspection));
             let mut lines: Vec<usize> = rows
                 .iter()
                 .map(|place| counts.id(Count::Place(place.code)))
                 .collect();
-            // The margin row is the sum of these rows; where that is the parent's own row,
-            // count for count, it is the same count as the parent's row elsewhere.
-            let margin = counts.id(Count::Sum(rows.iter().map(|p| p.code).collect()));
-            let whole = (
-                parent.clone(),
-                inspection.views_by_agency(parent.code, &everything),
-            );
-            if margin_is(&now, &whole) {
-                let own = counts.id(Count::Place(parent.code));
-                counts.join(margin, own);
+            // The margin row is the parent's own count. Where the rows do not make it up (a
+            // footprint of LSOAs under a region with records placed at a ward, say), the rest
+            // of the parent, now or at the previous release, is a row of its own in
+            // disclosure control, never published: the margin less the rows shown beside it
+            // must not give it away. Where the rows hold more than the parent (they overlap),
+            // there is no rest to speak of, and the margin row is the sum of the rows.
+            let has_views = |rest: &Option<ContributedRow>| {
+                rest.as_ref().is_some_and(|(_, views)| !views.is_empty())
+            };
+            let rest = rest_now.is_some()
+                && (has_views(&rest_now)
+                    || earlier.as_ref().is_some_and(|(_, _, then)| has_views(then)));
+            let margin = if rest_now.is_some() {
+                counts.id(Count::Place(parent.code))
+            } else {
+                counts.id(Count::Sum(rows.iter().map(|p| p.code).collect()))
+            };
+            if rest {
+                let empty = (parent.clone(), Default::default());
+                now.push(rest_now.unwrap_or_else(|| empty.clone()));
+                if let Some((_, then, rest_then)) = &mut earlier {
+                    then.push(rest_then.take().unwrap_or(empty));
+                }
             }
+            let earlier = earlier.map(|(table, then, _)| (table, then));
             lines.push(margin);
             pending.push(Pending {
                 parent,
                 level: *level,
                 rows: now,
+                rest,
                 earlier,
                 lines,
             });
-        }
-    }
-    for table in &mut pending {
-        for line in &mut table.lines {
-            *line = counts.find(*line);
         }
     }
     // Every (line, column) suppressed in some table so far.
@@ -241,6 +263,7 @@ pub fn release_tables(
             }
             let computed = comparative_table_forced(
                 table.rows.clone(),
+                table.rest,
                 table
                     .earlier
                     .as_ref()
@@ -275,6 +298,8 @@ struct Pending<'a> {
     parent: &'a Place,
     level: PlaceLevel,
     rows: Vec<ContributedRow>,
+    /// Whether the last of `rows` (and of the earlier rows) is the rest of the parent.
+    rest: bool,
     earlier: Option<(&'a ComparativeTable, Vec<ContributedRow>)>,
     lines: Vec<usize>,
 }
@@ -287,37 +312,17 @@ enum Count {
     Sum(Vec<PlaceCode>),
 }
 
-/// The rows published across a release, numbered, with the numbers of rows that are one
-/// and the same count joined (a union-find).
+/// The rows published across a release, numbered: rows that are one and the same count (a
+/// place's row wherever it is published, a parent's own row as a margin) share a number.
 #[derive(Default)]
 struct Counts {
     ids: HashMap<Count, usize>,
-    parent: Vec<usize>,
 }
 
 impl Counts {
     fn id(&mut self, count: Count) -> usize {
-        let next = self.parent.len();
-        let id = *self.ids.entry(count).or_insert(next);
-        if id == next {
-            self.parent.push(next);
-        }
-        id
-    }
-
-    fn find(&mut self, mut id: usize) -> usize {
-        while self.parent[id] != id {
-            self.parent[id] = self.parent[self.parent[id]];
-            id = self.parent[id];
-        }
-        id
-    }
-
-    fn join(&mut self, a: usize, b: usize) {
-        let (a, b) = (self.find(a), self.find(b));
-        if a != b {
-            self.parent[a.max(b)] = a.min(b);
-        }
+        let next = self.ids.len();
+        *self.ids.entry(count).or_insert(next)
     }
 }
 
