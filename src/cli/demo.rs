@@ -415,7 +415,7 @@ async fn tell_the_story(
     .await?;
     println!(
         "wrote {rows} rows. Active risks by category\n\
-         (c: a count from 1 to 4, one where the other agencies than any one hold 1 to 4, or one\n\
+         (c: a count from 1 to 4, one where the agencies besides any one of them hold 1 to 4, or one\n\
          that would give such a count away; the rest rounded to 5):"
     );
     let table = public
