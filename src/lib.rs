@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod rules;
 pub mod store;
 pub mod telemetry;
 
@@ -26,8 +27,6 @@ use proto::risk_register_server::RiskRegisterServer;
 use store::Store;
 
 /// The `marr.v1` contract, generated from `proto/marr/v1`.
-pub mod rules;
-
 pub mod proto {
     tonic::include_proto!("marr.v1");
     /// Descriptors for server reflection.
