@@ -13,26 +13,7 @@ use tonic_types::StatusExt;
 async fn refused(connection: &Connection, record: proto::RiskRecord, field: &str) -> String {
     let local_ref = record.local_ref.clone();
     let agency = record.agency_id.clone();
-    let status = connection
-        .risk_register()
-        .submit_record(proto::SubmitRecordRequest {
-            record: Some(record),
-        })
-        .await
-        .expect_err("the record is refused");
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    let bad_request = status
-        .get_details_bad_request()
-        .expect("BadRequest details");
-    let fields: Vec<&str> = bad_request
-        .field_violations
-        .iter()
-        .map(|v| v.field.as_str())
-        .collect();
-    assert!(
-        fields.contains(&field),
-        "expected a violation of {field}, got {fields:?}"
-    );
+    let status = refusal_naming(connection, record, field).await;
     if let Ok(local_ref) = marr::domain::LocalRef::parse(&local_ref)
         && marr::domain::AgencyId::parse(&agency).is_ok()
     {

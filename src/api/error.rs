@@ -82,3 +82,26 @@ pub fn limit_as_exhausted(status: Status) -> Status {
         status
     }
 }
+
+/// The contract's word for a status that tonic or a third-party service (health, reflection)
+/// made up: limits are RESOURCE_EXHAUSTED (see [`limit_as_exhausted`]), and bytes that do not
+/// decode are the caller's INVALID_ARGUMENT, not INTERNAL (the contract's own services say so
+/// through `api::codec`). `None` when the status stands as it is.
+pub fn in_contract_terms(status: &Status) -> Option<Status> {
+    match status.code() {
+        Code::OutOfRange if status.message().contains("message length too large") => {
+            Some(limit_as_exhausted(status.clone()))
+        }
+        Code::Internal
+            if status
+                .message()
+                .starts_with("failed to decode Protobuf message") =>
+        {
+            Some(Status::invalid_argument(format!(
+                "the message does not decode: {}",
+                status.message()
+            )))
+        }
+        _ => None,
+    }
+}

@@ -21,7 +21,7 @@ use tower::{Layer, Service};
 
 use super::policy::{self, Audit};
 use super::{Caller, Denied, Identities, Principal};
-use crate::api::error::limit_as_exhausted;
+use crate::api::error::in_contract_terms;
 use crate::domain::{Access, Actor, Role};
 use crate::store::Store;
 
@@ -484,16 +484,6 @@ where
     }
 }
 
-/// The outcome an answer carries in its headers: `OK`, or the refusal's code and message.
-fn outcome_of(response: &http::Response<Body>) -> String {
-    match Status::from_header_map(response.headers()) {
-        Some(status) if status.code() != tonic::Code::Ok => {
-            format!("{:?}: {}", status.code(), status.message())
-        }
-        _ => "OK".into(),
-    }
-}
-
 async fn guard_call<S>(
     guard: Arc<Guard>,
     mut inner: S,
@@ -547,34 +537,29 @@ where
             tokio::time::sleep(DRAIN_GRACE).await;
         } => shutting_down().into_http(),
     };
-    let response = match Status::from_header_map(response.headers()) {
-        Some(status) if status.code() == tonic::Code::OutOfRange => {
-            limit_as_exhausted(status).into_http()
+    // The answer's status, read once: a refusal rides in the headers of a trailers-only answer.
+    let mut refusal =
+        Status::from_header_map(response.headers()).filter(|s| s.code() != tonic::Code::Ok);
+    let response = match refusal.as_ref().and_then(in_contract_terms) {
+        Some(restated) => {
+            let answer = restated.clone().into_http();
+            refusal = Some(restated);
+            answer
         }
-        // Health and reflection use prost's own codec, which calls undecodable bytes INTERNAL;
-        // the contract's services say INVALID_ARGUMENT themselves (`api::codec`).
-        Some(status)
-            if status.code() == tonic::Code::Internal
-                && status
-                    .message()
-                    .starts_with("failed to decode Protobuf message") =>
-        {
-            Status::invalid_argument(format!("the message does not decode: {}", status.message()))
-                .into_http()
-        }
-        _ => response,
+        None => response,
     };
-    let code = Status::from_header_map(response.headers()).map_or(tonic::Code::Ok, |s| s.code());
     metrics::counter!(
         crate::telemetry::REQUESTS,
         "method" => rule.name(),
-        "code" => format!("{code:?}")
+        "code" => format!("{:?}", refusal.as_ref().map_or(tonic::Code::Ok, Status::code))
     )
     .increment(1);
-    match Status::from_header_map(response.headers()).filter(|s| s.code() != tonic::Code::Ok) {
+    match refusal {
         Some(refusal) => {
-            let access = caller.access(outcome_of(&response));
-            guard.record_refusal(&peer, access, &refusal).await;
+            let outcome = format!("{:?}: {}", refusal.code(), refusal.message());
+            guard
+                .record_refusal(&peer, caller.access(outcome), &refusal)
+                .await;
         }
         None if rule.audit == Audit::Read => {
             if let Err(error) = guard.store.audit(caller.access("OK".into())).await {

@@ -673,3 +673,33 @@ pub fn spawn_serve(config: &Path, data_dir: &Path) -> (ServeProcess, String) {
         .expect("serve starts");
     (ServeProcess(Some(child)), format!("http://{listen}"))
 }
+
+/// Submits `record` as Newcastle's council and expects INVALID_ARGUMENT with a
+/// `google.rpc.BadRequest` naming `field`; answers the refusal.
+pub async fn refusal_naming(
+    connection: &Connection,
+    record: proto::RiskRecord,
+    field: &str,
+) -> tonic::Status {
+    use tonic_types::StatusExt;
+    let status = connection
+        .risk_register()
+        .submit_record(proto::SubmitRecordRequest {
+            record: Some(record),
+        })
+        .await
+        .expect_err("the record is refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    let fields: Vec<String> = status
+        .get_details_bad_request()
+        .expect("BadRequest details")
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert!(
+        fields.iter().any(|f| f == field),
+        "expected a violation of {field}, got {fields:?}"
+    );
+    status
+}
