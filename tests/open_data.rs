@@ -630,6 +630,21 @@ async fn releases_are_cut_on_the_schedule_by_the_registers_clock_and_reproduce_f
     );
 }
 
+/// A row's counts: the total, then the client groups, then the categories.
+fn counts(row: &proto::ComparativeRow) -> Vec<proto::PublishedCount> {
+    row.total
+        .iter()
+        .chain(&row.by_client_group)
+        .chain(&row.by_category)
+        .copied()
+        .collect()
+}
+
+/// A row's place code.
+fn code(row: &proto::ComparativeRow) -> String {
+    row.place.as_ref().expect("place").code.clone()
+}
+
 /// Runs `marr export` against the server and reads back the data rows, after the header.
 async fn export_csv(url: &str, args: &[&str], out: &std::path::Path) -> Vec<csv::StringRecord> {
     let (url, path) = (url.to_string(), out.to_path_buf());
@@ -1000,16 +1015,6 @@ async fn no_suppressed_count_is_recovered_by_differencing_the_tables_of_a_releas
     cut_release(&connection).await;
 
     let tables = every_table_of_the_release(&connection, &containers).await;
-    // A row's counts: the total, then the client groups, then the categories.
-    let counts = |row: &proto::ComparativeRow| -> Vec<proto::PublishedCount> {
-        row.total
-            .iter()
-            .chain(&row.by_client_group)
-            .chain(&row.by_category)
-            .copied()
-            .collect()
-    };
-    let code = |row: &proto::ComparativeRow| row.place.as_ref().expect("place").code.clone();
     // Whether the rows of a table are, between them, all of the parent, each LSOA in it in
     // exactly one: then the margin row is the parent's own count.
     let partitions = |parent: &String, rows: &[proto::ComparativeRow]| {
@@ -1156,15 +1161,6 @@ async fn records_outside_a_tables_rows_are_not_given_away_by_its_total() {
 
     // Every (place, column) shown anywhere in the release: the rows of every table, and the
     // parent's row of every table.
-    let counts = |row: &proto::ComparativeRow| -> Vec<proto::PublishedCount> {
-        row.total
-            .iter()
-            .chain(&row.by_client_group)
-            .chain(&row.by_category)
-            .copied()
-            .collect()
-    };
-    let code = |row: &proto::ComparativeRow| row.place.as_ref().expect("place").code.clone();
     let mut known: std::collections::BTreeSet<(String, usize)> = Default::default();
     for (_, _, table) in &tables {
         for row in table.rows.iter().chain(table.total.as_ref()) {

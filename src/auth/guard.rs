@@ -575,7 +575,7 @@ where
     }
     // The call holds its place among those in progress until its answer is over, so that
     // open streams count against the limit like unary calls do.
-    Ok(response.map(|body| Body::new(Answering::new(body, places, guard.store.draining()))))
+    Ok(response.map(|body| Body::new(Answering::new(body, places, draining))))
 }
 
 /// How long a call that is about to answer is given once the server starts stopping.

@@ -956,6 +956,18 @@ mod tests {
         }
     }
 
+    /// Every count of the joint grid summed over agencies `A0`, `A1`, … (`agencies` of them).
+    fn every_agency(joint: &Joint, rows: &[ContributedRow], agencies: usize) -> Vec<u64> {
+        let mut everyone = vec![0u64; joint.size()];
+        for a in 0..agencies {
+            let id = AgencyId::parse(&format!("A{a}")).expect("agency");
+            for (sum, n) in everyone.iter_mut().zip(joint.counts(rows, &id)) {
+                *sum += n;
+            }
+        }
+        everyone
+    }
+
     /// Each agency's records in each row, as (client group, category) indexes.
     type Records = Vec<Vec<Vec<(usize, usize)>>>;
 
@@ -1044,13 +1056,7 @@ mod tests {
             let joint = Joint { rows: first_rows.len() };
             let lines = joint.lines();
             let attacker = AgencyId::parse("A0").expect("agency");
-            let mut everyone = vec![0u64; joint.size()];
-            for a in 0..records.len() {
-                let id = AgencyId::parse(&format!("A{a}")).expect("agency");
-                for (sum, n) in everyone.iter_mut().zip(joint.counts(&second_rows, &id)) {
-                    *sum += n;
-                }
-            }
+            let everyone = every_agency(&joint, &second_rows, records.len());
             let own_then = joint.counts(&first_rows, &attacker);
             let own_now = joint.counts(&second_rows, &attacker);
             let bounds = attack_two_releases(
@@ -1112,13 +1118,7 @@ mod tests {
             );
             let joint = Joint { rows };
             let attacker = AgencyId::parse("A0").expect("agency");
-            let mut everyone = vec![0u64; joint.size()];
-            for a in 0..records.len() {
-                let id = AgencyId::parse(&format!("A{a}")).expect("agency");
-                for (sum, n) in everyone.iter_mut().zip(joint.counts(&second_rows, &id)) {
-                    *sum += n;
-                }
-            }
+            let everyone = every_agency(&joint, &second_rows, records.len());
             let own_now = joint.counts(&second_rows, &attacker);
             let bounds = attack_two_releases(
                 &shown_with_rest(&first),
