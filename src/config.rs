@@ -109,6 +109,8 @@ pub struct StoreConfig {
     pub fsync: Option<bool>,
     /// MiB sled may keep in its page cache (default 256, at least 16).
     pub cache_mib: Option<u64>,
+    /// Revisions between two checkpoints of the inspection counters (default 50000).
+    pub checkpoint_every: Option<u64>,
 }
 
 /// The `[limits]` table: what one call, and one principal, may ask of the server.
@@ -324,6 +326,21 @@ impl Config {
         Ok(mib * 1024 * 1024)
     }
 
+    /// Revisions between checkpoints of the counters, checked.
+    pub fn checkpoint_every(&self) -> Result<u64, ConfigError> {
+        let every = self
+            .store
+            .checkpoint_every
+            .unwrap_or(crate::store::DEFAULT_CHECKPOINT_EVERY);
+        if !(1_000..=10_000_000).contains(&every) {
+            return Err(ConfigError::Invalid {
+                key: "store.checkpoint_every".into(),
+                reason: "must be from 1000 to 10000000 (revisions)".into(),
+            });
+        }
+        Ok(every)
+    }
+
     /// Where callers' addresses come from: the TCP peer, or a trusted proxy's header.
     pub fn client_addresses(&self) -> Result<ClientAddresses, ConfigError> {
         let Some(proxy) = &self.proxy else {
@@ -349,6 +366,7 @@ impl Config {
         self.rule_settings()?;
         self.limits()?;
         self.cache_bytes()?;
+        self.checkpoint_every()?;
         self.client_addresses()?;
         self.release_schedule()?;
         let mut names = HashSet::new();

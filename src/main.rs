@@ -272,6 +272,7 @@ async fn serve(
         rules: config.rule_settings()?,
         fsync: config.store.fsync.unwrap_or(true),
         cache_bytes: config.cache_bytes()?,
+        checkpoint_every: config.checkpoint_every()?,
         ..StoreOptions::default()
     };
     let listener = tokio::net::TcpListener::bind(address)

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::record::{AgencyId, FieldViolation, Invalid, PlaceCode};
-use super::vocabulary::{AgencyKind, PlaceLevel};
+use super::vocabulary::{AgencyKind, PlaceLevel, Vocabulary};
 
 /// Longest agency name, in characters.
 pub const AGENCY_NAME_MAX_CHARS: usize = 120;
@@ -234,6 +234,34 @@ impl Geography {
 
     pub fn len(&self) -> usize {
         self.places.len()
+    }
+
+    /// A digest of the tree and the footprint memberships: counters made under one
+    /// geography are recognised as not fitting another.
+    pub fn fingerprint(&self) -> u64 {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        let mut codes: Vec<&PlaceCode> = self.places.keys().collect();
+        codes.sort_unstable();
+        for code in codes {
+            let place = &self.places[code];
+            hash.update(code.as_bytes());
+            hash.update(
+                place
+                    .parent
+                    .as_ref()
+                    .map_or(&[0u8; 9][..], |p| p.as_bytes()),
+            );
+            hash.update((place.level.number() as u32).to_be_bytes());
+            let mut members: Vec<&PlaceCode> =
+                self.members.get(code).into_iter().flatten().collect();
+            members.sort_unstable();
+            for member in members {
+                hash.update(member.as_bytes());
+            }
+        }
+        let digest = hash.finalize();
+        u64::from_be_bytes(digest[..8].try_into().unwrap_or_default())
     }
 
     pub fn is_empty(&self) -> bool {

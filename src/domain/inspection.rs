@@ -173,6 +173,8 @@ struct Totals {
     by_severity: [u64; 5],
     by_agency_kind: [u64; 10],
     by_agency: HashMap<u32, u64>,
+    /// Active high-or-worse records by client group, for the place threshold rule.
+    high_or_worse: [u64; 8],
 }
 
 impl Totals {
@@ -191,6 +193,9 @@ impl Totals {
         self.by_severity[severity.number() as usize] += n;
         self.by_agency_kind[kind.number() as usize] += n;
         *self.by_agency.entry(agency).or_default() += n;
+        if severity >= Severity::High {
+            self.high_or_worse[client_group.number() as usize] += n;
+        }
     }
 
     fn remove(
@@ -206,6 +211,9 @@ impl Totals {
         self.by_category[category.number() as usize] -= 1;
         self.by_severity[severity.number() as usize] -= 1;
         self.by_agency_kind[kind.number() as usize] -= 1;
+        if severity >= Severity::High {
+            self.high_or_worse[client_group.number() as usize] -= 1;
+        }
         if let Some(n) = self.by_agency.get_mut(&agency) {
             *n -= 1;
             if *n == 0 {
@@ -248,25 +256,65 @@ struct PlaceTally {
     subjects_at_two_or_more_agency_kinds: u64,
 }
 
-/// An active record naming a subject.
-#[derive(Debug, Clone)]
-struct Presence {
-    record: RecordKey,
-    agency: u32,
-    kind: AgencyKind,
-    place: PlaceCode,
+/// An active record naming a subject, as the subject index has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    pub record: RecordKey,
+    pub place: PlaceCode,
 }
 
-/// The counters and subject presences, as of `applied`.
+/// For each subject a change names (or named), the other active records naming it just
+/// before the change. The store reads them from its subject index, so no copy of every
+/// subject is kept in memory.
+pub type Others = BTreeMap<SubjectKey, Vec<Presence>>;
+
+/// What one change did to the measures the alert rules watch, so the rules need no state of
+/// their own.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Active high-or-worse records per (place, client group) that moved: before, after.
+    pub high_or_worse: Vec<(PlaceCode, ClientGroup, u64, u64)>,
+    /// Each subject the change names or named.
+    pub subjects: Vec<SubjectChange>,
+}
+
+/// One subject before and after a change.
+#[derive(Debug)]
+pub struct SubjectChange {
+    pub subject: SubjectKey,
+    /// Distinct agencies with an active record naming the subject, before the change.
+    pub agencies_before: BTreeSet<AgencyId>,
+    /// The active records naming the subject after the change, with their places.
+    pub active_after: BTreeMap<RecordKey, PlaceCode>,
+}
+
+/// The counters at every place, as of `applied`. Tallies are shared with the readers' copy,
+/// which takes the places a batch touched once the batch is durable ([`Inspection::publish`]).
 #[derive(Debug, Clone, Default)]
 pub struct Inspection {
     applied: u64,
     agencies: Vec<(AgencyId, AgencyKind)>,
     agency_index: HashMap<AgencyId, u32>,
-    places: HashMap<PlaceCode, PlaceTally>,
-    subjects: HashMap<SubjectKey, Vec<Presence>>,
+    places: HashMap<PlaceCode, Arc<PlaceTally>>,
     containing: HashMap<PlaceCode, Arc<[PlaceCode]>>,
+    /// Places changed since the last publish.
+    touched: BTreeSet<PlaceCode>,
 }
+
+/// The counters as persisted at a checkpoint: enough to rebuild an [`Inspection`] without
+/// the log before `applied`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub applied: u64,
+    /// The fingerprint of the geography the counters were made with: a checkpoint made
+    /// before an import that changed the tree is recognised and not used.
+    pub geography: u64,
+    agencies: Vec<(AgencyId, AgencyKind)>,
+    places: Vec<StoredTally>,
+}
+
+/// A place's cells (sorted) and its two convergence counts, as a checkpoint keeps them.
+type StoredTally = (PlaceCode, Vec<(u64, u32)>, u64, u64);
 
 /// Every place whose counters a record at `place` contributes to: itself, its ancestors and
 /// every footprint area containing any of them.
@@ -279,19 +327,6 @@ fn containing(geography: &Geography, place: PlaceCode) -> Vec<PlaceCode> {
 }
 
 impl Inspection {
-    /// A copy of the per-place counters, without the subject presences: what a release
-    /// needs ([`Inspection::views_by_agency`]), cheap enough to take between two batches.
-    pub fn counters_only(&self) -> Self {
-        Self {
-            applied: self.applied,
-            agencies: self.agencies.clone(),
-            agency_index: self.agency_index.clone(),
-            places: self.places.clone(),
-            subjects: HashMap::new(),
-            containing: HashMap::new(),
-        }
-    }
-
     /// The log sequence the counters are consistent with.
     pub fn applied(&self) -> u64 {
         self.applied
@@ -314,25 +349,60 @@ impl Inspection {
             .clone()
     }
 
+    /// Forgets cached ancestry after the geography changed.
+    pub fn geography_changed(&mut self) {
+        self.containing.clear();
+    }
+
+    fn tally_mut(&mut self, place: PlaceCode) -> &mut PlaceTally {
+        self.touched.insert(place);
+        Arc::make_mut(self.places.entry(place).or_default())
+    }
+
+    fn high_or_worse(&self, place: PlaceCode, group: ClientGroup) -> u64 {
+        self.places
+            .get(&place)
+            .map_or(0, |t| t.totals.high_or_worse[group.number() as usize])
+    }
+
     /// Applies one change of a record, from its previous revision (if any) to `new`, written
-    /// at `sequence`. `kind` is the kind of the record's agency.
+    /// at `sequence`. `kind_of` gives an agency's kind; `others` holds, for each subject the
+    /// change names or named, the other active records naming it just before the change.
     pub fn apply(
         &mut self,
         geography: &Geography,
-        kind: AgencyKind,
+        kind_of: &dyn Fn(&AgencyId) -> AgencyKind,
         old: Option<&RiskRecord>,
         new: &RiskRecord,
         sequence: u64,
-    ) {
+        others: &Others,
+    ) -> Applied {
+        let kind = kind_of(&new.key.agency);
         let agency = self.agency(&new.key.agency, kind);
         let old = old.filter(|r| r.is_active());
         let new_active = new.is_active().then_some(new);
-        let mut touched: Vec<PlaceCode> = Vec::new();
-        if let Some(old) = old {
-            let places = self.places_of(geography, old.place);
+        let old_places = old.map(|r| self.places_of(geography, r.place));
+        let new_places = new_active.map(|r| self.places_of(geography, r.place));
+
+        // The high-or-worse counts the change can move, as they stand before it.
+        let mut watched: BTreeMap<(PlaceCode, ClientGroup), u64> = BTreeMap::new();
+        for (record, places) in [(old, &old_places), (new_active, &new_places)] {
+            if let (Some(record), Some(places)) = (record, places)
+                && record.severity >= Severity::High
+            {
+                for place in places.iter() {
+                    watched.insert(
+                        (*place, record.client_group),
+                        self.high_or_worse(*place, record.client_group),
+                    );
+                }
+            }
+        }
+
+        if let (Some(old), Some(places)) = (old, &old_places) {
+            let cell = Cell::new(agency, old);
             for place in places.iter() {
-                let tally = self.places.entry(*place).or_default();
-                let cell = Cell::new(agency, old);
+                let tally = self.tally_mut(*place);
                 if let Some(n) = tally.cells.get_mut(&cell) {
                     *n -= 1;
                     if *n == 0 {
@@ -343,13 +413,12 @@ impl Inspection {
                         .remove(agency, kind, old.client_group, old.category, old.severity);
                 }
             }
-            touched.extend(places.iter());
         }
-        if let Some(new) = new_active {
-            let places = self.places_of(geography, new.place);
+        if let (Some(new), Some(places)) = (new_active, &new_places) {
+            let cell = Cell::new(agency, new);
             for place in places.iter() {
-                let tally = self.places.entry(*place).or_default();
-                *tally.cells.entry(Cell::new(agency, new)).or_default() += 1;
+                let tally = self.tally_mut(*place);
+                *tally.cells.entry(cell).or_default() += 1;
                 tally.totals.add(
                     agency,
                     kind,
@@ -359,36 +428,52 @@ impl Inspection {
                     1,
                 );
             }
-            touched.extend(places.iter());
         }
+        let mut applied = Applied {
+            high_or_worse: watched
+                .into_iter()
+                .filter_map(|((place, group), before)| {
+                    let after = self.high_or_worse(place, group);
+                    (after != before).then_some((place, group, before, after))
+                })
+                .collect(),
+            subjects: Vec::new(),
+        };
+
+        let mut touched: Vec<PlaceCode> = old_places
+            .iter()
+            .chain(new_places.iter())
+            .flat_map(|places| places.iter().copied())
+            .collect();
         touched.sort();
         touched.dedup();
-
         let subjects: BTreeSet<SubjectKey> = old
             .and_then(|r| r.subject)
             .into_iter()
-            .chain(new_active.and_then(|r| r.subject))
+            .chain(new.subject)
             .collect();
+        let nobody = Vec::new();
         for subject in subjects {
-            let before = self.convergence(geography, subject, &touched);
-            let presences = self.subjects.entry(subject).or_default();
-            presences.retain(|p| p.record != new.key);
-            if let Some(new) = new_active.filter(|r| r.subject == Some(subject)) {
-                presences.push(Presence {
-                    record: new.key.clone(),
-                    agency,
-                    kind,
-                    place: new.place,
-                });
-            }
-            if presences.is_empty() {
-                self.subjects.remove(&subject);
-            }
-            let after = self.convergence(geography, subject, &touched);
+            let others = others.get(&subject).unwrap_or(&nobody);
+            let naming = |record: Option<&RiskRecord>| {
+                record
+                    .filter(|r| r.subject == Some(subject))
+                    .map(|r| Presence {
+                        record: r.key.clone(),
+                        place: r.place,
+                    })
+            };
+            let before: Vec<Presence> = others.iter().cloned().chain(naming(old)).collect();
+            let after: Vec<Presence> = others.iter().cloned().chain(naming(new_active)).collect();
+            let was = self.convergence(geography, kind_of, &before, &touched);
+            let now = self.convergence(geography, kind_of, &after, &touched);
             for ((place, (agencies_before, kinds_before)), (agencies_after, kinds_after)) in
-                touched.iter().zip(before).zip(after)
+                touched.iter().zip(was).zip(now)
             {
-                let tally = self.places.entry(*place).or_default();
+                if agencies_before == agencies_after && kinds_before == kinds_after {
+                    continue;
+                }
+                let tally = self.tally_mut(*place);
                 if agencies_before != agencies_after {
                     if agencies_after {
                         tally.subjects_at_two_or_more_agencies += 1;
@@ -404,25 +489,33 @@ impl Inspection {
                     }
                 }
             }
+            applied.subjects.push(SubjectChange {
+                subject,
+                agencies_before: before.iter().map(|p| p.record.agency.clone()).collect(),
+                active_after: after.into_iter().map(|p| (p.record, p.place)).collect(),
+            });
         }
         self.applied = self.applied.max(sequence);
+        applied
     }
 
     /// For each place: is the subject active there at two or more agencies, and kinds?
     fn convergence(
         &mut self,
         geography: &Geography,
-        subject: SubjectKey,
+        kind_of: &dyn Fn(&AgencyId) -> AgencyKind,
+        presences: &[Presence],
         places: &[PlaceCode],
     ) -> Vec<(bool, bool)> {
-        let presences: Vec<(u32, AgencyKind, PlaceCode)> = self
-            .subjects
-            .get(&subject)
-            .map(|ps| ps.iter().map(|p| (p.agency, p.kind, p.place)).collect())
-            .unwrap_or_default();
-        let reach: Vec<(u32, AgencyKind, Arc<[PlaceCode]>)> = presences
-            .into_iter()
-            .map(|(agency, kind, place)| (agency, kind, self.places_of(geography, place)))
+        let reach: Vec<(&AgencyId, AgencyKind, Arc<[PlaceCode]>)> = presences
+            .iter()
+            .map(|p| {
+                (
+                    &p.record.agency,
+                    kind_of(&p.record.agency),
+                    self.places_of(geography, p.place),
+                )
+            })
             .collect();
         places
             .iter()
@@ -438,6 +531,124 @@ impl Inspection {
                 (agencies.len() >= 2, kinds.len() >= 2)
             })
             .collect()
+    }
+
+    /// Hands the places changed since the last publish to `readers`, so they see exactly
+    /// these counters (and nothing later).
+    pub fn publish(&mut self, readers: &mut Inspection) {
+        for place in std::mem::take(&mut self.touched) {
+            match self.places.get(&place) {
+                Some(tally) => readers.places.insert(place, Arc::clone(tally)),
+                None => readers.places.remove(&place),
+            };
+        }
+        if readers.agencies.len() != self.agencies.len() {
+            readers.agencies.clone_from(&self.agencies);
+            readers.agency_index.clone_from(&self.agency_index);
+        }
+        readers.applied = self.applied;
+    }
+
+    /// The counters, for a checkpoint made under the geography with this fingerprint.
+    pub fn checkpoint(&self, geography: u64) -> Checkpoint {
+        let mut places: Vec<_> = self
+            .places
+            .iter()
+            .filter(|(_, t)| !t.cells.is_empty() || t.subjects_at_two_or_more_agencies > 0)
+            .map(|(place, tally)| {
+                let mut cells: Vec<(u64, u32)> =
+                    tally.cells.iter().map(|(cell, n)| (cell.0, *n)).collect();
+                cells.sort_unstable();
+                (
+                    *place,
+                    cells,
+                    tally.subjects_at_two_or_more_agencies,
+                    tally.subjects_at_two_or_more_agency_kinds,
+                )
+            })
+            .collect();
+        places.sort_unstable_by_key(|(place, ..)| *place);
+        Checkpoint {
+            applied: self.applied,
+            geography,
+            agencies: self.agencies.clone(),
+            places,
+        }
+    }
+
+    /// The places whose counters differ between `self` and `other` (agencies compared by id,
+    /// not by the order they were first seen in).
+    pub fn differences(&self, other: &Inspection) -> Vec<PlaceCode> {
+        let places: BTreeSet<PlaceCode> = self
+            .places
+            .keys()
+            .chain(other.places.keys())
+            .copied()
+            .collect();
+        places
+            .into_iter()
+            .filter(|place| self.normalised(*place) != other.normalised(*place))
+            .collect()
+    }
+
+    fn normalised(&self, place: PlaceCode) -> (BTreeMap<(&AgencyId, u64), u32>, u64, u64) {
+        let Some(tally) = self.places.get(&place) else {
+            return (BTreeMap::new(), 0, 0);
+        };
+        let cells = tally
+            .cells
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(cell, n)| {
+                let agency = &self.agencies[cell.agency() as usize].0;
+                ((agency, cell.0 & 0xff_ffff), *n)
+            })
+            .collect();
+        (
+            cells,
+            tally.subjects_at_two_or_more_agencies,
+            tally.subjects_at_two_or_more_agency_kinds,
+        )
+    }
+
+    /// The counters a checkpoint kept; every place is marked touched, so publishing them
+    /// hands over the lot.
+    pub fn from_checkpoint(checkpoint: Checkpoint) -> Self {
+        let mut inspection = Self {
+            applied: checkpoint.applied,
+            agency_index: checkpoint
+                .agencies
+                .iter()
+                .enumerate()
+                .map(|(i, (id, _))| (id.clone(), i as u32))
+                .collect(),
+            agencies: checkpoint.agencies,
+            ..Self::default()
+        };
+        for (place, cells, agencies, kinds) in checkpoint.places {
+            let mut tally = PlaceTally {
+                subjects_at_two_or_more_agencies: agencies,
+                subjects_at_two_or_more_agency_kinds: kinds,
+                ..PlaceTally::default()
+            };
+            for (cell, n) in cells {
+                let cell = Cell(cell);
+                let Some((group, category, severity)) = cell.parts() else {
+                    continue;
+                };
+                let kind = inspection
+                    .agencies
+                    .get(cell.agency() as usize)
+                    .map_or(AgencyKind::Other, |a| a.1);
+                tally
+                    .totals
+                    .add(cell.agency(), kind, group, category, severity, u64::from(n));
+                tally.cells.insert(cell, n);
+            }
+            inspection.places.insert(place, Arc::new(tally));
+            inspection.touched.insert(place);
+        }
+        inspection
     }
 
     fn filtered_total(&self, place: PlaceCode, filter: &ViewFilter) -> u64 {

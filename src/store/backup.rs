@@ -23,7 +23,7 @@ use super::{Snapshot, SnapshotWithoutNames, Store, StoreError};
 use crate::domain::alert::Alert;
 use crate::domain::audit::AuditEvent;
 use crate::domain::release::{Release, ReleasedTable};
-use crate::domain::{Agency, Membership, Place, RecordKey, Revision, RiskRecord};
+use crate::domain::{Agency, Membership, Place, RecordKey, Revision};
 
 /// The first bytes of every backup file.
 const MAGIC: &[u8; 8] = b"MARRBAK1";
@@ -408,7 +408,7 @@ fn restore_into(db: &sled::Db, input: impl Read) -> Result<BackupSummary, StoreE
     let mut batch = sled::Batch::default();
     let mut pending = 0usize;
     // Each record's latest revision so far, to move its index entries as the log replays.
-    let mut latest: HashMap<RecordKey, RiskRecord> = HashMap::new();
+    let mut latest: HashMap<RecordKey, Revision> = HashMap::new();
     let mut next_sequence = 1u64;
     let mut audit_head = None;
     let mut audit_sequence = 0u64;
@@ -432,7 +432,7 @@ fn restore_into(db: &sled::Db, input: impl Read) -> Result<BackupSummary, StoreE
                 }
                 next_sequence += 1;
                 write_projections(&mut batch, latest.get(&revision.record.key), &revision)?;
-                latest.insert(revision.record.key.clone(), revision.record);
+                latest.insert(revision.record.key.clone(), revision);
             }
             Frame::Alert(alert) => AlertLog::put(&mut batch, &alert.sequence, &alert)?,
             Frame::Snapshot(snapshot) => Snapshots::put(&mut batch, &snapshot.id, &snapshot)?,
@@ -472,7 +472,10 @@ fn restore_into(db: &sled::Db, input: impl Read) -> Result<BackupSummary, StoreE
     if head > 0 {
         AuditHead::put(&mut batch, &(), &(head, hash))?;
     }
+    super::keyspace::Layout::put(&mut batch, &(), &super::fold::LAYOUT)?;
     tree.apply_batch(batch)?;
+    // The watch was rebuilt from the log; what was already reported stale leaves it.
+    super::fold::forget_reported_stale(&tree)?;
     db.flush()?;
     Ok(summary)
 }

@@ -9,6 +9,7 @@ use super::StoreError;
 use super::{Snapshot, SnapshotWithoutNames};
 use crate::domain::alert::Alert;
 use crate::domain::audit::{AuditEvent, link_hash};
+use crate::domain::inspection::Checkpoint;
 use crate::domain::release::{Release, ReleasedTable};
 use crate::domain::{
     Agency, AgencyId, LocalRef, Membership, Place, PlaceCode, PlaceLevel, RecordKey, Revision,
@@ -65,6 +66,18 @@ pub(crate) trait Keyspace {
         let mut full = vec![Self::PREFIX];
         full.extend_from_slice(prefix);
         tree.scan_prefix(full).map(|entry| {
+            let (key, value) = entry?;
+            Ok((Self::decode_key(&key[1..])?, Self::decode_value(&value)?))
+        })
+    }
+
+    /// Entries from `from` up to, not including, `until`.
+    fn range(
+        tree: &sled::Tree,
+        from: &Self::Key,
+        until: &Self::Key,
+    ) -> impl DoubleEndedIterator<Item = Result<(Self::Key, Self::Value), StoreError>> {
+        tree.range(Self::key(from)..Self::key(until)).map(|entry| {
             let (key, value) = entry?;
             Ok((Self::decode_key(&key[1..])?, Self::decode_value(&value)?))
         })
@@ -203,22 +216,94 @@ impl Keyspace for ByPlace {
     }
 }
 
-/// Projection: which records currently name each subject.
-pub(crate) struct BySubject;
-impl Keyspace for BySubject {
-    const PREFIX: u8 = b'S';
-    type Key = (SubjectKey, RecordKey);
-    type Value = ();
-    fn encode_key((subject, record): &Self::Key, out: &mut Vec<u8>) {
+/// A subject journal entry: a revision that names a subject, or that stopped naming it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SubjectEntry {
+    pub record: RecordKey,
+    pub place: PlaceCode,
+    pub active: bool,
+    /// False for the entry closing a record's presence under a subject it no longer names.
+    pub named: bool,
+}
+
+/// Projection: the subject journal, (subject, sequence) → entry. Every revision naming a
+/// subject is filed under it, so a subject's records at any point of the log are one prefix
+/// scan away, and nothing about subjects needs to be kept in memory.
+pub(crate) struct SubjectJournal;
+impl Keyspace for SubjectJournal {
+    const PREFIX: u8 = b'J';
+    type Key = (SubjectKey, u64);
+    type Value = SubjectEntry;
+    fn encode_key((subject, sequence): &Self::Key, out: &mut Vec<u8>) {
         out.extend_from_slice(subject.as_bytes());
-        encode_record_key(record, out);
+        encode_sequence(*sequence, out);
     }
     fn decode_key(bytes: &[u8]) -> Result<Self::Key, StoreError> {
-        let (subject, record) = bytes
-            .split_at_checked(32)
-            .ok_or_else(|| corrupt("subject index"))?;
-        let subject: [u8; 32] = subject.try_into().map_err(|_| corrupt("subject index"))?;
-        Ok((SubjectKey::from_bytes(subject), decode_record_key(record)?))
+        let what = "subject journal";
+        let (subject, sequence) = bytes.split_at_checked(32).ok_or_else(|| corrupt(what))?;
+        let subject: [u8; 32] = subject.try_into().map_err(|_| corrupt(what))?;
+        Ok((
+            SubjectKey::from_bytes(subject),
+            decode_sequence(sequence, what)?,
+        ))
+    }
+}
+
+/// The subject index of the first layout: (subject, record) → (). Read only to remove it.
+pub(crate) struct LegacyBySubject;
+impl LegacyBySubject {
+    pub(crate) const PREFIX: u8 = b'S';
+}
+
+/// Projection: revisions the staleness sweep watches (active, high or worse, still their
+/// record's latest, not yet reported stale), by (received at, sequence), so the sweep reads
+/// only those past the limit.
+pub(crate) struct StaleWatch;
+impl Keyspace for StaleWatch {
+    const PREFIX: u8 = b'H';
+    type Key = (time::OffsetDateTime, u64);
+    type Value = ();
+    fn encode_key((at, sequence): &Self::Key, out: &mut Vec<u8>) {
+        // Nanoseconds with the sign bit flipped sort in time order, before 1970 included.
+        let nanos = i64::try_from(at.unix_timestamp_nanos()).unwrap_or(i64::MAX);
+        out.extend_from_slice(&((nanos as u64) ^ (1 << 63)).to_be_bytes());
+        encode_sequence(*sequence, out);
+    }
+    fn decode_key(bytes: &[u8]) -> Result<Self::Key, StoreError> {
+        let what = "stale watch";
+        let (at, sequence) = bytes.split_at_checked(8).ok_or_else(|| corrupt(what))?;
+        let nanos = (decode_sequence(at, what)? ^ (1 << 63)) as i64;
+        let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
+            .map_err(|_| corrupt(what))?;
+        Ok((at, decode_sequence(sequence, what)?))
+    }
+}
+
+/// The inspection counters as they stood at a log sequence: sequence → checkpoint. Start-up
+/// loads the last and replays only the log after it; an `as_of` view starts from the nearest
+/// earlier one.
+pub(crate) struct Checkpoints;
+impl Keyspace for Checkpoints {
+    const PREFIX: u8 = b'K';
+    type Key = u64;
+    type Value = Checkpoint;
+    fn encode_key(key: &u64, out: &mut Vec<u8>) {
+        encode_sequence(*key, out);
+    }
+    fn decode_key(bytes: &[u8]) -> Result<u64, StoreError> {
+        decode_sequence(bytes, "checkpoint")
+    }
+}
+
+/// The store's layout version: which projections it holds.
+pub(crate) struct Layout;
+impl Keyspace for Layout {
+    const PREFIX: u8 = b'Y';
+    type Key = ();
+    type Value = u32;
+    fn encode_key(_: &(), _: &mut Vec<u8>) {}
+    fn decode_key(_: &[u8]) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@
 mod alerts;
 mod audit;
 mod backup;
+mod fold;
 mod keyspace;
 mod releases;
 mod verify;
@@ -198,6 +199,8 @@ struct Shared {
     /// The store's log file, opened again to fsync it after each flush; `None` when
     /// [`StoreOptions::fsync`] is off.
     fsync: Option<std::fs::File>,
+    /// Revisions between two checkpoints of the counters.
+    checkpoint_every: u64,
     /// Held for the whole of a release cut, from fixing its point to writing it, so two cuts
     /// never interleave and release numbers stay gap-free.
     releasing: tokio::sync::Mutex<()>,
@@ -216,10 +219,16 @@ pub struct StoreOptions {
     /// Bytes sled may keep in its page cache (`[store] cache_mib`); sled's own default is
     /// 1 GiB, more than a register's memory budget allows.
     pub cache_bytes: u64,
+    /// Revisions between two checkpoints of the counters (`[store] checkpoint_every`): the
+    /// most a start after a crash replays, and the most an `as_of` view replays.
+    pub checkpoint_every: u64,
 }
 
 /// sled's page cache unless the config says otherwise.
 pub const DEFAULT_CACHE_MIB: u64 = 256;
+
+/// Revisions between checkpoints unless the config says otherwise.
+pub const DEFAULT_CHECKPOINT_EVERY: u64 = 50_000;
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -228,6 +237,7 @@ impl Default for StoreOptions {
             clock: Arc::new(time::OffsetDateTime::now_utc),
             fsync: true,
             cache_bytes: DEFAULT_CACHE_MIB * 1024 * 1024,
+            checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
         }
     }
 }
@@ -259,6 +269,7 @@ impl Store {
     /// the one it wrote with).
     fn open_db(db: sled::Db, dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
         let tree = db.open_tree("register")?;
+        fold::upgrade_layout(&tree)?;
         let mut directory = Directory::default();
         for entry in Places::scan_all(&tree) {
             directory.geography.insert_place(entry?.1);
@@ -297,11 +308,10 @@ impl Store {
                 .then(|| std::fs::File::open(dir.join("db")))
                 .transpose()
                 .map_err(|e| StoreError::Storage(sled::Error::Io(e)))?,
+            checkpoint_every: options.checkpoint_every.max(1),
             releasing: tokio::sync::Mutex::new(()),
         });
-        // The counters live in memory: rebuild them from the log before serving.
-        let inspection = shared.replay_inspection(u64::MAX)?;
-        *shared.write_inspection() = inspection;
+        // The writer loads the counters from the last checkpoint before anything is served.
         let writer = Writer::new(Arc::clone(&shared), head, alert_head)?;
         let handle = std::thread::Builder::new()
             .name("marr-writer".into())

@@ -36,7 +36,7 @@ impl Shared {
         let previous = match &point.previous {
             Some(last) => Some((
                 tables_of(&self.tree, last.number)?,
-                self.replay_inspection(last.sequence)?,
+                self.counters_at(last.sequence)?,
             )),
             None => None,
         };
@@ -182,7 +182,7 @@ impl Store {
         let mut previous: Option<(BTreeMap<(PlaceCode, PlaceLevel), ReleasedTable>, _)> = None;
         for release in self.releases()? {
             let stored = tables_of(tree, release.number)?;
-            let counters = self.shared.replay_inspection(release.sequence)?;
+            let counters = self.shared.counters_at(release.sequence)?;
             let recomputed: BTreeMap<(PlaceCode, PlaceLevel), ReleasedTable> = {
                 let directory = self.shared.read_directory();
                 release_tables(

@@ -3,9 +3,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::keyspace::{AlertLog, ByPlace, BySubject, Keyspace, Latest, Log};
+use time::OffsetDateTime;
+
+use super::fold;
+use super::keyspace::{
+    AlertLog, ByPlace, Checkpoints, Keyspace, Latest, Log, StaleWatch, SubjectEntry, SubjectJournal,
+};
 use super::{Store, StoreError};
-use crate::domain::{PlaceCode, RecordKey, Revision, SubjectKey};
+use crate::domain::inspection::Inspection;
+use crate::domain::{AlertKind, PlaceCode, RecordKey, Revision, SubjectKey};
 
 impl Store {
     /// Every way in which the stored projections differ from a replay of the log, and every
@@ -14,6 +20,7 @@ impl Store {
         let tree = &self.shared.tree;
         let mut problems = Vec::new();
         let mut latest: BTreeMap<RecordKey, Revision> = BTreeMap::new();
+        let mut journal = BTreeMap::new();
         let mut expected_sequence = 1;
         for entry in Log::scan_all(tree) {
             let (sequence, revision) = entry?;
@@ -33,6 +40,9 @@ impl Store {
                     revision.record.key, revision.revision, revision.previous
                 ));
             }
+            for (subject, entry) in fold::journal_entries(previous.map(|p| &p.record), &revision) {
+                journal.insert((subject, sequence), entry);
+            }
             latest.insert(revision.record.key.clone(), revision);
         }
         if expected_sequence - 1 != self.head_sequence() {
@@ -44,6 +54,7 @@ impl Store {
         }
 
         let mut expected_alert = 1;
+        let mut reported_stale: BTreeMap<RecordKey, OffsetDateTime> = BTreeMap::new();
         for entry in AlertLog::scan_all(tree) {
             let (sequence, alert) = entry?;
             if sequence != expected_alert || alert.sequence != sequence {
@@ -52,9 +63,14 @@ impl Store {
                 ));
             }
             expected_alert = sequence + 1;
+            if alert.kind == AlertKind::StaleHighRisk {
+                for key in alert.records {
+                    reported_stale.insert(key, alert.raised_at);
+                }
+            }
         }
 
-        let expected = Projections::of_log(&latest);
+        let expected = Projections::of_log(&latest, journal, &reported_stale);
         let stored = Projections::stored(tree)?;
         for (key, sequence) in &expected.pointers {
             match stored.pointers.get(key) {
@@ -73,17 +89,63 @@ impl Store {
                 "place index: {key} at {place} disagrees with the log"
             ));
         }
-        for (subject, key) in expected.subjects.symmetric_difference(&stored.subjects) {
+        for ((subject, sequence), entry) in &expected.journal {
+            if stored.journal.get(&(*subject, *sequence)) != Some(entry) {
+                problems.push(format!(
+                    "subject journal: {} at {sequence} under {subject} is missing or wrong",
+                    entry.record
+                ));
+            }
+        }
+        for (subject, sequence) in stored.journal.keys() {
+            if !expected.journal.contains_key(&(*subject, *sequence)) {
+                problems.push(format!(
+                    "subject journal: entry at {sequence} under {subject} is not in the log"
+                ));
+            }
+        }
+        for (_, sequence) in expected.watch.symmetric_difference(&stored.watch) {
             problems.push(format!(
-                "subject index: {key} under {subject} disagrees with the log"
+                "stale watch: log entry {sequence} disagrees with the log and the alert log"
+            ));
+        }
+        problems.extend(self.verify_counters()?);
+        Ok(problems)
+    }
+
+    /// Replays the whole log and compares the counters with every checkpoint on the way and
+    /// with the counters readers see now.
+    fn verify_counters(&self) -> Result<Vec<String>, StoreError> {
+        let tree = &self.shared.tree;
+        let live = self.shared.read_inspection().clone();
+        let directory = self.shared.read_directory();
+        let geography = directory.geography.fingerprint();
+        let mut problems = Vec::new();
+        let mut replayed = Inspection::default();
+        for entry in Checkpoints::range(tree, &0, &live.applied().saturating_add(1)) {
+            let (sequence, checkpoint) = entry?;
+            if checkpoint.geography != geography {
+                continue;
+            }
+            replayed = fold::replay(tree, &directory, replayed, sequence, None)?;
+            for place in Inspection::from_checkpoint(checkpoint).differences(&replayed) {
+                problems.push(format!(
+                    "checkpoint {sequence}: the counters at {place} differ from a replay of the log"
+                ));
+            }
+        }
+        let replayed = fold::replay(tree, &directory, replayed, live.applied(), None)?;
+        for place in live.differences(&replayed) {
+            problems.push(format!(
+                "counters at {place} differ from a replay of the log"
             ));
         }
         Ok(problems)
     }
 
-    /// Rewrites the latest pointers and the place and subject indexes from the log, and
-    /// answers how many entries it added or removed. For `marr verify --repair`; the inspection
-    /// counters and the rules' memory are rebuilt from the log whenever the store opens.
+    /// Rewrites the latest pointers, the place index, the subject journal and the stale watch
+    /// from the log, rebuilds the counters and their checkpoints, and answers how many index
+    /// entries it added or removed. For `marr verify --repair`.
     pub async fn repair_projections(&self) -> Result<usize, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.send(super::writer::Command::RepairProjections { reply })
@@ -100,23 +162,27 @@ impl Store {
 
     /// Records whose latest revision names `subject`.
     pub fn records_of_subject(&self, subject: SubjectKey) -> Result<Vec<RecordKey>, StoreError> {
-        BySubject::scan(&self.shared.tree, subject.as_bytes())
-            .map(|e| e.map(|((_, key), ())| key))
-            .collect()
+        fold::records_naming(&self.shared.tree, subject)
     }
 }
 
-/// The projections written with the log: where each record's latest revision is, and which
-/// records sit at each place and name each subject.
+/// The projections written with the log: where each record's latest revision is, which
+/// records sit at each place, the subject journal and the stale watch.
 struct Projections {
     pointers: BTreeMap<RecordKey, u64>,
     places: BTreeSet<(PlaceCode, RecordKey)>,
-    subjects: BTreeSet<(SubjectKey, RecordKey)>,
+    journal: BTreeMap<(SubjectKey, u64), SubjectEntry>,
+    watch: BTreeSet<(OffsetDateTime, u64)>,
 }
 
 impl Projections {
-    /// What the log says they must be, from each record's latest revision.
-    fn of_log(latest: &BTreeMap<RecordKey, Revision>) -> Self {
+    /// What the log says they must be: each record's latest revision, the journal entries of
+    /// every revision, and the watched latest revisions not yet reported stale.
+    fn of_log(
+        latest: &BTreeMap<RecordKey, Revision>,
+        journal: BTreeMap<(SubjectKey, u64), SubjectEntry>,
+        reported_stale: &BTreeMap<RecordKey, OffsetDateTime>,
+    ) -> Self {
         Self {
             pointers: latest
                 .iter()
@@ -126,9 +192,16 @@ impl Projections {
                 .values()
                 .map(|r| (r.record.place, r.record.key.clone()))
                 .collect(),
-            subjects: latest
+            journal,
+            watch: latest
                 .values()
-                .filter_map(|r| r.record.subject.map(|s| (s, r.record.key.clone())))
+                .filter(|r| crate::rules::watched(&r.record))
+                .filter(|r| {
+                    reported_stale
+                        .get(&r.record.key)
+                        .is_none_or(|raised| *raised <= r.received_at)
+                })
+                .map(|r| (r.received_at, r.sequence))
                 .collect(),
         }
     }
@@ -140,23 +213,38 @@ impl Projections {
             places: ByPlace::scan_all(tree)
                 .map(|e| e.map(|(k, ())| k))
                 .collect::<Result<_, _>>()?,
-            subjects: BySubject::scan_all(tree)
+            journal: SubjectJournal::scan_all(tree).collect::<Result<_, _>>()?,
+            watch: StaleWatch::scan_all(tree)
                 .map(|e| e.map(|(k, ())| k))
                 .collect::<Result<_, _>>()?,
         })
     }
 }
 
-/// A batch that makes the latest pointers and the place and subject indexes exactly what the
-/// log says, and how many entries it adds or removes. Run by the writer, so nothing else
-/// writes meanwhile.
+/// A batch that makes the latest pointers, the place index, the subject journal and the
+/// stale watch exactly what the log says, and how many entries it adds or removes. Run by
+/// the writer, so nothing else writes meanwhile.
 pub(super) fn repair_batch(tree: &sled::Tree) -> Result<(sled::Batch, usize), StoreError> {
-    let mut latest = BTreeMap::new();
+    let mut latest: BTreeMap<RecordKey, Revision> = BTreeMap::new();
+    let mut journal = BTreeMap::new();
     for entry in Log::scan_all(tree) {
-        let (_, revision) = entry?;
+        let (sequence, revision) = entry?;
+        let previous = latest.get(&revision.record.key).map(|p| &p.record);
+        for (subject, entry) in fold::journal_entries(previous, &revision) {
+            journal.insert((subject, sequence), entry);
+        }
         latest.insert(revision.record.key.clone(), revision);
     }
-    let expected = Projections::of_log(&latest);
+    let mut reported_stale = BTreeMap::new();
+    for entry in AlertLog::scan_all(tree) {
+        let (_, alert) = entry?;
+        if alert.kind == AlertKind::StaleHighRisk {
+            for key in alert.records {
+                reported_stale.insert(key, alert.raised_at);
+            }
+        }
+    }
+    let expected = Projections::of_log(&latest, journal, &reported_stale);
     let stored = Projections::stored(tree)?;
     let mut batch = sled::Batch::default();
     let mut changed = 0;
@@ -182,12 +270,24 @@ pub(super) fn repair_batch(tree: &sled::Tree) -> Result<(sled::Batch, usize), St
         ByPlace::remove(&mut batch, entry);
         changed += 1;
     }
-    for entry in expected.subjects.difference(&stored.subjects) {
-        BySubject::put(&mut batch, entry, &())?;
+    for (key, entry) in &expected.journal {
+        if stored.journal.get(key) != Some(entry) {
+            SubjectJournal::put(&mut batch, key, entry)?;
+            changed += 1;
+        }
+    }
+    for key in stored.journal.keys() {
+        if !expected.journal.contains_key(key) {
+            SubjectJournal::remove(&mut batch, key);
+            changed += 1;
+        }
+    }
+    for entry in expected.watch.difference(&stored.watch) {
+        StaleWatch::put(&mut batch, entry, &())?;
         changed += 1;
     }
-    for entry in stored.subjects.difference(&expected.subjects) {
-        BySubject::remove(&mut batch, entry);
+    for entry in stored.watch.difference(&expected.watch) {
+        StaleWatch::remove(&mut batch, entry);
         changed += 1;
     }
     Ok((batch, changed))

@@ -29,45 +29,10 @@ impl Shared {
         self.inspection.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Feeds durable changes to the counters, in log order.
-    pub(super) fn apply_to_inspection(
-        &self,
-        changes: &[(
-            Option<crate::domain::RiskRecord>,
-            crate::domain::RiskRecord,
-            u64,
-        )],
-    ) {
-        let directory = self.read_directory();
-        let mut inspection = self.write_inspection();
-        for (old, new, sequence) in changes {
-            let kind = directory
-                .agencies
-                .get(&new.key.agency)
-                .map_or(AgencyKind::Other, |a| a.kind);
-            inspection.apply(&directory.geography, kind, old.as_ref(), new, *sequence);
-        }
-    }
-
-    /// The counters as they stood when `until` was written, replayed from the log.
-    pub(super) fn replay_inspection(&self, until: u64) -> Result<Inspection, StoreError> {
-        let directory = self.read_directory();
-        let mut inspection = Inspection::default();
-        let mut latest: HashMap<RecordKey, crate::domain::RiskRecord> = HashMap::new();
-        for entry in Log::scan_all(&self.tree) {
-            let (sequence, revision) = entry?;
-            if sequence > until {
-                break;
-            }
-            let kind = directory
-                .agencies
-                .get(&revision.record.key.agency)
-                .map_or(AgencyKind::Other, |a| a.kind);
-            let old = latest.get(&revision.record.key);
-            inspection.apply(&directory.geography, kind, old, &revision.record, sequence);
-            latest.insert(revision.record.key.clone(), revision.record);
-        }
-        Ok(inspection)
+    /// The counters as they stood when `until` was written, from the nearest earlier
+    /// checkpoint.
+    pub(super) fn counters_at(&self, until: u64) -> Result<Inspection, StoreError> {
+        super::fold::counters_at(&self.tree, &self.read_directory(), until)
     }
 
     /// The latest revision of every record as it stood when `until` was written.
@@ -116,7 +81,7 @@ impl Store {
                 .view(&directory.geography, place, filter)),
             Some(sequence) => {
                 drop(directory);
-                let replayed = self.shared.replay_inspection(sequence)?;
+                let replayed = self.shared.counters_at(sequence)?;
                 let mut view =
                     replayed.view(&self.shared.read_directory().geography, place, filter);
                 view.consistent_at = sequence;

@@ -8,19 +8,19 @@ use std::sync::atomic::Ordering;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
+use super::fold::{self, Overlay};
 use super::keyspace::{
-    Agencies, AlertLog, AuditHead, AuditLog, ByPlace, BySubject, Keyspace, Latest, Log,
-    Memberships, Places, ReleaseTables, Releases, Snapshots,
+    Agencies, AlertLog, AuditHead, AuditLog, ByPlace, Checkpoints, Keyspace, Latest, Log,
+    Memberships, Places, ReleaseTables, Releases, Snapshots, StaleWatch, SubjectJournal,
 };
 use super::{ImportOutcome, Shared, Snapshot, SnapshotRequest, StoreError, Submitted};
 use crate::domain::audit::AuditEvent;
+use crate::domain::inspection::Inspection;
 use crate::domain::lookup::{LookupTable, plan_import};
 use crate::domain::record::decide;
 use crate::domain::release::{Release, ReleasedTable};
-use crate::domain::{
-    Access, Actor, Agency, AlertKind, Decision, Invalid, RecordKey, Revision, RiskRecord,
-};
-use crate::rules::RuleState;
+use crate::domain::{Access, Actor, Agency, Decision, Invalid, RecordKey, Revision, RiskRecord};
+use crate::rules;
 use crate::telemetry;
 
 /// Most records in one batch; bounds the time a request waits behind others.
@@ -121,25 +121,96 @@ pub(super) struct Writer {
     alert_head: u64,
     /// The audit chain's last event: its sequence and hash.
     audit_head: (u64, [u8; 32]),
-    /// What the alert rules remember; only the writer touches it.
-    rules: RuleState,
+    /// The counters folded up to `head`, ahead of the readers' copy until a batch is durable;
+    /// the alert rules read what each change moved in them.
+    inspection: Inspection,
+    /// Sequence of the last checkpoint written.
+    last_checkpoint: u64,
     /// Set after a failed write or flush: what is on disk is then unknown, so the writer
     /// refuses everything until the store is reopened and recovered.
     failed: Option<String>,
 }
 
 impl Writer {
+    /// Loads the counters from the last checkpoint, replays the log after it and hands them
+    /// to the readers; a checkpoint is written at the head if anything was replayed.
     pub(super) fn new(shared: Arc<Shared>, head: u64, alert_head: u64) -> Result<Self, StoreError> {
-        let rules = replay_rules(&shared)?;
         let audit_head = AuditHead::get(&shared.tree, &())?.unwrap_or((0, [0; 32]));
-        Ok(Self {
+        let inspection = {
+            let directory = shared.read_directory();
+            fold::counters_at(&shared.tree, &directory, head)?
+        };
+        let mut writer = Self {
             shared,
             head,
             alert_head,
             audit_head,
-            rules,
+            last_checkpoint: 0,
+            inspection,
             failed: None,
-        })
+        };
+        writer.last_checkpoint = writer.inspection.applied();
+        writer.publish(true);
+        if writer.last_checkpoint < head {
+            let mut batch = sled::Batch::default();
+            writer.checkpoint(&mut batch)?;
+            writer.apply(batch)?;
+        }
+        Ok(writer)
+    }
+
+    /// Hands the counters to the readers: the places changed since the last publish, or
+    /// (`whole`) a fresh copy of everything.
+    fn publish(&mut self, whole: bool) {
+        let mut readers = self.shared.write_inspection();
+        if whole {
+            *readers = Inspection::default();
+        }
+        self.inspection.publish(&mut readers);
+    }
+
+    /// Adds a checkpoint of the counters at the head to `batch`.
+    fn checkpoint(&mut self, batch: &mut sled::Batch) -> Result<(), StoreError> {
+        let geography = self.shared.read_directory().geography.fingerprint();
+        let checkpoint = self.inspection.checkpoint(geography);
+        Checkpoints::put(batch, &checkpoint.applied, &checkpoint)?;
+        self.last_checkpoint = checkpoint.applied;
+        Ok(())
+    }
+
+    /// Rebuilds the counters from the whole log, writing a checkpoint at every interval and
+    /// at the head in place of every earlier one (after the geography changed, or a repair).
+    fn rebuild_counters(&mut self) -> Result<(), StoreError> {
+        let tree = &self.shared.tree;
+        let mut stale = sled::Batch::default();
+        for key in tree.scan_prefix([Checkpoints::PREFIX]).keys() {
+            stale.remove(key?);
+        }
+        tree.apply_batch(stale)?;
+        let rebuilt = {
+            let directory = self.shared.read_directory();
+            let geography = directory.geography.fingerprint();
+            let mut write = |inspection: &Inspection| -> Result<(), StoreError> {
+                let checkpoint = inspection.checkpoint(geography);
+                let mut batch = sled::Batch::default();
+                Checkpoints::put(&mut batch, &checkpoint.applied, &checkpoint)?;
+                tree.apply_batch(batch)?;
+                Ok(())
+            };
+            fold::replay(
+                tree,
+                &directory,
+                Inspection::default(),
+                self.head,
+                Some((self.shared.checkpoint_every, &mut write)),
+            )?
+        };
+        self.inspection = rebuilt;
+        let mut batch = sled::Batch::default();
+        self.checkpoint(&mut batch)?;
+        self.apply(batch)?;
+        self.publish(true);
+        Ok(())
     }
 
     pub(super) fn run(mut self, mut queue: mpsc::Receiver<Command>) {
@@ -206,17 +277,31 @@ impl Writer {
                     let _ = reply.send(self.guarded(|w| {
                         let (batch, changed) = super::verify::repair_batch(&w.shared.tree)?;
                         w.apply(batch)?;
+                        w.rebuild_counters()?;
                         Ok(changed)
                     }));
                 }
                 Command::Close { reply } => {
-                    let flushed = self.shared.make_durable();
+                    let flushed = self
+                        .close_checkpoint()
+                        .and_then(|()| self.shared.make_durable());
                     tracing::info!(head = self.head, "writer flushed and stopped");
                     let _ = reply.send(flushed);
                     return;
                 }
             }
         }
+    }
+
+    /// A checkpoint at the head on a clean stop, so the next start replays nothing.
+    fn close_checkpoint(&mut self) -> Result<(), StoreError> {
+        if self.failed.is_some() || self.last_checkpoint >= self.head {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        self.checkpoint(&mut batch)?;
+        self.shared.tree.apply_batch(batch)?;
+        Ok(())
     }
 
     /// Runs a write unless an earlier one failed, and marks the writer failed if this one does.
@@ -301,9 +386,10 @@ impl Writer {
         let mut batch = sled::Batch::default();
         // Revisions written earlier in this batch, which sled cannot show us yet.
         let mut written: HashMap<RecordKey, Revision> = HashMap::new();
+        // Subject journal entries written earlier in this batch.
+        let mut overlay = Overlay::new();
         let mut answers = Vec::with_capacity(records.len());
-        // Each accepted change, for the inspection counters once the batch is durable.
-        let mut changes: Vec<(Option<RiskRecord>, RiskRecord, u64)> = Vec::new();
+        let kind_of = |agency: &crate::domain::AgencyId| directory.kind_of(agency);
         // What each caller wrote, for one audit event per caller and batch.
         let mut writes: Vec<(Arc<Actor>, Vec<RecordKey>, [usize; 3])> = Vec::new();
         for (record, actor) in records {
@@ -322,22 +408,35 @@ impl Writer {
                         received_at,
                         previous: stored.as_ref().map(|s| s.sequence),
                     };
-                    write_projections(&mut batch, stored.as_ref().map(|s| &s.record), &revision)?;
-                    for mut alert in self.rules.apply(
+                    let old = stored.as_ref().map(|s| &s.record);
+                    let others = fold::others(tree, old, &revision, &overlay)?;
+                    let applied = self.inspection.apply(
+                        &directory.geography,
+                        &kind_of,
+                        old,
+                        &revision.record,
+                        revision.sequence,
+                        &others,
+                    );
+                    for mut alert in rules::evaluate(
                         &directory.geography,
                         &self.shared.rules,
                         stored.as_ref(),
                         &revision,
+                        &applied,
                     ) {
                         self.alert_head += 1;
                         alert.sequence = self.alert_head;
                         AlertLog::put(&mut batch, &alert.sequence, &alert)?;
                     }
-                    changes.push((
-                        stored.as_ref().map(|s| s.record.clone()),
-                        revision.record.clone(),
-                        revision.sequence,
-                    ));
+                    for (subject, entry) in
+                        write_projections(&mut batch, stored.as_ref(), &revision)?
+                    {
+                        overlay
+                            .entry(subject)
+                            .or_default()
+                            .push((revision.sequence, entry));
+                    }
                     let answer = Submitted::Accepted {
                         revision: revision.revision,
                         sequence: revision.sequence,
@@ -391,6 +490,9 @@ impl Writer {
         for access in accesses {
             audited.push(self.chain(&mut batch, access, received_at)?);
         }
+        if self.head >= self.last_checkpoint + self.shared.checkpoint_every {
+            self.checkpoint(&mut batch)?;
+        }
         tree.apply_batch(batch)?;
         let flushing = std::time::Instant::now();
         self.shared.make_durable()?;
@@ -402,7 +504,7 @@ impl Writer {
         self.shared.batches.fetch_add(1, Ordering::Relaxed);
         if !written.is_empty() {
             // Only now, with the log durable, may readers see the counters move.
-            self.shared.apply_to_inspection(&changes);
+            self.publish(false);
             self.shared.alert_head.send_replace(self.alert_head);
         }
         Ok((answers, audited))
@@ -441,10 +543,9 @@ impl Writer {
             directory.geography.count_by_level()
         };
         if changed {
-            self.rules.geography_changed();
             // New places or footprint memberships change where existing records count.
-            let rebuilt = self.shared.replay_inspection(u64::MAX)?;
-            *self.shared.write_inspection() = rebuilt;
+            self.inspection.geography_changed();
+            self.rebuild_counters()?;
         }
         Ok(ImportOutcome {
             report: plan.report,
@@ -452,22 +553,39 @@ impl Writer {
         })
     }
 
-    /// Raises `stale_high_risk` for every watched record past the staleness limit.
+    /// Raises `stale_high_risk` for every watched revision past the staleness limit, once:
+    /// it leaves the watch in the same batch.
     fn sweep_stale(&mut self) -> Result<usize, StoreError> {
         let now = (self.shared.clock)();
-        let alerts = self.rules.sweep(&self.shared.rules, now);
-        if alerts.is_empty() {
-            return Ok(0);
-        }
+        let tree = &self.shared.tree;
+        let cutoff = now - self.shared.rules.stale_after;
         let mut batch = sled::Batch::default();
-        for (mut alert, _, _) in alerts.iter().cloned() {
-            self.alert_head += 1;
-            alert.sequence = self.alert_head;
-            AlertLog::put(&mut batch, &alert.sequence, &alert)?;
+        let mut raised = 0;
+        let from = (
+            time::OffsetDateTime::UNIX_EPOCH - time::Duration::days(365 * 200),
+            0,
+        );
+        for entry in StaleWatch::range(tree, &from, &(cutoff, u64::MAX)) {
+            let ((at, sequence), ()) = entry?;
+            StaleWatch::remove(&mut batch, &(at, sequence));
+            let Some(revision) = Log::get(tree, &sequence)? else {
+                return Err(StoreError::Corrupt(format!(
+                    "the stale watch names missing log entry {sequence}"
+                )));
+            };
+            if let Some(mut alert) = rules::stale(&self.shared.rules, &revision, now) {
+                self.alert_head += 1;
+                alert.sequence = self.alert_head;
+                AlertLog::put(&mut batch, &alert.sequence, &alert)?;
+                raised += 1;
+            }
+        }
+        if raised == 0 {
+            return Ok(0);
         }
         self.apply(batch)?;
         self.shared.alert_head.send_replace(self.alert_head);
-        Ok(alerts.len())
+        Ok(raised)
     }
 
     /// Fixes a release's point between batches, so it stands at exactly the writer's head:
@@ -505,7 +623,7 @@ impl Writer {
         };
         Ok(Some(super::releases::ReleasePoint {
             release,
-            counters: self.shared.read_inspection().counters_only(),
+            counters: self.inspection.clone(),
             previous: last,
         }))
     }
@@ -660,51 +778,31 @@ impl Writer {
 }
 
 /// Adds a revision to the batch: its log entry and every projection that follows from it.
+/// Answers the subject journal entries it filed.
 pub(super) fn write_projections(
     batch: &mut sled::Batch,
-    stored: Option<&RiskRecord>,
+    stored: Option<&Revision>,
     revision: &Revision,
-) -> Result<(), StoreError> {
+) -> Result<Vec<(crate::domain::SubjectKey, super::keyspace::SubjectEntry)>, StoreError> {
     let record = &revision.record;
     let key = &record.key;
     Log::put(batch, &revision.sequence, revision)?;
     Latest::put(batch, key, &revision.sequence)?;
     if let Some(old) = stored {
-        if old.place != record.place {
-            ByPlace::remove(batch, &(old.place, key.clone()));
+        if old.record.place != record.place {
+            ByPlace::remove(batch, &(old.record.place, key.clone()));
         }
-        if let Some(subject) = old.subject.filter(|s| Some(*s) != record.subject) {
-            BySubject::remove(batch, &(subject, key.clone()));
+        if rules::watched(&old.record) {
+            StaleWatch::remove(batch, &(old.received_at, old.sequence));
         }
     }
     ByPlace::put(batch, &(record.place, key.clone()), &())?;
-    if let Some(subject) = record.subject {
-        BySubject::put(batch, &(subject, key.clone()), &())?;
+    if rules::watched(record) {
+        StaleWatch::put(batch, &(revision.received_at, revision.sequence), &())?;
     }
-    Ok(())
-}
-
-/// Rebuilds what the rules remember by replaying the log (raising nothing), then marks the
-/// revisions the alert log shows were already reported stale.
-fn replay_rules(shared: &Shared) -> Result<RuleState, StoreError> {
-    let directory = shared.read_directory();
-    let mut rules = RuleState::default();
-    let mut latest: HashMap<RecordKey, Revision> = HashMap::new();
-    for entry in Log::scan_all(&shared.tree) {
-        let (_, revision) = entry?;
-        let old = latest.get(&revision.record.key);
-        rules.apply(&directory.geography, &shared.rules, old, &revision);
-        latest.insert(revision.record.key.clone(), revision);
+    let entries = fold::journal_entries(stored.map(|s| &s.record), revision);
+    for (subject, entry) in &entries {
+        SubjectJournal::put(batch, &(*subject, revision.sequence), entry)?;
     }
-    for entry in AlertLog::scan_all(&shared.tree) {
-        let (_, alert) = entry?;
-        if alert.kind == AlertKind::StaleHighRisk {
-            for key in &alert.records {
-                if let Some(revision) = latest.get(key) {
-                    rules.already_alerted(key, revision.revision);
-                }
-            }
-        }
-    }
-    Ok(rules)
+    Ok(entries)
 }

@@ -1,0 +1,284 @@
+//! The one fold of the log into the inspection counters, and what it reads: the subject
+//! journal (who else names a subject, at any point of the log) and the checkpoints (the
+//! counters as they stood at a sequence). Start-up, `as_of` views, releases, imports and
+//! `marr verify` all replay through here, never holding the log or its records in memory.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::keyspace::{
+    AlertLog, Checkpoints, Keyspace, Latest, Layout, LegacyBySubject, Log, StaleWatch,
+    SubjectEntry, SubjectJournal,
+};
+use super::{Directory, StoreError};
+use crate::domain::inspection::{Checkpoint, Inspection, Others, Presence};
+use crate::domain::{AgencyId, AgencyKind, AlertKind, RecordKey, Revision, RiskRecord, SubjectKey};
+
+/// The layout this version writes: the subject journal, the stale watch and checkpoints.
+pub(super) const LAYOUT: u32 = 2;
+
+/// Entries written per batch while a store is brought up to this layout.
+const UPGRADE_BATCH: usize = 10_000;
+
+/// Journal entries written in the current batch, by subject, which sled cannot show yet.
+pub(super) type Overlay = HashMap<SubjectKey, Vec<(u64, SubjectEntry)>>;
+
+/// The journal entries a revision files: under the subject it names, and a closing entry
+/// under a subject its previous revision named and it no longer does.
+pub(super) fn journal_entries(
+    old: Option<&RiskRecord>,
+    new: &Revision,
+) -> Vec<(SubjectKey, SubjectEntry)> {
+    let record = &new.record;
+    let mut entries = Vec::new();
+    if let Some(old) = old
+        && let Some(subject) = old.subject.filter(|s| Some(*s) != record.subject)
+    {
+        entries.push((
+            subject,
+            SubjectEntry {
+                record: record.key.clone(),
+                place: old.place,
+                active: false,
+                named: false,
+            },
+        ));
+    }
+    if let Some(subject) = record.subject {
+        entries.push((
+            subject,
+            SubjectEntry {
+                record: record.key.clone(),
+                place: record.place,
+                active: record.is_active(),
+                named: true,
+            },
+        ));
+    }
+    entries
+}
+
+/// Each record's last journal entry under `subject` before `before`, then `extra` (entries
+/// of the batch being written, in order).
+fn journal_of(
+    tree: &sled::Tree,
+    subject: SubjectKey,
+    before: u64,
+    extra: &[(u64, SubjectEntry)],
+) -> Result<BTreeMap<RecordKey, SubjectEntry>, StoreError> {
+    let mut last = BTreeMap::new();
+    for entry in SubjectJournal::range(tree, &(subject, 0), &(subject, before)) {
+        let (_, entry) = entry?;
+        last.insert(entry.record.clone(), entry);
+    }
+    for (_, entry) in extra.iter().filter(|(sequence, _)| *sequence < before) {
+        last.insert(entry.record.clone(), entry.clone());
+    }
+    Ok(last)
+}
+
+/// Records whose latest revision names `subject` (active or not).
+pub(super) fn records_naming(
+    tree: &sled::Tree,
+    subject: SubjectKey,
+) -> Result<Vec<RecordKey>, StoreError> {
+    Ok(journal_of(tree, subject, u64::MAX, &[])?
+        .into_iter()
+        .filter(|(_, entry)| entry.named)
+        .map(|(key, _)| key)
+        .collect())
+}
+
+/// For each subject `new` names or its previous revision named, the other active records
+/// naming it just before `new` was written.
+pub(super) fn others(
+    tree: &sled::Tree,
+    old: Option<&RiskRecord>,
+    new: &Revision,
+    overlay: &Overlay,
+) -> Result<Others, StoreError> {
+    let mut others = Others::new();
+    let subjects = old
+        .and_then(|r| r.subject)
+        .into_iter()
+        .chain(new.record.subject);
+    for subject in subjects {
+        if others.contains_key(&subject) {
+            continue;
+        }
+        let extra = overlay.get(&subject).map_or(&[][..], Vec::as_slice);
+        let presences = journal_of(tree, subject, new.sequence, extra)?
+            .into_iter()
+            .filter(|(key, entry)| entry.named && entry.active && *key != new.record.key)
+            .map(|(record, entry)| Presence {
+                record,
+                place: entry.place,
+            })
+            .collect();
+        others.insert(subject, presences);
+    }
+    Ok(others)
+}
+
+impl Directory {
+    pub(super) fn kind_of(&self, agency: &AgencyId) -> AgencyKind {
+        self.agencies
+            .get(agency)
+            .map_or(AgencyKind::Other, |a| a.kind)
+    }
+}
+
+/// Called with the counters at each multiple of an interval during a replay.
+pub(super) type AtInterval<'a> = &'a mut dyn FnMut(&Inspection) -> Result<(), StoreError>;
+
+/// Folds the log after `inspection.applied()` up to `until` into the counters. `every`, when
+/// given, is called at each multiple of its interval with the counters as they stand there.
+pub(super) fn replay(
+    tree: &sled::Tree,
+    directory: &Directory,
+    mut inspection: Inspection,
+    until: u64,
+    mut every: Option<(u64, AtInterval<'_>)>,
+) -> Result<Inspection, StoreError> {
+    let from = inspection.applied() + 1;
+    if from > until {
+        return Ok(inspection);
+    }
+    let kind_of = |agency: &AgencyId| directory.kind_of(agency);
+    let none = Overlay::new();
+    for entry in Log::range(tree, &from, &until.saturating_add(1)) {
+        let (sequence, revision) = entry?;
+        let old =
+            match revision.previous {
+                Some(previous) => Some(Log::get(tree, &previous)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("log entry {previous} is missing"))
+                })?),
+                None => None,
+            };
+        let old = old.as_ref().map(|r| &r.record);
+        let others = others(tree, old, &revision, &none)?;
+        inspection.apply(
+            &directory.geography,
+            &kind_of,
+            old,
+            &revision.record,
+            sequence,
+            &others,
+        );
+        if let Some((interval, at)) = every.as_mut()
+            && sequence % *interval == 0
+        {
+            at(&inspection)?;
+        }
+    }
+    Ok(inspection)
+}
+
+/// The last checkpoint at or before `until` that was made under this geography.
+pub(super) fn checkpoint_before(
+    tree: &sled::Tree,
+    until: u64,
+    geography: u64,
+) -> Result<Option<Checkpoint>, StoreError> {
+    match Checkpoints::range(tree, &0, &until.saturating_add(1)).next_back() {
+        Some(entry) => {
+            let (_, checkpoint) = entry?;
+            Ok((checkpoint.geography == geography).then_some(checkpoint))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The counters as they stood when `until` was written: from the nearest earlier checkpoint,
+/// replaying only the log after it.
+pub(super) fn counters_at(
+    tree: &sled::Tree,
+    directory: &Directory,
+    until: u64,
+) -> Result<Inspection, StoreError> {
+    let start = checkpoint_before(tree, until, directory.geography.fingerprint())?
+        .map(Inspection::from_checkpoint)
+        .unwrap_or_default();
+    replay(tree, directory, start, until, None)
+}
+
+/// Brings a store written by an earlier version up to [`LAYOUT`], in bounded batches,
+/// before the writer starts. Safe to run again after an interruption: every step only
+/// writes what the log says.
+pub(super) fn upgrade_layout(tree: &sled::Tree) -> Result<(), StoreError> {
+    let layout = Layout::get(tree, &())?.unwrap_or(1);
+    if layout >= LAYOUT {
+        return Ok(());
+    }
+    let mut batch = sled::Batch::default();
+    let mut pending = 0;
+    if !tree.is_empty() {
+        tracing::info!(from = layout, to = LAYOUT, "upgrading the store's layout");
+        // The subject journal, from the log in order.
+        for entry in Log::scan_all(tree) {
+            let (_, revision) = entry?;
+            let old = match revision.previous {
+                Some(previous) => Log::get(tree, &previous)?,
+                None => None,
+            };
+            for (subject, entry) in journal_entries(old.as_ref().map(|r| &r.record), &revision) {
+                SubjectJournal::put(&mut batch, &(subject, revision.sequence), &entry)?;
+                pending += 1;
+            }
+            if pending >= UPGRADE_BATCH {
+                tree.apply_batch(std::mem::take(&mut batch))?;
+                pending = 0;
+            }
+        }
+        // The stale watch, from each record's latest revision.
+        for entry in Latest::scan_all(tree) {
+            let (_, sequence) = entry?;
+            if let Some(revision) = Log::get(tree, &sequence)?
+                && crate::rules::watched(&revision.record)
+            {
+                StaleWatch::put(&mut batch, &(revision.received_at, sequence), &())?;
+                pending += 1;
+            }
+            if pending >= UPGRADE_BATCH {
+                tree.apply_batch(std::mem::take(&mut batch))?;
+                pending = 0;
+            }
+        }
+        tree.apply_batch(std::mem::take(&mut batch))?;
+        forget_reported_stale(tree)?;
+        // The first layout's subject index, which the journal replaces.
+        for key in tree.scan_prefix([LegacyBySubject::PREFIX]).keys() {
+            batch.remove(key?);
+            pending += 1;
+            if pending >= UPGRADE_BATCH {
+                tree.apply_batch(std::mem::take(&mut batch))?;
+                pending = 0;
+            }
+        }
+    }
+    Layout::put(&mut batch, &(), &LAYOUT)?;
+    tree.apply_batch(batch)?;
+    tree.flush()?;
+    Ok(())
+}
+
+/// Takes out of the stale watch every revision the alert log shows was already reported
+/// stale (an alert raised after the revision was received), for stores whose watch is
+/// rebuilt from the log (an upgrade, a restore).
+pub(super) fn forget_reported_stale(tree: &sled::Tree) -> Result<(), StoreError> {
+    let mut batch = sled::Batch::default();
+    for entry in AlertLog::scan_all(tree) {
+        let (_, alert) = entry?;
+        if alert.kind != AlertKind::StaleHighRisk {
+            continue;
+        }
+        for key in &alert.records {
+            if let Some(revision) = Log::latest(tree, key)?
+                && alert.raised_at > revision.received_at
+            {
+                StaleWatch::remove(&mut batch, &(revision.received_at, revision.sequence));
+            }
+        }
+    }
+    tree.apply_batch(batch)?;
+    Ok(())
+}
