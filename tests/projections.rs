@@ -1,5 +1,7 @@
 //! Property: whatever agencies send, in whatever order, the projections equal a recount from
-//! the revision log, and every answer matches a simple model of the ingest rules.
+//! the revision log, and every answer matches a simple model of the ingest rules, across
+//! restarts from checkpoints taken at any interval; a view as of any earlier point equals the
+//! view that was live then.
 
 mod common;
 
@@ -9,7 +11,7 @@ use std::sync::Arc;
 use common::*;
 use marr::domain::inspection::ViewFilter;
 use marr::domain::*;
-use marr::store::{Store, Submitted};
+use marr::store::{Store, StoreOptions, Submitted};
 use proptest::prelude::*;
 use time::OffsetDateTime;
 
@@ -152,9 +154,18 @@ fn same_outcome(a: &Submitted, b: &Submitted) -> bool {
     }
 }
 
-async fn run(ops: Vec<Op>, batches: Vec<usize>) -> Result<(), TestCaseError> {
+async fn run(
+    ops: Vec<Op>,
+    batches: Vec<usize>,
+    checkpoint_every: u64,
+    restarts: Vec<bool>,
+) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().expect("dir");
-    let store = Store::open(dir.path()).expect("open");
+    let options = StoreOptions {
+        checkpoint_every,
+        ..StoreOptions::default()
+    };
+    let mut store = Store::open_with(dir.path(), options.clone()).expect("open");
     store
         .import_places(north_east_tables(), operator())
         .await
@@ -178,9 +189,16 @@ async fn run(ops: Vec<Op>, batches: Vec<usize>) -> Result<(), TestCaseError> {
     let now = OffsetDateTime::now_utc();
     let mut model = Model::default();
     let mut ops = ops.into_iter().peekable();
+    // What every checked place looked like after each chunk, to ask for again as of then.
+    let mut seen: Vec<(
+        u64,
+        PlaceCode,
+        ViewFilter,
+        marr::domain::inspection::PlaceView,
+    )> = Vec::new();
     // Queue several submissions before awaiting any, so the writer sees them in one batch,
     // often with the same record more than once.
-    for size in batches {
+    for (size, restart) in batches.into_iter().zip(restarts) {
         let chunk: Vec<Op> = ops.by_ref().take(size).collect();
         if chunk.is_empty() {
             break;
@@ -222,8 +240,29 @@ async fn run(ops: Vec<Op>, batches: Vec<usize>) -> Result<(), TestCaseError> {
                 let counted = store.place_view(place, filter, None).expect("view");
                 let recounted = store.scan_place_view(place, filter).expect("scan");
                 prop_assert_eq!(&counted, &recounted, "place {}", place);
+                seen.push((store.head_sequence(), place, filter.clone(), counted));
             }
         }
+        if restart {
+            // A clean stop checkpoints at the head; a start loads the last checkpoint and
+            // replays what follows it.
+            store.close().await.expect("close");
+            drop(store);
+            let path = dir.path().to_path_buf();
+            let reopening = options.clone();
+            store = tokio::task::spawn_blocking(move || open_retrying(&path, reopening))
+                .await
+                .expect("open task")
+                .expect("reopens");
+            let problems = store.verify_projections().expect("verify");
+            prop_assert!(problems.is_empty(), "after a restart: {problems:?}");
+        }
+    }
+    for (head, place, filter, live) in &seen {
+        let then = store
+            .place_view(*place, filter, Some(*head))
+            .expect("as of");
+        prop_assert_eq!(&then, live, "place {} as of {}", place, head);
     }
     for (key, (record, revision, sequence)) in &model.latest {
         let stored = store.record(key).expect("read").expect("present");
@@ -270,8 +309,10 @@ proptest! {
     fn projections_equal_a_recount_from_the_log(
         ops in prop::collection::vec(op(), 1..60),
         batches in prop::collection::vec(1..12usize, 60),
+        checkpoint_every in 1..16u64,
+        restarts in prop::collection::vec(prop::bool::weighted(0.1), 60),
     ) {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-        runtime.block_on(run(ops, batches))?;
+        runtime.block_on(run(ops, batches, checkpoint_every, restarts))?;
     }
 }

@@ -277,24 +277,10 @@ impl TestServer {
     ) -> Self {
         let path = dir.path().to_path_buf();
         let opening = options.clone();
-        let store = tokio::task::spawn_blocking(move || {
-            // sled's background flusher lets go of the directory's lock a moment after the
-            // last handle is dropped; a restart in the same process waits for it, as a new
-            // process (which the lock dies with) never has to.
-            let mut tries = 0;
-            loop {
-                match Store::open_with(&path, opening.clone()) {
-                    Err(error) if tries < 100 && error.to_string().contains("acquire lock") => {
-                        tries += 1;
-                        std::thread::sleep(std::time::Duration::from_millis(50));
-                    }
-                    opened => break opened,
-                }
-            }
-        })
-        .await
-        .expect("open task")
-        .expect("store opens");
+        let store = tokio::task::spawn_blocking(move || open_retrying(&path, opening))
+            .await
+            .expect("open task")
+            .expect("store opens");
         let listener = tokio::net::TcpListener::bind(address).await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -702,4 +688,24 @@ pub async fn refusal_naming(
         "expected a violation of {field}, got {fields:?}"
     );
     status
+}
+
+/// Opens a store, waiting for the lock of a handle dropped a moment ago: sled's background
+/// flusher lets go of the directory's lock a moment after the last handle is dropped; a
+/// restart in the same process waits for it, as a new process (which the lock dies with)
+/// never has to. Blocking.
+pub fn open_retrying(
+    path: &std::path::Path,
+    options: StoreOptions,
+) -> Result<Store, marr::store::StoreError> {
+    let mut tries = 0;
+    loop {
+        match Store::open_with(path, options.clone()) {
+            Err(error) if tries < 100 && error.to_string().contains("acquire lock") => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            opened => break opened,
+        }
+    }
 }
