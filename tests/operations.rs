@@ -118,6 +118,114 @@ async fn verify_finds_projections_that_disagree_with_the_log_and_repair_rewrites
 }
 
 #[tokio::test]
+async fn verify_finds_a_wrong_checkpoint_a_lost_journal_entry_and_a_lost_watch_and_repair_rebuilds_them()
+ {
+    let server = stopped_with_records().await;
+    let data = server.data_dir().to_path_buf();
+    // The clean stop checkpointed the counters at the head. A checkpoint filed under an
+    // earlier sequence than the one it holds, a subject journal entry and a stale watch entry
+    // lost, as a damaged disk or a faulty copy might leave them.
+    {
+        let db = sled::open(&data).expect("opens");
+        let tree = db.open_tree("register").expect("tree");
+        let checkpoint = |sequence: u64| {
+            let mut key = vec![b'K'];
+            key.extend_from_slice(&sequence.to_be_bytes());
+            key
+        };
+        let at_head = tree
+            .get(checkpoint(3))
+            .expect("read")
+            .expect("checkpoint at head");
+        tree.insert(checkpoint(1), at_head).expect("insert");
+        let (journal, _) = tree
+            .scan_prefix(b"J")
+            .next()
+            .expect("journal")
+            .expect("entry");
+        tree.remove(journal).expect("remove");
+        let (watched, _) = tree
+            .scan_prefix(b"H")
+            .next()
+            .expect("watch")
+            .expect("entry");
+        tree.remove(watched).expect("remove");
+        db.flush().expect("flush");
+    }
+    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "checkpoint 1: the counters at {NEWCASTLE_WARD} differ from a replay of the log"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("subject journal:"), "{text}");
+    assert!(text.contains("stale watch:"), "{text}");
+
+    let (code, text) = marr(&["verify", "--repair", "--data-dir"], &data);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("repaired: 2 projection entries"), "{text}");
+    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("projections agree with the log (head 3)"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_store_of_the_first_layout_is_upgraded_on_open_and_answers_as_before() {
+    let server = stopped_with_records().await;
+    let data = server.data_dir().to_path_buf();
+    // Turn the store back into the first layout: a subject index keyed (subject, record),
+    // and no subject journal, stale watch, checkpoints or layout version.
+    {
+        let db = sled::open(&data).expect("opens");
+        let tree = db.open_tree("register").expect("tree");
+        for prefix in [b"J", b"H", b"K", b"Y"] {
+            for key in tree.scan_prefix(prefix).keys() {
+                tree.remove(key.expect("key")).expect("remove");
+            }
+        }
+        for (local_ref, n) in [("V-1", 3), ("V-2", 2)] {
+            let mut key = vec![b'S'];
+            key.extend_from_slice(&hex::decode(subject(n)).expect("hex"));
+            key.extend(record_key(NEWCASTLE, local_ref));
+            tree.insert(key, &[][..]).expect("insert");
+        }
+        let mut key = vec![b'S'];
+        key.extend_from_slice(&hex::decode(subject(1)).expect("hex"));
+        key.extend(record_key(NORTHUMBRIA, "V-3"));
+        tree.insert(key, &[][..]).expect("insert");
+        db.flush().expect("flush");
+    }
+    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("projections agree with the log (head 3)"),
+        "{text}"
+    );
+    let db = sled::open(&data).expect("opens");
+    let tree = db.open_tree("register").expect("tree");
+    assert_eq!(tree.scan_prefix(b"S").count(), 0, "the old index is gone");
+    assert_eq!(
+        tree.scan_prefix(b"J").count(),
+        3,
+        "one journal entry a record"
+    );
+    assert_eq!(
+        tree.scan_prefix(b"H").count(),
+        2,
+        "both high records watched"
+    );
+    assert!(
+        tree.scan_prefix(b"K").count() >= 1,
+        "a checkpoint at the head"
+    );
+}
+
+#[tokio::test]
 async fn verify_refuses_a_directory_that_is_not_a_store() {
     let empty = tempfile::tempdir().expect("dir");
     let (code, text) = marr(&["verify", "--data-dir"], empty.path());

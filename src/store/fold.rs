@@ -195,7 +195,7 @@ pub(super) fn counters_at(
     directory: &Directory,
     until: u64,
 ) -> Result<Inspection, StoreError> {
-    let start = checkpoint_before(tree, until, directory.geography.fingerprint())?
+    let start = checkpoint_before(tree, until, directory.fingerprint)?
         .map(Inspection::from_checkpoint)
         .unwrap_or_default();
     replay(tree, directory, start, until, None)

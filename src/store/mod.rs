@@ -174,6 +174,8 @@ pub struct PlaceDetail {
 pub(crate) struct Directory {
     geography: Geography,
     agencies: BTreeMap<AgencyId, Agency>,
+    /// [`Geography::fingerprint`], kept in step with every import.
+    fingerprint: u64,
 }
 
 struct Shared {
@@ -281,6 +283,7 @@ impl Store {
             let (id, agency) = entry?;
             directory.agencies.insert(id, agency);
         }
+        directory.fingerprint = directory.geography.fingerprint();
         let head = match Log::scan_all(&tree).next_back() {
             Some(entry) => entry?.0,
             None => 0,

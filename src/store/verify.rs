@@ -119,7 +119,7 @@ impl Store {
         let tree = &self.shared.tree;
         let live = self.shared.read_inspection().clone();
         let directory = self.shared.read_directory();
-        let geography = directory.geography.fingerprint();
+        let geography = directory.fingerprint;
         let mut problems = Vec::new();
         let mut replayed = Inspection::default();
         for entry in Checkpoints::range(tree, &0, &live.applied().saturating_add(1)) {

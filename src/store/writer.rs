@@ -136,20 +136,25 @@ impl Writer {
     /// to the readers; a checkpoint is written at the head if anything was replayed.
     pub(super) fn new(shared: Arc<Shared>, head: u64, alert_head: u64) -> Result<Self, StoreError> {
         let audit_head = AuditHead::get(&shared.tree, &())?.unwrap_or((0, [0; 32]));
-        let inspection = {
+        let (inspection, last_checkpoint) = {
             let directory = shared.read_directory();
-            fold::counters_at(&shared.tree, &directory, head)?
+            let loaded = fold::checkpoint_before(&shared.tree, head, directory.fingerprint)?;
+            let last_checkpoint = loaded.as_ref().map_or(0, |c| c.applied);
+            let start = loaded.map(Inspection::from_checkpoint).unwrap_or_default();
+            (
+                fold::replay(&shared.tree, &directory, start, head, None)?,
+                last_checkpoint,
+            )
         };
         let mut writer = Self {
             shared,
             head,
             alert_head,
             audit_head,
-            last_checkpoint: 0,
+            last_checkpoint,
             inspection,
             failed: None,
         };
-        writer.last_checkpoint = writer.inspection.applied();
         writer.publish(true);
         if writer.last_checkpoint < head {
             let mut batch = sled::Batch::default();
@@ -171,7 +176,7 @@ impl Writer {
 
     /// Adds a checkpoint of the counters at the head to `batch`.
     fn checkpoint(&mut self, batch: &mut sled::Batch) -> Result<(), StoreError> {
-        let geography = self.shared.read_directory().geography.fingerprint();
+        let geography = self.shared.read_directory().fingerprint;
         let checkpoint = self.inspection.checkpoint(geography);
         Checkpoints::put(batch, &checkpoint.applied, &checkpoint)?;
         self.last_checkpoint = checkpoint.applied;
@@ -189,7 +194,7 @@ impl Writer {
         tree.apply_batch(stale)?;
         let rebuilt = {
             let directory = self.shared.read_directory();
-            let geography = directory.geography.fingerprint();
+            let geography = directory.fingerprint;
             let mut write = |inspection: &Inspection| -> Result<(), StoreError> {
                 let checkpoint = inspection.checkpoint(geography);
                 let mut batch = sled::Batch::default();
@@ -540,6 +545,7 @@ impl Writer {
             for membership in plan.memberships {
                 directory.geography.insert_membership(membership);
             }
+            directory.fingerprint = directory.geography.fingerprint();
             directory.geography.count_by_level()
         };
         if changed {
