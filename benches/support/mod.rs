@@ -95,6 +95,14 @@ pub fn geography(name: &str) -> LookupTable {
     places::read_table(&geography_file(name)).expect("lookup readable")
 }
 
+/// One district's real wards: the ward lookup's rows for it, and their codes.
+pub fn wards_of(district: &str) -> (Vec<LookupTable>, Vec<String>) {
+    let mut wards = geography(WARDS);
+    wards.rows.retain(|row| row.cells[3] == district);
+    let codes = wards.rows.iter().map(|row| row.cells[1].clone()).collect();
+    (vec![wards], codes)
+}
+
 pub fn code(c: &str) -> PlaceCode {
     PlaceCode::parse(c).expect("code")
 }
