@@ -5,7 +5,8 @@
 //! `ListRisks` for the country.
 //!
 //! `cargo bench --bench scale` (MARR_BENCH_RECORDS sets the count, default 200000, which takes
-//! about four minutes on two cores).
+//! two to three minutes on two shared cores; 1000000 takes about seven). Progress goes to stderr,
+//! the table to stdout.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -182,6 +183,10 @@ fn millis(ms: f64) -> String {
     }
 }
 
+fn mebibytes(mib: f64) -> String {
+    format!("{} MiB", thousands(mib.round() as u64))
+}
+
 fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
@@ -241,7 +246,7 @@ fn in_process(
     table.add(
         Section::Memory,
         "RSS after load, in process (loaded through the writer)",
-        format!("{:.0} MiB", rss_mib()),
+        mebibytes(rss_mib()),
     );
 
     let mut active = Vec::new();
@@ -304,7 +309,7 @@ fn in_process(
     table.add(
         Section::Memory,
         "RSS after the views, in process",
-        format!("{:.0} MiB", rss_mib()),
+        mebibytes(rss_mib()),
     );
     if let Err(error) = runtime.block_on(store.close()) {
         progress.say(format!("closing the store failed: {error}"));
@@ -387,7 +392,7 @@ impl RawSled {
         table.compare(
             Section::Disk,
             format!("bytes on disk per record, {loaded}"),
-            format!("{} ({:.0} MiB)", thousands(per_record), mib(bytes)),
+            format!("{} ({})", thousands(per_record), mebibytes(mib(bytes))),
             format!("raw sled {}", thousands(raw)),
             format!("{:.2}", per_record as f64 / raw.max(1) as f64),
         );
@@ -553,7 +558,7 @@ fn served(
     table.add(
         Section::Memory,
         "RSS after load, marr serve (loaded through `PushRecords`)",
-        format!("{:.0} MiB", rss_mib_of(server.id())),
+        mebibytes(rss_mib_of(server.id())),
     );
 
     let inspector = admin
@@ -613,7 +618,7 @@ fn served(
     table.add(
         Section::Memory,
         "RSS after the views, marr serve",
-        format!("{:.0} MiB", rss_mib_of(server.id())),
+        mebibytes(rss_mib_of(server.id())),
     );
     drop(client);
     drop(inspector);
@@ -640,7 +645,7 @@ fn served(
     table.add(
         Section::Memory,
         "RSS after start-up, marr serve",
-        format!("{:.0} MiB", rss_mib_of(server.id())),
+        mebibytes(rss_mib_of(server.id())),
     );
     progress.say(format!(
         "SERVING {:.2} s after a clean stop; killing it",
