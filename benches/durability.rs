@@ -18,19 +18,6 @@ use time::OffsetDateTime;
 const NEWCASTLE: &str = "E08000021";
 const ROUNDS: usize = 3;
 
-fn newcastle_wards() -> (Vec<lookup::LookupTable>, Vec<PlaceCode>) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/geography/ward-lad-county-region-country-2019.csv");
-    let mut wards = marr::cli::places::read_table(&path).expect("ward lookup");
-    wards.rows.retain(|row| row.cells[3] == NEWCASTLE);
-    let codes = wards
-        .rows
-        .iter()
-        .map(|row| PlaceCode::parse(&row.cells[1]).expect("ward code"))
-        .collect();
-    (vec![wards], codes)
-}
-
 fn records(count: usize, wards: &[PlaceCode]) -> Vec<RiskRecord> {
     let now = OffsetDateTime::now_utc();
     (0..count)
@@ -57,7 +44,7 @@ async fn open(dir: &Path, fsync: bool) -> Store {
     };
     let store = Store::open_with(dir, options).expect("store");
     store
-        .import_places(newcastle_wards().0, support::operator())
+        .import_places(support::wards_of(NEWCASTLE).0, support::operator())
         .await
         .expect("import");
     store
@@ -132,7 +119,11 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     let single = (grouped / 10).max(1);
-    let (_, wards) = newcastle_wards();
+    let wards: Vec<PlaceCode> = support::wards_of(NEWCASTLE)
+        .1
+        .iter()
+        .map(|ward| support::code(ward))
+        .collect();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     println!(
         "durable acknowledgements: {grouped} records group-committed, {single} one at a time, median of {ROUNDS}"

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use marr::api::convert::{record_from_proto, timestamp};
@@ -18,21 +17,6 @@ use time::OffsetDateTime;
 
 const NEWCASTLE: &str = "E08000021";
 const ROUNDS: usize = 3;
-
-fn geography(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/geography")
-        .join(name)
-}
-
-/// Newcastle's real wards, for records to sit in.
-fn newcastle_wards() -> (Vec<marr::domain::lookup::LookupTable>, Vec<String>) {
-    let mut wards = places::read_table(&geography("ward-lad-county-region-country-2019.csv"))
-        .expect("ward lookup");
-    wards.rows.retain(|row| row.cells[3] == NEWCASTLE);
-    let codes = wards.rows.iter().map(|row| row.cells[1].clone()).collect();
-    (vec![wards], codes)
-}
 
 fn records(count: usize, wards: &[String]) -> Vec<proto::RiskRecord> {
     let now = OffsetDateTime::now_utc();
@@ -189,7 +173,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let (tables, wards) = newcastle_wards();
+    let (tables, wards) = support::wards_of(NEWCASTLE);
     let records = records(count, &wards);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
 

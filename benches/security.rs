@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use marr::api::convert::timestamp;
 use marr::auth::{Caller, Principal, policy};
-use marr::cli::{Connection, ServerArgs, places};
+use marr::cli::{Connection, ServerArgs};
 use marr::config::TlsConfig;
 use marr::domain::{AgencyId, AgencyKind, Role, Vocabulary};
 use marr::proto;
@@ -33,15 +33,6 @@ fn env_count(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn newcastle_wards() -> (Vec<marr::domain::lookup::LookupTable>, Vec<String>) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/geography/ward-lad-county-region-country-2019.csv");
-    let mut wards = places::read_table(&path).expect("ward lookup");
-    wards.rows.retain(|row| row.cells[3] == NEWCASTLE);
-    let codes = wards.rows.iter().map(|row| row.cells[1].clone()).collect();
-    (vec![wards], codes)
 }
 
 fn records(prefix: &str, count: usize, wards: &[String]) -> Vec<proto::RiskRecord> {
@@ -83,7 +74,7 @@ impl Running {
 async fn store_with_newcastle(dir: &Path) -> Store {
     let store = Store::open(dir).expect("store");
     store
-        .import_places(newcastle_wards().0, support::operator())
+        .import_places(support::wards_of(NEWCASTLE).0, support::operator())
         .await
         .expect("import");
     store
@@ -320,7 +311,7 @@ enum Setup<'a> {
 }
 
 async fn measure(path: Workload, setup: Setup<'_>, calls: usize, streamed: usize) -> f64 {
-    let (_, wards) = newcastle_wards();
+    let (_, wards) = support::wards_of(NEWCASTLE);
     let mut rates = Vec::new();
     for round in 0..ROUNDS {
         let running = match setup {

@@ -5,72 +5,16 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use marr::cli::{Connection, ServerArgs, places};
+use marr::cli::{Connection, ServerArgs};
 use marr::domain::inspection::ViewFilter;
-use marr::domain::lookup::LookupTable;
-use marr::domain::*;
 use marr::proto;
 use marr::store::Store;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use sha2::Digest;
+use support::{code, mib, percentile, rss_mib};
 use time::OffsetDateTime;
 
 const SAMPLES: usize = 500;
-
-fn geography(name: &str) -> LookupTable {
-    places::read_table(
-        &Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/data/geography")
-            .join(name),
-    )
-    .expect("lookup readable")
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
-
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(str::to_string)
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn dir_mib(dir: &Path) -> f64 {
-    fn walk(dir: &Path) -> u64 {
-        std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| match e.metadata() {
-                Ok(m) if m.is_dir() => walk(&e.path()),
-                Ok(m) => m.len(),
-                Err(_) => 0,
-            })
-            .sum()
-    }
-    walk(dir) as f64 / (1024.0 * 1024.0)
-}
-
-fn code(c: &str) -> PlaceCode {
-    PlaceCode::parse(c).expect("code")
-}
 
 fn main() {
     let count: usize = std::env::var("MARR_BENCH_RECORDS")
@@ -80,119 +24,15 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("dir");
     let store = Store::open(dir.path()).expect("store");
-    let wards = geography("ward-lad-county-region-country-2019.csv");
-    let police = geography("lad-csp-police-force-area-2019.csv");
+    let nation = support::Nation::read();
+    let total_wards = nation.total_wards;
+    runtime.block_on(nation.set_up(&store));
 
-    // Each district's wards, and its police force area where it has one.
-    let mut wards_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for row in &wards.rows {
-        wards_of
-            .entry(row.cells[3].clone())
-            .or_default()
-            .push(row.cells[1].clone());
-    }
-    let force_of: BTreeMap<String, String> = police
-        .rows
-        .iter()
-        .map(|r| (r.cells[1].clone(), r.cells[5].clone()))
-        .collect();
-    let total_wards: usize = wards_of.values().map(Vec::len).sum();
-
-    runtime.block_on(async {
-        store
-            .import_places(vec![police.clone(), wards.clone()], support::operator())
-            .await
-            .expect("import");
-        let mut registered = std::collections::BTreeSet::new();
-        for district in wards_of.keys() {
-            let mut agencies = vec![(
-                district.clone(),
-                AgencyKind::ChildrenSocialCare,
-                district.clone(),
-            )];
-            if let Some(force) = force_of.get(district) {
-                agencies.push((force.clone(), AgencyKind::Police, force.clone()));
-            }
-            // One health body per district's country, reporting anywhere in it.
-            let country = store.place(code(district)).expect("district").ancestors[0]
-                .code
-                .to_string();
-            agencies.push((format!("H{}", &country[..3]), AgencyKind::Health, country));
-            for (id, kind, footprint) in agencies {
-                if registered.insert(id.clone()) {
-                    let agency = Agency {
-                        id: AgencyId::parse(&id).expect("id"),
-                        kind,
-                        name: id.clone(),
-                        footprint: vec![code(&footprint)],
-                    };
-                    store
-                        .register_agency(agency, support::operator())
-                        .await
-                        .expect("register");
-                }
-            }
-        }
-    });
-
-    // Records per district in proportion to its wards; subjects recur within a district so
-    // some are known to several agencies there.
-    let mut rng = StdRng::seed_from_u64(7);
-    let now = OffsetDateTime::now_utc();
     let load_started = Instant::now();
-    let loader = Arc::new(support::operator());
-    runtime.block_on(async {
-        let mut pending = Vec::new();
-        let mut n = 0usize;
-        for (d, (district, ward_codes)) in wards_of.iter().enumerate() {
-            let share = count * ward_codes.len() / total_wards;
-            let country = store.place(code(district)).expect("district").ancestors[0]
-                .code
-                .to_string();
-            let mut agencies = vec![district.clone(), format!("H{}", &country[..3])];
-            if let Some(force) = force_of.get(district) {
-                agencies.push(force.clone());
-            }
-            for _ in 0..share {
-                n += 1;
-                let agency = &agencies[rng.random_range(0..agencies.len())];
-                let subject = (d * 1_000_000 + rng.random_range(0..share.max(2) / 2)).to_le_bytes();
-                let updated = now - time::Duration::hours(rng.random_range(1..10_000));
-                let record = RiskRecord {
-                    key: RecordKey::parse(agency, &format!("R{n:08}")).expect("key"),
-                    subject: Some(SubjectKey::from_bytes(sha2::Sha256::digest(subject).into())),
-                    place: code(&ward_codes[rng.random_range(0..ward_codes.len())]),
-                    client_group: ClientGroup::ALL[rng.random_range(0..7)],
-                    category: RiskCategory::ALL[rng.random_range(0..16)],
-                    severity: Severity::ALL[rng.random_range(0..4)],
-                    status: if rng.random_bool(0.85) {
-                        RecordStatus::Active
-                    } else {
-                        RecordStatus::Closed
-                    },
-                    assessed_at: updated - time::Duration::hours(2),
-                    source_updated_at: updated,
-                    lawful_basis: LawfulBasis::ChildrenAct1989S17,
-                    note: String::new(),
-                };
-                store.check_record(&record).expect("valid");
-                pending.push(
-                    store
-                        .enqueue(record, Arc::clone(&loader))
-                        .await
-                        .expect("queued"),
-                );
-                if pending.len() >= 8192 {
-                    for answer in pending.drain(..) {
-                        answer.await.expect("answer").expect("written");
-                    }
-                }
-            }
-        }
-        for answer in pending {
-            answer.await.expect("answer").expect("written");
-        }
-    });
+    runtime.block_on(support::load(
+        &store,
+        nation.records(count, 7, OffsetDateTime::now_utc()),
+    ));
     let loaded = store.head_sequence();
     let load_time = load_started.elapsed();
 
@@ -225,7 +65,7 @@ fn main() {
         "views: {loaded} records loaded over {total_wards} real wards in {:.0} s ({:.0} records/s); store {:.0} MiB on disk; RSS {:.0} MiB",
         load_time.as_secs_f64(),
         loaded as f64 / load_time.as_secs_f64(),
-        dir_mib(dir.path()),
+        mib(support::dir_bytes(dir.path())),
         rss_mib()
     );
     println!(
