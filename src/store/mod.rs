@@ -8,6 +8,7 @@ mod alerts;
 mod audit;
 mod backup;
 mod keyspace;
+mod layout;
 mod releases;
 mod verify;
 mod views;
@@ -259,6 +260,7 @@ impl Store {
     /// the one it wrote with).
     fn open_db(db: sled::Db, dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
         let tree = db.open_tree("register")?;
+        layout::upgrade(&tree)?;
         let mut directory = Directory::default();
         for entry in Places::scan_all(&tree) {
             directory.geography.insert_place(entry?.1);

@@ -3,8 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::keyspace::{AlertLog, ByPlace, BySubject, Keyspace, Latest, Log};
+use super::keyspace::{
+    AlertLog, AuditByAgency, AuditByPrincipal, AuditLog, ByPlace, BySubject, Keyspace, Latest,
+    Log, PlaceByKey, audit_index_entries,
+};
 use super::{Store, StoreError};
+use crate::domain::audit::AuditEvent;
 use crate::domain::{PlaceCode, RecordKey, Revision, SubjectKey};
 
 impl Store {
@@ -68,9 +72,19 @@ impl Store {
         for key in stored.pointers.keys().filter(|k| !latest.contains_key(*k)) {
             problems.push(format!("latest {key}: not in the log"));
         }
-        for (place, key) in expected.places.symmetric_difference(&stored.places) {
+        for (place, sequence) in expected.places.symmetric_difference(&stored.places) {
+            let what = match Log::get(tree, sequence)? {
+                Some(revision) => format!("{} (sequence {sequence})", revision.record.key),
+                None => format!("sequence {sequence}"),
+            };
             problems.push(format!(
-                "place index: {key} at {place} disagrees with the log"
+                "place index: {what} at {place} disagrees with the log"
+            ));
+        }
+        let left_over = PlaceByKey::scan_all(tree).count();
+        if left_over > 0 {
+            problems.push(format!(
+                "place index: {left_over} entries of the old layout are left over"
             ));
         }
         for (subject, key) in expected.subjects.symmetric_difference(&stored.subjects) {
@@ -78,10 +92,13 @@ impl Store {
                 "subject index: {key} under {subject} disagrees with the log"
             ));
         }
+        for fault in audit_index_faults(tree)? {
+            problems.push(fault.to_string());
+        }
         Ok(problems)
     }
 
-    /// Rewrites the latest pointers and the place and subject indexes from the log, and
+    /// Rewrites the latest pointers and the place, subject and audit indexes from the log, and
     /// answers how many entries it added or removed. For `marr verify --repair`; the inspection
     /// counters and the rules' memory are rebuilt from the log whenever the store opens.
     pub async fn repair_projections(&self) -> Result<usize, StoreError> {
@@ -91,10 +108,19 @@ impl Store {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Records whose latest revision sits directly at `place`.
+    /// Records whose latest revision sits directly at `place`, least recently changed first.
     pub fn records_at(&self, place: PlaceCode) -> Result<Vec<RecordKey>, StoreError> {
-        ByPlace::scan(&self.shared.tree, place.as_bytes())
-            .map(|e| e.map(|((_, key), ())| key))
+        let tree = &self.shared.tree;
+        ByPlace::scan(tree, place.as_bytes())
+            .map(|entry| {
+                let ((_, sequence), ()) = entry?;
+                let revision = Log::get(tree, &sequence)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "place index points at missing log entry {sequence}"
+                    ))
+                })?;
+                Ok(revision.record.key)
+            })
             .collect()
     }
 
@@ -106,11 +132,11 @@ impl Store {
     }
 }
 
-/// The projections written with the log: where each record's latest revision is, and which
-/// records sit at each place and name each subject.
+/// The projections written with the log: where each record's latest revision is, where each
+/// latest revision sits (by place and sequence), and which records name each subject.
 struct Projections {
     pointers: BTreeMap<RecordKey, u64>,
-    places: BTreeSet<(PlaceCode, RecordKey)>,
+    places: BTreeSet<(PlaceCode, u64)>,
     subjects: BTreeSet<(SubjectKey, RecordKey)>,
 }
 
@@ -124,7 +150,7 @@ impl Projections {
                 .collect(),
             places: latest
                 .values()
-                .map(|r| (r.record.place, r.record.key.clone()))
+                .map(|r| (r.record.place, r.sequence))
                 .collect(),
             subjects: latest
                 .values()
@@ -148,7 +174,8 @@ impl Projections {
 }
 
 /// A batch that makes the latest pointers and the place and subject indexes exactly what the
-/// log says, and how many entries it adds or removes. Run by the writer, so nothing else
+/// log says, and the audit indexes exactly what the audit chain says (removing what is left
+/// of an older layout's place index), and how many entries it adds or removes. Run by the writer, so nothing else
 /// writes meanwhile.
 pub(super) fn repair_batch(tree: &sled::Tree) -> Result<(sled::Batch, usize), StoreError> {
     let mut latest = BTreeMap::new();
@@ -190,5 +217,95 @@ pub(super) fn repair_batch(tree: &sled::Tree) -> Result<(sled::Batch, usize), St
         BySubject::remove(&mut batch, entry);
         changed += 1;
     }
+    for entry in PlaceByKey::scan_all(tree) {
+        PlaceByKey::remove(&mut batch, &entry?.0);
+        changed += 1;
+    }
+    for fault in audit_index_faults(tree)? {
+        match fault {
+            AuditIndexFault::Missing { key, .. } => batch.insert(key, &[][..]),
+            AuditIndexFault::Stray { key, .. } => batch.remove(key),
+        }
+        changed += 1;
+    }
     Ok((batch, changed))
+}
+
+/// An audit index entry that disagrees with the audit chain.
+enum AuditIndexFault {
+    /// The chain holds the event but the index does not list it.
+    Missing { key: Vec<u8>, event: u64 },
+    /// The index lists an event the chain does not hold under that principal or agency.
+    Stray {
+        key: Vec<u8>,
+        event: u64,
+        under: String,
+    },
+}
+
+impl std::fmt::Display for AuditIndexFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Missing { key, event } => write!(
+                f,
+                "audit {} index: event {event} is missing",
+                index_name(key)
+            ),
+            Self::Stray { key, event, under } => write!(
+                f,
+                "audit {} index: event {event} under {under} disagrees with the chain",
+                index_name(key)
+            ),
+        }
+    }
+}
+
+fn index_name(key: &[u8]) -> &'static str {
+    if key.first() == Some(&AuditByPrincipal::PREFIX) {
+        "principal"
+    } else {
+        "agency"
+    }
+}
+
+/// Every way the audit indexes differ from the chain, one event and one entry at a time (the
+/// chain may be far larger than memory).
+fn audit_index_faults(tree: &sled::Tree) -> Result<Vec<AuditIndexFault>, StoreError> {
+    let mut faults = Vec::new();
+    for entry in AuditLog::scan_all(tree) {
+        let (_, event) = entry?;
+        let (principal, agencies) = audit_index_entries(&event);
+        for key in std::iter::once(principal).chain(agencies) {
+            if !tree.contains_key(&key)? {
+                faults.push(AuditIndexFault::Missing {
+                    key,
+                    event: event.sequence,
+                });
+            }
+        }
+    }
+    let event_of = |sequence: u64| -> Result<Option<AuditEvent>, StoreError> {
+        AuditLog::get(tree, &sequence)
+    };
+    for entry in AuditByPrincipal::scan_all(tree) {
+        let ((principal, sequence), ()) = entry?;
+        if !event_of(sequence)?.is_some_and(|e| e.principal == principal) {
+            faults.push(AuditIndexFault::Stray {
+                key: AuditByPrincipal::key(&(principal.clone(), sequence)),
+                event: sequence,
+                under: principal,
+            });
+        }
+    }
+    for entry in AuditByAgency::scan_all(tree) {
+        let ((agency, sequence), ()) = entry?;
+        if !event_of(sequence)?.is_some_and(|e| e.records.iter().any(|r| r.agency == agency)) {
+            faults.push(AuditIndexFault::Stray {
+                key: AuditByAgency::key(&(agency.clone(), sequence)),
+                event: sequence,
+                under: agency.to_string(),
+            });
+        }
+    }
+    Ok(faults)
 }

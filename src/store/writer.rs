@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::keyspace::{
     Agencies, AlertLog, AuditHead, AuditLog, ByPlace, BySubject, Keyspace, Latest, Log,
-    Memberships, Places, ReleaseTables, Releases, Snapshots,
+    Memberships, Places, ReleaseTables, Releases, Snapshots, index_audit_event,
 };
 use super::{ImportOutcome, Shared, Snapshot, SnapshotRequest, StoreError, Submitted};
 use crate::domain::audit::AuditEvent;
@@ -282,6 +282,7 @@ impl Writer {
         let (last, previous) = self.audit_head;
         let event = AuditEvent::new(last + 1, at, access, previous);
         let hash = AuditLog::append(batch, &event)?;
+        index_audit_event(batch, &event);
         self.audit_head = (event.sequence, hash);
         AuditHead::put(batch, &(), &self.audit_head)?;
         Ok(event.sequence)
@@ -670,14 +671,15 @@ pub(super) fn write_projections(
     Log::put(batch, &revision.sequence, revision)?;
     Latest::put(batch, key, &revision.sequence)?;
     if let Some(old) = stored {
-        if old.place != record.place {
-            ByPlace::remove(batch, &(old.place, key.clone()));
+        // The record's previous revision is `revision.previous`: its place entry moves on.
+        if let Some(previous) = revision.previous {
+            ByPlace::remove(batch, &(old.place, previous));
         }
         if let Some(subject) = old.subject.filter(|s| Some(*s) != record.subject) {
             BySubject::remove(batch, &(subject, key.clone()));
         }
     }
-    ByPlace::put(batch, &(record.place, key.clone()), &())?;
+    ByPlace::put(batch, &(record.place, revision.sequence), &())?;
     if let Some(subject) = record.subject {
         BySubject::put(batch, &(subject, key.clone()), &())?;
     }
