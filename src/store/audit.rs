@@ -64,7 +64,6 @@ impl Store {
         after: u64,
         limit: usize,
     ) -> Result<AuditPage, StoreError> {
-        let tree = &self.shared.tree;
         // Principals are one per event, agencies possibly several: the principal index is
         // never larger than the chain and usually the narrower of the two.
         let indexed = match (&filter.principal, &filter.agency) {
@@ -72,6 +71,29 @@ impl Store {
             (None, Some(agency)) => Some((AuditByAgency::PREFIX, agency_owner(agency))),
             (None, None) => None,
         };
+        self.audit_page(filter, after, limit, indexed)
+    }
+
+    /// The same page found by scanning the chain from `after` whatever the filter: the
+    /// baseline the audit indexes beat, and what they must always agree with. Blocking.
+    pub fn scan_audit_events(
+        &self,
+        filter: &AuditFilter,
+        after: u64,
+        limit: usize,
+    ) -> Result<AuditPage, StoreError> {
+        self.audit_page(filter, after, limit, None)
+    }
+
+    /// A page read through the index named by its prefix and owner bytes, or by a scan.
+    fn audit_page(
+        &self,
+        filter: &AuditFilter,
+        after: u64,
+        limit: usize,
+        indexed: Option<(u8, Vec<u8>)>,
+    ) -> Result<AuditPage, StoreError> {
+        let tree = &self.shared.tree;
         let events: Box<dyn Iterator<Item = Result<AuditEvent, StoreError>>> = match indexed {
             Some((prefix, owner)) => Box::new(audit_index_after(tree, prefix, &owner, after).map(
                 |sequence| {
