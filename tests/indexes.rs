@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 /// Records per agency a stream may touch: enough that a region holds more places with
 /// records than a listing merges, so both ways of reading a page are exercised.
-const KEYS_PER_AGENCY: usize = 60;
+const KEYS_PER_AGENCY: usize = 120;
 const AGENCIES: [&str; 3] = [NEWCASTLE, NORTHUMBRIA, "RTD"];
 
 /// Where records may sit: a few Newcastle and Gateshead places (every agency may report on
@@ -286,7 +286,7 @@ proptest! {
 
     #[test]
     fn risk_pages_through_the_place_index_equal_collecting_and_sorting_every_record(
-        changes in prop::collection::vec(change(), 120..260),
+        changes in prop::collection::vec(change(), 200..320),
         sizes in prop::collection::vec(1..12u32, 5),
         filters in prop::collection::vec(0..4usize, 5),
     ) {
