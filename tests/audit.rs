@@ -349,8 +349,8 @@ fn scanned_pages(
 
 #[tokio::test]
 async fn paging_by_principal_or_agency_through_the_indexes_gives_exactly_what_a_scan_gives() {
-    use marr::domain::audit::AuditFilter;
     use marr::domain::AgencyId;
+    use marr::domain::audit::AuditFilter;
 
     let (server, connection) = TestServer::north_east().await;
     let newcastle_inspector = connection.as_token(NEWCASTLE_INSPECTOR);

@@ -242,7 +242,10 @@ async fn page_through(
             .iter()
             .map(|r| {
                 let record = r.record.as_ref().expect("record");
-                (r.sequence, format!("{}/{}", record.agency_id, record.local_ref))
+                (
+                    r.sequence,
+                    format!("{}/{}", record.agency_id, record.local_ref),
+                )
             })
             .collect();
         let expected: Vec<(u64, String)> = revisions
@@ -260,19 +263,17 @@ async fn page_through(
     }
 }
 
-async fn run(changes: Vec<Change>, sizes: Vec<u32>, filters: Vec<usize>) -> Result<(), TestCaseError> {
+async fn run(
+    changes: Vec<Change>,
+    sizes: Vec<u32>,
+    filters: Vec<usize>,
+) -> Result<(), TestCaseError> {
     let (server, connection) = TestServer::north_east().await;
     let pool = Pool::read();
     let store = server.store().clone();
     write(&store, &pool, &changes).await;
     // A ward, a district, a footprint area, the region and the country.
-    let places = [
-        NEWCASTLE_WARD,
-        NEWCASTLE,
-        NORTHUMBRIA,
-        NORTH_EAST,
-        ENGLAND,
-    ];
+    let places = [NEWCASTLE_WARD, NEWCASTLE, NORTHUMBRIA, NORTH_EAST, ENGLAND];
     for (i, place) in places.iter().enumerate() {
         let listed = page_through(&connection, &store, place, filters[i], sizes[i]).await?;
         let everything = page_through(&connection, &store, place, 0, 1000).await?;
@@ -309,8 +310,7 @@ fn record_key(agency: &str, local_ref: &str) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn a_store_written_before_the_indexes_opens_and_lists_risks_and_audit_events_through_them()
-{
+async fn a_store_written_before_the_indexes_opens_and_lists_risks_and_audit_events_through_them() {
     let (server, connection) = TestServer::north_east().await;
     let mut records = Vec::new();
     for n in 0..30 {
@@ -372,7 +372,10 @@ async fn a_store_written_before_the_indexes_opens_and_lists_risks_and_audit_even
     let risks_before = all_risks(&connection).await;
     let audit_before = audit_pages(&connection).await;
     assert!(!risks_before.iter().all(|page| page.is_empty()));
-    assert!(audit_before.iter().all(|pages| pages.len() > 1), "{audit_before:?}");
+    assert!(
+        audit_before.iter().all(|pages| pages.len() > 1),
+        "{audit_before:?}"
+    );
     let mut server = server;
     drop(connection);
     server.stop().await;
@@ -392,10 +395,7 @@ async fn a_store_written_before_the_indexes_opens_and_lists_risks_and_audit_even
                     let sequence = u64::from_be_bytes(key[10..18].try_into().expect("sequence"));
                     let mut log_key = vec![b'L'];
                     log_key.extend_from_slice(&sequence.to_be_bytes());
-                    let revision = tree
-                        .get(log_key)
-                        .expect("readable")
-                        .expect("a log entry");
+                    let revision = tree.get(log_key).expect("readable").expect("a log entry");
                     let revision: Revision = postcard::from_bytes(&revision).expect("revision");
                     let mut old = vec![b'P'];
                     old.extend_from_slice(place);

@@ -2,7 +2,11 @@
 //!
 //! The revision log is the truth; the latest-record, place and subject projections are written
 //! in the same atomic sled batch as the log entries they follow from, so no reader ever sees a
-//! projection that disagrees with the log.
+//! projection that disagrees with the log. The place index is kept by place and recency (the
+//! sequence of each record's latest revision), so a risk listing reads a page, not every record
+//! under the place; the audit indexes (by principal, by agency of a touched record) are written
+//! with each audit event, so one principal's or agency's events are not a scan of the chain.
+//! `layout` upgrades a store of an older shape when it opens.
 
 mod alerts;
 mod audit;

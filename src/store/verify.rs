@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::keyspace::{
-    AlertLog, AuditByAgency, AuditByPrincipal, AuditLog, ByPlace, BySubject, Keyspace, Latest,
-    Log, PlaceByKey, audit_index_entries,
+    AlertLog, AuditByAgency, AuditByPrincipal, AuditLog, ByPlace, BySubject, Keyspace, Latest, Log,
+    PlaceByKey, audit_index_entries,
 };
 use super::{Store, StoreError};
 use crate::domain::audit::AuditEvent;
@@ -289,7 +289,7 @@ fn audit_index_faults(tree: &sled::Tree) -> Result<Vec<AuditIndexFault>, StoreEr
     };
     for entry in AuditByPrincipal::scan_all(tree) {
         let ((principal, sequence), ()) = entry?;
-        if !event_of(sequence)?.is_some_and(|e| e.principal == principal) {
+        if event_of(sequence)?.is_none_or(|e| e.principal != principal) {
             faults.push(AuditIndexFault::Stray {
                 key: AuditByPrincipal::key(&(principal.clone(), sequence)),
                 event: sequence,

@@ -376,7 +376,9 @@ impl Store {
         let mut found = Vec::new();
         while let Some((sequence, i)) = heads.pop() {
             let revision = Log::get(tree, &sequence)?.ok_or_else(|| {
-                StoreError::Corrupt(format!("place index points at missing log entry {sequence}"))
+                StoreError::Corrupt(format!(
+                    "place index points at missing log entry {sequence}"
+                ))
             })?;
             if keep(&revision) {
                 found.push(revision);
