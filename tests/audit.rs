@@ -320,3 +320,195 @@ async fn changing_the_last_event_is_found_too() {
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains(&format!("broken at event {last}")), "{text}");
 }
+
+/// Every page of a listing, each as the sequences it holds, with the `next_after` it gave.
+type Pages = Vec<(Vec<u64>, u64)>;
+
+/// The same pages asked of the store with a scan of the whole chain.
+fn scanned_pages(
+    store: &marr::store::Store,
+    filter: &marr::domain::audit::AuditFilter,
+    asked: &Pages,
+    page_size: usize,
+) -> Pages {
+    let mut after = 0;
+    asked
+        .iter()
+        .map(|_| {
+            let page = store
+                .scan_audit_events(filter, after, page_size)
+                .expect("scan");
+            after = page.next_after.unwrap_or(0);
+            (
+                page.events.iter().map(|e| e.sequence).collect(),
+                page.next_after.unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn paging_by_principal_or_agency_through_the_indexes_gives_exactly_what_a_scan_gives() {
+    use marr::domain::AgencyId;
+    use marr::domain::audit::AuditFilter;
+
+    let (server, connection) = TestServer::north_east().await;
+    let newcastle_inspector = connection.as_token(NEWCASTLE_INSPECTOR);
+    for round in 0..6i64 {
+        push_all(
+            &connection,
+            vec![
+                rec(
+                    NEWCASTLE,
+                    &format!("I-{round}"),
+                    NEWCASTLE_WARD,
+                    1,
+                    proto::Severity::High,
+                    50 - round,
+                ),
+                rec(
+                    NORTHUMBRIA,
+                    &format!("I-{round}"),
+                    GATESHEAD_WARD,
+                    2,
+                    proto::Severity::Medium,
+                    50 - round,
+                ),
+                rec(
+                    "RTD",
+                    &format!("I-{round}"),
+                    NEWCASTLE_LSOA,
+                    0,
+                    proto::Severity::High,
+                    50 - round,
+                ),
+            ],
+        )
+        .await;
+        for (inspector, place) in [
+            (&connection.inspector, NORTH_EAST),
+            (&connection.inspector, GATESHEAD_WARD),
+            (&newcastle_inspector, NEWCASTLE),
+        ] {
+            inspector
+                .inspection()
+                .list_risks(proto::ListRisksRequest {
+                    place_code: place.into(),
+                    page_size: 4,
+                    ..Default::default()
+                })
+                .await
+                .expect("risks");
+        }
+    }
+    let store = server.store();
+
+    // Agencies asking who read their records: the agency index, the agency's own writes left
+    // out by the filter.
+    for (agency, page_size) in [(NEWCASTLE, 1u32), (NORTHUMBRIA, 2), ("RTD", 3)] {
+        let mut pages: Pages = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = connection
+                .agency(agency)
+                .audit()
+                .list_access_to_my_records(proto::ListAccessToMyRecordsRequest {
+                    after_sequence: after,
+                    page_size,
+                    ..Default::default()
+                })
+                .await
+                .expect("an agency lists who read its records")
+                .into_inner();
+            pages.push((
+                page.events.iter().map(|e| e.sequence).collect(),
+                page.next_after_sequence,
+            ));
+            if page.next_after_sequence == 0 {
+                break;
+            }
+            after = page.next_after_sequence;
+        }
+        assert!(pages.len() > 2, "several pages for {agency}: {pages:?}");
+        let filter = AuditFilter {
+            agency: Some(AgencyId::parse(agency).expect("agency")),
+            except_methods: vec![
+                "/marr.v1.RiskRegister/SubmitRecord".into(),
+                "/marr.v1.RiskRegister/PushRecords".into(),
+            ],
+            ..AuditFilter::default()
+        };
+        assert_eq!(
+            pages,
+            scanned_pages(store, &filter, &pages, page_size as usize),
+            "{agency}"
+        );
+    }
+
+    // Administrators listing one principal's events, alone or with a method: the principal
+    // index.
+    for (principal, method, page_size) in [
+        ("inspector", "", 2u32),
+        ("newcastle-inspector", "", 2),
+        ("agency E08000021", "", 1),
+        ("inspector", "ListRisks", 5),
+        ("agency RTD", "PushRecords", 2),
+    ] {
+        let mut pages: Pages = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = connection
+                .audit()
+                .list_audit_events(proto::ListAuditEventsRequest {
+                    principal: principal.into(),
+                    method: method.into(),
+                    after_sequence: after,
+                    page_size,
+                    ..Default::default()
+                })
+                .await
+                .expect("the administrator lists a principal's events")
+                .into_inner();
+            assert!(page.events.iter().all(|e| e.principal == principal));
+            pages.push((
+                page.events.iter().map(|e| e.sequence).collect(),
+                page.next_after_sequence,
+            ));
+            if page.next_after_sequence == 0 {
+                break;
+            }
+            after = page.next_after_sequence;
+        }
+        let filter = AuditFilter {
+            principal: Some(principal.into()),
+            method: (!method.is_empty()).then(|| method.into()),
+            ..AuditFilter::default()
+        };
+        assert_eq!(
+            pages,
+            scanned_pages(store, &filter, &pages, page_size as usize),
+            "{principal} {method}"
+        );
+        if method.is_empty() {
+            assert!(pages.len() > 2, "several pages for {principal}: {pages:?}");
+        }
+    }
+
+    // An agency's events including its own writes, read through the agency index.
+    for agency in [NEWCASTLE, NORTHUMBRIA, "RTD"] {
+        let filter = AuditFilter {
+            agency: Some(AgencyId::parse(agency).expect("agency")),
+            ..AuditFilter::default()
+        };
+        let mut after = 0;
+        loop {
+            let indexed = store.audit_events(&filter, after, 4).expect("indexed");
+            let scanned = store.scan_audit_events(&filter, after, 4).expect("scan");
+            assert_eq!(indexed, scanned, "{agency} after {after}");
+            match indexed.next_after {
+                Some(next) => after = next,
+                None => break,
+            }
+        }
+    }
+}

@@ -31,6 +31,14 @@ fn record_key(agency: &str, local_ref: &str) -> Vec<u8> {
     key
 }
 
+/// The key of a place index entry: the place, then the sequence of the latest revision there.
+fn place_entry(place: &str, sequence: u64) -> Vec<u8> {
+    let mut key = vec![b'Q'];
+    key.extend_from_slice(place.as_bytes());
+    key.extend_from_slice(&sequence.to_be_bytes());
+    key
+}
+
 /// A stopped server's data directory holding a few records.
 async fn stopped_with_records() -> TestServer {
     let (mut server, connection) = TestServer::north_east().await;
@@ -85,16 +93,32 @@ async fn verify_finds_projections_that_disagree_with_the_log_and_repair_rewrites
         "{text}"
     );
 
-    // Lose one latest pointer and invent a place index entry, as a damaged disk might.
+    // Lose one latest pointer, one place index entry and one audit index entry, and invent a
+    // place index entry and an audit index entry, as a damaged disk might.
+    let lost_event;
     {
         let db = sled::open(&data).expect("opens");
         let tree = db.open_tree("register").expect("tree");
         let mut latest = vec![b'R'];
         latest.extend(record_key(NEWCASTLE, "V-2"));
         assert!(tree.remove(latest).expect("remove").is_some());
-        let mut invented = vec![b'P'];
-        invented.extend_from_slice(HARTLEPOOL.as_bytes());
-        invented.extend(record_key(NEWCASTLE, "V-1"));
+        assert!(
+            tree.remove(place_entry(GATESHEAD_WARD, 3))
+                .expect("remove")
+                .is_some()
+        );
+        tree.insert(place_entry(HARTLEPOOL, 1), &[][..])
+            .expect("insert");
+        let (first, _) = tree
+            .scan_prefix([b'H'])
+            .next()
+            .expect("a principal index entry")
+            .expect("readable");
+        lost_event = u64::from_be_bytes(first[first.len() - 8..].try_into().expect("sequence"));
+        tree.remove(&first).expect("remove");
+        let mut invented = vec![b'J', 3];
+        invented.extend_from_slice(b"RTD");
+        invented.extend_from_slice(&1u64.to_be_bytes());
         tree.insert(invented, &[][..]).expect("insert");
         db.flush().expect("flush");
     }
@@ -102,13 +126,31 @@ async fn verify_finds_projections_that_disagree_with_the_log_and_repair_rewrites
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("latest E08000021/V-2: missing"), "{text}");
     assert!(
-        text.contains("place index: E08000021/V-1 at E06000001 disagrees with the log"),
+        text.contains(
+            "place index: E08000021/V-1 (sequence 1) at E06000001 disagrees with the log"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "place index: E23000007/V-3 (sequence 3) at E05001088 disagrees with the log"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "audit principal index: event {lost_event} is missing"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("audit agency index: event 1 under RTD disagrees with the chain"),
         "{text}"
     );
 
     let (code, text) = marr(&["verify", "--repair", "--data-dir"], &data);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("repaired: 2 projection entries"), "{text}");
+    assert!(text.contains("repaired: 5 projection entries"), "{text}");
     let (code, text) = marr(&["verify", "--data-dir"], &data);
     assert_eq!(code, Some(0), "{text}");
     assert!(
@@ -139,13 +181,13 @@ async fn verify_finds_a_wrong_checkpoint_a_lost_journal_entry_and_a_lost_watch_a
             .expect("checkpoint at head");
         tree.insert(checkpoint(1), at_head).expect("insert");
         let (journal, _) = tree
-            .scan_prefix(b"J")
+            .scan_prefix(b"B")
             .next()
             .expect("journal")
             .expect("entry");
         tree.remove(journal).expect("remove");
         let (watched, _) = tree
-            .scan_prefix(b"H")
+            .scan_prefix(b"D")
             .next()
             .expect("watch")
             .expect("entry");
@@ -178,26 +220,31 @@ async fn verify_finds_a_wrong_checkpoint_a_lost_journal_entry_and_a_lost_watch_a
 async fn a_store_of_the_first_layout_is_upgraded_on_open_and_answers_as_before() {
     let server = stopped_with_records().await;
     let data = server.data_dir().to_path_buf();
-    // Turn the store back into the first layout: a subject index keyed (subject, record),
-    // and no subject journal, stale watch, checkpoints or layout version.
+    // Turn the store back into the first layout: a place index keyed (place, record), a
+    // subject index keyed (subject, record), and none of the later indexes, checkpoints or
+    // layout version.
     {
         let db = sled::open(&data).expect("opens");
         let tree = db.open_tree("register").expect("tree");
-        for prefix in [b"J", b"H", b"K", b"Y"] {
+        for prefix in [b"Q", b"H", b"J", b"B", b"D", b"K", b"Y"] {
             for key in tree.scan_prefix(prefix).keys() {
                 tree.remove(key.expect("key")).expect("remove");
             }
         }
-        for (local_ref, n) in [("V-1", 3), ("V-2", 2)] {
+        for (agency, local_ref, place, n) in [
+            (NEWCASTLE, "V-1", NEWCASTLE_WARD, 3),
+            (NEWCASTLE, "V-2", NEWCASTLE_WARD, 2),
+            (NORTHUMBRIA, "V-3", GATESHEAD_WARD, 1),
+        ] {
             let mut key = vec![b'S'];
             key.extend_from_slice(&hex::decode(subject(n)).expect("hex"));
-            key.extend(record_key(NEWCASTLE, local_ref));
+            key.extend(record_key(agency, local_ref));
+            tree.insert(key, &[][..]).expect("insert");
+            let mut key = vec![b'P'];
+            key.extend_from_slice(place.as_bytes());
+            key.extend(record_key(agency, local_ref));
             tree.insert(key, &[][..]).expect("insert");
         }
-        let mut key = vec![b'S'];
-        key.extend_from_slice(&hex::decode(subject(1)).expect("hex"));
-        key.extend(record_key(NORTHUMBRIA, "V-3"));
-        tree.insert(key, &[][..]).expect("insert");
         db.flush().expect("flush");
     }
     let (code, text) = marr(&["verify", "--data-dir"], &data);
@@ -208,14 +255,28 @@ async fn a_store_of_the_first_layout_is_upgraded_on_open_and_answers_as_before()
     );
     let db = sled::open(&data).expect("opens");
     let tree = db.open_tree("register").expect("tree");
-    assert_eq!(tree.scan_prefix(b"S").count(), 0, "the old index is gone");
     assert_eq!(
-        tree.scan_prefix(b"J").count(),
+        tree.scan_prefix(b"S").count(),
+        0,
+        "the old subject index is gone"
+    );
+    assert_eq!(
+        tree.scan_prefix(b"P").count(),
+        0,
+        "the old place index is gone"
+    );
+    assert_eq!(
+        tree.scan_prefix(b"Q").count(),
+        3,
+        "one place entry a record"
+    );
+    assert_eq!(
+        tree.scan_prefix(b"B").count(),
         3,
         "one journal entry a record"
     );
     assert_eq!(
-        tree.scan_prefix(b"H").count(),
+        tree.scan_prefix(b"D").count(),
         2,
         "both high records watched"
     );

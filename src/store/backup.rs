@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use super::keyspace::{
     Agencies, AlertLog, AuditHead, AuditLog, Keyspace, Log, Memberships, Places, ReleaseTables,
-    Releases, Snapshots,
+    Releases, Snapshots, index_audit_event,
 };
 use super::writer::write_projections;
 use super::{Snapshot, SnapshotWithoutNames, Store, StoreError};
@@ -450,6 +450,7 @@ fn restore_into(db: &sled::Db, input: impl Read) -> Result<BackupSummary, StoreE
                 let event: AuditEvent = postcard::from_bytes(&stored)?;
                 audit_sequence = event.sequence;
                 batch.insert(AuditLog::key(&event.sequence), stored);
+                index_audit_event(&mut batch, &event);
             }
             Frame::End { .. } => {}
         }
@@ -472,7 +473,8 @@ fn restore_into(db: &sled::Db, input: impl Read) -> Result<BackupSummary, StoreE
     if head > 0 {
         AuditHead::put(&mut batch, &(), &(head, hash))?;
     }
-    super::keyspace::Layout::put(&mut batch, &(), &super::fold::LAYOUT)?;
+    // Every index was written in the current layout's shape.
+    super::layout::mark_current(&mut batch)?;
     tree.apply_batch(batch)?;
     // The watch was rebuilt from the log; what was already reported stale leaves it.
     super::fold::forget_reported_stale(&tree)?;

@@ -6,18 +6,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::keyspace::{
-    AlertLog, Checkpoints, Keyspace, Latest, Layout, LegacyBySubject, Log, StaleWatch,
-    SubjectEntry, SubjectJournal,
+    AlertLog, Checkpoints, Keyspace, Log, StaleWatch, SubjectEntry, SubjectJournal,
 };
 use super::{Directory, StoreError};
 use crate::domain::inspection::{Checkpoint, Inspection, Others, Presence};
 use crate::domain::{AgencyId, AgencyKind, AlertKind, RecordKey, Revision, RiskRecord, SubjectKey};
-
-/// The layout this version writes: the subject journal, the stale watch and checkpoints.
-pub(super) const LAYOUT: u32 = 2;
-
-/// Entries written per batch while a store is brought up to this layout.
-const UPGRADE_BATCH: usize = 10_000;
 
 /// Journal entries written in the current batch, by subject, which sled cannot show yet.
 pub(super) type Overlay = HashMap<SubjectKey, Vec<(u64, SubjectEntry)>>;
@@ -199,66 +192,6 @@ pub(super) fn counters_at(
         .map(Inspection::from_checkpoint)
         .unwrap_or_default();
     replay(tree, directory, start, until, None)
-}
-
-/// Brings a store written by an earlier version up to [`LAYOUT`], in bounded batches,
-/// before the writer starts. Safe to run again after an interruption: every step only
-/// writes what the log says.
-pub(super) fn upgrade_layout(tree: &sled::Tree) -> Result<(), StoreError> {
-    let layout = Layout::get(tree, &())?.unwrap_or(1);
-    if layout >= LAYOUT {
-        return Ok(());
-    }
-    let mut batch = sled::Batch::default();
-    let mut pending = 0;
-    if !tree.is_empty() {
-        tracing::info!(from = layout, to = LAYOUT, "upgrading the store's layout");
-        // The subject journal, from the log in order.
-        for entry in Log::scan_all(tree) {
-            let (_, revision) = entry?;
-            let old = match revision.previous {
-                Some(previous) => Log::get(tree, &previous)?,
-                None => None,
-            };
-            for (subject, entry) in journal_entries(old.as_ref().map(|r| &r.record), &revision) {
-                SubjectJournal::put(&mut batch, &(subject, revision.sequence), &entry)?;
-                pending += 1;
-            }
-            if pending >= UPGRADE_BATCH {
-                tree.apply_batch(std::mem::take(&mut batch))?;
-                pending = 0;
-            }
-        }
-        // The stale watch, from each record's latest revision.
-        for entry in Latest::scan_all(tree) {
-            let (_, sequence) = entry?;
-            if let Some(revision) = Log::get(tree, &sequence)?
-                && crate::rules::watched(&revision.record)
-            {
-                StaleWatch::put(&mut batch, &(revision.received_at, sequence), &())?;
-                pending += 1;
-            }
-            if pending >= UPGRADE_BATCH {
-                tree.apply_batch(std::mem::take(&mut batch))?;
-                pending = 0;
-            }
-        }
-        tree.apply_batch(std::mem::take(&mut batch))?;
-        forget_reported_stale(tree)?;
-        // The first layout's subject index, which the journal replaces.
-        for key in tree.scan_prefix([LegacyBySubject::PREFIX]).keys() {
-            batch.remove(key?);
-            pending += 1;
-            if pending >= UPGRADE_BATCH {
-                tree.apply_batch(std::mem::take(&mut batch))?;
-                pending = 0;
-            }
-        }
-    }
-    Layout::put(&mut batch, &(), &LAYOUT)?;
-    tree.apply_batch(batch)?;
-    tree.flush()?;
-    Ok(())
 }
 
 /// Takes out of the stale watch every revision the alert log shows was already reported

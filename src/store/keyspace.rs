@@ -166,6 +166,19 @@ impl Keyspace for Log {
 }
 
 impl Log {
+    /// Log entries with a sequence below `before` (all of them when `None`), newest first,
+    /// read lazily.
+    pub(crate) fn newest_before(
+        tree: &sled::Tree,
+        before: Option<u64>,
+    ) -> impl Iterator<Item = Result<(u64, Revision), StoreError>> + use<> {
+        let end = Self::key(&before.unwrap_or(u64::MAX));
+        tree.range(Self::key(&0)..end).rev().map(|entry| {
+            let (key, value) = entry?;
+            Ok((Self::decode_key(&key[1..])?, Self::decode_value(&value)?))
+        })
+    }
+
     /// The latest revision of a record, through the `Latest` pointer.
     pub(crate) fn latest(
         tree: &sled::Tree,
@@ -198,9 +211,52 @@ impl Keyspace for Latest {
     }
 }
 
-/// Projection: which records currently sit at each place.
+/// Projection: where each record's latest revision sits, by place and recency: (place,
+/// sequence of the latest revision) → nothing, the log entry at that sequence says the rest.
+/// A place's entries are in change order, so its newest records are one reverse range read,
+/// and a revision is its record's latest exactly when its entry exists.
 pub(crate) struct ByPlace;
 impl Keyspace for ByPlace {
+    const PREFIX: u8 = b'Q';
+    type Key = (PlaceCode, u64);
+    type Value = ();
+    fn encode_key((place, sequence): &Self::Key, out: &mut Vec<u8>) {
+        out.extend_from_slice(place.as_bytes());
+        encode_sequence(*sequence, out);
+    }
+    fn decode_key(bytes: &[u8]) -> Result<Self::Key, StoreError> {
+        let (place, sequence) = bytes
+            .split_at_checked(9)
+            .ok_or_else(|| corrupt("place index"))?;
+        Ok((
+            decode_place_code(place)?,
+            decode_sequence(sequence, "place index")?,
+        ))
+    }
+}
+
+impl ByPlace {
+    /// A place's entries with a sequence below `before` (all of them when `None`), newest
+    /// first, read lazily.
+    pub(crate) fn newest_at(
+        tree: &sled::Tree,
+        place: PlaceCode,
+        before: Option<u64>,
+    ) -> impl Iterator<Item = Result<u64, StoreError>> + use<> {
+        // Sequences never reach u64::MAX, so it serves as "no bound".
+        let start = Self::key(&(place, 0));
+        let end = Self::key(&(place, before.unwrap_or(u64::MAX)));
+        tree.range(start..end).rev().map(|entry| {
+            let (key, _) = entry?;
+            Ok(Self::decode_key(&key[1..])?.1)
+        })
+    }
+}
+
+/// The place index of layout 1: (place, record key) → nothing, in key order. Only read to
+/// remove it when a store of that layout is opened (see `layout`).
+pub(crate) struct PlaceByKey;
+impl Keyspace for PlaceByKey {
     const PREFIX: u8 = b'P';
     type Key = (PlaceCode, RecordKey);
     type Value = ();
@@ -211,7 +267,7 @@ impl Keyspace for ByPlace {
     fn decode_key(bytes: &[u8]) -> Result<Self::Key, StoreError> {
         let (place, record) = bytes
             .split_at_checked(9)
-            .ok_or_else(|| corrupt("place index"))?;
+            .ok_or_else(|| corrupt("old place index"))?;
         Ok((decode_place_code(place)?, decode_record_key(record)?))
     }
 }
@@ -231,7 +287,7 @@ pub(crate) struct SubjectEntry {
 /// scan away, and nothing about subjects needs to be kept in memory.
 pub(crate) struct SubjectJournal;
 impl Keyspace for SubjectJournal {
-    const PREFIX: u8 = b'J';
+    const PREFIX: u8 = b'B';
     type Key = (SubjectKey, u64);
     type Value = SubjectEntry;
     fn encode_key((subject, sequence): &Self::Key, out: &mut Vec<u8>) {
@@ -260,7 +316,7 @@ impl LegacyBySubject {
 /// only those past the limit.
 pub(crate) struct StaleWatch;
 impl Keyspace for StaleWatch {
-    const PREFIX: u8 = b'H';
+    const PREFIX: u8 = b'D';
     type Key = (time::OffsetDateTime, u64);
     type Value = ();
     fn encode_key((at, sequence): &Self::Key, out: &mut Vec<u8>) {
@@ -292,18 +348,6 @@ impl Keyspace for Checkpoints {
     }
     fn decode_key(bytes: &[u8]) -> Result<u64, StoreError> {
         decode_sequence(bytes, "checkpoint")
-    }
-}
-
-/// The store's layout version: which projections it holds.
-pub(crate) struct Layout;
-impl Keyspace for Layout {
-    const PREFIX: u8 = b'Y';
-    type Key = ();
-    type Value = u32;
-    fn encode_key(_: &(), _: &mut Vec<u8>) {}
-    fn decode_key(_: &[u8]) -> Result<(), StoreError> {
-        Ok(())
     }
 }
 
@@ -481,6 +525,137 @@ impl AuditLog {
             let (key, value) = entry?;
             Ok((Self::decode_key(&key[1..])?, value.to_vec()))
         })
+    }
+}
+
+/// Audit index: (principal, audit sequence) → nothing, so one principal's events are a range
+/// read rather than a scan of the chain. Written with each event.
+pub(crate) struct AuditByPrincipal;
+impl Keyspace for AuditByPrincipal {
+    const PREFIX: u8 = b'H';
+    type Key = (String, u64);
+    type Value = ();
+    fn encode_key((principal, sequence): &Self::Key, out: &mut Vec<u8>) {
+        encode_principal(principal, out);
+        encode_sequence(*sequence, out);
+    }
+    fn decode_key(mut bytes: &[u8]) -> Result<Self::Key, StoreError> {
+        let what = "audit principal index";
+        let length = u16::from_be_bytes(
+            take(&mut bytes, 2, what)?
+                .try_into()
+                .map_err(|_| corrupt(what))?,
+        ) as usize;
+        let principal = std::str::from_utf8(take(&mut bytes, length, what)?)
+            .map_err(|_| corrupt(what))?
+            .to_string();
+        Ok((principal, decode_sequence(bytes, what)?))
+    }
+}
+
+/// Principal names are length-prefixed, so one name's entries never run into a longer one's.
+fn encode_principal(principal: &str, out: &mut Vec<u8>) {
+    // Names come from the config; one longer than a u16 is cut rather than mis-encoded.
+    let bytes = &principal.as_bytes()[..principal.len().min(u16::MAX as usize)];
+    out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Audit index: (agency of a record the event touched, audit sequence) → nothing, one entry
+/// per agency an event touched, so "who touched this agency's records" is a range read.
+pub(crate) struct AuditByAgency;
+impl Keyspace for AuditByAgency {
+    const PREFIX: u8 = b'J';
+    type Key = (AgencyId, u64);
+    type Value = ();
+    fn encode_key((agency, sequence): &Self::Key, out: &mut Vec<u8>) {
+        encode_agency(agency, out);
+        encode_sequence(*sequence, out);
+    }
+    fn decode_key(mut bytes: &[u8]) -> Result<Self::Key, StoreError> {
+        let what = "audit agency index";
+        let length = take(&mut bytes, 1, what)?[0] as usize;
+        let agency =
+            std::str::from_utf8(take(&mut bytes, length, what)?).map_err(|_| corrupt(what))?;
+        Ok((
+            AgencyId::from_stored(agency).map_err(StoreError::Corrupt)?,
+            decode_sequence(bytes, what)?,
+        ))
+    }
+}
+
+fn encode_agency(agency: &AgencyId, out: &mut Vec<u8>) {
+    // Agency ids are at most 16 bytes.
+    let bytes = agency.as_str().as_bytes();
+    out.push(bytes.len() as u8);
+    out.extend_from_slice(bytes);
+}
+
+/// The entries both audit indexes hold for one event.
+pub(crate) fn audit_index_entries(event: &AuditEvent) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let principal = AuditByPrincipal::key(&(event.principal.clone(), event.sequence));
+    let mut agencies: Vec<&AgencyId> = event.records.iter().map(|r| &r.agency).collect();
+    agencies.sort();
+    agencies.dedup();
+    let agencies = agencies
+        .into_iter()
+        .map(|agency| AuditByAgency::key(&(agency.clone(), event.sequence)))
+        .collect();
+    (principal, agencies)
+}
+
+/// Adds an event's entries in both audit indexes to `batch`.
+pub(crate) fn index_audit_event(batch: &mut sled::Batch, event: &AuditEvent) {
+    let (principal, agencies) = audit_index_entries(event);
+    batch.insert(principal, &[][..]);
+    for key in agencies {
+        batch.insert(key, &[][..]);
+    }
+}
+
+/// Sequences of the events an audit index lists under one principal or agency, after
+/// `after`, oldest first, read lazily.
+pub(crate) fn audit_index_after(
+    tree: &sled::Tree,
+    prefix: u8,
+    owner: &[u8],
+    after: u64,
+) -> impl Iterator<Item = Result<u64, StoreError>> + use<> {
+    let mut start = vec![prefix];
+    start.extend_from_slice(owner);
+    let owner_len = start.len();
+    let mut end = start.clone();
+    encode_sequence(after.saturating_add(1), &mut start);
+    encode_sequence(u64::MAX, &mut end);
+    tree.range(start..end).map(move |entry| {
+        let (key, _) = entry?;
+        decode_sequence(&key[owner_len..], "audit index")
+    })
+}
+
+/// The owner bytes [`audit_index_after`] takes for a principal.
+pub(crate) fn principal_owner(principal: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_principal(principal, &mut out);
+    out
+}
+
+/// The owner bytes [`audit_index_after`] takes for an agency.
+pub(crate) fn agency_owner(agency: &AgencyId) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_agency(agency, &mut out);
+    out
+}
+
+/// The store's layout number, written once its indexes are in that layout's shape.
+pub(crate) struct Layout;
+impl Keyspace for Layout {
+    const PREFIX: u8 = b'Y';
+    type Key = ();
+    type Value = u32;
+    fn encode_key(_: &(), _: &mut Vec<u8>) {}
+    fn decode_key(_: &[u8]) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 

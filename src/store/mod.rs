@@ -2,13 +2,18 @@
 //!
 //! The revision log is the truth; the latest-record, place and subject projections are written
 //! in the same atomic sled batch as the log entries they follow from, so no reader ever sees a
-//! projection that disagrees with the log.
+//! projection that disagrees with the log. The place index is kept by place and recency (the
+//! sequence of each record's latest revision), so a risk listing reads a page, not every record
+//! under the place; the audit indexes (by principal, by agency of a touched record) are written
+//! with each audit event, so one principal's or agency's events are not a scan of the chain.
+//! `layout` upgrades a store of an older shape when it opens.
 
 mod alerts;
 mod audit;
 mod backup;
 mod fold;
 mod keyspace;
+mod layout;
 mod releases;
 mod verify;
 mod views;
@@ -271,7 +276,7 @@ impl Store {
     /// the one it wrote with).
     fn open_db(db: sled::Db, dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
         let tree = db.open_tree("register")?;
-        fold::upgrade_layout(&tree)?;
+        layout::upgrade(&tree)?;
         let mut directory = Directory::default();
         for entry in Places::scan_all(&tree) {
             directory.geography.insert_place(entry?.1);

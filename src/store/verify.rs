@@ -7,9 +7,11 @@ use time::OffsetDateTime;
 
 use super::fold;
 use super::keyspace::{
-    AlertLog, ByPlace, Checkpoints, Keyspace, Latest, Log, StaleWatch, SubjectEntry, SubjectJournal,
+    AlertLog, AuditByAgency, AuditByPrincipal, AuditLog, ByPlace, Checkpoints, Keyspace, Latest,
+    Log, PlaceByKey, StaleWatch, SubjectEntry, SubjectJournal, audit_index_entries,
 };
 use super::{Store, StoreError};
+use crate::domain::audit::AuditEvent;
 use crate::domain::inspection::Inspection;
 use crate::domain::{AlertKind, PlaceCode, RecordKey, Revision, SubjectKey};
 
@@ -84,9 +86,19 @@ impl Store {
         for key in stored.pointers.keys().filter(|k| !latest.contains_key(*k)) {
             problems.push(format!("latest {key}: not in the log"));
         }
-        for (place, key) in expected.places.symmetric_difference(&stored.places) {
+        for (place, sequence) in expected.places.symmetric_difference(&stored.places) {
+            let what = match Log::get(tree, sequence)? {
+                Some(revision) => format!("{} (sequence {sequence})", revision.record.key),
+                None => format!("sequence {sequence}"),
+            };
             problems.push(format!(
-                "place index: {key} at {place} disagrees with the log"
+                "place index: {what} at {place} disagrees with the log"
+            ));
+        }
+        let left_over = PlaceByKey::scan_all(tree).count();
+        if left_over > 0 {
+            problems.push(format!(
+                "place index: {left_over} entries of the old layout are left over"
             ));
         }
         for ((subject, sequence), entry) in &expected.journal {
@@ -140,12 +152,16 @@ impl Store {
                 "counters at {place} differ from a replay of the log"
             ));
         }
+        for fault in audit_index_faults(tree)? {
+            problems.push(fault.to_string());
+        }
         Ok(problems)
     }
 
-    /// Rewrites the latest pointers, the place index, the subject journal and the stale watch
-    /// from the log, rebuilds the counters and their checkpoints, and answers how many index
-    /// entries it added or removed. For `marr verify --repair`.
+    /// Rewrites the latest pointers, the place index, the subject journal, the stale watch
+    /// and the audit indexes from the log and the audit chain, rebuilds the counters and their
+    /// checkpoints, and answers how many index entries it added or removed. For
+    /// `marr verify --repair`.
     pub async fn repair_projections(&self) -> Result<usize, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.send(super::writer::Command::RepairProjections { reply })
@@ -153,10 +169,19 @@ impl Store {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Records whose latest revision sits directly at `place`.
+    /// Records whose latest revision sits directly at `place`, least recently changed first.
     pub fn records_at(&self, place: PlaceCode) -> Result<Vec<RecordKey>, StoreError> {
-        ByPlace::scan(&self.shared.tree, place.as_bytes())
-            .map(|e| e.map(|((_, key), ())| key))
+        let tree = &self.shared.tree;
+        ByPlace::scan(tree, place.as_bytes())
+            .map(|entry| {
+                let ((_, sequence), ()) = entry?;
+                let revision = Log::get(tree, &sequence)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "place index points at missing log entry {sequence}"
+                    ))
+                })?;
+                Ok(revision.record.key)
+            })
             .collect()
     }
 
@@ -166,11 +191,11 @@ impl Store {
     }
 }
 
-/// The projections written with the log: where each record's latest revision is, which
-/// records sit at each place, the subject journal and the stale watch.
+/// The projections written with the log: where each record's latest revision is, where each
+/// latest revision sits (by place and sequence), the subject journal and the stale watch.
 struct Projections {
     pointers: BTreeMap<RecordKey, u64>,
-    places: BTreeSet<(PlaceCode, RecordKey)>,
+    places: BTreeSet<(PlaceCode, u64)>,
     journal: BTreeMap<(SubjectKey, u64), SubjectEntry>,
     watch: BTreeSet<(OffsetDateTime, u64)>,
 }
@@ -190,7 +215,7 @@ impl Projections {
                 .collect(),
             places: latest
                 .values()
-                .map(|r| (r.record.place, r.record.key.clone()))
+                .map(|r| (r.record.place, r.sequence))
                 .collect(),
             journal,
             watch: latest
@@ -222,8 +247,9 @@ impl Projections {
 }
 
 /// A batch that makes the latest pointers, the place index, the subject journal and the
-/// stale watch exactly what the log says, and how many entries it adds or removes. Run by
-/// the writer, so nothing else writes meanwhile.
+/// stale watch exactly what the log says, and the audit indexes exactly what the audit chain
+/// says (removing what is left of an older layout's place index), and how many entries it
+/// adds or removes. Run by the writer, so nothing else writes meanwhile.
 pub(super) fn repair_batch(tree: &sled::Tree) -> Result<(sled::Batch, usize), StoreError> {
     let mut latest: BTreeMap<RecordKey, Revision> = BTreeMap::new();
     let mut journal = BTreeMap::new();
@@ -290,5 +316,95 @@ pub(super) fn repair_batch(tree: &sled::Tree) -> Result<(sled::Batch, usize), St
         StaleWatch::remove(&mut batch, entry);
         changed += 1;
     }
+    for entry in PlaceByKey::scan_all(tree) {
+        PlaceByKey::remove(&mut batch, &entry?.0);
+        changed += 1;
+    }
+    for fault in audit_index_faults(tree)? {
+        match fault {
+            AuditIndexFault::Missing { key, .. } => batch.insert(key, &[][..]),
+            AuditIndexFault::Stray { key, .. } => batch.remove(key),
+        }
+        changed += 1;
+    }
     Ok((batch, changed))
+}
+
+/// An audit index entry that disagrees with the audit chain.
+enum AuditIndexFault {
+    /// The chain holds the event but the index does not list it.
+    Missing { key: Vec<u8>, event: u64 },
+    /// The index lists an event the chain does not hold under that principal or agency.
+    Stray {
+        key: Vec<u8>,
+        event: u64,
+        under: String,
+    },
+}
+
+impl std::fmt::Display for AuditIndexFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Missing { key, event } => write!(
+                f,
+                "audit {} index: event {event} is missing",
+                index_name(key)
+            ),
+            Self::Stray { key, event, under } => write!(
+                f,
+                "audit {} index: event {event} under {under} disagrees with the chain",
+                index_name(key)
+            ),
+        }
+    }
+}
+
+fn index_name(key: &[u8]) -> &'static str {
+    if key.first() == Some(&AuditByPrincipal::PREFIX) {
+        "principal"
+    } else {
+        "agency"
+    }
+}
+
+/// Every way the audit indexes differ from the chain, one event and one entry at a time (the
+/// chain may be far larger than memory).
+fn audit_index_faults(tree: &sled::Tree) -> Result<Vec<AuditIndexFault>, StoreError> {
+    let mut faults = Vec::new();
+    for entry in AuditLog::scan_all(tree) {
+        let (_, event) = entry?;
+        let (principal, agencies) = audit_index_entries(&event);
+        for key in std::iter::once(principal).chain(agencies) {
+            if !tree.contains_key(&key)? {
+                faults.push(AuditIndexFault::Missing {
+                    key,
+                    event: event.sequence,
+                });
+            }
+        }
+    }
+    let event_of = |sequence: u64| -> Result<Option<AuditEvent>, StoreError> {
+        AuditLog::get(tree, &sequence)
+    };
+    for entry in AuditByPrincipal::scan_all(tree) {
+        let ((principal, sequence), ()) = entry?;
+        if event_of(sequence)?.is_none_or(|e| e.principal != principal) {
+            faults.push(AuditIndexFault::Stray {
+                key: AuditByPrincipal::key(&(principal.clone(), sequence)),
+                event: sequence,
+                under: principal,
+            });
+        }
+    }
+    for entry in AuditByAgency::scan_all(tree) {
+        let ((agency, sequence), ()) = entry?;
+        if !event_of(sequence)?.is_some_and(|e| e.records.iter().any(|r| r.agency == agency)) {
+            faults.push(AuditIndexFault::Stray {
+                key: AuditByAgency::key(&(agency.clone(), sequence)),
+                event: sequence,
+                under: agency.to_string(),
+            });
+        }
+    }
+    Ok(faults)
 }

@@ -1,14 +1,41 @@
 //! Reading the inspection projection: place views, comparisons, risk lists, subject trails and
 //! snapshots, live or as of an earlier log sequence (replayed from the log).
 
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap};
 
-use super::keyspace::{Keyspace, Latest, Log, Snapshots};
+use super::keyspace::{ByPlace, Keyspace, Latest, Log, Snapshots};
 use super::writer::Command;
 use super::{Shared, Snapshot, SnapshotRequest, Store, StoreError};
 use crate::domain::Actor;
 use crate::domain::inspection::{Inspection, PlaceMeasure, PlaceView, ViewFilter, scan_view};
-use crate::domain::{AgencyKind, Invalid, PlaceCode, RecordKey, Revision, SubjectKey};
+use crate::domain::{AgencyKind, Geography, Invalid, PlaceCode, RecordKey, Revision, SubjectKey};
+
+/// Most places with entries a live risk listing merges; a place whose subtree has more is
+/// listed by walking the log back instead, which finds a page quickly when records are many.
+const MERGED_PLACES: usize = 64;
+/// Most places in a subtree probed for entries; a larger one (a region, the country) is
+/// listed by walking the log back without probing.
+const PROBED_PLACES: usize = 4096;
+
+/// `place` and every place below it (or in it, for a footprint area), or `None` when there
+/// are more than `limit`.
+fn subtree_of(geography: &Geography, place: PlaceCode, limit: usize) -> Option<Vec<PlaceCode>> {
+    let mut found = vec![place];
+    let mut seen = std::collections::HashSet::from([place]);
+    let mut next = 0;
+    while let Some(code) = found.get(next).copied() {
+        next += 1;
+        for child in geography.children(code) {
+            if seen.insert(child.code) {
+                if found.len() == limit {
+                    return None;
+                }
+                found.push(child.code);
+            }
+        }
+    }
+    Some(found)
+}
 
 /// One page of records under a place, newest change first.
 #[derive(Debug, Clone)]
@@ -147,7 +174,9 @@ impl Store {
     }
 
     /// Active records under a place (its subtree or footprint), newest change first, a page at
-    /// a time. `before` is the `next` of the previous page.
+    /// a time. `before` is the `next` of the previous page. Live, a page reads the place index
+    /// (a few places) or the log backwards from `before` (a large place), never the whole
+    /// register.
     pub fn list_risks(
         &self,
         place: PlaceCode,
@@ -157,6 +186,32 @@ impl Store {
         as_of: Option<u64>,
     ) -> Result<RiskPage, StoreError> {
         let as_of = self.as_of(as_of)?;
+        if as_of.is_none() {
+            return self.indexed_risks(place, filter, page_size, before);
+        }
+        self.collected_risks(place, filter, page_size, before, as_of)
+    }
+
+    /// The same page found by collecting every record under the place and sorting them: the
+    /// baseline the place index beats, and what it must always agree with.
+    pub fn scan_risks(
+        &self,
+        place: PlaceCode,
+        filter: &ViewFilter,
+        page_size: usize,
+        before: Option<u64>,
+    ) -> Result<RiskPage, StoreError> {
+        self.collected_risks(place, filter, page_size, before, None)
+    }
+
+    fn collected_risks(
+        &self,
+        place: PlaceCode,
+        filter: &ViewFilter,
+        page_size: usize,
+        before: Option<u64>,
+        as_of: Option<u64>,
+    ) -> Result<RiskPage, StoreError> {
         let consistent_at = as_of.unwrap_or_else(|| self.head_sequence());
         let mut revisions: Vec<Revision> = match as_of {
             Some(sequence) => {
@@ -198,6 +253,140 @@ impl Store {
             next,
             consistent_at,
         })
+    }
+
+    /// A live page read through the place index. A place whose subtree holds few places with
+    /// entries merges their entries newest first; a larger one (a region, the country, a big
+    /// footprint area) walks the log back from `before`, keeping each revision that is still
+    /// its record's latest and lies within the place. Either stops once it has a page and one
+    /// more (to know whether there is a next page).
+    fn indexed_risks(
+        &self,
+        place: PlaceCode,
+        filter: &ViewFilter,
+        page_size: usize,
+        before: Option<u64>,
+    ) -> Result<RiskPage, StoreError> {
+        let consistent_at = self.head_sequence();
+        let page_size = page_size.max(1);
+        let wanted = page_size + 1;
+        let keep = |revision: &Revision| {
+            revision.record.is_active() && filter.admits_record(&revision.record)
+        };
+        let subtree = {
+            let geography = &self.shared.read_directory().geography;
+            subtree_of(geography, place, PROBED_PLACES)
+        };
+        let few = match subtree {
+            Some(places) => self.places_with_entries(places, before)?,
+            None => None,
+        };
+        let mut revisions = match few {
+            Some(places) => self.merge_places(&places, before, wanted, keep)?,
+            None => self.walk_log(place, before, wanted, keep)?,
+        };
+        let next = (revisions.len() > page_size).then(|| revisions[page_size - 1].sequence);
+        revisions.truncate(page_size);
+        Ok(RiskPage {
+            revisions,
+            next,
+            consistent_at,
+        })
+    }
+
+    /// The places among `places` with index entries below `before`, or `None` when there are
+    /// more than [`MERGED_PLACES`] of them.
+    fn places_with_entries(
+        &self,
+        places: Vec<PlaceCode>,
+        before: Option<u64>,
+    ) -> Result<Option<Vec<PlaceCode>>, StoreError> {
+        let mut found = Vec::new();
+        for place in places {
+            if ByPlace::newest_at(&self.shared.tree, place, before)
+                .next()
+                .transpose()?
+                .is_some()
+            {
+                if found.len() == MERGED_PLACES {
+                    return Ok(None);
+                }
+                found.push(place);
+            }
+        }
+        Ok(Some(found))
+    }
+
+    /// Merges the places' index entries below `before`, newest first, reading each log entry
+    /// only as it comes up, until `wanted` revisions pass `keep`.
+    fn merge_places(
+        &self,
+        places: &[PlaceCode],
+        before: Option<u64>,
+        wanted: usize,
+        keep: impl Fn(&Revision) -> bool,
+    ) -> Result<Vec<Revision>, StoreError> {
+        let tree = &self.shared.tree;
+        let mut cursors: Vec<_> = places
+            .iter()
+            .map(|place| ByPlace::newest_at(tree, *place, before))
+            .collect();
+        // The next sequence of each cursor, largest on top.
+        let mut heads = BinaryHeap::new();
+        for (i, cursor) in cursors.iter_mut().enumerate() {
+            if let Some(sequence) = cursor.next().transpose()? {
+                heads.push((sequence, i));
+            }
+        }
+        let mut found = Vec::new();
+        while let Some((sequence, i)) = heads.pop() {
+            let revision = Log::get(tree, &sequence)?.ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "place index points at missing log entry {sequence}"
+                ))
+            })?;
+            if keep(&revision) {
+                found.push(revision);
+                if found.len() == wanted {
+                    break;
+                }
+            }
+            if let Some(next) = cursors[i].next().transpose()? {
+                heads.push((next, i));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Walks the log back from `before` (or the head), keeping each revision that is still
+    /// its record's latest (its place index entry exists), lies within `place` and passes
+    /// `keep`, until `wanted` are found.
+    fn walk_log(
+        &self,
+        place: PlaceCode,
+        before: Option<u64>,
+        wanted: usize,
+        keep: impl Fn(&Revision) -> bool,
+    ) -> Result<Vec<Revision>, StoreError> {
+        let tree = &self.shared.tree;
+        let mut found = Vec::new();
+        for entry in Log::newest_before(tree, before) {
+            let (sequence, revision) = entry?;
+            if keep(&revision)
+                && self
+                    .shared
+                    .read_directory()
+                    .geography
+                    .within(revision.record.place, place)
+                && tree.contains_key(ByPlace::key(&(revision.record.place, sequence)))?
+            {
+                found.push(revision);
+                if found.len() == wanted {
+                    break;
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// One subject's trail: every revision of every record naming the subject, in time order.

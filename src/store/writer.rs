@@ -12,6 +12,7 @@ use super::fold::{self, Overlay};
 use super::keyspace::{
     Agencies, AlertLog, AuditHead, AuditLog, ByPlace, Checkpoints, Keyspace, Latest, Log,
     Memberships, Places, ReleaseTables, Releases, Snapshots, StaleWatch, SubjectJournal,
+    index_audit_event,
 };
 use super::{ImportOutcome, Shared, Snapshot, SnapshotRequest, StoreError, Submitted};
 use crate::domain::audit::AuditEvent;
@@ -372,6 +373,7 @@ impl Writer {
         let (last, previous) = self.audit_head;
         let event = AuditEvent::new(last + 1, at, access, previous);
         let hash = AuditLog::append(batch, &event)?;
+        index_audit_event(batch, &event);
         self.audit_head = (event.sequence, hash);
         AuditHead::put(batch, &(), &self.audit_head)?;
         Ok(event.sequence)
@@ -795,14 +797,13 @@ pub(super) fn write_projections(
     Log::put(batch, &revision.sequence, revision)?;
     Latest::put(batch, key, &revision.sequence)?;
     if let Some(old) = stored {
-        if old.record.place != record.place {
-            ByPlace::remove(batch, &(old.record.place, key.clone()));
-        }
+        // The record's previous revision moves on: its place entry goes with it.
+        ByPlace::remove(batch, &(old.record.place, old.sequence));
         if rules::watched(&old.record) {
             StaleWatch::remove(batch, &(old.received_at, old.sequence));
         }
     }
-    ByPlace::put(batch, &(record.place, key.clone()), &())?;
+    ByPlace::put(batch, &(record.place, revision.sequence), &())?;
     if rules::watched(record) {
         StaleWatch::put(batch, &(revision.received_at, revision.sequence), &())?;
     }
