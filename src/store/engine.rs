@@ -1,0 +1,143 @@
+//! The storage seam: the little the register asks of the engine that keeps its log, its
+//! projections, the alert log and the audit chain — ordered keys, point reads, range reads,
+//! batches applied whole, and a flush that makes them durable — and sled, the embedded engine
+//! behind it. Every keyspace, the writer and every reader speak to the store only through
+//! [`Engine`], so another engine (a replicated one) can take sled's place without them.
+//!
+//! The writer assigns log sequences itself, in the order it applies batches; an engine only
+//! has to apply each batch atomically and, after [`Engine::flush`], durably.
+
+use std::path::Path;
+
+use super::StoreError;
+
+/// One key and value as read back from the engine.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// Entries in key order, from either end.
+pub type Entries<'a> = Box<dyn DoubleEndedIterator<Item = Result<Entry, StoreError>> + Send + 'a>;
+
+/// What the register needs of a storage engine.
+pub trait Engine: Send + Sync {
+    /// Applies every write of the batch at once: a reader sees all of it or none of it.
+    fn apply(&self, batch: WriteBatch) -> Result<(), StoreError>;
+    /// Makes every batch applied so far durable; a crash after it returns loses none of them.
+    fn flush(&self) -> Result<(), StoreError>;
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Entries with keys from `from` up to, not including, `until`.
+    fn range(&self, from: &[u8], until: &[u8]) -> Entries<'_>;
+    /// Entries whose keys start with `prefix`.
+    fn scan_prefix(&self, prefix: &[u8]) -> Entries<'_>;
+    fn is_empty(&self) -> bool;
+    /// Bytes the engine occupies on disk.
+    fn size_on_disk(&self) -> Result<u64, StoreError>;
+}
+
+/// Writes to apply together.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl WriteBatch {
+    pub fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.writes.push((key, Some(value)));
+    }
+
+    pub fn remove(&mut self, key: Vec<u8>) {
+        self.writes.push((key, None));
+    }
+
+    pub fn len(&self) -> usize {
+        self.writes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+}
+
+/// sled: one tree holds every keyspace, so any batch is one atomic sled batch.
+pub struct Sled {
+    db: sled::Db,
+    tree: sled::Tree,
+    /// The database file, opened again to fsync it after each flush; `None` when fsync is
+    /// off (see [`Sled::flush`]).
+    fsync: Option<std::fs::File>,
+}
+
+impl Sled {
+    /// Opens (or creates) the engine in `dir`, with `cache_bytes` of page cache.
+    pub fn open(dir: &Path, cache_bytes: u64, fsync: bool) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()?;
+        Self::on(db, dir, fsync)
+    }
+
+    /// The engine on a sled database already open at `dir`.
+    pub fn on(db: sled::Db, dir: &Path, fsync: bool) -> Result<Self, StoreError> {
+        let tree = db.open_tree("register")?;
+        let fsync = fsync
+            .then(|| std::fs::File::open(dir.join("db")))
+            .transpose()
+            .map_err(|e| StoreError::Storage(sled::Error::Io(e)))?;
+        Ok(Self { db, tree, fsync })
+    }
+}
+
+fn entries(iter: sled::Iter) -> Entries<'static> {
+    Box::new(iter.map(|entry| {
+        let (key, value) = entry?;
+        Ok((key.to_vec(), value.to_vec()))
+    }))
+}
+
+impl Engine for Sled {
+    fn apply(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut sled_batch = sled::Batch::default();
+        for (key, value) in batch.writes {
+            match value {
+                Some(value) => sled_batch.insert(key, value),
+                None => sled_batch.remove(key),
+            }
+        }
+        Ok(self.tree.apply_batch(sled_batch)?)
+    }
+
+    /// sled's flush writes its log with `sync_file_range`, which survives the process being
+    /// killed but not necessarily a power cut: it flushes neither the file's metadata nor the
+    /// disk's write cache. An fsync of the same file does both.
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        if let Some(file) = &self.fsync {
+            file.sync_all()
+                .map_err(|e| StoreError::Storage(sled::Error::Io(e)))?;
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree.get(key)?.map(|value| value.to_vec()))
+    }
+
+    fn range(&self, from: &[u8], until: &[u8]) -> Entries<'_> {
+        if from >= until {
+            return Box::new(std::iter::empty());
+        }
+        entries(self.tree.range(from..until))
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Entries<'_> {
+        entries(self.tree.scan_prefix(prefix))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
