@@ -44,8 +44,8 @@ impl Store {
     pub fn alerts_after(&self, after: u64, limit: usize) -> Result<Vec<Alert>, StoreError> {
         let start = AlertLog::key(&after.saturating_add(1));
         self.shared
-            .tree
-            .range(start..AlertLog::key(&u64::MAX))
+            .engine
+            .range(&start, &AlertLog::key(&u64::MAX))
             .take(limit)
             .map(|entry| {
                 let (_, value) = entry?;
@@ -147,9 +147,12 @@ impl Store {
         if after >= until {
             return Ok(after);
         }
-        let range = AlertLog::key(&after.saturating_add(1))..=AlertLog::key(&until);
         let directory = self.shared.read_directory();
-        for entry in self.shared.tree.range(range).rev() {
+        let (from, to) = (
+            AlertLog::key(&after.saturating_add(1)),
+            AlertLog::key(&until.saturating_add(1)),
+        );
+        for entry in self.shared.engine.range(&from, &to).rev() {
             let (_, value) = entry?;
             let alert: Alert = postcard::from_bytes(&value)?;
             if alert.reaches(scope, &directory.geography) {
@@ -182,15 +185,17 @@ impl Store {
         key: &RecordKey,
         sequence: u64,
     ) -> Result<Option<Revision>, StoreError> {
-        let mut next = Log::latest(&self.shared.tree, key)?;
+        let mut next = Log::latest(&*self.shared.engine, key)?;
         while let Some(revision) = next {
             if revision.sequence <= sequence {
                 return Ok(Some(revision));
             }
             next = match revision.previous {
-                Some(earlier) => Some(Log::get(&self.shared.tree, &earlier)?.ok_or_else(|| {
-                    StoreError::Corrupt(format!("log entry {earlier} of {key} is missing"))
-                })?),
+                Some(earlier) => {
+                    Some(Log::get(&*self.shared.engine, &earlier)?.ok_or_else(|| {
+                        StoreError::Corrupt(format!("log entry {earlier} of {key} is missing"))
+                    })?)
+                }
                 None => None,
             };
         }

@@ -18,19 +18,19 @@ pub struct AuditPage {
 impl Store {
     /// Sequence of the audit chain's last durable event.
     pub fn audit_head(&self) -> Result<u64, StoreError> {
-        Ok(AuditHead::get(&self.shared.tree, &())?.map_or(0, |(sequence, _)| sequence))
+        Ok(AuditHead::get(&*self.shared.engine, &())?.map_or(0, |(sequence, _)| sequence))
     }
 
     /// Walks the whole chain: the number of events checked, or the first broken link.
     /// Blocking: it reads every event.
     pub fn verify_audit(&self) -> Result<Result<u64, BrokenLink>, StoreError> {
-        let tree = &self.shared.tree;
-        let head = AuditHead::get(tree, &())?;
+        let engine = &*self.shared.engine;
+        let head = AuditHead::get(engine, &())?;
         let last = head.map_or(0, |(sequence, _)| sequence);
         // One event at a time, up to the head read above: the chain may be far larger than
         // memory, and the writer may append while we walk.
         let mut unreadable = None;
-        let events = AuditLog::scan_stored(tree)
+        let events = AuditLog::scan_stored(engine)
             .map_while(|entry| entry.map_err(|error| unreadable = Some(error)).ok())
             .take_while(|(sequence, _)| *sequence <= last);
         let verdict = verify_chain(events, head);
@@ -39,12 +39,15 @@ impl Store {
         }
         // Nobody but a tamperer stores an event beyond the head, unless the writer moved the
         // head meanwhile.
-        let beyond = tree
-            .range(AuditLog::key(&last.saturating_add(1))..AuditLog::key(&u64::MAX))
+        let beyond = engine
+            .range(
+                &AuditLog::key(&last.saturating_add(1)),
+                &AuditLog::key(&u64::MAX),
+            )
             .next()
             .transpose()?
             .is_some();
-        let head_now = AuditHead::get(tree, &())?.map_or(0, |(sequence, _)| sequence);
+        let head_now = AuditHead::get(engine, &())?.map_or(0, |(sequence, _)| sequence);
         Ok(match verdict {
             Ok(_) if beyond && head_now == last => Err(BrokenLink {
                 sequence: last + 1,
@@ -93,24 +96,28 @@ impl Store {
         limit: usize,
         indexed: Option<(u8, Vec<u8>)>,
     ) -> Result<AuditPage, StoreError> {
-        let tree = &self.shared.tree;
+        let engine = &*self.shared.engine;
         let events: Box<dyn Iterator<Item = Result<AuditEvent, StoreError>>> = match indexed {
-            Some((prefix, owner)) => Box::new(audit_index_after(tree, prefix, &owner, after).map(
-                |sequence| {
+            Some((prefix, owner)) => Box::new(
+                audit_index_after(engine, prefix, &owner, after).map(|sequence| {
                     let sequence = sequence?;
-                    AuditLog::get(tree, &sequence)?.ok_or_else(|| {
+                    AuditLog::get(engine, &sequence)?.ok_or_else(|| {
                         StoreError::Corrupt(format!(
                             "audit index lists event {sequence}, which the chain does not hold"
                         ))
                     })
-                },
-            )),
+                }),
+            ),
             None => {
                 let start = AuditLog::key(&after.saturating_add(1));
-                Box::new(tree.range(start..AuditLog::key(&u64::MAX)).map(|entry| {
-                    let (_, bytes) = entry?;
-                    Ok(postcard::from_bytes(&bytes)?)
-                }))
+                Box::new(
+                    engine
+                        .range(&start, &AuditLog::key(&u64::MAX))
+                        .map(|entry| {
+                            let (_, bytes) = entry?;
+                            Ok(postcard::from_bytes(&bytes)?)
+                        }),
+                )
             }
         };
         page_of(events, filter, limit)

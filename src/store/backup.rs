@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use super::engine::{Engine, Entry, Sled, WriteBatch};
 use super::keyspace::{
     Agencies, AlertLog, AuditHead, AuditLog, Keyspace, Log, Memberships, Places, ReleaseTables,
     Releases, Snapshots, index_audit_event,
@@ -27,7 +28,7 @@ use crate::domain::{Agency, Membership, Place, RecordKey, Revision};
 
 /// The first bytes of every backup file.
 const MAGIC: &[u8; 8] = b"MARRBAK1";
-/// Entries written per sled batch while restoring.
+/// Entries written per batch while restoring.
 const RESTORE_BATCH: usize = 8192;
 /// Largest frame accepted when reading a backup; anything larger is damage, not data.
 const MAX_FRAME: usize = 64 * 1024 * 1024;
@@ -251,7 +252,7 @@ impl Store {
         cut: &BackupCut,
         out: impl Write,
     ) -> Result<BackupSummary, StoreError> {
-        let tree = &self.shared.tree;
+        let engine = &*self.shared.engine;
         let mut frames = FrameWriter::new(out)?;
         frames.frame(&Frame::Header {
             head: cut.head,
@@ -270,31 +271,31 @@ impl Store {
             frames.frame(&Frame::Agency(agency.clone()))?;
         }
         // Entries up to the cut never change, whatever the writer does meanwhile.
-        for entry in up_to::<Log>(tree, cut.head) {
+        for entry in up_to::<Log>(engine, cut.head) {
             let (_, bytes) = entry?;
             frames.frame(&Frame::Revision(postcard::from_bytes(&bytes)?))?;
         }
-        for entry in up_to::<AlertLog>(tree, cut.alert_head) {
+        for entry in up_to::<AlertLog>(engine, cut.alert_head) {
             let (_, bytes) = entry?;
             frames.frame(&Frame::Alert(postcard::from_bytes(&bytes)?))?;
         }
         let mut snapshots = 0;
-        for entry in up_to::<Snapshots>(tree, cut.last_snapshot) {
+        for entry in up_to::<Snapshots>(engine, cut.last_snapshot) {
             let (_, bytes) = entry?;
             frames.frame(&Frame::Snapshot(Snapshots::decode_value(&bytes)?))?;
             snapshots += 1;
         }
         let mut releases = 0;
-        for entry in up_to::<Releases>(tree, cut.last_release) {
+        for entry in up_to::<Releases>(engine, cut.last_release) {
             let (_, bytes) = entry?;
             let release: Release = postcard::from_bytes(&bytes)?;
-            for table in ReleaseTables::of_release(tree, release.number) {
+            for table in ReleaseTables::of_release(engine, release.number) {
                 frames.frame(&Frame::ReleaseTable(release.number, table?.1))?;
             }
             frames.frame(&Frame::Release(release))?;
             releases += 1;
         }
-        for entry in up_to::<AuditLog>(tree, cut.audit_head.0) {
+        for entry in up_to::<AuditLog>(engine, cut.audit_head.0) {
             let (_, bytes) = entry?;
             frames.frame(&Frame::AuditEvent(bytes.to_vec()))?;
         }
@@ -344,14 +345,12 @@ impl Store {
         building.push(".restoring");
         let building = std::path::PathBuf::from(building);
         let _ = std::fs::remove_dir_all(&building);
-        let restored = sled::Config::new()
-            .path(&building)
-            .open()
-            .map_err(StoreError::from)
-            .and_then(|db| restore_into(&db, input).map(|summary| (db, summary)))
-            .and_then(|(db, summary)| {
-                // Opening replays the log into the counters and the rules, as a server would.
-                let store = Store::open_db(db, &building, super::StoreOptions::default())?;
+        let options = super::StoreOptions::default();
+        let restored = Sled::open(&building, options.cache_bytes, options.fsync)
+            .and_then(|engine| restore_into(&engine, input).map(|summary| (engine, summary)))
+            .and_then(|(engine, summary)| {
+                // Opening replays the log into the counters, as a server would.
+                let store = Store::open_on(Box::new(engine), options)?;
                 let checked = store
                     .verify_projections()
                     .and_then(|problems| Ok((problems, store.verify_audit()?)));
@@ -380,10 +379,10 @@ impl Store {
 
 /// The stored entries of a sequence-keyed keyspace from 1 to `last`, as stored.
 fn up_to<K: Keyspace<Key = u64>>(
-    tree: &sled::Tree,
+    engine: &dyn Engine,
     last: u64,
-) -> impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> {
-    let range = (last > 0).then(|| tree.range(K::key(&1)..=K::key(&last)));
+) -> impl Iterator<Item = Result<Entry, StoreError>> + '_ {
+    let range = (last > 0).then(|| engine.range(&K::key(&1), &K::key(&(last + 1))));
     range.into_iter().flatten()
 }
 
@@ -401,11 +400,10 @@ fn count(summary: &mut BackupSummary, frame: &Frame) {
     }
 }
 
-fn restore_into(db: &sled::Db, input: impl Read) -> Result<BackupSummary, StoreError> {
-    let tree = db.open_tree("register")?;
+fn restore_into(engine: &dyn Engine, input: impl Read) -> Result<BackupSummary, StoreError> {
     let mut reader = FrameReader::new(input)?;
     let mut summary = BackupSummary::default();
-    let mut batch = sled::Batch::default();
+    let mut batch = WriteBatch::default();
     let mut pending = 0usize;
     // Each record's latest revision so far, to move its index entries as the log replays.
     let mut latest: HashMap<RecordKey, Revision> = HashMap::new();
@@ -456,7 +454,7 @@ fn restore_into(db: &sled::Db, input: impl Read) -> Result<BackupSummary, StoreE
         }
         pending += 1;
         if pending == RESTORE_BATCH {
-            tree.apply_batch(std::mem::take(&mut batch))?;
+            engine.apply(std::mem::take(&mut batch))?;
             pending = 0;
         }
     }
@@ -475,9 +473,9 @@ fn restore_into(db: &sled::Db, input: impl Read) -> Result<BackupSummary, StoreE
     }
     // Every index was written in the current layout's shape.
     super::layout::mark_current(&mut batch)?;
-    tree.apply_batch(batch)?;
+    engine.apply(batch)?;
     // The watch was rebuilt from the log; what was already reported stale leaves it.
-    super::fold::forget_reported_stale(&tree)?;
-    db.flush()?;
+    super::fold::forget_reported_stale(engine)?;
+    engine.flush()?;
     Ok(summary)
 }

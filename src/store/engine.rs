@@ -24,6 +24,9 @@ pub trait Engine: Send + Sync {
     /// Makes every batch applied so far durable; a crash after it returns loses none of them.
     fn flush(&self) -> Result<(), StoreError>;
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    fn contains(&self, key: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.get(key)?.is_some())
+    }
     /// Entries with keys from `from` up to, not including, `until`.
     fn range(&self, from: &[u8], until: &[u8]) -> Entries<'_>;
     /// Entries whose keys start with `prefix`.
@@ -46,14 +49,6 @@ impl WriteBatch {
 
     pub fn remove(&mut self, key: Vec<u8>) {
         self.writes.push((key, None));
-    }
-
-    pub fn len(&self) -> usize {
-        self.writes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.writes.is_empty()
     }
 }
 
@@ -120,6 +115,10 @@ impl Engine for Sled {
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.tree.get(key)?.map(|value| value.to_vec()))
+    }
+
+    fn contains(&self, key: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.tree.contains_key(key)?)
     }
 
     fn range(&self, from: &[u8], until: &[u8]) -> Entries<'_> {

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::engine::{Engine, WriteBatch};
 use super::keyspace::{
     AlertLog, Checkpoints, Keyspace, Log, StaleWatch, SubjectEntry, SubjectJournal,
 };
@@ -12,7 +13,7 @@ use super::{Directory, StoreError};
 use crate::domain::inspection::{Checkpoint, Inspection, Others, Presence};
 use crate::domain::{AgencyId, AgencyKind, AlertKind, RecordKey, Revision, RiskRecord, SubjectKey};
 
-/// Journal entries written in the current batch, by subject, which sled cannot show yet.
+/// Journal entries written in the current batch, by subject, which the engine cannot show yet.
 pub(super) type Overlay = HashMap<SubjectKey, Vec<(u64, SubjectEntry)>>;
 
 /// The journal entries a revision files: under the subject it names, and a closing entry
@@ -53,13 +54,13 @@ pub(super) fn journal_entries(
 /// Each record's last journal entry under `subject` before `before`, then `extra` (entries
 /// of the batch being written, in order).
 fn journal_of(
-    tree: &sled::Tree,
+    engine: &dyn Engine,
     subject: SubjectKey,
     before: u64,
     extra: &[(u64, SubjectEntry)],
 ) -> Result<BTreeMap<RecordKey, SubjectEntry>, StoreError> {
     let mut last = BTreeMap::new();
-    for entry in SubjectJournal::range(tree, &(subject, 0), &(subject, before)) {
+    for entry in SubjectJournal::range(engine, &(subject, 0), &(subject, before)) {
         let (_, entry) = entry?;
         last.insert(entry.record.clone(), entry);
     }
@@ -71,10 +72,10 @@ fn journal_of(
 
 /// Records whose latest revision names `subject` (active or not).
 pub(super) fn records_naming(
-    tree: &sled::Tree,
+    engine: &dyn Engine,
     subject: SubjectKey,
 ) -> Result<Vec<RecordKey>, StoreError> {
-    Ok(journal_of(tree, subject, u64::MAX, &[])?
+    Ok(journal_of(engine, subject, u64::MAX, &[])?
         .into_iter()
         .filter(|(_, entry)| entry.named)
         .map(|(key, _)| key)
@@ -84,7 +85,7 @@ pub(super) fn records_naming(
 /// For each subject `new` names or its previous revision named, the other active records
 /// naming it just before `new` was written.
 pub(super) fn others(
-    tree: &sled::Tree,
+    engine: &dyn Engine,
     old: Option<&RiskRecord>,
     new: &Revision,
     overlay: &Overlay,
@@ -99,7 +100,7 @@ pub(super) fn others(
             continue;
         }
         let extra = overlay.get(&subject).map_or(&[][..], Vec::as_slice);
-        let presences = journal_of(tree, subject, new.sequence, extra)?
+        let presences = journal_of(engine, subject, new.sequence, extra)?
             .into_iter()
             .filter(|(key, entry)| entry.named && entry.active && *key != new.record.key)
             .map(|(record, entry)| Presence {
@@ -126,7 +127,7 @@ pub(super) type AtInterval<'a> = &'a mut dyn FnMut(&Inspection) -> Result<(), St
 /// Folds the log after `inspection.applied()` up to `until` into the counters. `every`, when
 /// given, is called at each multiple of its interval with the counters as they stand there.
 pub(super) fn replay(
-    tree: &sled::Tree,
+    engine: &dyn Engine,
     directory: &Directory,
     mut inspection: Inspection,
     until: u64,
@@ -138,17 +139,17 @@ pub(super) fn replay(
     }
     let kind_of = |agency: &AgencyId| directory.kind_of(agency);
     let none = Overlay::new();
-    for entry in Log::range(tree, &from, &until.saturating_add(1)) {
+    for entry in Log::range(engine, &from, &until.saturating_add(1)) {
         let (sequence, revision) = entry?;
         let old =
             match revision.previous {
-                Some(previous) => Some(Log::get(tree, &previous)?.ok_or_else(|| {
+                Some(previous) => Some(Log::get(engine, &previous)?.ok_or_else(|| {
                     StoreError::Corrupt(format!("log entry {previous} is missing"))
                 })?),
                 None => None,
             };
         let old = old.as_ref().map(|r| &r.record);
-        let others = others(tree, old, &revision, &none)?;
+        let others = others(engine, old, &revision, &none)?;
         inspection.apply(
             &directory.geography,
             &kind_of,
@@ -168,11 +169,11 @@ pub(super) fn replay(
 
 /// The last checkpoint at or before `until` that was made under this geography.
 pub(super) fn checkpoint_before(
-    tree: &sled::Tree,
+    engine: &dyn Engine,
     until: u64,
     geography: u64,
 ) -> Result<Option<Checkpoint>, StoreError> {
-    match Checkpoints::range(tree, &0, &until.saturating_add(1)).next_back() {
+    match Checkpoints::range(engine, &0, &until.saturating_add(1)).next_back() {
         Some(entry) => {
             let (_, checkpoint) = entry?;
             Ok((checkpoint.geography == geography).then_some(checkpoint))
@@ -184,34 +185,34 @@ pub(super) fn checkpoint_before(
 /// The counters as they stood when `until` was written: from the nearest earlier checkpoint,
 /// replaying only the log after it.
 pub(super) fn counters_at(
-    tree: &sled::Tree,
+    engine: &dyn Engine,
     directory: &Directory,
     until: u64,
 ) -> Result<Inspection, StoreError> {
-    let start = checkpoint_before(tree, until, directory.fingerprint)?
+    let start = checkpoint_before(engine, until, directory.fingerprint)?
         .map(Inspection::from_checkpoint)
         .unwrap_or_default();
-    replay(tree, directory, start, until, None)
+    replay(engine, directory, start, until, None)
 }
 
 /// Takes out of the stale watch every revision the alert log shows was already reported
 /// stale (an alert raised after the revision was received), for stores whose watch is
 /// rebuilt from the log (an upgrade, a restore).
-pub(super) fn forget_reported_stale(tree: &sled::Tree) -> Result<(), StoreError> {
-    let mut batch = sled::Batch::default();
-    for entry in AlertLog::scan_all(tree) {
+pub(super) fn forget_reported_stale(engine: &dyn Engine) -> Result<(), StoreError> {
+    let mut batch = WriteBatch::default();
+    for entry in AlertLog::scan_all(engine) {
         let (_, alert) = entry?;
         if alert.kind != AlertKind::StaleHighRisk {
             continue;
         }
         for key in &alert.records {
-            if let Some(revision) = Log::latest(tree, key)?
+            if let Some(revision) = Log::latest(engine, key)?
                 && alert.raised_at > revision.received_at
             {
                 StaleWatch::remove(&mut batch, &(revision.received_at, revision.sequence));
             }
         }
     }
-    tree.apply_batch(batch)?;
+    engine.apply(batch)?;
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Typed keyspaces: every kind of entry lives in one sled tree under its own prefix byte, so a
+//! Typed keyspaces: every kind of entry lives in one sled engine under its own prefix byte, so a
 //! record's log entry and all its projections go into one atomic batch. Each keyspace owns its
 //! key encoding (big-endian numbers, length-prefixed strings) and its value codec (postcard).
 
@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::StoreError;
+use super::engine::{Engine, WriteBatch};
 use super::{Snapshot, SnapshotWithoutNames};
 use crate::domain::alert::Alert;
 use crate::domain::audit::{AuditEvent, link_hash};
@@ -16,7 +17,7 @@ use crate::domain::{
     SubjectKey, Vocabulary,
 };
 
-/// One kind of entry in the register's tree.
+/// One kind of entry in the register's engine.
 pub(crate) trait Keyspace {
     /// First byte of every key in this keyspace.
     const PREFIX: u8;
@@ -39,33 +40,30 @@ pub(crate) trait Keyspace {
         decode_value(bytes)
     }
 
-    fn get(tree: &sled::Tree, key: &Self::Key) -> Result<Option<Self::Value>, StoreError> {
-        tree.get(Self::key(key))?
+    fn get(engine: &dyn Engine, key: &Self::Key) -> Result<Option<Self::Value>, StoreError> {
+        engine
+            .get(&Self::key(key))?
             .map(|bytes| Self::decode_value(&bytes))
             .transpose()
     }
 
-    fn put(
-        batch: &mut sled::Batch,
-        key: &Self::Key,
-        value: &Self::Value,
-    ) -> Result<(), StoreError> {
+    fn put(batch: &mut WriteBatch, key: &Self::Key, value: &Self::Value) -> Result<(), StoreError> {
         batch.insert(Self::key(key), postcard::to_stdvec(value)?);
         Ok(())
     }
 
-    fn remove(batch: &mut sled::Batch, key: &Self::Key) {
+    fn remove(batch: &mut WriteBatch, key: &Self::Key) {
         batch.remove(Self::key(key));
     }
 
     /// Every entry whose key starts with `prefix` (already encoded, without the keyspace byte).
     fn scan(
-        tree: &sled::Tree,
+        engine: &dyn Engine,
         prefix: &[u8],
     ) -> impl DoubleEndedIterator<Item = Result<(Self::Key, Self::Value), StoreError>> {
         let mut full = vec![Self::PREFIX];
         full.extend_from_slice(prefix);
-        tree.scan_prefix(full).map(|entry| {
+        engine.scan_prefix(&full).map(|entry| {
             let (key, value) = entry?;
             Ok((Self::decode_key(&key[1..])?, Self::decode_value(&value)?))
         })
@@ -73,20 +71,22 @@ pub(crate) trait Keyspace {
 
     /// Entries from `from` up to, not including, `until`.
     fn range(
-        tree: &sled::Tree,
+        engine: &dyn Engine,
         from: &Self::Key,
         until: &Self::Key,
     ) -> impl DoubleEndedIterator<Item = Result<(Self::Key, Self::Value), StoreError>> {
-        tree.range(Self::key(from)..Self::key(until)).map(|entry| {
-            let (key, value) = entry?;
-            Ok((Self::decode_key(&key[1..])?, Self::decode_value(&value)?))
-        })
+        engine
+            .range(&Self::key(from), &Self::key(until))
+            .map(|entry| {
+                let (key, value) = entry?;
+                Ok((Self::decode_key(&key[1..])?, Self::decode_value(&value)?))
+            })
     }
 
     fn scan_all(
-        tree: &sled::Tree,
+        engine: &dyn Engine,
     ) -> impl DoubleEndedIterator<Item = Result<(Self::Key, Self::Value), StoreError>> {
-        Self::scan(tree, &[])
+        Self::scan(engine, &[])
     }
 }
 
@@ -169,11 +169,11 @@ impl Log {
     /// Log entries with a sequence below `before` (all of them when `None`), newest first,
     /// read lazily.
     pub(crate) fn newest_before(
-        tree: &sled::Tree,
+        engine: &dyn Engine,
         before: Option<u64>,
-    ) -> impl Iterator<Item = Result<(u64, Revision), StoreError>> + use<> {
+    ) -> impl Iterator<Item = Result<(u64, Revision), StoreError>> + '_ {
         let end = Self::key(&before.unwrap_or(u64::MAX));
-        tree.range(Self::key(&0)..end).rev().map(|entry| {
+        engine.range(&Self::key(&0), &end).rev().map(|entry| {
             let (key, value) = entry?;
             Ok((Self::decode_key(&key[1..])?, Self::decode_value(&value)?))
         })
@@ -181,13 +181,13 @@ impl Log {
 
     /// The latest revision of a record, through the `Latest` pointer.
     pub(crate) fn latest(
-        tree: &sled::Tree,
+        engine: &dyn Engine,
         key: &RecordKey,
     ) -> Result<Option<Revision>, StoreError> {
-        let Some(sequence) = Latest::get(tree, key)? else {
+        let Some(sequence) = Latest::get(engine, key)? else {
             return Ok(None);
         };
-        let revision = Self::get(tree, &sequence)?.ok_or_else(|| {
+        let revision = Self::get(engine, &sequence)?.ok_or_else(|| {
             StoreError::Corrupt(format!(
                 "latest revision of {key} points at missing log entry {sequence}"
             ))
@@ -239,14 +239,14 @@ impl ByPlace {
     /// A place's entries with a sequence below `before` (all of them when `None`), newest
     /// first, read lazily.
     pub(crate) fn newest_at(
-        tree: &sled::Tree,
+        engine: &dyn Engine,
         place: PlaceCode,
         before: Option<u64>,
-    ) -> impl Iterator<Item = Result<u64, StoreError>> + use<> {
+    ) -> impl Iterator<Item = Result<u64, StoreError>> + '_ {
         // Sequences never reach u64::MAX, so it serves as "no bound".
         let start = Self::key(&(place, 0));
         let end = Self::key(&(place, before.unwrap_or(u64::MAX)));
-        tree.range(start..end).rev().map(|entry| {
+        engine.range(&start, &end).rev().map(|entry| {
             let (key, _) = entry?;
             Ok(Self::decode_key(&key[1..])?.1)
         })
@@ -463,13 +463,13 @@ impl Keyspace for ReleaseTables {
 impl ReleaseTables {
     /// Every table of one release.
     pub(crate) fn of_release(
-        tree: &sled::Tree,
+        engine: &dyn Engine,
         release: u64,
     ) -> impl DoubleEndedIterator<Item = Result<(<Self as Keyspace>::Key, ReleasedTable), StoreError>>
     {
         let mut prefix = vec![Self::PREFIX];
         encode_sequence(release, &mut prefix);
-        tree.scan_prefix(prefix).map(|entry| {
+        engine.scan_prefix(&prefix).map(|entry| {
             let (key, value) = entry?;
             Ok((Self::decode_key(&key[1..])?, decode_value(&value)?))
         })
@@ -508,7 +508,7 @@ impl Keyspace for AuditLog {
 impl AuditLog {
     /// Adds an event and returns the hash of its stored bytes, which the next event carries.
     pub(crate) fn append(
-        batch: &mut sled::Batch,
+        batch: &mut WriteBatch,
         event: &AuditEvent,
     ) -> Result<[u8; 32], StoreError> {
         let bytes = postcard::to_stdvec(event)?;
@@ -519,9 +519,9 @@ impl AuditLog {
 
     /// Every stored event's sequence and bytes, in order, for checking the chain.
     pub(crate) fn scan_stored(
-        tree: &sled::Tree,
+        engine: &dyn Engine,
     ) -> impl DoubleEndedIterator<Item = Result<(u64, Vec<u8>), StoreError>> {
-        tree.scan_prefix([Self::PREFIX]).map(|entry| {
+        engine.scan_prefix(&[Self::PREFIX]).map(|entry| {
             let (key, value) = entry?;
             Ok((Self::decode_key(&key[1..])?, value.to_vec()))
         })
@@ -605,29 +605,29 @@ pub(crate) fn audit_index_entries(event: &AuditEvent) -> (Vec<u8>, Vec<Vec<u8>>)
 }
 
 /// Adds an event's entries in both audit indexes to `batch`.
-pub(crate) fn index_audit_event(batch: &mut sled::Batch, event: &AuditEvent) {
+pub(crate) fn index_audit_event(batch: &mut WriteBatch, event: &AuditEvent) {
     let (principal, agencies) = audit_index_entries(event);
-    batch.insert(principal, &[][..]);
+    batch.insert(principal, Vec::new());
     for key in agencies {
-        batch.insert(key, &[][..]);
+        batch.insert(key, Vec::new());
     }
 }
 
 /// Sequences of the events an audit index lists under one principal or agency, after
 /// `after`, oldest first, read lazily.
-pub(crate) fn audit_index_after(
-    tree: &sled::Tree,
+pub(crate) fn audit_index_after<'a>(
+    engine: &'a dyn Engine,
     prefix: u8,
     owner: &[u8],
     after: u64,
-) -> impl Iterator<Item = Result<u64, StoreError>> + use<> {
+) -> impl Iterator<Item = Result<u64, StoreError>> + use<'a> {
     let mut start = vec![prefix];
     start.extend_from_slice(owner);
     let owner_len = start.len();
     let mut end = start.clone();
     encode_sequence(after.saturating_add(1), &mut start);
     encode_sequence(u64::MAX, &mut end);
-    tree.range(start..end).map(move |entry| {
+    engine.range(&start, &end).map(move |entry| {
         let (key, _) = entry?;
         decode_sequence(&key[owner_len..], "audit index")
     })

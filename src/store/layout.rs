@@ -13,6 +13,7 @@
 //! counters (which need no upgrade: a store without one replays its log once).
 
 use super::StoreError;
+use super::engine::{Engine, WriteBatch};
 use super::fold::{forget_reported_stale, journal_entries};
 use super::keyspace::{
     AuditLog, ByPlace, Keyspace, Latest, Layout, LegacyBySubject, Log, PlaceByKey, StaleWatch,
@@ -30,21 +31,21 @@ const UPGRADE_BATCH: usize = 10_000;
 /// builds the place and audit indexes from the latest pointers, the log and the audit chain,
 /// removes the old place index, then records the new layout. Each step only adds what is
 /// missing or removes what is obsolete, so an upgrade cut short is simply run again.
-pub(crate) fn upgrade(tree: &sled::Tree) -> Result<(), StoreError> {
-    let layout = Layout::get(tree, &())?.unwrap_or(1);
+pub(crate) fn upgrade(engine: &dyn Engine) -> Result<(), StoreError> {
+    let layout = Layout::get(engine, &())?.unwrap_or(1);
     if layout >= CURRENT {
         return Ok(());
     }
-    if tree.is_empty() {
-        return record(tree, CURRENT);
+    if engine.is_empty() {
+        return record(engine, CURRENT);
     }
     let started = std::time::Instant::now();
     if layout < 2 {
-        place_and_audit_indexes(tree)?;
-        record(tree, 2)?;
+        place_and_audit_indexes(engine)?;
+        record(engine, 2)?;
     }
-    subject_journal_and_stale_watch(tree)?;
-    record(tree, CURRENT)?;
+    subject_journal_and_stale_watch(engine)?;
+    record(engine, CURRENT)?;
     tracing::info!(
         from = layout,
         to = CURRENT,
@@ -55,18 +56,20 @@ pub(crate) fn upgrade(tree: &sled::Tree) -> Result<(), StoreError> {
 }
 
 /// Only once every index of a layout is whole does the store say it is in it.
-fn record(tree: &sled::Tree, layout: u32) -> Result<(), StoreError> {
-    tree.insert(Layout::key(&()), postcard::to_stdvec(&layout)?)?;
-    tree.flush()?;
+fn record(engine: &dyn Engine, layout: u32) -> Result<(), StoreError> {
+    let mut batch = WriteBatch::default();
+    Layout::put(&mut batch, &(), &layout)?;
+    engine.apply(batch)?;
+    engine.flush()?;
     Ok(())
 }
 
 /// Layout 2: the place index by recency and the two audit indexes.
-fn place_and_audit_indexes(tree: &sled::Tree) -> Result<(), StoreError> {
-    let mut batch = Batches::new(tree);
-    for entry in Latest::scan_all(tree) {
+fn place_and_audit_indexes(engine: &dyn Engine) -> Result<(), StoreError> {
+    let mut batch = Batches::new(engine);
+    for entry in Latest::scan_all(engine) {
         let (key, sequence) = entry?;
-        let revision = Log::get(tree, &sequence)?.ok_or_else(|| {
+        let revision = Log::get(engine, &sequence)?.ok_or_else(|| {
             StoreError::Corrupt(format!(
                 "latest revision of {key} points at missing log entry {sequence}"
             ))
@@ -74,12 +77,12 @@ fn place_and_audit_indexes(tree: &sled::Tree) -> Result<(), StoreError> {
         ByPlace::put(batch.open(), &(revision.record.place, sequence), &())?;
         batch.entered()?;
     }
-    for entry in AuditLog::scan_all(tree) {
+    for entry in AuditLog::scan_all(engine) {
         let (_, event) = entry?;
         index_audit_event(batch.open(), &event);
         batch.entered()?;
     }
-    for entry in PlaceByKey::scan_all(tree) {
+    for entry in PlaceByKey::scan_all(engine) {
         let (key, ()) = entry?;
         PlaceByKey::remove(batch.open(), &key);
         batch.entered()?;
@@ -90,12 +93,12 @@ fn place_and_audit_indexes(tree: &sled::Tree) -> Result<(), StoreError> {
 /// Layout 3: the subject journal from the log in order, the stale watch from each record's
 /// latest revision (less what the alert log shows was reported), and the first layout's
 /// subject index removed.
-fn subject_journal_and_stale_watch(tree: &sled::Tree) -> Result<(), StoreError> {
-    let mut batch = Batches::new(tree);
-    for entry in Log::scan_all(tree) {
+fn subject_journal_and_stale_watch(engine: &dyn Engine) -> Result<(), StoreError> {
+    let mut batch = Batches::new(engine);
+    for entry in Log::scan_all(engine) {
         let (_, revision) = entry?;
         let old = match revision.previous {
-            Some(previous) => Log::get(tree, &previous)?,
+            Some(previous) => Log::get(engine, &previous)?,
             None => None,
         };
         for (subject, entry) in journal_entries(old.as_ref().map(|r| &r.record), &revision) {
@@ -103,45 +106,48 @@ fn subject_journal_and_stale_watch(tree: &sled::Tree) -> Result<(), StoreError> 
             batch.entered()?;
         }
     }
-    for entry in Latest::scan_all(tree) {
+    for entry in Latest::scan_all(engine) {
         let (_, sequence) = entry?;
-        if let Some(revision) = Log::get(tree, &sequence)?
+        if let Some(revision) = Log::get(engine, &sequence)?
             && crate::rules::watched(&revision.record)
         {
             StaleWatch::put(batch.open(), &(revision.received_at, sequence), &())?;
             batch.entered()?;
         }
     }
-    for key in tree.scan_prefix([LegacyBySubject::PREFIX]).keys() {
+    for key in engine
+        .scan_prefix(&[LegacyBySubject::PREFIX])
+        .map(|entry| entry.map(|(key, _)| key))
+    {
         batch.open().remove(key?);
         batch.entered()?;
     }
     batch.finish()?;
-    forget_reported_stale(tree)
+    forget_reported_stale(engine)
 }
 
 /// Records that a store built whole in the current layout (a restore) is in it.
-pub(crate) fn mark_current(batch: &mut sled::Batch) -> Result<(), StoreError> {
+pub(crate) fn mark_current(batch: &mut WriteBatch) -> Result<(), StoreError> {
     Layout::put(batch, &(), &CURRENT)
 }
 
 /// A run of bounded batches.
 struct Batches<'a> {
-    tree: &'a sled::Tree,
-    batch: sled::Batch,
+    engine: &'a dyn Engine,
+    batch: WriteBatch,
     pending: usize,
 }
 
 impl<'a> Batches<'a> {
-    fn new(tree: &'a sled::Tree) -> Self {
+    fn new(engine: &'a dyn Engine) -> Self {
         Self {
-            tree,
-            batch: sled::Batch::default(),
+            engine,
+            batch: WriteBatch::default(),
             pending: 0,
         }
     }
 
-    fn open(&mut self) -> &mut sled::Batch {
+    fn open(&mut self) -> &mut WriteBatch {
         &mut self.batch
     }
 
@@ -149,7 +155,7 @@ impl<'a> Batches<'a> {
     fn entered(&mut self) -> Result<(), StoreError> {
         self.pending += 1;
         if self.pending >= UPGRADE_BATCH {
-            self.tree.apply_batch(std::mem::take(&mut self.batch))?;
+            self.engine.apply(std::mem::take(&mut self.batch))?;
             self.pending = 0;
         }
         Ok(())
@@ -157,7 +163,7 @@ impl<'a> Batches<'a> {
 
     fn finish(mut self) -> Result<(), StoreError> {
         if self.pending > 0 {
-            self.tree.apply_batch(std::mem::take(&mut self.batch))?;
+            self.engine.apply(std::mem::take(&mut self.batch))?;
         }
         Ok(())
     }

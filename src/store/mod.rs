@@ -1,8 +1,11 @@
-//! The register's storage: one sled tree behind [`Store`], written only by the writer thread.
+//! The register's storage: one engine behind [`Store`] (sled, through the seam in `engine`),
+//! written only by the writer thread.
 //!
 //! The revision log is the truth; the latest-record, place and subject projections are written
-//! in the same atomic sled batch as the log entries they follow from, so no reader ever sees a
-//! projection that disagrees with the log. The place index is kept by place and recency (the
+//! in the same atomic batch as the log entries they follow from, so no reader ever sees a
+//! projection that disagrees with the log. The inspection counters are folded from the log once
+//! (`fold`), kept in memory and checkpointed every `checkpoint_every` revisions, so a start
+//! replays only the log after the last checkpoint. The place index is kept by place and recency (the
 //! sequence of each record's latest revision), so a risk listing reads a page, not every record
 //! under the place; the audit indexes (by principal, by agency of a touched record) are written
 //! with each audit event, so one principal's or agency's events are not a scan of the chain.
@@ -11,6 +14,7 @@
 mod alerts;
 mod audit;
 mod backup;
+mod engine;
 mod fold;
 mod keyspace;
 mod layout;
@@ -39,6 +43,7 @@ use crate::domain::{
     RecordKey, Revision, RiskRecord, Scope,
 };
 use crate::rules::RuleSettings;
+use engine::Engine;
 use keyspace::{Agencies, AlertLog, Keyspace, Log, Memberships, Places};
 use writer::{Command, Writer};
 
@@ -184,8 +189,8 @@ pub(crate) struct Directory {
 }
 
 struct Shared {
-    db: sled::Db,
-    tree: sled::Tree,
+    /// Where the log and every projection are kept.
+    engine: Box<dyn Engine>,
     directory: RwLock<Directory>,
     /// Counters and convergence, never ahead of the durable log.
     inspection: RwLock<Inspection>,
@@ -203,9 +208,6 @@ struct Shared {
     alert_head: watch::Sender<u64>,
     /// Set when the server begins to shut down, so open watch streams end.
     draining: watch::Sender<bool>,
-    /// The store's log file, opened again to fsync it after each flush; `None` when
-    /// [`StoreOptions::fsync`] is off.
-    fsync: Option<std::fs::File>,
     /// Revisions between two checkpoints of the counters.
     checkpoint_every: u64,
     /// Held for the whole of a release cut, from fixing its point to writing it, so two cuts
@@ -221,7 +223,7 @@ pub type Clock = Arc<dyn Fn() -> time::OffsetDateTime + Send + Sync>;
 pub struct StoreOptions {
     pub rules: RuleSettings,
     pub clock: Clock,
-    /// After each flush, fsync the store's file as well (see [`Shared::make_durable`]).
+    /// After each flush, fsync the store's file as well (see [`engine::Sled`]).
     pub fsync: bool,
     /// Bytes sled may keep in its page cache (`[store] cache_mib`); sled's own default is
     /// 1 GiB, more than a register's memory budget allows.
@@ -264,43 +266,38 @@ impl Store {
 
     /// Opens the store with rule settings and a clock.
     pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(options.cache_bytes)
-            .open()?;
-        Self::open_db(db, dir, options)
+        let engine = engine::Sled::open(dir, options.cache_bytes, options.fsync)?;
+        Self::open_on(Box::new(engine), options)
     }
 
-    /// Opens the store on a sled database already open at `dir` (sled lets go of a
-    /// directory's lock only some time after a handle is dropped, so a restore hands over
-    /// the one it wrote with).
-    fn open_db(db: sled::Db, dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
-        let tree = db.open_tree("register")?;
-        layout::upgrade(&tree)?;
+    /// Opens the store on an engine already open (sled lets go of a directory's lock only
+    /// some time after a handle is dropped, so a restore hands over the one it wrote with).
+    fn open_on(engine: Box<dyn Engine>, options: StoreOptions) -> Result<Self, StoreError> {
+        let engine_ref = &*engine;
+        layout::upgrade(engine_ref)?;
         let mut directory = Directory::default();
-        for entry in Places::scan_all(&tree) {
+        for entry in Places::scan_all(engine_ref) {
             directory.geography.insert_place(entry?.1);
         }
-        for entry in Memberships::scan_all(&tree) {
+        for entry in Memberships::scan_all(engine_ref) {
             directory.geography.insert_membership(entry?.0);
         }
-        for entry in Agencies::scan_all(&tree) {
+        for entry in Agencies::scan_all(engine_ref) {
             let (id, agency) = entry?;
             directory.agencies.insert(id, agency);
         }
         directory.fingerprint = directory.geography.fingerprint();
-        let head = match Log::scan_all(&tree).next_back() {
+        let head = match Log::scan_all(engine_ref).next_back() {
             Some(entry) => entry?.0,
             None => 0,
         };
-        let alert_head = match AlertLog::scan_all(&tree).next_back() {
+        let alert_head = match AlertLog::scan_all(engine_ref).next_back() {
             Some(entry) => entry?.0,
             None => 0,
         };
         let (commands, queue) = mpsc::channel(WRITER_QUEUE);
         let shared = Arc::new(Shared {
-            db,
-            tree,
+            engine,
             directory: RwLock::new(directory),
             inspection: RwLock::new(Inspection::default()),
             head: AtomicU64::new(head),
@@ -311,11 +308,6 @@ impl Store {
             clock: options.clock,
             alert_head: watch::Sender::new(alert_head),
             draining: watch::Sender::new(false),
-            fsync: options
-                .fsync
-                .then(|| std::fs::File::open(dir.join("db")))
-                .transpose()
-                .map_err(|e| StoreError::Storage(sled::Error::Io(e)))?,
             checkpoint_every: options.checkpoint_every.max(1),
             releasing: tokio::sync::Mutex::new(()),
         });
@@ -344,7 +336,7 @@ impl Store {
         self.shared.batches.load(Ordering::Relaxed)
     }
 
-    /// Checks a record against the directory: a registered agency, a known place in the tree,
+    /// Checks a record against the directory: a registered agency, a known place in the engine,
     /// inside the agency's footprint.
     pub fn check_record(&self, record: &RiskRecord) -> Result<(), Invalid> {
         let directory = self.shared.read_directory();
@@ -362,7 +354,7 @@ impl Store {
             )),
             Some(p) if p.level.is_footprint() => Err(Invalid::one(
                 "place_code",
-                format!("{place} is a {}, not a place in the tree", p.level),
+                format!("{place} is a {}, not a place in the engine", p.level),
             )),
             Some(_)
                 if !agency
@@ -411,7 +403,7 @@ impl Store {
 
     /// The latest revision of a record.
     pub fn record(&self, key: &RecordKey) -> Result<Option<Revision>, StoreError> {
-        Log::latest(&self.shared.tree, key)
+        Log::latest(&*self.shared.engine, key)
     }
 
     /// Every revision of a record, oldest first, by walking back through the log.
@@ -419,7 +411,7 @@ impl Store {
         let mut revisions = Vec::new();
         let mut next = self.record(key)?.map(|latest| latest.sequence);
         while let Some(sequence) = next {
-            let revision = Log::get(&self.shared.tree, &sequence)?.ok_or_else(|| {
+            let revision = Log::get(&*self.shared.engine, &sequence)?.ok_or_else(|| {
                 StoreError::Corrupt(format!("log entry {sequence} of {key} is missing"))
             })?;
             next = revision.previous;
@@ -515,7 +507,7 @@ impl Store {
 
     /// Bytes the store occupies on disk. Blocking: it walks the store's files.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.shared.db.size_on_disk()?)
+        self.shared.engine.size_on_disk()
     }
 
     /// Whether everything in `place` lies inside `scope` (see [`Scope::covers`]).
@@ -596,17 +588,9 @@ impl Store {
 }
 
 impl Shared {
-    /// Makes everything written so far durable. sled's flush writes its log with
-    /// `sync_file_range`, which survives the process being killed but not necessarily a power
-    /// cut: it flushes neither the file's metadata nor the disk's write cache. An fsync of the
-    /// same file does both.
+    /// Makes everything written so far durable.
     fn make_durable(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        if let Some(file) = &self.fsync {
-            file.sync_all()
-                .map_err(|e| StoreError::Storage(sled::Error::Io(e)))?;
-        }
-        Ok(())
+        self.engine.flush()
     }
 
     fn read_directory(&self) -> std::sync::RwLockReadGuard<'_, Directory> {

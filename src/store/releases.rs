@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use super::engine::Engine;
 use super::keyspace::{Keyspace, ReleaseTables, Releases};
 use super::writer::Command;
 use super::{Shared, Store, StoreError};
@@ -35,7 +36,7 @@ impl Shared {
     fn release_at(&self, point: ReleasePoint) -> Result<(Release, Vec<ReleasedTable>), StoreError> {
         let previous = match &point.previous {
             Some(last) => Some((
-                tables_of(&self.tree, last.number)?,
+                tables_of(&*self.engine, last.number)?,
                 self.counters_at(last.sequence)?,
             )),
             None => None,
@@ -58,10 +59,10 @@ impl Shared {
 
 /// Every table of one release, by (parent, level).
 pub(super) fn tables_of(
-    tree: &sled::Tree,
+    engine: &dyn Engine,
     release: u64,
 ) -> Result<BTreeMap<(PlaceCode, PlaceLevel), ReleasedTable>, StoreError> {
-    ReleaseTables::of_release(tree, release)
+    ReleaseTables::of_release(engine, release)
         .map(|entry| entry.map(|((_, parent, level), table)| ((parent, level), table)))
         .collect()
 }
@@ -145,7 +146,7 @@ impl Store {
 
     /// Every release, oldest first.
     pub fn releases(&self) -> Result<Vec<Release>, StoreError> {
-        Releases::scan_all(&self.shared.tree)
+        Releases::scan_all(&*self.shared.engine)
             .map(|entry| entry.map(|(_, release)| release))
             .collect()
     }
@@ -153,8 +154,8 @@ impl Store {
     /// One release by number, or the latest when `number` is `None`.
     pub fn release(&self, number: Option<u64>) -> Result<Option<Release>, StoreError> {
         match number {
-            Some(number) => Releases::get(&self.shared.tree, &number),
-            None => match Releases::scan_all(&self.shared.tree).next_back() {
+            Some(number) => Releases::get(&*self.shared.engine, &number),
+            None => match Releases::scan_all(&*self.shared.engine).next_back() {
                 Some(entry) => Ok(Some(entry?.1)),
                 None => Ok(None),
             },
@@ -168,7 +169,7 @@ impl Store {
         parent: PlaceCode,
         level: PlaceLevel,
     ) -> Result<Option<ReleasedTable>, StoreError> {
-        ReleaseTables::get(&self.shared.tree, &(release, parent, level))
+        ReleaseTables::get(&*self.shared.engine, &(release, parent, level))
     }
 
     /// Recomputes every release from the log at its sequence (and the release before it,
@@ -177,11 +178,11 @@ impl Store {
     /// as they are now, so a release cut before a geography import may differ for that
     /// reason alone.
     pub fn verify_releases(&self) -> Result<Vec<String>, StoreError> {
-        let tree = &self.shared.tree;
+        let engine = &*self.shared.engine;
         let mut problems = Vec::new();
         let mut previous: Option<(BTreeMap<(PlaceCode, PlaceLevel), ReleasedTable>, _)> = None;
         for release in self.releases()? {
-            let stored = tables_of(tree, release.number)?;
+            let stored = tables_of(engine, release.number)?;
             let counters = self.shared.counters_at(release.sequence)?;
             let recomputed: BTreeMap<(PlaceCode, PlaceLevel), ReleasedTable> = {
                 let directory = self.shared.read_directory();

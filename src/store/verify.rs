@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use time::OffsetDateTime;
 
+use super::engine::{Engine, WriteBatch};
 use super::fold;
 use super::keyspace::{
     AlertLog, AuditByAgency, AuditByPrincipal, AuditLog, ByPlace, Checkpoints, Keyspace, Latest,
@@ -19,12 +20,12 @@ impl Store {
     /// Every way in which the stored projections differ from a replay of the log, and every
     /// gap in the log's sequence or a record's revisions. Empty when the store is consistent.
     pub fn verify_projections(&self) -> Result<Vec<String>, StoreError> {
-        let tree = &self.shared.tree;
+        let engine = &*self.shared.engine;
         let mut problems = Vec::new();
         let mut latest: BTreeMap<RecordKey, Revision> = BTreeMap::new();
         let mut journal = BTreeMap::new();
         let mut expected_sequence = 1;
-        for entry in Log::scan_all(tree) {
+        for entry in Log::scan_all(engine) {
             let (sequence, revision) = entry?;
             if sequence != expected_sequence || revision.sequence != sequence {
                 problems.push(format!(
@@ -57,7 +58,7 @@ impl Store {
 
         let mut expected_alert = 1;
         let mut reported_stale: BTreeMap<RecordKey, OffsetDateTime> = BTreeMap::new();
-        for entry in AlertLog::scan_all(tree) {
+        for entry in AlertLog::scan_all(engine) {
             let (sequence, alert) = entry?;
             if sequence != expected_alert || alert.sequence != sequence {
                 problems.push(format!(
@@ -73,7 +74,7 @@ impl Store {
         }
 
         let expected = Projections::of_log(&latest, journal, &reported_stale);
-        let stored = Projections::stored(tree)?;
+        let stored = Projections::stored(engine)?;
         for (key, sequence) in &expected.pointers {
             match stored.pointers.get(key) {
                 Some(found) if found == sequence => {}
@@ -87,7 +88,7 @@ impl Store {
             problems.push(format!("latest {key}: not in the log"));
         }
         for (place, sequence) in expected.places.symmetric_difference(&stored.places) {
-            let what = match Log::get(tree, sequence)? {
+            let what = match Log::get(engine, sequence)? {
                 Some(revision) => format!("{} (sequence {sequence})", revision.record.key),
                 None => format!("sequence {sequence}"),
             };
@@ -95,7 +96,7 @@ impl Store {
                 "place index: {what} at {place} disagrees with the log"
             ));
         }
-        let left_over = PlaceByKey::scan_all(tree).count();
+        let left_over = PlaceByKey::scan_all(engine).count();
         if left_over > 0 {
             problems.push(format!(
                 "place index: {left_over} entries of the old layout are left over"
@@ -128,31 +129,31 @@ impl Store {
     /// Replays the whole log and compares the counters with every checkpoint on the way and
     /// with the counters readers see now.
     fn verify_counters(&self) -> Result<Vec<String>, StoreError> {
-        let tree = &self.shared.tree;
+        let engine = &*self.shared.engine;
         let live = self.shared.read_inspection().clone();
         let directory = self.shared.read_directory();
         let geography = directory.fingerprint;
         let mut problems = Vec::new();
         let mut replayed = Inspection::default();
-        for entry in Checkpoints::range(tree, &0, &live.applied().saturating_add(1)) {
+        for entry in Checkpoints::range(engine, &0, &live.applied().saturating_add(1)) {
             let (sequence, checkpoint) = entry?;
             if checkpoint.geography != geography {
                 continue;
             }
-            replayed = fold::replay(tree, &directory, replayed, sequence, None)?;
+            replayed = fold::replay(engine, &directory, replayed, sequence, None)?;
             for place in Inspection::from_checkpoint(checkpoint).differences(&replayed) {
                 problems.push(format!(
                     "checkpoint {sequence}: the counters at {place} differ from a replay of the log"
                 ));
             }
         }
-        let replayed = fold::replay(tree, &directory, replayed, live.applied(), None)?;
+        let replayed = fold::replay(engine, &directory, replayed, live.applied(), None)?;
         for place in live.differences(&replayed) {
             problems.push(format!(
                 "counters at {place} differ from a replay of the log"
             ));
         }
-        for fault in audit_index_faults(tree)? {
+        for fault in audit_index_faults(engine)? {
             problems.push(fault.to_string());
         }
         Ok(problems)
@@ -171,11 +172,11 @@ impl Store {
 
     /// Records whose latest revision sits directly at `place`, least recently changed first.
     pub fn records_at(&self, place: PlaceCode) -> Result<Vec<RecordKey>, StoreError> {
-        let tree = &self.shared.tree;
-        ByPlace::scan(tree, place.as_bytes())
+        let engine = &*self.shared.engine;
+        ByPlace::scan(engine, place.as_bytes())
             .map(|entry| {
                 let ((_, sequence), ()) = entry?;
-                let revision = Log::get(tree, &sequence)?.ok_or_else(|| {
+                let revision = Log::get(engine, &sequence)?.ok_or_else(|| {
                     StoreError::Corrupt(format!(
                         "place index points at missing log entry {sequence}"
                     ))
@@ -187,7 +188,7 @@ impl Store {
 
     /// Records whose latest revision names `subject`.
     pub fn records_of_subject(&self, subject: SubjectKey) -> Result<Vec<RecordKey>, StoreError> {
-        fold::records_naming(&self.shared.tree, subject)
+        fold::records_naming(&*self.shared.engine, subject)
     }
 }
 
@@ -232,14 +233,14 @@ impl Projections {
     }
 
     /// What the store holds.
-    fn stored(tree: &sled::Tree) -> Result<Self, StoreError> {
+    fn stored(engine: &dyn Engine) -> Result<Self, StoreError> {
         Ok(Self {
-            pointers: Latest::scan_all(tree).collect::<Result<_, _>>()?,
-            places: ByPlace::scan_all(tree)
+            pointers: Latest::scan_all(engine).collect::<Result<_, _>>()?,
+            places: ByPlace::scan_all(engine)
                 .map(|e| e.map(|(k, ())| k))
                 .collect::<Result<_, _>>()?,
-            journal: SubjectJournal::scan_all(tree).collect::<Result<_, _>>()?,
-            watch: StaleWatch::scan_all(tree)
+            journal: SubjectJournal::scan_all(engine).collect::<Result<_, _>>()?,
+            watch: StaleWatch::scan_all(engine)
                 .map(|e| e.map(|(k, ())| k))
                 .collect::<Result<_, _>>()?,
         })
@@ -250,10 +251,10 @@ impl Projections {
 /// stale watch exactly what the log says, and the audit indexes exactly what the audit chain
 /// says (removing what is left of an older layout's place index), and how many entries it
 /// adds or removes. Run by the writer, so nothing else writes meanwhile.
-pub(super) fn repair_batch(tree: &sled::Tree) -> Result<(sled::Batch, usize), StoreError> {
+pub(super) fn repair_batch(engine: &dyn Engine) -> Result<(WriteBatch, usize), StoreError> {
     let mut latest: BTreeMap<RecordKey, Revision> = BTreeMap::new();
     let mut journal = BTreeMap::new();
-    for entry in Log::scan_all(tree) {
+    for entry in Log::scan_all(engine) {
         let (sequence, revision) = entry?;
         let previous = latest.get(&revision.record.key).map(|p| &p.record);
         for (subject, entry) in fold::journal_entries(previous, &revision) {
@@ -262,7 +263,7 @@ pub(super) fn repair_batch(tree: &sled::Tree) -> Result<(sled::Batch, usize), St
         latest.insert(revision.record.key.clone(), revision);
     }
     let mut reported_stale = BTreeMap::new();
-    for entry in AlertLog::scan_all(tree) {
+    for entry in AlertLog::scan_all(engine) {
         let (_, alert) = entry?;
         if alert.kind == AlertKind::StaleHighRisk {
             for key in alert.records {
@@ -271,8 +272,8 @@ pub(super) fn repair_batch(tree: &sled::Tree) -> Result<(sled::Batch, usize), St
         }
     }
     let expected = Projections::of_log(&latest, journal, &reported_stale);
-    let stored = Projections::stored(tree)?;
-    let mut batch = sled::Batch::default();
+    let stored = Projections::stored(engine)?;
+    let mut batch = WriteBatch::default();
     let mut changed = 0;
     for (key, sequence) in &expected.pointers {
         if stored.pointers.get(key) != Some(sequence) {
@@ -316,13 +317,13 @@ pub(super) fn repair_batch(tree: &sled::Tree) -> Result<(sled::Batch, usize), St
         StaleWatch::remove(&mut batch, entry);
         changed += 1;
     }
-    for entry in PlaceByKey::scan_all(tree) {
+    for entry in PlaceByKey::scan_all(engine) {
         PlaceByKey::remove(&mut batch, &entry?.0);
         changed += 1;
     }
-    for fault in audit_index_faults(tree)? {
+    for fault in audit_index_faults(engine)? {
         match fault {
-            AuditIndexFault::Missing { key, .. } => batch.insert(key, &[][..]),
+            AuditIndexFault::Missing { key, .. } => batch.insert(key, Vec::new()),
             AuditIndexFault::Stray { key, .. } => batch.remove(key),
         }
         changed += 1;
@@ -369,13 +370,13 @@ fn index_name(key: &[u8]) -> &'static str {
 
 /// Every way the audit indexes differ from the chain, one event and one entry at a time (the
 /// chain may be far larger than memory).
-fn audit_index_faults(tree: &sled::Tree) -> Result<Vec<AuditIndexFault>, StoreError> {
+fn audit_index_faults(engine: &dyn Engine) -> Result<Vec<AuditIndexFault>, StoreError> {
     let mut faults = Vec::new();
-    for entry in AuditLog::scan_all(tree) {
+    for entry in AuditLog::scan_all(engine) {
         let (_, event) = entry?;
         let (principal, agencies) = audit_index_entries(&event);
         for key in std::iter::once(principal).chain(agencies) {
-            if !tree.contains_key(&key)? {
+            if !engine.contains(&key)? {
                 faults.push(AuditIndexFault::Missing {
                     key,
                     event: event.sequence,
@@ -384,9 +385,9 @@ fn audit_index_faults(tree: &sled::Tree) -> Result<Vec<AuditIndexFault>, StoreEr
         }
     }
     let event_of = |sequence: u64| -> Result<Option<AuditEvent>, StoreError> {
-        AuditLog::get(tree, &sequence)
+        AuditLog::get(engine, &sequence)
     };
-    for entry in AuditByPrincipal::scan_all(tree) {
+    for entry in AuditByPrincipal::scan_all(engine) {
         let ((principal, sequence), ()) = entry?;
         if event_of(sequence)?.is_none_or(|e| e.principal != principal) {
             faults.push(AuditIndexFault::Stray {
@@ -396,7 +397,7 @@ fn audit_index_faults(tree: &sled::Tree) -> Result<Vec<AuditIndexFault>, StoreEr
             });
         }
     }
-    for entry in AuditByAgency::scan_all(tree) {
+    for entry in AuditByAgency::scan_all(engine) {
         let ((agency, sequence), ()) = entry?;
         if !event_of(sequence)?.is_some_and(|e| e.records.iter().any(|r| r.agency == agency)) {
             faults.push(AuditIndexFault::Stray {

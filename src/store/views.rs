@@ -59,13 +59,13 @@ impl Shared {
     /// The counters as they stood when `until` was written, from the nearest earlier
     /// checkpoint.
     pub(super) fn counters_at(&self, until: u64) -> Result<Inspection, StoreError> {
-        super::fold::counters_at(&self.tree, &self.read_directory(), until)
+        super::fold::counters_at(&*self.engine, &self.read_directory(), until)
     }
 
     /// The latest revision of every record as it stood when `until` was written.
     fn replay_records(&self, until: u64) -> Result<HashMap<RecordKey, Revision>, StoreError> {
         let mut latest = HashMap::new();
-        for entry in Log::scan_all(&self.tree) {
+        for entry in Log::scan_all(&*self.engine) {
             let (sequence, revision) = entry?;
             if sequence > until {
                 break;
@@ -150,9 +150,9 @@ impl Store {
     ) -> Result<PlaceView, StoreError> {
         let consistent_at = self.head_sequence();
         let mut records = Vec::new();
-        for entry in Latest::scan_all(&self.shared.tree) {
+        for entry in Latest::scan_all(&*self.shared.engine) {
             let (key, sequence) = entry?;
-            let revision = Log::get(&self.shared.tree, &sequence)?.ok_or_else(|| {
+            let revision = Log::get(&*self.shared.engine, &sequence)?.ok_or_else(|| {
                 StoreError::Corrupt(format!("latest revision of {key} is missing"))
             })?;
             records.push(revision.record);
@@ -303,7 +303,7 @@ impl Store {
     ) -> Result<Option<Vec<PlaceCode>>, StoreError> {
         let mut found = Vec::new();
         for place in places {
-            if ByPlace::newest_at(&self.shared.tree, place, before)
+            if ByPlace::newest_at(&*self.shared.engine, place, before)
                 .next()
                 .transpose()?
                 .is_some()
@@ -326,10 +326,10 @@ impl Store {
         wanted: usize,
         keep: impl Fn(&Revision) -> bool,
     ) -> Result<Vec<Revision>, StoreError> {
-        let tree = &self.shared.tree;
+        let engine = &*self.shared.engine;
         let mut cursors: Vec<_> = places
             .iter()
-            .map(|place| ByPlace::newest_at(tree, *place, before))
+            .map(|place| ByPlace::newest_at(engine, *place, before))
             .collect();
         // The next sequence of each cursor, largest on top.
         let mut heads = BinaryHeap::new();
@@ -340,7 +340,7 @@ impl Store {
         }
         let mut found = Vec::new();
         while let Some((sequence, i)) = heads.pop() {
-            let revision = Log::get(tree, &sequence)?.ok_or_else(|| {
+            let revision = Log::get(engine, &sequence)?.ok_or_else(|| {
                 StoreError::Corrupt(format!(
                     "place index points at missing log entry {sequence}"
                 ))
@@ -368,9 +368,9 @@ impl Store {
         wanted: usize,
         keep: impl Fn(&Revision) -> bool,
     ) -> Result<Vec<Revision>, StoreError> {
-        let tree = &self.shared.tree;
+        let engine = &*self.shared.engine;
         let mut found = Vec::new();
-        for entry in Log::newest_before(tree, before) {
+        for entry in Log::newest_before(engine, before) {
             let (sequence, revision) = entry?;
             if keep(&revision)
                 && self
@@ -378,7 +378,7 @@ impl Store {
                     .read_directory()
                     .geography
                     .within(revision.record.place, place)
-                && tree.contains_key(ByPlace::key(&(revision.record.place, sequence)))?
+                && engine.contains(&ByPlace::key(&(revision.record.place, sequence)))?
             {
                 found.push(revision);
                 if found.len() == wanted {
@@ -419,7 +419,7 @@ impl Store {
             let mut next = revision.previous;
             trail.push(revision);
             while let Some(sequence) = next {
-                let earlier = Log::get(&self.shared.tree, &sequence)?.ok_or_else(|| {
+                let earlier = Log::get(&*self.shared.engine, &sequence)?.ok_or_else(|| {
                     StoreError::Corrupt(format!("log entry {sequence} is missing"))
                 })?;
                 next = earlier.previous;
@@ -450,6 +450,6 @@ impl Store {
 
     /// A snapshot exactly as it was frozen.
     pub fn snapshot(&self, id: u64) -> Result<Option<Snapshot>, StoreError> {
-        Snapshots::get(&self.shared.tree, &id)
+        Snapshots::get(&*self.shared.engine, &id)
     }
 }

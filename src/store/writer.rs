@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
+use super::engine::WriteBatch;
 use super::fold::{self, Overlay};
 use super::keyspace::{
     Agencies, AlertLog, AuditHead, AuditLog, ByPlace, Checkpoints, Keyspace, Latest, Log,
@@ -136,14 +137,14 @@ impl Writer {
     /// Loads the counters from the last checkpoint, replays the log after it and hands them
     /// to the readers; a checkpoint is written at the head if anything was replayed.
     pub(super) fn new(shared: Arc<Shared>, head: u64, alert_head: u64) -> Result<Self, StoreError> {
-        let audit_head = AuditHead::get(&shared.tree, &())?.unwrap_or((0, [0; 32]));
+        let audit_head = AuditHead::get(&*shared.engine, &())?.unwrap_or((0, [0; 32]));
         let (inspection, last_checkpoint) = {
             let directory = shared.read_directory();
-            let loaded = fold::checkpoint_before(&shared.tree, head, directory.fingerprint)?;
+            let loaded = fold::checkpoint_before(&*shared.engine, head, directory.fingerprint)?;
             let last_checkpoint = loaded.as_ref().map_or(0, |c| c.applied);
             let start = loaded.map(Inspection::from_checkpoint).unwrap_or_default();
             (
-                fold::replay(&shared.tree, &directory, start, head, None)?,
+                fold::replay(&*shared.engine, &directory, start, head, None)?,
                 last_checkpoint,
             )
         };
@@ -158,7 +159,7 @@ impl Writer {
         };
         writer.publish(true);
         if writer.last_checkpoint < head {
-            let mut batch = sled::Batch::default();
+            let mut batch = WriteBatch::default();
             writer.checkpoint(&mut batch)?;
             writer.apply(batch)?;
         }
@@ -176,7 +177,7 @@ impl Writer {
     }
 
     /// Adds a checkpoint of the counters at the head to `batch`.
-    fn checkpoint(&mut self, batch: &mut sled::Batch) -> Result<(), StoreError> {
+    fn checkpoint(&mut self, batch: &mut WriteBatch) -> Result<(), StoreError> {
         let geography = self.shared.read_directory().fingerprint;
         let checkpoint = self.inspection.checkpoint(geography);
         Checkpoints::put(batch, &checkpoint.applied, &checkpoint)?;
@@ -187,24 +188,27 @@ impl Writer {
     /// Rebuilds the counters from the whole log, writing a checkpoint at every interval and
     /// at the head in place of every earlier one (after the geography changed, or a repair).
     fn rebuild_counters(&mut self) -> Result<(), StoreError> {
-        let tree = &self.shared.tree;
-        let mut stale = sled::Batch::default();
-        for key in tree.scan_prefix([Checkpoints::PREFIX]).keys() {
+        let engine = &*self.shared.engine;
+        let mut stale = WriteBatch::default();
+        for key in engine
+            .scan_prefix(&[Checkpoints::PREFIX])
+            .map(|entry| entry.map(|(key, _)| key))
+        {
             stale.remove(key?);
         }
-        tree.apply_batch(stale)?;
+        engine.apply(stale)?;
         let rebuilt = {
             let directory = self.shared.read_directory();
             let geography = directory.fingerprint;
             let mut write = |inspection: &Inspection| -> Result<(), StoreError> {
                 let checkpoint = inspection.checkpoint(geography);
-                let mut batch = sled::Batch::default();
+                let mut batch = WriteBatch::default();
                 Checkpoints::put(&mut batch, &checkpoint.applied, &checkpoint)?;
-                tree.apply_batch(batch)?;
+                engine.apply(batch)?;
                 Ok(())
             };
             fold::replay(
-                tree,
+                engine,
                 &directory,
                 Inspection::default(),
                 self.head,
@@ -212,7 +216,7 @@ impl Writer {
             )?
         };
         self.inspection = rebuilt;
-        let mut batch = sled::Batch::default();
+        let mut batch = WriteBatch::default();
         self.checkpoint(&mut batch)?;
         self.apply(batch)?;
         self.publish(true);
@@ -281,7 +285,7 @@ impl Writer {
                 }
                 Command::RepairProjections { reply } => {
                     let _ = reply.send(self.guarded(|w| {
-                        let (batch, changed) = super::verify::repair_batch(&w.shared.tree)?;
+                        let (batch, changed) = super::verify::repair_batch(&*w.shared.engine)?;
                         w.apply(batch)?;
                         w.rebuild_counters()?;
                         Ok(changed)
@@ -304,9 +308,9 @@ impl Writer {
         if self.failed.is_some() || self.last_checkpoint >= self.head {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = WriteBatch::default();
         self.checkpoint(&mut batch)?;
-        self.shared.tree.apply_batch(batch)?;
+        self.shared.engine.apply(batch)?;
         Ok(())
     }
 
@@ -366,7 +370,7 @@ impl Writer {
     /// Appends one event to the audit chain in `batch`, moving the chain's head.
     fn chain(
         &mut self,
-        batch: &mut sled::Batch,
+        batch: &mut WriteBatch,
         access: Access,
         at: OffsetDateTime,
     ) -> Result<u64, StoreError> {
@@ -387,11 +391,11 @@ impl Writer {
         accesses: Vec<Access>,
     ) -> Result<(Vec<Submitted>, Vec<u64>), StoreError> {
         let shared = Arc::clone(&self.shared);
-        let tree = &shared.tree;
+        let engine = &*shared.engine;
         let received_at = (shared.clock)();
         let directory = shared.read_directory();
-        let mut batch = sled::Batch::default();
-        // Revisions written earlier in this batch, which sled cannot show us yet.
+        let mut batch = WriteBatch::default();
+        // Revisions written earlier in this batch, which the engine cannot show us yet.
         let mut written: HashMap<RecordKey, Revision> = HashMap::new();
         // Subject journal entries written earlier in this batch.
         let mut overlay = Overlay::new();
@@ -403,7 +407,7 @@ impl Writer {
             let key = record.key.clone();
             let stored = match written.get(&record.key) {
                 Some(revision) => Some(revision.clone()),
-                None => Log::latest(tree, &record.key)?,
+                None => Log::latest(engine, &record.key)?,
             };
             let answer = match decide(stored.as_ref(), &record) {
                 Decision::Accept { revision } => {
@@ -416,7 +420,7 @@ impl Writer {
                         previous: stored.as_ref().map(|s| s.sequence),
                     };
                     let old = stored.as_ref().map(|s| &s.record);
-                    let others = fold::others(tree, old, &revision, &overlay)?;
+                    let others = fold::others(engine, old, &revision, &overlay)?;
                     let applied = self.inspection.apply(
                         &directory.geography,
                         &kind_of,
@@ -500,7 +504,7 @@ impl Writer {
         if self.head >= self.last_checkpoint + self.shared.checkpoint_every {
             self.checkpoint(&mut batch)?;
         }
-        tree.apply_batch(batch)?;
+        engine.apply(batch)?;
         let flushing = std::time::Instant::now();
         self.shared.make_durable()?;
         metrics::histogram!(telemetry::FLUSH_SECONDS).record(flushing.elapsed().as_secs_f64());
@@ -523,7 +527,7 @@ impl Writer {
         actor: Actor,
     ) -> Result<ImportOutcome, StoreError> {
         let plan = plan_import(&self.shared.read_directory().geography, &tables)?;
-        let mut batch = sled::Batch::default();
+        let mut batch = WriteBatch::default();
         let mut access = Access::by(actor);
         access.outcome = format!(
             "OK: {} places and {} memberships added",
@@ -565,18 +569,18 @@ impl Writer {
     /// it leaves the watch in the same batch.
     fn sweep_stale(&mut self) -> Result<usize, StoreError> {
         let now = (self.shared.clock)();
-        let tree = &self.shared.tree;
+        let engine = &*self.shared.engine;
         let cutoff = now - self.shared.rules.stale_after;
-        let mut batch = sled::Batch::default();
+        let mut batch = WriteBatch::default();
         let mut raised = 0;
         let from = (
             time::OffsetDateTime::UNIX_EPOCH - time::Duration::days(365 * 200),
             0,
         );
-        for entry in StaleWatch::range(tree, &from, &(cutoff, u64::MAX)) {
+        for entry in StaleWatch::range(engine, &from, &(cutoff, u64::MAX)) {
             let ((at, sequence), ()) = entry?;
             StaleWatch::remove(&mut batch, &(at, sequence));
-            let Some(revision) = Log::get(tree, &sequence)? else {
+            let Some(revision) = Log::get(engine, &sequence)? else {
                 return Err(StoreError::Corrupt(format!(
                     "the stale watch names missing log entry {sequence}"
                 )));
@@ -604,9 +608,9 @@ impl Writer {
         &mut self,
         schedule: Option<super::releases::Due>,
     ) -> Result<Option<super::releases::ReleasePoint>, StoreError> {
-        let tree = &self.shared.tree;
+        let engine = &*self.shared.engine;
         let now = (self.shared.clock)();
-        let last = match Releases::scan_all(tree).next_back() {
+        let last = match Releases::scan_all(engine).next_back() {
             Some(entry) => Some(entry?.1),
             None => None,
         };
@@ -645,9 +649,9 @@ impl Writer {
         tables: Vec<ReleasedTable>,
         actor: Option<Actor>,
     ) -> Result<Release, StoreError> {
-        let tree = &self.shared.tree;
+        let engine = &*self.shared.engine;
         let now = (self.shared.clock)();
-        let last = match Releases::scan_all(tree).next_back() {
+        let last = match Releases::scan_all(engine).next_back() {
             Some(entry) => entry?.1.number,
             None => 0,
         };
@@ -657,7 +661,7 @@ impl Writer {
                 release.number, release.sequence, self.head
             )));
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = WriteBatch::default();
         Releases::put(&mut batch, &release.number, &release)?;
         for table in &tables {
             ReleaseTables::put(
@@ -687,34 +691,34 @@ impl Writer {
     /// Everything durable right now, between batches: the heads of the three logs and the
     /// directory as stored.
     fn cut(&self) -> Result<super::backup::BackupCut, StoreError> {
-        let tree = &self.shared.tree;
+        let engine = &*self.shared.engine;
         Ok(super::backup::BackupCut {
             head: self.head,
             alert_head: self.alert_head,
             audit_head: self.audit_head,
-            last_snapshot: match Snapshots::scan_all(tree).next_back() {
+            last_snapshot: match Snapshots::scan_all(engine).next_back() {
                 Some(entry) => entry?.0,
                 None => 0,
             },
-            last_release: match Releases::scan_all(tree).next_back() {
+            last_release: match Releases::scan_all(engine).next_back() {
                 Some(entry) => entry?.0,
                 None => 0,
             },
-            places: Places::scan_all(tree)
+            places: Places::scan_all(engine)
                 .map(|e| e.map(|(_, place)| place))
                 .collect::<Result<_, _>>()?,
-            memberships: Memberships::scan_all(tree)
+            memberships: Memberships::scan_all(engine)
                 .map(|e| e.map(|(membership, ())| membership))
                 .collect::<Result<_, _>>()?,
-            agencies: Agencies::scan_all(tree)
+            agencies: Agencies::scan_all(engine)
                 .map(|e| e.map(|(_, agency)| agency))
                 .collect::<Result<_, _>>()?,
         })
     }
 
     /// Writes a batch and flushes it.
-    fn apply(&self, batch: sled::Batch) -> Result<(), StoreError> {
-        self.shared.tree.apply_batch(batch)?;
+    fn apply(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.shared.engine.apply(batch)?;
         self.shared.make_durable()?;
         Ok(())
     }
@@ -724,7 +728,7 @@ impl Writer {
         request: SnapshotRequest,
         actor: Actor,
     ) -> Result<Snapshot, StoreError> {
-        let id = match Snapshots::scan_all(&self.shared.tree).next_back() {
+        let id = match Snapshots::scan_all(&*self.shared.engine).next_back() {
             Some(entry) => entry?.0 + 1,
             None => 1,
         };
@@ -745,7 +749,7 @@ impl Writer {
             view,
             names,
         };
-        let mut batch = sled::Batch::default();
+        let mut batch = WriteBatch::default();
         Snapshots::put(&mut batch, &id, &snapshot)?;
         let mut access = Access::by(actor);
         access.place = Some(snapshot.view.place);
@@ -771,7 +775,7 @@ impl Writer {
             }
             _ => {}
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = WriteBatch::default();
         Agencies::put(&mut batch, &agency.id, &agency)?;
         let mut access = Access::by(actor);
         access.outcome = format!("OK: agency {} registered as {}", agency.id, agency.kind);
@@ -788,7 +792,7 @@ impl Writer {
 /// Adds a revision to the batch: its log entry and every projection that follows from it.
 /// Answers the subject journal entries it filed.
 pub(super) fn write_projections(
-    batch: &mut sled::Batch,
+    batch: &mut WriteBatch,
     stored: Option<&Revision>,
     revision: &Revision,
 ) -> Result<Vec<(crate::domain::SubjectKey, super::keyspace::SubjectEntry)>, StoreError> {
