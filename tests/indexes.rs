@@ -263,6 +263,42 @@ async fn page_through(
     }
 }
 
+/// Every risk listed under a place, a page of `page_size` at a time, live or as of a sequence.
+async fn listed(
+    connection: &Connection,
+    place: &str,
+    page_size: u32,
+    as_of_sequence: u64,
+) -> Vec<(u64, String)> {
+    let mut token = String::new();
+    let mut all = Vec::new();
+    loop {
+        let page = connection
+            .inspection()
+            .list_risks(proto::ListRisksRequest {
+                place_code: place.into(),
+                filter: None,
+                page_size,
+                page_token: token.clone(),
+                as_of_sequence,
+            })
+            .await
+            .expect("the inspector lists risks")
+            .into_inner();
+        all.extend(page.risks.iter().map(|r| {
+            let record = r.record.as_ref().expect("record");
+            (
+                r.sequence,
+                format!("{}/{}", record.agency_id, record.local_ref),
+            )
+        }));
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        token = page.next_page_token;
+    }
+}
+
 async fn run(
     changes: Vec<Change>,
     sizes: Vec<u32>,
@@ -271,9 +307,28 @@ async fn run(
     let (server, connection) = TestServer::north_east().await;
     let pool = Pool::read();
     let store = server.store().clone();
-    write(&store, &pool, &changes).await;
     // A ward, a district, a footprint area, the region and the country.
     let places = [NEWCASTLE_WARD, NEWCASTLE, NORTHUMBRIA, NORTH_EAST, ENGLAND];
+    // Half the changes, and every list as it stood then; later, asked for as of then, each
+    // list must be exactly what it was, however many changes came after.
+    let (first, second) = changes.split_at(changes.len() / 2);
+    write(&store, &pool, first).await;
+    let then = store.head_sequence();
+    let mut lists_then = Vec::new();
+    for place in places {
+        lists_then.push(listed(&connection, place, 1000, 0).await);
+    }
+    write(&store, &pool, second).await;
+    for (place, list) in places.iter().zip(&lists_then) {
+        let page_size = sizes[0];
+        prop_assert_eq!(
+            &listed(&connection, place, page_size, then).await,
+            list,
+            "{} as of {}",
+            place,
+            then
+        );
+    }
     for (i, place) in places.iter().enumerate() {
         let listed = page_through(&connection, &store, place, filters[i], sizes[i]).await?;
         let everything = page_through(&connection, &store, place, 0, 1000).await?;

@@ -70,12 +70,13 @@ fn journal_of(
     Ok(last)
 }
 
-/// Records whose latest revision names `subject` (active or not).
+/// Records whose latest revision, as of `until`, names `subject` (active or not).
 pub(super) fn records_naming(
     engine: &dyn Engine,
     subject: SubjectKey,
+    until: u64,
 ) -> Result<Vec<RecordKey>, StoreError> {
-    Ok(journal_of(engine, subject, u64::MAX, &[])?
+    Ok(journal_of(engine, subject, until.saturating_add(1), &[])?
         .into_iter()
         .filter(|(_, entry)| entry.named)
         .map(|(key, _)| key)

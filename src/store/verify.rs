@@ -188,7 +188,7 @@ impl Store {
 
     /// Records whose latest revision names `subject`.
     pub fn records_of_subject(&self, subject: SubjectKey) -> Result<Vec<RecordKey>, StoreError> {
-        fold::records_naming(&*self.shared.engine, subject)
+        fold::records_naming(&*self.shared.engine, subject, u64::MAX)
     }
 }
 

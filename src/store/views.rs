@@ -1,7 +1,7 @@
 //! Reading the inspection projection: place views, comparisons, risk lists, subject trails and
 //! snapshots, live or as of an earlier log sequence (replayed from the log).
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 use super::keyspace::{ByPlace, Keyspace, Latest, Log, Snapshots};
 use super::writer::Command;
@@ -60,19 +60,6 @@ impl Shared {
     /// checkpoint.
     pub(super) fn counters_at(&self, until: u64) -> Result<Inspection, StoreError> {
         super::fold::counters_at(&*self.engine, &self.read_directory(), until)
-    }
-
-    /// The latest revision of every record as it stood when `until` was written.
-    fn replay_records(&self, until: u64) -> Result<HashMap<RecordKey, Revision>, StoreError> {
-        let mut latest = HashMap::new();
-        for entry in Log::scan_all(&*self.engine) {
-            let (sequence, revision) = entry?;
-            if sequence > until {
-                break;
-            }
-            latest.insert(revision.record.key.clone(), revision);
-        }
-        Ok(latest)
     }
 }
 
@@ -185,11 +172,71 @@ impl Store {
         before: Option<u64>,
         as_of: Option<u64>,
     ) -> Result<RiskPage, StoreError> {
-        let as_of = self.as_of(as_of)?;
-        if as_of.is_none() {
-            return self.indexed_risks(place, filter, page_size, before);
+        match self.as_of(as_of)? {
+            None => self.indexed_risks(place, filter, page_size, before),
+            Some(until) => self.risks_as_of(place, filter, page_size, before, until),
         }
-        self.collected_risks(place, filter, page_size, before, as_of)
+    }
+
+    /// A page as the register stood when `until` was written: the log walked back from
+    /// there, keeping each revision that was then its record's latest. Memory holds a page,
+    /// never the log.
+    fn risks_as_of(
+        &self,
+        place: PlaceCode,
+        filter: &ViewFilter,
+        page_size: usize,
+        before: Option<u64>,
+        until: u64,
+    ) -> Result<RiskPage, StoreError> {
+        let engine = &*self.shared.engine;
+        let page_size = page_size.max(1);
+        let start = before.map_or(until, |b| b.saturating_sub(1).min(until));
+        let mut revisions = Vec::new();
+        for entry in Log::newest_before(engine, Some(start.saturating_add(1))) {
+            let (sequence, revision) = entry?;
+            let wanted = revision.record.is_active()
+                && filter.admits_record(&revision.record)
+                && self
+                    .shared
+                    .read_directory()
+                    .geography
+                    .within(revision.record.place, place);
+            if wanted
+                && self
+                    .revision_as_of(&revision.record.key, until)?
+                    .is_some_and(|then| then.sequence == sequence)
+            {
+                revisions.push(revision);
+                if revisions.len() > page_size {
+                    break;
+                }
+            }
+        }
+        let next = (revisions.len() > page_size).then(|| revisions[page_size - 1].sequence);
+        revisions.truncate(page_size);
+        Ok(RiskPage {
+            revisions,
+            next,
+            consistent_at: until,
+        })
+    }
+
+    /// The revision of a record that was its latest when `until` was written, found by
+    /// walking back from its latest.
+    fn revision_as_of(&self, key: &RecordKey, until: u64) -> Result<Option<Revision>, StoreError> {
+        let engine = &*self.shared.engine;
+        let mut next = Log::latest(engine, key)?;
+        while let Some(revision) = next {
+            if revision.sequence <= until {
+                return Ok(Some(revision));
+            }
+            next = match revision.previous {
+                Some(previous) => Log::get(engine, &previous)?,
+                None => None,
+            };
+        }
+        Ok(None)
     }
 
     /// The same page found by collecting every record under the place and sorting them: the
@@ -201,45 +248,21 @@ impl Store {
         page_size: usize,
         before: Option<u64>,
     ) -> Result<RiskPage, StoreError> {
-        self.collected_risks(place, filter, page_size, before, None)
-    }
-
-    fn collected_risks(
-        &self,
-        place: PlaceCode,
-        filter: &ViewFilter,
-        page_size: usize,
-        before: Option<u64>,
-        as_of: Option<u64>,
-    ) -> Result<RiskPage, StoreError> {
-        let consistent_at = as_of.unwrap_or_else(|| self.head_sequence());
-        let mut revisions: Vec<Revision> = match as_of {
-            Some(sequence) => {
-                let geography = &self.shared.read_directory().geography;
-                self.shared
-                    .replay_records(sequence)?
-                    .into_values()
-                    .filter(|r| geography.within(r.record.place, place))
-                    .collect()
-            }
-            None => {
-                let places = {
-                    let geography = &self.shared.read_directory().geography;
-                    let mut places = geography.descendants(place);
-                    places.push(place);
-                    places
-                };
-                let mut found = Vec::new();
-                for code in places {
-                    for key in self.records_at(code)? {
-                        if let Some(revision) = self.record(&key)? {
-                            found.push(revision);
-                        }
-                    }
-                }
-                found
-            }
+        let consistent_at = self.head_sequence();
+        let places = {
+            let geography = &self.shared.read_directory().geography;
+            let mut places = geography.descendants(place);
+            places.push(place);
+            places
         };
+        let mut revisions = Vec::new();
+        for code in places {
+            for key in self.records_at(code)? {
+                if let Some(revision) = self.record(&key)? {
+                    revisions.push(revision);
+                }
+            }
+        }
         revisions.retain(|r| {
             r.record.is_active()
                 && filter.admits_record(&r.record)
@@ -396,24 +419,14 @@ impl Store {
         as_of: Option<u64>,
     ) -> Result<(Vec<Revision>, u64), StoreError> {
         let as_of = self.as_of(as_of)?;
-        let (latest, consistent_at): (Vec<Revision>, u64) = match as_of {
-            Some(sequence) => (
-                self.shared
-                    .replay_records(sequence)?
-                    .into_values()
-                    .filter(|r| r.record.subject == Some(subject))
-                    .collect(),
-                sequence,
-            ),
-            None => {
-                let head = self.head_sequence();
-                let mut latest = Vec::new();
-                for key in self.records_of_subject(subject)? {
-                    latest.extend(self.record(&key)?);
-                }
-                (latest, head)
-            }
-        };
+        // The records naming the subject then, from the subject journal, each at its
+        // revision of then.
+        let until = as_of.unwrap_or_else(|| self.head_sequence());
+        let mut latest = Vec::new();
+        for key in super::fold::records_naming(&*self.shared.engine, subject, until)? {
+            latest.extend(self.revision_as_of(&key, until)?);
+        }
+        let consistent_at = until;
         let mut trail = Vec::new();
         for revision in latest {
             let mut next = revision.previous;
