@@ -302,19 +302,31 @@ pub struct Inspection {
 }
 
 /// The counters as persisted at a checkpoint: enough to rebuild an [`Inspection`] without
-/// the log before `applied`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// the log before `applied`, whole or (for a view of one place) only the places it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
+    pub header: CheckpointHeader,
+    pub places: Vec<PlaceCheckpoint>,
+}
+
+/// What a checkpoint holds besides the places' counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointHeader {
     pub applied: u64,
     /// The fingerprint of the geography the counters were made with: a checkpoint made
     /// before an import that changed the tree is recognised and not used.
     pub geography: u64,
     agencies: Vec<(AgencyId, AgencyKind)>,
-    places: Vec<StoredTally>,
 }
 
-/// A place's cells (sorted) and its two convergence counts, as a checkpoint keeps them.
-type StoredTally = (PlaceCode, Vec<(u64, u32)>, u64, u64);
+/// One place's cells (sorted) and its two convergence counts, as a checkpoint keeps them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaceCheckpoint {
+    pub place: PlaceCode,
+    cells: Vec<(u64, u32)>,
+    subjects_at_two_or_more_agencies: u64,
+    subjects_at_two_or_more_agency_kinds: u64,
+}
 
 /// Every place whose counters a record at `place` contributes to: itself, its ancestors and
 /// every footprint area containing any of them.
@@ -559,19 +571,22 @@ impl Inspection {
                 let mut cells: Vec<(u64, u32)> =
                     tally.cells.iter().map(|(cell, n)| (cell.0, *n)).collect();
                 cells.sort_unstable();
-                (
-                    *place,
+                PlaceCheckpoint {
+                    place: *place,
                     cells,
-                    tally.subjects_at_two_or_more_agencies,
-                    tally.subjects_at_two_or_more_agency_kinds,
-                )
+                    subjects_at_two_or_more_agencies: tally.subjects_at_two_or_more_agencies,
+                    subjects_at_two_or_more_agency_kinds: tally
+                        .subjects_at_two_or_more_agency_kinds,
+                }
             })
             .collect();
-        places.sort_unstable_by_key(|(place, ..)| *place);
+        places.sort_unstable_by_key(|p| p.place);
         Checkpoint {
-            applied: self.applied,
-            geography,
-            agencies: self.agencies.clone(),
+            header: CheckpointHeader {
+                applied: self.applied,
+                geography,
+                agencies: self.agencies.clone(),
+            },
             places,
         }
     }
@@ -614,24 +629,26 @@ impl Inspection {
     /// The counters a checkpoint kept; every place is marked touched, so publishing them
     /// hands over the lot.
     pub fn from_checkpoint(checkpoint: Checkpoint) -> Self {
+        let header = checkpoint.header;
         let mut inspection = Self {
-            applied: checkpoint.applied,
-            agency_index: checkpoint
+            applied: header.applied,
+            agency_index: header
                 .agencies
                 .iter()
                 .enumerate()
                 .map(|(i, (id, _))| (id.clone(), i as u32))
                 .collect(),
-            agencies: checkpoint.agencies,
+            agencies: header.agencies,
             ..Self::default()
         };
-        for (place, cells, agencies, kinds) in checkpoint.places {
+        for stored in checkpoint.places {
+            let place = stored.place;
             let mut tally = PlaceTally {
-                subjects_at_two_or_more_agencies: agencies,
-                subjects_at_two_or_more_agency_kinds: kinds,
+                subjects_at_two_or_more_agencies: stored.subjects_at_two_or_more_agencies,
+                subjects_at_two_or_more_agency_kinds: stored.subjects_at_two_or_more_agency_kinds,
                 ..PlaceTally::default()
             };
-            for (cell, n) in cells {
+            for (cell, n) in stored.cells {
                 let cell = Cell(cell);
                 let Some((group, category, severity)) = cell.parts() else {
                     continue;

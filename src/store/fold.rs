@@ -7,11 +7,16 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::engine::{Engine, WriteBatch};
 use super::keyspace::{
-    AlertLog, Checkpoints, Keyspace, Log, StaleWatch, SubjectEntry, SubjectJournal,
+    AlertLog, CheckpointPlaces, Checkpoints, Keyspace, Log, StaleWatch, SubjectEntry,
+    SubjectJournal,
 };
 use super::{Directory, StoreError};
-use crate::domain::inspection::{Checkpoint, Inspection, Others, Presence};
+use crate::domain::PlaceCode;
+use crate::domain::inspection::{Checkpoint, CheckpointHeader, Inspection, Others, Presence};
 use crate::domain::{AgencyId, AgencyKind, AlertKind, RecordKey, Revision, RiskRecord, SubjectKey};
+
+/// Called with the counters at each multiple of an interval during a replay.
+pub(super) type AtInterval<'a> = &'a mut dyn FnMut(&Inspection) -> Result<(), StoreError>;
 
 /// Journal entries written in the current batch, by subject, which the engine cannot show yet.
 pub(super) type Overlay = HashMap<SubjectKey, Vec<(u64, SubjectEntry)>>;
@@ -122,22 +127,23 @@ impl Directory {
     }
 }
 
-/// Called with the counters at each multiple of an interval during a replay.
-pub(super) type AtInterval<'a> = &'a mut dyn FnMut(&Inspection) -> Result<(), StoreError>;
-
 /// Folds the log after `inspection.applied()` up to `until` into the counters. `every`, when
 /// given, is called at each multiple of its interval with the counters as they stand there.
+/// `within`, when given, folds only the changes of records that are or were in that place:
+/// the counters are then right for it and the places inside it, and for nothing else.
 pub(super) fn replay(
     engine: &dyn Engine,
     directory: &Directory,
     mut inspection: Inspection,
     until: u64,
     mut every: Option<(u64, AtInterval<'_>)>,
+    within: Option<PlaceCode>,
 ) -> Result<Inspection, StoreError> {
     let from = inspection.applied() + 1;
     if from > until {
         return Ok(inspection);
     }
+    let geography = &directory.geography;
     let kind_of = |agency: &AgencyId| directory.kind_of(agency);
     let none = Overlay::new();
     for entry in Log::range(engine, &from, &until.saturating_add(1)) {
@@ -150,15 +156,21 @@ pub(super) fn replay(
                 None => None,
             };
         let old = old.as_ref().map(|r| &r.record);
-        let others = others(engine, old, &revision, &none)?;
-        inspection.apply(
-            &directory.geography,
-            &kind_of,
-            old,
-            &revision.record,
-            sequence,
-            &others,
-        );
+        let concerned = within.is_none_or(|place| {
+            geography.within(revision.record.place, place)
+                || old.is_some_and(|old| geography.within(old.place, place))
+        });
+        if concerned {
+            let others = others(engine, old, &revision, &none)?;
+            inspection.apply(
+                geography,
+                &kind_of,
+                old,
+                &revision.record,
+                sequence,
+                &others,
+            );
+        }
         if let Some((interval, at)) = every.as_mut()
             && sequence % *interval == 0
         {
@@ -168,19 +180,65 @@ pub(super) fn replay(
     Ok(inspection)
 }
 
+/// Adds a checkpoint to `batch`: its header and each place's counters.
+pub(super) fn put_checkpoint(
+    batch: &mut WriteBatch,
+    checkpoint: &Checkpoint,
+) -> Result<(), StoreError> {
+    let sequence = checkpoint.header.applied;
+    Checkpoints::put(batch, &sequence, &checkpoint.header)?;
+    for place in &checkpoint.places {
+        CheckpointPlaces::put(batch, &(sequence, place.place), place)?;
+    }
+    Ok(())
+}
+
+/// Removes every checkpoint (the counters are about to be rebuilt).
+pub(super) fn remove_checkpoints(engine: &dyn Engine) -> Result<(), StoreError> {
+    let mut batch = WriteBatch::default();
+    for prefix in [Checkpoints::PREFIX, CheckpointPlaces::PREFIX] {
+        for entry in engine.scan_prefix(&[prefix]) {
+            batch.remove(entry?.0);
+        }
+    }
+    engine.apply(batch)
+}
+
 /// The last checkpoint at or before `until` that was made under this geography.
 pub(super) fn checkpoint_before(
     engine: &dyn Engine,
     until: u64,
     geography: u64,
-) -> Result<Option<Checkpoint>, StoreError> {
+) -> Result<Option<CheckpointHeader>, StoreError> {
     match Checkpoints::range(engine, &0, &until.saturating_add(1)).next_back() {
         Some(entry) => {
-            let (_, checkpoint) = entry?;
-            Ok((checkpoint.geography == geography).then_some(checkpoint))
+            let (_, header) = entry?;
+            Ok((header.geography == geography).then_some(header))
         }
         None => Ok(None),
     }
+}
+
+/// A checkpoint with every place's counters, or (`places`) only these places'.
+pub(super) fn load_checkpoint(
+    engine: &dyn Engine,
+    header: CheckpointHeader,
+    places: Option<&[PlaceCode]>,
+) -> Result<Checkpoint, StoreError> {
+    let sequence = header.applied;
+    let places = match places {
+        None => CheckpointPlaces::scan(engine, &sequence.to_be_bytes())
+            .map(|entry| entry.map(|(_, place)| place))
+            .collect::<Result<_, _>>()?,
+        Some(codes) => {
+            let mut found = Vec::new();
+            for code in codes {
+                found.extend(CheckpointPlaces::get(engine, &(sequence, *code))?);
+            }
+            found
+        }
+    };
+    Ok(Checkpoint { header, places })
 }
 
 /// The counters as they stood when `until` was written: from the nearest earlier checkpoint,
@@ -190,10 +248,38 @@ pub(super) fn counters_at(
     directory: &Directory,
     until: u64,
 ) -> Result<Inspection, StoreError> {
-    let start = checkpoint_before(engine, until, directory.fingerprint)?
-        .map(Inspection::from_checkpoint)
-        .unwrap_or_default();
-    replay(engine, directory, start, until, None)
+    let start = match checkpoint_before(engine, until, directory.fingerprint)? {
+        Some(header) => Inspection::from_checkpoint(load_checkpoint(engine, header, None)?),
+        None => Inspection::default(),
+    };
+    replay(engine, directory, start, until, None, None)
+}
+
+/// The counters of `place` and its children as they stood when `until` was written: only
+/// their counters are read from the nearest earlier checkpoint, and only changes inside the
+/// place are replayed. The answer is right for those places and no others.
+pub(super) fn counters_of_place_at(
+    engine: &dyn Engine,
+    directory: &Directory,
+    place: PlaceCode,
+    until: u64,
+) -> Result<Inspection, StoreError> {
+    let start = match checkpoint_before(engine, until, directory.fingerprint)? {
+        Some(header) => {
+            let places: Vec<PlaceCode> = std::iter::once(place)
+                .chain(
+                    directory
+                        .geography
+                        .children(place)
+                        .into_iter()
+                        .map(|p| p.code),
+                )
+                .collect();
+            Inspection::from_checkpoint(load_checkpoint(engine, header, Some(&places))?)
+        }
+        None => Inspection::default(),
+    };
+    replay(engine, directory, start, until, None, Some(place))
 }
 
 /// Takes out of the stale watch every revision the alert log shows was already reported

@@ -10,7 +10,7 @@ use super::engine::{Engine, WriteBatch};
 use super::{Snapshot, SnapshotWithoutNames};
 use crate::domain::alert::Alert;
 use crate::domain::audit::{AuditEvent, link_hash};
-use crate::domain::inspection::Checkpoint;
+use crate::domain::inspection::{CheckpointHeader, PlaceCheckpoint};
 use crate::domain::release::{Release, ReleasedTable};
 use crate::domain::{
     Agency, AgencyId, LocalRef, Membership, Place, PlaceCode, PlaceLevel, RecordKey, Revision,
@@ -335,19 +335,37 @@ impl Keyspace for StaleWatch {
     }
 }
 
-/// The inspection counters as they stood at a log sequence: sequence → checkpoint. Start-up
-/// loads the last and replays only the log after it; an `as_of` view starts from the nearest
-/// earlier one.
+/// The inspection counters as they stood at a log sequence: sequence → what the checkpoint
+/// holds besides the places ([`CheckpointPlaces`]). Start-up loads the last and replays only
+/// the log after it; an `as_of` view starts from the nearest earlier one.
 pub(crate) struct Checkpoints;
 impl Keyspace for Checkpoints {
     const PREFIX: u8 = b'K';
     type Key = u64;
-    type Value = Checkpoint;
+    type Value = CheckpointHeader;
     fn encode_key(key: &u64, out: &mut Vec<u8>) {
         encode_sequence(*key, out);
     }
     fn decode_key(bytes: &[u8]) -> Result<u64, StoreError> {
         decode_sequence(bytes, "checkpoint")
+    }
+}
+
+/// Each place's counters at a checkpoint: (sequence, place) → counters, so a view of one
+/// place as of an earlier sequence reads that place and its children, not every place.
+pub(crate) struct CheckpointPlaces;
+impl Keyspace for CheckpointPlaces {
+    const PREFIX: u8 = b'C';
+    type Key = (u64, PlaceCode);
+    type Value = PlaceCheckpoint;
+    fn encode_key((sequence, place): &Self::Key, out: &mut Vec<u8>) {
+        encode_sequence(*sequence, out);
+        out.extend_from_slice(place.as_bytes());
+    }
+    fn decode_key(bytes: &[u8]) -> Result<Self::Key, StoreError> {
+        let what = "checkpoint place";
+        let (sequence, place) = bytes.split_at_checked(8).ok_or_else(|| corrupt(what))?;
+        Ok((decode_sequence(sequence, what)?, decode_place_code(place)?))
     }
 }
 

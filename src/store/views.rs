@@ -94,10 +94,13 @@ impl Store {
                 .read_inspection()
                 .view(&directory.geography, place, filter)),
             Some(sequence) => {
-                drop(directory);
-                let replayed = self.shared.counters_at(sequence)?;
-                let mut view =
-                    replayed.view(&self.shared.read_directory().geography, place, filter);
+                let replayed = super::fold::counters_of_place_at(
+                    &*self.shared.engine,
+                    &directory,
+                    place,
+                    sequence,
+                )?;
+                let mut view = replayed.view(&directory.geography, place, filter);
                 view.consistent_at = sequence;
                 Ok(view)
             }

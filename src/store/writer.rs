@@ -11,9 +11,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::engine::WriteBatch;
 use super::fold::{self, Overlay};
 use super::keyspace::{
-    Agencies, AlertLog, AuditHead, AuditLog, ByPlace, Checkpoints, Keyspace, Latest, Log,
-    Memberships, Places, ReleaseTables, Releases, Snapshots, StaleWatch, SubjectJournal,
-    index_audit_event,
+    Agencies, AlertLog, AuditHead, AuditLog, ByPlace, Keyspace, Latest, Log, Memberships, Places,
+    ReleaseTables, Releases, Snapshots, StaleWatch, SubjectJournal, index_audit_event,
 };
 use super::{ImportOutcome, Shared, Snapshot, SnapshotRequest, StoreError, Submitted};
 use crate::domain::audit::AuditEvent;
@@ -140,11 +139,18 @@ impl Writer {
         let audit_head = AuditHead::get(&*shared.engine, &())?.unwrap_or((0, [0; 32]));
         let (inspection, last_checkpoint) = {
             let directory = shared.read_directory();
-            let loaded = fold::checkpoint_before(&*shared.engine, head, directory.fingerprint)?;
-            let last_checkpoint = loaded.as_ref().map_or(0, |c| c.applied);
-            let start = loaded.map(Inspection::from_checkpoint).unwrap_or_default();
+            let engine = &*shared.engine;
+            let (start, last_checkpoint) =
+                match fold::checkpoint_before(engine, head, directory.fingerprint)? {
+                    Some(header) => {
+                        let applied = header.applied;
+                        let loaded = fold::load_checkpoint(engine, header, None)?;
+                        (Inspection::from_checkpoint(loaded), applied)
+                    }
+                    None => (Inspection::default(), 0),
+                };
             (
-                fold::replay(&*shared.engine, &directory, start, head, None)?,
+                fold::replay(&*shared.engine, &directory, start, head, None, None)?,
                 last_checkpoint,
             )
         };
@@ -180,8 +186,8 @@ impl Writer {
     fn checkpoint(&mut self, batch: &mut WriteBatch) -> Result<(), StoreError> {
         let geography = self.shared.read_directory().fingerprint;
         let checkpoint = self.inspection.checkpoint(geography);
-        Checkpoints::put(batch, &checkpoint.applied, &checkpoint)?;
-        self.last_checkpoint = checkpoint.applied;
+        fold::put_checkpoint(batch, &checkpoint)?;
+        self.last_checkpoint = checkpoint.header.applied;
         Ok(())
     }
 
@@ -189,21 +195,14 @@ impl Writer {
     /// at the head in place of every earlier one (after the geography changed, or a repair).
     fn rebuild_counters(&mut self) -> Result<(), StoreError> {
         let engine = &*self.shared.engine;
-        let mut stale = WriteBatch::default();
-        for key in engine
-            .scan_prefix(&[Checkpoints::PREFIX])
-            .map(|entry| entry.map(|(key, _)| key))
-        {
-            stale.remove(key?);
-        }
-        engine.apply(stale)?;
+        fold::remove_checkpoints(engine)?;
         let rebuilt = {
             let directory = self.shared.read_directory();
             let geography = directory.fingerprint;
             let mut write = |inspection: &Inspection| -> Result<(), StoreError> {
                 let checkpoint = inspection.checkpoint(geography);
                 let mut batch = WriteBatch::default();
-                Checkpoints::put(&mut batch, &checkpoint.applied, &checkpoint)?;
+                fold::put_checkpoint(&mut batch, &checkpoint)?;
                 engine.apply(batch)?;
                 Ok(())
             };
@@ -213,6 +212,7 @@ impl Writer {
                 Inspection::default(),
                 self.head,
                 Some((self.shared.checkpoint_every, &mut write)),
+                None,
             )?
         };
         self.inspection = rebuilt;
