@@ -29,6 +29,8 @@ pub trait Engine: Send + Sync {
     }
     /// Entries with keys from `from` up to, not including, `until`.
     fn range(&self, from: &[u8], until: &[u8]) -> Entries<'_>;
+    /// The first entry with a key after `key`: one look, where a range costs a look an entry.
+    fn first_after(&self, key: &[u8]) -> Result<Option<Entry>, StoreError>;
     /// Entries whose keys start with `prefix`.
     fn scan_prefix(&self, prefix: &[u8]) -> Entries<'_>;
     fn is_empty(&self) -> bool;
@@ -119,6 +121,13 @@ impl Engine for Sled {
 
     fn contains(&self, key: &[u8]) -> Result<bool, StoreError> {
         Ok(self.tree.contains_key(key)?)
+    }
+
+    fn first_after(&self, key: &[u8]) -> Result<Option<Entry>, StoreError> {
+        Ok(self
+            .tree
+            .get_gt(key)?
+            .map(|(key, value)| (key.to_vec(), value.to_vec())))
     }
 
     fn range(&self, from: &[u8], until: &[u8]) -> Entries<'_> {

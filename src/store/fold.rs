@@ -65,9 +65,18 @@ fn journal_of(
     extra: &[(u64, SubjectEntry)],
 ) -> Result<BTreeMap<RecordKey, SubjectEntry>, StoreError> {
     let mut last = BTreeMap::new();
-    for entry in SubjectJournal::range(engine, &(subject, 0), &(subject, before)) {
-        let (_, entry) = entry?;
-        last.insert(entry.record.clone(), entry);
+    // Most subjects are new: one look tells whether the journal holds anything under it
+    // before a range is opened.
+    let mut prefix = vec![SubjectJournal::PREFIX];
+    prefix.extend_from_slice(subject.as_bytes());
+    let filed = engine
+        .first_after(&prefix)?
+        .is_some_and(|(key, _)| key.starts_with(&prefix));
+    if filed {
+        for entry in SubjectJournal::range(engine, &(subject, 0), &(subject, before)) {
+            let (_, entry) = entry?;
+            last.insert(entry.record.clone(), entry);
+        }
     }
     for (_, entry) in extra.iter().filter(|(sequence, _)| *sequence < before) {
         last.insert(entry.record.clone(), entry.clone());
