@@ -490,14 +490,18 @@ impl Inspection {
                     if agencies_after {
                         tally.subjects_at_two_or_more_agencies += 1;
                     } else {
-                        tally.subjects_at_two_or_more_agencies -= 1;
+                        // Saturating: a replay for one place leaves its ancestors' counts
+                        // unread, so they may start from nothing.
+                        tally.subjects_at_two_or_more_agencies =
+                            tally.subjects_at_two_or_more_agencies.saturating_sub(1);
                     }
                 }
                 if kinds_before != kinds_after {
                     if kinds_after {
                         tally.subjects_at_two_or_more_agency_kinds += 1;
                     } else {
-                        tally.subjects_at_two_or_more_agency_kinds -= 1;
+                        tally.subjects_at_two_or_more_agency_kinds =
+                            tally.subjects_at_two_or_more_agency_kinds.saturating_sub(1);
                     }
                 }
             }

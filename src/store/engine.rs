@@ -124,10 +124,16 @@ impl Engine for Sled {
     }
 
     fn first_after(&self, key: &[u8]) -> Result<Option<Entry>, StoreError> {
-        Ok(self
-            .tree
-            .get_gt(key)?
-            .map(|(key, value)| (key.to_vec(), value.to_vec())))
+        // A range opened just after the key, read once.
+        let mut after = key.to_vec();
+        after.push(0);
+        match self.tree.range(after..).next() {
+            Some(entry) => {
+                let (key, value) = entry?;
+                Ok(Some((key.to_vec(), value.to_vec())))
+            }
+            None => Ok(None),
+        }
     }
 
     fn range(&self, from: &[u8], until: &[u8]) -> Entries<'_> {
