@@ -18,9 +18,6 @@ use crate::domain::{AgencyId, AgencyKind, AlertKind, RecordKey, Revision, RiskRe
 /// Called with the counters at each multiple of an interval during a replay.
 pub(super) type AtInterval<'a> = &'a mut dyn FnMut(&Inspection) -> Result<(), StoreError>;
 
-/// Journal entries written in the current batch, by subject, which the engine cannot show yet.
-pub(super) type Overlay = HashMap<SubjectKey, Vec<(u64, SubjectEntry)>>;
-
 /// The journal entries a revision files: under the subject it names, and a closing entry
 /// under a subject its previous revision named and it no longer does.
 pub(super) fn journal_entries(
@@ -56,14 +53,11 @@ pub(super) fn journal_entries(
     entries
 }
 
-/// Each record's last journal entry under `subject` before `before`, then `extra` (entries
-/// of the batch being written, in order).
-fn journal_of(
-    engine: &dyn Engine,
-    subject: SubjectKey,
-    before: u64,
-    extra: &[(u64, SubjectEntry)],
-) -> Result<BTreeMap<RecordKey, SubjectEntry>, StoreError> {
+/// Each record's last journal entry under a subject: who names it, where, and whether active.
+pub(super) type Filed = BTreeMap<RecordKey, SubjectEntry>;
+
+/// Each record's last journal entry under `subject` before `before`.
+fn journal_of(engine: &dyn Engine, subject: SubjectKey, before: u64) -> Result<Filed, StoreError> {
     let mut last = BTreeMap::new();
     // Most subjects are new: one look tells whether the journal holds anything under it
     // before a range is opened.
@@ -78,9 +72,6 @@ fn journal_of(
             last.insert(entry.record.clone(), entry);
         }
     }
-    for (_, entry) in extra.iter().filter(|(sequence, _)| *sequence < before) {
-        last.insert(entry.record.clone(), entry.clone());
-    }
     Ok(last)
 }
 
@@ -90,7 +81,7 @@ pub(super) fn records_naming(
     subject: SubjectKey,
     until: u64,
 ) -> Result<Vec<RecordKey>, StoreError> {
-    Ok(journal_of(engine, subject, until.saturating_add(1), &[])?
+    Ok(journal_of(engine, subject, until.saturating_add(1))?
         .into_iter()
         .filter(|(_, entry)| entry.named)
         .map(|(key, _)| key)
@@ -98,12 +89,11 @@ pub(super) fn records_naming(
 }
 
 /// For each subject `new` names or its previous revision named, the other active records
-/// naming it just before `new` was written.
+/// naming it just before `new` was written, from `filed` (the journal as it stood then).
 pub(super) fn others(
-    engine: &dyn Engine,
     old: Option<&RiskRecord>,
     new: &Revision,
-    overlay: &Overlay,
+    mut filed: impl FnMut(SubjectKey) -> Result<Filed, StoreError>,
 ) -> Result<Others, StoreError> {
     let mut others = Others::new();
     let subjects = old
@@ -114,8 +104,7 @@ pub(super) fn others(
         if others.contains_key(&subject) {
             continue;
         }
-        let extra = overlay.get(&subject).map_or(&[][..], Vec::as_slice);
-        let presences = journal_of(engine, subject, new.sequence, extra)?
+        let presences = filed(subject)?
             .into_iter()
             .filter(|(key, entry)| entry.named && entry.active && *key != new.record.key)
             .map(|(record, entry)| Presence {
@@ -126,6 +115,66 @@ pub(super) fn others(
         others.insert(subject, presences);
     }
     Ok(others)
+}
+
+/// The writer's copy of the journal for the subjects it met lately: exact for every subject it
+/// holds (the writer files every entry here as it files it in a batch), and bounded, so a
+/// subject's next change costs no read of the journal while it is held. Subjects met in the
+/// batch being written are always held, so entries not yet durable are never missed.
+pub(super) struct SubjectCache {
+    recent: HashMap<SubjectKey, Filed>,
+    older: HashMap<SubjectKey, Filed>,
+}
+
+/// Subjects the writer holds, at most (two generations of half as many).
+const CACHED_SUBJECTS: usize = 100_000;
+
+impl SubjectCache {
+    pub(super) fn new() -> Self {
+        Self {
+            recent: HashMap::new(),
+            older: HashMap::new(),
+        }
+    }
+
+    /// The journal under `subject` as the batch being written has left it so far.
+    pub(super) fn filed(
+        &mut self,
+        engine: &dyn Engine,
+        subject: SubjectKey,
+    ) -> Result<Filed, StoreError> {
+        if let Some(filed) = self.recent.get(&subject) {
+            return Ok(filed.clone());
+        }
+        let filed = match self.older.remove(&subject) {
+            Some(filed) => filed,
+            // Not met lately, so nothing of it is in the batch: the engine has it all.
+            None => journal_of(engine, subject, u64::MAX)?,
+        };
+        self.recent.insert(subject, filed.clone());
+        Ok(filed)
+    }
+
+    /// Files an entry just put in the batch (its subject was met by [`SubjectCache::filed`]).
+    pub(super) fn file(&mut self, subject: SubjectKey, entry: SubjectEntry) {
+        self.recent
+            .entry(subject)
+            .or_default()
+            .insert(entry.record.clone(), entry);
+    }
+
+    /// Between batches: the older generation is let go once the recent one is full.
+    pub(super) fn end_batch(&mut self) {
+        if self.recent.len() >= CACHED_SUBJECTS / 2 {
+            self.older = std::mem::take(&mut self.recent);
+        }
+    }
+
+    /// Forgets everything (after a failed write or a repair, when the journal may differ).
+    pub(super) fn clear(&mut self) {
+        self.recent.clear();
+        self.older.clear();
+    }
 }
 
 impl Directory {
@@ -154,7 +203,6 @@ pub(super) fn replay(
     }
     let geography = &directory.geography;
     let kind_of = |agency: &AgencyId| directory.kind_of(agency);
-    let none = Overlay::new();
     for entry in Log::range(engine, &from, &until.saturating_add(1)) {
         let (sequence, revision) = entry?;
         let old =
@@ -170,7 +218,9 @@ pub(super) fn replay(
                 || old.is_some_and(|old| geography.within(old.place, place))
         });
         if concerned {
-            let others = others(engine, old, &revision, &none)?;
+            let others = others(old, &revision, |subject| {
+                journal_of(engine, subject, sequence)
+            })?;
             inspection.apply(
                 geography,
                 &kind_of,

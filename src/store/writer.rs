@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use super::engine::WriteBatch;
-use super::fold::{self, Overlay};
+use super::fold::{self, SubjectCache};
 use super::keyspace::{
     Agencies, AlertLog, AuditHead, AuditLog, ByPlace, Keyspace, Latest, Log, Memberships, Places,
     ReleaseTables, Releases, Snapshots, StaleWatch, SubjectJournal, index_audit_event,
@@ -127,6 +127,8 @@ pub(super) struct Writer {
     inspection: Inspection,
     /// Sequence of the last checkpoint written.
     last_checkpoint: u64,
+    /// The journal of the subjects met lately.
+    subjects: SubjectCache,
     /// Set after a failed write or flush: what is on disk is then unknown, so the writer
     /// refuses everything until the store is reopened and recovered.
     failed: Option<String>,
@@ -161,6 +163,7 @@ impl Writer {
             audit_head,
             last_checkpoint,
             inspection,
+            subjects: SubjectCache::new(),
             failed: None,
         };
         writer.publish(true);
@@ -287,6 +290,7 @@ impl Writer {
                     let _ = reply.send(self.guarded(|w| {
                         let (batch, changed) = super::verify::repair_batch(&*w.shared.engine)?;
                         w.apply(batch)?;
+                        w.subjects.clear();
                         w.rebuild_counters()?;
                         Ok(changed)
                     }));
@@ -327,6 +331,8 @@ impl Writer {
         let result = write(self);
         if result.is_err() {
             (self.head, self.alert_head, self.audit_head) = heads;
+            // What the subject cache filed never reached the journal.
+            self.subjects.clear();
         }
         if let Err(
             error @ (StoreError::Storage(_) | StoreError::Codec(_) | StoreError::Corrupt(_)),
@@ -345,7 +351,9 @@ impl Writer {
             .map(|(record, actor, reply)| ((record, actor), reply))
             .unzip();
         let (accesses, audit_replies): (Vec<_>, Vec<_>) = batch.audits.into_iter().unzip();
-        match self.guarded(|w| w.write_batch(records, accesses)) {
+        let written = self.guarded(|w| w.write_batch(records, accesses));
+        self.subjects.end_batch();
+        match written {
             Ok((answers, audited)) => {
                 self.shared.head.store(self.head, Ordering::Release);
                 for (reply, answer) in record_replies.into_iter().zip(answers) {
@@ -397,8 +405,6 @@ impl Writer {
         let mut batch = WriteBatch::default();
         // Revisions written earlier in this batch, which the engine cannot show us yet.
         let mut written: HashMap<RecordKey, Revision> = HashMap::new();
-        // Subject journal entries written earlier in this batch.
-        let mut overlay = Overlay::new();
         let mut answers = Vec::with_capacity(records.len());
         let kind_of = |agency: &crate::domain::AgencyId| directory.kind_of(agency);
         // What each caller wrote, for one audit event per caller and batch.
@@ -420,7 +426,9 @@ impl Writer {
                         previous: stored.as_ref().map(|s| s.sequence),
                     };
                     let old = stored.as_ref().map(|s| &s.record);
-                    let others = fold::others(engine, old, &revision, &overlay)?;
+                    let others = fold::others(old, &revision, |subject| {
+                        self.subjects.filed(engine, subject)
+                    })?;
                     let applied = self.inspection.apply(
                         &directory.geography,
                         &kind_of,
@@ -443,10 +451,7 @@ impl Writer {
                     for (subject, entry) in
                         write_projections(&mut batch, stored.as_ref(), &revision)?
                     {
-                        overlay
-                            .entry(subject)
-                            .or_default()
-                            .push((revision.sequence, entry));
+                        self.subjects.file(subject, entry);
                     }
                     let answer = Submitted::Accepted {
                         revision: revision.revision,
