@@ -252,15 +252,23 @@ pub(super) fn put_checkpoint(
     Ok(())
 }
 
-/// Removes every checkpoint (the counters are about to be rebuilt).
+/// Removes every checkpoint (the counters are about to be rebuilt), headers first so that a
+/// removal cut short leaves no header without its places.
 pub(super) fn remove_checkpoints(engine: &dyn Engine) -> Result<(), StoreError> {
-    let mut batch = WriteBatch::default();
     for prefix in [Checkpoints::PREFIX, CheckpointPlaces::PREFIX] {
+        let mut batch = WriteBatch::default();
+        let mut pending = 0;
         for entry in engine.scan_prefix(&[prefix]) {
             batch.remove(entry?.0);
+            pending += 1;
+            if pending == 10_000 {
+                engine.apply(std::mem::take(&mut batch))?;
+                pending = 0;
+            }
         }
+        engine.apply(batch)?;
     }
-    engine.apply(batch)
+    Ok(())
 }
 
 /// The last checkpoint at or before `until` that was made under this geography.
