@@ -239,12 +239,17 @@ pub(super) fn replay(
     Ok(inspection)
 }
 
-/// Adds a checkpoint to `batch`: its header and each place's counters.
+/// Adds a checkpoint to `batch`: its header and each place's counters, in place of anything
+/// a removal cut short left under the same sequence.
 pub(super) fn put_checkpoint(
+    engine: &dyn Engine,
     batch: &mut WriteBatch,
     checkpoint: &Checkpoint,
 ) -> Result<(), StoreError> {
     let sequence = checkpoint.header.applied;
+    for entry in CheckpointPlaces::scan(engine, &sequence.to_be_bytes()) {
+        CheckpointPlaces::remove(batch, &entry?.0);
+    }
     Checkpoints::put(batch, &sequence, &checkpoint.header)?;
     for place in &checkpoint.places {
         CheckpointPlaces::put(batch, &(sequence, place.place), place)?;

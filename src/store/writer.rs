@@ -189,7 +189,7 @@ impl Writer {
     fn checkpoint(&mut self, batch: &mut WriteBatch) -> Result<(), StoreError> {
         let geography = self.shared.read_directory().fingerprint;
         let checkpoint = self.inspection.checkpoint(geography);
-        fold::put_checkpoint(batch, &checkpoint)?;
+        fold::put_checkpoint(&*self.shared.engine, batch, &checkpoint)?;
         self.last_checkpoint = checkpoint.header.applied;
         Ok(())
     }
@@ -205,7 +205,7 @@ impl Writer {
             let mut write = |inspection: &Inspection| -> Result<(), StoreError> {
                 let checkpoint = inspection.checkpoint(geography);
                 let mut batch = WriteBatch::default();
-                fold::put_checkpoint(&mut batch, &checkpoint)?;
+                fold::put_checkpoint(engine, &mut batch, &checkpoint)?;
                 engine.apply(batch)?;
                 Ok(())
             };
