@@ -4,10 +4,13 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use common::*;
 use marr::domain::Revision;
 use marr::proto;
+use marr::store::StoreOptions;
 
 fn marr(args: &[&str], dir: &Path) -> (Option<i32>, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_marr"))
@@ -406,6 +409,105 @@ async fn verify_names_each_damaged_entry_and_repair_fixes_all_but_a_gap_in_the_l
     ] {
         assert!(!text.contains(kind), "{kind} still in: {text}");
     }
+}
+
+/// The key of a stale watch entry: when the revision was received, then its sequence.
+fn watch_entry(revision: &Revision) -> Vec<u8> {
+    let nanos = revision.received_at.unix_timestamp_nanos() as i64;
+    let mut key = vec![b'D'];
+    key.extend_from_slice(&((nanos as u64) ^ (1 << 63)).to_be_bytes());
+    key.extend_from_slice(&revision.sequence.to_be_bytes());
+    key
+}
+
+#[tokio::test]
+async fn verify_tells_a_revision_reported_stale_from_one_the_sweep_lost() {
+    let offset_days = Arc::new(AtomicI64::new(0));
+    let clock_days = Arc::clone(&offset_days);
+    let options = StoreOptions {
+        clock: Arc::new(move || {
+            time::OffsetDateTime::now_utc()
+                + time::Duration::days(clock_days.load(Ordering::SeqCst))
+        }),
+        ..StoreOptions::default()
+    };
+    let (mut server, connection) = TestServer::north_east_with(options).await;
+    let high = |local_ref: &str| {
+        rec(
+            NEWCASTLE,
+            local_ref,
+            NEWCASTLE_WARD,
+            0,
+            proto::Severity::High,
+            9,
+        )
+    };
+    let answers = push_all(&connection, vec![high("S-1"), high("S-2")]).await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.outcome == proto::Outcome::Accepted as i32)
+    );
+    offset_days.store(31, Ordering::SeqCst);
+    assert_eq!(server.store().sweep_stale().await.expect("sweep"), 2);
+    // A new revision of S-1, received after it was reported, is watched again.
+    let mut reviewed = high("S-1");
+    reviewed.note = "Reviewed at strategy meeting".into();
+    reviewed.source_updated_at = Some(hours_ago(1));
+    let answers = push_all(&connection, vec![reviewed]).await;
+    assert_eq!(answers[0].outcome, proto::Outcome::Accepted as i32);
+    drop(connection);
+    server.stop().await;
+    let data = server.data_dir().to_path_buf();
+
+    // S-2 was reported stale and left the watch; S-1's newer revision is on it.
+    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("projections agree with the log (head 3)"),
+        "{text}"
+    );
+
+    // S-2 back on the watch would be reported twice; S-1 off it would never be.
+    {
+        let db = sled::open(&data).expect("opens");
+        let tree = db.open_tree("register").expect("tree");
+        let revision = |sequence: u64| -> Revision {
+            let value = tree
+                .get(log_entry(sequence))
+                .expect("read")
+                .expect("logged");
+            postcard::from_bytes(&value).expect("revision")
+        };
+        assert_eq!(revision(2).record.key.local_ref.as_str(), "S-2");
+        assert_eq!(revision(3).record.key.local_ref.as_str(), "S-1");
+        assert!(
+            tree.insert(watch_entry(&revision(2)), &[][..])
+                .expect("insert")
+                .is_none()
+        );
+        assert!(
+            tree.remove(watch_entry(&revision(3)))
+                .expect("remove")
+                .is_some()
+        );
+        db.flush().expect("flush");
+    }
+    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    assert_eq!(code, Some(1), "{text}");
+    for sequence in [2, 3] {
+        assert!(
+            text.contains(&format!(
+                "stale watch: log entry {sequence} disagrees with the log and the alert log"
+            )),
+            "{text}"
+        );
+    }
+    let (code, text) = marr(&["verify", "--repair", "--data-dir"], &data);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("repaired: 2 projection entries"), "{text}");
+    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    assert_eq!(code, Some(0), "{text}");
 }
 
 #[tokio::test]
