@@ -118,7 +118,7 @@ const REPAIR_BATCH: usize = 8192;
 
 /// Watched latest revisions without a stale watch entry held at once while the alert log is
 /// read to tell which of them were reported stale (and rightly left the watch).
-const UNWATCHED_CHUNK: usize = 65_536;
+const UNWATCHED_CHUNK: usize = 1 << 18;
 
 /// Makes the latest pointers, the place index, the subject journal and the stale watch
 /// exactly what the log says, and the audit indexes exactly what the audit chain says
@@ -224,7 +224,6 @@ impl<'a> Walk<'a> {
     /// Runs every check and answers the sequence the log ends at.
     fn run(&mut self) -> Result<u64, StoreError> {
         let log_end = self.log()?;
-        self.resolve_unwatched()?;
         // A repair's pointers are right from here on, so the alert log and the strays are
         // judged against them.
         self.flush()?;
@@ -241,6 +240,7 @@ impl<'a> Walk<'a> {
     /// projection entry of each revision.
     fn log(&mut self) -> Result<u64, StoreError> {
         let engine = self.engine;
+        let first_problem = self.problems.len();
         let mut log_end = 0;
         let mut after: Option<u64> = None;
         for entry in Log::scan_all(engine).rev() {
@@ -284,6 +284,9 @@ impl<'a> Walk<'a> {
         if let Some(first) = after.filter(|first| *first != 1) {
             self.notice(format!("log: expected sequence 1, found {first}"));
         }
+        self.resolve_unwatched()?;
+        // Found newest first, told oldest first.
+        self.problems[first_problem..].reverse();
         Ok(log_end)
     }
 
@@ -436,6 +439,7 @@ impl<'a> Walk<'a> {
             }
         }
         let mut missing: Vec<_> = std::mem::take(&mut self.unwatched).into_values().collect();
+        // Newest first, as the log walk finds everything else.
         missing.sort_by_key(|(_, sequence)| std::cmp::Reverse(*sequence));
         for entry in missing {
             self.found(
@@ -540,6 +544,7 @@ impl<'a> Walk<'a> {
         for entry in SubjectJournal::scan_all(engine) {
             let ((subject, sequence), _) = entry?;
             let filed = match Log::get(engine, &sequence)? {
+                Some(revision) if revision.record.subject == Some(subject) => true,
                 Some(revision) => {
                     let previous = self.previous_of(&revision)?;
                     fold::journal_entries(previous.as_ref().map(|p| &p.record), &revision)
