@@ -130,9 +130,7 @@ pub(super) fn repair_batch(engine: &dyn Engine) -> Result<(WriteBatch, usize), S
     let mut walk = Walk::new(engine, Some(Fixes::default()));
     walk.run()?;
     let audit_faults = audit_index_faults(engine)?;
-    let Some(mut fixes) = walk.fixes else {
-        return Err(StoreError::Corrupt("a repair without fixes".into()));
-    };
+    let mut fixes = walk.fixes.unwrap_or_default();
     for fault in audit_faults {
         match fault {
             AuditIndexFault::Missing { key, .. } => fixes.batch.insert(key, Vec::new()),
@@ -167,7 +165,8 @@ struct Walk<'a> {
     problems: Vec<String>,
     /// Previous revisions of records whose pointer is wrong, not yet reached.
     superseded: HashSet<u64>,
-    /// Records whose pointer was found wrong: their pointer cannot be followed.
+    /// Records whose pointer was found wrong, so it cannot be followed (only when verifying:
+    /// a repair has set every pointer right before it follows one).
     misdirected: HashSet<RecordKey>,
     /// Watched latest revisions with no watch entry: received at and sequence, by record.
     unwatched: HashMap<RecordKey, (OffsetDateTime, u64)>,
