@@ -4,9 +4,13 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use common::*;
+use marr::domain::Revision;
 use marr::proto;
+use marr::store::StoreOptions;
 
 fn marr(args: &[&str], dir: &Path) -> (Option<i32>, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_marr"))
@@ -214,6 +218,296 @@ async fn verify_finds_a_wrong_checkpoint_a_lost_journal_entry_and_a_lost_watch_a
         text.contains("projections agree with the log (head 3)"),
         "{text}"
     );
+}
+
+/// The key of a log entry.
+fn log_entry(sequence: u64) -> Vec<u8> {
+    let mut key = vec![b'L'];
+    key.extend_from_slice(&sequence.to_be_bytes());
+    key
+}
+
+#[tokio::test]
+async fn verify_names_each_damaged_entry_and_repair_fixes_all_but_a_gap_in_the_log() {
+    let (mut server, connection) = TestServer::north_east().await;
+    let answers = push_all(
+        &connection,
+        vec![
+            rec(
+                NEWCASTLE,
+                "V-1",
+                NEWCASTLE_WARD,
+                1,
+                proto::Severity::High,
+                5,
+            ),
+            rec(
+                NEWCASTLE,
+                "V-2",
+                NEWCASTLE_WARD,
+                2,
+                proto::Severity::High,
+                5,
+            ),
+            rec(
+                NORTHUMBRIA,
+                "V-3",
+                GATESHEAD_WARD,
+                1,
+                proto::Severity::High,
+                5,
+            ),
+            rec(
+                NEWCASTLE,
+                "V-1",
+                NEWCASTLE_WARD,
+                1,
+                proto::Severity::High,
+                2,
+            ),
+            rec(
+                NEWCASTLE,
+                "V-2",
+                NEWCASTLE_WARD,
+                2,
+                proto::Severity::Medium,
+                2,
+            ),
+            rec(
+                NEWCASTLE,
+                "V-4",
+                NEWCASTLE_WARD,
+                3,
+                proto::Severity::Medium,
+                3,
+            ),
+            rec(
+                NEWCASTLE,
+                "V-5",
+                NEWCASTLE_WARD,
+                0,
+                proto::Severity::Medium,
+                3,
+            ),
+        ],
+    )
+    .await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.outcome == proto::Outcome::Accepted as i32)
+    );
+    drop(connection);
+    server.stop().await;
+    let data = server.data_dir().to_path_buf();
+
+    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    assert_eq!(code, Some(0), "{text}");
+    {
+        let db = sled::open(&data).expect("opens");
+        let tree = db.open_tree("register").expect("tree");
+        let revisions: Vec<Revision> = tree
+            .scan_prefix(b"L")
+            .values()
+            .map(|value| postcard::from_bytes(&value.expect("read")).expect("revision"))
+            .collect();
+        let sequence_of = |local_ref: &str, revision: u32| {
+            revisions
+                .iter()
+                .find(|r| r.record.key.local_ref.as_str() == local_ref && r.revision == revision)
+                .expect("pushed")
+                .sequence
+        };
+        assert_eq!(
+            (1..=7)
+                .map(|n| revisions[n - 1].sequence)
+                .collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5, 6, 7]
+        );
+        assert_eq!(
+            [
+                sequence_of("V-1", 1),
+                sequence_of("V-2", 1),
+                sequence_of("V-3", 1),
+                sequence_of("V-1", 2),
+                sequence_of("V-2", 2),
+                sequence_of("V-4", 1),
+            ],
+            [1, 2, 3, 4, 5, 6]
+        );
+
+        // The latest pointer of V-1 goes back to its first revision.
+        let mut latest = vec![b'R'];
+        latest.extend(record_key(NEWCASTLE, "V-1"));
+        tree.insert(latest, postcard::to_stdvec(&1u64).expect("encodes"))
+            .expect("insert");
+        // V-2's first revision, superseded, is listed at its place again.
+        tree.insert(place_entry(NEWCASTLE_WARD, 2), &[][..])
+            .expect("insert");
+        // V-3's journal entry holds V-1's first entry instead.
+        let journal_key = |sequence: u64| {
+            tree.scan_prefix(b"B")
+                .keys()
+                .map(|key| key.expect("read"))
+                .find(|key| key[key.len() - 8..] == sequence.to_be_bytes())
+                .expect("journal entry")
+        };
+        let of_v1 = tree.get(journal_key(1)).expect("read").expect("entry");
+        tree.insert(journal_key(3), of_v1).expect("insert");
+        // V-2's second revision is medium risk, yet the stale sweep is told to watch it.
+        let received = revisions[4].received_at.unix_timestamp_nanos() as i64;
+        let mut watch = vec![b'D'];
+        watch.extend_from_slice(&((received as u64) ^ (1 << 63)).to_be_bytes());
+        watch.extend_from_slice(&5u64.to_be_bytes());
+        tree.insert(watch, &[][..]).expect("insert");
+        // V-4's only revision leaves the log, its projections stay behind.
+        assert!(tree.remove(log_entry(6)).expect("remove").is_some());
+        db.flush().expect("flush");
+    }
+
+    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    assert_eq!(code, Some(1), "{text}");
+    let damage = [
+        "latest E08000021/V-1: points at sequence 1, the log's latest is 4".to_string(),
+        format!(
+            "place index: E08000021/V-2 (sequence 2) at {NEWCASTLE_WARD} disagrees with the log"
+        ),
+        format!(
+            "subject journal: E23000007/V-3 at 3 under {} is missing or wrong",
+            subject(1)
+        ),
+        "stale watch: log entry 5 disagrees with the log and the alert log".to_string(),
+        "latest E08000021/V-4: not in the log".to_string(),
+        format!("place index: sequence 6 at {NEWCASTLE_WARD} disagrees with the log"),
+        format!(
+            "subject journal: entry at 6 under {} is not in the log",
+            subject(3)
+        ),
+    ];
+    for line in &damage {
+        assert!(text.contains(line.as_str()), "{line} not in: {text}");
+    }
+    let gap = "log: expected sequence 6, found 7";
+    assert!(text.contains(gap), "{text}");
+
+    // The log is the truth and is never rewritten: its gap stays, everything else is fixed.
+    let (code, text) = marr(&["verify", "--repair", "--data-dir"], &data);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("repaired: 7 projection entries"), "{text}");
+    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains(gap), "{text}");
+    for line in &damage {
+        assert!(!text.contains(line.as_str()), "{line} still in: {text}");
+    }
+    for kind in [
+        "latest ",
+        "place index",
+        "subject journal",
+        "stale watch",
+        "counters",
+    ] {
+        assert!(!text.contains(kind), "{kind} still in: {text}");
+    }
+}
+
+/// The key of a stale watch entry: when the revision was received, then its sequence.
+fn watch_entry(revision: &Revision) -> Vec<u8> {
+    let nanos = revision.received_at.unix_timestamp_nanos() as i64;
+    let mut key = vec![b'D'];
+    key.extend_from_slice(&((nanos as u64) ^ (1 << 63)).to_be_bytes());
+    key.extend_from_slice(&revision.sequence.to_be_bytes());
+    key
+}
+
+#[tokio::test]
+async fn verify_tells_a_revision_reported_stale_from_one_the_sweep_lost() {
+    let offset_days = Arc::new(AtomicI64::new(0));
+    let clock_days = Arc::clone(&offset_days);
+    let options = StoreOptions {
+        clock: Arc::new(move || {
+            time::OffsetDateTime::now_utc()
+                + time::Duration::days(clock_days.load(Ordering::SeqCst))
+        }),
+        ..StoreOptions::default()
+    };
+    let (mut server, connection) = TestServer::north_east_with(options).await;
+    let high = |local_ref: &str| {
+        rec(
+            NEWCASTLE,
+            local_ref,
+            NEWCASTLE_WARD,
+            0,
+            proto::Severity::High,
+            9,
+        )
+    };
+    let answers = push_all(&connection, vec![high("S-1"), high("S-2")]).await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.outcome == proto::Outcome::Accepted as i32)
+    );
+    offset_days.store(31, Ordering::SeqCst);
+    assert_eq!(server.store().sweep_stale().await.expect("sweep"), 2);
+    // A new revision of S-1, received after it was reported, is watched again.
+    let mut reviewed = high("S-1");
+    reviewed.note = "Reviewed at strategy meeting".into();
+    reviewed.source_updated_at = Some(hours_ago(1));
+    let answers = push_all(&connection, vec![reviewed]).await;
+    assert_eq!(answers[0].outcome, proto::Outcome::Accepted as i32);
+    drop(connection);
+    server.stop().await;
+    let data = server.data_dir().to_path_buf();
+
+    // S-2 was reported stale and left the watch; S-1's newer revision is on it.
+    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("projections agree with the log (head 3)"),
+        "{text}"
+    );
+
+    // S-2 back on the watch would be reported twice; S-1 off it would never be.
+    {
+        let db = sled::open(&data).expect("opens");
+        let tree = db.open_tree("register").expect("tree");
+        let revision = |sequence: u64| -> Revision {
+            let value = tree
+                .get(log_entry(sequence))
+                .expect("read")
+                .expect("logged");
+            postcard::from_bytes(&value).expect("revision")
+        };
+        assert_eq!(revision(2).record.key.local_ref.as_str(), "S-2");
+        assert_eq!(revision(3).record.key.local_ref.as_str(), "S-1");
+        assert!(
+            tree.insert(watch_entry(&revision(2)), &[][..])
+                .expect("insert")
+                .is_none()
+        );
+        assert!(
+            tree.remove(watch_entry(&revision(3)))
+                .expect("remove")
+                .is_some()
+        );
+        db.flush().expect("flush");
+    }
+    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    assert_eq!(code, Some(1), "{text}");
+    for sequence in [2, 3] {
+        assert!(
+            text.contains(&format!(
+                "stale watch: log entry {sequence} disagrees with the log and the alert log"
+            )),
+            "{text}"
+        );
+    }
+    let (code, text) = marr(&["verify", "--repair", "--data-dir"], &data);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("repaired: 2 projection entries"), "{text}");
+    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    assert_eq!(code, Some(0), "{text}");
 }
 
 #[tokio::test]

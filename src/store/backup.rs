@@ -405,8 +405,10 @@ fn restore_into(engine: &dyn Engine, input: impl Read) -> Result<BackupSummary, 
     let mut summary = BackupSummary::default();
     let mut batch = WriteBatch::default();
     let mut pending = 0usize;
-    // Each record's latest revision so far, to move its index entries as the log replays.
-    let mut latest: HashMap<RecordKey, Revision> = HashMap::new();
+    // The latest revision of each record written in the batch not yet applied, to move its
+    // index entries as the log replays; earlier ones are read back from the engine, so memory
+    // stays the size of one batch however many records the register holds.
+    let mut unapplied: HashMap<RecordKey, Revision> = HashMap::new();
     let mut next_sequence = 1u64;
     let mut audit_head = None;
     let mut audit_sequence = 0u64;
@@ -429,8 +431,12 @@ fn restore_into(engine: &dyn Engine, input: impl Read) -> Result<BackupSummary, 
                     )));
                 }
                 next_sequence += 1;
-                write_projections(&mut batch, latest.get(&revision.record.key), &revision)?;
-                latest.insert(revision.record.key.clone(), revision);
+                let stored = match unapplied.get(&revision.record.key) {
+                    Some(previous) => Some(previous.clone()),
+                    None => Log::latest(engine, &revision.record.key)?,
+                };
+                write_projections(&mut batch, stored.as_ref(), &revision)?;
+                unapplied.insert(revision.record.key.clone(), revision);
             }
             Frame::Alert(alert) => AlertLog::put(&mut batch, &alert.sequence, &alert)?,
             Frame::Snapshot(snapshot) => Snapshots::put(&mut batch, &snapshot.id, &snapshot)?,
@@ -455,6 +461,7 @@ fn restore_into(engine: &dyn Engine, input: impl Read) -> Result<BackupSummary, 
         pending += 1;
         if pending == RESTORE_BATCH {
             engine.apply(std::mem::take(&mut batch))?;
+            unapplied.clear();
             pending = 0;
         }
     }
