@@ -225,7 +225,7 @@ fn spread(from: u32, count: u32) -> Vec<proto::RiskRecord> {
                 proto::Severity::High,
                 proto::Severity::Critical,
             ][(n % 4) as usize];
-            rec(agency, &format!("R-{n}"), place, n % 300 + 1, severity, 1)
+            rec(agency, &format!("R-{n}"), place, n % 301 + 1, severity, 1)
         })
         .collect()
 }
