@@ -1,14 +1,17 @@
 //! The register's storage: one engine behind [`Store`] (sled, through the seam in `engine`),
-//! written only by the writer thread.
+//! written only by the writer thread (and, for the counters' checkpoints, by a rebuild it
+//! starts).
 //!
 //! The revision log is the truth; the latest-record, place and subject projections are written
 //! in the same atomic batch as the log entries they follow from, so no reader ever sees a
 //! projection that disagrees with the log. The inspection counters are folded from the log once
 //! (`fold`), kept in memory and checkpointed every `checkpoint_every` revisions, so a start
-//! replays only the log after the last checkpoint. The place index is kept by place and recency (the
-//! sequence of each record's latest revision), so a risk listing reads a page, not every record
-//! under the place; the audit indexes (by principal, by agency of a touched record) are written
-//! with each audit event, so one principal's or agency's events are not a scan of the chain.
+//! replays only the log after the last checkpoint; after an import changes the geography they
+//! are rebuilt in the background while writes go on (`rebuild`). The place index is kept by
+//! place and recency (the sequence of each record's latest revision), so a risk listing
+//! reads a page, not every record under the place; the audit indexes (by principal, by agency
+//! of a touched record) are written with each audit event, so one principal's or agency's
+//! events are not a scan of the chain.
 //! `layout` upgrades a store of an older shape when it opens.
 
 mod alerts;

@@ -198,8 +198,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Rebuilds the counters from the whole log, writing a checkpoint at every interval and
-    /// at the head in place of every earlier one (after the geography changed, or a repair).
+    /// Rebuilds the counters from the whole log on the writer, writing a checkpoint at every
+    /// interval and at the head in place of every earlier one (an offline repair; an import
+    /// rebuilds them in the background, see `rebuild`).
     fn rebuild_counters(&mut self) -> Result<(), StoreError> {
         let engine = &*self.shared.engine;
         fold::remove_checkpoints(engine)?;
