@@ -109,7 +109,9 @@ impl CounterRebuild {
     /// Counters rebuilt under the current geography, once a replay has finished; `head` is
     /// where a replay that must start again begins from. Never blocks.
     pub(super) fn finished(&mut self, head: u64) -> Option<Rebuilt> {
-        if !self.running.as_ref()?.done.load(Ordering::Acquire) {
+        let running = self.running.as_ref()?;
+        // A replay that panicked never set `done`, but its thread has ended all the same.
+        if !running.done.load(Ordering::Acquire) && !running.replay.is_finished() {
             return None;
         }
         let answer = self.join()?;
