@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use marr::cli::places;
+use marr::domain::inspection::{PlaceView, ViewFilter};
 use marr::domain::{PlaceLevel, Vocabulary};
 use marr::proto;
 use tonic::Code;
@@ -190,4 +191,221 @@ async fn an_agency_footprint_must_name_known_places() {
         .agencies;
     let ids: Vec<&str> = agencies.iter().map(|a| a.id.as_str()).collect();
     assert_eq!(ids, vec![NEWCASTLE, NORTHUMBRIA, "RTD"]);
+}
+
+/// Places whose counters an import of the police lookup moves, for records in Newcastle and
+/// Gateshead: the new police force area and community safety partnerships, and every level
+/// of the ward tree.
+const COUNTED: [&str; 10] = [
+    NORTHUMBRIA,
+    "E22000244",
+    "E22000245",
+    NEWCASTLE_WARD,
+    NEWCASTLE,
+    GATESHEAD_WARD,
+    GATESHEAD,
+    "E11000007",
+    NORTH_EAST,
+    ENGLAND,
+];
+
+/// Records of Newcastle's council and the regional health trust in Newcastle and Gateshead,
+/// naming a few hundred subjects so that some converge across agencies.
+fn spread(from: u32, count: u32) -> Vec<proto::RiskRecord> {
+    (from..from + count)
+        .map(|n| {
+            let (agency, place) = match n % 3 {
+                0 => (NEWCASTLE, NEWCASTLE_WARD),
+                1 => ("RTD", GATESHEAD_WARD),
+                _ => ("RTD", NEWCASTLE),
+            };
+            let severity = [
+                proto::Severity::Low,
+                proto::Severity::Medium,
+                proto::Severity::High,
+                proto::Severity::Critical,
+            ][(n % 4) as usize];
+            rec(agency, &format!("R-{n}"), place, n % 301 + 1, severity, 1)
+        })
+        .collect()
+}
+
+/// A store holding thousands of records in Newcastle and Gateshead under the ward tree
+/// alone, with checkpoints every 100 revisions.
+async fn wards_only_with_records() -> (TestServer, Connection) {
+    let options = marr::store::StoreOptions {
+        checkpoint_every: 100,
+        ..marr::store::StoreOptions::default()
+    };
+    let server = TestServer::start_with(options).await;
+    let connection = server.connect().await;
+    let wards = north_east_tables().swap_remove(2);
+    places::import_tables(&connection, vec![wards])
+        .await
+        .expect("wards import");
+    for (id, kind, footprint) in [
+        (
+            NEWCASTLE,
+            marr::domain::AgencyKind::ChildrenSocialCare,
+            NEWCASTLE,
+        ),
+        ("RTD", marr::domain::AgencyKind::Health, NORTH_EAST),
+    ] {
+        marr::cli::agencies::register(&connection, id, kind, id, &[footprint.to_string()])
+            .await
+            .expect("register agency");
+    }
+    let answers = push_all(&connection, spread(0, 3_000)).await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.outcome == proto::Outcome::Accepted as i32)
+    );
+    (server, connection)
+}
+
+/// Imports the police lookup, which puts Newcastle and Gateshead in Northumbria's police
+/// force area and their community safety partnerships, while the rebuild of the counters is
+/// held back; pushes records meanwhile and answers how many were accepted.
+async fn import_police_and_write_meanwhile(
+    server: &TestServer,
+    connection: &Connection,
+) -> (marr::store::RebuildHold, usize) {
+    let store = server.store();
+    let hold = store.hold_counter_rebuilds();
+    let police = north_east_tables().swap_remove(1);
+    places::import_tables(connection, vec![police])
+        .await
+        .expect("police import");
+    assert!(
+        store.counters_rebuilding(),
+        "the import answers before the counters are rebuilt"
+    );
+    let answers = push_all(connection, spread(3_000, 150)).await;
+    let accepted = answers
+        .iter()
+        .filter(|a| a.outcome == proto::Outcome::Accepted as i32)
+        .count();
+    assert_eq!(accepted, 150, "writes go on while the counters are rebuilt");
+    // Every write was answered while the rebuild was still outstanding.
+    assert!(store.counters_rebuilding());
+    (hold, accepted)
+}
+
+/// Every counted place's view, plain and filtered, equals a recount from the records, and
+/// the projections agree with the log.
+async fn assert_counters_are_a_recount(store: &marr::store::Store) -> Vec<PlaceView> {
+    let filters = [
+        ViewFilter::default(),
+        ViewFilter {
+            client_groups: vec![],
+            categories: vec![],
+            min_severity: Some(marr::domain::Severity::High),
+        },
+    ];
+    let mut views = Vec::new();
+    for place in COUNTED {
+        let place = marr::domain::PlaceCode::parse(place).expect("code");
+        for filter in &filters {
+            let counted = store.place_view(place, filter, None).expect("view");
+            let recounted = store.scan_place_view(place, filter).expect("scan");
+            assert_eq!(counted, recounted, "place {place}");
+            views.push(counted);
+        }
+    }
+    let checking = store.clone();
+    let problems = tokio::task::spawn_blocking(move || checking.verify_projections())
+        .await
+        .expect("verify task")
+        .expect("verify");
+    assert!(problems.is_empty(), "{problems:?}");
+    views
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_go_on_while_an_import_rebuilds_the_counters() {
+    let (server, connection) = wards_only_with_records().await;
+    let (hold, accepted) = import_police_and_write_meanwhile(&server, &connection).await;
+    let store = server.store();
+    let northumbria = marr::domain::PlaceCode::parse(NORTHUMBRIA).expect("code");
+    // Until the rebuilt counters are taken, the new area counts only what was written since.
+    let meanwhile = store
+        .place_view(northumbria, &ViewFilter::default(), None)
+        .expect("view");
+    let recounted = store
+        .scan_place_view(northumbria, &ViewFilter::default())
+        .expect("scan");
+    assert_ne!(meanwhile, recounted);
+
+    drop(hold);
+    store.counters_rebuilt().await;
+    assert!(!store.counters_rebuilding());
+    assert_counters_are_a_recount(store).await;
+    let view = store
+        .place_view(northumbria, &ViewFilter::default(), None)
+        .expect("view");
+    assert_eq!(
+        view.total,
+        3_000 + accepted as u64,
+        "Northumbria counts every record written before and during the import"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_while_an_import_rebuilds_the_counters_gives_a_recount() {
+    let (server, connection) = wards_only_with_records().await;
+    let (hold, _) = import_police_and_write_meanwhile(&server, &connection).await;
+    // The store stops with the rebuild outstanding; the next start replays under the new
+    // geography.
+    let server = server.restart().await;
+    drop(hold);
+    assert!(!server.store().counters_rebuilding());
+    assert_counters_are_a_recount(server.store()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_after_an_import_rebuilt_the_counters_keeps_them() {
+    let (server, connection) = wards_only_with_records().await;
+    let (hold, _) = import_police_and_write_meanwhile(&server, &connection).await;
+    drop(hold);
+    server.store().counters_rebuilt().await;
+    let before = assert_counters_are_a_recount(server.store()).await;
+    let server = server.restart().await;
+    let after = assert_counters_are_a_recount(server.store()).await;
+    assert_eq!(before, after);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_import_during_a_rebuild_is_counted_as_well() {
+    let (server, connection) = wards_only_with_records().await;
+    let store = server.store();
+    let hold = store.hold_counter_rebuilds();
+    // Newcastle joins Northumbria's police force area, then Gateshead, while the first
+    // import's rebuild is still outstanding.
+    for district in [NEWCASTLE, GATESHEAD] {
+        let mut police = north_east_tables().swap_remove(1);
+        police.rows.retain(|row| row.cells[1] == district);
+        assert_eq!(police.rows.len(), 1);
+        places::import_tables(&connection, vec![police])
+            .await
+            .expect("police import");
+        assert!(store.counters_rebuilding());
+    }
+    let answers = push_all(&connection, spread(3_000, 30)).await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.outcome == proto::Outcome::Accepted as i32)
+    );
+    drop(hold);
+    store.counters_rebuilt().await;
+    assert_counters_are_a_recount(store).await;
+    let northumbria = marr::domain::PlaceCode::parse(NORTHUMBRIA).expect("code");
+    let view = store
+        .place_view(northumbria, &ViewFilter::default(), None)
+        .expect("view");
+    assert_eq!(
+        view.total, 3_030,
+        "both districts' records count in the area"
+    );
 }

@@ -1,14 +1,17 @@
 //! The register's storage: one engine behind [`Store`] (sled, through the seam in `engine`),
-//! written only by the writer thread.
+//! written only by the writer thread (and, for the counters' checkpoints, by a rebuild it
+//! starts).
 //!
 //! The revision log is the truth; the latest-record, place and subject projections are written
 //! in the same atomic batch as the log entries they follow from, so no reader ever sees a
 //! projection that disagrees with the log. The inspection counters are folded from the log once
 //! (`fold`), kept in memory and checkpointed every `checkpoint_every` revisions, so a start
-//! replays only the log after the last checkpoint. The place index is kept by place and recency (the
-//! sequence of each record's latest revision), so a risk listing reads a page, not every record
-//! under the place; the audit indexes (by principal, by agency of a touched record) are written
-//! with each audit event, so one principal's or agency's events are not a scan of the chain.
+//! replays only the log after the last checkpoint; after an import changes the geography they
+//! are rebuilt in the background while writes go on (`rebuild`). The place index is kept by
+//! place and recency (the sequence of each record's latest revision), so a risk listing
+//! reads a page, not every record under the place; the audit indexes (by principal, by agency
+//! of a touched record) are written with each audit event, so one principal's or agency's
+//! events are not a scan of the chain.
 //! `layout` upgrades a store of an older shape when it opens.
 
 mod alerts;
@@ -18,6 +21,7 @@ mod engine;
 mod fold;
 mod keyspace;
 mod layout;
+mod rebuild;
 mod releases;
 mod verify;
 mod views;
@@ -25,6 +29,7 @@ mod views;
 pub use alerts::{AlertPage, AlertScan};
 pub use audit::AuditPage;
 pub use backup::{BackupCut, BackupSummary};
+pub use rebuild::RebuildHold;
 pub use releases::Due;
 pub use views::RiskPage;
 mod writer;
@@ -180,7 +185,7 @@ pub struct PlaceDetail {
 }
 
 /// The geography and agencies, held in memory so scope checks need no I/O.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Directory {
     geography: Geography,
     agencies: BTreeMap<AgencyId, Agency>,
@@ -213,6 +218,11 @@ struct Shared {
     /// Held for the whole of a release cut, from fixing its point to writing it, so two cuts
     /// never interleave and release numbers stay gap-free.
     releasing: tokio::sync::Mutex<()>,
+    /// True while the counters are being rebuilt in the background after an import changed
+    /// the geography.
+    counters_rebuilding: watch::Sender<bool>,
+    /// Holds finished rebuilds back from the writer (tests).
+    gate: Arc<rebuild::Gate>,
 }
 
 /// Where the register reads the time; tests substitute a clock they control.
@@ -310,6 +320,8 @@ impl Store {
             draining: watch::Sender::new(false),
             checkpoint_every: options.checkpoint_every.max(1),
             releasing: tokio::sync::Mutex::new(()),
+            counters_rebuilding: watch::Sender::new(false),
+            gate: Arc::default(),
         });
         // The writer loads the counters from the last checkpoint before anything is served.
         let writer = Writer::new(Arc::clone(&shared), head, alert_head)?;
@@ -329,6 +341,28 @@ impl Store {
     /// Sequence of the last durable revision (0 when the log is empty).
     pub fn head_sequence(&self) -> u64 {
         self.shared.head.load(Ordering::Acquire)
+    }
+
+    /// Whether the counters are being rebuilt in the background after an import changed the
+    /// geography. Until they are, views and alerts count the records written before the
+    /// import under the geography they were counted with (see `docs/operations.md`).
+    pub fn counters_rebuilding(&self) -> bool {
+        *self.shared.counters_rebuilding.borrow()
+    }
+
+    /// Waits until no counter rebuild is running: the rebuilt counters are then what readers
+    /// see (or, if the rebuild failed, the old ones stay until the next start rebuilds).
+    pub async fn counters_rebuilt(&self) {
+        let mut rebuilding = self.shared.counters_rebuilding.subscribe();
+        // The sender lives in the store, which `self` keeps alive.
+        let _ = rebuilding.wait_for(|running| !running).await;
+    }
+
+    /// Holds every finished counter rebuild back from the writer until the hold is dropped,
+    /// so a test can watch the store while a rebuild is outstanding.
+    #[doc(hidden)]
+    pub fn hold_counter_rebuilds(&self) -> RebuildHold {
+        self.shared.gate.hold()
     }
 
     /// Record batches made durable since the store was opened.

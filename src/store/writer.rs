@@ -14,6 +14,7 @@ use super::keyspace::{
     Agencies, AlertLog, AuditHead, AuditLog, ByPlace, Keyspace, Latest, Log, Memberships, Places,
     ReleaseTables, Releases, Snapshots, StaleWatch, SubjectJournal, index_audit_event,
 };
+use super::rebuild::CounterRebuild;
 use super::{ImportOutcome, Shared, Snapshot, SnapshotRequest, StoreError, Submitted};
 use crate::domain::audit::AuditEvent;
 use crate::domain::inspection::Inspection;
@@ -75,6 +76,9 @@ pub(super) enum Command {
     Cut {
         reply: oneshot::Sender<Result<super::backup::BackupCut, StoreError>>,
     },
+    /// A counter rebuild running in the background has finished (a nudge: the writer looks
+    /// for finished rebuilds after every command).
+    CountersRebuilt,
     /// Rewrites the latest pointers and indexes from the log.
     RepairProjections {
         reply: oneshot::Sender<Result<usize, StoreError>>,
@@ -132,6 +136,8 @@ pub(super) struct Writer {
     /// Set after a failed write or flush: what is on disk is then unknown, so the writer
     /// refuses everything until the store is reopened and recovered.
     failed: Option<String>,
+    /// The counters rebuilt off the writer after an import changed the geography.
+    rebuild: CounterRebuild,
 }
 
 impl Writer {
@@ -157,6 +163,7 @@ impl Writer {
             )
         };
         let mut writer = Self {
+            rebuild: CounterRebuild::new(Arc::clone(&shared)),
             shared,
             head,
             alert_head,
@@ -194,8 +201,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Rebuilds the counters from the whole log, writing a checkpoint at every interval and
-    /// at the head in place of every earlier one (after the geography changed, or a repair).
+    /// Rebuilds the counters from the whole log on the writer, writing a checkpoint at every
+    /// interval and at the head in place of every earlier one (an offline repair; an import
+    /// rebuilds them in the background, see `rebuild`).
     fn rebuild_counters(&mut self) -> Result<(), StoreError> {
         let engine = &*self.shared.engine;
         fold::remove_checkpoints(engine)?;
@@ -226,9 +234,49 @@ impl Writer {
         Ok(())
     }
 
+    /// Swaps in counters rebuilt in the background, once they are ready: the revisions
+    /// written since the rebuild began are replayed onto them, a checkpoint is written at the
+    /// head and readers get the whole of them.
+    fn take_rebuilt(&mut self) -> Result<(), StoreError> {
+        let Some(rebuilt) = self.rebuild.finished(self.head) else {
+            return Ok(());
+        };
+        let caught_up = {
+            let directory = self.shared.read_directory();
+            if rebuilt.geography != directory.fingerprint {
+                // Every import restarts the rebuild, so this is not expected; the counters
+                // stay owed and the next start rebuilds.
+                tracing::error!("rebuilt counters are for another geography; left unused");
+                return Ok(());
+            }
+            fold::replay(
+                &*self.shared.engine,
+                &directory,
+                rebuilt.inspection,
+                self.head,
+                None,
+                None,
+            )?
+        };
+        self.inspection = caught_up;
+        // The rebuild removed every checkpoint of the old geography when it began, and wrote
+        // only checkpoints of this one since; this one is at the head.
+        let mut batch = WriteBatch::default();
+        self.checkpoint(&mut batch)?;
+        self.apply(batch)?;
+        self.publish(true);
+        self.rebuild.adopted();
+        tracing::info!(head = self.head, "counters rebuilt under the new geography");
+        Ok(())
+    }
+
     pub(super) fn run(mut self, mut queue: mpsc::Receiver<Command>) {
         let mut carried: Option<Command> = None;
         loop {
+            if self.failed.is_none() {
+                // Between batches: a rebuild that finished is taken now.
+                let _ = self.guarded(|w| w.take_rebuilt());
+            }
             let Some(first) = carried.take().or_else(|| queue.blocking_recv()) else {
                 return;
             };
@@ -286,16 +334,22 @@ impl Writer {
                 Command::Cut { reply } => {
                     let _ = reply.send(self.guarded(|w| w.cut()));
                 }
+                Command::CountersRebuilt => {}
                 Command::RepairProjections { reply } => {
                     let _ = reply.send(self.guarded(|w| {
                         let (batch, changed) = super::verify::repair_batch(&*w.shared.engine)?;
                         w.apply(batch)?;
                         w.subjects.clear();
+                        // An offline repair: the counters are rebuilt here, in place of any
+                        // rebuild running in the background.
+                        w.rebuild.stop();
                         w.rebuild_counters()?;
+                        w.rebuild.settled();
                         Ok(changed)
                     }));
                 }
                 Command::Close { reply } => {
+                    self.rebuild.stop();
                     let flushed = self
                         .close_checkpoint()
                         .and_then(|()| self.shared.make_durable());
@@ -309,7 +363,7 @@ impl Writer {
 
     /// A checkpoint at the head on a clean stop, so the next start replays nothing.
     fn close_checkpoint(&mut self) -> Result<(), StoreError> {
-        if self.failed.is_some() || self.last_checkpoint >= self.head {
+        if self.failed.is_some() || self.rebuild.owed() || self.last_checkpoint >= self.head {
             return Ok(());
         }
         let mut batch = WriteBatch::default();
@@ -506,7 +560,9 @@ impl Writer {
         for access in accesses {
             audited.push(self.chain(&mut batch, access, received_at)?);
         }
-        if self.head >= self.last_checkpoint + self.shared.checkpoint_every {
+        // Counters that count old records under an older geography are never checkpointed.
+        if !self.rebuild.owed() && self.head >= self.last_checkpoint + self.shared.checkpoint_every
+        {
             self.checkpoint(&mut batch)?;
         }
         engine.apply(batch)?;
@@ -560,9 +616,15 @@ impl Writer {
             directory.geography.count_by_level()
         };
         if changed {
-            // New places or footprint memberships change where existing records count.
+            // New places or footprint memberships change where existing records count. The
+            // log is replayed under the new geography off the writer, so writes go on; until
+            // the rebuilt counters are swapped in, new changes count under the new geography
+            // and records written before the import as they were counted, and alerts are
+            // raised from those counters.
             self.inspection.geography_changed();
-            self.rebuild_counters()?;
+            if self.head > 0 {
+                self.rebuild.start(self.head);
+            }
         }
         Ok(ImportOutcome {
             report: plan.report,
