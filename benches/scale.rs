@@ -10,6 +10,11 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+
+/// The allocator `marr serve` runs with, so the in-process figures and the raw sled baseline
+/// are measured as the server would run them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod support;
 
 use std::path::Path;

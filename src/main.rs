@@ -579,6 +579,11 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// sled allocates and frees a node's worth of memory on every write; the system allocator
+/// spent a quarter of the writer's time on it (see docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // An empty MARR_* variable means unset, as if it were not there. Removed before any
     // other thread exists, which is what makes changing the environment sound.
