@@ -4,6 +4,7 @@
 //! `marr verify` all replay through here, never holding the log or its records in memory.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::engine::{Engine, WriteBatch};
 use super::keyspace::{
@@ -237,6 +238,42 @@ pub(super) fn replay(
         }
     }
     Ok(inspection)
+}
+
+/// Replays the whole log up to `until` into fresh counters, in place of every checkpoint
+/// (made under another geography, or not to be trusted), writing one at each multiple of
+/// `every`. Gives up with [`StoreError::Closed`] as soon as `stop` is set.
+pub(super) fn rebuild(
+    engine: &dyn Engine,
+    directory: &Directory,
+    until: u64,
+    every: u64,
+    stop: &AtomicBool,
+) -> Result<Inspection, StoreError> {
+    remove_checkpoints(engine)?;
+    let mut at = |inspection: &Inspection| -> Result<(), StoreError> {
+        if stop.load(Ordering::Relaxed) {
+            return Err(StoreError::Closed);
+        }
+        if inspection.applied().is_multiple_of(every) {
+            let mut batch = WriteBatch::default();
+            put_checkpoint(
+                engine,
+                &mut batch,
+                &inspection.checkpoint(directory.fingerprint),
+            )?;
+            engine.apply(batch)?;
+        }
+        Ok(())
+    };
+    replay(
+        engine,
+        directory,
+        Inspection::default(),
+        until,
+        Some((1, &mut at)),
+        None,
+    )
 }
 
 /// Adds a checkpoint to `batch`: its header and each place's counters, in place of anything

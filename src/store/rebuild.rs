@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use super::engine::WriteBatch;
 use super::writer::Command;
 use super::{Directory, Shared, StoreError, fold};
 use crate::domain::inspection::Inspection;
@@ -180,33 +179,17 @@ fn replay_all(
     until: u64,
     stop: &AtomicBool,
 ) -> Result<Rebuilt, StoreError> {
-    let engine = &*shared.engine;
-    let geography = directory.fingerprint;
-    let every = shared.checkpoint_every;
-    fold::remove_checkpoints(engine)?;
-    let mut at = |inspection: &Inspection| -> Result<(), StoreError> {
-        if stop.load(Ordering::Relaxed) {
-            return Err(StoreError::Closed);
-        }
-        if inspection.applied().is_multiple_of(every) {
-            let mut batch = WriteBatch::default();
-            fold::put_checkpoint(engine, &mut batch, &inspection.checkpoint(geography))?;
-            engine.apply(batch)?;
-        }
-        Ok(())
-    };
-    let inspection = fold::replay(
-        engine,
+    let inspection = fold::rebuild(
+        &*shared.engine,
         directory,
-        Inspection::default(),
         until,
-        Some((1, &mut at)),
-        None,
+        shared.checkpoint_every,
+        stop,
     )?;
     shared.gate.pass(stop);
     Ok(Rebuilt {
         inspection,
-        geography,
+        geography: directory.fingerprint,
     })
 }
 

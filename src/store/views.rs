@@ -47,6 +47,20 @@ pub struct RiskPage {
     pub consistent_at: u64,
 }
 
+impl RiskPage {
+    /// A page of `page_size` from revisions found newest first, with one more if there is a
+    /// next page.
+    fn of(mut revisions: Vec<Revision>, page_size: usize, consistent_at: u64) -> Self {
+        let next = (revisions.len() > page_size).then(|| revisions[page_size - 1].sequence);
+        revisions.truncate(page_size);
+        Self {
+            revisions,
+            next,
+            consistent_at,
+        }
+    }
+}
+
 impl Shared {
     pub(super) fn read_inspection(&self) -> std::sync::RwLockReadGuard<'_, Inspection> {
         self.inspection.read().unwrap_or_else(|p| p.into_inner())
@@ -192,37 +206,18 @@ impl Store {
         before: Option<u64>,
         until: u64,
     ) -> Result<RiskPage, StoreError> {
-        let engine = &*self.shared.engine;
         let page_size = page_size.max(1);
-        let start = before.map_or(until, |b| b.saturating_sub(1).min(until));
-        let mut revisions = Vec::new();
-        for entry in Log::newest_before(engine, Some(start.saturating_add(1))) {
-            let (sequence, revision) = entry?;
-            let wanted = revision.record.is_active()
-                && filter.admits_record(&revision.record)
-                && self
-                    .shared
-                    .read_directory()
-                    .geography
-                    .within(revision.record.place, place);
-            if wanted
-                && self
-                    .revision_as_of(&revision.record.key, until)?
-                    .is_some_and(|then| then.sequence == sequence)
-            {
-                revisions.push(revision);
-                if revisions.len() > page_size {
-                    break;
-                }
-            }
-        }
-        let next = (revisions.len() > page_size).then(|| revisions[page_size - 1].sequence);
-        revisions.truncate(page_size);
-        Ok(RiskPage {
-            revisions,
-            next,
-            consistent_at: until,
-        })
+        let before = Some(before.map_or(until, |b| b.saturating_sub(1).min(until)) + 1);
+        let keep = |revision: &Revision| {
+            revision.record.is_active() && filter.admits_record(&revision.record)
+        };
+        let then = |revision: &Revision| {
+            Ok(self
+                .revision_as_of(&revision.record.key, until)?
+                .is_some_and(|then| then.sequence == revision.sequence))
+        };
+        let revisions = self.walk_log(place, before, page_size + 1, keep, then)?;
+        Ok(RiskPage::of(revisions, page_size, until))
     }
 
     /// The revision of a record that was its latest when `until` was written, found by
@@ -272,13 +267,7 @@ impl Store {
                 && before.is_none_or(|b| r.sequence < b)
         });
         revisions.sort_by_key(|r| std::cmp::Reverse(r.sequence));
-        let next = (revisions.len() > page_size).then(|| revisions[page_size - 1].sequence);
-        revisions.truncate(page_size);
-        Ok(RiskPage {
-            revisions,
-            next,
-            consistent_at,
-        })
+        Ok(RiskPage::of(revisions, page_size, consistent_at))
     }
 
     /// A live page read through the place index. A place whose subtree holds few places with
@@ -307,17 +296,17 @@ impl Store {
             Some(places) => self.places_with_entries(places, before)?,
             None => None,
         };
-        let mut revisions = match few {
+        let revisions = match few {
             Some(places) => self.merge_places(&places, before, wanted, keep)?,
-            None => self.walk_log(place, before, wanted, keep)?,
+            None => {
+                let engine = &*self.shared.engine;
+                let latest = |revision: &Revision| {
+                    engine.contains(&ByPlace::key(&(revision.record.place, revision.sequence)))
+                };
+                self.walk_log(place, before, wanted, keep, latest)?
+            }
         };
-        let next = (revisions.len() > page_size).then(|| revisions[page_size - 1].sequence);
-        revisions.truncate(page_size);
-        Ok(RiskPage {
-            revisions,
-            next,
-            consistent_at,
-        })
+        Ok(RiskPage::of(revisions, page_size, consistent_at))
     }
 
     /// The places among `places` with index entries below `before`, or `None` when there are
@@ -384,27 +373,27 @@ impl Store {
         Ok(found)
     }
 
-    /// Walks the log back from `before` (or the head), keeping each revision that is still
-    /// its record's latest (its place index entry exists), lies within `place` and passes
-    /// `keep`, until `wanted` are found.
+    /// Walks the log back from `before` (or the head), keeping each revision that passes
+    /// `keep`, lies within `place` and is `current` (its record's latest now, or then), until
+    /// `wanted` are found.
     fn walk_log(
         &self,
         place: PlaceCode,
         before: Option<u64>,
         wanted: usize,
         keep: impl Fn(&Revision) -> bool,
+        current: impl Fn(&Revision) -> Result<bool, StoreError>,
     ) -> Result<Vec<Revision>, StoreError> {
-        let engine = &*self.shared.engine;
         let mut found = Vec::new();
-        for entry in Log::newest_before(engine, before) {
-            let (sequence, revision) = entry?;
+        for entry in Log::newest_before(&*self.shared.engine, before) {
+            let (_, revision) = entry?;
             if keep(&revision)
                 && self
                     .shared
                     .read_directory()
                     .geography
                     .within(revision.record.place, place)
-                && engine.contains(&ByPlace::key(&(revision.record.place, sequence)))?
+                && current(&revision)?
             {
                 found.push(revision);
                 if found.len() == wanted {

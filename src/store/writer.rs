@@ -205,28 +205,20 @@ impl Writer {
     /// interval and at the head in place of every earlier one (an offline repair; an import
     /// rebuilds them in the background, see `rebuild`).
     fn rebuild_counters(&mut self) -> Result<(), StoreError> {
-        let engine = &*self.shared.engine;
-        fold::remove_checkpoints(engine)?;
-        let rebuilt = {
-            let directory = self.shared.read_directory();
-            let geography = directory.fingerprint;
-            let mut write = |inspection: &Inspection| -> Result<(), StoreError> {
-                let checkpoint = inspection.checkpoint(geography);
-                let mut batch = WriteBatch::default();
-                fold::put_checkpoint(engine, &mut batch, &checkpoint)?;
-                engine.apply(batch)?;
-                Ok(())
-            };
-            fold::replay(
-                engine,
-                &directory,
-                Inspection::default(),
-                self.head,
-                Some((self.shared.checkpoint_every, &mut write)),
-                None,
-            )?
-        };
-        self.inspection = rebuilt;
+        let rebuilt = fold::rebuild(
+            &*self.shared.engine,
+            &self.shared.read_directory(),
+            self.head,
+            self.shared.checkpoint_every,
+            &std::sync::atomic::AtomicBool::new(false),
+        )?;
+        self.adopt(rebuilt)
+    }
+
+    /// Takes `counters` (folded up to the head) as the writer's, checkpoints them at the head
+    /// and hands the whole of them to the readers.
+    fn adopt(&mut self, counters: Inspection) -> Result<(), StoreError> {
+        self.inspection = counters;
         let mut batch = WriteBatch::default();
         self.checkpoint(&mut batch)?;
         self.apply(batch)?;
@@ -258,13 +250,9 @@ impl Writer {
                 None,
             )?
         };
-        self.inspection = caught_up;
         // The rebuild removed every checkpoint of the old geography when it began, and wrote
         // only checkpoints of this one since; this one is at the head.
-        let mut batch = WriteBatch::default();
-        self.checkpoint(&mut batch)?;
-        self.apply(batch)?;
-        self.publish(true);
+        self.adopt(caught_up)?;
         self.rebuild.adopted();
         tracing::info!(head = self.head, "counters rebuilt under the new geography");
         Ok(())
