@@ -111,6 +111,9 @@ pub struct StoreConfig {
     pub cache_mib: Option<u64>,
     /// Revisions between two checkpoints of the inspection counters (default 50000).
     pub checkpoint_every: Option<u64>,
+    /// Log or index entries one page of risks may read before answering a short page with a
+    /// token to resume (default 100000).
+    pub page_read_limit: Option<usize>,
 }
 
 /// The `[limits]` table: what one call, and one principal, may ask of the server.
@@ -341,6 +344,21 @@ impl Config {
         Ok(every)
     }
 
+    /// Entries one page of risks may read, checked.
+    pub fn page_read_limit(&self) -> Result<usize, ConfigError> {
+        let limit = self
+            .store
+            .page_read_limit
+            .unwrap_or(crate::store::DEFAULT_PAGE_READ_LIMIT);
+        if !(1_000..=10_000_000).contains(&limit) {
+            return Err(ConfigError::Invalid {
+                key: "store.page_read_limit".into(),
+                reason: "must be from 1000 to 10000000 (entries)".into(),
+            });
+        }
+        Ok(limit)
+    }
+
     /// Where callers' addresses come from: the TCP peer, or a trusted proxy's header.
     pub fn client_addresses(&self) -> Result<ClientAddresses, ConfigError> {
         let Some(proxy) = &self.proxy else {
@@ -367,6 +385,7 @@ impl Config {
         self.limits()?;
         self.cache_bytes()?;
         self.checkpoint_every()?;
+        self.page_read_limit()?;
         self.client_addresses()?;
         self.release_schedule()?;
         let mut names = HashSet::new();

@@ -273,6 +273,7 @@ async fn serve(
         fsync: config.store.fsync.unwrap_or(true),
         cache_bytes: config.cache_bytes()?,
         checkpoint_every: config.checkpoint_every()?,
+        page_read_limit: config.page_read_limit()?,
         ..StoreOptions::default()
     };
     let listener = tokio::net::TcpListener::bind(address)

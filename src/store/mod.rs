@@ -215,6 +215,8 @@ struct Shared {
     draining: watch::Sender<bool>,
     /// Revisions between two checkpoints of the counters.
     checkpoint_every: u64,
+    /// Log or index entries one page of risks may read.
+    page_read_limit: usize,
     /// Held for the whole of a release cut, from fixing its point to writing it, so two cuts
     /// never interleave and release numbers stay gap-free.
     releasing: tokio::sync::Mutex<()>,
@@ -241,6 +243,10 @@ pub struct StoreOptions {
     /// Revisions between two checkpoints of the counters (`[store] checkpoint_every`): the
     /// most a start after a crash replays, and the most an `as_of` view replays.
     pub checkpoint_every: u64,
+    /// Log or index entries one page of risks may read before it answers short, with a token
+    /// that resumes the walk (`[store] page_read_limit`): a filter that matches almost nothing
+    /// costs many cheap pages, never one unbounded call.
+    pub page_read_limit: usize,
 }
 
 /// sled's page cache unless the config says otherwise.
@@ -248,6 +254,9 @@ pub const DEFAULT_CACHE_MIB: u64 = 256;
 
 /// Revisions between checkpoints unless the config says otherwise.
 pub const DEFAULT_CHECKPOINT_EVERY: u64 = 50_000;
+
+/// Entries a page of risks may read unless the config says otherwise: tens of milliseconds.
+pub const DEFAULT_PAGE_READ_LIMIT: usize = 100_000;
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -257,6 +266,7 @@ impl Default for StoreOptions {
             fsync: true,
             cache_bytes: DEFAULT_CACHE_MIB * 1024 * 1024,
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
+            page_read_limit: DEFAULT_PAGE_READ_LIMIT,
         }
     }
 }
@@ -319,6 +329,7 @@ impl Store {
             alert_head: watch::Sender::new(alert_head),
             draining: watch::Sender::new(false),
             checkpoint_every: options.checkpoint_every.max(1),
+            page_read_limit: options.page_read_limit.max(1),
             releasing: tokio::sync::Mutex::new(()),
             counters_rebuilding: watch::Sender::new(false),
             gate: Arc::default(),

@@ -49,14 +49,38 @@ pub struct RiskPage {
 
 impl RiskPage {
     /// A page of `page_size` from revisions found newest first, with one more if there is a
-    /// next page.
-    fn of(mut revisions: Vec<Revision>, page_size: usize, consistent_at: u64) -> Self {
-        let next = (revisions.len() > page_size).then(|| revisions[page_size - 1].sequence);
+    /// next page. A walk that stopped short resumes where it stopped.
+    fn of(found: Found, page_size: usize, consistent_at: u64) -> Self {
+        let Found {
+            mut revisions,
+            stopped_at,
+        } = found;
+        let next = if revisions.len() > page_size {
+            Some(revisions[page_size - 1].sequence)
+        } else {
+            stopped_at
+        };
         revisions.truncate(page_size);
         Self {
             revisions,
             next,
             consistent_at,
+        }
+    }
+}
+
+/// Revisions a walk found, newest first, and the sequence it stopped at when it had read as
+/// many entries as a page may before finding a page (the next page resumes below it).
+struct Found {
+    revisions: Vec<Revision>,
+    stopped_at: Option<u64>,
+}
+
+impl Found {
+    fn all(revisions: Vec<Revision>) -> Self {
+        Self {
+            revisions,
+            stopped_at: None,
         }
     }
 }
@@ -216,8 +240,8 @@ impl Store {
                 .revision_as_of(&revision.record.key, until)?
                 .is_some_and(|then| then.sequence == revision.sequence))
         };
-        let revisions = self.walk_log(place, before, page_size + 1, keep, then)?;
-        Ok(RiskPage::of(revisions, page_size, until))
+        let found = self.walk_log(place, before, page_size + 1, keep, then)?;
+        Ok(RiskPage::of(found, page_size, until))
     }
 
     /// The revision of a record that was its latest when `until` was written, found by
@@ -267,7 +291,11 @@ impl Store {
                 && before.is_none_or(|b| r.sequence < b)
         });
         revisions.sort_by_key(|r| std::cmp::Reverse(r.sequence));
-        Ok(RiskPage::of(revisions, page_size, consistent_at))
+        Ok(RiskPage::of(
+            Found::all(revisions),
+            page_size,
+            consistent_at,
+        ))
     }
 
     /// A live page read through the place index. A place whose subtree holds few places with
@@ -296,7 +324,7 @@ impl Store {
             Some(places) => self.places_with_entries(places, before)?,
             None => None,
         };
-        let revisions = match few {
+        let found = match few {
             Some(places) => self.merge_places(&places, before, wanted, keep)?,
             None => {
                 let engine = &*self.shared.engine;
@@ -306,7 +334,7 @@ impl Store {
                 self.walk_log(place, before, wanted, keep, latest)?
             }
         };
-        Ok(RiskPage::of(revisions, page_size, consistent_at))
+        Ok(RiskPage::of(found, page_size, consistent_at))
     }
 
     /// The places among `places` with index entries below `before`, or `None` when there are
@@ -333,14 +361,14 @@ impl Store {
     }
 
     /// Merges the places' index entries below `before`, newest first, reading each log entry
-    /// only as it comes up, until `wanted` revisions pass `keep`.
+    /// only as it comes up, until `wanted` revisions pass `keep` or a page's reads are spent.
     fn merge_places(
         &self,
         places: &[PlaceCode],
         before: Option<u64>,
         wanted: usize,
         keep: impl Fn(&Revision) -> bool,
-    ) -> Result<Vec<Revision>, StoreError> {
+    ) -> Result<Found, StoreError> {
         let engine = &*self.shared.engine;
         let mut cursors: Vec<_> = places
             .iter()
@@ -354,7 +382,16 @@ impl Store {
             }
         }
         let mut found = Vec::new();
+        let mut read = 0;
         while let Some((sequence, i)) = heads.pop() {
+            if read == self.shared.page_read_limit {
+                // Everything from `sequence` down is still to read.
+                return Ok(Found {
+                    revisions: found,
+                    stopped_at: Some(sequence + 1),
+                });
+            }
+            read += 1;
             let revision = Log::get(engine, &sequence)?.ok_or_else(|| {
                 StoreError::Corrupt(format!(
                     "place index points at missing log entry {sequence}"
@@ -370,12 +407,12 @@ impl Store {
                 heads.push((next, i));
             }
         }
-        Ok(found)
+        Ok(Found::all(found))
     }
 
     /// Walks the log back from `before` (or the head), keeping each revision that passes
     /// `keep`, lies within `place` and is `current` (its record's latest now, or then), until
-    /// `wanted` are found.
+    /// `wanted` are found or a page's reads are spent.
     fn walk_log(
         &self,
         place: PlaceCode,
@@ -383,10 +420,16 @@ impl Store {
         wanted: usize,
         keep: impl Fn(&Revision) -> bool,
         current: impl Fn(&Revision) -> Result<bool, StoreError>,
-    ) -> Result<Vec<Revision>, StoreError> {
+    ) -> Result<Found, StoreError> {
         let mut found = Vec::new();
-        for entry in Log::newest_before(&*self.shared.engine, before) {
-            let (_, revision) = entry?;
+        for (read, entry) in Log::newest_before(&*self.shared.engine, before).enumerate() {
+            let (sequence, revision) = entry?;
+            if read == self.shared.page_read_limit {
+                return Ok(Found {
+                    revisions: found,
+                    stopped_at: Some(sequence + 1),
+                });
+            }
             if keep(&revision)
                 && self
                     .shared
@@ -401,7 +444,7 @@ impl Store {
                 }
             }
         }
-        Ok(found)
+        Ok(Found::all(found))
     }
 
     /// One subject's trail: every revision of every record naming the subject, in time order.
