@@ -61,6 +61,7 @@ impl Directory for DirectoryService {
             places: level_counts(places),
             footprint_areas: level_counts(areas),
             places_added: report.places_added,
+            code_changes: report.code_changes,
             rows_read: report.rows_read,
             rows_skipped: report.rows_skipped(),
             skipped: report

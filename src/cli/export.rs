@@ -32,6 +32,8 @@ pub fn geographic_level(level: PlaceLevel) -> &'static str {
         PlaceLevel::PoliceForceArea => "Police force area",
         PlaceLevel::CommunitySafetyPartnership => "Community safety partnership",
         PlaceLevel::ClinicalCommissioningGroup => "Clinical commissioning group",
+        PlaceLevel::SubIcbLocation => "Sub-ICB location",
+        PlaceLevel::IntegratedCareBoard => "Integrated care board",
         // Never published; named for completeness.
         PlaceLevel::Ward => "Ward",
         PlaceLevel::Lsoa => "Lower layer super output area",

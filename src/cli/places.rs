@@ -100,6 +100,12 @@ pub fn report_lines(report: &proto::ImportPlacesResponse) -> Vec<String> {
         "{} rows read, {} places added, {} rows skipped",
         report.rows_read, report.places_added, report.rows_skipped
     ));
+    if report.code_changes > 0 {
+        lines.push(format!(
+            "{} code changes read: older codes in these tables were read as their successors",
+            report.code_changes
+        ));
+    }
     for count in &report.places {
         lines.push(format!(
             "  {:<30} {:>7}",

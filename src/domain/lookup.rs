@@ -38,7 +38,7 @@ pub enum LookupError {
     #[error("table `{table}` has no header row")]
     NoHeader { table: String },
     #[error(
-        "table `{table}` has no recognised place column (expected ONS headers such as WD19CD, LAD21CD, CTY19CD, RGN19CD, CTRY19CD, LSOA11CD, PFA19CD, CSP19CD, CCG20CD); found: {header}"
+        "table `{table}` has no recognised place column (expected ONS headers such as WD19CD, LAD21CD, UTLA23CD, RGN19CD, CTRY19CD, LSOA11CD, PFA19CD, CSP19CD, CCG20CD, SICBL24CD, ICB24CD, or ward_code, lad_code, new_la_code, region_code, ltla24_code, lsoa21_code; or a changes table with oldcd and newcd); found: {header}"
     )]
     UnrecognisedLayout { table: String, header: String },
 }
@@ -64,6 +64,9 @@ pub struct Skipped {
 pub struct ImportReport {
     pub rows_read: u64,
     pub places_added: u64,
+    /// Codes that replaced others (mergers, recodes) read from changes tables: rows naming
+    /// an old code were read under its successor.
+    pub code_changes: u64,
     pub skipped: BTreeMap<String, Skipped>,
     pub layouts: Vec<TableLayout>,
 }
@@ -90,41 +93,143 @@ pub struct ImportPlan {
     pub report: ImportReport,
 }
 
-/// The place level an ONS column prefix stands for.
+/// The place level a column prefix stands for, in the ONS spelling (`LAD`, `UTLA`, `SICBL`)
+/// or the Department for Education's (`lad`, `new_la`, `ward`, `region`).
 fn level_of_prefix(prefix: &str) -> Option<PlaceLevel> {
     Some(match prefix {
-        "CTRY" => PlaceLevel::Country,
-        "RGN" | "GOR" => PlaceLevel::Region,
-        "CTY" => PlaceLevel::County,
-        "LAD" => PlaceLevel::District,
-        "WD" => PlaceLevel::Ward,
+        "CTRY" | "COUNTRY" => PlaceLevel::Country,
+        "RGN" | "GOR" | "REGION" => PlaceLevel::Region,
+        // Upper-tier authorities: shire counties, or the district itself where it is
+        // unitary (a row naming the same code at both levels is read as the district).
+        "CTY" | "UTLA" | "NEW_LA" | "LA" => PlaceLevel::County,
+        "LAD" | "LTLA" => PlaceLevel::District,
+        "WD" | "WARD" => PlaceLevel::Ward,
         "LSOA" => PlaceLevel::Lsoa,
         "PFA" => PlaceLevel::PoliceForceArea,
         "CSP" => PlaceLevel::CommunitySafetyPartnership,
         "CCG" => PlaceLevel::ClinicalCommissioningGroup,
+        "SICBL" => PlaceLevel::SubIcbLocation,
+        "ICB" => PlaceLevel::IntegratedCareBoard,
         _ => return None,
     })
 }
 
-/// Splits an ONS header such as `LAD19CD` into its level and whether it holds codes or names.
+/// Reads a header such as `LAD19CD`, `UTLA23NM`, `ltla24_code` or `region_name` into its level
+/// and whether it holds codes (or names). A year, where there is one, is two digits.
 fn read_header(header: &str) -> Option<(PlaceLevel, bool)> {
     let header = header
         .trim()
         .trim_start_matches('\u{feff}')
         .to_ascii_uppercase();
-    let (stem, is_code) = if let Some(stem) = header.strip_suffix("CD") {
-        (stem, true)
+    let (stem, is_code, year_needed) = if let Some(stem) = header.strip_suffix("_CODE") {
+        (stem, true, false)
+    } else if let Some(stem) = header.strip_suffix("_NAME") {
+        (stem, false, false)
+    } else if let Some(stem) = header.strip_suffix("CD") {
+        (stem, true, true)
     } else if let Some(stem) = header.strip_suffix("NM") {
-        (stem, false)
+        (stem, false, true)
     } else {
         return None;
     };
     let prefix = stem.trim_end_matches(|c: char| c.is_ascii_digit());
     let year = &stem[prefix.len()..];
-    if year.len() != 2 {
+    if year.len() != 2 && (year_needed || !year.is_empty()) {
         return None;
     }
     level_of_prefix(prefix).map(|level| (level, is_code))
+}
+
+/// The columns that say which years a row holds (the Department for Education's ward
+/// lookup): only rows of the table's latest year are the geography as it is.
+#[derive(Debug, Clone, Copy)]
+struct Years {
+    first: usize,
+    last: usize,
+}
+
+impl Years {
+    fn of(header: &[String]) -> Option<Self> {
+        let find = |name: &str| {
+            header
+                .iter()
+                .position(|h| h.trim().trim_start_matches('\u{feff}') == name)
+        };
+        Some(Self {
+            first: find("first_available_year_included")?,
+            last: find("most_recent_year_included")?,
+        })
+    }
+
+    /// The years a row holds, or `None` when they are not numbers.
+    fn of_row(self, row: &LookupRow) -> Option<(u16, u16)> {
+        let year = |i: usize| row.cells.get(i)?.trim().parse::<u16>().ok();
+        Some((year(self.first)?, year(self.last)?))
+    }
+}
+
+/// A table of code changes (ONS `oldcd,newcd,type`, or a year-to-year district lookup such as
+/// `ltla22_code,ltla23_code`): which code replaced which, so that rows of other tables naming
+/// an old code are read under the current one.
+#[derive(Debug, Clone, Copy)]
+struct Changes {
+    old: usize,
+    new: usize,
+    kind: Option<usize>,
+}
+
+impl Changes {
+    fn of(header: &[String]) -> Option<Self> {
+        let find = |names: &[&str]| {
+            header.iter().position(|h| {
+                let h = h.trim().trim_start_matches('\u{feff}').to_ascii_lowercase();
+                names.contains(&h.as_str())
+            })
+        };
+        let (old, new) = match (find(&["oldcd"]), find(&["newcd"])) {
+            (Some(old), Some(new)) => (old, new),
+            _ => (
+                find(&["ltla22_code", "lad22cd"])?,
+                find(&["ltla23_code", "lad23cd"])?,
+            ),
+        };
+        Some(Self {
+            old,
+            new,
+            kind: find(&["type"]),
+        })
+    }
+
+    /// The change a row records, `Ok(None)` when the code did not change, or why it is not
+    /// read as a change of code (an authority ended without a single successor, a new
+    /// combined authority).
+    fn of_row(self, row: &LookupRow) -> Result<Option<(PlaceCode, PlaceCode)>, String> {
+        let cell = |i: usize| row.cells.get(i).map(|c| c.trim()).unwrap_or("");
+        if let Some(kind) = self.kind {
+            let kind = cell(kind);
+            if !matches!(kind, "merger" | "new_code") {
+                return Err(format!("a {kind}, not a change of code"));
+            }
+        }
+        let parse = |i: usize| {
+            PlaceCode::parse(cell(i)).map_err(|_| "a change without two GSS codes".to_string())
+        };
+        let (old, new) = (parse(self.old)?, parse(self.new)?);
+        Ok((old != new).then_some((old, new)))
+    }
+}
+
+/// The code that replaced `code` in the end, following a chain of changes.
+fn successor(successors: &HashMap<PlaceCode, PlaceCode>, code: PlaceCode) -> PlaceCode {
+    let mut current = code;
+    // Chains are short; a cycle in a bad table must not loop.
+    for _ in 0..8 {
+        match successors.get(&current) {
+            Some(next) => current = *next,
+            None => break,
+        }
+    }
+    current
 }
 
 /// Where one level's code and name sit in a table.
@@ -223,6 +328,30 @@ fn read_row(columns: &[Column], header: &[String], row: &LookupRow) -> Result<Ro
     Ok(read)
 }
 
+impl RowPlaces {
+    /// Reads every code as the code that replaced it, and makes a code named at two levels
+    /// one place: a region column repeating the country (Wales, Scotland and Northern
+    /// Ireland have no regions) is the country; an upper-tier column repeating the district
+    /// (a unitary authority, a metropolitan district, a London borough) is the district.
+    fn settle(&mut self, successors: &HashMap<PlaceCode, PlaceCode>) {
+        for entry in self.tree.iter_mut().chain(self.areas.iter_mut()) {
+            entry.1 = successor(successors, entry.1);
+        }
+        let mut tree: Vec<(PlaceLevel, PlaceCode, String)> = Vec::with_capacity(self.tree.len());
+        for entry in self.tree.drain(..) {
+            match tree.last() {
+                Some(last) if last.1 == entry.1 && last.0 == PlaceLevel::Country => {}
+                Some(last) if last.1 == entry.1 => {
+                    tree.pop();
+                    tree.push(entry);
+                }
+                _ => tree.push(entry),
+            }
+        }
+        self.tree = tree;
+    }
+}
+
 /// Working state of an import: what the store knows plus what this import adds.
 struct Planner<'a> {
     existing: &'a Geography,
@@ -266,8 +395,18 @@ impl Planner<'_> {
         } else {
             match self.known(*top_code) {
                 Some(top) if top.level == *top_level => {
-                    let anchor = top.parent;
-                    Self::path_places(&row.tree, anchor)
+                    // Wards come from ward tables, which reach a country: a ward that a
+                    // table below a known place names but the tree lacks (a ward of an
+                    // earlier year in a best-fit table) is passed over, not added.
+                    let path: Vec<_> = row
+                        .tree
+                        .iter()
+                        .filter(|(level, code, _)| {
+                            *level != PlaceLevel::Ward || self.known(*code).is_some()
+                        })
+                        .cloned()
+                        .collect();
+                    Self::path_places(&path, top.parent)
                 }
                 Some(top) => {
                     return Err(format!(
@@ -352,16 +491,70 @@ pub fn plan_import(
         plan: ImportPlan::default(),
         memberships_seen: Default::default(),
     };
+    // Changes tables first, so every other table's old codes read as current ones.
+    let mut successors = HashMap::new();
+    let mut place_tables = Vec::new();
     for table in tables {
+        let Some(changes) = Changes::of(&table.header) else {
+            place_tables.push(table);
+            continue;
+        };
+        planner.plan.report.layouts.push(TableLayout {
+            table: table.name.clone(),
+            recognised: vec!["code changes".into()],
+            ignored: Vec::new(),
+        });
+        for row in &table.rows {
+            planner.plan.report.rows_read += 1;
+            match changes.of_row(row) {
+                Ok(Some((old, new))) => {
+                    if successors.insert(old, new).is_none() {
+                        planner.plan.report.code_changes += 1;
+                    }
+                }
+                Ok(None) => {}
+                Err(reason) => planner.plan.report.skip(reason, &table.name, row.line),
+            }
+        }
+    }
+    for table in &place_tables {
         let (columns, layout) = layout_of(table)?;
         planner.plan.report.layouts.push(layout);
         read.push(columns);
     }
     let mut deferred = Vec::new();
-    for (table, columns) in tables.iter().zip(&read) {
+    for (table, columns) in place_tables.iter().copied().zip(&read) {
+        let years = Years::of(&table.header);
+        let latest = years.and_then(|years| {
+            table
+                .rows
+                .iter()
+                .filter_map(|row| years.of_row(row))
+                .map(|(_, last)| last)
+                .max()
+        });
         for row in &table.rows {
             planner.plan.report.rows_read += 1;
-            match read_row(columns, &table.header, row) {
+            if let (Some(years), Some(latest)) = (years, latest) {
+                match years.of_row(row) {
+                    Some((first, last)) if first <= latest && latest <= last => {}
+                    Some(_) => {
+                        let reason = format!("not current: the table's latest year is {latest}");
+                        planner.plan.report.skip(reason, &table.name, row.line);
+                        continue;
+                    }
+                    None => {
+                        let reason = "its years are not numbers".to_string();
+                        planner.plan.report.skip(reason, &table.name, row.line);
+                        continue;
+                    }
+                }
+            }
+            let settled = read_row(columns, &table.header, row).map(|mut places| {
+                places.settle(&successors);
+                places
+            });
+            match settled {
                 Ok(places) if places.tree[0].0 == PlaceLevel::Country => {
                     if let Err(reason) = planner.apply(&places) {
                         planner.plan.report.skip(reason, &table.name, row.line);

@@ -21,7 +21,7 @@ use super::inspection::{Inspection, ViewFilter};
 use super::{Geography, Place, PlaceCode, PlaceLevel};
 
 /// The levels a release publishes rows at: never ward or LSOA.
-pub const PUBLISHED_LEVELS: [PlaceLevel; 7] = [
+pub const PUBLISHED_LEVELS: [PlaceLevel; 9] = [
     PlaceLevel::Country,
     PlaceLevel::Region,
     PlaceLevel::County,
@@ -29,6 +29,8 @@ pub const PUBLISHED_LEVELS: [PlaceLevel; 7] = [
     PlaceLevel::PoliceForceArea,
     PlaceLevel::CommunitySafetyPartnership,
     PlaceLevel::ClinicalCommissioningGroup,
+    PlaceLevel::SubIcbLocation,
+    PlaceLevel::IntegratedCareBoard,
 ];
 
 /// When releases are cut: monthly, on a day of the month at an hour, in UTC.

@@ -197,6 +197,8 @@ vocabulary! {
         PoliceForceArea = 7, "police_force_area";
         CommunitySafetyPartnership = 8, "community_safety_partnership";
         ClinicalCommissioningGroup = 9, "clinical_commissioning_group";
+        SubIcbLocation = 10, "sub_icb_location";
+        IntegratedCareBoard = 11, "integrated_care_board";
     }
 }
 
@@ -208,6 +210,8 @@ impl PlaceLevel {
             Self::PoliceForceArea
                 | Self::CommunitySafetyPartnership
                 | Self::ClinicalCommissioningGroup
+                | Self::SubIcbLocation
+                | Self::IntegratedCareBoard
         )
     }
 
@@ -221,7 +225,9 @@ impl PlaceLevel {
             Self::Ward | Self::Lsoa => 1,
             Self::PoliceForceArea
             | Self::CommunitySafetyPartnership
-            | Self::ClinicalCommissioningGroup => 0,
+            | Self::ClinicalCommissioningGroup
+            | Self::SubIcbLocation
+            | Self::IntegratedCareBoard => 0,
         }
     }
 }
