@@ -7,6 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use common::*;
+
+const WARDS_2019: &str = common::WARDS;
+const POLICE_2019: &str = common::POLICE;
 use marr::cli::places;
 use marr::domain::lookup::LookupTable;
 use marr::domain::{AgencyKind, PlaceLevel, Vocabulary};
@@ -18,6 +21,17 @@ const WARDS: &str = "ward-pcon-lad-la-region-2017-2025.csv";
 const SAFETY: &str = "lad24-csp24-pfa24.csv";
 const LSOA_WARDS: &str = "lsoa21-ward24-lad24-bestfit.csv";
 const HEALTH: &str = "lsoa21-sicbl24-icb24.csv";
+
+/// Barnsley before and after its 2025 recode (same boundary), and South Yorkshire's force.
+const BARNSLEY_2024: &str = "E08000016";
+const BARNSLEY: &str = "E08000038";
+const SOUTH_YORKSHIRE_POLICE: &str = "E23000011";
+/// Harrogate district (to 2023), a ward of it (2019), and North Yorkshire, its successor.
+const HARROGATE: &str = "E07000165";
+const HARROGATE_WARD: &str = "E05011309";
+const NORTH_YORKSHIRE: &str = "E06000065";
+/// The 2019 county council of North Yorkshire, ended in 2023 without a single successor.
+const NORTH_YORKSHIRE_COUNTY: &str = "E10000023";
 
 /// NHS North East and North Cumbria Integrated Care Board.
 const NORTH_EAST_ICB: &str = "E54000050";
@@ -57,6 +71,10 @@ fn distinct(table: &LookupTable, name: &str, keep: impl Fn(&[String]) -> bool) -
 }
 
 async fn view(connection: &Connection, place: &str) -> proto::PlaceView {
+    answer(connection, place).await.view.expect("view")
+}
+
+async fn answer(connection: &Connection, place: &str) -> proto::GetPlaceViewResponse {
     connection
         .inspection()
         .get_place_view(proto::GetPlaceViewRequest {
@@ -67,8 +85,20 @@ async fn view(connection: &Connection, place: &str) -> proto::PlaceView {
         .await
         .unwrap_or_else(|e| panic!("view of {place}: {e}"))
         .into_inner()
-        .view
-        .expect("view")
+}
+
+fn current_tables() -> Vec<LookupTable> {
+    [
+        CHANGES,
+        DISTRICTS_2022_2023,
+        WARDS,
+        SAFETY,
+        LSOA_WARDS,
+        HEALTH,
+    ]
+    .iter()
+    .map(|name| table(name))
+    .collect()
 }
 
 #[tokio::test]
@@ -287,4 +317,191 @@ async fn the_current_lookups_import_as_published_and_every_english_council_force
         view(&connection, BCP).await.total_active + view(&connection, DORSET).await.total_active;
     assert_eq!(force, places.len() as u64);
     assert_eq!(force, districts);
+}
+
+#[tokio::test]
+async fn a_record_or_footprint_under_a_replaced_code_counts_under_the_code_that_replaced_it() {
+    let server = TestServer::start().await;
+    let connection = server.connect().await;
+    places::import_tables(&connection, current_tables())
+        .await
+        .expect("import");
+    // A council whose case system still says E08000016 registers and reports under it.
+    marr::cli::agencies::register(
+        &connection,
+        NEWCASTLE,
+        AgencyKind::ChildrenSocialCare,
+        "Barnsley's children's services",
+        &[BARNSLEY_2024.to_string()],
+    )
+    .await
+    .expect("a footprint under the replaced code is accepted");
+    let records = vec![
+        rec(NEWCASTLE, "B-1", BARNSLEY_2024, 1, proto::Severity::High, 2),
+        rec(NEWCASTLE, "B-2", BARNSLEY, 2, proto::Severity::High, 1),
+    ];
+    for answer in push_all(&connection, records).await {
+        assert_eq!(
+            answer.outcome,
+            proto::Outcome::Accepted as i32,
+            "{}",
+            answer.reason
+        );
+    }
+    let barnsley = answer(&connection, BARNSLEY).await;
+    assert_eq!(barnsley.view.as_ref().expect("view").total_active, 2);
+    assert_eq!(barnsley.replaced_place_code, "", "asked by its own code");
+    let old = answer(&connection, BARNSLEY_2024).await;
+    let old_view = old.view.expect("view");
+    assert_eq!(
+        old.replaced_place_code, BARNSLEY_2024,
+        "the answer says the code was replaced"
+    );
+    assert_eq!(
+        old_view.place.expect("place").code,
+        BARNSLEY,
+        "and answers for its successor"
+    );
+    assert_eq!(
+        old_view.total_active, 2,
+        "nothing counted twice, nothing lost"
+    );
+    assert_eq!(
+        view(&connection, SOUTH_YORKSHIRE_POLICE).await.total_active,
+        2
+    );
+    assert_eq!(view(&connection, ENGLAND).await.total_active, 2);
+
+    // The code changes travel with a backup: the restored register reads the old code the same.
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("marr.backup");
+    marr::cli::backup::backup(&connection.admin, &file)
+        .await
+        .expect("backup");
+    let restored_dir = dir.path().join("restored");
+    let into = restored_dir.clone();
+    tokio::task::spawn_blocking(move || marr::cli::backup::restore(&into, &file))
+        .await
+        .expect("restore ran")
+        .expect("restore");
+    let restored = marr::store::Store::open(&restored_dir).expect("the restored store opens");
+    let code = marr::domain::PlaceCode::parse(BARNSLEY_2024).expect("code");
+    let detail = restored.place(code).expect("the old code is known");
+    assert_eq!(detail.place.code.as_str(), BARNSLEY);
+    let view = restored
+        .place_view(
+            detail.place.code,
+            &marr::domain::inspection::ViewFilter::default(),
+            None,
+        )
+        .expect("view");
+    assert_eq!(view.total, 2, "records under either code count once");
+    restored.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn importing_todays_geography_over_2019_rehomes_the_records_of_merged_districts() {
+    let server = TestServer::start().await;
+    let connection = server.connect().await;
+    let older: Vec<LookupTable> = [WARDS_2019, POLICE_2019]
+        .iter()
+        .map(|name| places::read_table(&geography_file(name)).expect("2019 lookup"))
+        .collect();
+    places::import_tables(&connection, older)
+        .await
+        .expect("2019 import");
+    marr::cli::agencies::register(
+        &connection,
+        NEWCASTLE,
+        AgencyKind::ChildrenSocialCare,
+        "North Yorkshire's children's services",
+        &[HARROGATE.to_string()],
+    )
+    .await
+    .expect("Harrogate is a district in 2019");
+    let before = vec![
+        rec(
+            NEWCASTLE,
+            "H-1",
+            HARROGATE_WARD,
+            1,
+            proto::Severity::High,
+            3,
+        ),
+        rec(NEWCASTLE, "H-2", HARROGATE, 2, proto::Severity::High, 2),
+    ];
+    for answer in push_all(&connection, before).await {
+        assert_eq!(
+            answer.outcome,
+            proto::Outcome::Accepted as i32,
+            "{}",
+            answer.reason
+        );
+    }
+    assert_eq!(
+        view(&connection, NORTH_YORKSHIRE_COUNTY).await.total_active,
+        2
+    );
+
+    let report = places::import_tables(&connection, current_tables())
+        .await
+        .expect("today's import over 2019");
+    assert!(
+        report.places_moved > 0,
+        "metropolitan districts move up to their regions"
+    );
+    // Writes go on under the old codes, and count under the new.
+    let after = vec![rec(
+        NEWCASTLE,
+        "H-3",
+        HARROGATE_WARD,
+        3,
+        proto::Severity::High,
+        1,
+    )];
+    for answer in push_all(&connection, after).await {
+        assert_eq!(
+            answer.outcome,
+            proto::Outcome::Accepted as i32,
+            "{}",
+            answer.reason
+        );
+    }
+    server.store().counters_rebuilt().await;
+
+    let north_yorkshire = view(&connection, NORTH_YORKSHIRE).await;
+    assert_eq!(
+        north_yorkshire.total_active, 3,
+        "the old district's records, re-homed"
+    );
+    assert!(
+        north_yorkshire
+            .children
+            .iter()
+            .any(|c| c.place.as_ref().is_some_and(|p| p.code == HARROGATE_WARD)),
+        "the old ward shows among North Yorkshire's places"
+    );
+    let harrogate = answer(&connection, HARROGATE).await;
+    assert_eq!(harrogate.replaced_place_code, HARROGATE);
+    assert_eq!(harrogate.view.expect("view").total_active, 3);
+    assert_eq!(
+        view(&connection, NORTH_YORKSHIRE_COUNTY).await.total_active,
+        0,
+        "the ended county no longer counts the merged district"
+    );
+    // Every record once: England before and after is the same count.
+    assert_eq!(view(&connection, ENGLAND).await.total_active, 3);
+    let place = connection
+        .directory()
+        .get_place(proto::GetPlaceRequest {
+            code: HARROGATE_WARD.into(),
+        })
+        .await
+        .expect("the old ward is still a place")
+        .into_inner();
+    let ancestors: Vec<String> = place.ancestors.iter().map(|p| p.code.clone()).collect();
+    assert!(
+        ancestors.contains(&NORTH_YORKSHIRE.to_string()),
+        "{ancestors:?}"
+    );
 }

@@ -47,10 +47,13 @@ impl AlertsService {
         let place = match filter.place_code.as_str() {
             "" => None,
             code => {
-                let code = place_code("filter.place_code", code)?;
-                self.store
-                    .place(code)
-                    .ok_or_else(|| ApiError::NotFound(format!("no place {code}")))?;
+                let asked = place_code("filter.place_code", code)?;
+                let code = self
+                    .store
+                    .place(asked)
+                    .ok_or_else(|| ApiError::NotFound(format!("no place {asked}")))?
+                    .place
+                    .code;
                 caller.sees(&self.store, code)?;
                 caller.touched(|t| t.place = Some(code));
                 Some(code)

@@ -62,6 +62,7 @@ impl Directory for DirectoryService {
             footprint_areas: level_counts(areas),
             places_added: report.places_added,
             code_changes: report.code_changes,
+            places_moved: report.places_moved,
             rows_read: report.rows_read,
             rows_skipped: report.rows_skipped(),
             skipped: report

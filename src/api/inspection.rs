@@ -27,12 +27,12 @@ impl InspectionService {
         Self { store }
     }
 
-    /// A known place code, or NOT_FOUND.
+    /// A known place code, or NOT_FOUND; a replaced code gives the code that replaced it.
     fn known_place(&self, field: &str, code: &str) -> Result<PlaceCode, ApiError> {
         let code = place_code(field, code)?;
         self.store
             .place(code)
-            .map(|_| code)
+            .map(|detail| detail.place.code)
             .ok_or_else(|| ApiError::NotFound(format!("no place {code}")))
     }
 
@@ -194,8 +194,11 @@ impl Inspection for InspectionService {
             blocking(move || store.place_view(place, &filter, as_of(request.as_of_sequence)))
                 .await?
         };
+        let asked = place_code("place_code", &request.place_code).map_err(ApiError::from)?;
+        let replaced = (place != asked).then(|| asked.to_string());
         Ok(Response::new(proto::GetPlaceViewResponse {
             view: Some(self.view_to_proto(&view, &filter_to_proto(&filter))),
+            replaced_place_code: replaced.unwrap_or_default(),
         }))
     }
 

@@ -100,6 +100,12 @@ pub fn report_lines(report: &proto::ImportPlacesResponse) -> Vec<String> {
         "{} rows read, {} places added, {} rows skipped",
         report.rows_read, report.places_added, report.rows_skipped
     ));
+    if report.places_moved > 0 {
+        lines.push(format!(
+            "{} known places moved up to a parent they already lay in (a level the newer tables do not have)",
+            report.places_moved
+        ));
+    }
     if report.code_changes > 0 {
         lines.push(format!(
             "{} code changes read: older codes in these tables were read as their successors",

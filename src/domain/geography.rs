@@ -26,6 +26,15 @@ pub struct Membership {
     pub member: PlaceCode,
 }
 
+/// A code replaced by another: districts merged into a unitary authority (Harrogate into
+/// North Yorkshire), or a place given a new code with the same boundary (Barnsley from
+/// E08000016 to E08000038). Records and footprints naming the old code count under the new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Succession {
+    pub predecessor: PlaceCode,
+    pub successor: PlaceCode,
+}
+
 /// A partner organisation and the places it may report on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Agency {
@@ -54,7 +63,7 @@ impl Agency {
             ));
         }
         for code in &self.footprint {
-            if geography.place(*code).is_none() {
+            if geography.current_place(*code).is_none() {
                 violations.push(FieldViolation::new(
                     "footprint",
                     format!(
@@ -78,7 +87,14 @@ pub struct Geography {
     children: HashMap<PlaceCode, BTreeSet<PlaceCode>>,
     members: HashMap<PlaceCode, BTreeSet<PlaceCode>>,
     areas_of: HashMap<PlaceCode, BTreeSet<PlaceCode>>,
+    /// Replaced codes and what replaced them.
+    successors: HashMap<PlaceCode, PlaceCode>,
+    /// The other way: the codes each code replaced.
+    predecessors: HashMap<PlaceCode, BTreeSet<PlaceCode>>,
 }
+
+/// Longest chain of code changes followed; a loop in bad data must not hang a lookup.
+const SUCCESSION_STEPS: usize = 8;
 
 impl Geography {
     /// Adds or replaces a place, keeping the child lists in step.
@@ -106,17 +122,74 @@ impl Geography {
             .insert(membership.area);
     }
 
+    /// Records that `predecessor` was replaced by `successor`.
+    pub fn insert_succession(&mut self, succession: Succession) {
+        if let Some(old) = self
+            .successors
+            .insert(succession.predecessor, succession.successor)
+            && let Some(replaced) = self.predecessors.get_mut(&old)
+        {
+            replaced.remove(&succession.predecessor);
+        }
+        self.predecessors
+            .entry(succession.successor)
+            .or_default()
+            .insert(succession.predecessor);
+    }
+
+    /// Every code change known, in code order.
+    pub fn successions(&self) -> Vec<Succession> {
+        let mut all: Vec<Succession> = self
+            .successors
+            .iter()
+            .map(|(predecessor, successor)| Succession {
+                predecessor: *predecessor,
+                successor: *successor,
+            })
+            .collect();
+        all.sort_unstable();
+        all
+    }
+
+    /// The code that stands for `code` today: itself, or the end of its chain of successors.
+    pub fn current(&self, code: PlaceCode) -> PlaceCode {
+        let mut current = code;
+        for _ in 0..SUCCESSION_STEPS {
+            match self.successors.get(&current) {
+                Some(next) => current = *next,
+                None => break,
+            }
+        }
+        current
+    }
+
+    /// The place as recorded under exactly this code, replaced or not.
     pub fn place(&self, code: PlaceCode) -> Option<&Place> {
         self.places.get(&code)
     }
 
-    /// The chain of parents, nearest first.
+    /// The place that stands for `code` today (see [`Geography::current`]).
+    pub fn current_place(&self, code: PlaceCode) -> Option<&Place> {
+        self.places.get(&self.current(code))
+    }
+
+    /// The chain of parents, nearest first, each as it stands today: a place whose parent
+    /// was merged away hangs from the parent's successor, and a replaced code's chain starts
+    /// with the place that replaced it.
     pub fn ancestors(&self, code: PlaceCode) -> Vec<&Place> {
-        let mut chain = Vec::new();
-        let mut next = self.places.get(&code).and_then(|p| p.parent);
-        while let Some(parent) = next.and_then(|c| self.places.get(&c)) {
+        let mut chain: Vec<&Place> = Vec::new();
+        let current = self.current(code);
+        let mut next = if current != code {
+            Some(current)
+        } else {
+            self.places.get(&code).and_then(|p| p.parent)
+        };
+        while let Some(parent) = next
+            .map(|c| self.current(c))
+            .and_then(|c| self.places.get(&c))
+        {
             // A cycle cannot be imported, but never loop on a corrupt store.
-            if chain.len() > 16 {
+            if chain.len() > 16 || chain.iter().any(|p| p.code == parent.code) {
                 break;
             }
             chain.push(parent);
@@ -125,17 +198,38 @@ impl Geography {
         chain
     }
 
-    /// A place's children in the tree, or a footprint area's members, sorted by code.
+    /// A place's children in the tree, or a footprint area's members, sorted by code; a
+    /// place that replaced others has their children too (the wards of a merged district).
     pub fn children(&self, code: PlaceCode) -> Vec<&Place> {
-        let codes = match self.places.get(&code) {
-            Some(p) if p.level.is_footprint() => self.members.get(&code),
-            _ => self.children.get(&code),
-        };
+        let code = self.current(code);
+        let mut codes: BTreeSet<PlaceCode> = BTreeSet::new();
+        for holder in std::iter::once(code).chain(self.replaced_by(code)) {
+            let listed = match self.places.get(&holder) {
+                Some(p) if p.level.is_footprint() => self.members.get(&holder),
+                _ => self.children.get(&holder),
+            };
+            codes.extend(listed.into_iter().flatten().copied());
+        }
         codes
             .into_iter()
-            .flatten()
-            .filter_map(|c| self.places.get(c))
+            .filter(|c| !self.successors.contains_key(c))
+            .filter_map(|c| self.places.get(&c))
             .collect()
+    }
+
+    /// Every code `code` replaced, directly or through a chain.
+    fn replaced_by(&self, code: PlaceCode) -> Vec<PlaceCode> {
+        let mut found = Vec::new();
+        let mut queue = vec![code];
+        while let Some(next) = queue.pop() {
+            for old in self.predecessors.get(&next).into_iter().flatten() {
+                if *old != code && !found.contains(old) && found.len() < 64 {
+                    found.push(*old);
+                    queue.push(*old);
+                }
+            }
+        }
+        found
     }
 
     /// Footprint areas that directly list this place as a member.
@@ -156,9 +250,12 @@ impl Geography {
             .collect()
     }
 
-    /// Whether `place` is `scope`, lies below it in the tree, or lies in footprint area `scope`.
+    /// Whether `place` is `scope`, lies below it in the tree, or lies in footprint area `scope`,
+    /// each read as it stands today.
     pub fn within(&self, place: PlaceCode, scope: PlaceCode) -> bool {
+        let scope = self.current(scope);
         place == scope
+            || self.current(place) == scope
             || self.ancestors(place).iter().any(|p| p.code == scope)
             || self.areas_containing(place).contains(&scope)
     }
@@ -166,6 +263,7 @@ impl Geography {
     /// Whether everything in `place` lies inside `scope`: `place` is within it, or `place` is
     /// a footprint area whose every member is.
     pub fn covers(&self, scope: PlaceCode, place: PlaceCode) -> bool {
+        let place = self.current(place);
         if self.within(place, scope) {
             return true;
         }
@@ -206,6 +304,8 @@ impl Geography {
         let mut found: Vec<&Place> = self
             .places
             .values()
+            // A replaced code is no longer a place of its own.
+            .filter(|place| !self.successors.contains_key(&place.code))
             .filter(|place| {
                 if level == PlaceLevel::County {
                     upper_tier(place)
@@ -259,6 +359,11 @@ impl Geography {
             for member in members {
                 hash.update(member.as_bytes());
             }
+        }
+        for succession in self.successions() {
+            hash.update(b"succession");
+            hash.update(succession.predecessor.as_bytes());
+            hash.update(succession.successor.as_bytes());
         }
         let digest = hash.finalize();
         u64::from_be_bytes(digest[..8].try_into().unwrap_or_default())

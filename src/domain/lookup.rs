@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::free_text::check_place_name;
-use super::geography::{Geography, Membership, Place};
+use super::geography::{Geography, Membership, Place, Succession};
 use super::record::PlaceCode;
 use super::vocabulary::PlaceLevel;
 
@@ -67,6 +67,9 @@ pub struct ImportReport {
     /// Codes that replaced others (mergers, recodes) read from changes tables: rows naming
     /// an old code were read under its successor.
     pub code_changes: u64,
+    /// Known places hung from a higher parent, where a newer table has no level between
+    /// them (districts of a metropolitan county, now directly in their region).
+    pub places_moved: u64,
     pub skipped: BTreeMap<String, Skipped>,
     pub layouts: Vec<TableLayout>,
 }
@@ -90,6 +93,8 @@ impl ImportReport {
 pub struct ImportPlan {
     pub places: Vec<Place>,
     pub memberships: Vec<Membership>,
+    /// Code changes the register did not know yet.
+    pub successions: Vec<Succession>,
     pub report: ImportReport,
 }
 
@@ -355,6 +360,8 @@ impl RowPlaces {
 /// Working state of an import: what the store knows plus what this import adds.
 struct Planner<'a> {
     existing: &'a Geography,
+    /// Every code change, known before or read in this import.
+    successors: HashMap<PlaceCode, PlaceCode>,
     added: HashMap<PlaceCode, Place>,
     plan: ImportPlan,
     memberships_seen: std::collections::HashSet<Membership>,
@@ -363,6 +370,25 @@ struct Planner<'a> {
 impl Planner<'_> {
     fn known(&self, code: PlaceCode) -> Option<&Place> {
         self.added.get(&code).or_else(|| self.existing.place(code))
+    }
+
+    /// A parent as it stands after every code change known.
+    fn current(&self, code: Option<PlaceCode>) -> Option<PlaceCode> {
+        code.map(|c| successor(&self.successors, c))
+    }
+
+    /// Whether `upper` is one of `lower`'s ancestors, as the tree stands in this import.
+    fn lies_above(&self, upper: Option<PlaceCode>, lower: Option<PlaceCode>) -> bool {
+        let mut next = lower;
+        for _ in 0..16 {
+            next = self.current(next.and_then(|c| self.known(c)).and_then(|p| p.parent));
+            match next {
+                Some(code) if Some(code) == upper => return true,
+                Some(_) => {}
+                None => return false,
+            }
+        }
+        false
     }
 
     /// The places a tree path defines, each with its parent; leaves hang from the finest
@@ -419,9 +445,22 @@ impl Planner<'_> {
                 }
             }
         };
+        let mut moved = Vec::new();
         for place in &defined {
-            if let Some(known) = self.known(place.code)
-                && (known.level != place.level || known.parent != place.parent)
+            let Some(known) = self.known(place.code) else {
+                continue;
+            };
+            let (was, now) = (self.current(known.parent), self.current(place.parent));
+            if known.level == place.level && was == now {
+                continue;
+            }
+            // A level the newer geography no longer has between a place and its parent (a
+            // metropolitan county above its districts) is dropped: the place moves up to a
+            // place it already lay in.
+            if known.level == place.level && now.is_some() && self.lies_above(now, was) {
+                moved.push(place.code);
+                continue;
+            }
             {
                 return Err(format!(
                     "{} {} conflicts with the known {} under {}",
@@ -447,7 +486,12 @@ impl Planner<'_> {
             }
         }
         for place in defined {
-            if self.known(place.code).is_none() {
+            if moved.contains(&place.code) {
+                self.plan.report.places_moved += 1;
+                self.plan.places.retain(|p| p.code != place.code);
+                self.plan.places.push(place.clone());
+                self.added.insert(place.code, place);
+            } else if self.known(place.code).is_none() {
                 self.plan.report.places_added += 1;
                 self.plan.places.push(place.clone());
                 self.added.insert(place.code, place);
@@ -487,12 +531,18 @@ pub fn plan_import(
     let mut read = Vec::with_capacity(tables.len());
     let mut planner = Planner {
         existing,
+        successors: HashMap::new(),
         added: HashMap::new(),
         plan: ImportPlan::default(),
         memberships_seen: Default::default(),
     };
-    // Changes tables first, so every other table's old codes read as current ones.
-    let mut successors = HashMap::new();
+    // Changes tables first, so every other table's old codes read as current ones; the
+    // changes the register already knows apply as well.
+    let mut successors: HashMap<PlaceCode, PlaceCode> = existing
+        .successions()
+        .into_iter()
+        .map(|s| (s.predecessor, s.successor))
+        .collect();
     let mut place_tables = Vec::new();
     for table in tables {
         let Some(changes) = Changes::of(&table.header) else {
@@ -507,9 +557,17 @@ pub fn plan_import(
         for row in &table.rows {
             planner.plan.report.rows_read += 1;
             match changes.of_row(row) {
+                Ok(Some((old, new))) if successor(&successors, new) == old => {
+                    let reason = format!("{old} → {new} would undo a known change");
+                    planner.plan.report.skip(reason, &table.name, row.line);
+                }
                 Ok(Some((old, new))) => {
-                    if successors.insert(old, new).is_none() {
+                    if successors.insert(old, new) != Some(new) {
                         planner.plan.report.code_changes += 1;
+                        planner.plan.successions.push(Succession {
+                            predecessor: old,
+                            successor: new,
+                        });
                     }
                 }
                 Ok(None) => {}
@@ -517,6 +575,7 @@ pub fn plan_import(
             }
         }
     }
+    planner.successors = successors.clone();
     for table in &place_tables {
         let (columns, layout) = layout_of(table)?;
         planner.plan.report.layouts.push(layout);

@@ -17,14 +17,14 @@ use time::OffsetDateTime;
 use super::engine::{Engine, Entry, Sled, WriteBatch};
 use super::keyspace::{
     Agencies, AlertLog, AuditHead, AuditLog, Keyspace, Log, Memberships, Places, ReleaseTables,
-    Releases, Snapshots, index_audit_event,
+    Releases, Snapshots, Successions, index_audit_event,
 };
 use super::writer::write_projections;
 use super::{Snapshot, SnapshotWithoutNames, Store, StoreError};
 use crate::domain::alert::Alert;
 use crate::domain::audit::AuditEvent;
 use crate::domain::release::{Release, ReleasedTable};
-use crate::domain::{Agency, Membership, Place, RecordKey, Revision};
+use crate::domain::{Agency, Membership, Place, RecordKey, Revision, Succession};
 
 /// The first bytes of every backup file.
 const MAGIC: &[u8; 8] = b"MARRBAK1";
@@ -44,6 +44,7 @@ pub struct BackupCut {
     pub last_release: u64,
     pub places: Vec<Place>,
     pub memberships: Vec<Membership>,
+    pub successions: Vec<Succession>,
     pub agencies: Vec<Agency>,
 }
 
@@ -79,6 +80,8 @@ enum Frame {
     ReleaseTable(u64, ReleasedTable),
     /// A snapshot with the names it was frozen with.
     Snapshot(Snapshot),
+    /// A code change (a merger or a recode).
+    Succession(Succession),
 }
 
 /// What a backup or a restore holds.
@@ -267,6 +270,9 @@ impl Store {
         for membership in &cut.memberships {
             frames.frame(&Frame::Membership(*membership))?;
         }
+        for succession in &cut.successions {
+            frames.frame(&Frame::Succession(*succession))?;
+        }
         for agency in &cut.agencies {
             frames.frame(&Frame::Agency(agency.clone()))?;
         }
@@ -395,8 +401,11 @@ fn count(summary: &mut BackupSummary, frame: &Frame) {
         Frame::Snapshot(_) | Frame::SnapshotWithoutNames(_) => summary.snapshots += 1,
         Frame::Release(_) => summary.releases += 1,
         Frame::AuditEvent(_) => summary.audit_events += 1,
-        Frame::Membership(_) | Frame::Revision(_) | Frame::ReleaseTable(..) | Frame::End { .. } => {
-        }
+        Frame::Membership(_)
+        | Frame::Succession(_)
+        | Frame::Revision(_)
+        | Frame::ReleaseTable(..)
+        | Frame::End { .. } => {}
     }
 }
 
@@ -422,6 +431,9 @@ fn restore_into(engine: &dyn Engine, input: impl Read) -> Result<BackupSummary, 
             } => audit_head = Some((head, audit_hash)),
             Frame::Place(place) => Places::put(&mut batch, &place.code, &place)?,
             Frame::Membership(membership) => Memberships::put(&mut batch, &membership, &())?,
+            Frame::Succession(succession) => {
+                Successions::put(&mut batch, &succession.predecessor, &succession.successor)?
+            }
             Frame::Agency(agency) => Agencies::put(&mut batch, &agency.id, &agency)?,
             Frame::Revision(revision) => {
                 if revision.sequence != next_sequence {

@@ -383,6 +383,20 @@ impl Keyspace for Places {
     }
 }
 
+/// Directory: code changes, a replaced code to the code that replaced it.
+pub(crate) struct Successions;
+impl Keyspace for Successions {
+    const PREFIX: u8 = b'E';
+    type Key = PlaceCode;
+    type Value = PlaceCode;
+    fn encode_key(key: &PlaceCode, out: &mut Vec<u8>) {
+        out.extend_from_slice(key.as_bytes());
+    }
+    fn decode_key(bytes: &[u8]) -> Result<PlaceCode, StoreError> {
+        decode_place_code(bytes)
+    }
+}
+
 /// Directory: footprint area membership, area then member.
 pub(crate) struct Memberships;
 impl Keyspace for Memberships {

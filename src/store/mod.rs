@@ -45,11 +45,11 @@ use crate::domain::inspection::{Inspection, PlaceView, ViewFilter};
 use crate::domain::lookup::{ImportReport, LookupError, LookupTable};
 use crate::domain::{
     Access, Actor, Agency, AgencyId, AgencyKind, Geography, Invalid, Place, PlaceCode, PlaceLevel,
-    RecordKey, Revision, RiskRecord, Scope,
+    RecordKey, Revision, RiskRecord, Scope, Succession,
 };
 use crate::rules::RuleSettings;
 use engine::Engine;
-use keyspace::{Agencies, AlertLog, Keyspace, Log, Memberships, Places};
+use keyspace::{Agencies, AlertLog, Keyspace, Log, Memberships, Places, Successions};
 use writer::{Command, Writer};
 
 /// How many requests may wait for the writer before submitters are slowed down.
@@ -302,6 +302,13 @@ impl Store {
         for entry in Memberships::scan_all(engine_ref) {
             directory.geography.insert_membership(entry?.0);
         }
+        for entry in Successions::scan_all(engine_ref) {
+            let (predecessor, successor) = entry?;
+            directory.geography.insert_succession(Succession {
+                predecessor,
+                successor,
+            });
+        }
         for entry in Agencies::scan_all(engine_ref) {
             let (id, agency) = entry?;
             directory.agencies.insert(id, agency);
@@ -392,7 +399,8 @@ impl Store {
             ));
         };
         let place = record.place;
-        match directory.geography.place(place) {
+        // A replaced code is still a place: the record counts under its successor.
+        match directory.geography.current_place(place) {
             None => Err(Invalid::one(
                 "place_code",
                 format!("{place} is not a known place"),
@@ -508,10 +516,12 @@ impl Store {
         self.shared.read_directory().agencies.get(id).cloned()
     }
 
-    /// A place or footprint area with its ancestors and areas.
+    /// A place or footprint area with its ancestors and areas; for a replaced code, the place
+    /// that replaced it.
     pub fn place(&self, code: PlaceCode) -> Option<PlaceDetail> {
         let directory = self.shared.read_directory();
         let geography = &directory.geography;
+        let code = geography.current(code);
         let place = geography.place(code)?.clone();
         let mut ancestors: Vec<Place> = geography.ancestors(code).into_iter().cloned().collect();
         ancestors.reverse();
@@ -539,7 +549,7 @@ impl Store {
     /// A place's children, or a footprint area's members; `None` when the code is unknown.
     pub fn child_places(&self, code: PlaceCode) -> Option<Vec<Place>> {
         let directory = self.shared.read_directory();
-        directory.geography.place(code)?;
+        directory.geography.current_place(code)?;
         Some(
             directory
                 .geography

@@ -12,7 +12,7 @@ use super::engine::WriteBatch;
 use super::fold::{self, SubjectCache};
 use super::keyspace::{
     Agencies, AlertLog, AuditHead, AuditLog, ByPlace, Keyspace, Latest, Log, Memberships, Places,
-    ReleaseTables, Releases, Snapshots, StaleWatch, SubjectJournal, index_audit_event,
+    ReleaseTables, Releases, Snapshots, StaleWatch, SubjectJournal, Successions, index_audit_event,
 };
 use super::rebuild::CounterRebuild;
 use super::{ImportOutcome, Shared, Snapshot, SnapshotRequest, StoreError, Submitted};
@@ -21,7 +21,9 @@ use crate::domain::inspection::Inspection;
 use crate::domain::lookup::{LookupTable, plan_import};
 use crate::domain::record::decide;
 use crate::domain::release::{Release, ReleasedTable};
-use crate::domain::{Access, Actor, Agency, Decision, Invalid, RecordKey, Revision, RiskRecord};
+use crate::domain::{
+    Access, Actor, Agency, Decision, Invalid, RecordKey, Revision, RiskRecord, Succession,
+};
 use crate::rules;
 use crate::telemetry;
 
@@ -579,9 +581,10 @@ impl Writer {
         let mut batch = WriteBatch::default();
         let mut access = Access::by(actor);
         access.outcome = format!(
-            "OK: {} places and {} memberships added",
+            "OK: {} places, {} memberships and {} code changes added",
             plan.places.len(),
-            plan.memberships.len()
+            plan.memberships.len(),
+            plan.successions.len()
         );
         self.chain(&mut batch, access, (self.shared.clock)())?;
         for place in &plan.places {
@@ -590,8 +593,12 @@ impl Writer {
         for membership in &plan.memberships {
             Memberships::put(&mut batch, membership, &())?;
         }
+        for succession in &plan.successions {
+            Successions::put(&mut batch, &succession.predecessor, &succession.successor)?;
+        }
         self.apply(batch)?;
-        let changed = !plan.places.is_empty() || !plan.memberships.is_empty();
+        let changed =
+            !plan.places.is_empty() || !plan.memberships.is_empty() || !plan.successions.is_empty();
         let places_by_level = {
             let mut directory = self.shared.write_directory();
             for place in plan.places {
@@ -599,6 +606,9 @@ impl Writer {
             }
             for membership in plan.memberships {
                 directory.geography.insert_membership(membership);
+            }
+            for succession in plan.successions {
+                directory.geography.insert_succession(succession);
             }
             directory.fingerprint = directory.geography.fingerprint();
             directory.geography.count_by_level()
@@ -764,6 +774,14 @@ impl Writer {
                 .collect::<Result<_, _>>()?,
             memberships: Memberships::scan_all(engine)
                 .map(|e| e.map(|(membership, ())| membership))
+                .collect::<Result<_, _>>()?,
+            successions: Successions::scan_all(engine)
+                .map(|e| {
+                    e.map(|(predecessor, successor)| Succession {
+                        predecessor,
+                        successor,
+                    })
+                })
                 .collect::<Result<_, _>>()?,
             agencies: Agencies::scan_all(engine)
                 .map(|e| e.map(|(_, agency)| agency))
