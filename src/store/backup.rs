@@ -1,7 +1,7 @@
 //! Online backup and offline restore.
 //!
 //! A backup is the store at one consistent point (a cut the writer takes between batches):
-//! the directory, the revision log up to the cut's head, the alert log, the snapshots, the
+//! the directory (population figures included), the revision log up to the cut's head, the alert log, the snapshots, the
 //! releases of the public table and the audit chain. It is a file of length-prefixed postcard frames after a magic string, ending
 //! with the SHA-256 of everything before it, so a truncated or altered file is refused.
 //! Restoring writes the log back and rebuilds every projection from it.
@@ -16,13 +16,14 @@ use time::OffsetDateTime;
 
 use super::engine::{Engine, Entry, Sled, WriteBatch};
 use super::keyspace::{
-    Agencies, AlertLog, AuditHead, AuditLog, Keyspace, Log, Memberships, Places, ReleaseTables,
-    Releases, Snapshots, index_audit_event,
+    Agencies, AlertLog, AuditHead, AuditLog, Keyspace, Log, Memberships, Places, Populations,
+    ReleaseTables, Releases, Snapshots, index_audit_event,
 };
 use super::writer::write_projections;
 use super::{Snapshot, SnapshotWithoutNames, Store, StoreError};
 use crate::domain::alert::Alert;
 use crate::domain::audit::AuditEvent;
+use crate::domain::population::PopulationFigure;
 use crate::domain::release::{Release, ReleasedTable};
 use crate::domain::{Agency, Membership, Place, RecordKey, Revision};
 
@@ -45,6 +46,8 @@ pub struct BackupCut {
     pub places: Vec<Place>,
     pub memberships: Vec<Membership>,
     pub agencies: Vec<Agency>,
+    /// Population figures by place and year.
+    pub population: Vec<PopulationFigure>,
 }
 
 /// One piece of a backup file.
@@ -79,6 +82,8 @@ enum Frame {
     ReleaseTable(u64, ReleasedTable),
     /// A snapshot with the names it was frozen with.
     Snapshot(Snapshot),
+    /// One place's population in one mid-year.
+    Population(PopulationFigure),
 }
 
 /// What a backup or a restore holds.
@@ -91,6 +96,8 @@ pub struct BackupSummary {
     pub agencies: u64,
     pub snapshots: u64,
     pub releases: u64,
+    /// Population figures, one per place and year.
+    pub population: u64,
     pub bytes: u64,
 }
 
@@ -98,14 +105,15 @@ impl std::fmt::Display for BackupSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "log to sequence {}, {} alerts, {} audit events, {} places, {} agencies, {} snapshots, {} releases",
+            "log to sequence {}, {} alerts, {} audit events, {} places, {} agencies, {} snapshots, {} releases, {} population figures",
             self.head,
             self.alerts,
             self.audit_events,
             self.places,
             self.agencies,
             self.snapshots,
-            self.releases
+            self.releases,
+            self.population
         )
     }
 }
@@ -270,6 +278,9 @@ impl Store {
         for agency in &cut.agencies {
             frames.frame(&Frame::Agency(agency.clone()))?;
         }
+        for figure in &cut.population {
+            frames.frame(&Frame::Population(*figure))?;
+        }
         // Entries up to the cut never change, whatever the writer does meanwhile.
         for entry in up_to::<Log>(engine, cut.head) {
             let (_, bytes) = entry?;
@@ -308,6 +319,7 @@ impl Store {
             agencies: cut.agencies.len() as u64,
             snapshots,
             releases,
+            population: cut.population.len() as u64,
             bytes,
         })
     }
@@ -394,6 +406,7 @@ fn count(summary: &mut BackupSummary, frame: &Frame) {
         Frame::Alert(_) => summary.alerts += 1,
         Frame::Snapshot(_) | Frame::SnapshotWithoutNames(_) => summary.snapshots += 1,
         Frame::Release(_) => summary.releases += 1,
+        Frame::Population(_) => summary.population += 1,
         Frame::AuditEvent(_) => summary.audit_events += 1,
         Frame::Membership(_) | Frame::Revision(_) | Frame::ReleaseTable(..) | Frame::End { .. } => {
         }
@@ -423,6 +436,9 @@ fn restore_into(engine: &dyn Engine, input: impl Read) -> Result<BackupSummary, 
             Frame::Place(place) => Places::put(&mut batch, &place.code, &place)?,
             Frame::Membership(membership) => Memberships::put(&mut batch, &membership, &())?,
             Frame::Agency(agency) => Agencies::put(&mut batch, &agency.id, &agency)?,
+            Frame::Population(figure) => {
+                Populations::put(&mut batch, &(figure.place, figure.year), &figure.counts)?
+            }
             Frame::Revision(revision) => {
                 if revision.sequence != next_sequence {
                     return Err(damaged(format!(
