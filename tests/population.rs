@@ -337,3 +337,65 @@ async fn population_survives_a_restart_and_a_backup_and_verify_finds_nothing_wro
         "the population is still there after a restart"
     );
 }
+
+/// Runs the `marr` binary as a user would.
+async fn marr(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_marr"))
+            .args(args)
+            .env_remove("MARR_TOKEN")
+            .output()
+            .expect("marr runs")
+    })
+    .await
+    .expect("marr task")
+}
+
+#[tokio::test]
+async fn marr_population_import_prints_its_report_and_marr_view_shows_the_rates() {
+    let (server, connection) = TestServer::north_east().await;
+    newcastle_records(&connection).await;
+    let files = [POPULATION_LA, POPULATION_PFA].map(|f| population_file(f).display().to_string());
+    let mut args: Vec<String> = vec!["population".into(), "import".into()];
+    args.extend(files);
+    args.extend([
+        "--server".into(),
+        server.url.clone(),
+        "--token".into(),
+        ADMIN.into(),
+    ]);
+    let output = marr(args).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows = rows_in_file(POPULATION_LA) + rows_in_file(POPULATION_PFA);
+    assert!(
+        stdout.contains(&format!("{rows} rows read, {rows} figures stored")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("(years 2022, 2023, 2024), 0 rows skipped"),
+        "{stdout}"
+    );
+
+    let output = marr(vec![
+        "view".into(),
+        NEWCASTLE.into(),
+        "--server".into(),
+        server.url.clone(),
+        "--token".into(),
+        INSPECTOR.into(),
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let children = figure_in_file(POPULATION_LA, NEWCASTLE, "2024", "population_0_17");
+    let expected = format!(
+        "{:.1}   of {children} aged 0 to 17 in 2024",
+        3.0 * 10_000.0 / children as f64
+    );
+    assert!(stdout.contains(&expected), "{expected} in {stdout}");
+}
