@@ -161,9 +161,9 @@ async fn a_district_view_shows_each_group_per_10000_of_its_band_in_the_latest_ye
     assert_eq!(rate.band, proto::PopulationBand::Children as i32);
     let expected = 3.0 * 10_000.0 / children as f64;
     assert!(
-        (rate.per_10000 - expected).abs() < 1e-9,
+        (rate.per_ten_thousand - expected).abs() < 1e-9,
         "{} against {expected}",
-        rate.per_10000
+        rate.per_ten_thousand
     );
     // Youth justice is set against the children too.
     let youth = group(&view, proto::ClientGroup::YouthJustice);
@@ -199,7 +199,7 @@ async fn a_district_view_shows_each_group_per_10000_of_its_band_in_the_latest_ye
         .find(|g| g.client_group == proto::ClientGroup::ChildProtectionPlan as i32)
         .and_then(|g| g.rate.as_ref())
         .expect("a rate in Newcastle's row");
-    assert!((in_row.per_10000 - expected).abs() < 1e-9);
+    assert!((in_row.per_ten_thousand - expected).abs() < 1e-9);
 }
 
 #[tokio::test]

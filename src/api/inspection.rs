@@ -105,7 +105,7 @@ fn rate_to_proto(rate: &Rate) -> proto::PopulationRate {
         PopulationBand::All => proto::PopulationBand::All,
     };
     proto::PopulationRate {
-        per_10000: rate.per_10000,
+        per_ten_thousand: rate.per_10000,
         band: band as i32,
         population: rate.population,
         year: u32::from(rate.year),

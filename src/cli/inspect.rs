@@ -126,7 +126,7 @@ pub fn view_table(view: &proto::PlaceView) -> String {
             Some(format!(
                 "  {:<22} {:>10.1}   of {} {} in {}\n",
                 word::<ClientGroup>(t.client_group),
-                rate.per_10000,
+                rate.per_ten_thousand,
                 rate.population,
                 band_label(rate.band),
                 rate.year
@@ -222,7 +222,7 @@ pub fn view_json(view: &proto::PlaceView) -> Value {
             Some((
                 word::<ClientGroup>(t.client_group).to_string(),
                 json!({
-                    "per_10000": rate.per_10000,
+                    "per_10000": rate.per_ten_thousand,
                     "band": band_label(rate.band),
                     "population": rate.population,
                     "year": rate.year,
