@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use marr::cli::inspect::{self, Format};
-use marr::cli::{ClientError, Connection, ServerArgs, agencies, places, push, watch};
+use marr::cli::{ClientError, Connection, ServerArgs, agencies, places, population, push, watch};
 use marr::config::Config;
 use marr::domain::{AgencyKind, AlertKind, ClientGroup, PlaceLevel, Severity, Vocabulary};
 use marr::store::{Store, StoreOptions};
@@ -192,6 +192,24 @@ enum Command {
         #[command(subcommand)]
         command: AgenciesCommand,
     },
+    /// Population denominators, for rates per 10,000.
+    Population {
+        #[command(subcommand)]
+        command: PopulationCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PopulationCommand {
+    /// Imports ONS mid-year population estimate CSVs (area_code, year, population_0_17,
+    /// population_18_plus, population_65_plus, population_all); a place-year already held is
+    /// replaced.
+    Import {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -322,6 +340,19 @@ async fn import_places(server: ServerArgs, files: Vec<PathBuf>) -> Result<ExitCo
     let connection = Connection::open(&server).await?;
     let report = places::import_tables(&connection, tables).await?;
     for line in places::report_lines(&report) {
+        emit(&line);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn import_population(
+    server: ServerArgs,
+    files: Vec<PathBuf>,
+) -> Result<ExitCode, ClientError> {
+    let tables = population::read_tables(&files)?;
+    let connection = Connection::open(&server).await?;
+    let report = population::import_tables(&connection, tables).await?;
+    for line in population::report_lines(&report) {
         emit(&line);
     }
     Ok(ExitCode::SUCCESS)
@@ -704,6 +735,9 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Places {
             command: PlacesCommand::Import { server, files },
         } => client_exit(import_places(server, files).await),
+        Command::Population {
+            command: PopulationCommand::Import { server, files },
+        } => client_exit(import_population(server, files).await),
         Command::Agencies {
             command:
                 AgenciesCommand::Register {

@@ -372,6 +372,36 @@ async fn a_record_or_footprint_under_a_replaced_code_counts_under_the_code_that_
     );
     assert_eq!(view(&connection, ENGLAND).await.total_active, 2);
 
+    // Population tables still list Barnsley under its old code: its rate uses that figure.
+    let population = marr::cli::population::read_tables(&[population_file(POPULATION_LA)])
+        .expect("population table");
+    marr::cli::population::import_tables(&connection.admin, population)
+        .await
+        .expect("population import");
+    let la = places::read_table(&population_file(POPULATION_LA)).expect("readable");
+    let (area, year, children) = (
+        column(&la, "area_code"),
+        column(&la, "year"),
+        column(&la, "population_0_17"),
+    );
+    let barnsley_children: f64 = la
+        .rows
+        .iter()
+        .find(|r| r.cells[area] == BARNSLEY_2024 && r.cells[year] == "2024")
+        .expect("Barnsley's 2024 row")
+        .cells[children]
+        .parse()
+        .expect("a number");
+    let rate = view(&connection, BARNSLEY)
+        .await
+        .by_client_group
+        .iter()
+        .find(|g| g.client_group == proto::ClientGroup::ChildProtectionPlan as i32)
+        .and_then(|g| g.rate)
+        .expect("a rate for Barnsley under its new code");
+    assert!((rate.per_ten_thousand - 2.0 * 10_000.0 / barnsley_children).abs() < 1e-9);
+    assert_eq!(rate.year, 2024);
+
     // The code changes travel with a backup: the restored register reads the old code the same.
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("marr.backup");

@@ -24,6 +24,7 @@ use marr::api::convert::{
 use marr::api::inspection::filter_from_proto;
 use marr::domain::free_text::{check_label, check_purpose};
 use marr::domain::lookup::{LookupTable, plan_import};
+use marr::domain::population::plan_population;
 use marr::domain::{AlertKind, ClientGroup, Geography, PlaceLevel, Severity, SubjectKey};
 use marr::proto;
 use proptest::prelude::*;
@@ -382,6 +383,14 @@ const REQUESTS: &[(&str, Target)] = &[
             }
         }
     }),
+    ("ImportPopulation", |b| {
+        if let Ok(m) = proto::ImportPopulationRequest::decode(b) {
+            let mut tables = TableAssembler::default();
+            if tables.add_population(m).is_ok() {
+                let _ = plan_population(&tables.finish());
+            }
+        }
+    }),
     ("GetPlace", |b| {
         if let Ok(m) = proto::GetPlaceRequest::decode(b) {
             let _ = place_code("code", &m.code);
@@ -628,6 +637,29 @@ fn request_seeds() -> &'static [(&'static str, Vec<u8>)] {
                 .encode_to_vec(),
             ),
             ("ImportPlaces", chunk.encode_to_vec()),
+            (
+                "ImportPopulation",
+                proto::ImportPopulationRequest {
+                    table: "mid-year-estimates.csv".into(),
+                    header: [
+                        "area_code",
+                        "year",
+                        "population_0_17",
+                        "population_18_plus",
+                        "population_65_plus",
+                        "population_all",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                    rows: vec![proto::LookupRow {
+                        line: 2,
+                        cells: [NEWCASTLE, "2024", "52000", "251000", "41000", "303000"]
+                            .map(String::from)
+                            .to_vec(),
+                    }],
+                }
+                .encode_to_vec(),
+            ),
             (
                 "GetPlace",
                 proto::GetPlaceRequest {

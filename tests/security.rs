@@ -173,6 +173,11 @@ async fn call(c: &marr::cli::Connection, method: &str, target: Target) -> Code {
             let police = north_east_tables().swap_remove(1);
             client_answer(marr::cli::places::import_tables(c, vec![police]).await)
         }
+        "/marr.v1.Directory/ImportPopulation" => {
+            let tables = marr::cli::population::read_tables(&[population_file(POPULATION_PFA)])
+                .expect("the population table reads");
+            client_answer(marr::cli::population::import_tables(c, tables).await)
+        }
         "/marr.v1.Directory/GetPlace" => answered(
             c.directory()
                 .get_place(proto::GetPlaceRequest {

@@ -313,45 +313,57 @@ pub const MAX_IMPORT_ROWS: usize = 2_000_000;
 
 impl TableAssembler {
     pub fn add(&mut self, chunk: proto::ImportPlacesRequest) -> Result<(), ApiError> {
-        self.rows += chunk.rows.len();
+        self.add_chunk(chunk.table, chunk.header, chunk.rows)
+    }
+
+    /// Adds a chunk of a population table: the same shape as a lookup table's.
+    pub fn add_population(
+        &mut self,
+        chunk: proto::ImportPopulationRequest,
+    ) -> Result<(), ApiError> {
+        self.add_chunk(chunk.table, chunk.header, chunk.rows)
+    }
+
+    fn add_chunk(
+        &mut self,
+        table: String,
+        header: Vec<String>,
+        rows: Vec<proto::LookupRow>,
+    ) -> Result<(), ApiError> {
+        self.rows += rows.len();
         if self.rows > MAX_IMPORT_ROWS {
             return Err(ApiError::Exhausted(format!(
                 "an import may hold at most {MAX_IMPORT_ROWS} rows; split the files over several imports"
             )));
         }
-        if chunk.table.is_empty() {
+        if table.is_empty() {
             return Err(
                 Invalid::one("table", "is required: name the table each chunk belongs to").into(),
             );
         }
-        let index = match self.tables.iter().position(|t| t.name == chunk.table) {
+        let index = match self.tables.iter().position(|t| t.name == table) {
             Some(index) => index,
             None => {
-                if chunk.header.is_empty() {
+                if header.is_empty() {
                     return Err(Invalid::one(
                         "header",
-                        format!(
-                            "the first chunk of table `{}` must carry its header",
-                            chunk.table
-                        ),
+                        format!("the first chunk of table `{table}` must carry its header"),
                     )
                     .into());
                 }
                 self.tables.push(LookupTable {
-                    name: chunk.table,
-                    header: chunk.header,
+                    name: table,
+                    header,
                     rows: Vec::new(),
                 });
                 self.tables.len() - 1
             }
         };
         let table = &mut self.tables[index];
-        table
-            .rows
-            .extend(chunk.rows.into_iter().map(|row| LookupRow {
-                line: row.line,
-                cells: row.cells,
-            }));
+        table.rows.extend(rows.into_iter().map(|row| LookupRow {
+            line: row.line,
+            cells: row.cells,
+        }));
         Ok(())
     }
 

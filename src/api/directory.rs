@@ -9,6 +9,7 @@ use super::convert::{
 use super::error::ApiError;
 use crate::auth::Caller;
 use crate::domain::Vocabulary;
+use crate::domain::population::PopulationReport;
 use crate::proto::directory_server::Directory;
 use crate::proto::{self};
 use crate::store::Store;
@@ -33,6 +34,34 @@ fn level_counts(
             count,
         })
         .collect()
+}
+
+fn population_report_to_proto(report: PopulationReport) -> proto::ImportPopulationResponse {
+    proto::ImportPopulationResponse {
+        rows_read: report.rows_read,
+        figures_stored: report.figures,
+        places: report.places,
+        years: report.years.iter().map(|y| u32::from(*y)).collect(),
+        rows_skipped: report.rows_skipped(),
+        skipped: report
+            .skipped
+            .into_iter()
+            .map(|(reason, skipped)| proto::SkipReason {
+                reason,
+                rows: skipped.rows,
+                examples: skipped.examples,
+            })
+            .collect(),
+        tables: report
+            .layouts
+            .into_iter()
+            .map(|layout| proto::TableLayout {
+                table: layout.table,
+                recognised_columns: layout.recognised,
+                ignored_columns: layout.ignored,
+            })
+            .collect(),
+    }
 }
 
 #[tonic::async_trait]
@@ -84,6 +113,24 @@ impl Directory for DirectoryService {
                 })
                 .collect(),
         }))
+    }
+
+    async fn import_population(
+        &self,
+        request: Request<Streaming<proto::ImportPopulationRequest>>,
+    ) -> Result<Response<proto::ImportPopulationResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let mut chunks = request.into_inner();
+        let mut tables = TableAssembler::default();
+        while let Some(chunk) = chunks.next().await {
+            tables.add_population(chunk?)?;
+        }
+        let report = self
+            .store
+            .import_population(tables.finish(), caller.actor())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(population_report_to_proto(report)))
     }
 
     async fn get_place(

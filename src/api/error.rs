@@ -6,6 +6,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::auth::Denied;
 use crate::domain::Invalid;
 use crate::domain::lookup::LookupError;
+use crate::domain::population::PopulationError;
 use crate::store::StoreError;
 
 /// Why a request was refused or failed.
@@ -57,6 +58,13 @@ impl From<ApiError> for Status {
                     lookup
                     @ (LookupError::NoHeader { .. } | LookupError::UnrecognisedLayout { .. }),
                 ) => bad_request(Invalid::one("header", lookup.to_string())),
+                StoreError::Population(
+                    population @ (PopulationError::NoHeader { .. }
+                    | PopulationError::UnrecognisedLayout { .. }),
+                ) => bad_request(Invalid::one("header", population.to_string())),
+                StoreError::Population(population @ PopulationError::NoTables) => {
+                    bad_request(Invalid::one("table", population.to_string()))
+                }
                 StoreError::Closed => Status::unavailable(store.to_string()),
                 StoreError::WriterFailed(_) => Status::unavailable(store.to_string()),
                 StoreError::Storage(_) | StoreError::Codec(_) | StoreError::Corrupt(_) => {

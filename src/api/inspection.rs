@@ -13,7 +13,8 @@ use super::error::ApiError;
 use crate::auth::Caller;
 use crate::domain::free_text::{check_label, check_purpose};
 use crate::domain::inspection::{PlaceMeasure, PlaceView, ViewFilter};
-use crate::domain::{Agency, AgencyId, Invalid, PlaceCode, SubjectKey, Vocabulary};
+use crate::domain::population::{PopulationBand, Rate};
+use crate::domain::{Agency, AgencyId, ClientGroup, Invalid, PlaceCode, SubjectKey, Vocabulary};
 use crate::proto;
 use crate::proto::inspection_server::Inspection;
 use crate::store::{Snapshot, SnapshotRequest, Store, ViewNames};
@@ -50,9 +51,11 @@ impl InspectionService {
         Ok(place)
     }
 
-    /// A live view, named as the directory has things now.
+    /// A live view, named as the directory has things now, with rates from the population
+    /// imported now.
     fn view_to_proto(&self, view: &PlaceView, filter: &proto::ViewFilter) -> proto::PlaceView {
-        view_to_proto(view, filter, &self.store.view_names(view))
+        let rates = self.store.rates(view.place, &view.by_client_group);
+        view_to_proto(view, filter, &self.store.view_names(view), &rates)
     }
 
     fn snapshot_to_proto(&self, snapshot: &Snapshot) -> proto::Snapshot {
@@ -71,16 +74,51 @@ impl InspectionService {
                 &snapshot.view,
                 &filter_to_proto(&snapshot.filter),
                 &names,
+                // A snapshot keeps counts only: today's population is not what it was made
+                // with.
+                &BTreeMap::new(),
             )),
         }
     }
 }
 
-/// A view in the contract's form, with these names for its places and agencies.
+/// Each client group's count, with its rate where there is one.
+fn client_group_totals(
+    counts: &BTreeMap<ClientGroup, u64>,
+    rates: &BTreeMap<ClientGroup, Rate>,
+) -> Vec<proto::ClientGroupTotal> {
+    counts
+        .iter()
+        .map(|(group, active)| proto::ClientGroupTotal {
+            client_group: group.number(),
+            active: *active,
+            rate: rates.get(group).map(rate_to_proto),
+        })
+        .collect()
+}
+
+fn rate_to_proto(rate: &Rate) -> proto::PopulationRate {
+    let band = match rate.band {
+        PopulationBand::Children => proto::PopulationBand::Children,
+        PopulationBand::Adults => proto::PopulationBand::Adults,
+        PopulationBand::OlderAdults => proto::PopulationBand::OlderAdults,
+        PopulationBand::All => proto::PopulationBand::All,
+    };
+    proto::PopulationRate {
+        per_ten_thousand: rate.per_10000,
+        band: band as i32,
+        population: rate.population,
+        year: u32::from(rate.year),
+    }
+}
+
+/// A view in the contract's form, with these names for its places and agencies and these
+/// rates for its client groups.
 fn view_to_proto(
     view: &PlaceView,
     filter: &proto::ViewFilter,
     names: &ViewNames,
+    rates: &BTreeMap<ClientGroup, Rate>,
 ) -> proto::PlaceView {
     let agencies = &names.agencies;
     let place = |i: usize| {
@@ -95,14 +133,7 @@ fn view_to_proto(
         consistent_at_sequence: view.consistent_at,
         filter: Some(filter.clone()),
         total_active: view.total,
-        by_client_group: view
-            .by_client_group
-            .iter()
-            .map(|(g, n)| proto::ClientGroupTotal {
-                client_group: g.number(),
-                active: *n,
-            })
-            .collect(),
+        by_client_group: client_group_totals(&view.by_client_group, rates),
         by_category: view
             .by_category
             .iter()
@@ -238,6 +269,10 @@ impl Inspection for InspectionService {
                 high_or_worse: view.high_or_worse(),
                 critical: view.critical(),
                 subjects_at_two_or_more_agencies: view.subjects_at_two_or_more_agencies,
+                by_client_group: client_group_totals(
+                    &view.by_client_group,
+                    &self.store.rates(view.place, &view.by_client_group),
+                ),
             })
             .collect();
         Ok(Response::new(proto::ComparePlacesResponse {

@@ -92,6 +92,11 @@ pub const METHOD_RULES: &[MethodRule] = &[
     ),
     rule("/marr.v1.Directory/RegisterAgency", &[Admin], Audit::Write),
     rule(
+        "/marr.v1.Directory/ImportPopulation",
+        &[Admin],
+        Audit::Write,
+    ),
+    rule(
         "/marr.v1.Directory/ListAgencies",
         &[Agency, Inspector, Board, Admin],
         Audit::Refusals,

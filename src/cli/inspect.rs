@@ -87,6 +87,17 @@ fn place_line(place: Option<&proto::Place>) -> (String, String, &'static str) {
     })
 }
 
+/// One titled block of counts; nothing when it has no rows.
+fn section(out: &mut String, title: &str, rows: Vec<(String, u64)>) {
+    if rows.is_empty() {
+        return;
+    }
+    *out += &format!("\n{title:<72} {:>8}\n", "active");
+    for (label, n) in rows {
+        *out += &format!("  {label:<70} {n:>8}\n");
+    }
+}
+
 /// A place view as readable lines.
 pub fn view_table(view: &proto::PlaceView) -> String {
     let (code, name, level) = place_line(view.place.as_ref());
@@ -98,23 +109,36 @@ pub fn view_table(view: &proto::PlaceView) -> String {
         "subjects known to 2 or more agencies: {}; to 2 or more kinds of agency: {}\n",
         view.subjects_at_two_or_more_agencies, view.subjects_at_two_or_more_agency_kinds
     );
-    let mut section = |title: &str, rows: Vec<(String, u64)>| {
-        if rows.is_empty() {
-            return;
-        }
-        out += &format!("\n{title:<72} {:>8}\n", "active");
-        for (label, n) in rows {
-            out += &format!("  {label:<70} {n:>8}\n");
-        }
-    };
     section(
+        &mut out,
         "by client group",
         view.by_client_group
             .iter()
             .map(|t| (word::<ClientGroup>(t.client_group).to_string(), t.active))
             .collect(),
     );
+    // Rates only where the server knows the place's population: none for a ward or an ICB.
+    let rates: Vec<String> = view
+        .by_client_group
+        .iter()
+        .filter_map(|t| {
+            let rate = t.rate.as_ref()?;
+            Some(format!(
+                "  {:<22} {:>10.1}   of {} {} in {}\n",
+                word::<ClientGroup>(t.client_group),
+                rate.per_ten_thousand,
+                rate.population,
+                band_label(rate.band),
+                rate.year
+            ))
+        })
+        .collect();
+    if !rates.is_empty() {
+        out += &format!("\n{:<22} {:>12}   population\n", "rate", "per 10,000");
+        out += &rates.concat();
+    }
     section(
+        &mut out,
         "by category",
         view.by_category
             .iter()
@@ -122,6 +146,7 @@ pub fn view_table(view: &proto::PlaceView) -> String {
             .collect(),
     );
     section(
+        &mut out,
         "by severity",
         view.by_severity
             .iter()
@@ -129,6 +154,7 @@ pub fn view_table(view: &proto::PlaceView) -> String {
             .collect(),
     );
     section(
+        &mut out,
         "by kind of agency",
         view.by_agency_kind
             .iter()
@@ -136,6 +162,7 @@ pub fn view_table(view: &proto::PlaceView) -> String {
             .collect(),
     );
     section(
+        &mut out,
         "by agency",
         view.by_agency
             .iter()
@@ -153,6 +180,7 @@ pub fn view_table(view: &proto::PlaceView) -> String {
             .collect(),
     );
     section(
+        &mut out,
         "child places",
         view.children
             .iter()
@@ -165,6 +193,17 @@ pub fn view_table(view: &proto::PlaceView) -> String {
     out
 }
 
+/// A population band as the rates lines name it.
+fn band_label(band: i32) -> &'static str {
+    match proto::PopulationBand::try_from(band) {
+        Ok(proto::PopulationBand::Children) => "aged 0 to 17",
+        Ok(proto::PopulationBand::Adults) => "aged 18 and over",
+        Ok(proto::PopulationBand::OlderAdults) => "aged 65 and over",
+        Ok(proto::PopulationBand::All) => "of all ages",
+        Ok(proto::PopulationBand::Unspecified) | Err(_) => "people",
+    }
+}
+
 fn totals<V: Vocabulary>(rows: impl Iterator<Item = (i32, u64)>) -> Value {
     Value::Object(
         rows.map(|(n, active)| (word::<V>(n).to_string(), json!(active)))
@@ -172,10 +211,26 @@ fn totals<V: Vocabulary>(rows: impl Iterator<Item = (i32, u64)>) -> Value {
     )
 }
 
-/// A place view as one JSON object.
+/// A place view as one JSON object; `rates_per_10000` only where the server gave rates.
 pub fn view_json(view: &proto::PlaceView) -> Value {
     let (code, name, level) = place_line(view.place.as_ref());
-    json!({
+    let rates: Map<String, Value> = view
+        .by_client_group
+        .iter()
+        .filter_map(|t| {
+            let rate = t.rate.as_ref()?;
+            Some((
+                word::<ClientGroup>(t.client_group).to_string(),
+                json!({
+                    "per_10000": rate.per_ten_thousand,
+                    "band": band_label(rate.band),
+                    "population": rate.population,
+                    "year": rate.year,
+                }),
+            ))
+        })
+        .collect();
+    let mut object = json!({
         "place_code": code,
         "place_name": name,
         "level": level,
@@ -194,7 +249,11 @@ pub fn view_json(view: &proto::PlaceView) -> Value {
         }).collect::<Vec<_>>(),
         "subjects_at_two_or_more_agencies": view.subjects_at_two_or_more_agencies,
         "subjects_at_two_or_more_agency_kinds": view.subjects_at_two_or_more_agency_kinds,
-    })
+    });
+    if !rates.is_empty() {
+        object["rates_per_10000"] = Value::Object(rates);
+    }
+    object
 }
 
 /// Fetches a subject's trail.

@@ -8,6 +8,7 @@ pub mod export;
 pub mod extract;
 pub mod inspect;
 pub mod places;
+pub mod population;
 pub mod pseudonymise;
 pub mod push;
 pub mod verify;

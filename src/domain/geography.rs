@@ -218,6 +218,10 @@ impl Geography {
     }
 
     /// Every code `code` replaced, directly or through a chain.
+    pub fn replaced_codes(&self, code: PlaceCode) -> Vec<PlaceCode> {
+        self.replaced_by(code)
+    }
+
     fn replaced_by(&self, code: PlaceCode) -> Vec<PlaceCode> {
         let mut found = Vec::new();
         let mut queue = vec![code];

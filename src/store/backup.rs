@@ -1,7 +1,7 @@
 //! Online backup and offline restore.
 //!
 //! A backup is the store at one consistent point (a cut the writer takes between batches):
-//! the directory, the revision log up to the cut's head, the alert log, the snapshots, the
+//! the directory (population figures included), the revision log up to the cut's head, the alert log, the snapshots, the
 //! releases of the public table and the audit chain. It is a file of length-prefixed postcard frames after a magic string, ending
 //! with the SHA-256 of everything before it, so a truncated or altered file is refused.
 //! Restoring writes the log back and rebuilds every projection from it.
@@ -16,13 +16,14 @@ use time::OffsetDateTime;
 
 use super::engine::{Engine, Entry, Sled, WriteBatch};
 use super::keyspace::{
-    Agencies, AlertLog, AuditHead, AuditLog, Keyspace, Log, Memberships, Places, ReleaseTables,
-    Releases, Snapshots, Successions, index_audit_event,
+    Agencies, AlertLog, AuditHead, AuditLog, Keyspace, Log, Memberships, Places, Populations,
+    ReleaseTables, Releases, Snapshots, Successions, index_audit_event,
 };
 use super::writer::write_projections;
 use super::{Snapshot, SnapshotWithoutNames, Store, StoreError};
 use crate::domain::alert::Alert;
 use crate::domain::audit::AuditEvent;
+use crate::domain::population::PopulationFigure;
 use crate::domain::release::{Release, ReleasedTable};
 use crate::domain::{Agency, Membership, Place, RecordKey, Revision, Succession};
 
@@ -46,6 +47,8 @@ pub struct BackupCut {
     pub memberships: Vec<Membership>,
     pub successions: Vec<Succession>,
     pub agencies: Vec<Agency>,
+    /// Population figures by place and year.
+    pub population: Vec<PopulationFigure>,
 }
 
 /// One piece of a backup file.
@@ -82,6 +85,8 @@ enum Frame {
     Snapshot(Snapshot),
     /// A code change (a merger or a recode).
     Succession(Succession),
+    /// One place's population in one mid-year.
+    Population(PopulationFigure),
 }
 
 /// What a backup or a restore holds.
@@ -94,6 +99,8 @@ pub struct BackupSummary {
     pub agencies: u64,
     pub snapshots: u64,
     pub releases: u64,
+    /// Population figures, one per place and year.
+    pub population: u64,
     pub bytes: u64,
 }
 
@@ -101,14 +108,15 @@ impl std::fmt::Display for BackupSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "log to sequence {}, {} alerts, {} audit events, {} places, {} agencies, {} snapshots, {} releases",
+            "log to sequence {}, {} alerts, {} audit events, {} places, {} agencies, {} snapshots, {} releases, {} population figures",
             self.head,
             self.alerts,
             self.audit_events,
             self.places,
             self.agencies,
             self.snapshots,
-            self.releases
+            self.releases,
+            self.population
         )
     }
 }
@@ -276,6 +284,9 @@ impl Store {
         for agency in &cut.agencies {
             frames.frame(&Frame::Agency(agency.clone()))?;
         }
+        for figure in &cut.population {
+            frames.frame(&Frame::Population(*figure))?;
+        }
         // Entries up to the cut never change, whatever the writer does meanwhile.
         for entry in up_to::<Log>(engine, cut.head) {
             let (_, bytes) = entry?;
@@ -314,6 +325,7 @@ impl Store {
             agencies: cut.agencies.len() as u64,
             snapshots,
             releases,
+            population: cut.population.len() as u64,
             bytes,
         })
     }
@@ -400,6 +412,7 @@ fn count(summary: &mut BackupSummary, frame: &Frame) {
         Frame::Alert(_) => summary.alerts += 1,
         Frame::Snapshot(_) | Frame::SnapshotWithoutNames(_) => summary.snapshots += 1,
         Frame::Release(_) => summary.releases += 1,
+        Frame::Population(_) => summary.population += 1,
         Frame::AuditEvent(_) => summary.audit_events += 1,
         Frame::Membership(_)
         | Frame::Succession(_)
@@ -435,6 +448,9 @@ fn restore_into(engine: &dyn Engine, input: impl Read) -> Result<BackupSummary, 
                 Successions::put(&mut batch, &succession.predecessor, &succession.successor)?
             }
             Frame::Agency(agency) => Agencies::put(&mut batch, &agency.id, &agency)?,
+            Frame::Population(figure) => {
+                Populations::put(&mut batch, &(figure.place, figure.year), &figure.counts)?
+            }
             Frame::Revision(revision) => {
                 if revision.sequence != next_sequence {
                     return Err(damaged(format!(

@@ -11,6 +11,7 @@ use super::{Snapshot, SnapshotWithoutNames};
 use crate::domain::alert::Alert;
 use crate::domain::audit::{AuditEvent, link_hash};
 use crate::domain::inspection::{CheckpointHeader, PlaceCheckpoint};
+use crate::domain::population::PopulationCounts;
 use crate::domain::release::{Release, ReleasedTable};
 use crate::domain::{
     Agency, AgencyId, LocalRef, Membership, Place, PlaceCode, PlaceLevel, RecordKey, Revision,
@@ -418,6 +419,25 @@ impl Keyspace for Memberships {
     }
 }
 
+/// Directory: population denominators, (place, mid-year) → counts by band. A place's years
+/// are in order, so its latest is the last of its prefix.
+pub(crate) struct Populations;
+impl Keyspace for Populations {
+    const PREFIX: u8 = b'F';
+    type Key = (PlaceCode, u16);
+    type Value = PopulationCounts;
+    fn encode_key((place, year): &Self::Key, out: &mut Vec<u8>) {
+        out.extend_from_slice(place.as_bytes());
+        out.extend_from_slice(&year.to_be_bytes());
+    }
+    fn decode_key(bytes: &[u8]) -> Result<Self::Key, StoreError> {
+        let what = "population";
+        let (place, year) = bytes.split_at_checked(9).ok_or_else(|| corrupt(what))?;
+        let year: [u8; 2] = year.try_into().map_err(|_| corrupt(what))?;
+        Ok((decode_place_code(place)?, u16::from_be_bytes(year)))
+    }
+}
+
 /// Directory: registered agencies.
 pub(crate) struct Agencies;
 impl Keyspace for Agencies {
@@ -701,5 +721,54 @@ impl Keyspace for AuditHead {
     fn encode_key(_: &(), _: &mut Vec<u8>) {}
     fn decode_key(_: &[u8]) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_keyspace_has_its_own_prefix() {
+        let mut prefixes = vec![
+            Log::PREFIX,
+            Latest::PREFIX,
+            ByPlace::PREFIX,
+            PlaceByKey::PREFIX,
+            SubjectJournal::PREFIX,
+            LegacyBySubject::PREFIX,
+            StaleWatch::PREFIX,
+            Checkpoints::PREFIX,
+            CheckpointPlaces::PREFIX,
+            Places::PREFIX,
+            Memberships::PREFIX,
+            Populations::PREFIX,
+            Agencies::PREFIX,
+            Snapshots::PREFIX,
+            Releases::PREFIX,
+            ReleaseTables::PREFIX,
+            AlertLog::PREFIX,
+            AuditLog::PREFIX,
+            AuditByPrincipal::PREFIX,
+            AuditByAgency::PREFIX,
+            Layout::PREFIX,
+            AuditHead::PREFIX,
+        ];
+        let all = prefixes.len();
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        assert_eq!(prefixes.len(), all, "two keyspaces share a prefix");
+    }
+
+    #[test]
+    fn a_population_key_reads_back_and_sorts_by_place_then_year() {
+        let place = PlaceCode::parse("E08000021").expect("code");
+        let key = (place, 2024);
+        assert_eq!(
+            Populations::decode_key(&Populations::key(&key)[1..]).expect("decodes"),
+            key
+        );
+        assert!(Populations::key(&(place, 2023)) < Populations::key(&(place, 2024)));
+        assert!(Populations::decode_key(&[b'E', 0]).is_err());
     }
 }

@@ -43,13 +43,16 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::domain::inspection::{Inspection, PlaceView, ViewFilter};
 use crate::domain::lookup::{ImportReport, LookupError, LookupTable};
+use crate::domain::population::{
+    Denominators, PopulationError, PopulationReport, Rate, plan_population,
+};
 use crate::domain::{
-    Access, Actor, Agency, AgencyId, AgencyKind, Geography, Invalid, Place, PlaceCode, PlaceLevel,
-    RecordKey, Revision, RiskRecord, Scope, Succession,
+    Access, Actor, Agency, AgencyId, AgencyKind, ClientGroup, Geography, Invalid, Place, PlaceCode,
+    PlaceLevel, RecordKey, Revision, RiskRecord, Scope, Succession,
 };
 use crate::rules::RuleSettings;
 use engine::Engine;
-use keyspace::{Agencies, AlertLog, Keyspace, Log, Memberships, Places, Successions};
+use keyspace::{Agencies, AlertLog, Keyspace, Log, Memberships, Places, Populations, Successions};
 use writer::{Command, Writer};
 
 /// How many requests may wait for the writer before submitters are slowed down.
@@ -72,6 +75,8 @@ pub enum StoreError {
     Invalid(#[from] Invalid),
     #[error(transparent)]
     Lookup(#[from] LookupError),
+    #[error(transparent)]
+    Population(#[from] PopulationError),
 }
 
 /// What the register did with one submitted record.
@@ -191,6 +196,9 @@ pub(crate) struct Directory {
     agencies: BTreeMap<AgencyId, Agency>,
     /// [`Geography::fingerprint`], kept in step with every import.
     fingerprint: u64,
+    /// Population by place and mid-year, for rates. Not part of the geography: importing it
+    /// changes no counter.
+    population: Denominators,
 }
 
 struct Shared {
@@ -312,6 +320,16 @@ impl Store {
         for entry in Agencies::scan_all(engine_ref) {
             let (id, agency) = entry?;
             directory.agencies.insert(id, agency);
+        }
+        for entry in Populations::scan_all(engine_ref) {
+            let ((place, year), counts) = entry?;
+            directory
+                .population
+                .insert(crate::domain::population::PopulationFigure {
+                    place,
+                    year,
+                    counts,
+                });
         }
         directory.fingerprint = directory.geography.fingerprint();
         let head = match Log::scan_all(engine_ref).next_back() {
@@ -488,6 +506,54 @@ impl Store {
         })
         .await?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Imports ONS mid-year population tables: read here, written by the writer in one batch
+    /// with the audit event. A table without the population columns refuses the whole import;
+    /// a figure for a place and year already held is replaced.
+    pub async fn import_population(
+        &self,
+        tables: Vec<LookupTable>,
+        actor: Actor,
+    ) -> Result<PopulationReport, StoreError> {
+        let plan = plan_population(&tables)?;
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::ImportPopulation {
+            figures: plan.figures,
+            actor,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| StoreError::Closed)??;
+        Ok(plan.report)
+    }
+
+    /// Each client group's count at a place as a rate per 10,000 of its population band, in
+    /// the latest year imported for the place; groups are left out where no population is
+    /// known (a ward, an ICB, a place the tables do not list).
+    pub fn rates(
+        &self,
+        place: PlaceCode,
+        counts: &BTreeMap<ClientGroup, u64>,
+    ) -> BTreeMap<ClientGroup, Rate> {
+        let directory = self.shared.read_directory();
+        let population = &directory.population;
+        // A place recoded with the same boundary (Barnsley, Sheffield in 2025) is counted in
+        // population tables under its old code until they catch up.
+        let counted_as = if population.latest(place).is_some() {
+            place
+        } else {
+            match directory.geography.replaced_codes(place)[..] {
+                [only] if population.latest(only).is_some() => only,
+                _ => place,
+            }
+        };
+        population.rates(counted_as, counts)
+    }
+
+    /// (place, year) population figures held.
+    pub fn population_figures(&self) -> usize {
+        self.shared.read_directory().population.len()
     }
 
     /// Registers an agency, or updates it; answers whether anything changed.

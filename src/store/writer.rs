@@ -12,13 +12,15 @@ use super::engine::WriteBatch;
 use super::fold::{self, SubjectCache};
 use super::keyspace::{
     Agencies, AlertLog, AuditHead, AuditLog, ByPlace, Keyspace, Latest, Log, Memberships, Places,
-    ReleaseTables, Releases, Snapshots, StaleWatch, SubjectJournal, Successions, index_audit_event,
+    Populations, ReleaseTables, Releases, Snapshots, StaleWatch, SubjectJournal, Successions,
+    index_audit_event,
 };
 use super::rebuild::CounterRebuild;
 use super::{ImportOutcome, Shared, Snapshot, SnapshotRequest, StoreError, Submitted};
 use crate::domain::audit::AuditEvent;
 use crate::domain::inspection::Inspection;
 use crate::domain::lookup::{LookupTable, plan_import};
+use crate::domain::population::PopulationFigure;
 use crate::domain::record::decide;
 use crate::domain::release::{Release, ReleasedTable};
 use crate::domain::{
@@ -45,6 +47,12 @@ pub(super) enum Command {
         tables: Vec<LookupTable>,
         actor: Actor,
         reply: oneshot::Sender<Result<ImportOutcome, StoreError>>,
+    },
+    /// Population figures read from the tables, stored whole or not at all.
+    ImportPopulation {
+        figures: Vec<PopulationFigure>,
+        actor: Actor,
+        reply: oneshot::Sender<Result<(), StoreError>>,
     },
     RegisterAgency {
         agency: Agency,
@@ -292,6 +300,13 @@ impl Writer {
                     reply,
                 } => {
                     let _ = reply.send(self.guarded(|w| w.import_places(tables, actor)));
+                }
+                Command::ImportPopulation {
+                    figures,
+                    actor,
+                    reply,
+                } => {
+                    let _ = reply.send(self.guarded(|w| w.import_population(figures, actor)));
                 }
                 Command::RegisterAgency {
                     agency,
@@ -630,6 +645,28 @@ impl Writer {
         })
     }
 
+    /// Stores population figures and the audit event in one batch, replacing any held for the
+    /// same place and year, then lets readers see them.
+    fn import_population(
+        &mut self,
+        figures: Vec<PopulationFigure>,
+        actor: Actor,
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        let mut access = Access::by(actor);
+        access.outcome = format!("OK: {} population figures stored", figures.len());
+        self.chain(&mut batch, access, (self.shared.clock)())?;
+        for figure in &figures {
+            Populations::put(&mut batch, &(figure.place, figure.year), &figure.counts)?;
+        }
+        self.apply(batch)?;
+        let mut directory = self.shared.write_directory();
+        for figure in figures {
+            directory.population.insert(figure);
+        }
+        Ok(())
+    }
+
     /// Raises `stale_high_risk` for every watched revision past the staleness limit, once:
     /// it leaves the watch in the same batch.
     fn sweep_stale(&mut self) -> Result<usize, StoreError> {
@@ -785,6 +822,15 @@ impl Writer {
                 .collect::<Result<_, _>>()?,
             agencies: Agencies::scan_all(engine)
                 .map(|e| e.map(|(_, agency)| agency))
+                .collect::<Result<_, _>>()?,
+            population: Populations::scan_all(engine)
+                .map(|e| {
+                    e.map(|((place, year), counts)| PopulationFigure {
+                        place,
+                        year,
+                        counts,
+                    })
+                })
                 .collect::<Result<_, _>>()?,
         })
     }

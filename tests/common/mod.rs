@@ -42,6 +42,18 @@ pub const WARDS: &str = "ward-lad-county-region-country-2019.csv";
 pub const POLICE: &str = "lad-csp-police-force-area-2019.csv";
 pub const LSOAS: &str = "lsoa-ccg-lad-2020.csv";
 
+/// The shared ONS mid-year population estimates.
+pub fn population_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/population")
+        .join(name)
+}
+
+/// Districts, upper-tier authorities, regions and England, 2022 to 2024.
+pub const POPULATION_LA: &str = "mid-year-estimates-la-2022-2024.csv";
+/// Police force areas, 2022 to 2024.
+pub const POPULATION_PFA: &str = "mid-year-estimates-pfa-2022-2024.csv";
+
 /// The real rows of the North East: its wards and LSOAs, and its districts' police force
 /// areas, community safety partnerships and clinical commissioning groups.
 pub fn north_east_tables() -> Vec<LookupTable> {
