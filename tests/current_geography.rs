@@ -157,6 +157,37 @@ async fn the_current_lookups_import_as_published_and_every_english_council_force
     };
     assert_eq!(count(PlaceLevel::SubIcbLocation), 106);
     assert_eq!(count(PlaceLevel::IntegratedCareBoard), 42);
+    // The NHS's own codes for its footprints, and the DfE's numbers for councils (Barnsley's
+    // from before its recode, as today's rows give none).
+    assert!(
+        report.aliases_added >= 106 + 42 + 153,
+        "{}",
+        report.aliases_added
+    );
+    let aliases = |code: &'static str| {
+        let connection = &connection;
+        async move {
+            connection
+                .directory()
+                .get_place(proto::GetPlaceRequest { code: code.into() })
+                .await
+                .unwrap_or_else(|e| panic!("{code}: {e}"))
+                .into_inner()
+        }
+    };
+    let icb = aliases("QHM").await;
+    assert_eq!(
+        icb.place.expect("place").code,
+        NORTH_EAST_ICB,
+        "an ICB by its ODS code"
+    );
+    let barnsley = aliases("E08000038").await;
+    let dfe: Vec<(String, String)> = barnsley
+        .aliases
+        .iter()
+        .map(|a| (a.scheme.clone(), a.code.clone()))
+        .collect();
+    assert!(dfe.contains(&("dfe".into(), "370".into())), "{dfe:?}");
 
     // Every upper-tier authority of 2025 (shire counties and unitary, metropolitan and London
     // councils), every force area and every ICB registers with its own code as footprint.
@@ -222,7 +253,8 @@ async fn the_current_lookups_import_as_published_and_every_english_council_force
         "RTD",
         AgencyKind::Health,
         "a health trust",
-        &[NORTH_EAST_ICB.to_string()],
+        // As a health system names it: by the ICB's ODS code.
+        &["QHM".to_string()],
     )
     .await
     .expect("the trust's footprint is the ICB");

@@ -403,7 +403,7 @@ const REQUESTS: &[(&str, Target)] = &[
     }),
     ("RegisterAgency", |b| {
         if let Ok(m) = proto::RegisterAgencyRequest::decode(b)
-            && let Ok(agency) = agency_from_proto(m.agency)
+            && let Ok(agency) = agency_from_proto(m.agency, marr::domain::PlaceCode::parse)
         {
             let _ = agency.check(known_tree());
         }
@@ -875,7 +875,8 @@ fn every_seed_is_read_without_refusal() {
             }
             "RegisterAgency" => {
                 let m = proto::RegisterAgencyRequest::decode(seed.as_slice()).expect("decodes");
-                agency_from_proto(m.agency).expect("the seed agency is valid");
+                agency_from_proto(m.agency, marr::domain::PlaceCode::parse)
+                    .expect("the seed agency is valid");
             }
             "FollowSubject" => {
                 let m = proto::FollowSubjectRequest::decode(seed.as_slice()).expect("decodes");

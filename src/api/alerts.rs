@@ -10,7 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::blocking;
-use super::convert::{coded_list, coded_option, page_size, place_code, record_ref, timestamp};
+use super::convert::{coded_list, coded_option, page_size, record_ref, timestamp};
 use super::error::ApiError;
 use crate::auth::Caller;
 use crate::domain::alert::{Alert, AlertFilter};
@@ -47,7 +47,7 @@ impl AlertsService {
         let place = match filter.place_code.as_str() {
             "" => None,
             code => {
-                let asked = place_code("filter.place_code", code)?;
+                let asked = self.store.place_code("filter.place_code", code)?;
                 let code = self
                     .store
                     .place(asked)

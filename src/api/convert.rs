@@ -266,7 +266,11 @@ pub fn place_to_proto(place: &Place, footprint_codes: &[PlaceCode]) -> proto::Pl
     }
 }
 
-pub fn agency_from_proto(agency: Option<proto::Agency>) -> Result<Agency, Invalid> {
+/// An agency as sent, its footprint named by GSS codes or whatever `named` also accepts.
+pub fn agency_from_proto(
+    agency: Option<proto::Agency>,
+    named: impl Fn(&str) -> Result<PlaceCode, String>,
+) -> Result<Agency, Invalid> {
     let Some(a) = agency else {
         return Err(Invalid::one("agency", "is required"));
     };
@@ -278,7 +282,7 @@ pub fn agency_from_proto(agency: Option<proto::Agency>) -> Result<Agency, Invali
     let footprint: Vec<PlaceCode> = a
         .footprint
         .iter()
-        .filter_map(|code| v.check("footprint", PlaceCode::parse(code)))
+        .filter_map(|code| v.check("footprint", named(code)))
         .collect();
     let agency = (|| {
         Some(Agency {

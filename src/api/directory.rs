@@ -3,9 +3,7 @@
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert::{
-    TableAssembler, agency_from_proto, agency_to_proto, place_code, place_to_proto,
-};
+use super::convert::{TableAssembler, agency_from_proto, agency_to_proto, place_to_proto};
 use super::error::ApiError;
 use crate::auth::Caller;
 use crate::domain::Vocabulary;
@@ -92,6 +90,7 @@ impl Directory for DirectoryService {
             places_added: report.places_added,
             code_changes: report.code_changes,
             places_moved: report.places_moved,
+            aliases_added: report.aliases_added,
             rows_read: report.rows_read,
             rows_skipped: report.rows_skipped(),
             skipped: report
@@ -137,7 +136,10 @@ impl Directory for DirectoryService {
         &self,
         request: Request<proto::GetPlaceRequest>,
     ) -> Result<Response<proto::GetPlaceResponse>, Status> {
-        let code = place_code("code", &request.into_inner().code).map_err(ApiError::from)?;
+        let code = self
+            .store
+            .place_code("code", &request.into_inner().code)
+            .map_err(ApiError::from)?;
         let detail = self
             .store
             .place(code)
@@ -149,6 +151,14 @@ impl Directory for DirectoryService {
                 .iter()
                 .map(|p| place_to_proto(p, &[]))
                 .collect(),
+            aliases: detail
+                .aliases
+                .iter()
+                .map(|(scheme, code)| proto::PlaceAlias {
+                    scheme: scheme.word().to_string(),
+                    code: code.clone(),
+                })
+                .collect(),
         }))
     }
 
@@ -156,7 +166,10 @@ impl Directory for DirectoryService {
         &self,
         request: Request<proto::ListChildPlacesRequest>,
     ) -> Result<Response<proto::ListChildPlacesResponse>, Status> {
-        let code = place_code("code", &request.into_inner().code).map_err(ApiError::from)?;
+        let code = self
+            .store
+            .place_code("code", &request.into_inner().code)
+            .map_err(ApiError::from)?;
         let children = self
             .store
             .child_places(code)
@@ -171,7 +184,10 @@ impl Directory for DirectoryService {
         request: Request<proto::RegisterAgencyRequest>,
     ) -> Result<Response<proto::RegisterAgencyResponse>, Status> {
         let caller = Caller::of(&request)?;
-        let agency = agency_from_proto(request.into_inner().agency).map_err(ApiError::from)?;
+        let agency = agency_from_proto(request.into_inner().agency, |code| {
+            self.store.code_named(code)
+        })
+        .map_err(ApiError::from)?;
         let changed = self
             .store
             .register_agency(agency.clone(), caller.actor())

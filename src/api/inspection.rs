@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::blocking;
 use super::convert::{
-    coded_list, coded_option, page_size, place_code, place_to_proto, revision_to_proto, timestamp,
+    coded_list, coded_option, page_size, place_to_proto, revision_to_proto, timestamp,
 };
 use super::error::ApiError;
 use crate::auth::Caller;
@@ -30,7 +30,7 @@ impl InspectionService {
 
     /// A known place code, or NOT_FOUND; a replaced code gives the code that replaced it.
     fn known_place(&self, field: &str, code: &str) -> Result<PlaceCode, ApiError> {
-        let code = place_code(field, code)?;
+        let code = self.store.place_code(field, code)?;
         self.store
             .place(code)
             .map(|detail| detail.place.code)
@@ -225,7 +225,10 @@ impl Inspection for InspectionService {
             blocking(move || store.place_view(place, &filter, as_of(request.as_of_sequence)))
                 .await?
         };
-        let asked = place_code("place_code", &request.place_code).map_err(ApiError::from)?;
+        let asked = self
+            .store
+            .place_code("place_code", &request.place_code)
+            .map_err(ApiError::from)?;
         let replaced = (place != asked).then(|| asked.to_string());
         Ok(Response::new(proto::GetPlaceViewResponse {
             view: Some(self.view_to_proto(&view, &filter_to_proto(&filter))),

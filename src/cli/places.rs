@@ -100,6 +100,12 @@ pub fn report_lines(report: &proto::ImportPlacesResponse) -> Vec<String> {
         "{} rows read, {} places added, {} rows skipped",
         report.rows_read, report.places_added, report.rows_skipped
     ));
+    if report.aliases_added > 0 {
+        lines.push(format!(
+            "{} aliases kept (NHS ODS codes, DfE local authority numbers)",
+            report.aliases_added
+        ));
+    }
     if report.places_moved > 0 {
         lines.push(format!(
             "{} known places moved up to a parent they already lay in (a level the newer tables do not have)",

@@ -35,6 +35,45 @@ pub struct Succession {
     pub successor: PlaceCode,
 }
 
+/// Who issued an alias: the NHS's Organisation Data Service (sub-ICB locations and ICBs, such
+/// as `QHM`), or the Department for Education (its three-digit local authority numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum AliasScheme {
+    Ods,
+    Dfe,
+}
+
+impl AliasScheme {
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Ods => "ods",
+            Self::Dfe => "dfe",
+        }
+    }
+
+    /// Whether `alias` has the shape this scheme issues: ODS codes are 3 to 5 capitals and
+    /// digits, DfE numbers three digits. Anything else is not kept.
+    pub fn admits(self, alias: &str) -> bool {
+        match self {
+            Self::Ods => {
+                (3..=5).contains(&alias.len())
+                    && alias
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            }
+            Self::Dfe => alias.len() == 3 && alias.bytes().all(|b| b.is_ascii_digit()),
+        }
+    }
+}
+
+/// Another organisation's code for a place.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Alias {
+    pub scheme: AliasScheme,
+    pub alias: String,
+    pub place: PlaceCode,
+}
+
 /// A partner organisation and the places it may report on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Agency {
@@ -91,6 +130,8 @@ pub struct Geography {
     successors: HashMap<PlaceCode, PlaceCode>,
     /// The other way: the codes each code replaced.
     predecessors: HashMap<PlaceCode, BTreeSet<PlaceCode>>,
+    /// Other organisations' codes for places.
+    aliases: HashMap<(AliasScheme, String), PlaceCode>,
 }
 
 /// Longest chain of code changes followed; a loop in bad data must not hang a lookup.
@@ -135,6 +176,54 @@ impl Geography {
             .entry(succession.successor)
             .or_default()
             .insert(succession.predecessor);
+    }
+
+    /// Records another organisation's code for a place (a later one for the same alias wins).
+    pub fn insert_alias(&mut self, alias: Alias) {
+        self.aliases
+            .insert((alias.scheme, alias.alias), alias.place);
+    }
+
+    /// The place an alias stands for, as it stands today.
+    pub fn by_alias(&self, scheme: AliasScheme, alias: &str) -> Option<PlaceCode> {
+        self.aliases
+            .get(&(scheme, alias.to_string()))
+            .map(|code| self.current(*code))
+    }
+
+    /// A place's aliases, by scheme and alias.
+    pub fn aliases_of(&self, code: PlaceCode) -> Vec<(AliasScheme, String)> {
+        let mut found: Vec<(AliasScheme, String)> = self
+            .aliases
+            .iter()
+            .filter(|(_, place)| self.current(**place) == code)
+            .map(|(key, _)| key.clone())
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Every alias known, sorted.
+    pub fn aliases(&self) -> Vec<Alias> {
+        let mut all: Vec<Alias> = self
+            .aliases
+            .iter()
+            .map(|((scheme, alias), place)| Alias {
+                scheme: *scheme,
+                alias: alias.clone(),
+                place: *place,
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// A place named by its GSS code or, as health systems name theirs, by its NHS ODS code.
+    pub fn code_named(&self, text: &str) -> Result<PlaceCode, String> {
+        PlaceCode::parse(text).or_else(|refusal| {
+            self.by_alias(AliasScheme::Ods, text)
+                .ok_or_else(|| format!("{refusal}, nor a known NHS ODS code"))
+        })
     }
 
     /// Every code change known, in code order.

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::free_text::check_place_name;
-use super::geography::{Geography, Membership, Place, Succession};
+use super::geography::{Alias, AliasScheme, Geography, Membership, Place, Succession};
 use super::record::PlaceCode;
 use super::vocabulary::PlaceLevel;
 
@@ -70,6 +70,8 @@ pub struct ImportReport {
     /// Known places hung from a higher parent, where a newer table has no level between
     /// them (districts of a metropolitan county, now directly in their region).
     pub places_moved: u64,
+    /// NHS ODS codes and DfE numbers newly kept for places.
+    pub aliases_added: u64,
     pub skipped: BTreeMap<String, Skipped>,
     pub layouts: Vec<TableLayout>,
 }
@@ -95,6 +97,8 @@ pub struct ImportPlan {
     pub memberships: Vec<Membership>,
     /// Code changes the register did not know yet.
     pub successions: Vec<Succession>,
+    /// Other organisations' codes for places, new or changed.
+    pub aliases: Vec<Alias>,
     pub report: ImportReport,
 }
 
@@ -143,6 +147,26 @@ fn read_header(header: &str) -> Option<(PlaceLevel, bool)> {
         return None;
     }
     level_of_prefix(prefix).map(|level| (level, is_code))
+}
+
+/// Reads a header naming another organisation's code for a level's places: the NHS ODS codes
+/// beside ONS ones (`sicbl24_code_nhs`, `icb24_code_nhs`) and the Department for Education's
+/// local authority numbers (`old_la_code`, beside `new_la_code`).
+fn read_alias_header(header: &str) -> Option<(PlaceLevel, AliasScheme)> {
+    let header = header
+        .trim()
+        .trim_start_matches('\u{feff}')
+        .to_ascii_uppercase();
+    if header == "OLD_LA_CODE" {
+        return Some((PlaceLevel::County, AliasScheme::Dfe));
+    }
+    let stem = header.strip_suffix("_CODE_NHS")?;
+    let prefix = stem.trim_end_matches(|c: char| c.is_ascii_digit());
+    let year = &stem[prefix.len()..];
+    if !year.is_empty() && year.len() != 2 {
+        return None;
+    }
+    level_of_prefix(prefix).map(|level| (level, AliasScheme::Ods))
 }
 
 /// The columns that say which years a row holds (the Department for Education's ward
@@ -243,6 +267,8 @@ struct Column {
     level: PlaceLevel,
     code: usize,
     name: Option<usize>,
+    /// Another organisation's code for the same place, and who issued it.
+    alias: Option<(usize, AliasScheme)>,
 }
 
 fn layout_of(table: &LookupTable) -> Result<(Vec<Column>, TableLayout), LookupError> {
@@ -253,18 +279,25 @@ fn layout_of(table: &LookupTable) -> Result<(Vec<Column>, TableLayout), LookupEr
     }
     let mut columns: Vec<Column> = Vec::new();
     let mut names: HashMap<PlaceLevel, usize> = HashMap::new();
+    let mut aliases: HashMap<PlaceLevel, (usize, AliasScheme)> = HashMap::new();
     let mut layout = TableLayout {
         table: table.name.clone(),
         recognised: Vec::new(),
         ignored: Vec::new(),
     };
     for (index, header) in table.header.iter().enumerate() {
+        if let Some((level, scheme)) = read_alias_header(header) {
+            aliases.entry(level).or_insert((index, scheme));
+            layout.recognised.push(header.clone());
+            continue;
+        }
         match read_header(header) {
             Some((level, true)) if !columns.iter().any(|c| c.level == level) => {
                 columns.push(Column {
                     level,
                     code: index,
                     name: None,
+                    alias: None,
                 });
                 layout.recognised.push(header.clone());
             }
@@ -283,6 +316,7 @@ fn layout_of(table: &LookupTable) -> Result<(Vec<Column>, TableLayout), LookupEr
     }
     for column in &mut columns {
         column.name = names.get(&column.level).copied();
+        column.alias = aliases.get(&column.level).copied();
     }
     // Coarsest first, so a row reads as a path down the tree.
     columns.sort_by_key(|c| std::cmp::Reverse(c.level.rank()));
@@ -293,12 +327,15 @@ fn layout_of(table: &LookupTable) -> Result<(Vec<Column>, TableLayout), LookupEr
 struct RowPlaces {
     tree: Vec<(PlaceLevel, PlaceCode, String)>,
     areas: Vec<(PlaceLevel, PlaceCode, String)>,
+    /// Other organisations' codes the row gives for its places.
+    aliases: Vec<Alias>,
 }
 
 fn read_row(columns: &[Column], header: &[String], row: &LookupRow) -> Result<RowPlaces, String> {
     let mut read = RowPlaces {
         tree: Vec::new(),
         areas: Vec::new(),
+        aliases: Vec::new(),
     };
     for column in columns {
         let code = row.cells.get(column.code).map(|c| c.trim()).unwrap_or("");
@@ -321,6 +358,17 @@ fn read_row(columns: &[Column], header: &[String], row: &LookupRow) -> Result<Ro
         } else {
             name
         };
+        // An alias of the wrong shape (the DfE's `z` for a place without a number) is not kept.
+        if let Some((index, scheme)) = column.alias {
+            let alias = row.cells.get(index).map(|c| c.trim()).unwrap_or("");
+            if scheme.admits(alias) {
+                read.aliases.push(Alias {
+                    scheme,
+                    alias: alias.to_string(),
+                    place: code,
+                });
+            }
+        }
         if column.level.is_footprint() {
             read.areas.push((column.level, code, name));
         } else {
@@ -342,6 +390,9 @@ impl RowPlaces {
         for entry in self.tree.iter_mut().chain(self.areas.iter_mut()) {
             entry.1 = successor(successors, entry.1);
         }
+        for alias in &mut self.aliases {
+            alias.place = successor(successors, alias.place);
+        }
         let mut tree: Vec<(PlaceLevel, PlaceCode, String)> = Vec::with_capacity(self.tree.len());
         for entry in self.tree.drain(..) {
             match tree.last() {
@@ -362,6 +413,8 @@ struct Planner<'a> {
     existing: &'a Geography,
     /// Every code change, known before or read in this import.
     successors: HashMap<PlaceCode, PlaceCode>,
+    /// Aliases this import keeps, so a repeated row keeps one.
+    aliases_seen: HashMap<(AliasScheme, String), PlaceCode>,
     added: HashMap<PlaceCode, Place>,
     plan: ImportPlan,
     memberships_seen: std::collections::HashSet<Membership>,
@@ -518,6 +571,16 @@ impl Planner<'_> {
                 self.plan.memberships.push(membership);
             }
         }
+        for alias in &row.aliases {
+            let known = self.existing.by_alias(alias.scheme, &alias.alias);
+            let planned = self.aliases_seen.get(&(alias.scheme, alias.alias.clone()));
+            if known != Some(alias.place) && planned != Some(&alias.place) {
+                self.aliases_seen
+                    .insert((alias.scheme, alias.alias.clone()), alias.place);
+                self.plan.report.aliases_added += 1;
+                self.plan.aliases.push(alias.clone());
+            }
+        }
         Ok(())
     }
 }
@@ -532,6 +595,7 @@ pub fn plan_import(
     let mut planner = Planner {
         existing,
         successors: HashMap::new(),
+        aliases_seen: HashMap::new(),
         added: HashMap::new(),
         plan: ImportPlan::default(),
         memberships_seen: Default::default(),
@@ -582,6 +646,7 @@ pub fn plan_import(
         read.push(columns);
     }
     let mut deferred = Vec::new();
+    let mut earlier_aliases = Vec::new();
     for (table, columns) in place_tables.iter().copied().zip(&read) {
         let years = Years::of(&table.header);
         let latest = years.and_then(|years| {
@@ -600,6 +665,13 @@ pub fn plan_import(
                     Some(_) => {
                         let reason = format!("not current: the table's latest year is {latest}");
                         planner.plan.report.skip(reason, &table.name, row.line);
+                        // An earlier year may still give a place's alias that today's rows
+                        // leave out (Barnsley's and Sheffield's DfE numbers after their
+                        // recode): kept after every current row, where nothing else gives it.
+                        if let Ok(mut places) = read_row(columns, &table.header, row) {
+                            places.settle(&successors);
+                            earlier_aliases.extend(places.aliases);
+                        }
                         continue;
                     }
                     None => {
@@ -627,6 +699,20 @@ pub fn plan_import(
     for (table, line, places) in deferred {
         if let Err(reason) = planner.apply(&places) {
             planner.plan.report.skip(reason, table, line);
+        }
+    }
+    for alias in earlier_aliases {
+        let key = (alias.scheme, alias.alias.clone());
+        if planner.known(alias.place).is_some()
+            && planner
+                .existing
+                .by_alias(alias.scheme, &alias.alias)
+                .is_none()
+            && !planner.aliases_seen.contains_key(&key)
+        {
+            planner.aliases_seen.insert(key, alias.place);
+            planner.plan.report.aliases_added += 1;
+            planner.plan.aliases.push(alias);
         }
     }
     Ok(planner.plan)

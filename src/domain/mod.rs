@@ -14,7 +14,7 @@ pub mod release;
 pub mod vocabulary;
 
 pub use audit::{Access, Actor, Role};
-pub use geography::{Agency, Geography, Membership, Place, Scope, Succession};
+pub use geography::{Agency, Alias, AliasScheme, Geography, Membership, Place, Scope, Succession};
 pub use record::{
     AgencyId, Decision, FieldViolation, Invalid, LocalRef, PlaceCode, RecordKey, Revision,
     RiskRecord, SubjectKey,

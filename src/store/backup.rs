@@ -16,8 +16,8 @@ use time::OffsetDateTime;
 
 use super::engine::{Engine, Entry, Sled, WriteBatch};
 use super::keyspace::{
-    Agencies, AlertLog, AuditHead, AuditLog, Keyspace, Log, Memberships, Places, Populations,
-    ReleaseTables, Releases, Snapshots, Successions, index_audit_event,
+    Agencies, AlertLog, Aliases, AuditHead, AuditLog, Keyspace, Log, Memberships, Places,
+    Populations, ReleaseTables, Releases, Snapshots, Successions, index_audit_event,
 };
 use super::writer::write_projections;
 use super::{Snapshot, SnapshotWithoutNames, Store, StoreError};
@@ -25,7 +25,7 @@ use crate::domain::alert::Alert;
 use crate::domain::audit::AuditEvent;
 use crate::domain::population::PopulationFigure;
 use crate::domain::release::{Release, ReleasedTable};
-use crate::domain::{Agency, Membership, Place, RecordKey, Revision, Succession};
+use crate::domain::{Agency, Alias, Membership, Place, RecordKey, Revision, Succession};
 
 /// The first bytes of every backup file.
 const MAGIC: &[u8; 8] = b"MARRBAK1";
@@ -46,6 +46,7 @@ pub struct BackupCut {
     pub places: Vec<Place>,
     pub memberships: Vec<Membership>,
     pub successions: Vec<Succession>,
+    pub aliases: Vec<Alias>,
     pub agencies: Vec<Agency>,
     /// Population figures by place and year.
     pub population: Vec<PopulationFigure>,
@@ -87,6 +88,8 @@ enum Frame {
     Succession(Succession),
     /// One place's population in one mid-year.
     Population(PopulationFigure),
+    /// Another organisation's code for a place.
+    Alias(Alias),
 }
 
 /// What a backup or a restore holds.
@@ -281,6 +284,9 @@ impl Store {
         for succession in &cut.successions {
             frames.frame(&Frame::Succession(*succession))?;
         }
+        for alias in &cut.aliases {
+            frames.frame(&Frame::Alias(alias.clone()))?;
+        }
         for agency in &cut.agencies {
             frames.frame(&Frame::Agency(agency.clone()))?;
         }
@@ -416,6 +422,7 @@ fn count(summary: &mut BackupSummary, frame: &Frame) {
         Frame::AuditEvent(_) => summary.audit_events += 1,
         Frame::Membership(_)
         | Frame::Succession(_)
+        | Frame::Alias(_)
         | Frame::Revision(_)
         | Frame::ReleaseTable(..)
         | Frame::End { .. } => {}
@@ -444,6 +451,9 @@ fn restore_into(engine: &dyn Engine, input: impl Read) -> Result<BackupSummary, 
             } => audit_head = Some((head, audit_hash)),
             Frame::Place(place) => Places::put(&mut batch, &place.code, &place)?,
             Frame::Membership(membership) => Memberships::put(&mut batch, &membership, &())?,
+            Frame::Alias(alias) => {
+                Aliases::put(&mut batch, &(alias.scheme, alias.alias), &alias.place)?
+            }
             Frame::Succession(succession) => {
                 Successions::put(&mut batch, &succession.predecessor, &succession.successor)?
             }

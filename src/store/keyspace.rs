@@ -14,8 +14,8 @@ use crate::domain::inspection::{CheckpointHeader, PlaceCheckpoint};
 use crate::domain::population::PopulationCounts;
 use crate::domain::release::{Release, ReleasedTable};
 use crate::domain::{
-    Agency, AgencyId, LocalRef, Membership, Place, PlaceCode, PlaceLevel, RecordKey, Revision,
-    SubjectKey, Vocabulary,
+    Agency, AgencyId, AliasScheme, LocalRef, Membership, Place, PlaceCode, PlaceLevel, RecordKey,
+    Revision, SubjectKey, Vocabulary,
 };
 
 /// One kind of entry in the register's engine.
@@ -398,6 +398,31 @@ impl Keyspace for Successions {
     }
 }
 
+/// Directory: other organisations' codes for places, (scheme, alias) to the place.
+pub(crate) struct Aliases;
+impl Keyspace for Aliases {
+    const PREFIX: u8 = b'I';
+    type Key = (AliasScheme, String);
+    type Value = PlaceCode;
+    fn encode_key((scheme, alias): &Self::Key, out: &mut Vec<u8>) {
+        out.push(match scheme {
+            AliasScheme::Ods => b'o',
+            AliasScheme::Dfe => b'd',
+        });
+        out.extend_from_slice(alias.as_bytes());
+    }
+    fn decode_key(bytes: &[u8]) -> Result<Self::Key, StoreError> {
+        let (scheme, alias) = bytes.split_first().ok_or_else(|| corrupt("alias"))?;
+        let scheme = match scheme {
+            b'o' => AliasScheme::Ods,
+            b'd' => AliasScheme::Dfe,
+            _ => return Err(corrupt("alias")),
+        };
+        let alias = std::str::from_utf8(alias).map_err(|_| corrupt("alias"))?;
+        Ok((scheme, alias.to_string()))
+    }
+}
+
 /// Directory: footprint area membership, area then member.
 pub(crate) struct Memberships;
 impl Keyspace for Memberships {
@@ -743,6 +768,8 @@ mod tests {
             Places::PREFIX,
             Memberships::PREFIX,
             Populations::PREFIX,
+            Successions::PREFIX,
+            Aliases::PREFIX,
             Agencies::PREFIX,
             Snapshots::PREFIX,
             Releases::PREFIX,

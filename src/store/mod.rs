@@ -47,12 +47,14 @@ use crate::domain::population::{
     Denominators, PopulationError, PopulationReport, Rate, plan_population,
 };
 use crate::domain::{
-    Access, Actor, Agency, AgencyId, AgencyKind, ClientGroup, Geography, Invalid, Place, PlaceCode,
-    PlaceLevel, RecordKey, Revision, RiskRecord, Scope, Succession,
+    Access, Actor, Agency, AgencyId, AgencyKind, Alias, ClientGroup, Geography, Invalid, Place,
+    PlaceCode, PlaceLevel, RecordKey, Revision, RiskRecord, Scope, Succession,
 };
 use crate::rules::RuleSettings;
 use engine::Engine;
-use keyspace::{Agencies, AlertLog, Keyspace, Log, Memberships, Places, Populations, Successions};
+use keyspace::{
+    Agencies, AlertLog, Aliases, Keyspace, Log, Memberships, Places, Populations, Successions,
+};
 use writer::{Command, Writer};
 
 /// How many requests may wait for the writer before submitters are slowed down.
@@ -187,6 +189,8 @@ pub struct PlaceDetail {
     pub ancestors: Vec<Place>,
     /// Footprint areas listing the place directly.
     pub areas: Vec<PlaceCode>,
+    /// Other organisations' codes for the place.
+    pub aliases: Vec<(crate::domain::AliasScheme, String)>,
 }
 
 /// The geography and agencies, held in memory so scope checks need no I/O.
@@ -309,6 +313,14 @@ impl Store {
         }
         for entry in Memberships::scan_all(engine_ref) {
             directory.geography.insert_membership(entry?.0);
+        }
+        for entry in Aliases::scan_all(engine_ref) {
+            let ((scheme, alias), place) = entry?;
+            directory.geography.insert_alias(Alias {
+                scheme,
+                alias,
+                place,
+            });
         }
         for entry in Successions::scan_all(engine_ref) {
             let (predecessor, successor) = entry?;
@@ -582,6 +594,17 @@ impl Store {
         self.shared.read_directory().agencies.get(id).cloned()
     }
 
+    /// A place named by its GSS code or its NHS ODS code (see [`Geography::code_named`]).
+    pub fn code_named(&self, text: &str) -> Result<PlaceCode, String> {
+        self.shared.read_directory().geography.code_named(text)
+    }
+
+    /// [`Store::code_named`], refused as a violation of `field`.
+    pub fn place_code(&self, field: &str, text: &str) -> Result<PlaceCode, Invalid> {
+        self.code_named(text)
+            .map_err(|reason| Invalid::one(field, reason))
+    }
+
     /// A place or footprint area with its ancestors and areas; for a replaced code, the place
     /// that replaced it.
     pub fn place(&self, code: PlaceCode) -> Option<PlaceDetail> {
@@ -595,6 +618,7 @@ impl Store {
             place,
             ancestors,
             areas: geography.areas_listing(code),
+            aliases: geography.aliases_of(code),
         })
     }
 

@@ -11,9 +11,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::engine::WriteBatch;
 use super::fold::{self, SubjectCache};
 use super::keyspace::{
-    Agencies, AlertLog, AuditHead, AuditLog, ByPlace, Keyspace, Latest, Log, Memberships, Places,
-    Populations, ReleaseTables, Releases, Snapshots, StaleWatch, SubjectJournal, Successions,
-    index_audit_event,
+    Agencies, AlertLog, Aliases, AuditHead, AuditLog, ByPlace, Keyspace, Latest, Log, Memberships,
+    Places, Populations, ReleaseTables, Releases, Snapshots, StaleWatch, SubjectJournal,
+    Successions, index_audit_event,
 };
 use super::rebuild::CounterRebuild;
 use super::{ImportOutcome, Shared, Snapshot, SnapshotRequest, StoreError, Submitted};
@@ -24,7 +24,7 @@ use crate::domain::population::PopulationFigure;
 use crate::domain::record::decide;
 use crate::domain::release::{Release, ReleasedTable};
 use crate::domain::{
-    Access, Actor, Agency, Decision, Invalid, RecordKey, Revision, RiskRecord, Succession,
+    Access, Actor, Agency, Alias, Decision, Invalid, RecordKey, Revision, RiskRecord, Succession,
 };
 use crate::rules;
 use crate::telemetry;
@@ -611,6 +611,13 @@ impl Writer {
         for succession in &plan.successions {
             Successions::put(&mut batch, &succession.predecessor, &succession.successor)?;
         }
+        for alias in &plan.aliases {
+            Aliases::put(
+                &mut batch,
+                &(alias.scheme, alias.alias.clone()),
+                &alias.place,
+            )?;
+        }
         self.apply(batch)?;
         let changed =
             !plan.places.is_empty() || !plan.memberships.is_empty() || !plan.successions.is_empty();
@@ -624,6 +631,9 @@ impl Writer {
             }
             for succession in plan.successions {
                 directory.geography.insert_succession(succession);
+            }
+            for alias in plan.aliases {
+                directory.geography.insert_alias(alias);
             }
             directory.fingerprint = directory.geography.fingerprint();
             directory.geography.count_by_level()
@@ -811,6 +821,15 @@ impl Writer {
                 .collect::<Result<_, _>>()?,
             memberships: Memberships::scan_all(engine)
                 .map(|e| e.map(|(membership, ())| membership))
+                .collect::<Result<_, _>>()?,
+            aliases: Aliases::scan_all(engine)
+                .map(|e| {
+                    e.map(|((scheme, alias), place)| Alias {
+                        scheme,
+                        alias,
+                        place,
+                    })
+                })
                 .collect::<Result<_, _>>()?,
             successions: Successions::scan_all(engine)
                 .map(|e| {
