@@ -111,8 +111,8 @@ pub struct StoreConfig {
     pub cache_mib: Option<u64>,
     /// Revisions between two checkpoints of the inspection counters (default 50000).
     pub checkpoint_every: Option<u64>,
-    /// Log or index entries one page of risks may read before answering a short page with a
-    /// token to resume (default 100000).
+    /// Log or index entries one page of risks (or alerts one page of alerts) may read before
+    /// answering a short page with a token to resume (default 100000).
     pub page_read_limit: Option<usize>,
 }
 

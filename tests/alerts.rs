@@ -1105,3 +1105,79 @@ async fn a_board_pages_and_resumes_through_its_own_alerts_and_hears_no_head_but_
         other => panic!("expected a heartbeat, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_board_whose_alerts_are_rare_among_many_gets_short_pages_that_go_on_not_one_long_scan() {
+    const READS: usize = 6;
+    let (_server, connection) = TestServer::north_east_in(
+        TestServer::start_with_config(
+            StoreOptions {
+                rules: quiet_settings(),
+                page_read_limit: READS,
+                ..StoreOptions::default()
+            },
+            scoped_config(),
+        )
+        .await,
+    )
+    .await;
+    // One critical risk in Gateshead, then thirty in Newcastle: alerts 1 to 31, Gateshead's 1.
+    let mut records = vec![rec(
+        NORTHUMBRIA,
+        "P-1",
+        GATESHEAD_WARD,
+        0,
+        proto::Severity::Critical,
+        40,
+    )];
+    records.extend((0..30).map(|i| {
+        rec(
+            NEWCASTLE,
+            &format!("C-{i}"),
+            NEWCASTLE_WARD,
+            0,
+            proto::Severity::Critical,
+            30 - i,
+        )
+    }));
+    push_ok(&connection, records).await;
+    let gateshead = connection.as_token(GATESHEAD_BOARD);
+    let mut after = 0;
+    let mut pages = Vec::new();
+    loop {
+        let page = gateshead
+            .alerts()
+            .list_alerts(proto::ListAlertsRequest {
+                filter: None,
+                after_sequence: after,
+                page_size: 50,
+            })
+            .await
+            .expect("list")
+            .into_inner();
+        pages.push(page.clone());
+        if page.next_after_sequence == 0 {
+            break;
+        }
+        assert!(page.next_after_sequence > after, "each page goes on");
+        after = page.next_after_sequence;
+    }
+    let seen: Vec<u64> = pages
+        .iter()
+        .flat_map(|p| p.alerts.iter().map(|a| a.sequence))
+        .collect();
+    assert_eq!(seen, vec![1], "Gateshead's one alert, once");
+    assert!(
+        pages.len() >= 31 / READS,
+        "{} pages for 31 alerts at {READS} reads a page",
+        pages.len()
+    );
+    assert!(pages[1..].iter().all(|p| p.alerts.is_empty()));
+    // The head is the board's own newest alert, or the cursor it gave: never the log's.
+    assert_eq!(pages[0].head_sequence, 1);
+    let mut given = 0;
+    for page in &pages {
+        assert!(page.head_sequence <= given.max(1), "{pages:?}");
+        given = page.next_after_sequence;
+    }
+}

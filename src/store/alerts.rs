@@ -102,7 +102,9 @@ impl Store {
 
     /// A page of the alerts someone whose places are `scope` may see and `filter` asks for,
     /// after `after`, at most `limit`, with where the next page starts and the head to resume
-    /// from. Blocking: it reads the log.
+    /// from. No page reads more than the store's page read limit of alerts: a board whose
+    /// alerts are rare among many answers a short page that goes on where it stopped.
+    /// Blocking: it reads the log.
     pub fn list_alerts(
         &self,
         scope: &Scope,
@@ -111,33 +113,48 @@ impl Store {
         limit: usize,
     ) -> Result<AlertPage, StoreError> {
         let durable = self.alert_head();
-        let head = self.newest_alert_reaching(scope, after, durable)?;
+        let budget = self.shared.page_read_limit as u64;
         let mut alerts = Vec::new();
         let mut cursor = after;
+        let mut next = None;
         while cursor < durable {
-            let scan =
-                self.scan_alerts(scope, filter, cursor, durable, 1024, limit - alerts.len())?;
+            if cursor - after >= budget {
+                next = Some(cursor);
+                break;
+            }
+            let examine = (after + budget - cursor).min(1024) as usize;
+            let scan = self.scan_alerts(
+                scope,
+                filter,
+                cursor,
+                durable,
+                examine,
+                limit - alerts.len(),
+            )?;
             if scan.examined == cursor {
                 break;
             }
             cursor = scan.examined;
             alerts.extend(scan.alerts);
             if alerts.len() >= limit {
-                let next = alerts.last().map(|a| a.sequence);
-                return Ok(AlertPage { alerts, next, head });
+                next = alerts.last().map(|a| a.sequence);
+                break;
             }
         }
-        Ok(AlertPage {
-            alerts,
-            next: None,
-            head,
-        })
+        let newest_listed = alerts.last().map_or(after, |a| a.sequence);
+        let head = self
+            .newest_alert_reaching(scope, after, durable)?
+            .max(newest_listed);
+        Ok(AlertPage { alerts, next, head })
     }
 
     /// The sequence of the newest durable alert up to `until` that reaches `scope`, or `after`
     /// when none after it does. This is the head a board hears: it may resume from it without
     /// missing anything, and it moves only with alerts in its own places, so it says nothing
-    /// of how much happens elsewhere. Blocking: it reads the log backwards from `until`.
+    /// of how much happens elsewhere. Blocking: it reads the log backwards from `until`, at
+    /// most the store's page read limit of alerts; when those hold none of the board's, it
+    /// answers `after`, which is never past an alert the board has not seen (at worst a
+    /// watch from it sends again alerts already listed, never misses one).
     pub fn newest_alert_reaching(
         &self,
         scope: &Scope,
@@ -152,7 +169,8 @@ impl Store {
             AlertLog::key(&after.saturating_add(1)),
             AlertLog::key(&until.saturating_add(1)),
         );
-        for entry in self.shared.engine.range(&from, &to).rev() {
+        let reads = self.shared.page_read_limit;
+        for entry in self.shared.engine.range(&from, &to).rev().take(reads) {
             let (_, value) = entry?;
             let alert: Alert = postcard::from_bytes(&value)?;
             if alert.reaches(scope, &directory.geography) {
