@@ -91,10 +91,15 @@ enum Command {
         /// The backup file.
         file: PathBuf,
     },
-    /// Runs a server on a sample of the North East with three agencies and synthetic records.
+    /// Runs a server on England's current geography and population, with three North East
+    /// agencies and synthetic records.
     Demo {
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: SocketAddr,
+        /// The directory holding `geography-2025/` and `population/` (relative to the
+        /// working directory).
+        #[arg(long, env = "MARR_DEMO_DATA", default_value = "../shared/data")]
+        data: PathBuf,
     },
     /// Pushes a CSV or JSON Lines extract through PushRecords.
     Push {
@@ -664,13 +669,15 @@ async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Demo { listen } => match marr::cli::demo::run(listen, shutdown_signal()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("marr demo: {error}");
-                ExitCode::from(2)
+        Command::Demo { listen, data } => {
+            match marr::cli::demo::run(listen, &data, shutdown_signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("marr demo: {error}");
+                    ExitCode::from(2)
+                }
             }
-        },
+        }
         Command::Push { server, file } => client_exit(push(server, file).await),
         Command::Backup { server, out } => client_exit(backup(server, out).await),
         Command::Health { server, service } => client_exit(health(server, service).await),

@@ -20,6 +20,11 @@ async fn marr_async(args: Vec<String>) -> Output {
         .expect("marr task")
 }
 
+/// The shared data the demo reads: `geography-2025/` and `population/`.
+fn shared_data_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data")
+}
+
 const HEADER: &str = "agency_id,local_ref,subject_key,place_code,client_group,category,severity,status,assessed_at,source_updated_at,lawful_basis,note";
 
 fn csv_line(local_ref: &str, place: &str, category: &str) -> String {
@@ -381,10 +386,13 @@ async fn serve_stops_cleanly_on_sigterm_and_keeps_what_it_acknowledged() {
 }
 
 #[tokio::test]
-async fn the_demo_serves_its_sample_and_stops_on_ctrl_c() {
+async fn the_demo_runs_on_englands_current_geography_with_rates_and_stops_on_ctrl_c() {
     use std::io::{BufRead, BufReader};
+    let data = shared_data_dir();
     let mut child = Command::new(env!("CARGO_BIN_EXE_marr"))
-        .args(["demo", "--listen", "127.0.0.1:0"])
+        .args(["demo", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .env_remove("MARR_DEMO_DATA")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -414,12 +422,57 @@ async fn the_demo_serves_its_sample_and_stops_on_ctrl_c() {
         text.contains("pushed 3000 records: 3000 accepted, 0 unchanged, 0 stale, 0 rejected"),
         "{text}"
     );
-    assert!(text.contains("police_force_area"), "{text}");
+    // England as it is today, not a sample: every current ward, force area and ICB.
+    let level = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| {
+                let mut words = l.split_whitespace();
+                (words.next() == Some(name)).then(|| words.next()?.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("a count of {name} places in {text}"))
+    };
+    assert!(level("ward") > 8000, "{text}");
+    assert_eq!(level("police_force_area"), 43, "{text}");
+    assert_eq!(level("integrated_care_board"), 42, "{text}");
+    assert!(
+        text.lines().any(|l| l.contains("figures stored for")
+            && l.contains("(years 2022, 2023, 2024), 0 rows skipped")),
+        "{text}"
+    );
     assert!(text.contains("registered E23000007"), "{text}");
     // The story: a view, a subject three agencies know, the board's alerts, the public table.
     assert!(
         text.contains("Newcastle upon Tyne (E08000021, district)"),
         "{text}"
+    );
+    // The view gives rates beside the counts, and breaks Newcastle down by its wards.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("  children_in_need ") && l.ends_with("aged 0 to 17 in 2024")),
+        "{text}"
+    );
+    let wards = text
+        .lines()
+        .filter(|l| l.starts_with("  ward      E05"))
+        .count();
+    assert!(wards >= 20, "Newcastle's wards hold records: {text}");
+    // The comparison of the region's twelve upper-tier authorities, with rates.
+    let compared: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("authority "))
+        .skip(2)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(compared.len(), 12, "{text}");
+    let newcastle = compared
+        .iter()
+        .find(|l| l.starts_with("Newcastle upon Tyne"))
+        .unwrap_or_else(|| panic!("Newcastle's row in {compared:?}"));
+    assert!(
+        newcastle
+            .split_whitespace()
+            .any(|w| w.contains('.') && w.parse::<f64>().is_ok_and(|r| r > 0.0)),
+        "a rate per 10,000 in {newcastle}"
     );
     assert!(
         text.contains(
@@ -442,6 +495,43 @@ async fn the_demo_serves_its_sample_and_stops_on_ctrl_c() {
         "{table:?}"
     );
     assert!(table[13].starts_with("North East"), "{table:?}");
+}
+
+#[test]
+fn the_demo_without_its_data_stops_with_one_line_naming_the_file_and_the_flag() {
+    let empty = tempfile::tempdir().expect("dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_marr"))
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .env("MARR_DEMO_DATA", empty.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("marr runs");
+    // A demo that went on to serve would never exit by itself.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().expect("kill");
+            panic!("the demo ran on without its data");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("output");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let missing = empty.path().join("geography-2025/la-changes-2018-2025.csv");
+    assert!(
+        stderr.starts_with(&format!("marr demo: cannot find {}", missing.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--data"), "{stderr}");
+    // It stopped before serving anything.
+    assert!(
+        output.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
 }
 
 #[tokio::test]

@@ -1,7 +1,9 @@
-//! `marr demo`: a server on a sample of real places, with agencies and records to look at.
+//! `marr demo`: a server on England's current geography and population, with agencies and
+//! records in the North East to look at.
 
+use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -10,10 +12,10 @@ use time::OffsetDateTime;
 
 use super::extract::ExtractRow;
 use super::push::{PushSummary, progress_bar, push_rows};
-use super::{ClientError, Connection, ServerArgs, agencies, inspect, places};
+use super::{ClientError, Connection, ServerArgs, agencies, inspect, places, population};
 use crate::api::convert::timestamp;
 use crate::config::Config;
-use crate::domain::lookup::{LookupRow, LookupTable};
+use crate::domain::lookup::LookupTable;
 use crate::domain::{
     AgencyKind, AlertKind, ClientGroup, LawfulBasis, PlaceLevel, RecordStatus, RiskCategory, Role,
     Severity, Vocabulary,
@@ -21,42 +23,20 @@ use crate::domain::{
 use crate::proto;
 use crate::store::{Store, StoreError};
 
-/// The North East region and its districts (ONS codes, 2019), the whole place tree the demo has.
-const NORTH_EAST: &[(&str, &str)] = &[
-    ("E06000001", "Hartlepool"),
-    ("E06000002", "Middlesbrough"),
-    ("E06000003", "Redcar and Cleveland"),
-    ("E06000004", "Stockton-on-Tees"),
-    ("E06000005", "Darlington"),
-    ("E06000047", "County Durham"),
-    ("E06000057", "Northumberland"),
-    ("E08000021", "Newcastle upon Tyne"),
-    ("E08000022", "North Tyneside"),
-    ("E08000023", "South Tyneside"),
-    ("E08000024", "Sunderland"),
-    ("E08000037", "Gateshead"),
+/// England's current geography as published, imported in one call (as the README's
+/// `marr places import` does) so the code changes apply to every table; paths under `--data`.
+const GEOGRAPHY_FILES: [&str; 6] = [
+    "geography-2025/la-changes-2018-2025.csv",
+    "geography-2025/lad22-lad23.csv",
+    "geography-2025/ward-pcon-lad-la-region-2017-2025.csv",
+    "geography-2025/lad24-csp24-pfa24.csv",
+    "geography-2025/lsoa21-ward24-lad24-bestfit.csv",
+    "geography-2025/lsoa21-sicbl24-icb24.csv",
 ];
-
-/// Each district's police force area (ONS codes, 2019).
-const POLICE_FORCE_AREAS: &[(&str, &str, &[&str])] = &[
-    (
-        "E23000007",
-        "Northumbria",
-        &[
-            "E06000057",
-            "E08000021",
-            "E08000022",
-            "E08000023",
-            "E08000024",
-            "E08000037",
-        ],
-    ),
-    ("E23000008", "Durham", &["E06000005", "E06000047"]),
-    (
-        "E23000013",
-        "Cleveland",
-        &["E06000001", "E06000002", "E06000003", "E06000004"],
-    ),
+/// ONS mid-year population estimates of local authorities and police force areas.
+const POPULATION_FILES: [&str; 2] = [
+    "population/mid-year-estimates-la-2022-2024.csv",
+    "population/mid-year-estimates-pfa-2022-2024.csv",
 ];
 
 const NEWCASTLE: &str = "E08000021";
@@ -77,6 +57,13 @@ pub enum DemoError {
     },
     #[error("cannot make the demo's data directory: {0}")]
     DataDir(std::io::Error),
+    #[error(
+        "cannot find {}: point --data (or MARR_DEMO_DATA) at the directory holding geography-2025/ and population/",
+        .0.display()
+    )]
+    MissingData(PathBuf),
+    #[error("the imported geography has no wards under {0}")]
+    NoWards(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -85,48 +72,68 @@ pub enum DemoError {
     Serve(#[from] crate::ServeError),
 }
 
-fn sample_tables() -> Vec<LookupTable> {
-    let tree = NORTH_EAST
-        .iter()
-        .enumerate()
-        .map(|(i, (code, name))| LookupRow {
-            line: i as u64 + 2,
-            cells: [
-                code,
-                name,
-                NORTH_EAST_REGION,
-                "North East",
-                "E92000001",
-                "England",
-            ]
-            .map(|c| c.to_string())
-            .to_vec(),
-        })
-        .collect();
-    let mut footprints = Vec::new();
-    for (pfa, pfa_name, districts) in POLICE_FORCE_AREAS {
-        for district in *districts {
-            footprints.push(LookupRow {
-                line: footprints.len() as u64 + 2,
-                cells: vec![district.to_string(), pfa.to_string(), pfa_name.to_string()],
-            });
+/// The demo's input files under `data`, or the first one missing.
+fn data_files(data: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), DemoError> {
+    let under = |names: &[&str]| -> Result<Vec<PathBuf>, DemoError> {
+        names
+            .iter()
+            .map(|name| {
+                let path = data.join(name);
+                if path.is_file() {
+                    Ok(path)
+                } else {
+                    Err(DemoError::MissingData(path))
+                }
+            })
+            .collect()
+    };
+    Ok((under(&GEOGRAPHY_FILES)?, under(&POPULATION_FILES)?))
+}
+
+/// Reads CSV files off the async runtime: the geography runs to millions of cells.
+async fn read_tables(paths: Vec<PathBuf>) -> Result<Vec<LookupTable>, DemoError> {
+    let tables = tokio::task::spawn_blocking(move || population::read_tables(&paths))
+        .await
+        .map_err(|e| StoreError::WriterFailed(e.to_string()))??;
+    Ok(tables)
+}
+
+/// The wards under a place or footprint area, found by walking the directory down from it.
+async fn wards_under(connection: &Connection, code: &str) -> Result<Vec<String>, DemoError> {
+    let mut wards = BTreeSet::new();
+    let mut seen = HashSet::new();
+    let mut queue = vec![code.to_string()];
+    while let Some(next) = queue.pop() {
+        if !seen.insert(next.clone()) {
+            continue;
+        }
+        let children = connection
+            .directory()
+            .list_child_places(proto::ListChildPlacesRequest { code: next })
+            .await
+            .map_err(ClientError::from)?
+            .into_inner()
+            .places;
+        for place in children {
+            if place.level == PlaceLevel::Ward.number() {
+                wards.insert(place.code);
+            } else if place.level != PlaceLevel::Lsoa.number() {
+                // LSOAs lie under wards: nothing below them is a ward.
+                queue.push(place.code);
+            }
         }
     }
-    let header = |cols: &[&str]| cols.iter().map(|c| c.to_string()).collect();
-    vec![
-        LookupTable {
-            name: "demo-police-force-areas".into(),
-            header: header(&["LAD19CD", "PFA19CD", "PFA19NM"]),
-            rows: footprints,
-        },
-        LookupTable {
-            name: "demo-districts".into(),
-            header: header(&[
-                "LAD19CD", "LAD19NM", "RGN19CD", "RGN19NM", "CTRY19CD", "CTRY19NM",
-            ]),
-            rows: tree,
-        },
-    ]
+    if wards.is_empty() {
+        return Err(DemoError::NoWards(code.to_string()));
+    }
+    Ok(wards.into_iter().collect())
+}
+
+/// The current wards each group of the demo's records is placed at.
+struct DemoWards {
+    newcastle: Vec<String>,
+    northumbria: Vec<String>,
+    north_east: Vec<String>,
 }
 
 fn subject_key(i: usize) -> String {
@@ -137,18 +144,21 @@ fn pick<T: Copy>(rng: &mut StdRng, values: &[T]) -> T {
     values[rng.random_range(0..values.len())]
 }
 
-/// Synthetic records for the three demo agencies; the same subjects recur across agencies.
-fn sample_records(now: OffsetDateTime) -> Vec<ExtractRow> {
+fn pick_ward<'a>(rng: &mut StdRng, wards: &'a [String]) -> &'a str {
+    &wards[rng.random_range(0..wards.len())]
+}
+
+/// Synthetic records for the three demo agencies at current wards of their areas; the same
+/// subjects recur across agencies.
+fn sample_records(now: OffsetDateTime, wards: &DemoWards) -> Vec<ExtractRow> {
     let mut rng = StdRng::seed_from_u64(2026);
-    let northumbria: Vec<&str> = POLICE_FORCE_AREAS[0].2.to_vec();
-    let region: Vec<&str> = NORTH_EAST.iter().map(|(code, _)| *code).collect();
     (0..DEMO_RECORDS)
         .map(|i| {
             let (agency, place, groups, basis): (&str, &str, &[ClientGroup], LawfulBasis) =
                 match i % 3 {
                     0 => (
                         NEWCASTLE,
-                        NEWCASTLE,
+                        pick_ward(&mut rng, &wards.newcastle),
                         &[
                             ClientGroup::ChildrenInNeed,
                             ClientGroup::ChildProtectionPlan,
@@ -158,7 +168,7 @@ fn sample_records(now: OffsetDateTime) -> Vec<ExtractRow> {
                     ),
                     1 => (
                         NORTHUMBRIA,
-                        pick(&mut rng, &northumbria),
+                        pick_ward(&mut rng, &wards.northumbria),
                         &[
                             ClientGroup::ChildrenInNeed,
                             ClientGroup::YouthJustice,
@@ -168,7 +178,7 @@ fn sample_records(now: OffsetDateTime) -> Vec<ExtractRow> {
                     ),
                     _ => (
                         "RTD",
-                        pick(&mut rng, &region),
+                        pick_ward(&mut rng, &wards.north_east),
                         &[
                             ClientGroup::AdultAtRisk,
                             ClientGroup::OlderAdult,
@@ -266,8 +276,37 @@ async fn tell_the_story(
     let inspector = public.with_token(&token_of("inspector"))?;
     println!("\n# An inspector looks at Newcastle across every agency:");
     println!("$ marr view {} {NEWCASTLE}", as_whom("inspector"));
-    let view = inspect::view(&inspector, NEWCASTLE, proto::ViewFilter::default(), 0).await?;
+    let mut view = inspect::view(&inspector, NEWCASTLE, proto::ViewFilter::default(), 0).await?;
+    // The district's LSOAs hold none of the demo's records (they sit at wards): a page of
+    // zeros would bury the ward breakdown.
+    let children = view.children.len();
+    view.children.retain(|c| c.active > 0);
     print!("{}", inspect::view_table(&view));
+    if view.children.len() < children {
+        println!(
+            "  ({} child places with no active records left out here; marr view lists them)",
+            children - view.children.len()
+        );
+    }
+
+    println!(
+        "\n# The inspector compares the North East's upper-tier authorities, each client group's\n\
+         # count and its rate per 10,000 of the population it is drawn from:"
+    );
+    println!(
+        "$ grpcurl -plaintext -H 'authorization: Bearer <inspector token>' -d '{{\"parent_code\":\"{NORTH_EAST_REGION}\"}}' {} marr.v1.Inspection/ComparePlaces",
+        url.trim_start_matches("http://")
+    );
+    let comparison = inspector
+        .inspection()
+        .compare_places(proto::ComparePlacesRequest {
+            parent_code: NORTH_EAST_REGION.into(),
+            ..Default::default()
+        })
+        .await
+        .map_err(ClientError::from)?
+        .into_inner();
+    print!("{}", inspect::comparison_table(&comparison));
 
     // The board watches from the alert log's head, so it sees what happens next.
     let board = public.with_token(&token_of("board"))?;
@@ -452,11 +491,14 @@ async fn tell_the_story(
     Ok(())
 }
 
-/// Runs the demo until `shutdown` completes.
+/// Runs the demo on the geography and population files under `data_dir` until `shutdown`
+/// completes; stops at once, naming the file, when one of them is missing.
 pub async fn run(
     listen: SocketAddr,
+    data_dir: &Path,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), DemoError> {
+    let (geography_files, population_files) = data_files(data_dir)?;
     let data = tempfile::Builder::new()
         .prefix("marr-demo-")
         .tempdir()
@@ -499,11 +541,33 @@ pub async fn run(
     let admin = format!("--server {url} --token {}", token_of("admin"));
     let inspector = format!("--server {url} --token {}", token_of("inspector"));
     let newcastle = format!("--server {url} --token {}", token_of("newcastle"));
-    println!("\n$ marr places import {admin} <North East districts and police force areas>");
-    let report = places::import_tables(&connection, sample_tables()).await?;
-    for line in places::report_lines(&report) {
+    let shown = |paths: &[PathBuf]| {
+        paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "\n# England's geography as it is today (ONS and NHS lookups, 2023-2025), in one import:"
+    );
+    println!("$ marr places import {admin} {}", shown(&geography_files));
+    let report = places::import_tables(&connection, read_tables(geography_files).await?).await?;
+    println!(
+        "{} rows read, {} places added",
+        report.rows_read, report.places_added
+    );
+    for line in places::level_lines(&report) {
         println!("{line}");
     }
+    println!("\n# Mid-year population estimates, so views give rates per 10,000:");
+    println!(
+        "$ marr population import {admin} {}",
+        shown(&population_files)
+    );
+    let report =
+        population::import_tables(&connection, read_tables(population_files).await?).await?;
+    println!("{}", population::summary_line(&report));
     let agencies_to_register: [(&str, AgencyKind, &str, &str); 3] = [
         (
             NEWCASTLE,
@@ -539,7 +603,13 @@ pub async fn run(
     );
     let progress = progress_bar();
     let mut summary = PushSummary::default();
-    let mut rows = sample_records(now);
+    // Records sit at today's wards, read from the directory, so views break down by ward.
+    let wards = DemoWards {
+        newcastle: wards_under(&connection, NEWCASTLE).await?,
+        northumbria: wards_under(&connection, NORTHUMBRIA).await?,
+        north_east: wards_under(&connection, NORTH_EAST_REGION).await?,
+    };
+    let mut rows = sample_records(now, &wards);
     for (name, _, agency, _) in DEMO_PRINCIPALS {
         let Some(agency) = agency else { continue };
         let (own, others): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.agency_id == agency);
@@ -557,6 +627,9 @@ pub async fn run(
     if write_sample_extract(&extract, now).is_ok() {
         println!("\nTry next, in another terminal:");
         println!("  marr view {inspector} {NORTHUMBRIA}");
+        if let Some(ward) = wards.newcastle.first() {
+            println!("  marr view {inspector} {ward}            (a ward of Newcastle)");
+        }
         println!("  marr view {inspector} {NEWCASTLE} --min-severity high --format json");
         println!(
             "  marr follow {inspector} {} --purpose \"Joint inspection: children missing from home\"",
@@ -566,9 +639,6 @@ pub async fn run(
         println!(
             "      (two of its rows are refused: see {}.rejects.csv)",
             extract.display()
-        );
-        println!(
-            "  marr places import {admin} <ONS lookup CSVs: wards, police force areas, LSOAs>"
         );
         println!("  grpcurl -plaintext {address} list            (server reflection)");
         println!(

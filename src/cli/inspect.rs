@@ -193,6 +193,51 @@ pub fn view_table(view: &proto::PlaceView) -> String {
     out
 }
 
+/// A comparison of places as readable lines: each place's active records, and for each client
+/// group its count and rate per 10,000 ("-" where there is no rate: the place's population is
+/// not known, or it has no records of the group).
+pub fn comparison_table(comparison: &proto::ComparePlacesResponse) -> String {
+    let mut groups: Vec<i32> = comparison
+        .rows
+        .iter()
+        .flat_map(|r| r.by_client_group.iter().map(|g| g.client_group))
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    let mut out = format!("{:<24} {:>6}", "authority", "total");
+    for group in &groups {
+        let word = word::<ClientGroup>(*group);
+        out += &format!(" {:>13}", &word[..word.len().min(13)]);
+    }
+    out += &format!(
+        "
+{:<31}",
+        ""
+    );
+    for _ in &groups {
+        out += &format!(" {:>5} {:>7}", "n", "/10,000");
+    }
+    out.push('\n');
+    for row in &comparison.rows {
+        let (_, name, _) = place_line(row.place.as_ref());
+        let name: String = name.chars().take(24).collect();
+        out += &format!("{name:<24} {:>6}", row.total_active);
+        for group in &groups {
+            let total = row
+                .by_client_group
+                .iter()
+                .find(|g| g.client_group == *group);
+            let active = total.map_or(0, |g| g.active);
+            let rate = total
+                .and_then(|g| g.rate.as_ref())
+                .map_or("-".to_string(), |r| format!("{:.1}", r.per_ten_thousand));
+            out += &format!(" {active:>5} {rate:>7}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// A population band as the rates lines name it.
 fn band_label(band: i32) -> &'static str {
     match proto::PopulationBand::try_from(band) {

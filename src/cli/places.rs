@@ -81,6 +81,16 @@ fn level_name(level: i32) -> &'static str {
         .unwrap_or("unknown")
 }
 
+/// The places and footprint areas the directory holds after an import, one line per level.
+pub fn level_lines(report: &proto::ImportPlacesResponse) -> Vec<String> {
+    report
+        .places
+        .iter()
+        .chain(&report.footprint_areas)
+        .map(|count| format!("  {:<30} {:>7}", level_name(count.level), count.count))
+        .collect()
+}
+
 /// The import report as readable lines.
 pub fn report_lines(report: &proto::ImportPlacesResponse) -> Vec<String> {
     let mut lines = Vec::new();
@@ -118,20 +128,7 @@ pub fn report_lines(report: &proto::ImportPlacesResponse) -> Vec<String> {
             report.code_changes
         ));
     }
-    for count in &report.places {
-        lines.push(format!(
-            "  {:<30} {:>7}",
-            level_name(count.level),
-            count.count
-        ));
-    }
-    for count in &report.footprint_areas {
-        lines.push(format!(
-            "  {:<30} {:>7}",
-            level_name(count.level),
-            count.count
-        ));
-    }
+    lines.extend(level_lines(report));
     for skip in &report.skipped {
         lines.push(format!(
             "skipped {} rows: {} (for example {})",

@@ -50,6 +50,23 @@ pub async fn import_tables(
     Ok(response.into_inner())
 }
 
+/// What the import read and stored, in one line.
+pub fn summary_line(report: &proto::ImportPopulationResponse) -> String {
+    let years: Vec<String> = report.years.iter().map(u32::to_string).collect();
+    format!(
+        "{} rows read, {} figures stored for {} places (years {}), {} rows skipped",
+        report.rows_read,
+        report.figures_stored,
+        report.places,
+        if years.is_empty() {
+            "none".to_string()
+        } else {
+            years.join(", ")
+        },
+        report.rows_skipped
+    )
+}
+
 /// The import report as readable lines.
 pub fn report_lines(report: &proto::ImportPopulationResponse) -> Vec<String> {
     let mut lines = Vec::new();
@@ -65,19 +82,7 @@ pub fn report_lines(report: &proto::ImportPopulationResponse) -> Vec<String> {
             }
         ));
     }
-    let years: Vec<String> = report.years.iter().map(u32::to_string).collect();
-    lines.push(format!(
-        "{} rows read, {} figures stored for {} places (years {}), {} rows skipped",
-        report.rows_read,
-        report.figures_stored,
-        report.places,
-        if years.is_empty() {
-            "none".to_string()
-        } else {
-            years.join(", ")
-        },
-        report.rows_skipped
-    ));
+    lines.push(summary_line(report));
     for skip in &report.skipped {
         lines.push(format!(
             "skipped {} rows: {} (for example {})",
