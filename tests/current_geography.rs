@@ -87,6 +87,18 @@ async fn answer(connection: &Connection, place: &str) -> proto::GetPlaceViewResp
         .into_inner()
 }
 
+/// Pushes records, each of which must be accepted.
+async fn accept(connection: &Connection, records: Vec<proto::RiskRecord>) {
+    for answer in push_all(connection, records).await {
+        assert_eq!(
+            answer.outcome,
+            proto::Outcome::Accepted as i32,
+            "{}",
+            answer.reason
+        );
+    }
+}
+
 fn current_tables() -> Vec<LookupTable> {
     [
         CHANGES,
@@ -282,14 +294,7 @@ async fn the_current_lookups_import_as_published_and_every_english_council_force
         .map(|(i, lsoa)| rec("RTD", &format!("H-{i}"), lsoa, 0, proto::Severity::High, 1))
         .collect();
     let pushed = records.len() as u64;
-    for answer in push_all(&connection, records).await {
-        assert_eq!(
-            answer.outcome,
-            proto::Outcome::Accepted as i32,
-            "{}",
-            answer.reason
-        );
-    }
+    accept(&connection, records).await;
     let mut sum = 0;
     for code in by_sub_icb.keys() {
         sum += view(&connection, code).await.total_active;
@@ -336,14 +341,7 @@ async fn the_current_lookups_import_as_published_and_every_english_council_force
             )
         })
         .collect();
-    for answer in push_all(&connection, records).await {
-        assert_eq!(
-            answer.outcome,
-            proto::Outcome::Accepted as i32,
-            "{}",
-            answer.reason
-        );
-    }
+    accept(&connection, records).await;
     let force = view(&connection, DORSET_POLICE).await.total_active;
     let districts =
         view(&connection, BCP).await.total_active + view(&connection, DORSET).await.total_active;
@@ -372,14 +370,7 @@ async fn a_record_or_footprint_under_a_replaced_code_counts_under_the_code_that_
         rec(NEWCASTLE, "B-1", BARNSLEY_2024, 1, proto::Severity::High, 2),
         rec(NEWCASTLE, "B-2", BARNSLEY, 2, proto::Severity::High, 1),
     ];
-    for answer in push_all(&connection, records).await {
-        assert_eq!(
-            answer.outcome,
-            proto::Outcome::Accepted as i32,
-            "{}",
-            answer.reason
-        );
-    }
+    accept(&connection, records).await;
     let barnsley = answer(&connection, BARNSLEY).await;
     assert_eq!(barnsley.view.as_ref().expect("view").total_active, 2);
     assert_eq!(barnsley.replaced_place_code, "", "asked by its own code");
@@ -492,14 +483,7 @@ async fn importing_todays_geography_over_2019_rehomes_the_records_of_merged_dist
         ),
         rec(NEWCASTLE, "H-2", HARROGATE, 2, proto::Severity::High, 2),
     ];
-    for answer in push_all(&connection, before).await {
-        assert_eq!(
-            answer.outcome,
-            proto::Outcome::Accepted as i32,
-            "{}",
-            answer.reason
-        );
-    }
+    accept(&connection, before).await;
     assert_eq!(
         view(&connection, NORTH_YORKSHIRE_COUNTY).await.total_active,
         2
@@ -521,14 +505,7 @@ async fn importing_todays_geography_over_2019_rehomes_the_records_of_merged_dist
         proto::Severity::High,
         1,
     )];
-    for answer in push_all(&connection, after).await {
-        assert_eq!(
-            answer.outcome,
-            proto::Outcome::Accepted as i32,
-            "{}",
-            answer.reason
-        );
-    }
+    accept(&connection, after).await;
     server.store().counters_rebuilt().await;
 
     let north_yorkshire = view(&connection, NORTH_YORKSHIRE).await;

@@ -34,6 +34,32 @@ fn level_counts(
         .collect()
 }
 
+/// Rows an import skipped, by reason, as the report sends them.
+fn skip_reasons(
+    skipped: std::collections::BTreeMap<String, crate::domain::lookup::Skipped>,
+) -> Vec<proto::SkipReason> {
+    skipped
+        .into_iter()
+        .map(|(reason, skipped)| proto::SkipReason {
+            reason,
+            rows: skipped.rows,
+            examples: skipped.examples,
+        })
+        .collect()
+}
+
+/// How each table's columns were read, as the report sends it.
+fn table_layouts(layouts: Vec<crate::domain::lookup::TableLayout>) -> Vec<proto::TableLayout> {
+    layouts
+        .into_iter()
+        .map(|layout| proto::TableLayout {
+            table: layout.table,
+            recognised_columns: layout.recognised,
+            ignored_columns: layout.ignored,
+        })
+        .collect()
+}
+
 fn population_report_to_proto(report: PopulationReport) -> proto::ImportPopulationResponse {
     proto::ImportPopulationResponse {
         rows_read: report.rows_read,
@@ -41,24 +67,8 @@ fn population_report_to_proto(report: PopulationReport) -> proto::ImportPopulati
         places: report.places,
         years: report.years.iter().map(|y| u32::from(*y)).collect(),
         rows_skipped: report.rows_skipped(),
-        skipped: report
-            .skipped
-            .into_iter()
-            .map(|(reason, skipped)| proto::SkipReason {
-                reason,
-                rows: skipped.rows,
-                examples: skipped.examples,
-            })
-            .collect(),
-        tables: report
-            .layouts
-            .into_iter()
-            .map(|layout| proto::TableLayout {
-                table: layout.table,
-                recognised_columns: layout.recognised,
-                ignored_columns: layout.ignored,
-            })
-            .collect(),
+        skipped: skip_reasons(report.skipped),
+        tables: table_layouts(report.layouts),
     }
 }
 
@@ -93,24 +103,8 @@ impl Directory for DirectoryService {
             aliases_added: report.aliases_added,
             rows_read: report.rows_read,
             rows_skipped: report.rows_skipped(),
-            skipped: report
-                .skipped
-                .into_iter()
-                .map(|(reason, skipped)| proto::SkipReason {
-                    reason,
-                    rows: skipped.rows,
-                    examples: skipped.examples,
-                })
-                .collect(),
-            tables: report
-                .layouts
-                .into_iter()
-                .map(|layout| proto::TableLayout {
-                    table: layout.table,
-                    recognised_columns: layout.recognised,
-                    ignored_columns: layout.ignored,
-                })
-                .collect(),
+            skipped: skip_reasons(report.skipped),
+            tables: table_layouts(report.layouts),
         }))
     }
 

@@ -39,11 +39,12 @@ pub fn read_table_from(input: impl std::io::Read, name: String) -> Result<Lookup
     Ok(LookupTable { name, header, rows })
 }
 
-/// Streams tables to `ImportPlaces`, a chunk at a time, and returns the server's report.
-pub async fn import_tables(
-    connection: &Connection,
+/// Cuts tables into the chunks a streamed import sends, each made into its request by
+/// `request(table name, header on a table's first chunk only, rows)`.
+pub fn table_chunks<T>(
     tables: Vec<LookupTable>,
-) -> Result<proto::ImportPlacesResponse, ClientError> {
+    request: impl Fn(String, Vec<String>, Vec<proto::LookupRow>) -> T,
+) -> Vec<T> {
     let mut chunks = Vec::new();
     for table in tables {
         let mut header = table.header;
@@ -58,16 +59,29 @@ pub async fn import_tables(
                     cells: row.cells,
                 })
                 .collect();
-            chunks.push(proto::ImportPlacesRequest {
-                table: table.name.clone(),
-                header: std::mem::take(&mut header),
-                rows: chunk,
-            });
+            chunks.push(request(
+                table.name.clone(),
+                std::mem::take(&mut header),
+                chunk,
+            ));
             if rows.peek().is_none() {
                 break;
             }
         }
     }
+    chunks
+}
+
+/// Streams tables to `ImportPlaces`, a chunk at a time, and returns the server's report.
+pub async fn import_tables(
+    connection: &Connection,
+    tables: Vec<LookupTable>,
+) -> Result<proto::ImportPlacesResponse, ClientError> {
+    let chunks = table_chunks(tables, |table, header, rows| proto::ImportPlacesRequest {
+        table,
+        header,
+        rows,
+    });
     let response = connection
         .directory()
         .import_places(tokio_stream::iter(chunks))

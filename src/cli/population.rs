@@ -1,13 +1,10 @@
 //! `marr population import`: sends ONS mid-year population tables to the server and prints
 //! its report.
 
-use super::places::read_table;
+use super::places::{read_table, table_chunks};
 use super::{ClientError, Connection};
 use crate::domain::lookup::LookupTable;
 use crate::proto;
-
-/// Rows per streamed chunk.
-const CHUNK_ROWS: usize = 2000;
 
 /// Reads population CSVs whole (the same CSV reading as the lookup tables).
 pub fn read_tables(paths: &[std::path::PathBuf]) -> Result<Vec<LookupTable>, ClientError> {
@@ -19,30 +16,13 @@ pub async fn import_tables(
     connection: &Connection,
     tables: Vec<LookupTable>,
 ) -> Result<proto::ImportPopulationResponse, ClientError> {
-    let mut chunks = Vec::new();
-    for table in tables {
-        let mut header = table.header;
-        let mut rows = table.rows.into_iter().peekable();
-        // A table with a header and no rows still sends one chunk, so the server sees it.
-        loop {
-            let chunk: Vec<proto::LookupRow> = rows
-                .by_ref()
-                .take(CHUNK_ROWS)
-                .map(|row| proto::LookupRow {
-                    line: row.line,
-                    cells: row.cells,
-                })
-                .collect();
-            chunks.push(proto::ImportPopulationRequest {
-                table: table.name.clone(),
-                header: std::mem::take(&mut header),
-                rows: chunk,
-            });
-            if rows.peek().is_none() {
-                break;
-            }
+    let chunks = table_chunks(tables, |table, header, rows| {
+        proto::ImportPopulationRequest {
+            table,
+            header,
+            rows,
         }
-    }
+    });
     let response = connection
         .directory()
         .import_population(tokio_stream::iter(chunks))
