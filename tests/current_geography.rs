@@ -492,6 +492,23 @@ async fn importing_todays_geography_over_2019_rehomes_the_records_of_merged_dist
     let report = places::import_tables(&connection, current_tables())
         .await
         .expect("today's import over 2019");
+    assert_eq!(report.places_ended, 6, "six county councils ended, 2019 to 2023");
+    // North Yorkshire's county council ended: it is no longer one of the region's places.
+    let yorkshire: Vec<String> = connection
+        .inspection()
+        .compare_places(proto::ComparePlacesRequest {
+            parent_code: "E12000003".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("the region's places")
+        .into_inner()
+        .rows
+        .iter()
+        .filter_map(|row| row.place.as_ref().map(|p| p.code.clone()))
+        .collect();
+    assert!(yorkshire.contains(&NORTH_YORKSHIRE.to_string()), "{yorkshire:?}");
+    assert!(!yorkshire.contains(&NORTH_YORKSHIRE_COUNTY.to_string()), "{yorkshire:?}");
     assert!(
         report.places_moved > 0,
         "metropolitan districts move up to their regions"

@@ -101,6 +101,7 @@ impl Directory for DirectoryService {
             code_changes: report.code_changes,
             places_moved: report.places_moved,
             aliases_added: report.aliases_added,
+            places_ended: report.places_ended,
             rows_read: report.rows_read,
             rows_skipped: report.rows_skipped(),
             skipped: skip_reasons(report.skipped),

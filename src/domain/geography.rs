@@ -132,6 +132,9 @@ pub struct Geography {
     predecessors: HashMap<PlaceCode, BTreeSet<PlaceCode>>,
     /// Other organisations' codes for places.
     aliases: HashMap<(AliasScheme, String), PlaceCode>,
+    /// Places that ended without a single successor (a county council split in two): kept
+    /// for what was recorded under them, no longer listed among today's places.
+    ended: BTreeSet<PlaceCode>,
 }
 
 /// Longest chain of code changes followed; a loop in bad data must not hang a lookup.
@@ -176,6 +179,21 @@ impl Geography {
             .entry(succession.successor)
             .or_default()
             .insert(succession.predecessor);
+    }
+
+    /// Records that a place ended without a single successor.
+    pub fn insert_ended(&mut self, code: PlaceCode) {
+        self.ended.insert(code);
+    }
+
+    /// Whether a place ended without a single successor.
+    pub fn has_ended(&self, code: PlaceCode) -> bool {
+        self.ended.contains(&code)
+    }
+
+    /// Every place that ended without a single successor, in code order.
+    pub fn ended(&self) -> Vec<PlaceCode> {
+        self.ended.iter().copied().collect()
     }
 
     /// Records another organisation's code for a place (a later one for the same alias wins).
@@ -301,7 +319,7 @@ impl Geography {
         }
         codes
             .into_iter()
-            .filter(|c| !self.successors.contains_key(c))
+            .filter(|c| !self.successors.contains_key(c) && !self.ended.contains(c))
             .filter_map(|c| self.places.get(&c))
             .collect()
     }
@@ -397,8 +415,10 @@ impl Geography {
         let mut found: Vec<&Place> = self
             .places
             .values()
-            // A replaced code is no longer a place of its own.
-            .filter(|place| !self.successors.contains_key(&place.code))
+            // A replaced or ended place is no longer one of today's.
+            .filter(|place| {
+                !self.successors.contains_key(&place.code) && !self.ended.contains(&place.code)
+            })
             .filter(|place| {
                 if level == PlaceLevel::County {
                     upper_tier(place)

@@ -72,6 +72,8 @@ pub struct ImportReport {
     pub places_moved: u64,
     /// NHS ODS codes and DfE numbers newly kept for places.
     pub aliases_added: u64,
+    /// Places newly known to have ended without a single successor.
+    pub places_ended: u64,
     pub skipped: BTreeMap<String, Skipped>,
     pub layouts: Vec<TableLayout>,
 }
@@ -99,6 +101,8 @@ pub struct ImportPlan {
     pub successions: Vec<Succession>,
     /// Other organisations' codes for places, new or changed.
     pub aliases: Vec<Alias>,
+    /// Places that ended without a single successor, newly known.
+    pub ended: Vec<PlaceCode>,
     pub report: ImportReport,
 }
 
@@ -230,22 +234,28 @@ impl Changes {
     }
 
     /// The change a row records, `Ok(None)` when the code did not change, or why it is not
-    /// read as a change of code (an authority ended without a single successor, a new
-    /// combined authority).
-    fn of_row(self, row: &LookupRow) -> Result<Option<(PlaceCode, PlaceCode)>, String> {
+    /// read as a change of place (a new combined authority, which replaces nothing).
+    fn of_row(self, row: &LookupRow) -> Result<Option<Change>, String> {
         let cell = |i: usize| row.cells.get(i).map(|c| c.trim()).unwrap_or("");
-        if let Some(kind) = self.kind {
-            let kind = cell(kind);
-            if !matches!(kind, "merger" | "new_code") {
-                return Err(format!("a {kind}, not a change of code"));
-            }
-        }
-        let parse = |i: usize| {
-            PlaceCode::parse(cell(i)).map_err(|_| "a change without two GSS codes".to_string())
+        let parse = |i: usize, what: &str| {
+            PlaceCode::parse(cell(i)).map_err(|_| format!("a {what} without a GSS code"))
         };
-        let (old, new) = (parse(self.old)?, parse(self.new)?);
-        Ok((old != new).then_some((old, new)))
+        match self.kind.map(cell) {
+            None | Some("merger" | "new_code") => {}
+            Some("termination") => return Ok(Some(Change::Ended(parse(self.old, "termination")?))),
+            Some(kind) => return Err(format!("a {kind}, not a change of code")),
+        }
+        let (old, new) = (parse(self.old, "change")?, parse(self.new, "change")?);
+        Ok((old != new).then_some(Change::Replaced(old, new)))
     }
+}
+
+/// What a changes table says of a code.
+enum Change {
+    /// Replaced by another code (a merger, or a recode with the same boundary).
+    Replaced(PlaceCode, PlaceCode),
+    /// Ended with no single successor (a county council split between unitary authorities).
+    Ended(PlaceCode),
 }
 
 /// The code that replaced `code` in the end, following a chain of changes.
@@ -621,11 +631,17 @@ pub fn plan_import(
         for row in &table.rows {
             planner.plan.report.rows_read += 1;
             match changes.of_row(row) {
-                Ok(Some((old, new))) if successor(&successors, new) == old => {
+                Ok(Some(Change::Ended(code))) => {
+                    if !planner.existing.has_ended(code) && !planner.plan.ended.contains(&code) {
+                        planner.plan.report.places_ended += 1;
+                        planner.plan.ended.push(code);
+                    }
+                }
+                Ok(Some(Change::Replaced(old, new))) if successor(&successors, new) == old => {
                     let reason = format!("{old} → {new} would undo a known change");
                     planner.plan.report.skip(reason, &table.name, row.line);
                 }
-                Ok(Some((old, new))) => {
+                Ok(Some(Change::Replaced(old, new))) => {
                     if successors.insert(old, new) != Some(new) {
                         planner.plan.report.code_changes += 1;
                         planner.plan.successions.push(Succession {

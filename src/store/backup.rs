@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use super::engine::{Engine, Entry, Sled, WriteBatch};
 use super::keyspace::{
-    Agencies, AlertLog, Aliases, AuditHead, AuditLog, Keyspace, Log, Memberships, Places,
+    Agencies, AlertLog, Aliases, AuditHead, AuditLog, Ended, Keyspace, Log, Memberships, Places,
     Populations, ReleaseTables, Releases, Snapshots, Successions, index_audit_event,
 };
 use super::writer::write_projections;
@@ -25,7 +25,7 @@ use crate::domain::alert::Alert;
 use crate::domain::audit::AuditEvent;
 use crate::domain::population::PopulationFigure;
 use crate::domain::release::{Release, ReleasedTable};
-use crate::domain::{Agency, Alias, Membership, Place, RecordKey, Revision, Succession};
+use crate::domain::{Agency, Alias, Membership, Place, PlaceCode, RecordKey, Revision, Succession};
 
 /// The first bytes of every backup file.
 const MAGIC: &[u8; 8] = b"MARRBAK1";
@@ -47,6 +47,7 @@ pub struct BackupCut {
     pub memberships: Vec<Membership>,
     pub successions: Vec<Succession>,
     pub aliases: Vec<Alias>,
+    pub ended: Vec<PlaceCode>,
     pub agencies: Vec<Agency>,
     /// Population figures by place and year.
     pub population: Vec<PopulationFigure>,
@@ -90,6 +91,8 @@ enum Frame {
     Population(PopulationFigure),
     /// Another organisation's code for a place.
     Alias(Alias),
+    /// A place that ended without a single successor.
+    Ended(PlaceCode),
 }
 
 /// What a backup or a restore holds.
@@ -287,6 +290,9 @@ impl Store {
         for alias in &cut.aliases {
             frames.frame(&Frame::Alias(alias.clone()))?;
         }
+        for code in &cut.ended {
+            frames.frame(&Frame::Ended(*code))?;
+        }
         for agency in &cut.agencies {
             frames.frame(&Frame::Agency(agency.clone()))?;
         }
@@ -423,6 +429,7 @@ fn count(summary: &mut BackupSummary, frame: &Frame) {
         Frame::Membership(_)
         | Frame::Succession(_)
         | Frame::Alias(_)
+        | Frame::Ended(_)
         | Frame::Revision(_)
         | Frame::ReleaseTable(..)
         | Frame::End { .. } => {}
@@ -451,6 +458,7 @@ fn restore_into(engine: &dyn Engine, input: impl Read) -> Result<BackupSummary, 
             } => audit_head = Some((head, audit_hash)),
             Frame::Place(place) => Places::put(&mut batch, &place.code, &place)?,
             Frame::Membership(membership) => Memberships::put(&mut batch, &membership, &())?,
+            Frame::Ended(code) => Ended::put(&mut batch, &code, &())?,
             Frame::Alias(alias) => {
                 Aliases::put(&mut batch, &(alias.scheme, alias.alias), &alias.place)?
             }

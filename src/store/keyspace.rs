@@ -398,6 +398,20 @@ impl Keyspace for Successions {
     }
 }
 
+/// Directory: places that ended without a single successor.
+pub(crate) struct Ended;
+impl Keyspace for Ended {
+    const PREFIX: u8 = b'Z';
+    type Key = PlaceCode;
+    type Value = ();
+    fn encode_key(key: &PlaceCode, out: &mut Vec<u8>) {
+        out.extend_from_slice(key.as_bytes());
+    }
+    fn decode_key(bytes: &[u8]) -> Result<PlaceCode, StoreError> {
+        decode_place_code(bytes)
+    }
+}
+
 /// Directory: other organisations' codes for places, (scheme, alias) to the place.
 pub(crate) struct Aliases;
 impl Keyspace for Aliases {
@@ -770,6 +784,7 @@ mod tests {
             Populations::PREFIX,
             Successions::PREFIX,
             Aliases::PREFIX,
+            Ended::PREFIX,
             Agencies::PREFIX,
             Snapshots::PREFIX,
             Releases::PREFIX,

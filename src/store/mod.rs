@@ -53,7 +53,8 @@ use crate::domain::{
 use crate::rules::RuleSettings;
 use engine::Engine;
 use keyspace::{
-    Agencies, AlertLog, Aliases, Keyspace, Log, Memberships, Places, Populations, Successions,
+    Agencies, AlertLog, Aliases, Ended, Keyspace, Log, Memberships, Places, Populations,
+    Successions,
 };
 use writer::{Command, Writer};
 
@@ -313,6 +314,9 @@ impl Store {
         }
         for entry in Memberships::scan_all(engine_ref) {
             directory.geography.insert_membership(entry?.0);
+        }
+        for entry in Ended::scan_all(engine_ref) {
+            directory.geography.insert_ended(entry?.0);
         }
         for entry in Aliases::scan_all(engine_ref) {
             let ((scheme, alias), place) = entry?;

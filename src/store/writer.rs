@@ -11,9 +11,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::engine::WriteBatch;
 use super::fold::{self, SubjectCache};
 use super::keyspace::{
-    Agencies, AlertLog, Aliases, AuditHead, AuditLog, ByPlace, Keyspace, Latest, Log, Memberships,
-    Places, Populations, ReleaseTables, Releases, Snapshots, StaleWatch, SubjectJournal,
-    Successions, index_audit_event,
+    Agencies, AlertLog, Aliases, AuditHead, AuditLog, ByPlace, Ended, Keyspace, Latest, Log,
+    Memberships, Places, Populations, ReleaseTables, Releases, Snapshots, StaleWatch,
+    SubjectJournal, Successions, index_audit_event,
 };
 use super::rebuild::CounterRebuild;
 use super::{ImportOutcome, Shared, Snapshot, SnapshotRequest, StoreError, Submitted};
@@ -618,6 +618,9 @@ impl Writer {
                 &alias.place,
             )?;
         }
+        for code in &plan.ended {
+            Ended::put(&mut batch, code, &())?;
+        }
         self.apply(batch)?;
         let changed =
             !plan.places.is_empty() || !plan.memberships.is_empty() || !plan.successions.is_empty();
@@ -634,6 +637,9 @@ impl Writer {
             }
             for alias in plan.aliases {
                 directory.geography.insert_alias(alias);
+            }
+            for code in plan.ended {
+                directory.geography.insert_ended(code);
             }
             directory.fingerprint = directory.geography.fingerprint();
             directory.geography.count_by_level()
@@ -821,6 +827,9 @@ impl Writer {
                 .collect::<Result<_, _>>()?,
             memberships: Memberships::scan_all(engine)
                 .map(|e| e.map(|(membership, ())| membership))
+                .collect::<Result<_, _>>()?,
+            ended: Ended::scan_all(engine)
+                .map(|e| e.map(|(code, ())| code))
                 .collect::<Result<_, _>>()?,
             aliases: Aliases::scan_all(engine)
                 .map(|e| {
