@@ -54,6 +54,16 @@ pub const POPULATION_LA: &str = "mid-year-estimates-la-2022-2024.csv";
 /// Police force areas, 2022 to 2024.
 pub const POPULATION_PFA: &str = "mid-year-estimates-pfa-2022-2024.csv";
 
+/// The Department for Education's children's services statistical neighbours.
+pub fn neighbours_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/statistical-neighbours")
+        .join(name)
+}
+
+/// The May 2025 model: 153 upper-tier authorities.
+pub const NEIGHBOURS_2025: &str = "children-services-2025.csv";
+
 /// The real rows of the North East: its wards and LSOAs, and its districts' police force
 /// areas, community safety partnerships and clinical commissioning groups.
 pub fn north_east_tables() -> Vec<LookupTable> {
