@@ -220,7 +220,10 @@ fn layout_of(table: &LookupTable) -> Result<(Vec<usize>, TableLayout), Neighbour
         positions,
         TableLayout {
             table: table.name.clone(),
-            recognised: recognised.into_iter().map(|(_, h)| h.clone()).collect(),
+            recognised: recognised
+                .into_iter()
+                .map(|(_, h)| h.trim_start_matches('\u{feff}').to_string())
+                .collect(),
             ignored: ignored.into_iter().map(|(_, h)| h.clone()).collect(),
         },
     ))
@@ -497,6 +500,8 @@ mod tests {
             plan.report.skipped
         );
         assert_eq!(plan.report.layouts[0].ignored, vec!["la_name".to_string()]);
+        // The byte-order mark before the first header is not part of its name.
+        assert_eq!(plan.report.layouts[0].recognised[0], "old_la_code");
     }
 
     #[test]
