@@ -8,7 +8,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use marr::cli::inspect::{self, Format};
-use marr::cli::{ClientError, Connection, ServerArgs, agencies, places, population, push, watch};
+use marr::cli::{
+    ClientError, Connection, ServerArgs, agencies, neighbours, places, population, push, watch,
+};
 use marr::config::Config;
 use marr::domain::{AgencyKind, AlertKind, ClientGroup, PlaceLevel, Severity, Vocabulary};
 use marr::store::{Store, StoreOptions};
@@ -202,6 +204,24 @@ enum Command {
         #[command(subcommand)]
         command: PopulationCommand,
     },
+    /// The Department for Education's children's services statistical neighbours.
+    Neighbours {
+        #[command(subcommand)]
+        command: NeighboursCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum NeighboursCommand {
+    /// Imports DfE statistical neighbours CSVs (old_la_code, SN_1…SN_10, SN_1P…SN_10P), each
+    /// DfE number resolved through the imported geography; an authority already held has its
+    /// neighbours replaced.
+    Import {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -358,6 +378,19 @@ async fn import_population(
     let connection = Connection::open(&server).await?;
     let report = population::import_tables(&connection, tables).await?;
     for line in population::report_lines(&report) {
+        emit(&line);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn import_neighbours(
+    server: ServerArgs,
+    files: Vec<PathBuf>,
+) -> Result<ExitCode, ClientError> {
+    let tables = neighbours::read_tables(&files)?;
+    let connection = Connection::open(&server).await?;
+    let report = neighbours::import_tables(&connection, tables).await?;
+    for line in neighbours::report_lines(&report) {
         emit(&line);
     }
     Ok(ExitCode::SUCCESS)
@@ -745,6 +778,9 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Population {
             command: PopulationCommand::Import { server, files },
         } => client_exit(import_population(server, files).await),
+        Command::Neighbours {
+            command: NeighboursCommand::Import { server, files },
+        } => client_exit(import_neighbours(server, files).await),
         Command::Agencies {
             command:
                 AgenciesCommand::Register {

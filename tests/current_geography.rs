@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
 use common::*;
 
@@ -41,14 +40,8 @@ const DORSET_POLICE: &str = "E23000039";
 const BCP: &str = "E06000058";
 const DORSET: &str = "E06000059";
 
-fn current_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/geography-2025")
-        .join(name)
-}
-
 fn table(name: &str) -> LookupTable {
-    places::read_table(&current_file(name)).expect("readable")
+    places::read_table(&current_geography_file(name)).expect("readable")
 }
 
 fn column(table: &LookupTable, name: &str) -> usize {
@@ -100,17 +93,7 @@ async fn accept(connection: &Connection, records: Vec<proto::RiskRecord>) {
 }
 
 fn current_tables() -> Vec<LookupTable> {
-    [
-        CHANGES,
-        DISTRICTS_2022_2023,
-        WARDS,
-        SAFETY,
-        LSOA_WARDS,
-        HEALTH,
-    ]
-    .iter()
-    .map(|name| table(name))
-    .collect()
+    current_geography_tables()
 }
 
 #[tokio::test]
@@ -492,7 +475,10 @@ async fn importing_todays_geography_over_2019_rehomes_the_records_of_merged_dist
     let report = places::import_tables(&connection, current_tables())
         .await
         .expect("today's import over 2019");
-    assert_eq!(report.places_ended, 6, "six county councils ended, 2019 to 2023");
+    assert_eq!(
+        report.places_ended, 6,
+        "six county councils ended, 2019 to 2023"
+    );
     // North Yorkshire's county council ended: it is no longer one of the region's places.
     let yorkshire: Vec<String> = connection
         .inspection()
@@ -507,8 +493,14 @@ async fn importing_todays_geography_over_2019_rehomes_the_records_of_merged_dist
         .iter()
         .filter_map(|row| row.place.as_ref().map(|p| p.code.clone()))
         .collect();
-    assert!(yorkshire.contains(&NORTH_YORKSHIRE.to_string()), "{yorkshire:?}");
-    assert!(!yorkshire.contains(&NORTH_YORKSHIRE_COUNTY.to_string()), "{yorkshire:?}");
+    assert!(
+        yorkshire.contains(&NORTH_YORKSHIRE.to_string()),
+        "{yorkshire:?}"
+    );
+    assert!(
+        !yorkshire.contains(&NORTH_YORKSHIRE_COUNTY.to_string()),
+        "{yorkshire:?}"
+    );
     assert!(
         report.places_moved > 0,
         "metropolitan districts move up to their regions"

@@ -24,6 +24,7 @@ use marr::api::convert::{
 use marr::api::inspection::filter_from_proto;
 use marr::domain::free_text::{check_label, check_purpose};
 use marr::domain::lookup::{LookupTable, plan_import};
+use marr::domain::neighbours::plan_neighbours;
 use marr::domain::population::plan_population;
 use marr::domain::{AlertKind, ClientGroup, Geography, PlaceLevel, Severity, SubjectKey};
 use marr::proto;
@@ -338,6 +339,8 @@ const REQUESTS: &[(&str, Target)] = &[
             let _ = place_code("parent_code", &m.parent_code);
             let _ = filter_from_proto(m.filter.as_ref());
             let _ = proto::PlaceMeasure::try_from(m.sort_by);
+            let _ = proto::ComparisonKind::try_from(m.kind);
+            let _ = coded_option::<ClientGroup>("rate_of", m.rate_of);
         }
     }),
     ("ListRisks", |b| {
@@ -388,6 +391,14 @@ const REQUESTS: &[(&str, Target)] = &[
             let mut tables = TableAssembler::default();
             if tables.add_population(m).is_ok() {
                 let _ = plan_population(&tables.finish());
+            }
+        }
+    }),
+    ("ImportStatisticalNeighbours", |b| {
+        if let Ok(m) = proto::ImportStatisticalNeighboursRequest::decode(b) {
+            let mut tables = TableAssembler::default();
+            if tables.add_neighbours(m).is_ok() {
+                let _ = plan_neighbours(&tables.finish(), known_tree());
             }
         }
     }),
@@ -594,6 +605,8 @@ fn request_seeds() -> &'static [(&'static str, Vec<u8>)] {
                     parent_code: NORTH_EAST.into(),
                     filter: Some(filter()),
                     sort_by: 2,
+                    kind: proto::ComparisonKind::StatisticalNeighbours as i32,
+                    rate_of: proto::ClientGroup::ChildProtectionPlan as i32,
                 }
                 .encode_to_vec(),
             ),
@@ -656,6 +669,25 @@ fn request_seeds() -> &'static [(&'static str, Vec<u8>)] {
                         cells: [NEWCASTLE, "2024", "52000", "251000", "41000", "303000"]
                             .map(String::from)
                             .to_vec(),
+                    }],
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "ImportStatisticalNeighbours",
+                proto::ImportStatisticalNeighboursRequest {
+                    table: "children-services-2025.csv".into(),
+                    header: std::iter::once("old_la_code".to_string())
+                        .chain((1..=10).flat_map(|n| [format!("SN_{n}"), format!("SN_{n}P")]))
+                        .collect(),
+                    rows: vec![proto::LookupRow {
+                        line: 2,
+                        cells: std::iter::once("391".to_string())
+                            .chain(
+                                (0..10)
+                                    .flat_map(|n| [format!("{}", 392 + n), "Close ".to_string()]),
+                            )
+                            .collect(),
                     }],
                 }
                 .encode_to_vec(),

@@ -554,6 +554,7 @@ async fn compare_places_ranks_the_districts_of_a_force_area() {
             parent_code: NORTHUMBRIA.into(),
             filter: None,
             sort_by: proto::PlaceMeasure::Critical as i32,
+            ..Default::default()
         })
         .await
         .expect("compare")
@@ -567,6 +568,7 @@ async fn compare_places_ranks_the_districts_of_a_force_area() {
             parent_code: "E23999999".into(),
             filter: None,
             sort_by: 0,
+            ..Default::default()
         })
         .await
         .expect_err("unknown place");

@@ -178,6 +178,11 @@ async fn call(c: &marr::cli::Connection, method: &str, target: Target) -> Code {
                 .expect("the population table reads");
             client_answer(marr::cli::population::import_tables(c, tables).await)
         }
+        "/marr.v1.Directory/ImportStatisticalNeighbours" => {
+            let tables = marr::cli::neighbours::read_tables(&[neighbours_file(NEIGHBOURS_2025)])
+                .expect("the neighbours table reads");
+            client_answer(marr::cli::neighbours::import_tables(c, tables).await)
+        }
         "/marr.v1.Directory/GetPlace" => answered(
             c.directory()
                 .get_place(proto::GetPlaceRequest {

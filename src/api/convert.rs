@@ -328,6 +328,14 @@ impl TableAssembler {
         self.add_chunk(chunk.table, chunk.header, chunk.rows)
     }
 
+    /// Adds a chunk of a statistical neighbours table: the same shape as a lookup table's.
+    pub fn add_neighbours(
+        &mut self,
+        chunk: proto::ImportStatisticalNeighboursRequest,
+    ) -> Result<(), ApiError> {
+        self.add_chunk(chunk.table, chunk.header, chunk.rows)
+    }
+
     fn add_chunk(
         &mut self,
         table: String,

@@ -7,6 +7,7 @@ use super::convert::{TableAssembler, agency_from_proto, agency_to_proto, place_t
 use super::error::ApiError;
 use crate::auth::Caller;
 use crate::domain::Vocabulary;
+use crate::domain::neighbours::NeighboursReport;
 use crate::domain::population::PopulationReport;
 use crate::proto::directory_server::Directory;
 use crate::proto::{self};
@@ -72,8 +73,38 @@ fn population_report_to_proto(report: PopulationReport) -> proto::ImportPopulati
     }
 }
 
+fn neighbours_report_to_proto(
+    report: NeighboursReport,
+) -> proto::ImportStatisticalNeighboursResponse {
+    proto::ImportStatisticalNeighboursResponse {
+        rows_read: report.rows_read,
+        authorities_stored: report.authorities,
+        rows_skipped: report.rows_skipped(),
+        skipped: skip_reasons(report.skipped),
+        tables: table_layouts(report.layouts),
+    }
+}
+
 #[tonic::async_trait]
 impl Directory for DirectoryService {
+    async fn import_statistical_neighbours(
+        &self,
+        request: Request<Streaming<proto::ImportStatisticalNeighboursRequest>>,
+    ) -> Result<Response<proto::ImportStatisticalNeighboursResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let mut chunks = request.into_inner();
+        let mut tables = TableAssembler::default();
+        while let Some(chunk) = chunks.next().await {
+            tables.add_neighbours(chunk?)?;
+        }
+        let report = self
+            .store
+            .import_neighbours(tables.finish(), caller.actor())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(neighbours_report_to_proto(report)))
+    }
+
     async fn import_places(
         &self,
         request: Request<Streaming<proto::ImportPlacesRequest>>,

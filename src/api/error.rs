@@ -6,6 +6,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::auth::Denied;
 use crate::domain::Invalid;
 use crate::domain::lookup::LookupError;
+use crate::domain::neighbours::NeighboursError;
 use crate::domain::population::PopulationError;
 use crate::store::StoreError;
 
@@ -64,6 +65,13 @@ impl From<ApiError> for Status {
                 ) => bad_request(Invalid::one("header", population.to_string())),
                 StoreError::Population(population @ PopulationError::NoTables) => {
                     bad_request(Invalid::one("table", population.to_string()))
+                }
+                StoreError::Neighbours(
+                    neighbours @ (NeighboursError::NoHeader { .. }
+                    | NeighboursError::UnrecognisedLayout { .. }),
+                ) => bad_request(Invalid::one("header", neighbours.to_string())),
+                StoreError::Neighbours(neighbours @ NeighboursError::NoTables) => {
+                    bad_request(Invalid::one("table", neighbours.to_string()))
                 }
                 StoreError::Closed => Status::unavailable(store.to_string()),
                 StoreError::WriterFailed(_) => Status::unavailable(store.to_string()),

@@ -13,6 +13,7 @@ use super::error::ApiError;
 use crate::auth::Caller;
 use crate::domain::free_text::{check_label, check_purpose};
 use crate::domain::inspection::{PlaceMeasure, PlaceView, ViewFilter};
+use crate::domain::neighbours::{Closeness, ComparisonRole, NeighbourComparison};
 use crate::domain::population::{PopulationBand, Rate};
 use crate::domain::{Agency, AgencyId, ClientGroup, Invalid, PlaceCode, SubjectKey, Vocabulary};
 use crate::proto;
@@ -58,6 +59,52 @@ impl InspectionService {
         view_to_proto(view, filter, &self.store.view_names(view), &rates)
     }
 
+    /// A comparison against statistical neighbours in the contract's form.
+    fn neighbour_comparison_to_proto(
+        &self,
+        comparison: &NeighbourComparison,
+    ) -> proto::ComparePlacesResponse {
+        let codes: Vec<PlaceCode> = comparison.rows.iter().map(|r| r.view.place).collect();
+        let rows = comparison
+            .rows
+            .iter()
+            .zip(self.store.places(&codes))
+            .map(|(row, place)| {
+                let (role, closeness) = match row.role {
+                    ComparisonRole::Place => (proto::ComparisonRole::Place, None),
+                    ComparisonRole::Neighbour(band) => {
+                        (proto::ComparisonRole::Neighbour, Some(band))
+                    }
+                    ComparisonRole::Region => (proto::ComparisonRole::Region, None),
+                    ComparisonRole::England => (proto::ComparisonRole::England, None),
+                };
+                let view = &row.view;
+                proto::PlaceComparison {
+                    place: place.as_ref().map(|p| place_to_proto(p, &[])),
+                    total_active: view.total,
+                    high_or_worse: view.high_or_worse(),
+                    critical: view.critical(),
+                    subjects_at_two_or_more_agencies: view.subjects_at_two_or_more_agencies,
+                    by_client_group: client_group_totals(&view.by_client_group, &row.rates),
+                    role: role as i32,
+                    closeness: closeness.map_or(proto::Closeness::Unspecified, closeness_to_proto)
+                        as i32,
+                }
+            })
+            .collect();
+        proto::ComparePlacesResponse {
+            rows,
+            consistent_at_sequence: comparison.consistent_at,
+            standing: comparison.standing.map(|s| proto::Standing {
+                rank: s.rank,
+                of: s.of,
+                quartile: s.quartile,
+                rate_of: comparison.rate_of.number(),
+            }),
+            neighbours_left_out_for_scope: comparison.neighbours_left_out_for_scope,
+        }
+    }
+
     fn snapshot_to_proto(&self, snapshot: &Snapshot) -> proto::Snapshot {
         // A snapshot shows the names it was frozen with; one stored before names were kept
         // has none, and is named as the directory has things now.
@@ -95,6 +142,16 @@ fn client_group_totals(
             rate: rates.get(group).map(rate_to_proto),
         })
         .collect()
+}
+
+fn closeness_to_proto(band: Closeness) -> proto::Closeness {
+    match band {
+        Closeness::ExtremelyClose => proto::Closeness::ExtremelyClose,
+        Closeness::VeryClose => proto::Closeness::VeryClose,
+        Closeness::Close => proto::Closeness::Close,
+        Closeness::SomewhatClose => proto::Closeness::SomewhatClose,
+        Closeness::NotClose => proto::Closeness::NotClose,
+    }
 }
 
 fn rate_to_proto(rate: &Rate) -> proto::PopulationRate {
@@ -244,6 +301,30 @@ impl Inspection for InspectionService {
         let request = request.into_inner();
         let parent = self.place_in_scope(&caller, "parent_code", &request.parent_code)?;
         let filter = filter_from_proto(request.filter.as_ref()).map_err(ApiError::from)?;
+        match proto::ComparisonKind::try_from(request.kind) {
+            Ok(proto::ComparisonKind::Unspecified | proto::ComparisonKind::Children) => {}
+            Ok(proto::ComparisonKind::StatisticalNeighbours) => {
+                let rate_of = coded_option::<ClientGroup>("rate_of", request.rate_of)
+                    .map_err(ApiError::from)?
+                    .ok_or_else(|| {
+                        ApiError::from(Invalid::one(
+                            "rate_of",
+                            "is required when comparing with statistical neighbours: name the client group whose rate per 10,000 ranks the places",
+                        ))
+                    })?;
+                let comparison = self
+                    .store
+                    .compare_with_neighbours(parent, &filter, rate_of, &caller.scope())
+                    .map_err(ApiError::from)?;
+                return Ok(Response::new(
+                    self.neighbour_comparison_to_proto(&comparison),
+                ));
+            }
+            Err(_) => {
+                let reason = format!("{} is not a known comparison kind", request.kind);
+                return Err(ApiError::from(Invalid::one("kind", reason)).into());
+            }
+        }
         let measure = match proto::PlaceMeasure::try_from(request.sort_by) {
             Ok(proto::PlaceMeasure::Unspecified | proto::PlaceMeasure::TotalActive) => {
                 PlaceMeasure::TotalActive
@@ -276,11 +357,15 @@ impl Inspection for InspectionService {
                     &view.by_client_group,
                     &self.store.rates(view.place, &view.by_client_group),
                 ),
+                role: proto::ComparisonRole::Unspecified as i32,
+                closeness: proto::Closeness::Unspecified as i32,
             })
             .collect();
         Ok(Response::new(proto::ComparePlacesResponse {
             rows,
             consistent_at_sequence: consistent_at,
+            standing: None,
+            neighbours_left_out_for_scope: 0,
         }))
     }
 

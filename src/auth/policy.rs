@@ -97,6 +97,11 @@ pub const METHOD_RULES: &[MethodRule] = &[
         Audit::Write,
     ),
     rule(
+        "/marr.v1.Directory/ImportStatisticalNeighbours",
+        &[Admin],
+        Audit::Write,
+    ),
+    rule(
         "/marr.v1.Directory/ListAgencies",
         &[Agency, Inspector, Board, Admin],
         Audit::Refusals,

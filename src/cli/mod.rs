@@ -7,6 +7,7 @@ pub mod dev_certs;
 pub mod export;
 pub mod extract;
 pub mod inspect;
+pub mod neighbours;
 pub mod places;
 pub mod population;
 pub mod pseudonymise;

@@ -7,6 +7,7 @@ pub mod free_text;
 pub mod geography;
 pub mod inspection;
 pub mod lookup;
+pub mod neighbours;
 pub mod population;
 pub mod pseudonym;
 pub mod record;

@@ -1,7 +1,7 @@
 //! Online backup and offline restore.
 //!
 //! A backup is the store at one consistent point (a cut the writer takes between batches):
-//! the directory (population figures included), the revision log up to the cut's head, the alert log, the snapshots, the
+//! the directory (population figures and statistical neighbours included), the revision log up to the cut's head, the alert log, the snapshots, the
 //! releases of the public table and the audit chain. It is a file of length-prefixed postcard frames after a magic string, ending
 //! with the SHA-256 of everything before it, so a truncated or altered file is refused.
 //! Restoring writes the log back and rebuilds every projection from it.
@@ -16,13 +16,15 @@ use time::OffsetDateTime;
 
 use super::engine::{Engine, Entry, Sled, WriteBatch};
 use super::keyspace::{
-    Agencies, AlertLog, Aliases, AuditHead, AuditLog, Ended, Keyspace, Log, Memberships, Places,
-    Populations, ReleaseTables, Releases, Snapshots, Successions, index_audit_event,
+    Agencies, AlertLog, Aliases, AuditHead, AuditLog, Ended, Keyspace, Log, Memberships,
+    Neighbours, Places, Populations, ReleaseTables, Releases, Snapshots, Successions,
+    index_audit_event,
 };
 use super::writer::write_projections;
 use super::{Snapshot, SnapshotWithoutNames, Store, StoreError};
 use crate::domain::alert::Alert;
 use crate::domain::audit::AuditEvent;
+use crate::domain::neighbours::NeighbourSet;
 use crate::domain::population::PopulationFigure;
 use crate::domain::release::{Release, ReleasedTable};
 use crate::domain::{Agency, Alias, Membership, Place, PlaceCode, RecordKey, Revision, Succession};
@@ -51,6 +53,8 @@ pub struct BackupCut {
     pub agencies: Vec<Agency>,
     /// Population figures by place and year.
     pub population: Vec<PopulationFigure>,
+    /// Statistical neighbours by authority.
+    pub neighbours: Vec<NeighbourSet>,
 }
 
 /// One piece of a backup file.
@@ -93,6 +97,8 @@ enum Frame {
     Alias(Alias),
     /// A place that ended without a single successor.
     Ended(PlaceCode),
+    /// An authority's statistical neighbours.
+    Neighbours(NeighbourSet),
 }
 
 /// What a backup or a restore holds.
@@ -107,6 +113,8 @@ pub struct BackupSummary {
     pub releases: u64,
     /// Population figures, one per place and year.
     pub population: u64,
+    /// Authorities with statistical neighbours.
+    pub neighbour_sets: u64,
     pub bytes: u64,
 }
 
@@ -114,7 +122,7 @@ impl std::fmt::Display for BackupSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "log to sequence {}, {} alerts, {} audit events, {} places, {} agencies, {} snapshots, {} releases, {} population figures",
+            "log to sequence {}, {} alerts, {} audit events, {} places, {} agencies, {} snapshots, {} releases, {} population figures, {} authorities' statistical neighbours",
             self.head,
             self.alerts,
             self.audit_events,
@@ -122,7 +130,8 @@ impl std::fmt::Display for BackupSummary {
             self.agencies,
             self.snapshots,
             self.releases,
-            self.population
+            self.population,
+            self.neighbour_sets
         )
     }
 }
@@ -299,6 +308,9 @@ impl Store {
         for figure in &cut.population {
             frames.frame(&Frame::Population(*figure))?;
         }
+        for set in &cut.neighbours {
+            frames.frame(&Frame::Neighbours(set.clone()))?;
+        }
         // Entries up to the cut never change, whatever the writer does meanwhile.
         for entry in up_to::<Log>(engine, cut.head) {
             let (_, bytes) = entry?;
@@ -338,6 +350,7 @@ impl Store {
             snapshots,
             releases,
             population: cut.population.len() as u64,
+            neighbour_sets: cut.neighbours.len() as u64,
             bytes,
         })
     }
@@ -425,6 +438,7 @@ fn count(summary: &mut BackupSummary, frame: &Frame) {
         Frame::Snapshot(_) | Frame::SnapshotWithoutNames(_) => summary.snapshots += 1,
         Frame::Release(_) => summary.releases += 1,
         Frame::Population(_) => summary.population += 1,
+        Frame::Neighbours(_) => summary.neighbour_sets += 1,
         Frame::AuditEvent(_) => summary.audit_events += 1,
         Frame::Membership(_)
         | Frame::Succession(_)
@@ -466,6 +480,7 @@ fn restore_into(engine: &dyn Engine, input: impl Read) -> Result<BackupSummary, 
                 Successions::put(&mut batch, &succession.predecessor, &succession.successor)?
             }
             Frame::Agency(agency) => Agencies::put(&mut batch, &agency.id, &agency)?,
+            Frame::Neighbours(set) => Neighbours::put(&mut batch, &set.authority, &set.neighbours)?,
             Frame::Population(figure) => {
                 Populations::put(&mut batch, &(figure.place, figure.year), &figure.counts)?
             }

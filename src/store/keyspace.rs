@@ -11,6 +11,7 @@ use super::{Snapshot, SnapshotWithoutNames};
 use crate::domain::alert::Alert;
 use crate::domain::audit::{AuditEvent, link_hash};
 use crate::domain::inspection::{CheckpointHeader, PlaceCheckpoint};
+use crate::domain::neighbours::Neighbour;
 use crate::domain::population::PopulationCounts;
 use crate::domain::release::{Release, ReleasedTable};
 use crate::domain::{
@@ -477,6 +478,21 @@ impl Keyspace for Populations {
     }
 }
 
+/// Directory: DfE statistical neighbours, upper-tier authority → its ten neighbours in the
+/// DfE's order with their bands. Importing again replaces an authority's whole set.
+pub(crate) struct Neighbours;
+impl Keyspace for Neighbours {
+    const PREFIX: u8 = b'X';
+    type Key = PlaceCode;
+    type Value = Vec<Neighbour>;
+    fn encode_key(place: &PlaceCode, out: &mut Vec<u8>) {
+        out.extend_from_slice(place.as_bytes());
+    }
+    fn decode_key(bytes: &[u8]) -> Result<PlaceCode, StoreError> {
+        decode_place_code(bytes)
+    }
+}
+
 /// Directory: registered agencies.
 pub(crate) struct Agencies;
 impl Keyspace for Agencies {
@@ -785,6 +801,7 @@ mod tests {
             Successions::PREFIX,
             Aliases::PREFIX,
             Ended::PREFIX,
+            Neighbours::PREFIX,
             Agencies::PREFIX,
             Snapshots::PREFIX,
             Releases::PREFIX,

@@ -43,6 +43,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::domain::inspection::{Inspection, PlaceView, ViewFilter};
 use crate::domain::lookup::{ImportReport, LookupError, LookupTable};
+use crate::domain::neighbours::{
+    Neighbour, NeighbourSet, NeighboursError, NeighboursReport, StatisticalNeighbours,
+    plan_neighbours,
+};
 use crate::domain::population::{
     Denominators, PopulationError, PopulationReport, Rate, plan_population,
 };
@@ -53,8 +57,8 @@ use crate::domain::{
 use crate::rules::RuleSettings;
 use engine::Engine;
 use keyspace::{
-    Agencies, AlertLog, Aliases, Ended, Keyspace, Log, Memberships, Places, Populations,
-    Successions,
+    Agencies, AlertLog, Aliases, Ended, Keyspace, Log, Memberships, Neighbours, Places,
+    Populations, Successions,
 };
 use writer::{Command, Writer};
 
@@ -80,6 +84,8 @@ pub enum StoreError {
     Lookup(#[from] LookupError),
     #[error(transparent)]
     Population(#[from] PopulationError),
+    #[error(transparent)]
+    Neighbours(#[from] NeighboursError),
 }
 
 /// What the register did with one submitted record.
@@ -204,6 +210,8 @@ pub(crate) struct Directory {
     /// Population by place and mid-year, for rates. Not part of the geography: importing it
     /// changes no counter.
     population: Denominators,
+    /// DfE statistical neighbours by upper-tier authority, for comparisons.
+    neighbours: StatisticalNeighbours,
 }
 
 struct Shared {
@@ -346,6 +354,13 @@ impl Store {
                     year,
                     counts,
                 });
+        }
+        for entry in Neighbours::scan_all(engine_ref) {
+            let (authority, neighbours) = entry?;
+            directory.neighbours.insert(NeighbourSet {
+                authority,
+                neighbours,
+            });
         }
         directory.fingerprint = directory.geography.fingerprint();
         let head = match Log::scan_all(engine_ref).next_back() {
@@ -565,6 +580,37 @@ impl Store {
             }
         };
         population.rates(counted_as, counts)
+    }
+
+    /// Imports DfE statistical neighbours tables: read here against the geography held now
+    /// (every DfE number resolved through its aliases), written by the writer in one batch
+    /// with the audit event. A table without the DfE columns refuses the whole import; an
+    /// authority imported again has its set replaced.
+    pub async fn import_neighbours(
+        &self,
+        tables: Vec<LookupTable>,
+        actor: Actor,
+    ) -> Result<NeighboursReport, StoreError> {
+        let plan = plan_neighbours(&tables, &self.shared.read_directory().geography)?;
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::ImportNeighbours {
+            sets: plan.sets,
+            actor,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| StoreError::Closed)??;
+        Ok(plan.report)
+    }
+
+    /// An authority's statistical neighbours, closest first; empty when none are held.
+    pub fn neighbours_of(&self, authority: PlaceCode) -> Vec<Neighbour> {
+        self.shared
+            .read_directory()
+            .neighbours
+            .of(authority)
+            .map(<[Neighbour]>::to_vec)
+            .unwrap_or_default()
     }
 
     /// (place, year) population figures held.

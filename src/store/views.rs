@@ -8,7 +8,11 @@ use super::writer::Command;
 use super::{Shared, Snapshot, SnapshotRequest, Store, StoreError};
 use crate::domain::Actor;
 use crate::domain::inspection::{Inspection, PlaceMeasure, PlaceView, ViewFilter, scan_view};
-use crate::domain::{AgencyKind, Geography, Invalid, PlaceCode, RecordKey, Revision, SubjectKey};
+use crate::domain::neighbours::{ComparisonRole, ComparisonRow, NeighbourComparison};
+use crate::domain::{
+    AgencyKind, ClientGroup, Geography, Invalid, PlaceCode, PlaceLevel, RecordKey, Revision, Scope,
+    SubjectKey,
+};
 
 /// Most places with entries a live risk listing merges; a place whose subtree has more is
 /// listed by walking the log back instead, which finds a page quickly when records are many.
@@ -168,6 +172,86 @@ impl Store {
                 .then_with(|| a.place.cmp(&b.place))
         });
         views
+    }
+
+    /// An upper-tier authority beside its statistical neighbours (in the DfE's order), its
+    /// region and England, each with its counts and rates, and its standing among the place
+    /// and neighbour rows by the rate of `rate_of` (listed in every row, with a count of 0 where
+    /// there are no records; a place without a population has no rate and is not ranked).
+    /// Places `scope` does not cover are left out, and the standing is taken among the rows
+    /// left in. INVALID_ARGUMENT (naming
+    /// `parent_code`) when no neighbours are held for the place.
+    pub fn compare_with_neighbours(
+        &self,
+        place: PlaceCode,
+        filter: &ViewFilter,
+        rate_of: ClientGroup,
+        scope: &Scope,
+    ) -> Result<NeighbourComparison, StoreError> {
+        let mut left_out = 0u32;
+        let views: Vec<(ComparisonRole, PlaceView)> = {
+            let directory = self.shared.read_directory();
+            let inspection = self.shared.read_inspection();
+            let geography = &directory.geography;
+            let neighbours = directory.neighbours.of(place).ok_or_else(|| {
+                Invalid::one(
+                    "parent_code",
+                    format!(
+                        "{place} has no statistical neighbours: name an upper-tier authority in England, once the DfE's statistical neighbours have been imported (marr neighbours import)"
+                    ),
+                )
+            })?;
+            let ancestors = geography.ancestors(place);
+            let above = |level: PlaceLevel| {
+                ancestors
+                    .iter()
+                    .find(|ancestor| ancestor.level == level)
+                    .map(|ancestor| ancestor.code)
+            };
+            let mut roles = vec![(place, ComparisonRole::Place)];
+            roles.extend(
+                neighbours
+                    .iter()
+                    .map(|n| (n.place, ComparisonRole::Neighbour(n.closeness))),
+            );
+            roles.extend(above(PlaceLevel::Region).map(|r| (r, ComparisonRole::Region)));
+            roles.extend(above(PlaceLevel::Country).map(|c| (c, ComparisonRole::England)));
+            roles
+                .into_iter()
+                .filter(|(code, role)| {
+                    let seen = scope.covers(geography, *code);
+                    if !seen && matches!(role, ComparisonRole::Neighbour(_)) {
+                        left_out += 1;
+                    }
+                    seen
+                })
+                .map(|(code, role)| (role, inspection.view(geography, code, filter)))
+                .collect()
+        };
+        // Rates read the directory again: the locks above are released first.
+        let rows: Vec<ComparisonRow> = views
+            .into_iter()
+            .map(|(role, mut view)| {
+                // A place with no records of the ranking group ranks at a rate of 0 where its
+                // population is known, rather than dropping out of the standing.
+                view.by_client_group.entry(rate_of).or_insert(0);
+                ComparisonRow {
+                    role,
+                    rates: self.rates(view.place, &view.by_client_group),
+                    view,
+                }
+            })
+            .collect();
+        let consistent_at = rows
+            .first()
+            .map_or(self.head_sequence(), |row| row.view.consistent_at);
+        Ok(NeighbourComparison {
+            standing: NeighbourComparison::standing_of(&rows, rate_of),
+            rows,
+            rate_of,
+            neighbours_left_out_for_scope: left_out,
+            consistent_at,
+        })
     }
 
     /// The same view computed by scanning every record: the baseline the counters beat.

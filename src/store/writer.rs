@@ -12,7 +12,7 @@ use super::engine::WriteBatch;
 use super::fold::{self, SubjectCache};
 use super::keyspace::{
     Agencies, AlertLog, Aliases, AuditHead, AuditLog, ByPlace, Ended, Keyspace, Latest, Log,
-    Memberships, Places, Populations, ReleaseTables, Releases, Snapshots, StaleWatch,
+    Memberships, Neighbours, Places, Populations, ReleaseTables, Releases, Snapshots, StaleWatch,
     SubjectJournal, Successions, index_audit_event,
 };
 use super::rebuild::CounterRebuild;
@@ -20,6 +20,7 @@ use super::{ImportOutcome, Shared, Snapshot, SnapshotRequest, StoreError, Submit
 use crate::domain::audit::AuditEvent;
 use crate::domain::inspection::Inspection;
 use crate::domain::lookup::{LookupTable, plan_import};
+use crate::domain::neighbours::NeighbourSet;
 use crate::domain::population::PopulationFigure;
 use crate::domain::record::decide;
 use crate::domain::release::{Release, ReleasedTable};
@@ -47,6 +48,12 @@ pub(super) enum Command {
         tables: Vec<LookupTable>,
         actor: Actor,
         reply: oneshot::Sender<Result<ImportOutcome, StoreError>>,
+    },
+    /// Statistical neighbours read from the tables, stored whole or not at all.
+    ImportNeighbours {
+        sets: Vec<NeighbourSet>,
+        actor: Actor,
+        reply: oneshot::Sender<Result<(), StoreError>>,
     },
     /// Population figures read from the tables, stored whole or not at all.
     ImportPopulation {
@@ -300,6 +307,9 @@ impl Writer {
                     reply,
                 } => {
                     let _ = reply.send(self.guarded(|w| w.import_places(tables, actor)));
+                }
+                Command::ImportNeighbours { sets, actor, reply } => {
+                    let _ = reply.send(self.guarded(|w| w.import_neighbours(sets, actor)));
                 }
                 Command::ImportPopulation {
                     figures,
@@ -683,6 +693,31 @@ impl Writer {
         Ok(())
     }
 
+    /// Stores statistical neighbours and the audit event in one batch, each authority's set
+    /// replacing any held for it, then lets readers see them.
+    fn import_neighbours(
+        &mut self,
+        sets: Vec<NeighbourSet>,
+        actor: Actor,
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        let mut access = Access::by(actor);
+        access.outcome = format!(
+            "OK: statistical neighbours stored for {} authorities",
+            sets.len()
+        );
+        self.chain(&mut batch, access, (self.shared.clock)())?;
+        for set in &sets {
+            Neighbours::put(&mut batch, &set.authority, &set.neighbours)?;
+        }
+        self.apply(batch)?;
+        let mut directory = self.shared.write_directory();
+        for set in sets {
+            directory.neighbours.insert(set);
+        }
+        Ok(())
+    }
+
     /// Raises `stale_high_risk` for every watched revision past the staleness limit, once:
     /// it leaves the watch in the same batch.
     fn sweep_stale(&mut self) -> Result<usize, StoreError> {
@@ -850,6 +885,14 @@ impl Writer {
                 .collect::<Result<_, _>>()?,
             agencies: Agencies::scan_all(engine)
                 .map(|e| e.map(|(_, agency)| agency))
+                .collect::<Result<_, _>>()?,
+            neighbours: Neighbours::scan_all(engine)
+                .map(|e| {
+                    e.map(|(authority, neighbours)| NeighbourSet {
+                        authority,
+                        neighbours,
+                    })
+                })
                 .collect::<Result<_, _>>()?,
             population: Populations::scan_all(engine)
                 .map(|e| {

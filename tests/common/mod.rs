@@ -54,6 +54,41 @@ pub const POPULATION_LA: &str = "mid-year-estimates-la-2022-2024.csv";
 /// Police force areas, 2022 to 2024.
 pub const POPULATION_PFA: &str = "mid-year-estimates-pfa-2022-2024.csv";
 
+/// The Department for Education's children's services statistical neighbours.
+pub fn neighbours_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/statistical-neighbours")
+        .join(name)
+}
+
+/// The May 2025 model: 153 upper-tier authorities.
+pub const NEIGHBOURS_2025: &str = "children-services-2025.csv";
+
+/// England's current lookups (2023 to 2025), as published.
+pub fn current_geography_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/geography-2025")
+        .join(name)
+}
+
+/// The ward lookup of 2017 to 2025, with the DfE's local authority numbers.
+pub const CURRENT_WARDS: &str = "ward-pcon-lad-la-region-2017-2025.csv";
+
+/// Every current lookup, for one import of England as it is today.
+pub fn current_geography_tables() -> Vec<LookupTable> {
+    [
+        "la-changes-2018-2025.csv",
+        "lad22-lad23.csv",
+        CURRENT_WARDS,
+        "lad24-csp24-pfa24.csv",
+        "lsoa21-ward24-lad24-bestfit.csv",
+        "lsoa21-sicbl24-icb24.csv",
+    ]
+    .iter()
+    .map(|name| places::read_table(&current_geography_file(name)).expect("readable"))
+    .collect()
+}
+
 /// The real rows of the North East: its wards and LSOAs, and its districts' police force
 /// areas, community safety partnerships and clinical commissioning groups.
 pub fn north_east_tables() -> Vec<LookupTable> {

@@ -1,0 +1,61 @@
+//! `marr neighbours import`: sends the Department for Education's statistical neighbours
+//! tables to the server and prints its report.
+
+use super::places::{read_table, table_chunks};
+use super::{ClientError, Connection};
+use crate::domain::lookup::LookupTable;
+use crate::proto;
+
+/// Reads statistical neighbours CSVs whole (the same CSV reading as the lookup tables).
+pub fn read_tables(paths: &[std::path::PathBuf]) -> Result<Vec<LookupTable>, ClientError> {
+    paths.iter().map(|path| read_table(path)).collect()
+}
+
+/// Streams tables to `ImportStatisticalNeighbours`, a chunk at a time, and returns the server's report.
+pub async fn import_tables(
+    connection: &Connection,
+    tables: Vec<LookupTable>,
+) -> Result<proto::ImportStatisticalNeighboursResponse, ClientError> {
+    let chunks = table_chunks(tables, |table, header, rows| {
+        proto::ImportStatisticalNeighboursRequest {
+            table,
+            header,
+            rows,
+        }
+    });
+    let response = connection
+        .directory()
+        .import_statistical_neighbours(tokio_stream::iter(chunks))
+        .await?;
+    Ok(response.into_inner())
+}
+
+/// The import report as readable lines.
+pub fn report_lines(report: &proto::ImportStatisticalNeighboursResponse) -> Vec<String> {
+    let mut lines = Vec::new();
+    for table in &report.tables {
+        lines.push(format!(
+            "table {}: read {}{}",
+            table.table,
+            table.recognised_columns.join(", "),
+            if table.ignored_columns.is_empty() {
+                String::new()
+            } else {
+                format!("; ignored {}", table.ignored_columns.join(", "))
+            }
+        ));
+    }
+    lines.push(format!(
+        "{} rows read, neighbours stored for {} authorities, {} rows skipped",
+        report.rows_read, report.authorities_stored, report.rows_skipped
+    ));
+    for skip in &report.skipped {
+        lines.push(format!(
+            "skipped {} rows: {} (for example {})",
+            skip.rows,
+            skip.reason,
+            skip.examples.join(", ")
+        ));
+    }
+    lines
+}
