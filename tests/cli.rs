@@ -474,6 +474,30 @@ async fn the_demo_runs_on_englands_current_geography_with_rates_and_stops_on_ctr
             .any(|w| w.contains('.') && w.parse::<f64>().is_ok_and(|r| r > 0.0)),
         "a rate per 10,000 in {newcastle}"
     );
+    // Newcastle beside its ten DfE neighbours, its region and England, with its standing.
+    assert!(
+        text.contains("neighbours stored for 153 authorities, 0 rows skipped"),
+        "{text}"
+    );
+    let beside: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("# And Newcastle beside"))
+        .skip_while(|l| !l.starts_with("authority "))
+        .skip(2)
+        .take_while(|l| !l.starts_with("Newcastle ranks"))
+        .collect();
+    assert_eq!(
+        beside.len(),
+        13,
+        "the place, ten neighbours, region, England: {text}"
+    );
+    assert!(beside[0].starts_with("Newcastle upon Tyne"), "{beside:?}");
+    assert!(beside[12].starts_with("England"), "{beside:?}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("Newcastle ranks ") && l.contains(" of 11 (quartile ")),
+        "{text}"
+    );
     assert!(
         text.contains(
             "multi_agency high E08000021 youth_justice: one subject is now active at 2 agencies"

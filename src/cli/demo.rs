@@ -12,7 +12,9 @@ use time::OffsetDateTime;
 
 use super::extract::ExtractRow;
 use super::push::{PushSummary, progress_bar, push_rows};
-use super::{ClientError, Connection, ServerArgs, agencies, inspect, places, population};
+use super::{
+    ClientError, Connection, ServerArgs, agencies, inspect, neighbours, places, population,
+};
 use crate::api::convert::timestamp;
 use crate::config::Config;
 use crate::domain::lookup::LookupTable;
@@ -39,6 +41,10 @@ const POPULATION_FILES: [&str; 2] = [
     "population/mid-year-estimates-pfa-2022-2024.csv",
 ];
 
+/// The Department for Education's children's services statistical neighbours (May 2025).
+const NEIGHBOUR_FILES: [&str; 1] = ["statistical-neighbours/children-services-2025.csv"];
+
+const ENGLAND: &str = "E92000001";
 const NEWCASTLE: &str = "E08000021";
 const NORTHUMBRIA: &str = "E23000007";
 const NORTH_EAST_REGION: &str = "E12000001";
@@ -58,7 +64,7 @@ pub enum DemoError {
     #[error("cannot make the demo's data directory: {0}")]
     DataDir(std::io::Error),
     #[error(
-        "cannot find {}: point --data (or MARR_DEMO_DATA) at the directory holding geography-2025/ and population/",
+        "cannot find {}: point --data (or MARR_DEMO_DATA) at the directory holding geography-2025/, population/ and statistical-neighbours/",
         .0.display()
     )]
     MissingData(PathBuf),
@@ -73,7 +79,13 @@ pub enum DemoError {
 }
 
 /// The demo's input files under `data`, or the first one missing.
-fn data_files(data: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), DemoError> {
+struct DataFiles {
+    geography: Vec<PathBuf>,
+    population: Vec<PathBuf>,
+    neighbours: Vec<PathBuf>,
+}
+
+fn data_files(data: &Path) -> Result<DataFiles, DemoError> {
     let under = |names: &[&str]| -> Result<Vec<PathBuf>, DemoError> {
         names
             .iter()
@@ -87,7 +99,11 @@ fn data_files(data: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), DemoError> {
             })
             .collect()
     };
-    Ok((under(&GEOGRAPHY_FILES)?, under(&POPULATION_FILES)?))
+    Ok(DataFiles {
+        geography: under(&GEOGRAPHY_FILES)?,
+        population: under(&POPULATION_FILES)?,
+        neighbours: under(&NEIGHBOUR_FILES)?,
+    })
 }
 
 /// Reads CSV files off the async runtime: the geography runs to millions of cells.
@@ -236,7 +252,8 @@ fn write_sample_extract(path: &Path, now: OffsetDateTime) -> std::io::Result<()>
 /// The demo's principals (name, role, agency, places), each given a fresh token at start.
 const DEMO_PRINCIPALS: [(&str, Role, Option<&str>, &str); 6] = [
     ("admin", Role::Admin, None, ""),
-    ("inspector", Role::Inspector, None, NORTH_EAST_REGION),
+    // A national inspectorate's inspector: comparisons reach beyond the region.
+    ("inspector", Role::Inspector, None, ENGLAND),
     ("board", Role::Board, None, NORTH_EAST_REGION),
     ("newcastle", Role::Agency, Some(NEWCASTLE), ""),
     ("northumbria-police", Role::Agency, Some(NORTHUMBRIA), ""),
@@ -307,6 +324,39 @@ async fn tell_the_story(
         .map_err(ClientError::from)?
         .into_inner();
     print!("{}", inspect::comparison_table(&comparison));
+
+    println!(
+        "\n# And Newcastle beside its ten statistical neighbours (DfE), its region and England,\n\
+         # ranked by the rate of children on a protection plan:"
+    );
+    println!(
+        "$ grpcurl -plaintext -H 'authorization: Bearer <inspector token>' -d '{{\"parent_code\":\"{NEWCASTLE}\",\"kind\":\"COMPARISON_KIND_STATISTICAL_NEIGHBOURS\",\"rate_of\":\"CLIENT_GROUP_CHILD_PROTECTION_PLAN\"}}' {} marr.v1.Inspection/ComparePlaces",
+        url.trim_start_matches("http://")
+    );
+    let neighbours = inspector
+        .inspection()
+        .compare_places(proto::ComparePlacesRequest {
+            parent_code: NEWCASTLE.into(),
+            kind: proto::ComparisonKind::StatisticalNeighbours as i32,
+            rate_of: ClientGroup::ChildProtectionPlan.number(),
+            ..Default::default()
+        })
+        .await
+        .map_err(ClientError::from)?
+        .into_inner();
+    print!("{}", inspect::comparison_table(&neighbours));
+    if neighbours.neighbours_left_out_for_scope > 0 {
+        println!(
+            "({} neighbours outside the inspector's places left out)",
+            neighbours.neighbours_left_out_for_scope
+        );
+    }
+    if let Some(standing) = &neighbours.standing {
+        println!(
+            "Newcastle ranks {} of {} (quartile {}, 1 the highest) among itself and its neighbours",
+            standing.rank, standing.of, standing.quartile
+        );
+    }
 
     // The board watches from the alert log's head, so it sees what happens next.
     let board = public.with_token(&token_of("board"))?;
@@ -498,7 +548,11 @@ pub async fn run(
     data_dir: &Path,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), DemoError> {
-    let (geography_files, population_files) = data_files(data_dir)?;
+    let DataFiles {
+        geography: geography_files,
+        population: population_files,
+        neighbours: neighbour_files,
+    } = data_files(data_dir)?;
     let data = tempfile::Builder::new()
         .prefix("marr-demo-")
         .tempdir()
@@ -568,6 +622,21 @@ pub async fn run(
     let report =
         population::import_tables(&connection, read_tables(population_files).await?).await?;
     println!("{}", population::summary_line(&report));
+    println!(
+        "\n# The DfE's statistical neighbours of each upper-tier authority, for fair comparisons:"
+    );
+    println!(
+        "$ marr neighbours import {admin} {}",
+        shown(&neighbour_files)
+    );
+    let report =
+        neighbours::import_tables(&connection, read_tables(neighbour_files).await?).await?;
+    if let Some(line) = neighbours::report_lines(&report)
+        .into_iter()
+        .find(|l| l.contains("rows read"))
+    {
+        println!("{line}");
+    }
     let agencies_to_register: [(&str, AgencyKind, &str, &str); 3] = [
         (
             NEWCASTLE,
