@@ -296,6 +296,9 @@ async fn export_writes_the_tidy_layout_of_official_statistics() {
             "client_group",
             "risk_category",
             "active_risk_records",
+            "rate_per_10000",
+            "population",
+            "population_year",
         ]
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
@@ -704,8 +707,8 @@ async fn a_police_force_areas_export_names_the_force_on_its_rows_and_its_own() {
         .iter()
         .find(|r| {
             &r[2] == "Police force area"
-                && &r[header.len() - 3] == "Total"
-                && &r[header.len() - 2] == "Total"
+                && &r[header.len() - 6] == "Total"
+                && &r[header.len() - 5] == "Total"
         })
         .expect("the force's own row");
     assert_eq!(&force_row[code], NORTHUMBRIA);
@@ -1271,4 +1274,70 @@ async fn a_release_stands_at_its_point_while_records_arrive_and_cuts_never_inter
         .expect("task")
         .expect("verify");
     assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[tokio::test]
+async fn the_public_table_gives_rates_from_the_published_counts_and_none_for_a_suppressed_one() {
+    let (_server, connection) = north_east_with_counts().await;
+    let before = table(&connection, NORTH_EAST, proto::PlaceLevel::County).await;
+    assert!(
+        before
+            .rows
+            .iter()
+            .flat_map(|r| &r.by_client_group)
+            .all(|c| c.rate.is_none()),
+        "no population imported, no rates"
+    );
+    let population = marr::cli::population::read_tables(&[population_file(POPULATION_LA)])
+        .expect("population table");
+    marr::cli::population::import_tables(&connection.admin, population)
+        .await
+        .expect("population import");
+    let after = table(&connection, NORTH_EAST, proto::PlaceLevel::County).await;
+    let group = after
+        .client_groups
+        .iter()
+        .position(|g| *g == proto::ClientGroup::ChildProtectionPlan as i32)
+        .expect("a column for child protection plans");
+    let cell = |code: &str| {
+        after
+            .rows
+            .iter()
+            .find(|r| r.place.as_ref().is_some_and(|p| p.code == code))
+            .map(|r| r.by_client_group[group])
+            .expect("row")
+    };
+    // Newcastle's 23 children on a plan are published as 25; the rate is of the 25.
+    let newcastle = cell(NEWCASTLE);
+    assert_eq!((newcastle.value, newcastle.suppressed), (25, false));
+    let la = marr::cli::places::read_table(&population_file(POPULATION_LA)).expect("readable");
+    let column = |name: &str| la.header.iter().position(|h| h == name).expect(name);
+    let (area, year, children) = (
+        column("area_code"),
+        column("year"),
+        column("population_0_17"),
+    );
+    let newcastle_children: u64 = la
+        .rows
+        .iter()
+        .find(|r| r.cells[area] == NEWCASTLE && r.cells[year] == "2024")
+        .expect("Newcastle's 2024 row")
+        .cells[children]
+        .parse()
+        .expect("a number");
+    let rate = newcastle.rate.expect("a rate for a shown count");
+    assert_eq!((rate.population, rate.year), (newcastle_children, 2024));
+    assert!((rate.per_ten_thousand - 25.0 * 10_000.0 / newcastle_children as f64).abs() < 1e-9);
+    // Gateshead's three are suppressed: a rate with the population would give them away.
+    let gateshead = cell(GATESHEAD);
+    assert!(gateshead.suppressed);
+    assert!(gateshead.rate.is_none());
+    // Categories have no population of their own.
+    assert!(
+        after
+            .rows
+            .iter()
+            .flat_map(|r| &r.by_category)
+            .all(|c| c.rate.is_none())
+    );
 }

@@ -384,6 +384,24 @@ impl TableAssembler {
     }
 }
 
+/// A rate per 10,000 in the contract's form.
+pub fn rate_to_proto(rate: &crate::domain::population::Rate) -> proto::PopulationRate {
+    let band = match rate.band {
+        crate::domain::population::PopulationBand::Children => proto::PopulationBand::Children,
+        crate::domain::population::PopulationBand::Adults => proto::PopulationBand::Adults,
+        crate::domain::population::PopulationBand::OlderAdults => {
+            proto::PopulationBand::OlderAdults
+        }
+        crate::domain::population::PopulationBand::All => proto::PopulationBand::All,
+    };
+    proto::PopulationRate {
+        per_ten_thousand: rate.per_10000,
+        band: band as i32,
+        population: rate.population,
+        year: u32::from(rate.year),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

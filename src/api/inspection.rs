@@ -7,14 +7,15 @@ use tonic::{Request, Response, Status};
 
 use super::blocking;
 use super::convert::{
-    coded_list, coded_option, page_size, place_to_proto, revision_to_proto, timestamp,
+    coded_list, coded_option, page_size, place_to_proto, rate_to_proto, revision_to_proto,
+    timestamp,
 };
 use super::error::ApiError;
 use crate::auth::Caller;
 use crate::domain::free_text::{check_label, check_purpose};
 use crate::domain::inspection::{PlaceMeasure, PlaceView, ViewFilter};
 use crate::domain::neighbours::{Closeness, ComparisonRole, NeighbourComparison};
-use crate::domain::population::{PopulationBand, Rate};
+use crate::domain::population::Rate;
 use crate::domain::{Agency, AgencyId, ClientGroup, Invalid, PlaceCode, SubjectKey, Vocabulary};
 use crate::proto;
 use crate::proto::inspection_server::Inspection;
@@ -151,21 +152,6 @@ fn closeness_to_proto(band: Closeness) -> proto::Closeness {
         Closeness::Close => proto::Closeness::Close,
         Closeness::SomewhatClose => proto::Closeness::SomewhatClose,
         Closeness::NotClose => proto::Closeness::NotClose,
-    }
-}
-
-fn rate_to_proto(rate: &Rate) -> proto::PopulationRate {
-    let band = match rate.band {
-        PopulationBand::Children => proto::PopulationBand::Children,
-        PopulationBand::Adults => proto::PopulationBand::Adults,
-        PopulationBand::OlderAdults => proto::PopulationBand::OlderAdults,
-        PopulationBand::All => proto::PopulationBand::All,
-    };
-    proto::PopulationRate {
-        per_ten_thousand: rate.per_10000,
-        band: band as i32,
-        population: rate.population,
-        year: u32::from(rate.year),
     }
 }
 

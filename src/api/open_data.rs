@@ -3,13 +3,16 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{coded_option, place_code, place_to_proto, timestamp};
+use std::collections::BTreeMap;
+
+use super::convert::{coded_option, place_code, place_to_proto, rate_to_proto, timestamp};
 use super::error::ApiError;
 use super::inspection::filter_from_proto;
 use crate::auth::Caller;
 use crate::domain::disclosure::Published;
+use crate::domain::population::Rate;
 use crate::domain::release::{Release, ReleasedTable};
-use crate::domain::{ClientGroup, Invalid, Place, PlaceLevel, RiskCategory, Vocabulary};
+use crate::domain::{ClientGroup, Invalid, Place, PlaceCode, PlaceLevel, RiskCategory, Vocabulary};
 use crate::proto;
 use crate::proto::open_data_server::OpenData;
 use crate::store::Store;
@@ -29,10 +32,12 @@ fn count(published: Published) -> proto::PublishedCount {
         Published::Count(value) => proto::PublishedCount {
             value,
             suppressed: false,
+            rate: None,
         },
         Published::Suppressed => proto::PublishedCount {
             value: 0,
             suppressed: true,
+            rate: None,
         },
     }
 }
@@ -63,10 +68,13 @@ pub fn table_level(number: i32) -> Result<PlaceLevel, Invalid> {
     }
 }
 
-/// The contract's form of a frozen table.
+/// The contract's form of a frozen table, each published client-group count with its rate
+/// from `rates` (the population known now). A rate is taken from the rounded count and never
+/// given for a suppressed one: with the population public, it would give the count away.
 fn table_to_proto(
     released: &ReleasedTable,
     release: &Release,
+    rates: impl Fn(PlaceCode, &BTreeMap<ClientGroup, u64>) -> BTreeMap<ClientGroup, Rate>,
 ) -> proto::GetComparativeTableResponse {
     let table = &released.table;
     let row = |place: &Place, r: Option<usize>| {
@@ -82,10 +90,26 @@ fn table_to_proto(
                 &table.by_category.column_totals,
             ),
         };
+        let shown: BTreeMap<ClientGroup, u64> = ClientGroup::ALL
+            .iter()
+            .zip(groups)
+            .filter_map(|(group, published)| match published {
+                Published::Count(value) => Some((*group, *value)),
+                Published::Suppressed => None,
+            })
+            .collect();
+        let rates = rates(place.code, &shown);
         proto::ComparativeRow {
             place: Some(place_to_proto(place, &[])),
             total: Some(count(total)),
-            by_client_group: groups.iter().copied().map(count).collect(),
+            by_client_group: ClientGroup::ALL
+                .iter()
+                .zip(groups)
+                .map(|(group, published)| proto::PublishedCount {
+                    rate: rates.get(group).map(rate_to_proto),
+                    ..count(*published)
+                })
+                .collect(),
             by_category: categories.iter().copied().map(count).collect(),
         }
     };
@@ -157,7 +181,11 @@ impl OpenData for OpenDataService {
                 table: crate::domain::disclosure::comparative_table(Vec::new(), None),
             },
         };
-        Ok(Response::new(table_to_proto(&table, &release)))
+        Ok(Response::new(table_to_proto(
+            &table,
+            &release,
+            |place, counts| self.store.rates(place, counts),
+        )))
     }
 
     async fn list_releases(

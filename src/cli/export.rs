@@ -155,7 +155,18 @@ pub async fn export(
     for area in &area_levels {
         header.extend([format!("{area}_code"), format!("{area}_name")]);
     }
-    header.extend(["client_group", "risk_category", "active_risk_records"].map(String::from));
+    header.extend(
+        [
+            "client_group",
+            "risk_category",
+            "active_risk_records",
+            // Client-group rows only, where the count is shown and the population known.
+            "rate_per_10000",
+            "population",
+            "population_year",
+        ]
+        .map(String::from),
+    );
     writer.write_record(&header).map_err(failed)?;
 
     let mut written = 0;
@@ -194,19 +205,29 @@ pub async fn export(
             };
             leading.extend([code, name]);
         }
-        let mut line = |group: &str, category: &str, value: String| {
+        let mut line = |group: &str, category: &str, count: Option<&proto::PublishedCount>| {
             let mut record = leading.clone();
-            record.extend([group.to_string(), category.to_string(), value]);
+            record.extend([group.to_string(), category.to_string(), published(count)]);
+            // Empty where no rate is published: the tidy layout's way of saying "not given".
+            let rate = count.and_then(|c| c.rate.as_ref());
+            record.extend(match rate {
+                Some(rate) => [
+                    format!("{:.1}", rate.per_ten_thousand),
+                    rate.population.to_string(),
+                    rate.year.to_string(),
+                ],
+                None => Default::default(),
+            });
             writer.write_record(&record)
         };
-        line("Total", "Total", published(row.total.as_ref())).map_err(failed)?;
+        line("Total", "Total", row.total.as_ref()).map_err(failed)?;
         for (number, count) in table.client_groups.iter().zip(&row.by_client_group) {
             let word = ClientGroup::from_number(*number).map_or("unknown", |g| g.word());
-            line(word, "Total", published(Some(count))).map_err(failed)?;
+            line(word, "Total", Some(count)).map_err(failed)?;
         }
         for (number, count) in table.categories.iter().zip(&row.by_category) {
             let word = RiskCategory::from_number(*number).map_or("unknown", |c| c.word());
-            line("Total", word, published(Some(count))).map_err(failed)?;
+            line("Total", word, Some(count)).map_err(failed)?;
         }
         written += 1 + row.by_client_group.len() + row.by_category.len();
     }
