@@ -378,6 +378,27 @@ async fn a_record_or_footprint_under_a_replaced_code_counts_under_the_code_that_
     );
     assert_eq!(view(&connection, ENGLAND).await.total_active, 2);
 
+    // Listing Barnsley's risks finds the record under either code, asked by either code.
+    for asked in [BARNSLEY, BARNSLEY_2024] {
+        let listed = connection
+            .inspection()
+            .list_risks(proto::ListRisksRequest {
+                place_code: asked.into(),
+                page_size: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("the inspector lists Barnsley's risks")
+            .into_inner();
+        let mut refs: Vec<String> = listed
+            .risks
+            .iter()
+            .filter_map(|r| r.record.as_ref().map(|r| r.local_ref.clone()))
+            .collect();
+        refs.sort();
+        assert_eq!(refs, ["B-1", "B-2"], "asked as {asked}");
+    }
+
     // Population tables still list Barnsley under its old code: its rate uses that figure.
     let population = marr::cli::population::read_tables(&[population_file(POPULATION_LA)])
         .expect("population table");

@@ -521,17 +521,18 @@ impl Scope {
 }
 
 impl Geography {
-    /// Every place below `code` in the tree, or within footprint area `code`, not counting
-    /// `code` itself.
+    /// Every place below `code` in the tree, or within footprint area `code`, and every code
+    /// any of them (or `code`) replaced, not counting `code` itself.
     pub fn descendants(&self, code: PlaceCode) -> Vec<PlaceCode> {
         let mut found = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = std::collections::HashSet::from([code]);
         let mut queue = vec![code];
         while let Some(next) = queue.pop() {
-            for child in self.children(next) {
-                if seen.insert(child.code) {
-                    found.push(child.code);
-                    queue.push(child.code);
+            let children = self.children(next).into_iter().map(|child| child.code);
+            for below in self.replaced_by(next).into_iter().chain(children) {
+                if seen.insert(below) {
+                    found.push(below);
+                    queue.push(below);
                 }
             }
         }

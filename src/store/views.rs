@@ -21,20 +21,21 @@ const MERGED_PLACES: usize = 64;
 /// listed by walking the log back without probing.
 const PROBED_PLACES: usize = 4096;
 
-/// `place` and every place below it (or in it, for a footprint area), or `None` when there
-/// are more than `limit`.
+/// `place` and every place below it (or in it, for a footprint area), with the codes each
+/// replaced (records may sit at those), or `None` when there are more than `limit`.
 fn subtree_of(geography: &Geography, place: PlaceCode, limit: usize) -> Option<Vec<PlaceCode>> {
     let mut found = vec![place];
     let mut seen = std::collections::HashSet::from([place]);
     let mut next = 0;
     while let Some(code) = found.get(next).copied() {
         next += 1;
-        for child in geography.children(code) {
-            if seen.insert(child.code) {
+        let children = geography.children(code).into_iter().map(|child| child.code);
+        for below in geography.replaced_codes(code).into_iter().chain(children) {
+            if seen.insert(below) {
                 if found.len() == limit {
                     return None;
                 }
-                found.push(child.code);
+                found.push(below);
             }
         }
     }
