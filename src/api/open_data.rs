@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 
 use std::collections::BTreeMap;
 
-use super::convert::{coded_option, place_code, place_to_proto, rate_to_proto, timestamp};
+use super::convert::{coded_option, place_to_proto, rate_to_proto, timestamp};
 use super::error::ApiError;
 use super::inspection::filter_from_proto;
 use crate::auth::Caller;
@@ -135,7 +135,10 @@ impl OpenData for OpenDataService {
         request: Request<proto::GetComparativeTableRequest>,
     ) -> Result<Response<proto::GetComparativeTableResponse>, Status> {
         let request = request.into_inner();
-        let parent = place_code("parent_code", &request.parent_code).map_err(ApiError::from)?;
+        let parent = self
+            .store
+            .place_code("parent_code", &request.parent_code)
+            .map_err(ApiError::from)?;
         let level = table_level(request.level).map_err(ApiError::from)?;
         let filter = filter_from_proto(request.filter.as_ref()).map_err(ApiError::from)?;
         if !filter.is_everything() {

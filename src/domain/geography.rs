@@ -307,7 +307,17 @@ impl Geography {
 
     /// A place's children in the tree, or a footprint area's members, sorted by code; a
     /// place that replaced others has their children too (the wards of a merged district).
+    /// Places replaced or ended are left out: see [`Geography::children_holding_records`].
     pub fn children(&self, code: PlaceCode) -> Vec<&Place> {
+        self.children_holding_records(code)
+            .into_iter()
+            .filter(|p| !self.successors.contains_key(&p.code) && !self.ended.contains(&p.code))
+            .collect()
+    }
+
+    /// [`Geography::children`] with the places that were replaced or ended as well: records
+    /// may still sit at them, so listings of what lies under a place walk these.
+    pub fn children_holding_records(&self, code: PlaceCode) -> Vec<&Place> {
         let code = self.current(code);
         let mut codes: BTreeSet<PlaceCode> = BTreeSet::new();
         for holder in std::iter::once(code).chain(self.replaced_by(code)) {
@@ -319,7 +329,6 @@ impl Geography {
         }
         codes
             .into_iter()
-            .filter(|c| !self.successors.contains_key(c) && !self.ended.contains(c))
             .filter_map(|c| self.places.get(&c))
             .collect()
     }
@@ -361,23 +370,57 @@ impl Geography {
             .collect()
     }
 
+    /// The code a scope or a footprint naming `code` stands for: its successor when the change
+    /// only recoded it (each step the successor's one predecessor: the same boundary), else
+    /// `code` itself. A district merged into a larger authority covers what was recorded under
+    /// it, never the whole authority that absorbed it.
+    fn scope_code(&self, code: PlaceCode) -> PlaceCode {
+        let mut current = code;
+        for _ in 0..SUCCESSION_STEPS {
+            let Some(next) = self.successors.get(&current) else {
+                break;
+            };
+            if self.predecessors.get(next).is_none_or(|p| p.len() != 1) {
+                return code;
+            }
+            current = *next;
+        }
+        current
+    }
+
     /// Whether `place` is `scope`, lies below it in the tree, or lies in footprint area `scope`,
-    /// each read as it stands today.
+    /// each read as it stands today (see [`Geography::scope_code`] for a scope naming a
+    /// replaced code).
     pub fn within(&self, place: PlaceCode, scope: PlaceCode) -> bool {
-        let scope = self.current(scope);
+        let scope = self.scope_code(scope);
         place == scope
             || self.current(place) == scope
             || self.ancestors(place).iter().any(|p| p.code == scope)
             || self.areas_containing(place).contains(&scope)
+            || (self.successors.contains_key(&scope) && self.recorded_under(place, scope))
+    }
+
+    /// Whether `place` lay under `old` in the tree as it was recorded, before any change of
+    /// code: the places of a district that was merged away.
+    fn recorded_under(&self, place: PlaceCode, old: PlaceCode) -> bool {
+        let mut next = self.places.get(&place).and_then(|p| p.parent);
+        for _ in 0..16 {
+            match next {
+                Some(code) if code == old => return true,
+                Some(code) => next = self.places.get(&code).and_then(|p| p.parent),
+                None => return false,
+            }
+        }
+        false
     }
 
     /// Whether everything in `place` lies inside `scope`: `place` is within it, or `place` is
     /// a footprint area whose every member is.
     pub fn covers(&self, scope: PlaceCode, place: PlaceCode) -> bool {
-        let place = self.current(place);
         if self.within(place, scope) {
             return true;
         }
+        let place = self.current(place);
         match self.members.get(&place) {
             Some(members) if !members.is_empty() => {
                 members.iter().all(|member| self.within(*member, scope))
@@ -528,7 +571,10 @@ impl Geography {
         let mut seen = std::collections::HashSet::from([code]);
         let mut queue = vec![code];
         while let Some(next) = queue.pop() {
-            let children = self.children(next).into_iter().map(|child| child.code);
+            let children = self
+                .children_holding_records(next)
+                .into_iter()
+                .map(|child| child.code);
             for below in self.replaced_by(next).into_iter().chain(children) {
                 if seen.insert(below) {
                     found.push(below);

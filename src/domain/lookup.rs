@@ -440,6 +440,17 @@ impl Planner<'_> {
         code.map(|c| successor(&self.successors, c))
     }
 
+    /// Whether a parent is a level today's geography no longer has: a metropolitan county
+    /// (E11, without a council since 1986), or a place that ended or was replaced.
+    fn no_longer_a_level(&self, parent: Option<PlaceCode>) -> bool {
+        parent.is_some_and(|code| {
+            code.as_str().starts_with("E11")
+                || self.existing.has_ended(code)
+                || self.plan.ended.contains(&code)
+                || self.successors.contains_key(&code)
+        })
+    }
+
     /// Whether `upper` is one of `lower`'s ancestors, as the tree stands in this import.
     fn lies_above(&self, upper: Option<PlaceCode>, lower: Option<PlaceCode>) -> bool {
         let mut next = lower;
@@ -518,9 +529,14 @@ impl Planner<'_> {
                 continue;
             }
             // A level the newer geography no longer has between a place and its parent (a
-            // metropolitan county above its districts) is dropped: the place moves up to a
-            // place it already lay in.
-            if known.level == place.level && now.is_some() && self.lies_above(now, was) {
+            // metropolitan county above its districts, a county council that has ended) is
+            // dropped: the place moves up to a place it already lay in. A table that merely
+            // leaves a living county out does not move its districts.
+            if known.level == place.level
+                && now.is_some()
+                && self.no_longer_a_level(was)
+                && self.lies_above(now, was)
+            {
                 moved.push(place.code);
                 continue;
             }
@@ -617,10 +633,37 @@ pub fn plan_import(
         .into_iter()
         .map(|s| (s.predecessor, s.successor))
         .collect();
-    let mut place_tables = Vec::new();
-    for table in tables {
+    let (change_tables, place_tables): (Vec<&LookupTable>, Vec<&LookupTable>) = tables
+        .iter()
+        .partition(|table| Changes::of(&table.header).is_some());
+    for table in &place_tables {
+        let (columns, layout) = layout_of(table)?;
+        planner.plan.report.layouts.push(layout);
+        read.push(columns);
+    }
+    // A change is taken only to a place the register knows or these tables name: a change to
+    // a code nowhere in the tree would leave the old code's records outside every place.
+    let mut named: std::collections::HashSet<PlaceCode> = std::collections::HashSet::new();
+    for (table, columns) in place_tables.iter().zip(&read) {
+        for row in &table.rows {
+            for column in columns {
+                if let Some(Ok(code)) = row
+                    .cells
+                    .get(column.code)
+                    .map(|c| PlaceCode::parse(c.trim()))
+                {
+                    named.insert(code);
+                }
+            }
+        }
+    }
+    // Every change the tables give, so that a code given two successors (a split) is known
+    // before any is taken.
+    let mut given: Vec<(&str, u64, Change)> = Vec::new();
+    let mut successors_given: HashMap<PlaceCode, std::collections::HashSet<PlaceCode>> =
+        HashMap::new();
+    for table in &change_tables {
         let Some(changes) = Changes::of(&table.header) else {
-            place_tables.push(table);
             continue;
         };
         planner.plan.report.layouts.push(TableLayout {
@@ -631,36 +674,57 @@ pub fn plan_import(
         for row in &table.rows {
             planner.plan.report.rows_read += 1;
             match changes.of_row(row) {
-                Ok(Some(Change::Ended(code))) => {
-                    if !planner.existing.has_ended(code) && !planner.plan.ended.contains(&code) {
-                        planner.plan.report.places_ended += 1;
-                        planner.plan.ended.push(code);
+                Ok(Some(change)) => {
+                    if let Change::Replaced(old, new) = change {
+                        successors_given.entry(old).or_default().insert(new);
                     }
-                }
-                Ok(Some(Change::Replaced(old, new))) if successor(&successors, new) == old => {
-                    let reason = format!("{old} → {new} would undo a known change");
-                    planner.plan.report.skip(reason, &table.name, row.line);
-                }
-                Ok(Some(Change::Replaced(old, new))) => {
-                    if successors.insert(old, new) != Some(new) {
-                        planner.plan.report.code_changes += 1;
-                        planner.plan.successions.push(Succession {
-                            predecessor: old,
-                            successor: new,
-                        });
-                    }
+                    given.push((table.name.as_str(), row.line, change));
                 }
                 Ok(None) => {}
                 Err(reason) => planner.plan.report.skip(reason, &table.name, row.line),
             }
         }
     }
-    planner.successors = successors.clone();
-    for table in &place_tables {
-        let (columns, layout) = layout_of(table)?;
-        planner.plan.report.layouts.push(layout);
-        read.push(columns);
+    for (table, line, change) in given {
+        match change {
+            Change::Ended(code) => {
+                if !planner.existing.has_ended(code) && !planner.plan.ended.contains(&code) {
+                    planner.plan.report.places_ended += 1;
+                    planner.plan.ended.push(code);
+                }
+            }
+            Change::Replaced(old, _) if successors_given[&old].len() > 1 => {
+                let reason =
+                    format!("{old} is given more than one successor (a split): none is taken");
+                planner.plan.report.skip(reason, table, line);
+            }
+            Change::Replaced(old, new)
+                if successors.get(&old).is_some_and(|known| *known != new) =>
+            {
+                let reason = format!("{old} already has another successor: it is not changed");
+                planner.plan.report.skip(reason, table, line);
+            }
+            Change::Replaced(old, new) if successor(&successors, new) == old => {
+                let reason = format!("{old} → {new} would undo a known change");
+                planner.plan.report.skip(reason, table, line);
+            }
+            Change::Replaced(_, new) if existing.place(new).is_none() && !named.contains(&new) => {
+                let reason =
+                    format!("{new}, the successor, is not a known place nor in these tables");
+                planner.plan.report.skip(reason, table, line);
+            }
+            Change::Replaced(old, new) => {
+                if successors.insert(old, new) != Some(new) {
+                    planner.plan.report.code_changes += 1;
+                    planner.plan.successions.push(Succession {
+                        predecessor: old,
+                        successor: new,
+                    });
+                }
+            }
+        }
     }
+    planner.successors = successors.clone();
     let mut deferred = Vec::new();
     let mut earlier_aliases = Vec::new();
     for (table, columns) in place_tables.iter().copied().zip(&read) {
@@ -763,6 +827,12 @@ mod tests {
         }
         for membership in plan.memberships {
             geography.insert_membership(membership);
+        }
+        for succession in plan.successions {
+            geography.insert_succession(succession);
+        }
+        for code in plan.ended {
+            geography.insert_ended(code);
         }
     }
 
@@ -890,5 +960,98 @@ mod tests {
         let error = plan_import(&Geography::default(), &[table("people", "NAME,AGE", &[])])
             .expect_err("refused");
         assert!(matches!(error, LookupError::UnrecognisedLayout { .. }));
+    }
+
+    #[test]
+    fn a_table_without_counties_leaves_shire_districts_in_their_county() {
+        let mut geography = Geography::default();
+        let kent = table(
+            "wards",
+            "WD19CD,WD19NM,LAD19CD,LAD19NM,CTY19CD,CTY19NM,RGN19CD,RGN19NM,CTRY19CD,CTRY19NM",
+            &[
+                "E05004997,Aylesford,E07000105,Ashford,E10000016,Kent,E12000008,South East,E92000001,England",
+            ],
+        );
+        let plan = plan_import(&geography, &[kent]).expect("plan");
+        apply(&mut geography, plan);
+        let no_county = table(
+            "districts",
+            "LAD24CD,LAD24NM,RGN24CD,RGN24NM,CTRY24CD,CTRY24NM",
+            &["E07000105,Ashford,E12000008,South East,E92000001,England"],
+        );
+        let plan = plan_import(&geography, &[no_county]).expect("plan");
+        assert_eq!(plan.report.places_moved, 0);
+        assert!(plan.places.is_empty(), "{:?}", plan.places);
+        assert_eq!(
+            plan.report.rows_skipped(),
+            1,
+            "a conflicting row is reported"
+        );
+    }
+
+    #[test]
+    fn a_split_and_a_change_to_an_unknown_code_are_refused() {
+        let mut geography = Geography::default();
+        let plan = plan_import(&geography, &[wards()]).expect("plan");
+        apply(&mut geography, plan);
+        let changes = table(
+            "changes",
+            "oldcd,oldnm,newcd,newnm,type,start",
+            &[
+                // A split: the old code is given two successors.
+                "E09000001,City of London,E08000021,Newcastle upon Tyne,merger,2025",
+                "E09000001,City of London,W06000001,Isle of Anglesey,merger,2025",
+                // A successor that is nowhere in the tree.
+                "E05011451,Lemington,E05099999,Nowhere,new_code,2025",
+            ],
+        );
+        let plan = plan_import(&geography, &[changes]).expect("plan");
+        assert!(plan.successions.is_empty(), "{:?}", plan.successions);
+        assert_eq!(plan.report.rows_skipped(), 3, "{:?}", plan.report.skipped);
+    }
+
+    #[test]
+    fn a_scope_naming_a_merged_district_covers_what_was_under_it_not_its_successor() {
+        let mut geography = Geography::default();
+        // The old districts first, as an earlier import held them; the changes later.
+        let tables = [table(
+            "wards",
+            "WD19CD,WD19NM,LAD19CD,LAD19NM,RGN19CD,RGN19NM,CTRY19CD,CTRY19NM",
+            &[
+                "E05011309,Boroughbridge,E07000165,Harrogate,E12000003,Yorkshire,E92000001,England",
+                "E05011400,Selby ward,E07000169,Selby,E12000003,Yorkshire,E92000001,England",
+                "E05099001,A ward,E06000065,North Yorkshire,E12000003,Yorkshire,E92000001,England",
+            ],
+        )];
+        let plan = plan_import(&geography, &tables).expect("plan");
+        apply(&mut geography, plan);
+        let tables = [table(
+            "changes",
+            "oldcd,oldnm,newcd,newnm,type,start",
+            &[
+                "E07000165,Harrogate,E06000065,North Yorkshire,merger,2023",
+                "E07000169,Selby,E06000065,North Yorkshire,merger,2023",
+            ],
+        )];
+        let plan = plan_import(&geography, &tables).expect("plan");
+        apply(&mut geography, plan);
+        let (harrogate, old_ward) = (code("E07000165"), code("E05011309"));
+        assert!(geography.within(old_ward, code("E06000065")), "re-homed");
+        assert!(
+            geography.within(old_ward, harrogate),
+            "still under the old district"
+        );
+        assert!(
+            !geography.within(code("E05011400"), harrogate),
+            "not Selby's"
+        );
+        assert!(
+            !geography.within(code("E05099001"), harrogate),
+            "not today's wards"
+        );
+        assert!(
+            !geography.covers(harrogate, code("E06000065")),
+            "not the whole successor"
+        );
     }
 }

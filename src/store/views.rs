@@ -29,7 +29,10 @@ fn subtree_of(geography: &Geography, place: PlaceCode, limit: usize) -> Option<V
     let mut next = 0;
     while let Some(code) = found.get(next).copied() {
         next += 1;
-        let children = geography.children(code).into_iter().map(|child| child.code);
+        let children = geography
+            .children_holding_records(code)
+            .into_iter()
+            .map(|child| child.code);
         for below in geography.replaced_codes(code).into_iter().chain(children) {
             if seen.insert(below) {
                 if found.len() == limit {
@@ -194,7 +197,11 @@ impl Store {
             let directory = self.shared.read_directory();
             let inspection = self.shared.read_inspection();
             let geography = &directory.geography;
-            let neighbours = directory.neighbours.of(place).ok_or_else(|| {
+            // Neighbours imported under a code since replaced (a recode) are the place's own.
+            let neighbours = std::iter::once(place)
+                .chain(geography.replaced_codes(place))
+                .find_map(|code| directory.neighbours.of(code));
+            let neighbours = neighbours.ok_or_else(|| {
                 Invalid::one(
                     "parent_code",
                     format!(
@@ -210,11 +217,12 @@ impl Store {
                     .map(|ancestor| ancestor.code)
             };
             let mut roles = vec![(place, ComparisonRole::Place)];
-            roles.extend(
-                neighbours
-                    .iter()
-                    .map(|n| (n.place, ComparisonRole::Neighbour(n.closeness))),
-            );
+            roles.extend(neighbours.iter().map(|n| {
+                (
+                    geography.current(n.place),
+                    ComparisonRole::Neighbour(n.closeness),
+                )
+            }));
             roles.extend(above(PlaceLevel::Region).map(|r| (r, ComparisonRole::Region)));
             roles.extend(above(PlaceLevel::Country).map(|c| (c, ComparisonRole::England)));
             roles
