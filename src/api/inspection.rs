@@ -260,7 +260,12 @@ impl Inspection for InspectionService {
     ) -> Result<Response<proto::GetPlaceViewResponse>, Status> {
         let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let place = self.place_in_scope(&caller, "place_code", &request.place_code)?;
+        // The code as named (a GSS or ODS code), and the place that stands for it today.
+        let asked = self
+            .store
+            .place_code("place_code", &request.place_code)
+            .map_err(ApiError::from)?;
+        let place = self.place_in_scope(&caller, "place_code", asked.as_str())?;
         let filter = filter_from_proto(request.filter.as_ref()).map_err(ApiError::from)?;
         let store = self.store.clone();
         let view = {
@@ -268,10 +273,6 @@ impl Inspection for InspectionService {
             blocking(move || store.place_view(place, &filter, as_of(request.as_of_sequence)))
                 .await?
         };
-        let asked = self
-            .store
-            .place_code("place_code", &request.place_code)
-            .map_err(ApiError::from)?;
         let replaced = (place != asked).then(|| asked.to_string());
         Ok(Response::new(proto::GetPlaceViewResponse {
             view: Some(self.view_to_proto(&view, &filter_to_proto(&filter))),

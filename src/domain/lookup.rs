@@ -240,7 +240,7 @@ impl Changes {
         let parse = |i: usize, what: &str| {
             PlaceCode::parse(cell(i)).map_err(|_| format!("a {what} without a GSS code"))
         };
-        match self.kind.map(cell) {
+        match self.kind.map(|i| cell(i).to_ascii_lowercase()).as_deref() {
             None | Some("merger" | "new_code") => {}
             Some("termination") => return Ok(Some(Change::Ended(parse(self.old, "termination")?))),
             Some(kind) => return Err(format!("a {kind}, not a change of code")),
