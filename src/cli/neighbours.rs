@@ -32,30 +32,11 @@ pub async fn import_tables(
 
 /// The import report as readable lines.
 pub fn report_lines(report: &proto::ImportStatisticalNeighboursResponse) -> Vec<String> {
-    let mut lines = Vec::new();
-    for table in &report.tables {
-        lines.push(format!(
-            "table {}: read {}{}",
-            table.table,
-            table.recognised_columns.join(", "),
-            if table.ignored_columns.is_empty() {
-                String::new()
-            } else {
-                format!("; ignored {}", table.ignored_columns.join(", "))
-            }
-        ));
-    }
+    let mut lines = super::places::table_lines(&report.tables);
     lines.push(format!(
         "{} rows read, neighbours stored for {} authorities, {} rows skipped",
         report.rows_read, report.authorities_stored, report.rows_skipped
     ));
-    for skip in &report.skipped {
-        lines.push(format!(
-            "skipped {} rows: {} (for example {})",
-            skip.rows,
-            skip.reason,
-            skip.examples.join(", ")
-        ));
-    }
+    lines.extend(super::places::skip_lines(&report.skipped));
     lines
 }

@@ -105,21 +105,43 @@ pub fn level_lines(report: &proto::ImportPlacesResponse) -> Vec<String> {
         .collect()
 }
 
-/// The import report as readable lines.
-pub fn report_lines(report: &proto::ImportPlacesResponse) -> Vec<String> {
-    let mut lines = Vec::new();
-    for table in &report.tables {
-        lines.push(format!(
-            "table {}: read {}{}",
-            table.table,
-            table.recognised_columns.join(", "),
-            if table.ignored_columns.is_empty() {
+/// How each table of an import was read, a line each.
+pub fn table_lines(tables: &[proto::TableLayout]) -> Vec<String> {
+    tables
+        .iter()
+        .map(|table| {
+            let ignored = if table.ignored_columns.is_empty() {
                 String::new()
             } else {
                 format!("; ignored {}", table.ignored_columns.join(", "))
-            }
-        ));
-    }
+            };
+            format!(
+                "table {}: read {}{ignored}",
+                table.table,
+                table.recognised_columns.join(", ")
+            )
+        })
+        .collect()
+}
+
+/// The rows an import skipped, a line for each reason with a few examples.
+pub fn skip_lines(skipped: &[proto::SkipReason]) -> Vec<String> {
+    skipped
+        .iter()
+        .map(|skip| {
+            format!(
+                "skipped {} rows: {} (for example {})",
+                skip.rows,
+                skip.reason,
+                skip.examples.join(", ")
+            )
+        })
+        .collect()
+}
+
+/// The import report as readable lines.
+pub fn report_lines(report: &proto::ImportPlacesResponse) -> Vec<String> {
+    let mut lines = table_lines(&report.tables);
     lines.push(format!(
         "{} rows read, {} places added, {} rows skipped",
         report.rows_read, report.places_added, report.rows_skipped
@@ -143,13 +165,6 @@ pub fn report_lines(report: &proto::ImportPlacesResponse) -> Vec<String> {
         ));
     }
     lines.extend(level_lines(report));
-    for skip in &report.skipped {
-        lines.push(format!(
-            "skipped {} rows: {} (for example {})",
-            skip.rows,
-            skip.reason,
-            skip.examples.join(", ")
-        ));
-    }
+    lines.extend(skip_lines(&report.skipped));
     lines
 }

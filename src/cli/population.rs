@@ -49,27 +49,8 @@ pub fn summary_line(report: &proto::ImportPopulationResponse) -> String {
 
 /// The import report as readable lines.
 pub fn report_lines(report: &proto::ImportPopulationResponse) -> Vec<String> {
-    let mut lines = Vec::new();
-    for table in &report.tables {
-        lines.push(format!(
-            "table {}: read {}{}",
-            table.table,
-            table.recognised_columns.join(", "),
-            if table.ignored_columns.is_empty() {
-                String::new()
-            } else {
-                format!("; ignored {}", table.ignored_columns.join(", "))
-            }
-        ));
-    }
+    let mut lines = super::places::table_lines(&report.tables);
     lines.push(summary_line(report));
-    for skip in &report.skipped {
-        lines.push(format!(
-            "skipped {} rows: {} (for example {})",
-            skip.rows,
-            skip.reason,
-            skip.examples.join(", ")
-        ));
-    }
+    lines.extend(super::places::skip_lines(&report.skipped));
     lines
 }

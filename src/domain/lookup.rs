@@ -51,6 +51,28 @@ pub struct TableLayout {
     pub ignored: Vec<String>,
 }
 
+impl TableLayout {
+    /// A table read by the columns at `positions`, the rest ignored.
+    pub(crate) fn of_columns(table: &LookupTable, positions: &[usize]) -> Self {
+        let (recognised, ignored): (Vec<_>, Vec<_>) = table
+            .header
+            .iter()
+            .enumerate()
+            .partition(|(index, _)| positions.contains(index));
+        let names = |columns: Vec<(usize, &String)>| {
+            columns
+                .into_iter()
+                .map(|(_, h)| h.trim_start_matches('\u{feff}').to_string())
+                .collect()
+        };
+        Self {
+            table: table.name.clone(),
+            recognised: names(recognised),
+            ignored: names(ignored),
+        }
+    }
+}
+
 /// Rows skipped for one reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Skipped {
@@ -80,16 +102,32 @@ pub struct ImportReport {
 
 impl ImportReport {
     pub fn rows_skipped(&self) -> u64 {
-        self.skipped.values().map(|s| s.rows).sum()
+        rows_skipped(&self.skipped)
     }
 
     fn skip(&mut self, reason: String, table: &str, line: u64) {
-        let entry = self.skipped.entry(reason).or_default();
-        entry.rows += 1;
-        if entry.examples.len() < EXAMPLES_PER_REASON {
-            entry.examples.push(format!("{table}:{line}"));
-        }
+        skip_row(&mut self.skipped, reason, table, line);
     }
+}
+
+/// Counts a skipped row under its reason, keeping a few `table:line` examples: the one way
+/// every import reports what it passed over.
+pub(crate) fn skip_row(
+    skipped: &mut BTreeMap<String, Skipped>,
+    reason: String,
+    table: &str,
+    line: u64,
+) {
+    let entry = skipped.entry(reason).or_default();
+    entry.rows += 1;
+    if entry.examples.len() < EXAMPLES_PER_REASON {
+        entry.examples.push(format!("{table}:{line}"));
+    }
+}
+
+/// Rows skipped, over every reason.
+pub(crate) fn rows_skipped(skipped: &BTreeMap<String, Skipped>) -> u64 {
+    skipped.values().map(|s| s.rows).sum()
 }
 
 /// The places and memberships an import adds, and its report.

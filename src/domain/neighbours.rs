@@ -24,9 +24,6 @@ use super::vocabulary::ClientGroup;
 /// How many neighbours the DfE names for each authority.
 pub const NEIGHBOURS_PER_AUTHORITY: usize = 10;
 
-/// How many example rows the report keeps for each reason a row was skipped.
-const EXAMPLES_PER_REASON: usize = 5;
-
 /// How close a neighbour is, as the DfE bands its distance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Closeness {
@@ -148,15 +145,11 @@ pub struct NeighboursReport {
 
 impl NeighboursReport {
     pub fn rows_skipped(&self) -> u64 {
-        self.skipped.values().map(|s| s.rows).sum()
+        super::lookup::rows_skipped(&self.skipped)
     }
 
     fn skip(&mut self, reason: String, table: &str, line: u64) {
-        let entry = self.skipped.entry(reason).or_default();
-        entry.rows += 1;
-        if entry.examples.len() < EXAMPLES_PER_REASON {
-            entry.examples.push(format!("{table}:{line}"));
-        }
+        super::lookup::skip_row(&mut self.skipped, reason, table, line);
     }
 }
 
@@ -211,22 +204,8 @@ fn layout_of(table: &LookupTable) -> Result<(Vec<usize>, TableLayout), Neighbour
             header: table.header.join(","),
         });
     }
-    let (recognised, ignored) = table
-        .header
-        .iter()
-        .enumerate()
-        .partition::<Vec<_>, _>(|(index, _)| positions.contains(index));
-    Ok((
-        positions,
-        TableLayout {
-            table: table.name.clone(),
-            recognised: recognised
-                .into_iter()
-                .map(|(_, h)| h.trim_start_matches('\u{feff}').to_string())
-                .collect(),
-            ignored: ignored.into_iter().map(|(_, h)| h.clone()).collect(),
-        },
-    ))
+    let layout = TableLayout::of_columns(table, &positions);
+    Ok((positions, layout))
 }
 
 /// Reads one row, or says why it cannot be used. Reasons name the column, not the value, so

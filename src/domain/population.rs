@@ -19,9 +19,6 @@ use super::lookup::{LookupTable, Skipped, TableLayout};
 use super::record::PlaceCode;
 use super::vocabulary::ClientGroup;
 
-/// How many example rows the report keeps for each reason a row was skipped.
-const EXAMPLES_PER_REASON: usize = 5;
-
 /// The earliest and latest mid-year a table may give; anything outside is a misread column.
 const YEARS: std::ops::RangeInclusive<u16> = 1971..=2100;
 
@@ -226,15 +223,11 @@ pub struct PopulationReport {
 
 impl PopulationReport {
     pub fn rows_skipped(&self) -> u64 {
-        self.skipped.values().map(|s| s.rows).sum()
+        super::lookup::rows_skipped(&self.skipped)
     }
 
     fn skip(&mut self, reason: String, table: &str, line: u64) {
-        let entry = self.skipped.entry(reason).or_default();
-        entry.rows += 1;
-        if entry.examples.len() < EXAMPLES_PER_REASON {
-            entry.examples.push(format!("{table}:{line}"));
-        }
+        super::lookup::skip_row(&mut self.skipped, reason, table, line);
     }
 }
 
@@ -285,19 +278,8 @@ fn layout_of(table: &LookupTable) -> Result<([usize; 6], TableLayout), Populatio
             header: table.header.join(","),
         });
     }
-    let (recognised, ignored) = table
-        .header
-        .iter()
-        .enumerate()
-        .partition::<Vec<_>, _>(|(index, _)| positions.contains(index));
-    Ok((
-        positions,
-        TableLayout {
-            table: table.name.clone(),
-            recognised: recognised.into_iter().map(|(_, h)| h.clone()).collect(),
-            ignored: ignored.into_iter().map(|(_, h)| h.clone()).collect(),
-        },
-    ))
+    let layout = TableLayout::of_columns(table, &positions);
+    Ok((positions, layout))
 }
 
 /// Reads one row, or says why it cannot be used. Reasons name the column, never the value:
