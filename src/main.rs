@@ -358,10 +358,7 @@ async fn push(server: ServerArgs, file: PathBuf) -> Result<ExitCode, ClientError
 }
 
 async fn import_places(server: ServerArgs, files: Vec<PathBuf>) -> Result<ExitCode, ClientError> {
-    let tables = files
-        .iter()
-        .map(|f| places::read_table(f))
-        .collect::<Result<Vec<_>, _>>()?;
+    let tables = places::read_tables(&files)?;
     let connection = Connection::open(&server).await?;
     let report = places::import_tables(&connection, tables).await?;
     for line in places::report_lines(&report) {
@@ -374,7 +371,7 @@ async fn import_population(
     server: ServerArgs,
     files: Vec<PathBuf>,
 ) -> Result<ExitCode, ClientError> {
-    let tables = population::read_tables(&files)?;
+    let tables = places::read_tables(&files)?;
     let connection = Connection::open(&server).await?;
     let report = population::import_tables(&connection, tables).await?;
     for line in population::report_lines(&report) {
@@ -387,7 +384,7 @@ async fn import_neighbours(
     server: ServerArgs,
     files: Vec<PathBuf>,
 ) -> Result<ExitCode, ClientError> {
-    let tables = neighbours::read_tables(&files)?;
+    let tables = places::read_tables(&files)?;
     let connection = Connection::open(&server).await?;
     let report = neighbours::import_tables(&connection, tables).await?;
     for line in neighbours::report_lines(&report) {

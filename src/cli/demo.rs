@@ -108,7 +108,7 @@ fn data_files(data: &Path) -> Result<DataFiles, DemoError> {
 
 /// Reads CSV files off the async runtime: the geography runs to millions of cells.
 async fn read_tables(paths: Vec<PathBuf>) -> Result<Vec<LookupTable>, DemoError> {
-    let tables = tokio::task::spawn_blocking(move || population::read_tables(&paths))
+    let tables = tokio::task::spawn_blocking(move || places::read_tables(&paths))
         .await
         .map_err(|e| StoreError::WriterFailed(e.to_string()))??;
     Ok(tables)

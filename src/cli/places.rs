@@ -24,6 +24,11 @@ pub fn read_table(path: &Path) -> Result<LookupTable, ClientError> {
     read_table_from(file, name).map_err(|e| input(e.to_string()))
 }
 
+/// Reads several CSV files whole, each as a table named after its file.
+pub fn read_tables(paths: &[std::path::PathBuf]) -> Result<Vec<LookupTable>, ClientError> {
+    paths.iter().map(|path| read_table(path)).collect()
+}
+
 /// Reads a lookup CSV from any source, naming the table `name`.
 pub fn read_table_from(input: impl std::io::Read, name: String) -> Result<LookupTable, csv::Error> {
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);

@@ -1,15 +1,13 @@
 //! `marr population import`: sends ONS mid-year population tables to the server and prints
 //! its report.
 
-use super::places::{read_table, table_chunks};
+use super::places::table_chunks;
 use super::{ClientError, Connection};
 use crate::domain::lookup::LookupTable;
 use crate::proto;
 
-/// Reads population CSVs whole (the same CSV reading as the lookup tables).
-pub fn read_tables(paths: &[std::path::PathBuf]) -> Result<Vec<LookupTable>, ClientError> {
-    paths.iter().map(|path| read_table(path)).collect()
-}
+/// The CSV files of an import are read like the lookup tables.
+pub use super::places::read_tables;
 
 /// Streams tables to `ImportPopulation`, a chunk at a time, and returns the server's report.
 pub async fn import_tables(

@@ -281,7 +281,14 @@ impl Changes {
         match self.kind.map(|i| cell(i).to_ascii_lowercase()).as_deref() {
             None | Some("merger" | "new_code") => {}
             Some("termination") => return Ok(Some(Change::Ended(parse(self.old, "termination")?))),
-            Some(kind) => return Err(format!("a {kind}, not a change of code")),
+            // The type is echoed only when it looks like one: a cell may hold anything.
+            Some(kind)
+                if (1..=24).contains(&kind.len())
+                    && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') =>
+            {
+                return Err(format!("a {kind}, not a change of code"));
+            }
+            Some(_) => return Err("a change of an unknown type, not a change of code".into()),
         }
         let (old, new) = (parse(self.old, "change")?, parse(self.new, "change")?);
         Ok((old != new).then_some(Change::Replaced(old, new)))
