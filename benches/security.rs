@@ -201,10 +201,13 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let method = policy::rule_for(request.uri().path()).map_or("unknown", |r| r.method);
-        request
-            .extensions_mut()
-            .insert(Caller::new(Arc::clone(&self.principal), method));
+        if let Some(rule) = policy::rule_for(request.uri().path()) {
+            request.extensions_mut().insert(Caller::new(
+                Arc::clone(&self.principal),
+                rule,
+                "the benchmark",
+            ));
+        }
         self.inner.call(request)
     }
 }

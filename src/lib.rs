@@ -2,6 +2,7 @@
 //! by client group and place, over gRPC.
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -254,7 +255,14 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
     let directory = DirectoryServer::new(api::directory::DirectoryService::new(store.clone()))
         .max_decoding_message_size(MAX_DIRECTORY_MESSAGE);
 
-    let inspection = InspectionServer::new(api::inspection::InspectionService::new(store.clone()))
+    let limits = config.limits()?;
+    let trail = Arc::new(app::AuditTrail::new(
+        store.clone(),
+        limits.per_principal_per_second,
+        limits.per_principal_burst,
+    ));
+    let application = app::Application::new(store.clone(), Arc::clone(&trail));
+    let inspection = InspectionServer::new(api::inspection::InspectionService::new(application))
         .max_decoding_message_size(MAX_RECORD_MESSAGE);
 
     let address = listener
@@ -277,12 +285,12 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
             reason,
         }
     })?;
-    let limits = config.limits()?;
     let guard = auth::guard::Guard::new(
         identities,
         store.clone(),
         &limits,
         config.client_addresses()?,
+        Arc::clone(&trail),
     );
 
     // Refusals past the per-address limit are written as aggregated events now and then, and
@@ -290,9 +298,9 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
     let (stop_tallying, tallying_stopped) = tokio::sync::oneshot::channel::<()>();
     let tallying = {
         let store = store.clone();
-        let refusals = guard.tally();
+        let refusals = trail.tally();
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(auth::guard::TALLY_FLUSH_EVERY);
+            let mut ticks = tokio::time::interval(app::trail::TALLY_FLUSH_EVERY);
             tokio::pin!(tallying_stopped);
             loop {
                 let stopping = tokio::select! {

@@ -3,32 +3,14 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::auth::Denied;
 use crate::domain::Invalid;
 use crate::domain::lookup::LookupError;
 use crate::domain::neighbours::NeighboursError;
 use crate::domain::population::PopulationError;
 use crate::store::StoreError;
 
-/// Why a request was refused or failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error(transparent)]
-    Invalid(#[from] Invalid),
-    #[error("{0}")]
-    Stale(String),
-    #[error("{0}")]
-    NotFound(String),
-    /// Asked for published figures before any were released.
-    #[error("{0}")]
-    NotReleased(String),
-    #[error("{0}")]
-    Exhausted(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Denied(#[from] Denied),
-}
+/// The gRPC layer speaks of the application's error under its own name.
+pub use crate::app::AppError as ApiError;
 
 /// INVALID_ARGUMENT carrying a `google.rpc.BadRequest` with one violation per field.
 fn bad_request(invalid: Invalid) -> Status {

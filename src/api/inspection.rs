@@ -5,128 +5,113 @@ use std::collections::BTreeMap;
 
 use tonic::{Request, Response, Status};
 
-use super::blocking;
 use super::convert::{
     coded_list, coded_option, page_size, place_to_proto, rate_to_proto, revision_to_proto,
     timestamp,
 };
-use super::error::ApiError;
+use crate::app::Application;
+use crate::app::inspection::{ChildComparison, NeighbourAnswer, PlaceViewAnswer};
 use crate::auth::Caller;
-use crate::domain::free_text::{check_label, check_purpose};
 use crate::domain::inspection::{PlaceMeasure, PlaceView, ViewFilter};
-use crate::domain::neighbours::{Closeness, ComparisonRole, NeighbourComparison};
+use crate::domain::neighbours::{Closeness, ComparisonRole};
 use crate::domain::population::Rate;
-use crate::domain::{Agency, AgencyId, ClientGroup, Invalid, PlaceCode, SubjectKey, Vocabulary};
+use crate::domain::{ClientGroup, Invalid, SubjectKey, Vocabulary};
 use crate::proto;
 use crate::proto::inspection_server::Inspection;
-use crate::store::{Snapshot, SnapshotRequest, Store, ViewNames};
+use crate::store::{Snapshot, ViewNames};
 
 pub struct InspectionService {
-    store: Store,
+    app: Application,
 }
 
 impl InspectionService {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(app: Application) -> Self {
+        Self { app }
     }
+}
 
-    /// A known place code, or NOT_FOUND; a replaced code gives the code that replaced it.
-    fn known_place(&self, field: &str, code: &str) -> Result<PlaceCode, ApiError> {
-        let code = self.store.place_code(field, code)?;
-        self.store
-            .place(code)
-            .map(|detail| detail.place.code)
-            .ok_or_else(|| ApiError::NotFound(format!("no place {code}")))
+/// A live view in the contract's form.
+fn place_view_to_proto(answer: &PlaceViewAnswer, filter: &proto::ViewFilter) -> proto::PlaceView {
+    view_to_proto(&answer.view, filter, &answer.names, &answer.rates)
+}
+
+/// A comparison against statistical neighbours in the contract's form.
+fn neighbour_comparison_to_proto(answer: &NeighbourAnswer) -> proto::ComparePlacesResponse {
+    let comparison = &answer.comparison;
+    let rows = comparison
+        .rows
+        .iter()
+        .zip(&answer.places)
+        .map(|(row, place)| {
+            let (role, closeness) = match row.role {
+                ComparisonRole::Place => (proto::ComparisonRole::Place, None),
+                ComparisonRole::Neighbour(band) => (proto::ComparisonRole::Neighbour, Some(band)),
+                ComparisonRole::Region => (proto::ComparisonRole::Region, None),
+                ComparisonRole::England => (proto::ComparisonRole::England, None),
+            };
+            let view = &row.view;
+            proto::PlaceComparison {
+                place: place.as_ref().map(|p| place_to_proto(p, &[])),
+                total_active: view.total,
+                high_or_worse: view.high_or_worse(),
+                critical: view.critical(),
+                subjects_at_two_or_more_agencies: view.subjects_at_two_or_more_agencies,
+                by_client_group: client_group_totals(&view.by_client_group, &row.rates),
+                role: role as i32,
+                closeness: closeness.map_or(proto::Closeness::Unspecified, closeness_to_proto)
+                    as i32,
+            }
+        })
+        .collect();
+    proto::ComparePlacesResponse {
+        rows,
+        consistent_at_sequence: comparison.consistent_at,
+        standing: comparison.standing.map(|s| proto::Standing {
+            rank: s.rank,
+            of: s.of,
+            quartile: s.quartile,
+            rate_of: comparison.rate_of.number(),
+        }),
+        neighbours_left_out_for_scope: comparison.neighbours_left_out_for_scope,
     }
+}
 
-    /// A known place the caller may see: NOT_FOUND if unknown (geography is public), else
-    /// PERMISSION_DENIED if outside the caller's places.
-    fn place_in_scope(
-        &self,
-        caller: &Caller,
-        field: &str,
-        code: &str,
-    ) -> Result<PlaceCode, ApiError> {
-        let place = self.known_place(field, code)?;
-        caller.sees(&self.store, place)?;
-        caller.touched(|t| t.place = Some(place));
-        Ok(place)
+/// A place's children side by side in the contract's form.
+fn child_comparison_to_proto(comparison: &ChildComparison) -> proto::ComparePlacesResponse {
+    let rows = comparison
+        .rows
+        .iter()
+        .map(|row| proto::PlaceComparison {
+            place: row.place.as_ref().map(|p| place_to_proto(p, &[])),
+            total_active: row.view.total,
+            high_or_worse: row.view.high_or_worse(),
+            critical: row.view.critical(),
+            subjects_at_two_or_more_agencies: row.view.subjects_at_two_or_more_agencies,
+            by_client_group: client_group_totals(&row.view.by_client_group, &row.rates),
+            role: proto::ComparisonRole::Unspecified as i32,
+            closeness: proto::Closeness::Unspecified as i32,
+        })
+        .collect();
+    proto::ComparePlacesResponse {
+        rows,
+        consistent_at_sequence: comparison.consistent_at,
+        standing: None,
+        neighbours_left_out_for_scope: 0,
     }
+}
 
-    /// A live view, named as the directory has things now, with rates from the population
-    /// imported now.
-    fn view_to_proto(&self, view: &PlaceView, filter: &proto::ViewFilter) -> proto::PlaceView {
-        let rates = self.store.rates(view.place, &view.by_client_group);
-        view_to_proto(view, filter, &self.store.view_names(view), &rates)
-    }
-
-    /// A comparison against statistical neighbours in the contract's form.
-    fn neighbour_comparison_to_proto(
-        &self,
-        comparison: &NeighbourComparison,
-    ) -> proto::ComparePlacesResponse {
-        let codes: Vec<PlaceCode> = comparison.rows.iter().map(|r| r.view.place).collect();
-        let rows = comparison
-            .rows
-            .iter()
-            .zip(self.store.places(&codes))
-            .map(|(row, place)| {
-                let (role, closeness) = match row.role {
-                    ComparisonRole::Place => (proto::ComparisonRole::Place, None),
-                    ComparisonRole::Neighbour(band) => {
-                        (proto::ComparisonRole::Neighbour, Some(band))
-                    }
-                    ComparisonRole::Region => (proto::ComparisonRole::Region, None),
-                    ComparisonRole::England => (proto::ComparisonRole::England, None),
-                };
-                let view = &row.view;
-                proto::PlaceComparison {
-                    place: place.as_ref().map(|p| place_to_proto(p, &[])),
-                    total_active: view.total,
-                    high_or_worse: view.high_or_worse(),
-                    critical: view.critical(),
-                    subjects_at_two_or_more_agencies: view.subjects_at_two_or_more_agencies,
-                    by_client_group: client_group_totals(&view.by_client_group, &row.rates),
-                    role: role as i32,
-                    closeness: closeness.map_or(proto::Closeness::Unspecified, closeness_to_proto)
-                        as i32,
-                }
-            })
-            .collect();
-        proto::ComparePlacesResponse {
-            rows,
-            consistent_at_sequence: comparison.consistent_at,
-            standing: comparison.standing.map(|s| proto::Standing {
-                rank: s.rank,
-                of: s.of,
-                quartile: s.quartile,
-                rate_of: comparison.rate_of.number(),
-            }),
-            neighbours_left_out_for_scope: comparison.neighbours_left_out_for_scope,
-        }
-    }
-
-    fn snapshot_to_proto(&self, snapshot: &Snapshot) -> proto::Snapshot {
-        // A snapshot shows the names it was frozen with; one stored before names were kept
-        // has none, and is named as the directory has things now.
-        let names = if snapshot.names.is_empty() {
-            self.store.view_names(&snapshot.view)
-        } else {
-            snapshot.names.clone()
-        };
-        proto::Snapshot {
-            id: snapshot.id,
-            label: snapshot.label.clone(),
-            created_at: Some(timestamp(snapshot.created_at)),
-            view: Some(view_to_proto(
-                &snapshot.view,
-                &filter_to_proto(&snapshot.filter),
-                &names,
-                // A snapshot keeps counts only: today's population is not what it was made
-                // with.
-                &BTreeMap::new(),
-            )),
-        }
+fn snapshot_to_proto(snapshot: &Snapshot) -> proto::Snapshot {
+    proto::Snapshot {
+        id: snapshot.id,
+        label: snapshot.label.clone(),
+        created_at: Some(timestamp(snapshot.created_at)),
+        view: Some(view_to_proto(
+            &snapshot.view,
+            &filter_to_proto(&snapshot.filter),
+            &snapshot.names,
+            // A snapshot keeps counts only: today's population is not what it was made with.
+            &BTreeMap::new(),
+        )),
     }
 }
 
@@ -252,6 +237,57 @@ fn as_of(sequence: u64) -> Option<u64> {
     (sequence > 0).then_some(sequence)
 }
 
+/// Which places a comparison sets side by side, read from the request.
+enum Comparing {
+    Children(PlaceMeasure),
+    Neighbours(ClientGroup),
+}
+
+fn comparing(request: &proto::ComparePlacesRequest) -> Result<Comparing, Invalid> {
+    match proto::ComparisonKind::try_from(request.kind) {
+        Ok(proto::ComparisonKind::Unspecified | proto::ComparisonKind::Children) => {}
+        Ok(proto::ComparisonKind::StatisticalNeighbours) => {
+            let rate_of = coded_option::<ClientGroup>("rate_of", request.rate_of)?.ok_or_else(|| {
+                Invalid::one(
+                    "rate_of",
+                    "is required when comparing with statistical neighbours: name the client group whose rate per 10,000 ranks the places",
+                )
+            })?;
+            return Ok(Comparing::Neighbours(rate_of));
+        }
+        Err(_) => {
+            let reason = format!("{} is not a known comparison kind", request.kind);
+            return Err(Invalid::one("kind", reason));
+        }
+    }
+    let measure = match proto::PlaceMeasure::try_from(request.sort_by) {
+        Ok(proto::PlaceMeasure::Unspecified | proto::PlaceMeasure::TotalActive) => {
+            PlaceMeasure::TotalActive
+        }
+        Ok(proto::PlaceMeasure::HighOrWorse) => PlaceMeasure::HighOrWorse,
+        Ok(proto::PlaceMeasure::Critical) => PlaceMeasure::Critical,
+        Ok(proto::PlaceMeasure::SubjectsAtTwoOrMoreAgencies) => {
+            PlaceMeasure::SubjectsAtTwoOrMoreAgencies
+        }
+        Err(_) => {
+            let reason = format!("{} is not a known measure", request.sort_by);
+            return Err(Invalid::one("sort_by", reason));
+        }
+    };
+    Ok(Comparing::Children(measure))
+}
+
+/// A page token this server gave: the sequence to resume below.
+pub fn page_token(token: &str) -> Result<Option<u64>, Invalid> {
+    match token {
+        "" => Ok(None),
+        token => token
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| Invalid::one("page_token", "is not a token this server gave")),
+    }
+}
+
 #[tonic::async_trait]
 impl Inspection for InspectionService {
     async fn get_place_view(
@@ -260,22 +296,18 @@ impl Inspection for InspectionService {
     ) -> Result<Response<proto::GetPlaceViewResponse>, Status> {
         let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        // The code as named (a GSS or ODS code), and the place that stands for it today.
-        let asked = self
-            .store
-            .place_code("place_code", &request.place_code)
-            .map_err(ApiError::from)?;
-        let place = self.place_in_scope(&caller, "place_code", asked.as_str())?;
-        let filter = filter_from_proto(request.filter.as_ref()).map_err(ApiError::from)?;
-        let store = self.store.clone();
-        let view = {
-            let filter = filter.clone();
-            blocking(move || store.place_view(place, &filter, as_of(request.as_of_sequence)))
-                .await?
+        let answer = async {
+            let filter = filter_from_proto(request.filter.as_ref())?;
+            let as_of = as_of(request.as_of_sequence);
+            self.app
+                .place_view(&caller, &request.place_code, filter, as_of)
+                .await
         };
-        let replaced = (place != asked).then(|| asked.to_string());
+        let answer = self.app.conclude(&caller, answer.await).await?;
+        let filter = request.filter.unwrap_or_default();
+        let replaced = (answer.view.place != answer.asked).then(|| answer.asked.to_string());
         Ok(Response::new(proto::GetPlaceViewResponse {
-            view: Some(self.view_to_proto(&view, &filter_to_proto(&filter))),
+            view: Some(place_view_to_proto(&answer, &filter)),
             replaced_place_code: replaced.unwrap_or_default(),
         }))
     }
@@ -286,74 +318,25 @@ impl Inspection for InspectionService {
     ) -> Result<Response<proto::ComparePlacesResponse>, Status> {
         let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let parent = self.place_in_scope(&caller, "parent_code", &request.parent_code)?;
-        let filter = filter_from_proto(request.filter.as_ref()).map_err(ApiError::from)?;
-        match proto::ComparisonKind::try_from(request.kind) {
-            Ok(proto::ComparisonKind::Unspecified | proto::ComparisonKind::Children) => {}
-            Ok(proto::ComparisonKind::StatisticalNeighbours) => {
-                let rate_of = coded_option::<ClientGroup>("rate_of", request.rate_of)
-                    .map_err(ApiError::from)?
-                    .ok_or_else(|| {
-                        ApiError::from(Invalid::one(
-                            "rate_of",
-                            "is required when comparing with statistical neighbours: name the client group whose rate per 10,000 ranks the places",
-                        ))
-                    })?;
-                let comparison = self
-                    .store
-                    .compare_with_neighbours(parent, &filter, rate_of, &caller.scope())
-                    .map_err(ApiError::from)?;
-                return Ok(Response::new(
-                    self.neighbour_comparison_to_proto(&comparison),
-                ));
-            }
-            Err(_) => {
-                let reason = format!("{} is not a known comparison kind", request.kind);
-                return Err(ApiError::from(Invalid::one("kind", reason)).into());
-            }
-        }
-        let measure = match proto::PlaceMeasure::try_from(request.sort_by) {
-            Ok(proto::PlaceMeasure::Unspecified | proto::PlaceMeasure::TotalActive) => {
-                PlaceMeasure::TotalActive
-            }
-            Ok(proto::PlaceMeasure::HighOrWorse) => PlaceMeasure::HighOrWorse,
-            Ok(proto::PlaceMeasure::Critical) => PlaceMeasure::Critical,
-            Ok(proto::PlaceMeasure::SubjectsAtTwoOrMoreAgencies) => {
-                PlaceMeasure::SubjectsAtTwoOrMoreAgencies
-            }
-            Err(_) => {
-                let reason = format!("{} is not a known measure", request.sort_by);
-                return Err(ApiError::from(Invalid::one("sort_by", reason)).into());
-            }
-        };
-        let views = self.store.compare_places(parent, &filter, measure);
-        let consistent_at = views
-            .first()
-            .map_or(self.store.head_sequence(), |v| v.consistent_at);
-        let codes: Vec<PlaceCode> = views.iter().map(|v| v.place).collect();
-        let rows = views
-            .iter()
-            .zip(self.store.places(&codes))
-            .map(|(view, place)| proto::PlaceComparison {
-                place: place.as_ref().map(|p| place_to_proto(p, &[])),
-                total_active: view.total,
-                high_or_worse: view.high_or_worse(),
-                critical: view.critical(),
-                subjects_at_two_or_more_agencies: view.subjects_at_two_or_more_agencies,
-                by_client_group: client_group_totals(
-                    &view.by_client_group,
-                    &self.store.rates(view.place, &view.by_client_group),
+        let answer = (|| {
+            let filter = filter_from_proto(request.filter.as_ref())?;
+            Ok(match comparing(&request)? {
+                Comparing::Children(measure) => child_comparison_to_proto(
+                    &self
+                        .app
+                        .compare_children(&caller, &request.parent_code, &filter, measure)?,
                 ),
-                role: proto::ComparisonRole::Unspecified as i32,
-                closeness: proto::Closeness::Unspecified as i32,
+                Comparing::Neighbours(rate_of) => {
+                    neighbour_comparison_to_proto(&self.app.compare_with_neighbours(
+                        &caller,
+                        &request.parent_code,
+                        &filter,
+                        rate_of,
+                    )?)
+                }
             })
-            .collect();
-        Ok(Response::new(proto::ComparePlacesResponse {
-            rows,
-            consistent_at_sequence: consistent_at,
-            standing: None,
-            neighbours_left_out_for_scope: 0,
-        }))
+        })();
+        Ok(Response::new(self.app.conclude(&caller, answer).await?))
     }
 
     async fn list_risks(
@@ -362,36 +345,22 @@ impl Inspection for InspectionService {
     ) -> Result<Response<proto::ListRisksResponse>, Status> {
         let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let place = self.place_in_scope(&caller, "place_code", &request.place_code)?;
-        let filter = filter_from_proto(request.filter.as_ref()).map_err(ApiError::from)?;
-        let page_size = page_size(request.page_size).map_err(ApiError::from)?;
-        let before = match request.page_token.as_str() {
-            "" => None,
-            token => Some(token.parse::<u64>().map_err(|_| {
-                ApiError::from(Invalid::one(
-                    "page_token",
-                    "is not a token this server gave",
-                ))
-            })?),
+        let page = async {
+            let filter = filter_from_proto(request.filter.as_ref())?;
+            let page_size = page_size(request.page_size)?;
+            let before = page_token(&request.page_token)?;
+            self.app
+                .list_risks(
+                    &caller,
+                    &request.place_code,
+                    filter,
+                    page_size,
+                    before,
+                    as_of(request.as_of_sequence),
+                )
+                .await
         };
-        let store = self.store.clone();
-        let page = blocking(move || {
-            store.list_risks(
-                place,
-                &filter,
-                page_size,
-                before,
-                as_of(request.as_of_sequence),
-            )
-        })
-        .await?;
-        caller.touched(|t| {
-            t.records = page
-                .revisions
-                .iter()
-                .map(|r| r.record.key.clone())
-                .collect();
-        });
+        let page = self.app.conclude(&caller, page.await).await?;
         Ok(Response::new(proto::ListRisksResponse {
             risks: page.revisions.iter().map(revision_to_proto).collect(),
             next_page_token: page.next.map(|n| n.to_string()).unwrap_or_default(),
@@ -405,53 +374,41 @@ impl Inspection for InspectionService {
     ) -> Result<Response<proto::FollowSubjectResponse>, Status> {
         let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let subject = SubjectKey::parse(&request.subject_key)
-            .map_err(|r| ApiError::from(Invalid::one("subject_key", r)))?;
-        let purpose = request.purpose.trim().to_string();
-        // Checked before anything is noted for the audit event, so a refused purpose is
-        // never written to the chain.
-        check_purpose(&purpose).map_err(|refusal| {
-            let reason = format!("say why you follow this subject: the purpose {refusal}");
-            ApiError::from(Invalid::one("purpose", reason))
-        })?;
-        caller.touched(|t| {
-            t.subject = Some(subject);
-            t.purpose = purpose;
-        });
-        let store = self.store.clone();
-        let (trail, consistent_at) =
-            blocking(move || store.follow_subject(subject, as_of(request.as_of_sequence))).await?;
-        // An inspector sees the trail inside its places only.
-        let trail: Vec<_> = trail
-            .into_iter()
-            .filter(|revision| caller.in_scope(&self.store, revision.record.place))
-            .collect();
-        caller.touched(|t| t.records = trail.iter().map(|r| r.record.key.clone()).collect());
-        let agencies: BTreeMap<AgencyId, Agency> = self
-            .store
-            .agencies()
-            .into_iter()
-            .map(|a| (a.id.clone(), a))
-            .collect();
-        let places = self
-            .store
-            .places(&trail.iter().map(|r| r.record.place).collect::<Vec<_>>());
+        let trail = async {
+            let subject = SubjectKey::parse(&request.subject_key)
+                .map_err(|r| Invalid::one("subject_key", r))?;
+            self.app
+                .follow_subject(
+                    &caller,
+                    subject,
+                    &request.purpose,
+                    as_of(request.as_of_sequence),
+                )
+                .await
+        };
+        let trail = self.app.conclude(&caller, trail.await).await?;
+        let trail_consistent_at = trail.consistent_at;
         let trail = trail
+            .entries
             .iter()
-            .zip(places)
-            .map(|(revision, place)| {
-                let agency = agencies.get(&revision.record.key.agency);
-                proto::TrailEntry {
-                    revision: Some(revision_to_proto(revision)),
-                    agency_name: agency.map(|a| a.name.clone()).unwrap_or_default(),
-                    agency_kind: agency.map_or(0, |a| a.kind.number()),
-                    place_name: place.map(|p| p.name).unwrap_or_default(),
-                }
+            .map(|entry| proto::TrailEntry {
+                revision: Some(revision_to_proto(&entry.revision)),
+                agency_name: entry
+                    .agency
+                    .as_ref()
+                    .map(|a| a.name.clone())
+                    .unwrap_or_default(),
+                agency_kind: entry.agency.as_ref().map_or(0, |a| a.kind.number()),
+                place_name: entry
+                    .place
+                    .as_ref()
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default(),
             })
             .collect();
         Ok(Response::new(proto::FollowSubjectResponse {
             trail,
-            consistent_at_sequence: consistent_at,
+            consistent_at_sequence: trail_consistent_at,
         }))
     }
 
@@ -461,24 +418,15 @@ impl Inspection for InspectionService {
     ) -> Result<Response<proto::CreateSnapshotResponse>, Status> {
         let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let place = self.place_in_scope(&caller, "place_code", &request.place_code)?;
-        let filter = filter_from_proto(request.filter.as_ref()).map_err(ApiError::from)?;
-        let label = request.label.trim().to_string();
-        check_label(&label).map_err(|refusal| ApiError::from(Invalid::one("label", refusal)))?;
-        let snapshot = self
-            .store
-            .create_snapshot(
-                SnapshotRequest {
-                    place,
-                    filter,
-                    label,
-                },
-                caller.actor(),
-            )
-            .await
-            .map_err(ApiError::from)?;
+        let snapshot = async {
+            let filter = filter_from_proto(request.filter.as_ref())?;
+            self.app
+                .create_snapshot(&caller, &request.place_code, filter, &request.label)
+                .await
+        };
+        let snapshot = self.app.conclude(&caller, snapshot.await).await?;
         Ok(Response::new(proto::CreateSnapshotResponse {
-            snapshot: Some(self.snapshot_to_proto(&snapshot)),
+            snapshot: Some(snapshot_to_proto(&snapshot)),
         }))
     }
 
@@ -488,16 +436,10 @@ impl Inspection for InspectionService {
     ) -> Result<Response<proto::GetSnapshotResponse>, Status> {
         let caller = Caller::of(&request)?;
         let id = request.into_inner().id;
-        // A snapshot of a place outside the caller's places is answered as if it did not exist,
-        // so snapshot numbers say nothing about other areas' inspections.
-        let snapshot = self
-            .store
-            .snapshot(id)
-            .map_err(ApiError::from)?
-            .filter(|snapshot| caller.in_scope(&self.store, snapshot.view.place))
-            .ok_or_else(|| ApiError::NotFound(format!("no snapshot {id} in your places")))?;
+        let snapshot = self.app.snapshot(&caller, id);
+        let snapshot = self.app.conclude(&caller, snapshot).await?;
         Ok(Response::new(proto::GetSnapshotResponse {
-            snapshot: Some(self.snapshot_to_proto(&snapshot)),
+            snapshot: Some(snapshot_to_proto(&snapshot)),
         }))
     }
 }

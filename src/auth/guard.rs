@@ -19,9 +19,10 @@ use tonic::body::Body;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
-use super::policy::{self, Audit};
+use super::policy;
 use super::{Caller, Denied, Identities, Principal};
 use crate::api::error::in_contract_terms;
+use crate::app::AuditTrail;
 use crate::domain::{Access, Actor, Role};
 use crate::store::Store;
 
@@ -96,8 +97,8 @@ pub struct Guard {
     identities: Identities,
     store: Store,
     addresses: ClientAddresses,
-    /// Refusals past the per-address limit, waiting to be written as aggregated events.
-    tally: Arc<RefusalTally>,
+    /// Where refusals and reads are recorded, shared with the web front.
+    trail: Arc<AuditTrail>,
     deadline: Duration,
     max_concurrent: usize,
     in_flight: Arc<Semaphore>,
@@ -109,129 +110,12 @@ pub struct Guard {
     principal_in_flight: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
     share_max: usize,
     rates: DefaultKeyedRateLimiter<String>,
-    /// Refusals recorded one event each, per caller address; past it they are tallied.
-    refusals: DefaultKeyedRateLimiter<String>,
     /// Calls admitted so far, to forget idle callers' rate state now and then.
     calls: std::sync::atomic::AtomicU64,
 }
 
 /// Characters of an unknown method's path repeated in the answer.
 const MAX_PATH_KEPT: usize = 200;
-
-/// Distinct (address, caller, method, code) tallies kept between flushes; past it, further
-/// refusals are tallied under one key per method, so a flood from many addresses is still
-/// counted without growing memory.
-const MAX_TALLIES: usize = 10_000;
-
-/// One kind of refusal from one address, counted between two flushes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct TallyKey {
-    address: String,
-    principal: String,
-    role: Role,
-    method: String,
-    /// The refusal's gRPC code, as its number (`tonic::Code` has no order).
-    code: i32,
-}
-
-#[derive(Debug, Clone)]
-struct Tally {
-    count: u64,
-    first: time::OffsetDateTime,
-    last: time::OffsetDateTime,
-    reason: String,
-}
-
-/// Refusals past the per-address limit: each is counted here and written to the audit chain
-/// as one aggregated event per kind (count, address, method, first and last time) when the
-/// tally is flushed, so a flood is recorded in full without filling the chain.
-#[derive(Debug, Default)]
-pub struct RefusalTally {
-    tallies: std::sync::Mutex<HashMap<TallyKey, Tally>>,
-}
-
-impl RefusalTally {
-    fn count(&self, key: TallyKey, reason: &str, at: time::OffsetDateTime) {
-        let mut tallies = self.tallies.lock().unwrap_or_else(|p| p.into_inner());
-        let key = if tallies.len() >= MAX_TALLIES && !tallies.contains_key(&key) {
-            TallyKey {
-                address: "many addresses".into(),
-                principal: "callers from many addresses".into(),
-                role: Role::Public,
-                ..key
-            }
-        } else {
-            key
-        };
-        tallies
-            .entry(key)
-            .and_modify(|t| {
-                t.count += 1;
-                t.last = at;
-                reason.clone_into(&mut t.reason);
-            })
-            .or_insert_with(|| Tally {
-                count: 1,
-                first: at,
-                last: at,
-                reason: reason.to_string(),
-            });
-    }
-
-    /// Writes every tally as one audit event and forgets it. A tally whose event cannot be
-    /// written is merged back, with whatever was counted meanwhile, for the next flush.
-    pub async fn flush(&self, store: &Store) -> Result<usize, crate::store::StoreError> {
-        let mut tallies: Vec<(TallyKey, Tally)> = {
-            let mut tallies = self.tallies.lock().unwrap_or_else(|p| p.into_inner());
-            tallies.drain().collect()
-        };
-        tallies.sort_by(|a, b| a.0.cmp(&b.0));
-        let written = tallies.len();
-        let mut pending = tallies.into_iter();
-        while let Some((key, tally)) = pending.next() {
-            let mut access = Access::by(Actor::new(
-                key.principal.clone(),
-                key.role,
-                key.method.clone(),
-            ));
-            access.outcome = aggregated_outcome(&key, &tally);
-            if let Err(error) = store.audit(access).await {
-                let mut tallies = self.tallies.lock().unwrap_or_else(|p| p.into_inner());
-                for (key, unwritten) in std::iter::once((key, tally)).chain(pending) {
-                    tallies
-                        .entry(key)
-                        .and_modify(|t| {
-                            t.count += unwritten.count;
-                            t.first = t.first.min(unwritten.first);
-                        })
-                        .or_insert(unwritten);
-                }
-                return Err(error);
-            }
-        }
-        Ok(written)
-    }
-}
-
-/// The outcome of an aggregated refusal event: the code first, as for single refusals.
-fn aggregated_outcome(key: &TallyKey, tally: &Tally) -> String {
-    let when = |at: time::OffsetDateTime| {
-        at.format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_else(|_| at.unix_timestamp().to_string())
-    };
-    format!(
-        "{:?}: refused {} times from {} between {} and {} (aggregated); last reason: {}",
-        tonic::Code::from_i32(key.code),
-        tally.count,
-        key.address,
-        when(tally.first),
-        when(tally.last),
-        tally.reason
-    )
-}
-
-/// How often tallied refusals are written to the audit chain.
-pub const TALLY_FLUSH_EVERY: Duration = Duration::from_secs(5);
 
 /// The places one principal, or the callers without credentials together, may hold: a
 /// quarter of all, at least one.
@@ -248,6 +132,7 @@ impl Guard {
         store: Store,
         limits: &Limits,
         addresses: ClientAddresses,
+        trail: Arc<AuditTrail>,
     ) -> Self {
         let quota = Quota::per_second(limits.per_principal_per_second)
             .allow_burst(limits.per_principal_burst);
@@ -255,7 +140,7 @@ impl Guard {
             identities,
             store,
             addresses,
-            tally: Arc::new(RefusalTally::default()),
+            trail,
             deadline: limits.deadline,
             max_concurrent: limits.max_concurrent,
             in_flight: Arc::new(Semaphore::new(limits.max_concurrent)),
@@ -263,7 +148,6 @@ impl Guard {
             principal_in_flight: std::sync::Mutex::new(HashMap::new()),
             share_max: share(limits.max_concurrent),
             rates: RateLimiter::keyed(quota),
-            refusals: RateLimiter::keyed(quota),
             calls: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -336,7 +220,7 @@ impl Guard {
         if calls % FORGET_IDLE_EVERY == FORGET_IDLE_EVERY - 1 {
             // Anonymous callers are keyed by address; without this the state would only grow.
             self.rates.retain_recent();
-            self.refusals.retain_recent();
+            self.trail.forget_idle();
         }
         if let Err(not_until) = self.rates.check_key(&principal.name) {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
@@ -385,11 +269,6 @@ impl Guard {
         ))
     }
 
-    /// The refusals waiting to be written as aggregated events, for the server to flush.
-    pub fn tally(&self) -> Arc<RefusalTally> {
-        Arc::clone(&self.tally)
-    }
-
     /// Records a refusal made before the call was admitted and turns it into the answer.
     async fn refuse(
         &self,
@@ -406,29 +285,8 @@ impl Guard {
         .increment(1);
         let mut access = Access::by(actor);
         access.outcome = format!("{:?}: {}", status.code(), status.message());
-        self.record_refusal(peer, access, &status).await;
+        self.trail.record_refusal(peer, access, &status).await;
         status.into_http()
-    }
-
-    /// Records a refusal in the audit chain, whoever made it (the guard or a handler). The
-    /// caller always gets the refusal's own status: the per-address limit decides only how it
-    /// is recorded, one event each, or past the limit counted into an aggregated event (see
-    /// [`RefusalTally`]), so a flood neither fills the chain nor goes unrecorded.
-    async fn record_refusal(&self, peer: &str, access: Access, status: &Status) {
-        if self.refusals.check_key(&peer.to_string()).is_err() {
-            let key = TallyKey {
-                address: peer.to_string(),
-                principal: access.actor.principal,
-                role: access.actor.role,
-                method: access.actor.method,
-                code: status.code() as i32,
-            };
-            self.tally.count(key, status.message(), self.store.now());
-            return;
-        }
-        if let Err(error) = self.store.audit(access).await {
-            tracing::error!(%error, "cannot record a refusal in the audit chain");
-        }
     }
 }
 
@@ -516,7 +374,7 @@ where
                 .await);
         }
     };
-    let caller = Caller::new(principal, rule.method);
+    let caller = Caller::new(principal, rule, &peer);
     request.extensions_mut().insert(caller.clone());
     let mut draining = guard.store.draining();
     let answering = tokio::time::timeout(guard.deadline, inner.call(request));
@@ -554,24 +412,27 @@ where
         "code" => format!("{:?}", refusal.as_ref().map_or(tonic::Code::Ok, Status::code))
     )
     .increment(1);
-    match refusal {
-        Some(refusal) => {
-            let outcome = format!("{:?}: {}", refusal.code(), refusal.message());
-            guard
-                .record_refusal(&peer, caller.access(outcome), &refusal)
-                .await;
-        }
-        None if rule.audit == Audit::Read => {
-            if let Err(error) = guard.store.audit(caller.access("OK".into())).await {
-                tracing::error!(%error, method = rule.method, "cannot write the audit event");
-                // An answer whose reading cannot be recorded is not sent.
-                return Ok(Status::unavailable(
-                    "the audit chain cannot record this read; nothing was sent",
-                )
-                .into_http());
+    // A handler concludes its call through the application, which records its outcome as a
+    // typed value. A call tonic itself refused (a message too large, bytes that do not decode)
+    // never reached one, and only its status says why: that is recorded here.
+    if !caller.is_concluded() {
+        match refusal {
+            Some(refusal) => {
+                let outcome = format!("{:?}: {}", refusal.code(), refusal.message());
+                guard
+                    .trail
+                    .record_refusal(&peer, caller.access(outcome), &refusal)
+                    .await;
             }
+            // Fail closed: a record-level read that no use case concluded is still recorded
+            // before it leaves.
+            None if rule.audit == policy::Audit::Read => {
+                if let Err(refusal) = guard.trail.record_read(caller.access("OK".into())).await {
+                    return Ok(refusal.into_http());
+                }
+            }
+            None => {}
         }
-        None => {}
     }
     // The call holds its place among those in progress until its answer is over, so that
     // open streams count against the limit like unary calls do.

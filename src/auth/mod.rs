@@ -168,18 +168,42 @@ pub struct Touched {
 pub struct Caller {
     pub principal: Arc<Principal>,
     pub method: &'static str,
+    /// The method's rule, which says what the audit chain keeps of the call.
+    pub rule: &'static policy::MethodRule,
+    /// Where the call came from, for the audit chain and the refusal limits.
+    pub address: String,
     touched: Arc<Mutex<Touched>>,
+    /// Set once the application has recorded the call's outcome.
+    concluded: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Caller {
     /// The guard makes one for every call it admits. Only code in this process can attach
     /// one to a request, so a client cannot bring its own.
-    pub fn new(principal: Arc<Principal>, method: &'static str) -> Self {
+    pub fn new(
+        principal: Arc<Principal>,
+        rule: &'static policy::MethodRule,
+        address: &str,
+    ) -> Self {
         Self {
             principal,
-            method,
+            method: rule.method,
+            rule,
+            address: address.to_string(),
             touched: Arc::default(),
+            concluded: Arc::default(),
         }
+    }
+
+    /// Notes that the call's outcome has been recorded, so it is not recorded twice.
+    pub(crate) fn conclude(&self) {
+        self.concluded
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the application has recorded the call's outcome.
+    pub fn is_concluded(&self) -> bool {
+        self.concluded.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The caller the guard attached to a request. Without one the server was built without

@@ -1,0 +1,270 @@
+//! Inspection: place views across agencies, comparisons, risks under a place, subject trails
+//! and snapshots, each within the caller's places.
+
+use std::collections::BTreeMap;
+
+use super::{AppError, Application, blocking};
+use crate::auth::Caller;
+use crate::domain::free_text::{check_label, check_purpose};
+use crate::domain::inspection::{PlaceMeasure, PlaceView, ViewFilter};
+use crate::domain::neighbours::NeighbourComparison;
+use crate::domain::population::Rate;
+use crate::domain::{
+    Agency, AgencyId, ClientGroup, Invalid, Place, PlaceCode, Revision, SubjectKey,
+};
+use crate::store::{RiskPage, Snapshot, SnapshotRequest, ViewNames};
+
+/// A live view of a place, named as the directory has things now.
+#[derive(Debug, Clone)]
+pub struct PlaceViewAnswer {
+    /// The code as asked (a replaced code, or an ODS code, may stand for `view.place`).
+    pub asked: PlaceCode,
+    pub view: PlaceView,
+    pub names: ViewNames,
+    /// Rates per 10,000 for the client groups whose population is known.
+    pub rates: BTreeMap<ClientGroup, Rate>,
+}
+
+/// One place in a comparison, with its name and rates.
+#[derive(Debug, Clone)]
+pub struct ComparedPlace {
+    pub view: PlaceView,
+    pub place: Option<Place>,
+    pub rates: BTreeMap<ClientGroup, Rate>,
+}
+
+/// A place's children side by side.
+#[derive(Debug, Clone)]
+pub struct ChildComparison {
+    pub rows: Vec<ComparedPlace>,
+    pub consistent_at: u64,
+}
+
+/// A place beside its statistical neighbours, region and England.
+#[derive(Debug, Clone)]
+pub struct NeighbourAnswer {
+    pub comparison: NeighbourComparison,
+    /// Each row's place, in the rows' order.
+    pub places: Vec<Option<Place>>,
+}
+
+/// One revision on a subject's trail, with who holds it and where.
+#[derive(Debug, Clone)]
+pub struct TrailEntry {
+    pub revision: Revision,
+    pub agency: Option<Agency>,
+    pub place: Option<Place>,
+}
+
+/// A subject's records across agencies, within the caller's places.
+#[derive(Debug, Clone)]
+pub struct Trail {
+    pub entries: Vec<TrailEntry>,
+    pub consistent_at: u64,
+}
+
+impl Application {
+    /// A known place code, or NOT_FOUND; a replaced code gives the code that replaced it.
+    fn known_place(&self, field: &str, code: &str) -> Result<PlaceCode, AppError> {
+        let code = self.store.place_code(field, code)?;
+        self.store
+            .place(code)
+            .map(|detail| detail.place.code)
+            .ok_or_else(|| AppError::NotFound(format!("no place {code}")))
+    }
+
+    /// A known place the caller may see: NOT_FOUND if unknown (geography is public), else
+    /// PERMISSION_DENIED if outside the caller's places.
+    pub(crate) fn place_in_scope(
+        &self,
+        caller: &Caller,
+        field: &str,
+        code: &str,
+    ) -> Result<PlaceCode, AppError> {
+        let place = self.known_place(field, code)?;
+        caller.sees(&self.store, place)?;
+        caller.touched(|t| t.place = Some(place));
+        Ok(place)
+    }
+
+    /// A place's view, live or as of a sequence, with names and rates.
+    pub async fn place_view(
+        &self,
+        caller: &Caller,
+        place: &str,
+        filter: ViewFilter,
+        as_of: Option<u64>,
+    ) -> Result<PlaceViewAnswer, AppError> {
+        // The code as named (a GSS or ODS code), and the place that stands for it today.
+        let asked = self.store.place_code("place_code", place)?;
+        let place = self.place_in_scope(caller, "place_code", asked.as_str())?;
+        let store = self.store.clone();
+        let view = blocking(move || store.place_view(place, &filter, as_of)).await?;
+        Ok(PlaceViewAnswer {
+            asked,
+            names: self.store.view_names(&view),
+            rates: self.store.rates(view.place, &view.by_client_group),
+            view,
+        })
+    }
+
+    /// A place's children side by side, ordered by `measure`.
+    pub fn compare_children(
+        &self,
+        caller: &Caller,
+        parent: &str,
+        filter: &ViewFilter,
+        measure: PlaceMeasure,
+    ) -> Result<ChildComparison, AppError> {
+        let parent = self.place_in_scope(caller, "parent_code", parent)?;
+        let views = self.store.compare_places(parent, filter, measure);
+        let consistent_at = views
+            .first()
+            .map_or(self.store.head_sequence(), |v| v.consistent_at);
+        let codes: Vec<PlaceCode> = views.iter().map(|v| v.place).collect();
+        let rows = views
+            .into_iter()
+            .zip(self.store.places(&codes))
+            .map(|(view, place)| ComparedPlace {
+                rates: self.store.rates(view.place, &view.by_client_group),
+                view,
+                place,
+            })
+            .collect();
+        Ok(ChildComparison {
+            rows,
+            consistent_at,
+        })
+    }
+
+    /// A place beside its statistical neighbours, ranked by the rate of `rate_of`; rows
+    /// outside the caller's places are left out and counted.
+    pub fn compare_with_neighbours(
+        &self,
+        caller: &Caller,
+        place: &str,
+        filter: &ViewFilter,
+        rate_of: ClientGroup,
+    ) -> Result<NeighbourAnswer, AppError> {
+        let place = self.place_in_scope(caller, "parent_code", place)?;
+        let comparison =
+            self.store
+                .compare_with_neighbours(place, filter, rate_of, &caller.scope())?;
+        let codes: Vec<PlaceCode> = comparison.rows.iter().map(|r| r.view.place).collect();
+        Ok(NeighbourAnswer {
+            places: self.store.places(&codes),
+            comparison,
+        })
+    }
+
+    /// One page of the risks under a place, newest first; each record listed is noted for
+    /// the audit event.
+    pub async fn list_risks(
+        &self,
+        caller: &Caller,
+        place: &str,
+        filter: ViewFilter,
+        page_size: usize,
+        before: Option<u64>,
+        as_of: Option<u64>,
+    ) -> Result<RiskPage, AppError> {
+        let place = self.place_in_scope(caller, "place_code", place)?;
+        let store = self.store.clone();
+        let page =
+            blocking(move || store.list_risks(place, &filter, page_size, before, as_of)).await?;
+        caller.touched(|t| {
+            t.records = page
+                .revisions
+                .iter()
+                .map(|r| r.record.key.clone())
+                .collect();
+        });
+        Ok(page)
+    }
+
+    /// A subject's trail across agencies within the caller's places. The purpose is required
+    /// and kept in the audit event.
+    pub async fn follow_subject(
+        &self,
+        caller: &Caller,
+        subject: SubjectKey,
+        purpose: &str,
+        as_of: Option<u64>,
+    ) -> Result<Trail, AppError> {
+        let purpose = purpose.trim().to_string();
+        // Checked before anything is noted for the audit event, so a refused purpose is
+        // never written to the chain.
+        check_purpose(&purpose).map_err(|refusal| {
+            let reason = format!("say why you follow this subject: the purpose {refusal}");
+            Invalid::one("purpose", reason)
+        })?;
+        caller.touched(|t| {
+            t.subject = Some(subject);
+            t.purpose = purpose;
+        });
+        let store = self.store.clone();
+        let (trail, consistent_at) = blocking(move || store.follow_subject(subject, as_of)).await?;
+        // An inspector sees the trail inside its places only.
+        let trail: Vec<Revision> = trail
+            .into_iter()
+            .filter(|revision| caller.in_scope(&self.store, revision.record.place))
+            .collect();
+        caller.touched(|t| t.records = trail.iter().map(|r| r.record.key.clone()).collect());
+        let agencies: BTreeMap<AgencyId, Agency> = self
+            .store
+            .agencies()
+            .into_iter()
+            .map(|a| (a.id.clone(), a))
+            .collect();
+        let places = self
+            .store
+            .places(&trail.iter().map(|r| r.record.place).collect::<Vec<_>>());
+        let entries = trail
+            .into_iter()
+            .zip(places)
+            .map(|(revision, place)| TrailEntry {
+                agency: agencies.get(&revision.record.key.agency).cloned(),
+                revision,
+                place,
+            })
+            .collect();
+        Ok(Trail {
+            entries,
+            consistent_at,
+        })
+    }
+
+    /// Freezes a place's view under a label.
+    pub async fn create_snapshot(
+        &self,
+        caller: &Caller,
+        place: &str,
+        filter: ViewFilter,
+        label: &str,
+    ) -> Result<Snapshot, AppError> {
+        let place = self.place_in_scope(caller, "place_code", place)?;
+        let label = label.trim().to_string();
+        check_label(&label).map_err(|refusal| Invalid::one("label", refusal))?;
+        let request = SnapshotRequest {
+            place,
+            filter,
+            label,
+        };
+        Ok(self.store.create_snapshot(request, caller.actor()).await?)
+    }
+
+    /// A snapshot of a place in the caller's places. One outside them is answered as if it
+    /// did not exist, so snapshot numbers say nothing about other areas' inspections. A
+    /// snapshot stored before names were kept is named as the directory has things now.
+    pub fn snapshot(&self, caller: &Caller, id: u64) -> Result<Snapshot, AppError> {
+        let mut snapshot = self
+            .store
+            .snapshot(id)?
+            .filter(|snapshot| caller.in_scope(&self.store, snapshot.view.place))
+            .ok_or_else(|| AppError::NotFound(format!("no snapshot {id} in your places")))?;
+        if snapshot.names.is_empty() {
+            snapshot.names = self.store.view_names(&snapshot.view);
+        }
+        Ok(snapshot)
+    }
+}
