@@ -58,6 +58,8 @@ pub struct Principal {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub listen: Option<SocketAddr>,
+    /// Where the web front listens; no web front when unset.
+    pub http_listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     /// TLS for the gRPC server; mutual TLS when `client_ca` is set.
     pub tls: Option<TlsConfig>,
@@ -73,6 +75,18 @@ pub struct Config {
     pub open_data: OpenDataConfig,
     /// A TLS-terminating proxy in front of the server, whose header names the client.
     pub proxy: Option<ProxyConfig>,
+    #[serde(default)]
+    pub web: WebConfig,
+}
+
+/// The `[web]` table: how long a signed-in session lasts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Minutes a session may stay unused before it ends (default 30, at most 720).
+    pub session_idle_minutes: Option<u64>,
+    /// Hours a session lasts at most, however busy (default 12, at most 24).
+    pub session_max_hours: Option<u64>,
 }
 
 /// The `[proxy]` table: where the client's address comes from behind a proxy that ends TLS.
@@ -357,6 +371,29 @@ impl Config {
             });
         }
         Ok(limit)
+    }
+
+    /// How long web sessions last, checked.
+    pub fn session_limits(&self) -> Result<crate::web::session::SessionLimits, ConfigError> {
+        let idle = self.web.session_idle_minutes.unwrap_or(30);
+        if !(1..=720).contains(&idle) {
+            return Err(ConfigError::Invalid {
+                key: "web.session_idle_minutes".into(),
+                reason: "must be from 1 to 720 (minutes)".into(),
+            });
+        }
+        let most = self.web.session_max_hours.unwrap_or(12);
+        if !(1..=24).contains(&most) {
+            return Err(ConfigError::Invalid {
+                key: "web.session_max_hours".into(),
+                reason: "must be from 1 to 24 (hours)".into(),
+            });
+        }
+        Ok(crate::web::session::SessionLimits {
+            idle: std::time::Duration::from_secs(idle * 60),
+            absolute: std::time::Duration::from_secs(most * 60 * 60),
+            ..Default::default()
+        })
     }
 
     /// Where callers' addresses come from: the TCP peer, or a trusted proxy's header.

@@ -11,6 +11,7 @@ pub mod rules;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod web;
 
 /// The `marr.v1` contract, generated from `proto/marr/v1`.
 pub mod proto {
@@ -19,4 +20,4 @@ pub mod proto {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("marr_descriptor");
 }
 
-pub use server::{ServeError, serve, serve_opening};
+pub use server::{ServeError, serve, serve_opening, serve_with_web};

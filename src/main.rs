@@ -44,6 +44,9 @@ enum Command {
         /// Serve Prometheus metrics at http://ADDR/metrics (a separate port from gRPC).
         #[arg(long, env = "MARR_METRICS_LISTEN")]
         metrics_listen: Option<SocketAddr>,
+        /// Serve the web pages on this address (a separate port from gRPC; HTTPS under [tls]).
+        #[arg(long, env = "MARR_HTTP_LISTEN")]
+        http_listen: Option<SocketAddr>,
     },
     /// Writes a local CA, a server certificate for localhost and client certificates, for
     /// trying mutual TLS on one machine.
@@ -98,6 +101,9 @@ enum Command {
     Demo {
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: SocketAddr,
+        /// Where the demo serves its web pages.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http_listen: SocketAddr,
         /// The directory holding `geography-2025/` and `population/` (relative to the
         /// working directory).
         #[arg(long, env = "MARR_DEMO_DATA", default_value = "../shared/data")]
@@ -293,6 +299,7 @@ async fn shutdown_signal() {
 async fn serve(
     config: Option<PathBuf>,
     listen: Option<SocketAddr>,
+    http_listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     insecure: bool,
 ) -> anyhow::Result<()> {
@@ -302,13 +309,16 @@ async fn serve(
     };
     // Flags and MARR_* variables (layered by clap) win over the file.
     config.listen = listen.or(config.listen);
+    config.http_listen = http_listen.or(config.http_listen);
     config.data_dir = data_dir.or(config.data_dir);
     let address = config.listen();
-    if !address.ip().is_loopback() && config.tls.is_none() && !insecure {
-        anyhow::bail!(
-            "refusing to listen on {address} without TLS: safeguarding records would cross the network in clear. \
-             Configure [tls], listen on a loopback address, or pass --insecure where TLS ends in front of marr"
-        );
+    for address in std::iter::once(address).chain(config.http_listen) {
+        if !address.ip().is_loopback() && config.tls.is_none() && !insecure {
+            anyhow::bail!(
+                "refusing to listen on {address} without TLS: safeguarding records would cross the network in clear. \
+                 Configure [tls], listen on a loopback address, or pass --insecure where TLS ends in front of marr"
+            );
+        }
     }
     let dir = config.data_dir();
     let options = StoreOptions {
@@ -322,9 +332,18 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
+    let web = match config.http_listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} for the web pages"))?,
+        ),
+        None => None,
+    };
     // Listening first lets probes see NOT_SERVING while the log is replayed.
     marr::serve_opening(
         listener,
+        web,
         move || Store::open_with(&dir, options),
         config,
         shutdown_signal(),
@@ -682,6 +701,7 @@ async fn run(cli: Cli) -> ExitCode {
             insecure,
             log_format,
             metrics_listen,
+            http_listen,
         } => {
             init_logging(log_format);
             if let Some(address) = metrics_listen {
@@ -691,7 +711,7 @@ async fn run(cli: Cli) -> ExitCode {
                 }
                 tracing::info!(%address, "serving Prometheus metrics at /metrics");
             }
-            match serve(config, listen, data_dir, insecure).await {
+            match serve(config, listen, http_listen, data_dir, insecure).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("marr serve: {error:#}");
@@ -699,15 +719,17 @@ async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Demo { listen, data } => {
-            match marr::cli::demo::run(listen, &data, shutdown_signal()).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("marr demo: {error}");
-                    ExitCode::from(2)
-                }
+        Command::Demo {
+            listen,
+            http_listen,
+            data,
+        } => match marr::cli::demo::run(listen, http_listen, &data, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("marr demo: {error}");
+                ExitCode::from(2)
             }
-        }
+        },
         Command::Push { server, file } => client_exit(push(server, file).await),
         Command::Backup { server, out } => client_exit(backup(server, out).await),
         Command::Health { server, service } => client_exit(health(server, service).await),

@@ -90,9 +90,21 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    serve_with_web(listener, None, store, config, shutdown).await
+}
+
+/// Serves gRPC on `listener` and, when `web` is given, the web front on it, until `shutdown`.
+pub async fn serve_with_web(
+    listener: TcpListener,
+    web: Option<TcpListener>,
+    store: Store,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
     let (reporter, health_service) = tonic_health::server::health_reporter();
     serve_shared(
         Arc::new(listener),
+        web,
         reporter,
         health_service,
         store,
@@ -106,6 +118,7 @@ pub async fn serve(
 /// the store (which replays the log), then serves the register as [`serve`] does.
 pub async fn serve_opening(
     listener: TcpListener,
+    web: Option<TcpListener>,
     open: impl FnOnce() -> Result<Store, store::StoreError> + Send + 'static,
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
@@ -151,7 +164,16 @@ pub async fn serve_opening(
         recovering.abort();
         let _ = recovering.await;
     }
-    serve_shared(listener, reporter, health_service, store, config, shutdown).await
+    serve_shared(
+        listener,
+        web,
+        reporter,
+        health_service,
+        store,
+        config,
+        shutdown,
+    )
+    .await
 }
 
 /// While the store opens, every call but a health check is told to come back.
@@ -196,6 +218,7 @@ where
 
 async fn serve_shared<H: tonic_health::pb::health_server::Health>(
     listener: Arc<TcpListener>,
+    web: Option<TcpListener>,
     health: tonic_health::server::HealthReporter,
     health_service: tonic_health::pb::health_server::HealthServer<H>,
     store: Store,
@@ -247,8 +270,9 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
         limits.per_principal_burst,
     ));
     let application = app::Application::new(store.clone(), Arc::clone(&trail));
-    let inspection = InspectionServer::new(api::inspection::InspectionService::new(application))
-        .max_decoding_message_size(MAX_RECORD_MESSAGE);
+    let inspection =
+        InspectionServer::new(api::inspection::InspectionService::new(application.clone()))
+            .max_decoding_message_size(MAX_RECORD_MESSAGE);
 
     let address = listener
         .local_addr()
@@ -352,12 +376,51 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
         })
     };
 
+    // The web front, over the same application, stops when the gRPC server starts draining.
+    let (stop_web, web_stopping) = tokio::sync::watch::channel(false);
+    let stop_web = Arc::new(stop_web);
+    let web_front = match web {
+        Some(web_listener) => {
+            let front = crate::web::Web::new(
+                application.clone(),
+                auth::Identities::from_config(&config.principals).map_err(|reason| {
+                    config::ConfigError::Invalid {
+                        key: "principal".into(),
+                        reason,
+                    }
+                })?,
+                crate::web::WebOptions {
+                    tls: config.tls.is_some(),
+                    sessions: config.session_limits()?,
+                },
+            );
+            let tls = config
+                .tls
+                .as_ref()
+                .map(crate::web::tls::acceptor)
+                .transpose()?;
+            let mut stopping = web_stopping.clone();
+            let stopped = async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            };
+            Some(tokio::spawn(crate::web::serve(
+                web_listener,
+                tls,
+                front,
+                stopped,
+            )))
+        }
+        None => None,
+    };
+
     let draining = health.clone();
     let draining_store = store.clone();
+    let web_draining = Arc::clone(&stop_web);
     let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown.await;
         let _ = stopping.send(());
+        let _ = web_draining.send(true);
         tracing::info!("shutting down: draining open calls");
         draining
             .set_service_status("", ServingStatus::NotServing)
@@ -409,6 +472,18 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
     {
         task.abort();
         let _ = task.await;
+    }
+    // Pages answer at once; live alert streams end when the store drains. What is still open
+    // after the drain period is cut.
+    if let Some(mut web_front) = web_front {
+        let _ = stop_web.send(true);
+        if tokio::time::timeout(limits.drain, &mut web_front)
+            .await
+            .is_err()
+        {
+            web_front.abort();
+            let _ = web_front.await;
+        }
     }
     let _ = stop_tallying.send(());
     let _ = tallying.await;

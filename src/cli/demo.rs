@@ -545,6 +545,7 @@ async fn tell_the_story(
 /// completes; stops at once, naming the file, when one of them is missing.
 pub async fn run(
     listen: SocketAddr,
+    http_listen: SocketAddr,
     data_dir: &Path,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), DemoError> {
@@ -567,12 +568,30 @@ pub async fn run(
         address: listen,
         source,
     })?;
+    let web_listener = tokio::net::TcpListener::bind(http_listen)
+        .await
+        .map_err(|source| DemoError::Bind {
+            address: http_listen,
+            source,
+        })?;
+    let web_address = web_listener
+        .local_addr()
+        .map_err(|source| DemoError::Bind {
+            address: http_listen,
+            source,
+        })?;
     let dir = data.path().to_path_buf();
     let store = tokio::task::spawn_blocking(move || Store::open(&dir))
         .await
         .map_err(|e| StoreError::WriterFailed(e.to_string()))??;
     let (config, tokens) = demo_config();
-    let server = tokio::spawn(crate::serve(listener, store, config, shutdown));
+    let server = tokio::spawn(crate::serve_with_web(
+        listener,
+        Some(web_listener),
+        store,
+        config,
+        shutdown,
+    ));
     let url = format!("http://{address}");
     println!(
         "marr demo: serving marr.v1 on {url} with data in {}",
@@ -715,6 +734,18 @@ pub async fn run(
             token_of("newcastle")
         );
     }
+    println!("\nThe web pages: open http://{web_address}/ and sign in with one of these tokens:");
+    for (name, role) in [
+        (
+            "inspector",
+            "an inspector: place pages, comparisons, risks, a subject's trail",
+        ),
+        ("board", "a safeguarding board: its area and live alerts"),
+        ("newcastle", "an agency: who read its records"),
+    ] {
+        println!("  {name:<10} {}  ({role})", token_of(name));
+    }
+    println!("  (the published figures need no sign-in: http://{web_address}/releases)");
     println!("\nServing until Ctrl-C; the demo's data is removed when it stops.");
     server
         .await

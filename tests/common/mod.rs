@@ -277,6 +277,8 @@ impl std::ops::Deref for Connection {
 
 pub struct TestServer {
     pub url: String,
+    /// The web front's address, `http://127.0.0.1:PORT`.
+    pub web_url: String,
     /// Taken away before a restart: sled lets one handle at a time hold the directory.
     store: Option<Store>,
     dir: tempfile::TempDir,
@@ -330,9 +332,15 @@ impl TestServer {
             .expect("store opens");
         let listener = tokio::net::TcpListener::bind(address).await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
+        // Every test server has its web front too, on a port of its own.
+        let web = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the web front");
+        let web_url = format!("http://{}", web.local_addr().expect("address"));
         let (shutdown, stop) = oneshot::channel::<()>();
-        let handle = tokio::spawn(marr::serve(
+        let handle = tokio::spawn(marr::serve_with_web(
             listener,
+            Some(web),
             store.clone(),
             config.clone(),
             async move {
@@ -341,6 +349,7 @@ impl TestServer {
         ));
         Self {
             url,
+            web_url,
             store: Some(store),
             dir,
             options,
@@ -472,6 +481,7 @@ impl OpeningServer {
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(marr::serve_opening(
             listener,
+            None,
             move || {
                 let _ = gate.recv();
                 Store::open(&path)
