@@ -155,6 +155,7 @@ mod tests {
             ("Families", Some(250.0)),
             ("None yet", Some(0.0)),
         ]));
+        crate::charts::keep("bars.svg", &svg);
         let widths = widths(&svg);
         assert_eq!(widths.len(), 4);
         let longest = WIDTH - 2.0 * MARGIN - FIGURE_SPACE;
@@ -172,6 +173,7 @@ mod tests {
     #[test]
     fn a_suppressed_figure_draws_no_bar_and_says_so() {
         let svg = horizontal(&chart(&[("Children", Some(12.0)), ("Adults", None)]));
+        crate::charts::keep("bars-suppressed.svg", &svg);
         assert_eq!(widths(&svg).len(), 1, "only the known figure has a bar");
         assert!(svg.contains("<title>Adults: suppressed</title>"));
         assert!(svg.contains(">suppressed</text>"));

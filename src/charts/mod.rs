@@ -286,3 +286,11 @@ mod tests {
 
 #[cfg(test)]
 mod real_shapes;
+
+/// Writes a drawn chart to `target/charts/` where a person can open it.
+#[cfg(test)]
+fn keep(name: &str, svg: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/charts");
+    std::fs::create_dir_all(&dir).expect("target/charts can be made");
+    std::fs::write(dir.join(name), svg).expect("the chart can be written");
+}

@@ -1,10 +1,11 @@
 //! Maps drawn from the published district boundaries, written to `target/charts/` to be
 //! looked at.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
+use super::keep;
 use super::map::{Area, Choropleth, Polygon, choropleth, tests::path_points};
 
 const NORTH_EAST: [&str; 12] = [
@@ -72,15 +73,6 @@ fn rate(code: &str) -> f64 {
         .map(|(i, b)| b * (i as u32 + 7))
         .sum();
     f64::from(sum % 900) / 10.0 + 5.0
-}
-
-/// Writes a drawn map where a person can open it.
-fn keep(name: &str, svg: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/charts");
-    std::fs::create_dir_all(&dir).expect("target/charts can be made");
-    let file = dir.join(name);
-    std::fs::write(&file, svg).expect("the map can be written");
-    file
 }
 
 #[test]

@@ -229,6 +229,7 @@ mod tests {
             120.0, 135.0, 128.0, 141.0, 160.0, 152.0, 149.0, 171.0, 188.0, 176.0, 193.0, 207.0,
         ];
         let svg = line(&months(&values));
+        crate::charts::keep("trend.svg", &svg);
         let ticks = tick_labels(&svg);
         assert_eq!(ticks, vec![0.0, 50.0, 100.0, 150.0, 200.0, 250.0]);
     }
