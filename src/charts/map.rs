@@ -320,7 +320,8 @@ pub fn choropleth(map: &Choropleth) -> String {
 /// The map's `<desc>`: what it shows, the range and how many places have no figure.
 fn describe(map: &Choropleth, classes: &Classes, missing: usize) -> String {
     let shown = map.areas.iter().filter(|a| !a.context).count();
-    let mut desc = format!("Map of {shown} places shaded by {}", map.measure);
+    let places = if shown == 1 { "place" } else { "places" };
+    let mut desc = format!("Map of {shown} {places} shaded by {}", map.measure);
     if let (Some(first), Some(last)) = (classes.classes().first(), classes.classes().last()) {
         let _ = write!(
             desc,
@@ -749,7 +750,7 @@ pub(super) mod tests {
         );
         assert!(
             svg.contains(
-                "<desc id=\"rates-desc\">Map of 1 places shaded by Active risks per 10,000"
+                "<desc id=\"rates-desc\">Map of 1 place shaded by Active risks per 10,000"
             )
         );
     }
