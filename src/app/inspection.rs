@@ -36,6 +36,8 @@ pub struct ComparedPlace {
 /// A place's children side by side.
 #[derive(Debug, Clone)]
 pub struct ChildComparison {
+    /// The place whose children these are.
+    pub parent: Option<Place>,
     pub rows: Vec<ComparedPlace>,
     pub consistent_at: u64,
 }
@@ -132,6 +134,7 @@ impl Application {
             })
             .collect();
         Ok(ChildComparison {
+            parent: self.store.places(&[parent]).into_iter().flatten().next(),
             rows,
             consistent_at,
         })

@@ -11,14 +11,16 @@ use serde::Deserialize;
 
 use super::page::{Chrome, count, label, render};
 use super::{PageError, Visitor, Web};
-use crate::app::inspection::{NeighbourAnswer, PlaceViewAnswer};
-use crate::domain::inspection::ViewFilter;
+use crate::app::AppError;
+use crate::app::inspection::{ChildComparison, NeighbourAnswer, PlaceViewAnswer};
+use crate::domain::inspection::{PlaceMeasure, ViewFilter};
 use crate::domain::neighbours::ComparisonRole;
 use crate::domain::population::Rate;
 use crate::domain::record::rfc3339;
 use crate::domain::{
     AgencyKind, ClientGroup, Invalid, Revision, RiskCategory, Severity, SubjectKey, Vocabulary,
 };
+use crate::store::StoreError;
 
 const GET_PLACE_VIEW: &str = "/marr.v1.Inspection/GetPlaceView";
 const COMPARE_PLACES: &str = "/marr.v1.Inspection/ComparePlaces";
@@ -291,66 +293,117 @@ struct ComparePage {
     name: String,
     rate_of: String,
     groups: Vec<Choice>,
-    rows: Vec<ComparedLine>,
+    children: Vec<ComparedLine>,
+    neighbours: Result<Vec<ComparedLine>, String>,
     standing: Option<String>,
     left_out: u32,
     consistent_at: u64,
 }
 
+/// A row of a comparison: the place, its count of all risks, and the count and rate of the
+/// chosen client group.
+fn compared_line(
+    place: Option<&crate::domain::Place>,
+    view: &crate::domain::inspection::PlaceView,
+    rates: &BTreeMap<ClientGroup, Rate>,
+    rate_of: ClientGroup,
+    role: &'static str,
+    closeness: String,
+) -> ComparedLine {
+    ComparedLine {
+        code: view.place.to_string(),
+        name: place.map_or_else(|| view.place.to_string(), |p| p.name.clone()),
+        role,
+        closeness,
+        total: count(view.total),
+        rate_count: count(view.by_client_group.get(&rate_of).copied().unwrap_or(0)),
+        rate: rate_text(rates.get(&rate_of)),
+        is_place: role == "This place",
+    }
+}
+
 impl ComparePage {
-    fn of(visitor: &Visitor, code: &str, rate_of: ClientGroup, answer: &NeighbourAnswer) -> Self {
-        let comparison = &answer.comparison;
-        let rows: Vec<ComparedLine> = comparison
+    fn of(
+        visitor: &Visitor,
+        code: &str,
+        rate_of: ClientGroup,
+        children: &ChildComparison,
+        neighbours: Result<NeighbourAnswer, String>,
+    ) -> Self {
+        let child_lines = children
             .rows
             .iter()
-            .zip(&answer.places)
-            .map(|(row, place)| {
-                let (role, closeness) = match row.role {
-                    ComparisonRole::Place => ("This place", String::new()),
-                    ComparisonRole::Neighbour(band) => {
-                        ("Statistical neighbour", band.label().to_string())
-                    }
-                    ComparisonRole::Region => ("Region", String::new()),
-                    ComparisonRole::England => ("England", String::new()),
-                };
-                ComparedLine {
-                    code: row.view.place.to_string(),
-                    name: place
-                        .as_ref()
-                        .map_or_else(|| row.view.place.to_string(), |p| p.name.clone()),
-                    role,
-                    closeness,
-                    total: count(row.view.total),
-                    rate_count: count(row.view.by_client_group.get(&rate_of).copied().unwrap_or(0)),
-                    rate: rate_text(row.rates.get(&rate_of)),
-                    is_place: matches!(row.role, ComparisonRole::Place),
-                }
+            .map(|row| {
+                compared_line(
+                    row.place.as_ref(),
+                    &row.view,
+                    &row.rates,
+                    rate_of,
+                    "",
+                    String::new(),
+                )
             })
             .collect();
-        let name = rows
-            .iter()
-            .find(|r| r.is_place)
-            .map_or_else(|| code.to_string(), |r| r.name.clone());
+        let (standing, left_out, neighbour_lines) = match &neighbours {
+            Ok(answer) => {
+                let comparison = &answer.comparison;
+                let lines: Vec<ComparedLine> = comparison
+                    .rows
+                    .iter()
+                    .zip(&answer.places)
+                    .map(|(row, place)| {
+                        let (role, closeness) = match row.role {
+                            ComparisonRole::Place => ("This place", String::new()),
+                            ComparisonRole::Neighbour(band) => {
+                                ("Statistical neighbour", band.label().to_string())
+                            }
+                            ComparisonRole::Region => ("Region", String::new()),
+                            ComparisonRole::England => ("England", String::new()),
+                        };
+                        compared_line(
+                            place.as_ref(),
+                            &row.view,
+                            &row.rates,
+                            rate_of,
+                            role,
+                            closeness,
+                        )
+                    })
+                    .collect();
+                let standing = comparison.standing.map(|s| {
+                    format!(
+                        "Ranked {} of {} by rate (1 is highest), in quartile {}",
+                        s.rank, s.of, s.quartile
+                    )
+                });
+                (
+                    standing,
+                    comparison.neighbours_left_out_for_scope,
+                    Ok(lines),
+                )
+            }
+            Err(reason) => (None, 0, Err(reason.clone())),
+        };
         Self {
             chrome: Chrome::of(visitor),
             code: code.to_string(),
-            name,
+            name: children
+                .parent
+                .as_ref()
+                .map_or_else(|| code.to_string(), |p| p.name.clone()),
             rate_of: label(rate_of),
             groups: choices::<ClientGroup>(rate_of.word()),
-            rows,
-            standing: comparison.standing.map(|s| {
-                format!(
-                    "Ranked {} of {} by rate (1 is highest), in quartile {}",
-                    s.rank, s.of, s.quartile
-                )
-            }),
-            left_out: comparison.neighbours_left_out_for_scope,
-            consistent_at: comparison.consistent_at,
+            children: child_lines,
+            neighbours: neighbour_lines,
+            standing,
+            left_out,
+            consistent_at: children.consistent_at,
         }
     }
 }
 
-/// A place beside its statistical neighbours, its region and England, as rates.
+/// A place's child places side by side, and the place beside its statistical neighbours,
+/// its region and England, as rates where population is known.
 pub async fn compare(
     State(web): State<Web>,
     visitor: Visitor,
@@ -362,17 +415,29 @@ pub async fn compare(
         let filter = query.filter.filter()?;
         let rate_of = word::<ClientGroup>("rate_of", &query.rate_of)?
             .unwrap_or(ClientGroup::ChildProtectionPlan);
-        let answer = web
+        let children =
+            web.app
+                .compare_children(&caller, &code, &filter, PlaceMeasure::TotalActive)?;
+        // Only upper-tier authorities have statistical neighbours; elsewhere the page says so.
+        let neighbours = match web
             .app
-            .compare_with_neighbours(&caller, &code, &filter, rate_of)?;
-        Ok((rate_of, answer))
+            .compare_with_neighbours(&caller, &code, &filter, rate_of)
+        {
+            Ok(answer) => Ok(answer),
+            Err(AppError::Invalid(invalid) | AppError::Store(StoreError::Invalid(invalid))) => {
+                Err(invalid.to_string())
+            }
+            Err(other) => return Err(other),
+        };
+        Ok((rate_of, children, neighbours))
     })();
-    let (rate_of, answer) = web
+    let (rate_of, children, neighbours) = web
         .app
         .conclude(&caller, answer)
         .await
         .map_err(|status| PageError::new(status, &visitor))?;
-    Ok(render(&ComparePage::of(&visitor, &code, rate_of, &answer)))
+    let page = ComparePage::of(&visitor, &code, rate_of, &children, neighbours);
+    Ok(render(&page))
 }
 
 #[derive(Debug, Clone, Deserialize)]

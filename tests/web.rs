@@ -1,0 +1,497 @@
+//! The web front over real HTTP against a real server: a page is allowed exactly when the
+//! gRPC call it stands for is, within the same scopes, and leaves the same audit event;
+//! sessions, forms and headers hold as a careless or hostile visitor would test them.
+
+mod common;
+
+use common::web::WebClient;
+use common::*;
+use marr::auth::policy;
+use marr::domain::Role;
+use marr::proto;
+
+/// Who visits, with what token, and which places they may see.
+struct Visitor {
+    name: &'static str,
+    token: Option<&'static str>,
+    role: Role,
+    places: &'static [&'static str],
+}
+
+const VISITORS: &[Visitor] = &[
+    Visitor {
+        name: "public",
+        token: None,
+        role: Role::Public,
+        places: &[],
+    },
+    Visitor {
+        name: "agency",
+        token: Some("newcastle-token"),
+        role: Role::Agency,
+        places: &[],
+    },
+    Visitor {
+        name: "inspector",
+        token: Some(INSPECTOR),
+        role: Role::Inspector,
+        places: &[NEWCASTLE, GATESHEAD],
+    },
+    Visitor {
+        name: "newcastle-inspector",
+        token: Some(NEWCASTLE_INSPECTOR),
+        role: Role::Inspector,
+        places: &[NEWCASTLE],
+    },
+    Visitor {
+        name: "board",
+        token: Some(BOARD),
+        role: Role::Board,
+        places: &[NEWCASTLE, GATESHEAD],
+    },
+    Visitor {
+        name: "gateshead-board",
+        token: Some(GATESHEAD_BOARD),
+        role: Role::Board,
+        places: &[GATESHEAD],
+    },
+    Visitor {
+        name: "admin",
+        token: Some(ADMIN),
+        role: Role::Admin,
+        places: &[],
+    },
+];
+
+/// One page, the gRPC method it stands for, and the place it concerns.
+struct PageCase {
+    method: &'static str,
+    place: &'static str,
+    /// GET path, or POST path with its form (the session's token is added).
+    path: String,
+    form: Option<Vec<(&'static str, String)>>,
+}
+
+fn pages(snapshot_in_newcastle: u64) -> Vec<PageCase> {
+    let mut cases = Vec::new();
+    for place in [NEWCASTLE, GATESHEAD] {
+        cases.push(PageCase {
+            method: "/marr.v1.Inspection/GetPlaceView",
+            place,
+            path: format!("/places/{place}"),
+            form: None,
+        });
+        cases.push(PageCase {
+            method: "/marr.v1.Inspection/ComparePlaces",
+            place,
+            path: format!("/places/{place}/compare?rate_of=child_protection_plan"),
+            form: None,
+        });
+        cases.push(PageCase {
+            method: "/marr.v1.Inspection/ListRisks",
+            place,
+            path: format!("/places/{place}/risks"),
+            form: None,
+        });
+        cases.push(PageCase {
+            method: "/marr.v1.Inspection/CreateSnapshot",
+            place,
+            path: "/snapshots".into(),
+            form: Some(vec![
+                ("place_code", place.to_string()),
+                ("label", "Joint inspection, spring".into()),
+            ]),
+        });
+    }
+    cases.push(PageCase {
+        method: "/marr.v1.Inspection/GetSnapshot",
+        place: NEWCASTLE,
+        path: format!("/snapshots/{snapshot_in_newcastle}"),
+        form: None,
+    });
+    cases.push(PageCase {
+        method: "/marr.v1.Inspection/FollowSubject",
+        place: NEWCASTLE,
+        path: "/subjects".into(),
+        form: Some(vec![
+            ("subject_key", subject(1)),
+            ("purpose", "Joint targeted area inspection: neglect".into()),
+        ]),
+    });
+    cases
+}
+
+/// The North East with records in Newcastle and Gateshead, one snapshot of Newcastle, and
+/// England's current statistical neighbours, so every page has something to show.
+async fn populated() -> (TestServer, Connection, u64) {
+    let (server, connection) = TestServer::north_east().await;
+    let records = vec![
+        rec(
+            NEWCASTLE,
+            "w-1",
+            NEWCASTLE_WARD,
+            1,
+            proto::Severity::High,
+            2,
+        ),
+        rec(
+            NEWCASTLE,
+            "w-2",
+            NEWCASTLE_WARD,
+            2,
+            proto::Severity::Critical,
+            3,
+        ),
+        rec("RTD", "w-3", GATESHEAD_WARD, 1, proto::Severity::Medium, 4),
+    ];
+    for record in records {
+        connection
+            .agency(&record.agency_id.clone())
+            .risk_register()
+            .submit_record(proto::SubmitRecordRequest {
+                record: Some(record),
+            })
+            .await
+            .expect("record accepted");
+    }
+    let snapshot = connection
+        .inspection()
+        .create_snapshot(proto::CreateSnapshotRequest {
+            place_code: NEWCASTLE.into(),
+            filter: None,
+            label: "Before the inspection".into(),
+        })
+        .await
+        .expect("snapshot")
+        .into_inner()
+        .snapshot
+        .expect("a snapshot")
+        .id;
+    (server, connection, snapshot)
+}
+
+async fn audit_events(connection: &Connection, method: &str) -> Vec<proto::AuditEvent> {
+    connection
+        .audit()
+        .list_audit_events(proto::ListAuditEventsRequest {
+            method: method.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("admin reads the chain")
+        .into_inner()
+        .events
+}
+
+#[tokio::test]
+async fn every_page_is_allowed_exactly_when_its_call_is_and_within_the_same_places() {
+    let (server, connection, snapshot) = populated().await;
+    let mut checked = 0;
+    for visitor in VISITORS {
+        let mut client = match visitor.token {
+            Some(token) => WebClient::signed_in(&server.web_url, token).await,
+            None => WebClient::new(&server.web_url),
+        };
+        let csrf = client.form_token().await;
+        for page in pages(snapshot) {
+            let rule = policy::rule_for(page.method).expect("every page's method has a rule");
+            let answer = match &page.form {
+                None => client.get(&page.path).await,
+                Some(form) => {
+                    let mut fields: Vec<(&str, &str)> =
+                        form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    fields.push(("csrf", &csrf));
+                    client.post(&page.path, &fields).await
+                }
+            };
+            let what = format!("{} {} {}", visitor.name, page.method, page.path);
+            if !rule.admits(visitor.role) {
+                if visitor.role == Role::Public {
+                    assert_eq!(answer.status, 303, "{what}: sent to sign in");
+                    assert_eq!(answer.location(), Some("/sign-in"), "{what}");
+                } else {
+                    assert_eq!(answer.status, 403, "{what}: refused by role");
+                }
+            } else if !visitor.places.contains(&page.place) {
+                // An out-of-scope snapshot is answered as if it did not exist.
+                let expected = if page.method.ends_with("GetSnapshot") {
+                    404
+                } else {
+                    403
+                };
+                assert_eq!(answer.status, expected, "{what}: refused by scope");
+                assert!(
+                    !answer.text().contains("Joint inspection")
+                        && !answer.text().contains("Before the inspection"),
+                    "{what}: nothing of the place is shown"
+                );
+            } else {
+                assert!(
+                    [200, 303].contains(&answer.status),
+                    "{what}: allowed, got {} {}",
+                    answer.status,
+                    answer.text()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, VISITORS.len() * pages(snapshot).len());
+
+    // Record-level pages leave the call's own event, under the call's method, with what was
+    // read; refusals are recorded as the call's would be.
+    let trails = audit_events(&connection, "/marr.v1.Inspection/FollowSubject").await;
+    let allowed: Vec<_> = trails.iter().filter(|e| e.outcome == "OK").collect();
+    assert_eq!(
+        allowed.len(),
+        2,
+        "the two inspectors who may see Newcastle followed the subject"
+    );
+    for event in &allowed {
+        assert_eq!(event.purpose, "Joint targeted area inspection: neglect");
+        assert_eq!(event.subject_key, subject(1));
+    }
+    let newcastle_only = allowed
+        .iter()
+        .find(|e| e.principal == "newcastle-inspector")
+        .expect("the Newcastle inspector's read");
+    assert_eq!(
+        newcastle_only.records.len(),
+        1,
+        "its trail holds only the Newcastle record, not the Gateshead one"
+    );
+    let refused: Vec<_> = trails.iter().filter(|e| e.outcome != "OK").collect();
+    assert!(
+        refused
+            .iter()
+            .any(|e| e.principal == "board" && e.outcome.starts_with("PermissionDenied")),
+        "a board's refused trail is recorded: {refused:?}"
+    );
+    let listings = audit_events(&connection, "/marr.v1.Inspection/ListRisks").await;
+    assert!(
+        listings.iter().any(|e| e.principal == "newcastle-inspector"
+            && e.outcome == "OK"
+            && e.place_code == NEWCASTLE
+            && e.records.len() == 2),
+        "the risks page records the records it listed: {listings:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_place_page_shows_the_figures_the_call_gives() {
+    let (server, connection, _) = populated().await;
+    let view = connection
+        .inspection()
+        .get_place_view(proto::GetPlaceViewRequest {
+            place_code: NEWCASTLE.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("view")
+        .into_inner()
+        .view
+        .expect("a view");
+    let mut client = WebClient::signed_in(&server.web_url, INSPECTOR).await;
+    let page = client.get(&format!("/places/{NEWCASTLE}")).await;
+    assert_eq!(page.status, 200);
+    let text = page.text();
+    assert!(text.contains("Newcastle upon Tyne"), "{text}");
+    assert!(
+        text.contains(&format!("{} active risks", view.total_active)),
+        "{text}"
+    );
+    let critical: u64 = view
+        .by_severity
+        .iter()
+        .filter(|s| s.severity == proto::Severity::Critical as i32)
+        .map(|s| s.active)
+        .sum();
+    assert!(critical > 0);
+    assert!(text.contains(&format!("{critical} critical")), "{text}");
+}
+
+#[tokio::test]
+async fn a_session_is_a_fresh_random_httponly_strict_cookie_ended_on_the_server_at_sign_out() {
+    let (server, _connection, _) = populated().await;
+    let mut client = WebClient::new(&server.web_url);
+    let planted = "0".repeat(64);
+    client
+        .cookies
+        .insert("marr-session".into(), planted.clone());
+    let answer = client.sign_in(INSPECTOR).await;
+    assert_eq!(answer.status, 303);
+    let cookie = answer
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("marr-session="))
+        .expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let id = client.cookies["marr-session"].clone();
+    assert_ne!(id, planted, "a planted id is never the one signed in");
+    assert_eq!(id.len(), 64);
+
+    let mut second = WebClient::signed_in(&server.web_url, INSPECTOR).await;
+    assert_ne!(
+        second.cookies["marr-session"], id,
+        "each sign-in has its own id"
+    );
+    assert_eq!(
+        second.get(&format!("/places/{NEWCASTLE}")).await.status,
+        200
+    );
+
+    let csrf = client.form_token().await;
+    let out = client.post("/sign-out", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, 303);
+    // The old id, replayed, is no longer a session.
+    let mut replay = WebClient::new(&server.web_url);
+    replay.cookies.insert("marr-session".into(), id);
+    let page = replay.get(&format!("/places/{NEWCASTLE}")).await;
+    assert_eq!(page.status, 303);
+    assert_eq!(page.location(), Some("/sign-in"));
+    // The other session goes on.
+    assert_eq!(
+        second.get(&format!("/places/{NEWCASTLE}")).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_refused_recorded_and_makes_no_session() {
+    let (server, connection, _) = populated().await;
+    let mut client = WebClient::new(&server.web_url);
+    let answer = client.sign_in("not-a-token").await;
+    assert_eq!(answer.status, 401);
+    assert!(answer.text().contains("There is a problem"));
+    assert!(!client.cookies.contains_key("marr-session"));
+    let events = audit_events(&connection, "/marr.web/SignIn").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.outcome.starts_with("Unauthenticated")
+                && e.principal.contains("unidentified")),
+        "{events:?}"
+    );
+
+    // A sign-in posted without the form's own token is refused too, token or not.
+    let mut forged = WebClient::new(&server.web_url);
+    let answer = forged
+        .post("/sign-in", &[("csrf", "forged"), ("token", INSPECTOR)])
+        .await;
+    assert_eq!(answer.status, 403);
+    assert!(!forged.cookies.contains_key("marr-session"));
+}
+
+#[tokio::test]
+async fn a_form_without_the_session_token_is_refused_and_changes_nothing() {
+    let (server, connection, snapshot) = populated().await;
+    let mut client = WebClient::signed_in(&server.web_url, INSPECTOR).await;
+    for csrf in ["", "0123", &"f".repeat(64)] {
+        let answer = client
+            .post(
+                "/snapshots",
+                &[
+                    ("csrf", csrf),
+                    ("place_code", NEWCASTLE),
+                    ("label", "Forged"),
+                ],
+            )
+            .await;
+        assert_eq!(answer.status, 403, "token {csrf:?}");
+    }
+    let next = connection
+        .inspection()
+        .get_snapshot(proto::GetSnapshotRequest { id: snapshot + 1 })
+        .await
+        .expect_err("no snapshot was made");
+    assert_eq!(next.code(), tonic::Code::NotFound);
+
+    // With the session's token the same form works, and the snapshot is shown.
+    let csrf = client.form_token().await;
+    let answer = client
+        .post(
+            "/snapshots",
+            &[
+                ("csrf", &csrf),
+                ("place_code", NEWCASTLE),
+                ("label", "Joint inspection"),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, 303);
+    let location = answer.location().expect("to the snapshot").to_string();
+    assert_eq!(location, format!("/snapshots/{}", snapshot + 1));
+    let page = client.get(&location).await;
+    assert!(page.text().contains("Joint inspection"), "{}", page.text());
+}
+
+#[tokio::test]
+async fn every_page_carries_the_content_security_policy_and_is_not_cached() {
+    let (server, _connection, snapshot) = populated().await;
+    let mut client = WebClient::signed_in(&server.web_url, INSPECTOR).await;
+    let mut paths: Vec<String> = pages(snapshot)
+        .into_iter()
+        .filter(|p| p.form.is_none())
+        .map(|p| p.path)
+        .collect();
+    paths.extend([
+        "/".into(),
+        "/sign-in".into(),
+        "/no-such-page".into(),
+        "/subjects".into(),
+    ]);
+    for path in paths {
+        let page = client.get(&path).await;
+        let header = |name: &str| {
+            page.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(
+            header("content-security-policy"),
+            marr::web::CONTENT_SECURITY_POLICY,
+            "{path}"
+        );
+        assert!(
+            !header("content-security-policy").contains("unsafe"),
+            "{path}"
+        );
+        assert_eq!(header("cache-control"), "no-store", "{path}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert!(!page.body.contains("<script>"), "{path}: no inline script");
+        assert!(!page.body.contains(" style=\""), "{path}: no inline style");
+    }
+}
+
+#[tokio::test]
+async fn what_a_visitor_types_comes_back_escaped_and_refusals_name_the_field() {
+    let (server, _connection, _) = populated().await;
+    let mut client = WebClient::signed_in(&server.web_url, INSPECTOR).await;
+    let csrf = client.form_token().await;
+    let hostile = "<script>alert(1)</script>";
+    let answer = client
+        .post(
+            "/subjects",
+            &[
+                ("csrf", &csrf),
+                ("subject_key", hostile),
+                ("purpose", "Joint inspection"),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, 400);
+    assert!(!answer.body.contains(hostile), "escaped");
+    assert!(answer.text().contains("subject_key"), "{}", answer.text());
+
+    let answer = client
+        .get(&format!("/places/{NEWCASTLE}?client_group={hostile}"))
+        .await;
+    assert_eq!(answer.status, 400);
+    assert!(!answer.body.contains(hostile));
+    assert!(answer.text().contains("client_group"), "{}", answer.text());
+}
