@@ -495,3 +495,59 @@ async fn what_a_visitor_types_comes_back_escaped_and_refusals_name_the_field() {
     assert!(!answer.body.contains(hostile));
     assert!(answer.text().contains("client_group"), "{}", answer.text());
 }
+
+#[tokio::test]
+async fn the_place_page_trend_gives_each_month_end_total_from_the_log() {
+    use std::sync::{Arc, Mutex};
+    let now = Arc::new(Mutex::new(time::macros::datetime!(2026-03-10 12:00 UTC)));
+    let reading = Arc::clone(&now);
+    let options = marr::store::StoreOptions {
+        clock: Arc::new(move || *reading.lock().expect("clock")),
+        ..Default::default()
+    };
+    let (server, connection) = TestServer::north_east_with(options).await;
+    let submit = |local_ref: &'static str| {
+        let connection = &connection;
+        async move {
+            connection
+                .agency(NEWCASTLE)
+                .risk_register()
+                .submit_record(proto::SubmitRecordRequest {
+                    record: Some(rec(
+                        NEWCASTLE,
+                        local_ref,
+                        NEWCASTLE_WARD,
+                        0,
+                        proto::Severity::High,
+                        2,
+                    )),
+                })
+                .await
+                .expect("accepted");
+        }
+    };
+    submit("m-1").await;
+    submit("m-2").await;
+    *now.lock().expect("clock") = time::macros::datetime!(2026-05-10 12:00 UTC);
+    for local_ref in ["m-3", "m-4", "m-5"] {
+        submit(local_ref).await;
+    }
+    *now.lock().expect("clock") = time::macros::datetime!(2026-07-05 12:00 UTC);
+    let mut client = WebClient::signed_in(&server.web_url, INSPECTOR).await;
+    let text = client.get(&format!("/places/{NEWCASTLE}")).await.text();
+    for (month, total) in [
+        ("2025-08", 0),
+        ("2026-02", 0),
+        ("2026-03", 2),
+        ("2026-04", 2),
+        ("2026-05", 5),
+        ("2026-06", 5),
+        ("2026-07", 5),
+    ] {
+        assert!(
+            text.contains(&format!("{month} {total} ")),
+            "{month} ends with {total}: {text}"
+        );
+    }
+    assert!(!text.contains("2025-07 "), "twelve months only");
+}

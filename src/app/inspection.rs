@@ -33,6 +33,61 @@ pub struct ComparedPlace {
     pub rates: BTreeMap<ClientGroup, Rate>,
 }
 
+/// One point of a trend: the total at the end of a month (the last point: now).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrendPoint {
+    /// `YYYY-MM`.
+    pub month: String,
+    pub total: u64,
+    /// The log sequence the total is consistent with.
+    pub sequence: u64,
+}
+
+/// Totals at past month ends by (place, filter, sequence): as-of views cost a replay, and a
+/// view as of a sequence never changes. Bounded; emptied when full.
+#[derive(Debug, Default)]
+pub struct TrendCache {
+    totals: std::sync::Mutex<std::collections::HashMap<(PlaceCode, String, u64), u64>>,
+}
+
+/// Totals kept in the trend cache at most.
+const TREND_CACHE_ENTRIES: usize = 20_000;
+
+impl TrendCache {
+    fn get(&self, key: &(PlaceCode, String, u64)) -> Option<u64> {
+        self.totals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .copied()
+    }
+
+    fn put(&self, key: (PlaceCode, String, u64), total: u64) {
+        let mut totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        if totals.len() >= TREND_CACHE_ENTRIES {
+            totals.clear();
+        }
+        totals.insert(key, total);
+    }
+}
+
+/// The first instant of the month `back` months before the one `at` is in.
+fn month_start(at: time::OffsetDateTime, back: u32) -> time::OffsetDateTime {
+    let months = at.year() * 12 + i32::from(u8::from(at.month())) - 1 - back as i32;
+    let (year, month) = (months.div_euclid(12), months.rem_euclid(12) + 1);
+    let month = u8::try_from(month)
+        .ok()
+        .and_then(|m| time::Month::try_from(m).ok())
+        .unwrap_or(time::Month::January);
+    time::Date::from_calendar_date(year, month, 1)
+        .map(|date| date.midnight().assume_utc())
+        .unwrap_or(at)
+}
+
+fn month_label(at: time::OffsetDateTime) -> String {
+    format!("{:04}-{:02}", at.year(), u8::from(at.month()))
+}
+
 /// A place's children side by side.
 #[derive(Debug, Clone)]
 pub struct ChildComparison {
@@ -108,6 +163,54 @@ impl Application {
             rates: self.store.rates(view.place, &view.by_client_group),
             view,
         })
+    }
+
+    /// A place's total at the end of each of the last `months - 1` months and now, from
+    /// as-of views of the log. Call after [`Self::place_view`] admitted the place.
+    pub async fn place_trend(
+        &self,
+        caller: &Caller,
+        place: &str,
+        filter: &ViewFilter,
+        months: u32,
+    ) -> Result<Vec<TrendPoint>, AppError> {
+        let place = self.place_in_scope(caller, "place_code", place)?;
+        let now = self.store.now();
+        let filter_key = format!("{filter:?}");
+        let mut points = Vec::new();
+        for back in (0..months.saturating_sub(1)).rev() {
+            // The end of a month is the start of the next.
+            let end = month_start(now, back);
+            let store = self.store.clone();
+            let sequence = blocking(move || store.sequence_at(end)).await?;
+            let key = (place, filter_key.clone(), sequence);
+            let total = match (sequence, self.trends.get(&key)) {
+                (0, _) => 0,
+                (_, Some(total)) => total,
+                (_, None) => {
+                    let store = self.store.clone();
+                    let filter = filter.clone();
+                    let view =
+                        blocking(move || store.place_view(place, &filter, Some(sequence))).await?;
+                    self.trends.put(key, view.total);
+                    view.total
+                }
+            };
+            points.push(TrendPoint {
+                month: month_label(month_start(now, back + 1)),
+                total,
+                sequence,
+            });
+        }
+        let store = self.store.clone();
+        let filter = filter.clone();
+        let live = blocking(move || store.place_view(place, &filter, None)).await?;
+        points.push(TrendPoint {
+            month: month_label(now),
+            total: live.total,
+            sequence: live.consistent_at,
+        });
+        Ok(points)
     }
 
     /// A place's children side by side, ordered by `measure`.
@@ -269,5 +372,28 @@ impl Application {
             snapshot.names = self.store.view_names(&snapshot.view);
         }
         Ok(snapshot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn month_starts_step_back_across_years() {
+        let at = time::macros::datetime!(2026-01-15 10:30 UTC);
+        assert_eq!(
+            month_start(at, 0),
+            time::macros::datetime!(2026-01-01 0:00 UTC)
+        );
+        assert_eq!(
+            month_start(at, 1),
+            time::macros::datetime!(2025-12-01 0:00 UTC)
+        );
+        assert_eq!(
+            month_start(at, 13),
+            time::macros::datetime!(2024-12-01 0:00 UTC)
+        );
+        assert_eq!(month_label(month_start(at, 2)), "2025-11");
     }
 }

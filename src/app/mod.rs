@@ -25,11 +25,17 @@ use crate::store::{Store, StoreError};
 pub struct Application {
     store: Store,
     trail: Arc<AuditTrail>,
+    /// Past month-end totals for trends: a view as of a sequence never changes.
+    trends: Arc<inspection::TrendCache>,
 }
 
 impl Application {
     pub fn new(store: Store, trail: Arc<AuditTrail>) -> Self {
-        Self { store, trail }
+        Self {
+            store,
+            trail,
+            trends: Arc::default(),
+        }
     }
 
     pub fn store(&self) -> &Store {

@@ -126,6 +126,27 @@ impl Store {
         }
     }
 
+    /// The last log sequence received at or before `at` (0 when none was), found by halving
+    /// the log: sequences are given in the order revisions are received.
+    pub fn sequence_at(&self, at: time::OffsetDateTime) -> Result<u64, StoreError> {
+        let received = |sequence: u64| -> Result<time::OffsetDateTime, StoreError> {
+            Log::get(&*self.shared.engine, &sequence)?
+                .map(|revision| revision.received_at)
+                .ok_or_else(|| StoreError::Corrupt(format!("log entry {sequence} is missing")))
+        };
+        // Invariant: every sequence up to `low` was received by `at`; none after `high`.
+        let (mut low, mut high) = (0, self.head_sequence());
+        while low < high {
+            let middle = low + (high - low).div_ceil(2);
+            if received(middle)? <= at {
+                low = middle;
+            } else {
+                high = middle - 1;
+            }
+        }
+        Ok(low)
+    }
+
     /// A place's view from the counters, or as of an earlier sequence.
     pub fn place_view(
         &self,

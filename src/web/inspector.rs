@@ -12,7 +12,8 @@ use serde::Deserialize;
 use super::page::{Chrome, count, label, render};
 use super::{PageError, Visitor, Web};
 use crate::app::AppError;
-use crate::app::inspection::{ChildComparison, NeighbourAnswer, PlaceViewAnswer};
+use crate::app::inspection::{ChildComparison, NeighbourAnswer, PlaceViewAnswer, TrendPoint};
+use crate::charts;
 use crate::domain::inspection::{PlaceMeasure, ViewFilter};
 use crate::domain::neighbours::ComparisonRole;
 use crate::domain::population::Rate;
@@ -28,6 +29,9 @@ const LIST_RISKS: &str = "/marr.v1.Inspection/ListRisks";
 const FOLLOW_SUBJECT: &str = "/marr.v1.Inspection/FollowSubject";
 const CREATE_SNAPSHOT: &str = "/marr.v1.Inspection/CreateSnapshot";
 const GET_SNAPSHOT: &str = "/marr.v1.Inspection/GetSnapshot";
+
+/// Months the place page's trend covers, this one included.
+const TREND_MONTHS: u32 = 12;
 
 /// Risks listed on one page.
 const RISKS_PER_PAGE: usize = 50;
@@ -166,12 +170,49 @@ struct PlacePage {
     by_agency_kind: Vec<Line>,
     by_agency: Vec<Line>,
     children: Vec<ChildLine>,
+    /// Places within that hold no active risks, left out of the table.
+    quiet_children: usize,
     may_list_risks: bool,
     csrf: String,
+    /// Charts, drawn by the server; each has its table beside it.
+    client_group_chart: String,
+    severity_chart: String,
+    category_chart: String,
+    kind_chart: String,
+    trend_chart: String,
+    trend: Vec<TrendLine>,
+}
+
+/// One month of the trend, as its table shows it.
+pub struct TrendLine {
+    pub month: String,
+    pub total: String,
+}
+
+/// A breakdown drawn as bars, with the same lines its table shows.
+fn bar_chart(id: &str, title: &str, lines: &[Line]) -> String {
+    charts::bars::horizontal(&charts::bars::BarChart {
+        id: id.into(),
+        title: title.into(),
+        measure: "Active risks".into(),
+        bars: lines
+            .iter()
+            .map(|line| charts::bars::Bar {
+                label: line.label.clone(),
+                value: line.count.replace(',', "").parse::<f64>().ok(),
+            })
+            .collect(),
+        decimals: 0,
+    })
 }
 
 impl PlacePage {
-    fn of(visitor: &Visitor, answer: PlaceViewAnswer, query: &FilterQuery) -> Self {
+    fn of(
+        visitor: &Visitor,
+        answer: PlaceViewAnswer,
+        trend: &[TrendPoint],
+        query: &FilterQuery,
+    ) -> Self {
         let view = &answer.view;
         let place = answer.names.places.first().cloned().flatten();
         let by_client_group = view
@@ -196,10 +237,17 @@ impl PlacePage {
                 rate: String::new(),
             })
             .collect();
-        let children = view
+        // Places holding risks, most first; the rest are counted, not listed.
+        let mut holding: Vec<(usize, &(crate::domain::PlaceCode, u64))> = view
             .children
             .iter()
             .enumerate()
+            .filter(|(_, (_, n))| *n > 0)
+            .collect();
+        holding.sort_by(|a, b| b.1.1.cmp(&a.1.1));
+        let quiet_children = view.children.len() - holding.len();
+        let children = holding
+            .into_iter()
             .map(|(i, (code, n))| ChildLine {
                 code: code.to_string(),
                 name: answer
@@ -212,7 +260,44 @@ impl PlacePage {
                 count: count(*n),
             })
             .collect();
+        let by_category = lines(&view.by_category);
+        let by_severity = lines(&view.by_severity);
+        let by_agency_kind = lines::<AgencyKind>(&view.by_agency_kind);
+        let by_client_group: Vec<Line> = by_client_group;
         Self {
+            client_group_chart: bar_chart(
+                "by-client-group",
+                "Active risks by client group",
+                &by_client_group,
+            ),
+            severity_chart: bar_chart("by-severity", "Active risks by severity", &by_severity),
+            category_chart: bar_chart("by-category", "Active risks by category", &by_category),
+            kind_chart: bar_chart(
+                "by-agency-kind",
+                "Active risks by kind of agency",
+                &by_agency_kind,
+            ),
+            trend_chart: charts::trend::line(&charts::trend::TrendChart {
+                id: "trend".into(),
+                title: "Active risks at the end of each month".into(),
+                measure: "Active risks".into(),
+                points: trend
+                    .iter()
+                    .map(|p| charts::trend::TrendPoint {
+                        label: p.month.clone(),
+                        value: p.total as f64,
+                    })
+                    .collect(),
+                decimals: 0,
+            }),
+            trend: trend
+                .iter()
+                .map(|p| TrendLine {
+                    month: p.month.clone(),
+                    total: count(p.total),
+                })
+                .collect(),
+            quiet_children,
             chrome: Chrome::of(visitor),
             code: view.place.to_string(),
             name: place
@@ -229,9 +314,9 @@ impl PlacePage {
             converging: count(view.subjects_at_two_or_more_agencies),
             converging_kinds: count(view.subjects_at_two_or_more_agency_kinds),
             by_client_group,
-            by_category: lines(&view.by_category),
-            by_severity: lines(&view.by_severity),
-            by_agency_kind: lines::<AgencyKind>(&view.by_agency_kind),
+            by_category,
+            by_severity,
+            by_agency_kind,
             by_agency,
             children,
             may_list_risks: crate::auth::policy::rule_for(LIST_RISKS)
@@ -255,14 +340,23 @@ pub async fn place(
     let caller = visitor.admit(&web, GET_PLACE_VIEW).await?;
     let answer = async {
         let filter = query.filter()?;
-        web.app.place_view(&caller, &code, filter, None).await
+        let answer = web
+            .app
+            .place_view(&caller, &code, filter.clone(), None)
+            .await?;
+        let code = answer.view.place.to_string();
+        let trend = web
+            .app
+            .place_trend(&caller, &code, &filter, TREND_MONTHS)
+            .await?;
+        Ok((answer, trend))
     };
-    let answer = web
+    let (answer, trend) = web
         .app
         .conclude(&caller, answer.await)
         .await
         .map_err(|status| PageError::new(status, &visitor))?;
-    Ok(render(&PlacePage::of(&visitor, answer, &query)))
+    Ok(render(&PlacePage::of(&visitor, answer, &trend, &query)))
 }
 
 #[derive(Debug, Clone, Deserialize)]
