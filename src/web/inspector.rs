@@ -244,7 +244,7 @@ impl PlacePage {
             .enumerate()
             .filter(|(_, (_, n))| *n > 0)
             .collect();
-        holding.sort_by(|a, b| b.1.1.cmp(&a.1.1));
+        holding.sort_by_key(|(_, (_, n))| std::cmp::Reverse(*n));
         let quiet_children = view.children.len() - holding.len();
         let children = holding
             .into_iter()
