@@ -11,7 +11,10 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::geography::Geography;
 use super::lookup::Skipped;
+use super::record::PlaceCode;
+use super::vocabulary::PlaceLevel;
 
 /// Units of a quantised coordinate per degree.
 pub const UNITS_PER_DEGREE: f64 = 10_000.0;
@@ -713,6 +716,157 @@ fn read_topojson(name: &str, root: &Value) -> Result<BoundaryFile, BoundaryError
         }
     }
     Ok(file)
+}
+
+/// A place's shape as the register keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Boundary {
+    pub shape: Shape,
+    /// Dissolved from the place's member districts rather than imported: made again on
+    /// every import, and never taken for a shape of the place's own.
+    pub dissolved: bool,
+}
+
+/// Shapes sent for import, checked, with the features the sender already passed over.
+#[derive(Debug, Clone, Default)]
+pub struct BoundaryImport {
+    /// Each code as sent with its shape, in order.
+    pub shapes: Vec<(String, Shape)>,
+    /// Features the sender could not read, by reason.
+    pub skipped: BTreeMap<String, Skipped>,
+}
+
+/// What an import of boundaries did, for the person who ran it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BoundariesReport {
+    /// Shapes received, and features the sender skipped.
+    pub features_read: u64,
+    /// Shapes stored under a place of their own (or under the code that replaced theirs).
+    pub shapes_stored: u64,
+    /// Police force areas and community safety partnerships given a shape dissolved from
+    /// their districts.
+    pub shapes_dissolved: u64,
+    /// Features and areas passed over, by reason, with a few examples.
+    pub skipped: BTreeMap<String, Skipped>,
+}
+
+impl BoundariesReport {
+    pub fn features_skipped(&self) -> u64 {
+        super::lookup::rows_skipped(&self.skipped)
+    }
+}
+
+/// The boundaries an import writes, and its report.
+#[derive(Debug, Clone, Default)]
+pub struct BoundaryPlan {
+    pub boundaries: Vec<(PlaceCode, Boundary)>,
+    pub report: BoundariesReport,
+}
+
+/// Plans an import against the geography held and the boundaries stored (`stored`): only
+/// codes the register knows are kept; a replaced code's shape goes to its successor when the
+/// change was a recode (one predecessor) and the successor has no shape of its own; then
+/// every police force area and community safety partnership without a shape of its own whose
+/// member districts all have one is given their dissolved outline.
+pub fn plan_boundaries<E>(
+    import: BoundaryImport,
+    geography: &Geography,
+    stored: impl Fn(PlaceCode) -> Result<Option<Boundary>, E>,
+) -> Result<BoundaryPlan, E> {
+    let mut report = BoundariesReport {
+        features_read: import.shapes.len() as u64 + super::lookup::rows_skipped(&import.skipped),
+        skipped: import.skipped,
+        ..BoundariesReport::default()
+    };
+    let mut own: BTreeMap<PlaceCode, Shape> = BTreeMap::new();
+    let mut replaced: Vec<(PlaceCode, PlaceCode, Shape)> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (text, shape) in import.shapes {
+        let code = PlaceCode::parse(&text)
+            .ok()
+            .filter(|code| geography.place(*code).is_some());
+        let Some(code) = code else {
+            skip(&mut report.skipped, "no such place".into(), text);
+            continue;
+        };
+        if !seen.insert(code) {
+            skip(
+                &mut report.skipped,
+                "a code given earlier in the import (the first is kept)".into(),
+                text,
+            );
+            continue;
+        }
+        let current = geography.current(code);
+        if current == code {
+            own.insert(code, shape);
+        } else {
+            replaced.push((code, current, shape));
+        }
+    }
+    let has_own = |code: PlaceCode, own: &BTreeMap<PlaceCode, Shape>| -> Result<bool, E> {
+        Ok(own.contains_key(&code) || stored(code)?.is_some_and(|b| !b.dissolved))
+    };
+    for (code, successor, shape) in replaced {
+        let reason = if has_own(successor, &own)? {
+            "replaced by a place with a shape of its own"
+        } else if geography.replaced_codes(successor).len() > 1 {
+            "replaced by a merger of several places, which needs a shape of its own"
+        } else {
+            own.insert(successor, shape);
+            continue;
+        };
+        skip(&mut report.skipped, reason.into(), code.to_string());
+    }
+    report.shapes_stored = own.len() as u64;
+    let mut dissolved = Vec::new();
+    let areas = [
+        PlaceLevel::PoliceForceArea,
+        PlaceLevel::CommunitySafetyPartnership,
+    ];
+    for area in areas
+        .into_iter()
+        .flat_map(|level| geography.places_of_level(level))
+    {
+        if has_own(area.code, &own)? {
+            continue;
+        }
+        let members = geography.children(area.code);
+        let mut shapes = Vec::with_capacity(members.len());
+        for member in &members {
+            match own.get(&member.code) {
+                Some(shape) => shapes.push(shape.clone()),
+                None => match stored(member.code)? {
+                    Some(boundary) => shapes.push(boundary.shape),
+                    None => break,
+                },
+            }
+        }
+        if members.is_empty() || shapes.len() < members.len() {
+            skip(
+                &mut report.skipped,
+                format!("a {} with a member district without a shape", area.level),
+                area.code.to_string(),
+            );
+            continue;
+        }
+        let shape = dissolve(&shapes);
+        if !shape.polygons.is_empty() {
+            dissolved.push((area.code, shape));
+        }
+    }
+    report.shapes_dissolved = dissolved.len() as u64;
+    let boundaries = own
+        .into_iter()
+        .map(|(code, shape)| (code, false, shape))
+        .chain(
+            dissolved
+                .into_iter()
+                .map(|(code, shape)| (code, true, shape)),
+        )
+        .map(|(code, dissolved, shape)| (code, Boundary { shape, dissolved }))
+        .collect();
+    Ok(BoundaryPlan { boundaries, report })
 }
 
 #[cfg(test)]
