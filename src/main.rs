@@ -99,8 +99,8 @@ enum Command {
     Demo {
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: SocketAddr,
-        /// The directory holding `geography-2025/` and `population/` (relative to the
-        /// working directory).
+        /// The directory holding `geography-2025/`, `population/`, `statistical-neighbours/`
+        /// and `boundaries/` (relative to the working directory).
         #[arg(long, env = "MARR_DEMO_DATA", default_value = "../shared/data")]
         data: PathBuf,
     },
