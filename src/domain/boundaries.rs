@@ -782,9 +782,11 @@ pub fn plan_boundaries<E>(
     let mut replaced: Vec<(PlaceCode, PlaceCode, Shape)> = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for (text, shape) in import.shapes {
+        // A replaced code is known through its succession, even when the register never
+        // held it as a place.
         let code = PlaceCode::parse(&text)
             .ok()
-            .filter(|code| geography.place(*code).is_some());
+            .filter(|code| geography.current_place(*code).is_some());
         let Some(code) = code else {
             skip(&mut report.skipped, "no such place".into(), text);
             continue;
@@ -1027,6 +1029,93 @@ mod tests {
         assert_eq!(corners(&framed.rings[1]).len(), 4);
         assert!(framed.rings[1].points.contains(&p(10, 10)));
         assert_eq!(corners(&framed.rings[0]).len(), 12);
+    }
+
+    fn place(code: &str, level: PlaceLevel, parent: Option<&str>) -> crate::domain::Place {
+        crate::domain::Place {
+            code: PlaceCode::parse(code).expect("code"),
+            name: code.to_string(),
+            level,
+            parent: parent.map(|p| PlaceCode::parse(p).expect("code")),
+        }
+    }
+
+    /// England with two unitary authorities (the second recoded from an older code) and a
+    /// police force area of both.
+    fn two_districts_and_a_force() -> Geography {
+        let mut geography = Geography::default();
+        geography.insert_place(place("E92000001", PlaceLevel::Country, None));
+        for district in ["E06000001", "E06000002"] {
+            geography.insert_place(place(district, PlaceLevel::District, Some("E92000001")));
+            geography.insert_membership(crate::domain::Membership {
+                area: PlaceCode::parse("E23000001").expect("code"),
+                member: PlaceCode::parse(district).expect("code"),
+            });
+        }
+        geography.insert_place(place("E23000001", PlaceLevel::PoliceForceArea, None));
+        geography.insert_succession(crate::domain::Succession {
+            predecessor: PlaceCode::parse("E06000099").expect("code"),
+            successor: PlaceCode::parse("E06000002").expect("code"),
+        });
+        geography
+    }
+
+    fn code(text: &str) -> PlaceCode {
+        PlaceCode::parse(text).expect("code")
+    }
+
+    #[test]
+    fn a_plan_keeps_known_codes_moves_a_recode_to_its_successor_and_dissolves_the_force() {
+        let geography = two_districts_and_a_force();
+        let import = BoundaryImport {
+            shapes: vec![
+                ("E06000001".into(), square(0, 0, 10)),
+                ("E06000099".into(), square(10, 0, 10)),
+                ("E06000077".into(), square(50, 0, 10)),
+            ],
+            skipped: BTreeMap::new(),
+        };
+        let plan = plan_boundaries(import.clone(), &geography, |_| {
+            Ok::<_, std::convert::Infallible>(None)
+        })
+        .expect("planned");
+        assert_eq!(plan.report.features_read, 3);
+        assert_eq!(plan.report.shapes_stored, 2);
+        assert_eq!(plan.report.shapes_dissolved, 1);
+        assert_eq!(plan.report.skipped["no such place"].examples, ["E06000077"]);
+        let stored: BTreeMap<PlaceCode, Boundary> = plan.boundaries.into_iter().collect();
+        assert_eq!(stored[&code("E06000002")].shape, square(10, 0, 10));
+        let force = &stored[&code("E23000001")];
+        assert!(force.dissolved);
+        assert_eq!(force.shape.rings().count(), 1);
+        assert_eq!(
+            force.shape.bounds(),
+            Some(Bounds {
+                min: p(0, 0),
+                max: p(20, 10)
+            })
+        );
+
+        // Once the successor has a shape of its own, the old code's is not taken.
+        let own = Boundary {
+            shape: square(10, 0, 12),
+            dissolved: false,
+        };
+        let plan = plan_boundaries(import, &geography, |asked| {
+            Ok::<_, std::convert::Infallible>((asked == code("E06000002")).then(|| own.clone()))
+        })
+        .expect("planned");
+        assert_eq!(plan.report.shapes_stored, 1);
+        assert_eq!(
+            plan.report.skipped["replaced by a place with a shape of its own"].examples,
+            ["E06000099"]
+        );
+        // The force is dissolved from the stored shape of its second district.
+        let stored: BTreeMap<PlaceCode, Boundary> = plan.boundaries.into_iter().collect();
+        assert_eq!(
+            stored[&code("E23000001")].shape.bounds().map(|b| b.max),
+            Some(p(22, 12))
+        );
     }
 
     #[test]
