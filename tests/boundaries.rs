@@ -345,3 +345,66 @@ async fn boundaries_survive_a_backup_and_a_restore() {
     .await
     .expect("restore");
 }
+
+/// Runs the `marr` binary as a user would.
+async fn marr(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_marr"))
+            .args(args)
+            .env_remove("MARR_TOKEN")
+            .output()
+            .expect("marr runs")
+    })
+    .await
+    .expect("marr task")
+}
+
+#[tokio::test]
+async fn marr_boundaries_import_prints_its_report_or_one_line_naming_a_bad_file() {
+    let (server, _connection) = TestServer::north_east().await;
+    let import = |file: String| -> Vec<String> {
+        vec![
+            "boundaries".into(),
+            "import".into(),
+            file,
+            "--server".into(),
+            server.url.clone(),
+            "--token".into(),
+            ADMIN.into(),
+        ]
+    };
+
+    let output = marr(import(
+        boundaries_file(BOUNDARIES_TOPO).display().to_string(),
+    ))
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The North East's districts and more; Northumbria's force dissolved from its six.
+    assert!(stdout.contains("shapes stored"), "{stdout}");
+    assert!(
+        stdout.contains("dissolved from districts") && stdout.contains("skipped"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no such place"), "{stdout}");
+    let held = server.store().boundaries_held().expect("readable");
+    assert!(held > 10, "{held}");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let csv = dir.path().join("districts.csv");
+    std::fs::write(&csv, "LAD24CD,LAD24NM\nE08000021,Newcastle upon Tyne\n").expect("written");
+    let output = marr(import(csv.display().to_string())).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("marr: INVALID_ARGUMENT: ") && stderr.contains("districts.csv"),
+        "{stderr}"
+    );
+    assert_eq!(server.store().boundaries_held().expect("readable"), held);
+}
