@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 
 use marr::cli::inspect::{self, Format};
 use marr::cli::{
-    ClientError, Connection, ServerArgs, agencies, neighbours, places, population, push, watch,
+    ClientError, Connection, ServerArgs, agencies, boundaries, neighbours, places, population,
+    push, watch,
 };
 use marr::config::Config;
 use marr::domain::{AgencyKind, AlertKind, ClientGroup, PlaceLevel, Severity, Vocabulary};
@@ -104,8 +105,8 @@ enum Command {
         /// Where the demo serves its web pages.
         #[arg(long, default_value = "127.0.0.1:8080")]
         http_listen: SocketAddr,
-        /// The directory holding `geography-2025/` and `population/` (relative to the
-        /// working directory).
+        /// The directory holding `geography-2025/`, `population/`, `statistical-neighbours/`
+        /// and `boundaries/` (relative to the working directory).
         #[arg(long, env = "MARR_DEMO_DATA", default_value = "../shared/data")]
         data: PathBuf,
     },
@@ -214,6 +215,24 @@ enum Command {
     Neighbours {
         #[command(subcommand)]
         command: NeighboursCommand,
+    },
+    /// Place boundaries, for drawing maps.
+    Boundaries {
+        #[command(subcommand)]
+        command: BoundariesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BoundariesCommand {
+    /// Imports GeoJSON or TopoJSON boundary files (longitude and latitude; each feature's code
+    /// read from `areacd` or a property ending in CD, such as LAD24CD); police force areas and
+    /// community safety partnerships get the outline of their districts.
+    Import {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -407,6 +426,19 @@ async fn import_neighbours(
     let connection = Connection::open(&server).await?;
     let report = neighbours::import_tables(&connection, tables).await?;
     for line in neighbours::report_lines(&report) {
+        emit(&line);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn import_boundaries(
+    server: ServerArgs,
+    files: Vec<PathBuf>,
+) -> Result<ExitCode, ClientError> {
+    let files = boundaries::read_files(&files)?;
+    let connection = Connection::open(&server).await?;
+    let report = boundaries::import_files(&connection, files).await?;
+    for line in boundaries::report_lines(&report) {
         emit(&line);
     }
     Ok(ExitCode::SUCCESS)
@@ -800,6 +832,9 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Neighbours {
             command: NeighboursCommand::Import { server, files },
         } => client_exit(import_neighbours(server, files).await),
+        Command::Boundaries {
+            command: BoundariesCommand::Import { server, files },
+        } => client_exit(import_boundaries(server, files).await),
         Command::Agencies {
             command:
                 AgenciesCommand::Register {

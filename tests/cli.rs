@@ -434,6 +434,12 @@ async fn the_demo_runs_on_englands_current_geography_with_rates_and_stops_on_ctr
     assert!(level("ward") > 8000, "{text}");
     assert_eq!(level("police_force_area"), 43, "{text}");
     assert_eq!(level("integrated_care_board"), 42, "{text}");
+    // Boundaries for maps, the force areas and safety partnerships dissolved from districts.
+    assert!(
+        text.lines()
+            .any(|l| l.contains("shapes stored") && l.contains("357 dissolved from districts")),
+        "{text}"
+    );
     assert!(
         text.lines().any(|l| l.contains("figures stored for")
             && l.contains("(years 2022, 2023, 2024), 0 rows skipped")),

@@ -18,10 +18,11 @@ use std::sync::OnceLock;
 
 use common::*;
 use marr::api::convert::{
-    TableAssembler, agency_from_proto, coded_list, coded_option, page_size, place_code,
-    record_from_proto, record_key, time_from_proto,
+    BoundaryAssembler, TableAssembler, agency_from_proto, coded_list, coded_option, page_size,
+    place_code, record_from_proto, record_key, time_from_proto,
 };
 use marr::api::inspection::filter_from_proto;
+use marr::domain::boundaries::plan_boundaries;
 use marr::domain::free_text::{check_label, check_purpose};
 use marr::domain::lookup::{LookupTable, plan_import};
 use marr::domain::neighbours::plan_neighbours;
@@ -402,6 +403,18 @@ const REQUESTS: &[(&str, Target)] = &[
             }
         }
     }),
+    ("ImportBoundaries", |b| {
+        if let Ok(m) = proto::ImportBoundariesRequest::decode(b) {
+            let mut shapes = BoundaryAssembler::default();
+            if shapes.add(m).is_ok()
+                && let Ok(import) = shapes.finish()
+            {
+                let _ = plan_boundaries(import, known_tree(), |_| {
+                    Ok::<_, std::convert::Infallible>(None)
+                });
+            }
+        }
+    }),
     ("GetPlace", |b| {
         if let Ok(m) = proto::GetPlaceRequest::decode(b) {
             let _ = place_code("code", &m.code);
@@ -689,6 +702,25 @@ fn request_seeds() -> &'static [(&'static str, Vec<u8>)] {
                             )
                             .collect(),
                     }],
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "ImportBoundaries",
+                proto::ImportBoundariesRequest {
+                    source: "districts.geo.json".into(),
+                    shapes: vec![proto::BoundaryShape {
+                        code: NEWCASTLE.into(),
+                        polygons: vec![proto::BoundaryPolygon {
+                            rings: vec![proto::BoundaryRing {
+                                coordinates: vec![
+                                    -16_000, 549_700, -15_000, 549_700, -15_000, 550_500, -16_000,
+                                    549_700,
+                                ],
+                            }],
+                        }],
+                    }],
+                    skipped: Vec::new(),
                 }
                 .encode_to_vec(),
             ),

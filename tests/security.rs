@@ -183,6 +183,11 @@ async fn call(c: &marr::cli::Connection, method: &str, target: Target) -> Code {
                 .expect("the neighbours table reads");
             client_answer(marr::cli::neighbours::import_tables(c, tables).await)
         }
+        "/marr.v1.Directory/ImportBoundaries" => {
+            let files = marr::cli::boundaries::read_files(&[boundaries_file(BOUNDARIES_TOPO)])
+                .expect("the boundaries read");
+            client_answer(marr::cli::boundaries::import_files(c, files).await)
+        }
         "/marr.v1.Directory/GetPlace" => answered(
             c.directory()
                 .get_place(proto::GetPlaceRequest {

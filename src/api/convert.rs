@@ -384,6 +384,95 @@ impl TableAssembler {
     }
 }
 
+/// Gathers streamed boundary chunks into one import, checking every shape as it arrives.
+#[derive(Default)]
+pub struct BoundaryAssembler {
+    import: crate::domain::boundaries::BoundaryImport,
+    points: usize,
+}
+
+/// Most points one boundary import may stream: England's generalised districts, counties,
+/// regions and health areas together are a few hundred thousand.
+pub const MAX_IMPORT_POINTS: usize = 10_000_000;
+
+impl BoundaryAssembler {
+    /// Adds a chunk: every shape must be polygons of closed rings of longitude and latitude,
+    /// or the whole import is refused.
+    pub fn add(&mut self, chunk: proto::ImportBoundariesRequest) -> Result<(), ApiError> {
+        use crate::domain::boundaries::{Point, Polygon, Ring, Shape};
+        let source = if chunk.source.is_empty() {
+            "the import".to_string()
+        } else {
+            chunk.source
+        };
+        for skip in chunk.skipped {
+            let entry = self.import.skipped.entry(skip.reason).or_default();
+            entry.rows += skip.rows;
+            entry.examples.extend(skip.examples);
+            entry.examples.truncate(5);
+        }
+        for (i, sent) in chunk.shapes.into_iter().enumerate() {
+            let refuse = |reason: String| {
+                let code = if sent.code.is_empty() {
+                    format!("shape {}", i + 1)
+                } else {
+                    sent.code.clone()
+                };
+                ApiError::from(Invalid::one(
+                    "shapes",
+                    format!("{source}, {code}: {reason}"),
+                ))
+            };
+            if sent.code.trim().is_empty() {
+                return Err(refuse("the place code is required".into()));
+            }
+            let mut polygons = Vec::with_capacity(sent.polygons.len());
+            for polygon in &sent.polygons {
+                let mut rings = Vec::with_capacity(polygon.rings.len());
+                for ring in &polygon.rings {
+                    let coordinates = &ring.coordinates;
+                    if coordinates.len() % 2 != 0 {
+                        return Err(refuse(
+                            "a ring has an odd number of coordinates (longitude, latitude pairs)"
+                                .into(),
+                        ));
+                    }
+                    self.points += coordinates.len() / 2;
+                    if self.points > MAX_IMPORT_POINTS {
+                        return Err(ApiError::Exhausted(format!(
+                            "an import may hold at most {MAX_IMPORT_POINTS} points; split the files over several imports"
+                        )));
+                    }
+                    rings.push(Ring {
+                        points: coordinates
+                            .chunks_exact(2)
+                            .map(|pair| Point {
+                                lon: pair[0],
+                                lat: pair[1],
+                            })
+                            .collect(),
+                    });
+                }
+                polygons.push(Polygon { rings });
+            }
+            let shape = Shape { polygons };
+            shape.check().map_err(refuse)?;
+            self.import
+                .shapes
+                .push((sent.code.trim().to_string(), shape));
+        }
+        Ok(())
+    }
+
+    /// The import, unless nothing at all was sent.
+    pub fn finish(self) -> Result<crate::domain::boundaries::BoundaryImport, ApiError> {
+        if self.import.shapes.is_empty() && self.import.skipped.is_empty() {
+            return Err(Invalid::one("shapes", "the import holds no shapes").into());
+        }
+        Ok(self.import)
+    }
+}
+
 /// A rate per 10,000 in the contract's form.
 pub fn rate_to_proto(rate: &crate::domain::population::Rate) -> proto::PopulationRate {
     let band = match rate.band {

@@ -3,7 +3,9 @@
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert::{TableAssembler, agency_from_proto, agency_to_proto, place_to_proto};
+use super::convert::{
+    BoundaryAssembler, TableAssembler, agency_from_proto, agency_to_proto, place_to_proto,
+};
 use super::error::ApiError;
 use crate::auth::Caller;
 use crate::domain::Vocabulary;
@@ -103,6 +105,30 @@ impl Directory for DirectoryService {
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(neighbours_report_to_proto(report)))
+    }
+
+    async fn import_boundaries(
+        &self,
+        request: Request<Streaming<proto::ImportBoundariesRequest>>,
+    ) -> Result<Response<proto::ImportBoundariesResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let mut chunks = request.into_inner();
+        let mut shapes = BoundaryAssembler::default();
+        while let Some(chunk) = chunks.next().await {
+            shapes.add(chunk?)?;
+        }
+        let report = self
+            .store
+            .import_boundaries(shapes.finish()?, caller.actor())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(proto::ImportBoundariesResponse {
+            features_read: report.features_read,
+            shapes_stored: report.shapes_stored,
+            shapes_dissolved: report.shapes_dissolved,
+            features_skipped: report.features_skipped(),
+            skipped: skip_reasons(report.skipped),
+        }))
     }
 
     async fn import_places(

@@ -102,6 +102,11 @@ pub const METHOD_RULES: &[MethodRule] = &[
         Audit::Write,
     ),
     rule(
+        "/marr.v1.Directory/ImportBoundaries",
+        &[Admin],
+        Audit::Write,
+    ),
+    rule(
         "/marr.v1.Directory/ListAgencies",
         &[Agency, Inspector, Board, Admin],
         Audit::Refusals,

@@ -13,7 +13,8 @@ use time::OffsetDateTime;
 use super::extract::ExtractRow;
 use super::push::{PushSummary, progress_bar, push_rows};
 use super::{
-    ClientError, Connection, ServerArgs, agencies, inspect, neighbours, places, population,
+    ClientError, Connection, ServerArgs, agencies, boundaries, inspect, neighbours, places,
+    population,
 };
 use crate::api::convert::timestamp;
 use crate::config::Config;
@@ -44,6 +45,14 @@ const POPULATION_FILES: [&str; 2] = [
 /// The Department for Education's children's services statistical neighbours (May 2025).
 const NEIGHBOUR_FILES: [&str; 1] = ["statistical-neighbours/children-services-2025.csv"];
 
+/// ONS boundaries for maps: local authorities of 2014 to 2025 (TopoJSON), ICBs and sub-ICB
+/// locations (GeoJSON). Police force areas and safety partnerships are dissolved from them.
+const BOUNDARY_FILES: [&str; 3] = [
+    "boundaries/uk-local-authorities-2014-2025.topo.json",
+    "boundaries/icb-2023.geo.json",
+    "boundaries/sub-icb-2023.geo.json",
+];
+
 const ENGLAND: &str = "E92000001";
 const NEWCASTLE: &str = "E08000021";
 const NORTHUMBRIA: &str = "E23000007";
@@ -64,7 +73,7 @@ pub enum DemoError {
     #[error("cannot make the demo's data directory: {0}")]
     DataDir(std::io::Error),
     #[error(
-        "cannot find {}: point --data (or MARR_DEMO_DATA) at the directory holding geography-2025/, population/ and statistical-neighbours/",
+        "cannot find {}: point --data (or MARR_DEMO_DATA) at the directory holding geography-2025/, population/, statistical-neighbours/ and boundaries/",
         .0.display()
     )]
     MissingData(PathBuf),
@@ -83,6 +92,7 @@ struct DataFiles {
     geography: Vec<PathBuf>,
     population: Vec<PathBuf>,
     neighbours: Vec<PathBuf>,
+    boundaries: Vec<PathBuf>,
 }
 
 fn data_files(data: &Path) -> Result<DataFiles, DemoError> {
@@ -103,6 +113,7 @@ fn data_files(data: &Path) -> Result<DataFiles, DemoError> {
         geography: under(&GEOGRAPHY_FILES)?,
         population: under(&POPULATION_FILES)?,
         neighbours: under(&NEIGHBOUR_FILES)?,
+        boundaries: under(&BOUNDARY_FILES)?,
     })
 }
 
@@ -553,6 +564,7 @@ pub async fn run(
         geography: geography_files,
         population: population_files,
         neighbours: neighbour_files,
+        boundaries: boundary_files,
     } = data_files(data_dir)?;
     let data = tempfile::Builder::new()
         .prefix("marr-demo-")
@@ -656,6 +668,18 @@ pub async fn run(
     {
         println!("{line}");
     }
+    println!(
+        "\n# Boundaries for maps; police force areas and safety partnerships get their districts' outline:"
+    );
+    println!(
+        "$ marr boundaries import {admin} {}",
+        shown(&boundary_files)
+    );
+    let files = tokio::task::spawn_blocking(move || boundaries::read_files(&boundary_files))
+        .await
+        .map_err(|e| StoreError::WriterFailed(e.to_string()))??;
+    let report = boundaries::import_files(&connection, files).await?;
+    println!("{}", boundaries::summary_line(&report));
     let agencies_to_register: [(&str, AgencyKind, &str, &str); 3] = [
         (
             NEWCASTLE,

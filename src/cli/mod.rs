@@ -2,6 +2,7 @@
 
 pub mod agencies;
 pub mod backup;
+pub mod boundaries;
 pub mod demo;
 pub mod dev_certs;
 pub mod export;

@@ -2,6 +2,7 @@
 
 pub mod alert;
 pub mod audit;
+pub mod boundaries;
 pub mod disclosure;
 pub mod free_text;
 pub mod geography;

@@ -1,7 +1,7 @@
 //! Online backup and offline restore.
 //!
 //! A backup is the store at one consistent point (a cut the writer takes between batches):
-//! the directory (population figures and statistical neighbours included), the revision log up to the cut's head, the alert log, the snapshots, the
+//! the directory (population figures, statistical neighbours and boundaries included), the revision log up to the cut's head, the alert log, the snapshots, the
 //! releases of the public table and the audit chain. It is a file of length-prefixed postcard frames after a magic string, ending
 //! with the SHA-256 of everything before it, so a truncated or altered file is refused.
 //! Restoring writes the log back and rebuilds every projection from it.
@@ -16,14 +16,15 @@ use time::OffsetDateTime;
 
 use super::engine::{Engine, Entry, Sled, WriteBatch};
 use super::keyspace::{
-    Agencies, AlertLog, Aliases, AuditHead, AuditLog, Ended, Keyspace, Log, Memberships,
-    Neighbours, Places, Populations, ReleaseTables, Releases, Snapshots, Successions,
+    Agencies, AlertLog, Aliases, AuditHead, AuditLog, Boundaries, Ended, Keyspace, Log,
+    Memberships, Neighbours, Places, Populations, ReleaseTables, Releases, Snapshots, Successions,
     index_audit_event,
 };
 use super::writer::write_projections;
 use super::{Snapshot, SnapshotWithoutNames, Store, StoreError};
 use crate::domain::alert::Alert;
 use crate::domain::audit::AuditEvent;
+use crate::domain::boundaries::Boundary;
 use crate::domain::neighbours::NeighbourSet;
 use crate::domain::population::PopulationFigure;
 use crate::domain::release::{Release, ReleasedTable};
@@ -55,6 +56,8 @@ pub struct BackupCut {
     pub population: Vec<PopulationFigure>,
     /// Statistical neighbours by authority.
     pub neighbours: Vec<NeighbourSet>,
+    /// Boundaries for maps, by place.
+    pub boundaries: Vec<(PlaceCode, Boundary)>,
 }
 
 /// One piece of a backup file.
@@ -99,6 +102,8 @@ enum Frame {
     Ended(PlaceCode),
     /// An authority's statistical neighbours.
     Neighbours(NeighbourSet),
+    /// A place's boundary for maps.
+    Boundary(PlaceCode, Boundary),
 }
 
 /// What a backup or a restore holds.
@@ -115,6 +120,8 @@ pub struct BackupSummary {
     pub population: u64,
     /// Authorities with statistical neighbours.
     pub neighbour_sets: u64,
+    /// Places with a boundary for maps.
+    pub boundaries: u64,
     pub bytes: u64,
 }
 
@@ -122,7 +129,7 @@ impl std::fmt::Display for BackupSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "log to sequence {}, {} alerts, {} audit events, {} places, {} agencies, {} snapshots, {} releases, {} population figures, {} authorities' statistical neighbours",
+            "log to sequence {}, {} alerts, {} audit events, {} places, {} agencies, {} snapshots, {} releases, {} population figures, {} authorities' statistical neighbours, {} boundaries",
             self.head,
             self.alerts,
             self.audit_events,
@@ -131,7 +138,8 @@ impl std::fmt::Display for BackupSummary {
             self.snapshots,
             self.releases,
             self.population,
-            self.neighbour_sets
+            self.neighbour_sets,
+            self.boundaries
         )
     }
 }
@@ -311,6 +319,9 @@ impl Store {
         for set in &cut.neighbours {
             frames.frame(&Frame::Neighbours(set.clone()))?;
         }
+        for (code, boundary) in &cut.boundaries {
+            frames.frame(&Frame::Boundary(*code, boundary.clone()))?;
+        }
         // Entries up to the cut never change, whatever the writer does meanwhile.
         for entry in up_to::<Log>(engine, cut.head) {
             let (_, bytes) = entry?;
@@ -351,6 +362,7 @@ impl Store {
             releases,
             population: cut.population.len() as u64,
             neighbour_sets: cut.neighbours.len() as u64,
+            boundaries: cut.boundaries.len() as u64,
             bytes,
         })
     }
@@ -439,6 +451,7 @@ fn count(summary: &mut BackupSummary, frame: &Frame) {
         Frame::Release(_) => summary.releases += 1,
         Frame::Population(_) => summary.population += 1,
         Frame::Neighbours(_) => summary.neighbour_sets += 1,
+        Frame::Boundary(..) => summary.boundaries += 1,
         Frame::AuditEvent(_) => summary.audit_events += 1,
         Frame::Membership(_)
         | Frame::Succession(_)
@@ -481,6 +494,7 @@ fn restore_into(engine: &dyn Engine, input: impl Read) -> Result<BackupSummary, 
             }
             Frame::Agency(agency) => Agencies::put(&mut batch, &agency.id, &agency)?,
             Frame::Neighbours(set) => Neighbours::put(&mut batch, &set.authority, &set.neighbours)?,
+            Frame::Boundary(code, boundary) => Boundaries::put(&mut batch, &code, &boundary)?,
             Frame::Population(figure) => {
                 Populations::put(&mut batch, &(figure.place, figure.year), &figure.counts)?
             }

@@ -10,6 +10,7 @@ use super::engine::{Engine, WriteBatch};
 use super::{Snapshot, SnapshotWithoutNames};
 use crate::domain::alert::Alert;
 use crate::domain::audit::{AuditEvent, link_hash};
+use crate::domain::boundaries::Boundary;
 use crate::domain::inspection::{CheckpointHeader, PlaceCheckpoint};
 use crate::domain::neighbours::Neighbour;
 use crate::domain::population::PopulationCounts;
@@ -493,6 +494,22 @@ impl Keyspace for Neighbours {
     }
 }
 
+/// Directory: each place's boundary for drawing maps, place → shape (imported, or dissolved
+/// from a footprint area's districts). Kept out of the in-memory directory: maps read a few
+/// places at a time.
+pub(crate) struct Boundaries;
+impl Keyspace for Boundaries {
+    const PREFIX: u8 = b'b';
+    type Key = PlaceCode;
+    type Value = Boundary;
+    fn encode_key(place: &PlaceCode, out: &mut Vec<u8>) {
+        out.extend_from_slice(place.as_bytes());
+    }
+    fn decode_key(bytes: &[u8]) -> Result<PlaceCode, StoreError> {
+        decode_place_code(bytes)
+    }
+}
+
 /// Directory: registered agencies.
 pub(crate) struct Agencies;
 impl Keyspace for Agencies {
@@ -802,6 +819,7 @@ mod tests {
             Aliases::PREFIX,
             Ended::PREFIX,
             Neighbours::PREFIX,
+            Boundaries::PREFIX,
             Agencies::PREFIX,
             Snapshots::PREFIX,
             Releases::PREFIX,

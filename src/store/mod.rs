@@ -17,6 +17,7 @@
 mod alerts;
 mod audit;
 mod backup;
+mod boundaries;
 mod engine;
 mod fold;
 mod keyspace;

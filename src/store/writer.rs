@@ -11,13 +11,14 @@ use tokio::sync::{mpsc, oneshot};
 use super::engine::WriteBatch;
 use super::fold::{self, SubjectCache};
 use super::keyspace::{
-    Agencies, AlertLog, Aliases, AuditHead, AuditLog, ByPlace, Ended, Keyspace, Latest, Log,
-    Memberships, Neighbours, Places, Populations, ReleaseTables, Releases, Snapshots, StaleWatch,
-    SubjectJournal, Successions, index_audit_event,
+    Agencies, AlertLog, Aliases, AuditHead, AuditLog, Boundaries, ByPlace, Ended, Keyspace, Latest,
+    Log, Memberships, Neighbours, Places, Populations, ReleaseTables, Releases, Snapshots,
+    StaleWatch, SubjectJournal, Successions, index_audit_event,
 };
 use super::rebuild::CounterRebuild;
 use super::{ImportOutcome, Shared, Snapshot, SnapshotRequest, StoreError, Submitted};
 use crate::domain::audit::AuditEvent;
+use crate::domain::boundaries::{BoundariesReport, BoundaryImport, plan_boundaries};
 use crate::domain::inspection::Inspection;
 use crate::domain::lookup::{LookupTable, plan_import};
 use crate::domain::neighbours::NeighbourSet;
@@ -60,6 +61,12 @@ pub(super) enum Command {
         figures: Vec<PopulationFigure>,
         actor: Actor,
         reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Boundaries checked by the caller, planned against the directory and stored whole.
+    ImportBoundaries {
+        import: BoundaryImport,
+        actor: Actor,
+        reply: oneshot::Sender<Result<BoundariesReport, StoreError>>,
     },
     RegisterAgency {
         agency: Agency,
@@ -317,6 +324,13 @@ impl Writer {
                     reply,
                 } => {
                     let _ = reply.send(self.guarded(|w| w.import_population(figures, actor)));
+                }
+                Command::ImportBoundaries {
+                    import,
+                    actor,
+                    reply,
+                } => {
+                    let _ = reply.send(self.guarded(|w| w.import_boundaries(import, actor)));
                 }
                 Command::RegisterAgency {
                     agency,
@@ -718,6 +732,34 @@ impl Writer {
         Ok(())
     }
 
+    /// Plans boundaries against the directory and the boundaries stored, then stores them
+    /// (dissolved outlines included) with the audit event in one batch.
+    fn import_boundaries(
+        &mut self,
+        import: BoundaryImport,
+        actor: Actor,
+    ) -> Result<BoundariesReport, StoreError> {
+        let plan = {
+            let directory = self.shared.read_directory();
+            let engine = &*self.shared.engine;
+            plan_boundaries(import, &directory.geography, |code| {
+                Boundaries::get(engine, &code)
+            })?
+        };
+        let mut batch = WriteBatch::default();
+        let mut access = Access::by(actor);
+        access.outcome = format!(
+            "OK: {} boundaries stored, {} dissolved from districts",
+            plan.report.shapes_stored, plan.report.shapes_dissolved
+        );
+        self.chain(&mut batch, access, (self.shared.clock)())?;
+        for (code, boundary) in &plan.boundaries {
+            Boundaries::put(&mut batch, code, boundary)?;
+        }
+        self.apply(batch)?;
+        Ok(plan.report)
+    }
+
     /// Raises `stale_high_risk` for every watched revision past the staleness limit, once:
     /// it leaves the watch in the same batch.
     fn sweep_stale(&mut self) -> Result<usize, StoreError> {
@@ -894,6 +936,7 @@ impl Writer {
                     })
                 })
                 .collect::<Result<_, _>>()?,
+            boundaries: Boundaries::scan_all(engine).collect::<Result<_, _>>()?,
             population: Populations::scan_all(engine)
                 .map(|e| {
                     e.map(|((place, year), counts)| PopulationFigure {

@@ -66,6 +66,20 @@ pub fn neighbours_file(name: &str) -> PathBuf {
 /// The May 2025 model: 153 upper-tier authorities.
 pub const NEIGHBOURS_2025: &str = "children-services-2025.csv";
 
+/// The shared ONS boundary files, for maps.
+pub fn boundaries_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/boundaries")
+        .join(name)
+}
+
+/// Countries, regions, counties, upper- and lower-tier authorities of 2014 to 2025 (TopoJSON).
+pub const BOUNDARIES_TOPO: &str = "uk-local-authorities-2014-2025.topo.json";
+/// Integrated care boards, 2023 (GeoJSON).
+pub const BOUNDARIES_ICB: &str = "icb-2023.geo.json";
+/// Sub-ICB locations, 2023 (GeoJSON).
+pub const BOUNDARIES_SUB_ICB: &str = "sub-icb-2023.geo.json";
+
 /// England's current lookups (2023 to 2025), as published.
 pub fn current_geography_file(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
