@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{AppError, Application, blocking};
 use crate::auth::Caller;
+use crate::domain::boundaries::Shape;
 use crate::domain::free_text::{check_label, check_purpose};
 use crate::domain::inspection::{PlaceMeasure, PlaceView, ViewFilter};
 use crate::domain::neighbours::NeighbourComparison;
@@ -211,6 +212,13 @@ impl Application {
             sequence: live.consistent_at,
         });
         Ok(points)
+    }
+
+    /// The boundaries of these places, for maps (reference data anyone may read), in order;
+    /// `None` where the register holds none (wards and LSOAs have none).
+    pub async fn shapes(&self, places: Vec<PlaceCode>) -> Result<Vec<Option<Shape>>, AppError> {
+        let store = self.store.clone();
+        blocking(move || store.shapes(&places)).await
     }
 
     /// A place's children side by side, ordered by `measure`.

@@ -180,6 +180,8 @@ struct PlacePage {
     category_chart: String,
     kind_chart: String,
     trend_chart: String,
+    /// The child places shaded by their totals; empty without boundaries.
+    map: String,
     trend: Vec<TrendLine>,
 }
 
@@ -187,6 +189,59 @@ struct PlacePage {
 pub struct TrendLine {
     pub month: String,
     pub total: String,
+}
+
+/// A stored shape as the map draws it: rings of (longitude, latitude) degrees.
+pub fn map_shape(shape: &crate::domain::boundaries::Shape) -> Vec<charts::map::Polygon> {
+    shape
+        .polygons
+        .iter()
+        .map(|polygon| {
+            polygon
+                .rings
+                .iter()
+                .map(|ring| {
+                    ring.points
+                        .iter()
+                        .map(|p| (p.lon_degrees(), p.lat_degrees()))
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The place's child places shaded by their totals, where the register holds their
+/// boundaries; empty when none has one (wards, LSOAs).
+fn child_map(
+    name: &str,
+    children: &[(crate::domain::PlaceCode, u64, String)],
+    shapes: &[Option<crate::domain::boundaries::Shape>],
+) -> String {
+    let areas: Vec<charts::map::Area> = children
+        .iter()
+        .zip(shapes)
+        .filter_map(|((code, total, child_name), shape)| {
+            shape.as_ref().map(|shape| charts::map::Area {
+                code: code.to_string(),
+                name: child_name.clone(),
+                shape: map_shape(shape),
+                value: Some(*total as f64),
+                context: false,
+            })
+        })
+        .collect();
+    if areas.is_empty() {
+        return String::new();
+    }
+    charts::map::choropleth(&charts::map::Choropleth {
+        id: "child-map".into(),
+        title: format!("Active risks in each place within {name}"),
+        measure: "Active risks".into(),
+        areas,
+        highlight: None,
+        decimals: 0,
+    })
 }
 
 /// A breakdown drawn as bars, with the same lines its table shows.
@@ -211,6 +266,7 @@ impl PlacePage {
         visitor: &Visitor,
         answer: PlaceViewAnswer,
         trend: &[TrendPoint],
+        shapes: &[Option<crate::domain::boundaries::Shape>],
         query: &FilterQuery,
     ) -> Self {
         let view = &answer.view;
@@ -264,7 +320,26 @@ impl PlacePage {
         let by_severity = lines(&view.by_severity);
         let by_agency_kind = lines::<AgencyKind>(&view.by_agency_kind);
         let by_client_group: Vec<Line> = by_client_group;
+        let named_children: Vec<(crate::domain::PlaceCode, u64, String)> = view
+            .children
+            .iter()
+            .enumerate()
+            .map(|(i, (code, n))| {
+                let name = answer
+                    .names
+                    .places
+                    .get(i + 1)
+                    .cloned()
+                    .flatten()
+                    .map_or_else(|| code.to_string(), |p| p.name);
+                (*code, *n, name)
+            })
+            .collect();
+        let place_name = place
+            .as_ref()
+            .map_or_else(|| view.place.to_string(), |p| p.name.clone());
         Self {
+            map: child_map(&place_name, &named_children, shapes),
             client_group_chart: bar_chart(
                 "by-client-group",
                 "Active risks by client group",
@@ -349,14 +424,18 @@ pub async fn place(
             .app
             .place_trend(&caller, &code, &filter, TREND_MONTHS)
             .await?;
-        Ok((answer, trend))
+        let children = answer.view.children.iter().map(|(c, _)| *c).collect();
+        let shapes = web.app.shapes(children).await?;
+        Ok((answer, trend, shapes))
     };
-    let (answer, trend) = web
+    let (answer, trend, shapes) = web
         .app
         .conclude(&caller, answer.await)
         .await
         .map_err(|status| PageError::new(status, &visitor))?;
-    Ok(render(&PlacePage::of(&visitor, answer, &trend, &query)))
+    Ok(render(&PlacePage::of(
+        &visitor, answer, &trend, &shapes, &query,
+    )))
 }
 
 #[derive(Debug, Clone, Deserialize)]
