@@ -4,6 +4,7 @@
 //! audit chain as the policy table says. The gRPC handlers and the web pages are adapters that
 //! turn requests into these calls and answers into messages or pages.
 
+pub mod alerts;
 pub mod error;
 pub mod inspection;
 pub mod trail;
