@@ -261,7 +261,7 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
         .max_decoding_message_size(MAX_RECORD_MESSAGE);
     let audit = AuditServer::new(api::audit::AuditService::new(store.clone()))
         .max_decoding_message_size(MAX_RECORD_MESSAGE);
-    let open_data = OpenDataServer::new(api::open_data::OpenDataService::new(store.clone()))
+    let open_data = OpenDataServer::new(api::open_data::OpenDataService::new(application.clone()))
         .max_decoding_message_size(MAX_RECORD_MESSAGE);
     let operations = OperationsServer::new(api::operations::OperationsService::new(store.clone()))
         .max_decoding_message_size(MAX_RECORD_MESSAGE);

@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod error;
 pub mod inspection;
+pub mod open_data;
 pub mod trail;
 
 use std::sync::Arc;
