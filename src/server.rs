@@ -259,7 +259,7 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
 
     let alerts = AlertsServer::new(api::alerts::AlertsService::new(application.clone()))
         .max_decoding_message_size(MAX_RECORD_MESSAGE);
-    let audit = AuditServer::new(api::audit::AuditService::new(store.clone()))
+    let audit = AuditServer::new(api::audit::AuditService::new(application.clone()))
         .max_decoding_message_size(MAX_RECORD_MESSAGE);
     let open_data = OpenDataServer::new(api::open_data::OpenDataService::new(application.clone()))
         .max_decoding_message_size(MAX_RECORD_MESSAGE);

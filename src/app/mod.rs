@@ -5,6 +5,7 @@
 //! turn requests into these calls and answers into messages or pages.
 
 pub mod alerts;
+pub mod audit;
 pub mod error;
 pub mod inspection;
 pub mod open_data;
