@@ -242,9 +242,10 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
     ));
     let application = app::Application::new(store.clone(), Arc::clone(&trail));
 
-    let risk_register =
-        RiskRegisterServer::new(api::risk_register::RiskRegisterService::new(store.clone()))
-            .max_decoding_message_size(MAX_RECORD_MESSAGE);
+    let risk_register = RiskRegisterServer::new(api::risk_register::RiskRegisterService::new(
+        application.clone(),
+    ))
+    .max_decoding_message_size(MAX_RECORD_MESSAGE);
     let directory = DirectoryServer::new(api::directory::DirectoryService::new(store.clone()))
         .max_decoding_message_size(MAX_DIRECTORY_MESSAGE);
     let inspection =

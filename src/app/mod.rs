@@ -9,6 +9,7 @@ pub mod audit;
 pub mod error;
 pub mod inspection;
 pub mod open_data;
+pub mod records;
 pub mod trail;
 
 use std::sync::Arc;
