@@ -246,8 +246,9 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
         application.clone(),
     ))
     .max_decoding_message_size(MAX_RECORD_MESSAGE);
-    let directory = DirectoryServer::new(api::directory::DirectoryService::new(store.clone()))
-        .max_decoding_message_size(MAX_DIRECTORY_MESSAGE);
+    let directory =
+        DirectoryServer::new(api::directory::DirectoryService::new(application.clone()))
+            .max_decoding_message_size(MAX_DIRECTORY_MESSAGE);
     let inspection =
         InspectionServer::new(api::inspection::InspectionService::new(application.clone()))
             .max_decoding_message_size(MAX_RECORD_MESSAGE);

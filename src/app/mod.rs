@@ -6,6 +6,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod directory;
 pub mod error;
 pub mod inspection;
 pub mod open_data;
