@@ -265,8 +265,9 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
         .max_decoding_message_size(MAX_RECORD_MESSAGE);
     let open_data = OpenDataServer::new(api::open_data::OpenDataService::new(application.clone()))
         .max_decoding_message_size(MAX_RECORD_MESSAGE);
-    let operations = OperationsServer::new(api::operations::OperationsService::new(store.clone()))
-        .max_decoding_message_size(MAX_RECORD_MESSAGE);
+    let operations =
+        OperationsServer::new(api::operations::OperationsService::new(application.clone()))
+            .max_decoding_message_size(MAX_RECORD_MESSAGE);
     let identities = auth::Identities::from_config(&config.principals).map_err(|reason| {
         config::ConfigError::Invalid {
             key: "principal".into(),

@@ -10,6 +10,7 @@ pub mod directory;
 pub mod error;
 pub mod inspection;
 pub mod open_data;
+pub mod operations;
 pub mod records;
 pub mod trail;
 
