@@ -9,7 +9,8 @@ use crate::domain::disclosure::{Published, comparative_table};
 use crate::domain::inspection::ViewFilter;
 use crate::domain::population::Rate;
 use crate::domain::release::{Release, ReleasedTable};
-use crate::domain::{ClientGroup, Invalid, Place, PlaceLevel, Vocabulary};
+use crate::domain::tidy::{NamedPlace, TidyCount, TidyRow, TidySource, TidyTable, tidy_layout};
+use crate::domain::{ClientGroup, Invalid, Place, PlaceLevel, RiskCategory, Vocabulary};
 
 /// A release's table for one parent and level, with the rates that may be published beside
 /// its counts.
@@ -122,6 +123,109 @@ impl Application {
             })
             .collect();
         self.store.rates(place.code, &shown)
+    }
+
+    /// A release's table in the tidy layout of official statistics, for a download: the
+    /// same table [`Application::comparative_table`] gives (always whole), laid out by the
+    /// same [`tidy_layout`] as `marr export` uses, so both files are alike.
+    pub fn tidy_table(
+        &self,
+        caller: &Caller,
+        parent: &str,
+        level: Option<PlaceLevel>,
+        release: Option<u64>,
+    ) -> Result<TidyTable, AppError> {
+        let everything = ViewFilter::default();
+        let table = self.comparative_table(caller, parent, level, &everything, release)?;
+        Ok(tidy_layout(&self.tidy_source(&table)))
+    }
+
+    /// A release's table in the layout's terms, each place set in the directory held now.
+    fn tidy_source(&self, answer: &PublicTable) -> TidySource {
+        let named = |place: &Place| NamedPlace {
+            code: place.code.to_string(),
+            name: place.name.clone(),
+            level: Some(place.level),
+        };
+        // A place the directory no longer holds sits where the table's parent sits.
+        let ancestors = |place: &Place| {
+            self.store
+                .place(place.code)
+                .map(|detail| detail.ancestors.iter().map(named).collect())
+                .unwrap_or_default()
+        };
+        let table = &answer.table.table;
+        let (groups, categories) = (&table.by_client_group, &table.by_category);
+        let row = |place: &Place,
+                   total: Published,
+                   group_counts: &[Published],
+                   category_counts: &[Published],
+                   rates: &BTreeMap<ClientGroup, Rate>| TidyRow {
+            place: named(place),
+            ancestors: ancestors(place),
+            total: Some(TidyCount {
+                count: total,
+                rate: None,
+            }),
+            by_client_group: ClientGroup::ALL
+                .iter()
+                .zip(group_counts)
+                .map(|(group, count)| {
+                    let rate = rates.get(group).copied();
+                    (
+                        Some(*group),
+                        TidyCount {
+                            count: *count,
+                            rate,
+                        },
+                    )
+                })
+                .collect(),
+            by_category: RiskCategory::ALL
+                .iter()
+                .zip(category_counts)
+                .map(|(category, count)| {
+                    (
+                        Some(*category),
+                        TidyCount {
+                            count: *count,
+                            rate: None,
+                        },
+                    )
+                })
+                .collect(),
+        };
+        let parent = self.store.place(answer.table.parent.code);
+        TidySource {
+            as_at: answer.release.as_at,
+            level: answer.table.level,
+            parent: parent.as_ref().map(|detail| named(&detail.place)),
+            parent_ancestors: parent
+                .map(|detail| detail.ancestors.iter().map(named).collect())
+                .unwrap_or_default(),
+            rows: table
+                .places
+                .iter()
+                .zip(&answer.row_rates)
+                .enumerate()
+                .map(|(r, (place, rates))| {
+                    row(
+                        place,
+                        groups.row_totals[r],
+                        &groups.cells[r],
+                        &categories.cells[r],
+                        rates,
+                    )
+                })
+                .collect(),
+            total: Some(row(
+                &answer.table.parent,
+                groups.total,
+                &groups.column_totals,
+                &categories.column_totals,
+                &answer.total_rates,
+            )),
+        }
     }
 
     /// Cuts a release out of schedule.
