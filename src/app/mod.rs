@@ -34,14 +34,18 @@ pub struct Application {
 }
 
 impl Application {
+    /// The use cases over `store`, recording outcomes in `trail` (shared with the guard).
     pub fn new(store: Store, trail: Arc<AuditTrail>) -> Self {
         Self { store, trail }
     }
 
+    /// The store under the use cases, for a front's own reading of requests (codes named in
+    /// a request are read against the directory held now).
     pub fn store(&self) -> &Store {
         &self.store
     }
 
+    /// Where outcomes are recorded.
     pub fn trail(&self) -> &Arc<AuditTrail> {
         &self.trail
     }
