@@ -113,8 +113,15 @@ async fn plain_unguarded() -> Running {
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let service = RiskRegisterServer::new(marr::api::risk_register::RiskRegisterService::new(
+    // Refusals are the only events the baseline could record; its limits never bind.
+    let trail = Arc::new(marr::app::AuditTrail::new(
         store.clone(),
+        std::num::NonZeroU32::MAX,
+        std::num::NonZeroU32::MAX,
+    ));
+    let application = marr::app::Application::new(store.clone(), trail);
+    let service = RiskRegisterServer::new(marr::api::risk_register::RiskRegisterService::new(
+        application,
     ));
     let server = tokio::spawn(async move {
         tonic::transport::Server::builder()

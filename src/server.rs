@@ -257,12 +257,6 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
         .await;
     health.set_service_status("", ServingStatus::Serving).await;
 
-    let risk_register =
-        RiskRegisterServer::new(api::risk_register::RiskRegisterService::new(store.clone()))
-            .max_decoding_message_size(MAX_RECORD_MESSAGE);
-    let directory = DirectoryServer::new(api::directory::DirectoryService::new(store.clone()))
-        .max_decoding_message_size(MAX_DIRECTORY_MESSAGE);
-
     let limits = config.limits()?;
     let trail = Arc::new(app::AuditTrail::new(
         store.clone(),
@@ -270,6 +264,14 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
         limits.per_principal_burst,
     ));
     let application = app::Application::new(store.clone(), Arc::clone(&trail));
+
+    let risk_register = RiskRegisterServer::new(api::risk_register::RiskRegisterService::new(
+        application.clone(),
+    ))
+    .max_decoding_message_size(MAX_RECORD_MESSAGE);
+    let directory =
+        DirectoryServer::new(api::directory::DirectoryService::new(application.clone()))
+            .max_decoding_message_size(MAX_DIRECTORY_MESSAGE);
     let inspection =
         InspectionServer::new(api::inspection::InspectionService::new(application.clone()))
             .max_decoding_message_size(MAX_RECORD_MESSAGE);
@@ -280,14 +282,15 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
         .unwrap_or_default();
     let incoming = SharedIncoming(listener);
 
-    let alerts = AlertsServer::new(api::alerts::AlertsService::new(store.clone()))
+    let alerts = AlertsServer::new(api::alerts::AlertsService::new(application.clone()))
         .max_decoding_message_size(MAX_RECORD_MESSAGE);
-    let audit = AuditServer::new(api::audit::AuditService::new(store.clone()))
+    let audit = AuditServer::new(api::audit::AuditService::new(application.clone()))
         .max_decoding_message_size(MAX_RECORD_MESSAGE);
-    let open_data = OpenDataServer::new(api::open_data::OpenDataService::new(store.clone()))
+    let open_data = OpenDataServer::new(api::open_data::OpenDataService::new(application.clone()))
         .max_decoding_message_size(MAX_RECORD_MESSAGE);
-    let operations = OperationsServer::new(api::operations::OperationsService::new(store.clone()))
-        .max_decoding_message_size(MAX_RECORD_MESSAGE);
+    let operations =
+        OperationsServer::new(api::operations::OperationsService::new(application.clone()))
+            .max_decoding_message_size(MAX_RECORD_MESSAGE);
     let identities = auth::Identities::from_config(&config.principals).map_err(|reason| {
         config::ConfigError::Invalid {
             key: "principal".into(),

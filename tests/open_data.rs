@@ -1341,3 +1341,47 @@ async fn the_public_table_gives_rates_from_the_published_counts_and_none_for_a_s
             .all(|c| c.rate.is_none())
     );
 }
+
+/// A web download of a release's table is laid out by the application; `marr export` lays out
+/// the gRPC answer. Both go through one layout, so the two files are the same, line for line,
+/// for a local authority table and for a police force's (with its footprint columns).
+#[tokio::test]
+async fn the_applications_tidy_table_is_the_file_marr_export_writes() {
+    let (server, _connection) = north_east_with_counts().await;
+    let trail = Arc::new(marr::app::AuditTrail::new(
+        server.store().clone(),
+        std::num::NonZeroU32::MAX,
+        std::num::NonZeroU32::MAX,
+    ));
+    let app = marr::app::Application::new(server.store().clone(), trail);
+    let rule =
+        marr::auth::policy::rule_for("/marr.v1.OpenData/GetComparativeTable").expect("a rule");
+    let public = Arc::new(marr::auth::Principal::public("a browser"));
+    let caller = marr::auth::Caller::new(public, rule, "a browser");
+    let dir = tempfile::tempdir().expect("dir");
+    for (parent, level, word) in [
+        (NORTH_EAST, marr::domain::PlaceLevel::County, "county"),
+        (NORTHUMBRIA, marr::domain::PlaceLevel::District, "district"),
+    ] {
+        let out = dir.path().join(format!("{parent}.csv"));
+        let exported = export_csv(&server.url, &["--parent", parent, "--level", word], &out).await;
+        let mut reader = csv::Reader::from_path(&out).expect("csv");
+        let header: Vec<String> = reader
+            .headers()
+            .expect("header")
+            .iter()
+            .map(String::from)
+            .collect();
+        let exported: Vec<Vec<String>> = exported
+            .iter()
+            .map(|line| line.iter().map(String::from).collect())
+            .collect();
+
+        let tidy = app
+            .tidy_table(&caller, parent, Some(level), None)
+            .expect("the latest release's table");
+        assert_eq!(tidy.header, header, "{parent}");
+        assert!(!exported.is_empty(), "{parent}: the export has lines");
+        assert_eq!(tidy.lines, exported, "{parent}");
+    }
+}

@@ -6,41 +6,21 @@ use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 
 use super::convert::{page_size, record_ref, time_from_proto, timestamp};
-use super::error::ApiError;
+use crate::app::Application;
+use crate::app::audit::AuditVerdict;
 use crate::auth::Caller;
 use crate::domain::audit::{AuditEvent, AuditFilter};
 use crate::domain::{Invalid, Role};
 use crate::proto;
 use crate::proto::audit_server::Audit;
-use crate::store::{AuditPage, Store, StoreError};
-
-/// An agency's own submissions are not "access to its records" by someone else.
-const OWN_WRITES: [&str; 2] = [
-    "/marr.v1.RiskRegister/SubmitRecord",
-    "/marr.v1.RiskRegister/PushRecords",
-];
 
 pub struct AuditService {
-    store: Store,
+    app: Application,
 }
 
 impl AuditService {
-    pub fn new(store: Store) -> Self {
-        Self { store }
-    }
-
-    async fn page(
-        &self,
-        filter: AuditFilter,
-        after: u64,
-        requested: u32,
-    ) -> Result<AuditPage, ApiError> {
-        let limit = page_size(requested)?;
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.audit_events(&filter, after, limit))
-            .await
-            .map_err(|e| StoreError::WriterFailed(e.to_string()))?
-            .map_err(ApiError::from)
+    pub fn new(app: Application) -> Self {
+        Self { app }
     }
 }
 
@@ -87,18 +67,22 @@ impl Audit for AuditService {
         &self,
         request: Request<proto::ListAuditEventsRequest>,
     ) -> Result<Response<proto::ListAuditEventsResponse>, Status> {
-        Caller::of(&request)?;
+        let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let filter = AuditFilter {
-            principal: non_empty(request.principal),
-            method: non_empty(request.method),
-            from: bound("from", request.from).map_err(ApiError::from)?,
-            to: bound("to", request.to).map_err(ApiError::from)?,
-            ..AuditFilter::default()
+        let page = async {
+            let filter = AuditFilter {
+                principal: non_empty(request.principal),
+                method: non_empty(request.method),
+                from: bound("from", request.from)?,
+                to: bound("to", request.to)?,
+                ..AuditFilter::default()
+            };
+            let page_size = page_size(request.page_size)?;
+            self.app
+                .list_audit_events(&caller, filter, request.after_sequence, page_size)
+                .await
         };
-        let page = self
-            .page(filter, request.after_sequence, request.page_size)
-            .await?;
+        let page = self.app.conclude(&caller, page.await).await?;
         Ok(Response::new(proto::ListAuditEventsResponse {
             events: page.events.iter().map(event_to_proto).collect(),
             next_after_sequence: page.next_after.unwrap_or(0),
@@ -109,19 +93,16 @@ impl Audit for AuditService {
         &self,
         request: Request<proto::VerifyAuditRequest>,
     ) -> Result<Response<proto::VerifyAuditResponse>, Status> {
-        Caller::of(&request)?;
-        let store = self.store.clone();
-        let verdict = tokio::task::spawn_blocking(move || store.verify_audit())
-            .await
-            .map_err(|e| ApiError::from(StoreError::WriterFailed(e.to_string())))?
-            .map_err(ApiError::from)?;
+        let caller = Caller::of(&request)?;
+        let verdict = self.app.verify_audit(&caller).await;
+        let verdict = self.app.conclude(&caller, verdict).await?;
         Ok(Response::new(match verdict {
-            Ok(checked) => proto::VerifyAuditResponse {
+            AuditVerdict::Intact { events_checked } => proto::VerifyAuditResponse {
                 intact: true,
-                events_checked: checked,
+                events_checked,
                 ..Default::default()
             },
-            Err(broken) => proto::VerifyAuditResponse {
+            AuditVerdict::Broken(broken) => proto::VerifyAuditResponse {
                 intact: false,
                 events_checked: broken.sequence.saturating_sub(1),
                 broken_at_sequence: broken.sequence,
@@ -135,25 +116,18 @@ impl Audit for AuditService {
         request: Request<proto::ListAccessToMyRecordsRequest>,
     ) -> Result<Response<proto::ListAccessToMyRecordsResponse>, Status> {
         let caller = Caller::of(&request)?;
-        let agency = caller.own_agency().map_err(ApiError::from)?.clone();
         let request = request.into_inner();
-        let filter = AuditFilter {
-            from: bound("from", request.from).map_err(ApiError::from)?,
-            to: bound("to", request.to).map_err(ApiError::from)?,
-            agency: Some(agency.clone()),
-            except_methods: OWN_WRITES.iter().map(|m| m.to_string()).collect(),
-            ..AuditFilter::default()
+        let page = async {
+            let from = bound("from", request.from)?;
+            let to = bound("to", request.to)?;
+            let page_size = page_size(request.page_size)?;
+            self.app
+                .access_to_my_records(&caller, from, to, request.after_sequence, page_size)
+                .await
         };
-        let page = self
-            .page(filter, request.after_sequence, request.page_size)
-            .await?;
-        let events = page
-            .events
-            .into_iter()
-            .map(|event| event_to_proto(&event.as_seen_by(&agency)))
-            .collect();
+        let page = self.app.conclude(&caller, page.await).await?;
         Ok(Response::new(proto::ListAccessToMyRecordsResponse {
-            events,
+            events: page.events.iter().map(event_to_proto).collect(),
             next_after_sequence: page.next_after.unwrap_or(0),
         }))
     }

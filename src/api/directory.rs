@@ -6,22 +6,21 @@ use tonic::{Request, Response, Status, Streaming};
 use super::convert::{
     BoundaryAssembler, TableAssembler, agency_from_proto, agency_to_proto, place_to_proto,
 };
-use super::error::ApiError;
+use crate::app::Application;
 use crate::auth::Caller;
 use crate::domain::Vocabulary;
 use crate::domain::neighbours::NeighboursReport;
 use crate::domain::population::PopulationReport;
 use crate::proto::directory_server::Directory;
 use crate::proto::{self};
-use crate::store::Store;
 
 pub struct DirectoryService {
-    store: Store,
+    app: Application,
 }
 
 impl DirectoryService {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(app: Application) -> Self {
+        Self { app }
     }
 }
 
@@ -100,10 +99,10 @@ impl Directory for DirectoryService {
             tables.add_neighbours(chunk?)?;
         }
         let report = self
-            .store
-            .import_neighbours(tables.finish(), caller.actor())
-            .await
-            .map_err(ApiError::from)?;
+            .app
+            .import_statistical_neighbours(&caller, tables.finish())
+            .await;
+        let report = self.app.conclude(&caller, report).await?;
         Ok(Response::new(neighbours_report_to_proto(report)))
     }
 
@@ -117,11 +116,11 @@ impl Directory for DirectoryService {
         while let Some(chunk) = chunks.next().await {
             shapes.add(chunk?)?;
         }
-        let report = self
-            .store
-            .import_boundaries(shapes.finish()?, caller.actor())
-            .await
-            .map_err(ApiError::from)?;
+        let report = match shapes.finish() {
+            Ok(shapes) => self.app.import_boundaries(&caller, shapes).await,
+            Err(refused) => Err(refused),
+        };
+        let report = self.app.conclude(&caller, report).await?;
         Ok(Response::new(proto::ImportBoundariesResponse {
             features_read: report.features_read,
             shapes_stored: report.shapes_stored,
@@ -141,11 +140,8 @@ impl Directory for DirectoryService {
         while let Some(chunk) = chunks.next().await {
             tables.add(chunk?)?;
         }
-        let outcome = self
-            .store
-            .import_places(tables.finish(), caller.actor())
-            .await
-            .map_err(ApiError::from)?;
+        let outcome = self.app.import_places(&caller, tables.finish()).await;
+        let outcome = self.app.conclude(&caller, outcome).await?;
         let report = outcome.report;
         let (areas, places): (Vec<_>, Vec<_>) = outcome
             .places_by_level
@@ -176,11 +172,8 @@ impl Directory for DirectoryService {
         while let Some(chunk) = chunks.next().await {
             tables.add_population(chunk?)?;
         }
-        let report = self
-            .store
-            .import_population(tables.finish(), caller.actor())
-            .await
-            .map_err(ApiError::from)?;
+        let report = self.app.import_population(&caller, tables.finish()).await;
+        let report = self.app.conclude(&caller, report).await?;
         Ok(Response::new(population_report_to_proto(report)))
     }
 
@@ -188,14 +181,9 @@ impl Directory for DirectoryService {
         &self,
         request: Request<proto::GetPlaceRequest>,
     ) -> Result<Response<proto::GetPlaceResponse>, Status> {
-        let code = self
-            .store
-            .place_code("code", &request.into_inner().code)
-            .map_err(ApiError::from)?;
-        let detail = self
-            .store
-            .place(code)
-            .ok_or_else(|| ApiError::NotFound(format!("no place {code}")))?;
+        let caller = Caller::of(&request)?;
+        let detail = self.app.place(&caller, &request.into_inner().code);
+        let detail = self.app.conclude(&caller, detail).await?;
         Ok(Response::new(proto::GetPlaceResponse {
             place: Some(place_to_proto(&detail.place, &detail.areas)),
             ancestors: detail
@@ -218,14 +206,9 @@ impl Directory for DirectoryService {
         &self,
         request: Request<proto::ListChildPlacesRequest>,
     ) -> Result<Response<proto::ListChildPlacesResponse>, Status> {
-        let code = self
-            .store
-            .place_code("code", &request.into_inner().code)
-            .map_err(ApiError::from)?;
-        let children = self
-            .store
-            .child_places(code)
-            .ok_or_else(|| ApiError::NotFound(format!("no place {code}")))?;
+        let caller = Caller::of(&request)?;
+        let children = self.app.child_places(&caller, &request.into_inner().code);
+        let children = self.app.conclude(&caller, children).await?;
         Ok(Response::new(proto::ListChildPlacesResponse {
             places: children.iter().map(|p| place_to_proto(p, &[])).collect(),
         }))
@@ -236,27 +219,29 @@ impl Directory for DirectoryService {
         request: Request<proto::RegisterAgencyRequest>,
     ) -> Result<Response<proto::RegisterAgencyResponse>, Status> {
         let caller = Caller::of(&request)?;
-        let agency = agency_from_proto(request.into_inner().agency, |code| {
-            self.store.code_named(code)
-        })
-        .map_err(ApiError::from)?;
-        let changed = self
-            .store
-            .register_agency(agency.clone(), caller.actor())
-            .await
-            .map_err(ApiError::from)?;
+        let registration = async {
+            // The agency's codes are read against the directory held now.
+            let agency = agency_from_proto(request.into_inner().agency, |code| {
+                self.app.store().code_named(code)
+            })?;
+            self.app.register_agency(&caller, agency).await
+        };
+        let registration = self.app.conclude(&caller, registration.await).await?;
         Ok(Response::new(proto::RegisterAgencyResponse {
-            agency: Some(agency_to_proto(&agency)),
-            changed,
+            agency: Some(agency_to_proto(&registration.agency)),
+            changed: registration.changed,
         }))
     }
 
     async fn list_agencies(
         &self,
-        _request: Request<proto::ListAgenciesRequest>,
+        request: Request<proto::ListAgenciesRequest>,
     ) -> Result<Response<proto::ListAgenciesResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let agencies = self.app.agencies(&caller);
+        let agencies = self.app.conclude(&caller, Ok(agencies)).await?;
         Ok(Response::new(proto::ListAgenciesResponse {
-            agencies: self.store.agencies().iter().map(agency_to_proto).collect(),
+            agencies: agencies.iter().map(agency_to_proto).collect(),
         }))
     }
 }

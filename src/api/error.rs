@@ -34,6 +34,7 @@ impl From<ApiError> for Status {
             ApiError::NotFound(what) => Status::not_found(what),
             ApiError::NotReleased(what) => Status::failed_precondition(what),
             ApiError::Exhausted(limit) => Status::resource_exhausted(limit),
+            ApiError::Unavailable(reason) => Status::unavailable(reason),
             ApiError::Denied(denied) => denied.into(),
             ApiError::Store(store) => match store {
                 StoreError::Invalid(invalid) => bad_request(invalid),

@@ -1,4 +1,5 @@
-//! The gRPC services: each handler validates, delegates to the store and converts.
+//! The gRPC services: each handler reads the request, calls one use case of the application,
+//! concludes it (which records its outcome in the audit chain) and converts the answer.
 
 pub mod alerts;
 pub mod audit;
@@ -12,15 +13,3 @@ pub mod operations;
 pub mod risk_register;
 
 pub use error::ApiError;
-
-use crate::store::StoreError;
-
-/// Runs store work that scans or replays the log off the async workers.
-pub(crate) async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError::Store(StoreError::WriterFailed(e.to_string())))?
-        .map_err(ApiError::from)
-}

@@ -1,29 +1,29 @@
 //! `marr.v1.OpenData`: comparable per-place figures for the public, from releases cut and
 //! frozen under disclosure control before they leave the server.
 
-use tonic::{Request, Response, Status};
-
 use std::collections::BTreeMap;
 
+use tonic::{Request, Response, Status};
+
 use super::convert::{coded_option, place_to_proto, rate_to_proto, timestamp};
-use super::error::ApiError;
 use super::inspection::filter_from_proto;
+use crate::app::Application;
+use crate::app::open_data::PublicTable;
 use crate::auth::Caller;
 use crate::domain::disclosure::Published;
 use crate::domain::population::Rate;
-use crate::domain::release::{Release, ReleasedTable};
-use crate::domain::{ClientGroup, Invalid, Place, PlaceCode, PlaceLevel, RiskCategory, Vocabulary};
+use crate::domain::release::Release;
+use crate::domain::{ClientGroup, Place, RiskCategory, Vocabulary};
 use crate::proto;
 use crate::proto::open_data_server::OpenData;
-use crate::store::Store;
 
 pub struct OpenDataService {
-    store: Store,
+    app: Application,
 }
 
 impl OpenDataService {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(app: Application) -> Self {
+        Self { app }
     }
 }
 
@@ -56,75 +56,55 @@ pub fn release_to_proto(release: &Release) -> proto::Release {
     }
 }
 
-/// The level of a table's rows, refusing anything below district.
-pub fn table_level(number: i32) -> Result<PlaceLevel, Invalid> {
-    match coded_option::<PlaceLevel>("level", number)? {
-        None => Err(Invalid::one("level", "is required (the level of the rows)")),
-        Some(PlaceLevel::Ward | PlaceLevel::Lsoa) => Err(Invalid::one(
-            "level",
-            "nothing below district level is published",
-        )),
-        Some(level) => Ok(level),
-    }
-}
-
-/// The contract's form of a frozen table, each published client-group count with its rate
-/// from `rates` (the population known now). A rate is taken from the rounded count and never
-/// given for a suppressed one: with the population public, it would give the count away.
-fn table_to_proto(
-    released: &ReleasedTable,
-    release: &Release,
-    rates: impl Fn(PlaceCode, &BTreeMap<ClientGroup, u64>) -> BTreeMap<ClientGroup, Rate>,
-) -> proto::GetComparativeTableResponse {
-    let table = &released.table;
-    let row = |place: &Place, r: Option<usize>| {
-        let (total, groups, categories) = match r {
-            Some(r) => (
-                table.by_client_group.row_totals[r],
-                &table.by_client_group.cells[r],
-                &table.by_category.cells[r],
-            ),
-            None => (
-                table.by_client_group.total,
-                &table.by_client_group.column_totals,
-                &table.by_category.column_totals,
-            ),
-        };
-        let shown: BTreeMap<ClientGroup, u64> = ClientGroup::ALL
+/// The contract's form of a release's table, each published client-group count with the
+/// rate the application gives for it.
+fn table_to_proto(answer: &PublicTable) -> proto::GetComparativeTableResponse {
+    let table = &answer.table.table;
+    let row = |place: &Place,
+               total: Published,
+               groups: &[Published],
+               categories: &[Published],
+               rates: &BTreeMap<ClientGroup, Rate>| proto::ComparativeRow {
+        place: Some(place_to_proto(place, &[])),
+        total: Some(count(total)),
+        by_client_group: ClientGroup::ALL
             .iter()
             .zip(groups)
-            .filter_map(|(group, published)| match published {
-                Published::Count(value) => Some((*group, *value)),
-                Published::Suppressed => None,
+            .map(|(group, published)| proto::PublishedCount {
+                rate: rates.get(group).map(rate_to_proto),
+                ..count(*published)
             })
-            .collect();
-        let rates = rates(place.code, &shown);
-        proto::ComparativeRow {
-            place: Some(place_to_proto(place, &[])),
-            total: Some(count(total)),
-            by_client_group: ClientGroup::ALL
-                .iter()
-                .zip(groups)
-                .map(|(group, published)| proto::PublishedCount {
-                    rate: rates.get(group).map(rate_to_proto),
-                    ..count(*published)
-                })
-                .collect(),
-            by_category: categories.iter().copied().map(count).collect(),
-        }
+            .collect(),
+        by_category: categories.iter().copied().map(count).collect(),
     };
+    let (groups, categories) = (&table.by_client_group, &table.by_category);
     proto::GetComparativeTableResponse {
         client_groups: ClientGroup::ALL.iter().map(|g| g.number()).collect(),
         categories: RiskCategory::ALL.iter().map(|c| c.number()).collect(),
         rows: table
             .places
             .iter()
+            .zip(&answer.row_rates)
             .enumerate()
-            .map(|(i, place)| row(place, Some(i)))
+            .map(|(r, (place, rates))| {
+                row(
+                    place,
+                    groups.row_totals[r],
+                    &groups.cells[r],
+                    &categories.cells[r],
+                    rates,
+                )
+            })
             .collect(),
-        total: Some(row(&released.parent, None)),
-        consistent_at_sequence: release.sequence,
-        release: Some(release_to_proto(release)),
+        total: Some(row(
+            &answer.table.parent,
+            groups.total,
+            &groups.column_totals,
+            &categories.column_totals,
+            &answer.total_rates,
+        )),
+        consistent_at_sequence: answer.release.sequence,
+        release: Some(release_to_proto(&answer.release)),
     }
 }
 
@@ -134,69 +114,26 @@ impl OpenData for OpenDataService {
         &self,
         request: Request<proto::GetComparativeTableRequest>,
     ) -> Result<Response<proto::GetComparativeTableResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let parent = self
-            .store
-            .place_code("parent_code", &request.parent_code)
-            .map_err(ApiError::from)?;
-        let level = table_level(request.level).map_err(ApiError::from)?;
-        let filter = filter_from_proto(request.filter.as_ref()).map_err(ApiError::from)?;
-        if !filter.is_everything() {
-            return Err(ApiError::from(Invalid::one(
-                "filter",
-                "releases publish whole tables; a narrower table could be differenced \
-                 against the whole one",
-            ))
-            .into());
-        }
-        if self.store.place(parent).is_none() {
-            return Err(ApiError::NotFound(format!("no place {parent}")).into());
-        }
-        let asked = (request.release != 0).then_some(request.release);
-        let release = match self.store.release(asked).map_err(ApiError::from)? {
-            Some(release) => release,
-            None if asked.is_some() => {
-                return Err(ApiError::NotFound(format!("no release {}", request.release)).into());
-            }
-            None => {
-                return Err(ApiError::NotReleased(
-                    "no release of the public table has been cut yet; the first comes at \
-                     the next scheduled release point"
-                        .into(),
-                )
-                .into());
-            }
-        };
-        let table = self
-            .store
-            .release_table(release.number, parent, level)
-            .map_err(ApiError::from)?;
-        // A parent and level with no places under them publish an empty table.
-        let table = match table {
-            Some(table) => table,
-            None => ReleasedTable {
-                parent: self
-                    .store
-                    .place(parent)
-                    .ok_or_else(|| ApiError::NotFound(format!("no place {parent}")))?
-                    .place,
-                level,
-                table: crate::domain::disclosure::comparative_table(Vec::new(), None),
-            },
-        };
-        Ok(Response::new(table_to_proto(
-            &table,
-            &release,
-            |place, counts| self.store.rates(place, counts),
-        )))
+        let table = (|| {
+            let level = coded_option("level", request.level)?;
+            let filter = filter_from_proto(request.filter.as_ref())?;
+            let release = (request.release != 0).then_some(request.release);
+            self.app
+                .comparative_table(&caller, &request.parent_code, level, &filter, release)
+        })();
+        let table = self.app.conclude(&caller, table).await?;
+        Ok(Response::new(table_to_proto(&table)))
     }
 
     async fn list_releases(
         &self,
-        _request: Request<proto::ListReleasesRequest>,
+        request: Request<proto::ListReleasesRequest>,
     ) -> Result<Response<proto::ListReleasesResponse>, Status> {
-        let mut releases = self.store.releases().map_err(ApiError::from)?;
-        releases.reverse();
+        let caller = Caller::of(&request)?;
+        let releases = self.app.releases(&caller);
+        let releases = self.app.conclude(&caller, releases).await?;
         Ok(Response::new(proto::ListReleasesResponse {
             releases: releases.iter().map(release_to_proto).collect(),
         }))
@@ -207,11 +144,8 @@ impl OpenData for OpenDataService {
         request: Request<proto::CutReleaseRequest>,
     ) -> Result<Response<proto::CutReleaseResponse>, Status> {
         let caller = Caller::of(&request)?;
-        let release = self
-            .store
-            .cut_release(caller.actor())
-            .await
-            .map_err(ApiError::from)?;
+        let release = self.app.cut_release(&caller).await;
+        let release = self.app.conclude(&caller, release).await?;
         Ok(Response::new(proto::CutReleaseResponse {
             release: Some(release_to_proto(&release)),
         }))

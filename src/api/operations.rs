@@ -7,21 +7,21 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::error::ApiError;
+use crate::app::Application;
+use crate::auth::Caller;
 use crate::proto;
 use crate::proto::operations_server::Operations;
-use crate::store::Store;
 
 /// Bytes per streamed chunk of a backup.
 const CHUNK: usize = 1024 * 1024;
 
 pub struct OperationsService {
-    store: Store,
+    app: Application,
 }
 
 impl OperationsService {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(app: Application) -> Self {
+        Self { app }
     }
 }
 
@@ -69,20 +69,20 @@ impl Operations for OperationsService {
         &self,
         request: Request<proto::BackupRequest>,
     ) -> Result<Response<Self::BackupStream>, Status> {
-        crate::auth::Caller::of(&request)?;
-        let cut = self.store.backup_cut().await.map_err(ApiError::from)?;
+        let caller = Caller::of(&request)?;
+        let backup = self.app.backup(&caller).await;
+        let backup = self.app.conclude(&caller, backup).await?;
         let (out, chunks) = mpsc::channel(4);
-        let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
             let mut sender = ChunkSender {
                 out: out.clone(),
                 buffer: Vec::with_capacity(CHUNK),
             };
-            match store.write_backup(&cut, &mut sender) {
+            match backup.write_to(&mut sender) {
                 Ok(summary) => tracing::info!(%summary, "backup sent"),
                 Err(error) => {
                     tracing::warn!(%error, "backup stopped");
-                    let _ = out.blocking_send(Err(ApiError::from(error).into()));
+                    let _ = out.blocking_send(Err(error.into()));
                 }
             }
         });

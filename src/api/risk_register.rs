@@ -10,38 +10,34 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{record_from_proto_or_known, record_key, revision_to_proto};
-use super::error::{ApiError, limit_as_exhausted};
+use super::error::limit_as_exhausted;
+use crate::app::records::{QueuedRecord, Recorded, count_rejected};
+use crate::app::{AppError, Application};
 use crate::auth::Caller;
-use crate::domain::{Actor, Invalid};
+use crate::domain::{Actor, Invalid, RecordKey};
 use crate::proto::risk_register_server::RiskRegister;
 use crate::proto::{self, Outcome};
-use crate::store::{PendingSubmission, Store, StoreError, Submitted};
+use crate::store::Submitted;
 
 /// Records of one push stream that may be in flight at once; large enough that the writer
 /// sees full batches from a single stream.
 const PUSH_IN_FLIGHT: usize = 8192;
 
 pub struct RiskRegisterService {
-    store: Store,
+    app: Application,
 }
 
 impl RiskRegisterService {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(app: Application) -> Self {
+        Self { app }
     }
 }
 
 /// One record's place in a push stream's answer, in arrival order.
 enum Pending {
     Answered(proto::PushRecordsResponse),
-    Queued(u64, PendingSubmission),
+    Queued(u64, QueuedRecord),
     Failed(Status),
-}
-
-/// Counts a record refused as invalid, for the metrics endpoint.
-fn count_rejected(invalid: Invalid) -> ApiError {
-    metrics::counter!(crate::telemetry::RECORDS, "outcome" => "rejected").increment(1);
-    ApiError::from(invalid)
 }
 
 fn rejected(index: u64, invalid: &Invalid) -> proto::PushRecordsResponse {
@@ -86,7 +82,7 @@ fn answered(index: u64, submitted: Submitted) -> proto::PushRecordsResponse {
 
 /// Reads the client's records, checks each and queues the valid ones for the writer.
 async fn take_in(
-    store: Store,
+    app: Application,
     caller: Caller,
     mut inbound: Streaming<proto::PushRecordsRequest>,
     pending: mpsc::Sender<Pending>,
@@ -95,7 +91,7 @@ async fn take_in(
     let mut index = 0u64;
     while let Some(message) = inbound.next().await {
         let next = match message {
-            Ok(request) => admit(&store, &caller, &actor, index, request.record).await,
+            Ok(request) => admit(&app, &caller, &actor, index, request.record).await,
             // The client's side of the stream broke; what was queued is still answered.
             Err(status) => Pending::Failed(limit_as_exhausted(status)),
         };
@@ -107,45 +103,24 @@ async fn take_in(
     }
 }
 
-/// Whether a local reference refused by today's rules names a record the caller's own agency
-/// stored under older rules (the agency is checked first, so nothing is said of others').
-fn stored_by<'a>(
-    store: &'a Store,
-    caller: &'a Caller,
-) -> impl Fn(&crate::domain::RecordKey) -> bool + 'a {
-    move |key| caller.acts_for(&key.agency).is_ok() && matches!(store.record(key), Ok(Some(_)))
-}
-
-/// Checks one pushed record and queues it. A record of another agency ends the stream (the
-/// records before it are still answered), before anything about it is looked up.
+/// Checks one pushed record and queues it. An invalid record is answered and the stream goes
+/// on; any other refusal ends it (the records before it are still answered).
 async fn admit(
-    store: &Store,
+    app: &Application,
     caller: &Caller,
     actor: &Arc<Actor>,
     index: u64,
     record: Option<proto::RiskRecord>,
 ) -> Pending {
-    let known = stored_by(store, caller);
+    let known = |key: &RecordKey| app.stored_by_caller(caller, key);
     let record = match record_from_proto_or_known(record, OffsetDateTime::now_utc(), &known) {
         Ok(record) => record,
         Err(invalid) => return Pending::Answered(rejected(index, &invalid)),
     };
-    if let Err(denied) = caller.acts_for(&record.key.agency) {
-        // The stream was admitted, so the guard sees no refusal: record this one here.
-        let status = Status::from(denied);
-        let mut access = caller.access(format!("{:?}: {}", status.code(), status.message()));
-        access.records = vec![record.key];
-        if let Err(error) = store.audit(access).await {
-            tracing::error!(%error, "cannot record a refusal in the audit chain");
-        }
-        return Pending::Failed(status);
-    }
-    if let Err(invalid) = store.check_record(&record) {
-        return Pending::Answered(rejected(index, &invalid));
-    }
-    match store.enqueue(record, Arc::clone(actor)).await {
-        Ok(answer) => Pending::Queued(index, answer),
-        Err(error) => Pending::Failed(ApiError::from(error).into()),
+    match app.push_record(caller, Arc::clone(actor), record).await {
+        Ok(queued) => Pending::Queued(index, queued),
+        Err(AppError::Invalid(invalid)) => Pending::Answered(rejected(index, &invalid)),
+        Err(error) => Pending::Failed(error.into()),
     }
 }
 
@@ -157,10 +132,9 @@ async fn answer_in_order(
     while let Some(next) = pending.recv().await {
         let answer = match next {
             Pending::Answered(response) => Ok(response),
-            Pending::Queued(index, answer) => match answer.await {
-                Ok(Ok(submitted)) => Ok(answered(index, submitted)),
-                Ok(Err(error)) => Err(ApiError::from(error).into()),
-                Err(_) => Err(ApiError::from(StoreError::Closed).into()),
+            Pending::Queued(index, queued) => match queued.outcome().await {
+                Ok(submitted) => Ok(answered(index, submitted)),
+                Err(error) => Err(error.into()),
             },
             Pending::Failed(status) => Err(status),
         };
@@ -180,27 +154,20 @@ impl RiskRegister for RiskRegisterService {
         request: Request<proto::SubmitRecordRequest>,
     ) -> Result<Response<proto::SubmitRecordResponse>, Status> {
         let caller = Caller::of(&request)?;
-        let known = stored_by(&self.store, &caller);
-        let record = record_from_proto_or_known(
-            request.into_inner().record,
-            OffsetDateTime::now_utc(),
-            &known,
-        )
-        .map_err(count_rejected)?;
-        caller
-            .acts_for(&record.key.agency)
-            .map_err(ApiError::from)?;
-        let (outcome, revision, sequence) = match self
-            .store
-            .submit(record, Arc::new(caller.actor()))
-            .await
-            .map_err(|error| match error {
-                StoreError::Invalid(invalid) => count_rejected(invalid),
-                other => ApiError::from(other),
-            })? {
-            Submitted::Accepted { revision, sequence } => (Outcome::Accepted, revision, sequence),
-            Submitted::Unchanged { revision, sequence } => (Outcome::Unchanged, revision, sequence),
-            Submitted::Stale { reason } => return Err(ApiError::Stale(reason).into()),
+        let recorded = async {
+            let known = |key: &RecordKey| self.app.stored_by_caller(&caller, key);
+            let record = record_from_proto_or_known(
+                request.into_inner().record,
+                OffsetDateTime::now_utc(),
+                &known,
+            )
+            .map_err(count_rejected)?;
+            self.app.submit_record(&caller, record).await
+        };
+        let recorded = self.app.conclude(&caller, recorded.await).await?;
+        let (outcome, revision, sequence) = match recorded {
+            Recorded::Accepted { revision, sequence } => (Outcome::Accepted, revision, sequence),
+            Recorded::Unchanged { revision, sequence } => (Outcome::Unchanged, revision, sequence),
         };
         Ok(Response::new(proto::SubmitRecordResponse {
             outcome: outcome as i32,
@@ -219,7 +186,7 @@ impl RiskRegister for RiskRegisterService {
         let (pending_tx, pending_rx) = mpsc::channel(PUSH_IN_FLIGHT);
         let (out_tx, out_rx) = mpsc::channel(256);
         tokio::spawn(take_in(
-            self.store.clone(),
+            self.app.clone(),
             caller,
             request.into_inner(),
             pending_tx,
@@ -234,16 +201,12 @@ impl RiskRegister for RiskRegisterService {
     ) -> Result<Response<proto::GetRecordResponse>, Status> {
         let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let known = stored_by(&self.store, &caller);
-        let key =
-            record_key(&request.agency_id, &request.local_ref, &known).map_err(ApiError::from)?;
-        caller.acts_for(&key.agency).map_err(ApiError::from)?;
-        caller.touched(|t| t.records.push(key.clone()));
-        let revision = self
-            .store
-            .record(&key)
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound(format!("no record {key}")))?;
+        let revision = (|| {
+            let known = |key: &RecordKey| self.app.stored_by_caller(&caller, key);
+            let key = record_key(&request.agency_id, &request.local_ref, &known)?;
+            self.app.record(&caller, key)
+        })();
+        let revision = self.app.conclude(&caller, revision).await?;
         Ok(Response::new(proto::GetRecordResponse {
             revision: Some(revision_to_proto(&revision)),
         }))
@@ -255,15 +218,12 @@ impl RiskRegister for RiskRegisterService {
     ) -> Result<Response<proto::GetRecordHistoryResponse>, Status> {
         let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let known = stored_by(&self.store, &caller);
-        let key =
-            record_key(&request.agency_id, &request.local_ref, &known).map_err(ApiError::from)?;
-        caller.acts_for(&key.agency).map_err(ApiError::from)?;
-        caller.touched(|t| t.records.push(key.clone()));
-        let history = self.store.history(&key).map_err(ApiError::from)?;
-        if history.is_empty() {
-            return Err(ApiError::NotFound(format!("no record {key}")).into());
-        }
+        let history = (|| {
+            let known = |key: &RecordKey| self.app.stored_by_caller(&caller, key);
+            let key = record_key(&request.agency_id, &request.local_ref, &known)?;
+            self.app.record_history(&caller, key)
+        })();
+        let history = self.app.conclude(&caller, history).await?;
         Ok(Response::new(proto::GetRecordHistoryResponse {
             revisions: history.iter().map(revision_to_proto).collect(),
         }))

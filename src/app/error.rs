@@ -20,6 +20,9 @@ pub enum AppError {
     NotReleased(String),
     #[error("{0}")]
     Exhausted(String),
+    /// The server cannot serve this now (it is stopping): come back and resume.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

@@ -4,8 +4,14 @@
 //! audit chain as the policy table says. The gRPC handlers and the web pages are adapters that
 //! turn requests into these calls and answers into messages or pages.
 
+pub mod alerts;
+pub mod audit;
+pub mod directory;
 pub mod error;
 pub mod inspection;
+pub mod open_data;
+pub mod operations;
+pub mod records;
 pub mod trail;
 
 use std::sync::Arc;
@@ -30,6 +36,7 @@ pub struct Application {
 }
 
 impl Application {
+    /// The use cases over `store`, recording outcomes in `trail` (shared with the guard).
     pub fn new(store: Store, trail: Arc<AuditTrail>) -> Self {
         Self {
             store,
@@ -38,10 +45,13 @@ impl Application {
         }
     }
 
+    /// The store under the use cases, for a front's own reading of requests (codes named in
+    /// a request are read against the directory held now).
     pub fn store(&self) -> &Store {
         &self.store
     }
 
+    /// Where outcomes are recorded.
     pub fn trail(&self) -> &Arc<AuditTrail> {
         &self.trail
     }

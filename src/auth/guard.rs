@@ -1,6 +1,9 @@
 //! The guard: a tower layer in front of every service. For each call it resolves the caller,
 //! checks the method's rule, applies the rate and concurrency limits and the deadline, and
-//! writes the audit event (refusals always; record-level reads before the answer leaves).
+//! records its own refusals. A handler's outcome is recorded by the application when the
+//! handler concludes its use case; the guard records only what none concluded (tonic's own
+//! refusals, such as bytes that do not decode), and any record-level read no use case
+//! concluded, before it leaves, so a forgotten conclusion fails closed.
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -2,8 +2,9 @@
 //!
 //! The guard layer ([`guard`]) resolves every call to a [`Principal`] (from a bearer token or a
 //! client certificate, or the public when there is neither), checks the method's rule in the
-//! one declaration ([`policy::METHOD_RULES`]), applies the limits, and writes the audit event.
-//! Handlers check scopes (which agency, which places) with [`Caller`].
+//! one declaration ([`policy::METHOD_RULES`]) and applies the limits. The application's use
+//! cases check scopes (which agency, which places) with [`Caller`], and the application
+//! records each call's outcome in the audit chain when it concludes it.
 
 pub mod guard;
 pub mod policy;
@@ -153,8 +154,8 @@ fn certificate_names(der: &[u8]) -> Vec<String> {
     names
 }
 
-/// What the call touched, filled in by the handler and written to the audit chain by the
-/// guard once the answer is ready.
+/// What the call touched, noted by its use case and written to the audit chain when the
+/// application concludes the call.
 #[derive(Debug, Clone, Default)]
 pub struct Touched {
     pub records: Vec<RecordKey>,

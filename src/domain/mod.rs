@@ -13,6 +13,7 @@ pub mod population;
 pub mod pseudonym;
 pub mod record;
 pub mod release;
+pub mod tidy;
 pub mod vocabulary;
 
 pub use audit::{Access, Actor, Role};
