@@ -2,6 +2,8 @@
 //! real geography from the shared ONS lookups.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::path::{Path, PathBuf};
 
 use std::collections::HashMap;
