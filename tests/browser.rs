@@ -92,6 +92,13 @@ async fn an_inspector_reads_compares_follows_and_signs_out_in_a_real_browser() {
     let (server, connection) = england().await;
     let web = &server.web_url;
 
+    // The start page and a missing page, as anyone sees them.
+    browser.open(&format!("{web}/")).await;
+    assert_eq!(browser.text("h1").await, "Multi-agency risk register");
+    browser.check("start-signed-out").await;
+    browser.open(&format!("{web}/no-such-page")).await;
+    browser.check("not-found").await;
+
     // A wrong token first: the error summary shows, and the page is still accessible.
     browser.open(&format!("{web}/sign-in")).await;
     browser.check("sign-in").await;
@@ -196,6 +203,20 @@ async fn an_inspector_reads_compares_follows_and_signs_out_in_a_real_browser() {
         .await;
     let records = browser.texts("table tbody td:nth-child(2)").await;
     assert_eq!(records, ["H-1", "P-1", "A-3", "A-2", "A-1"]);
+    // Subject keys and times wrap: the table stays within the page's column.
+    let overflow = browser
+        .client()
+        .execute(
+            "return document.querySelector('main table').getBoundingClientRect().right
+               - document.querySelector('main').getBoundingClientRect().right",
+            vec![],
+        )
+        .await
+        .expect("the table's width");
+    assert!(
+        overflow.as_f64().is_some_and(|px| px <= 0.5),
+        "the risks table runs {overflow}px past the page"
+    );
     browser.check("risks").await;
 
     // A snapshot taken from the place page opens at its own address.

@@ -336,27 +336,31 @@ impl Browser {
         if let Some(error) = answer.get("error") {
             panic!("axe-core failed on the {page} page: {error}");
         }
-        let violations: Vec<String> = answer
+        let describe = |v: &Json| {
+            let targets: Vec<String> = v["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|n| n["target"].to_string())
+                .collect();
+            format!(
+                "{} ({}): {} at {}",
+                v["id"].as_str().unwrap_or_default(),
+                v["impact"].as_str().unwrap_or_default(),
+                v["help"].as_str().unwrap_or_default(),
+                targets.join(", ")
+            )
+        };
+        let (violations, lesser): (Vec<&Json>, Vec<&Json>) = answer
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
-            .map(|v| {
-                let targets: Vec<String> = v["nodes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|n| n["target"].to_string())
-                    .collect();
-                format!(
-                    "{} ({}): {} at {}",
-                    v["id"].as_str().unwrap_or_default(),
-                    v["impact"].as_str().unwrap_or_default(),
-                    v["help"].as_str().unwrap_or_default(),
-                    targets.join(", ")
-                )
-            })
-            .collect();
+            .partition(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")));
+        // Moderate and minor findings are shown, not failed on.
+        for finding in lesser {
+            eprintln!("axe-core on the {page} page: {}", describe(finding));
+        }
+        let violations: Vec<String> = violations.into_iter().map(describe).collect();
         assert!(
             violations.is_empty(),
             "the {page} page has serious accessibility violations:\n{}",
