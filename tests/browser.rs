@@ -152,6 +152,18 @@ async fn an_inspector_reads_compares_follows_and_signs_out_in_a_real_browser() {
     );
     browser.check("place").await;
 
+    // A child place opens from its row.
+    browser
+        .click(&format!("a[href^='/places/{NEWCASTLE_WARD}']"))
+        .await;
+    assert_eq!(browser.text("h1").await, "Lemington");
+    assert_eq!(
+        browser.text(".summary-cards li:first-child .figure").await,
+        "2",
+        "the council's and the police's records at Lemington"
+    );
+    browser.check("ward").await;
+
     // The comparison lists Newcastle's statistical neighbours.
     browser
         .open(&format!(

@@ -165,6 +165,8 @@ struct PlacePage {
     by_agency: Vec<Line>,
     children: Vec<ChildLine>,
     may_list_risks: bool,
+    /// Statistical neighbours are held for the place (upper-tier authorities only).
+    has_neighbours: bool,
     csrf: String,
 }
 
@@ -234,6 +236,7 @@ impl PlacePage {
             children,
             may_list_risks: crate::auth::policy::rule_for(LIST_RISKS)
                 .is_some_and(|rule| rule.admits(visitor.role())),
+            has_neighbours: false,
             csrf: visitor
                 .session
                 .as_ref()
@@ -260,7 +263,12 @@ pub async fn place(
         .conclude(&caller, answer.await)
         .await
         .map_err(|status| PageError::new(status, &visitor))?;
-    Ok(render(&PlacePage::of(&visitor, answer, &query)))
+    // Offer the comparison only where it can be drawn, not as a link to a refusal.
+    let has_neighbours = !web.app.store().neighbours_of(answer.view.place).is_empty();
+    Ok(render(&PlacePage {
+        has_neighbours,
+        ..PlacePage::of(&visitor, answer, &query)
+    }))
 }
 
 #[derive(Debug, Clone, Deserialize)]

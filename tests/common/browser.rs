@@ -213,7 +213,8 @@ impl Browser {
         field.send_keys(text).await.expect("the field takes text");
     }
 
-    /// Clicks the button whose text is `text`, and waits for the page it leads to.
+    /// Clicks the button whose text is `text` (one that submits a form), and waits for the page
+    /// it leads to.
     pub async fn press(&self, text: &str) {
         let xpath = format!("//button[normalize-space(.)='{text}']");
         let button = match self
@@ -226,39 +227,49 @@ impl Browser {
             Ok(button) => button,
             Err(e) => panic!("no button {text:?} on {}: {e}", self.here().await),
         };
+        self.mark().await;
         button.click().await.expect("the button clicks");
         self.settle().await;
     }
 
-    /// Clicks the element matching this CSS selector, and waits for the page it leads to.
+    /// Clicks the element matching this CSS selector (a link or a submit button), and waits for
+    /// the page it leads to.
     pub async fn click(&self, selector: &str) {
-        self.find(selector)
-            .await
-            .click()
-            .await
-            .expect("the element clicks");
+        let element = self.find(selector).await;
+        self.mark().await;
+        element.click().await.expect("the element clicks");
         self.settle().await;
     }
 
-    /// Waits until the document has loaded (a click may start a navigation).
+    /// Marks the document shown, so that [`Browser::settle`] can tell when another replaces it.
+    async fn mark(&self) {
+        self.client
+            .execute("window.marrLeaving = true", vec![])
+            .await
+            .expect("the page takes a mark");
+    }
+
+    /// Waits until a new document (one without the mark) has loaded: a click that submits a
+    /// form or follows a link navigates, and the old page may still answer for a moment.
     async fn settle(&self) {
-        let loaded = self
-            .client
-            .wait()
-            .at_most(PATIENCE)
-            .for_element(Locator::Css("body"))
-            .await;
-        loaded.expect("the page loads");
         let started = Instant::now();
         loop {
-            let state = self
+            let arrived = self
                 .client
-                .execute("return document.readyState", vec![])
+                .execute(
+                    "return window.marrLeaving !== true && document.readyState === 'complete'",
+                    vec![],
+                )
                 .await
-                .unwrap_or(Json::Null);
-            if state == "complete" || started.elapsed() > PATIENCE {
-                break;
+                .unwrap_or(Json::Bool(false));
+            if arrived == Json::Bool(true) {
+                return;
             }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "no new page loaded after the click on {}",
+                self.here().await
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
