@@ -112,6 +112,13 @@ async fn an_inspector_reads_compares_follows_and_signs_out_in_a_real_browser() {
         browser.text(".error-summary__list a").await,
         "Enter a token this register knows"
     );
+    // Focus moves to the summary, so a keyboard or screen reader user starts at the problem.
+    let focused = browser
+        .client()
+        .execute("return document.activeElement.className", vec![])
+        .await
+        .expect("the focused element");
+    assert_eq!(focused, "error-summary");
     browser.check("sign-in-error").await;
 
     browser.fill("token", INSPECTOR).await;
