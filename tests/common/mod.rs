@@ -2,6 +2,7 @@
 //! real geography from the shared ONS lookups.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod web;
 
 use std::path::{Path, PathBuf};
