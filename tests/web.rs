@@ -63,7 +63,8 @@ const VISITORS: &[Visitor] = &[
     },
 ];
 
-/// One page, the gRPC method it stands for, and the place it concerns.
+/// One page, the gRPC method it stands for, and the place it concerns (empty: the page is
+/// about the caller's own area or agency, so only its role decides).
 struct PageCase {
     method: &'static str,
     place: &'static str,
@@ -107,6 +108,24 @@ fn pages(snapshot_in_newcastle: u64) -> Vec<PageCase> {
         method: "/marr.v1.Inspection/GetSnapshot",
         place: NEWCASTLE,
         path: format!("/snapshots/{snapshot_in_newcastle}"),
+        form: None,
+    });
+    cases.push(PageCase {
+        method: "/marr.v1.Alerts/ListAlerts",
+        place: "",
+        path: "/alerts".into(),
+        form: None,
+    });
+    cases.push(PageCase {
+        method: "/marr.v1.Audit/ListAccessToMyRecords",
+        place: "",
+        path: "/records/access".into(),
+        form: None,
+    });
+    cases.push(PageCase {
+        method: "/marr.v1.OpenData/ListReleases",
+        place: "",
+        path: "/releases".into(),
         form: None,
     });
     cases.push(PageCase {
@@ -212,7 +231,7 @@ async fn every_page_is_allowed_exactly_when_its_call_is_and_within_the_same_plac
                 } else {
                     assert_eq!(answer.status, 403, "{what}: refused by role");
                 }
-            } else if !visitor.places.contains(&page.place) {
+            } else if !page.place.is_empty() && !visitor.places.contains(&page.place) {
                 // An out-of-scope snapshot is answered as if it did not exist.
                 let expected = if page.method.ends_with("GetSnapshot") {
                     404
@@ -550,4 +569,157 @@ async fn the_place_page_trend_gives_each_month_end_total_from_the_log() {
         );
     }
     assert!(!text.contains("2025-07 "), "twelve months only");
+}
+
+/// Reads server-sent events from `path` until `wanted` alert events have come, and gives
+/// their ids and data.
+async fn alert_events(
+    server: &TestServer,
+    client: &WebClient,
+    path: &str,
+    last_event_id: Option<&str>,
+    wanted: usize,
+) -> Vec<(u64, String)> {
+    let http = reqwest::Client::new();
+    let mut request = http
+        .get(format!("{}{path}", server.web_url))
+        .header(reqwest::header::COOKIE, client.cookie_header());
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id);
+    }
+    let mut response = request.send().await.expect("the stream opens");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+    let mut text = String::new();
+    let mut alerts = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while alerts.len() < wanted {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .expect("alerts arrive in time")
+            .expect("the stream reads")
+            .expect("the stream goes on");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let event: String = text.drain(..end + 2).collect();
+            let field = |name: &str| {
+                event
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                    .map(|v| v.trim().to_string())
+            };
+            if field("event").as_deref() == Some("alert") {
+                let id = field("id").and_then(|id| id.parse().ok()).expect("an id");
+                alerts.push((id, field("data").unwrap_or_default()));
+            }
+        }
+    }
+    alerts
+}
+
+#[tokio::test]
+async fn a_board_watches_its_alerts_live_and_resumes_after_the_last_id_without_gap_or_repeat() {
+    let (server, connection, _) = populated().await;
+    let board = WebClient::signed_in(&server.web_url, BOARD).await;
+    // The critical Newcastle record raised an alert already: the catch-up brings it.
+    let first = alert_events(&server, &board, "/alerts/live?after=0", None, 1).await;
+    assert!(first[0].1.contains(NEWCASTLE_WARD), "{first:?}");
+    assert!(
+        first[0].1.contains("\"severity\":\"Critical\""),
+        "{first:?}"
+    );
+
+    // A new critical record while the board is away; resuming after the last id brings it,
+    // and only it.
+    connection
+        .agency("RTD")
+        .risk_register()
+        .submit_record(proto::SubmitRecordRequest {
+            record: Some(rec(
+                "RTD",
+                "g-9",
+                GATESHEAD_WARD,
+                3,
+                proto::Severity::Critical,
+                1,
+            )),
+        })
+        .await
+        .expect("accepted");
+    let resumed = alert_events(
+        &server,
+        &board,
+        "/alerts/live?after=0",
+        Some(&first.last().expect("an alert").0.to_string()),
+        1,
+    )
+    .await;
+    assert!(resumed[0].0 > first[0].0, "no repeat: {resumed:?}");
+    assert!(resumed[0].1.contains(GATESHEAD_WARD), "{resumed:?}");
+
+    // A board whose area is Gateshead sees only Gateshead's alert, never Newcastle's.
+    let gateshead = WebClient::signed_in(&server.web_url, GATESHEAD_BOARD).await;
+    let theirs = alert_events(&server, &gateshead, "/alerts/live?after=0", None, 1).await;
+    assert!(theirs[0].1.contains(GATESHEAD_WARD), "{theirs:?}");
+    let mut page = WebClient::signed_in(&server.web_url, GATESHEAD_BOARD).await;
+    let history = page.get("/alerts").await;
+    assert_eq!(history.status, 200);
+    assert!(
+        history.text().contains(GATESHEAD_WARD),
+        "{}",
+        history.text()
+    );
+    assert!(
+        !history.text().contains(NEWCASTLE_WARD),
+        "{}",
+        history.text()
+    );
+
+    // Each stream opened is a watch in the audit chain.
+    let watches = audit_events(&connection, "/marr.v1.Alerts/Watch").await;
+    assert_eq!(
+        watches.iter().filter(|e| e.outcome == "OK").count(),
+        3,
+        "{watches:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_agency_sees_who_read_its_records_and_why() {
+    let (server, _connection, _) = populated().await;
+    let mut inspector = WebClient::signed_in(&server.web_url, NEWCASTLE_INSPECTOR).await;
+    let csrf = inspector.form_token().await;
+    let trail = inspector
+        .post(
+            "/subjects",
+            &[
+                ("csrf", &csrf),
+                ("subject_key", &subject(2)),
+                ("purpose", "Joint targeted area inspection: neglect"),
+            ],
+        )
+        .await;
+    assert_eq!(trail.status, 200);
+    let mut agency = WebClient::signed_in(&server.web_url, "newcastle-token").await;
+    let page = agency.get("/records/access").await;
+    assert_eq!(page.status, 200);
+    let text = page.text();
+    assert!(text.contains("newcastle-inspector"), "{text}");
+    assert!(text.contains("FollowSubject"), "{text}");
+    assert!(
+        text.contains("Joint targeted area inspection: neglect"),
+        "{text}"
+    );
+    assert!(text.contains("w-2"), "the record read is named: {text}");
+
+    // Another agency's page does not show reads of Newcastle's records.
+    let mut police = WebClient::signed_in(&server.web_url, "northumbria-token").await;
+    let page = police.get("/records/access").await;
+    assert!(!page.text().contains("w-2"), "{}", page.text());
 }

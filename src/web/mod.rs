@@ -7,7 +7,9 @@
 //! HTTP/1.1 with cookies and forms, gRPC clients HTTP/2 with bearer tokens, and operators put
 //! the two behind different proxies and firewall rules.
 
+pub mod agency;
 pub mod assets;
+pub mod board;
 pub mod inspector;
 pub mod page;
 pub mod public;
@@ -118,6 +120,9 @@ pub fn router(web: Web) -> Router {
         )
         .route("/snapshots", post(inspector::create_snapshot))
         .route("/snapshots/{id}", get(inspector::snapshot))
+        .route("/alerts", get(board::alerts))
+        .route("/alerts/live", get(board::live))
+        .route("/records/access", get(agency::access))
         .fallback(page::not_found)
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(middleware::from_fn(protective_headers))
