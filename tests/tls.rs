@@ -178,4 +178,174 @@ fn serve_refuses_a_non_loopback_address_without_tls() {
         stderr.contains("refusing to listen on 0.0.0.0:0 without TLS"),
         "{stderr}"
     );
+    // The web pages too: sessions and records must not cross the network in clear.
+    let output = Command::new(env!("CARGO_BIN_EXE_marr"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "0.0.0.0:0",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .output()
+        .expect("serve runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0 without TLS"),
+        "{stderr}"
+    );
+}
+
+/// One HTTP/1.1 exchange over TLS to the web front, presenting `client`'s certificate if
+/// given: the answer's head and body as text.
+async fn https_exchange(port: u16, certs: &Path, client: Option<&str>, request: &str) -> String {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(certs.join("ca.pem")).expect("ca") {
+        roots
+            .add(certificate.expect("ca certificate"))
+            .expect("root");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    let config = match client {
+        Some(name) => {
+            let chain = CertificateDer::pem_file_iter(certs.join(format!("client-{name}.pem")))
+                .expect("client certificate")
+                .collect::<Result<Vec<_>, _>>()
+                .expect("chain");
+            let key = PrivateKeyDer::from_pem_file(certs.join(format!("client-{name}.key")))
+                .expect("client key");
+            builder
+                .with_client_auth_cert(chain, key)
+                .expect("client auth")
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connects");
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("TLS handshake");
+    tls.write_all(request.as_bytes()).await.expect("request");
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn the_web_front_over_tls_sets_secure_host_cookies_and_signs_in_by_client_certificate() {
+    let certs = tempfile::tempdir().expect("dir");
+    let config_file = certs.path().join("marr.toml");
+    std::fs::write(&config_file, PRINCIPALS).expect("config");
+    dev_certs(certs.path(), Some(&config_file));
+    let data = tempfile::tempdir().expect("dir");
+    let store = Store::open(data.path()).expect("store");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let web = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let web_port = web.local_addr().expect("addr").port();
+    let config = Config {
+        tls: Some(TlsConfig {
+            cert: certs.path().join("server.pem"),
+            key: certs.path().join("server.key"),
+            client_ca: Some(certs.path().join("ca.pem")),
+        }),
+        ..Config::load(&config_file).expect("config loads")
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(marr::serve_with_web(
+        listener,
+        Some(web),
+        store,
+        config,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    // Without a certificate the public may still read the start page; the sign-in form's
+    // cookie is Secure and bound to the host.
+    let page = https_exchange(
+        web_port,
+        certs.path(),
+        None,
+        "GET /sign-in HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        !page.contains("Sign in with your certificate"),
+        "no certificate, no offer"
+    );
+    let cookie_line = page
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: marr-sign-in=")
+        })
+        .expect("the form's cookie");
+    assert!(cookie_line.contains("Secure"), "{cookie_line}");
+
+    // With the inspector's certificate, the form offers it, and signing in with it makes a
+    // `__Host-` session cookie that is Secure, HttpOnly and SameSite=Strict.
+    let page = https_exchange(
+        web_port,
+        certs.path(),
+        Some("inspector"),
+        "GET /sign-in HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(page.contains("Sign in with your certificate"), "{page}");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a form token")
+        .to_string();
+    let body = format!("csrf={csrf}&with=certificate");
+    let request = format!(
+        "POST /sign-in HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nCookie: marr-sign-in={csrf}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = https_exchange(web_port, certs.path(), Some("inspector"), &request).await;
+    assert!(answer.starts_with("HTTP/1.1 303"), "{answer}");
+    let session = answer
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: __host-marr-session=")
+        })
+        .expect("a session cookie");
+    for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(session.contains(attribute), "{session}");
+    }
+    let id = session
+        .split_once('=')
+        .and_then(|(_, rest)| rest.split(';').next())
+        .expect("an id");
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nCookie: __Host-marr-session={id}\r\n\r\n"
+    );
+    let home = https_exchange(web_port, certs.path(), Some("inspector"), &request).await;
+    assert!(home.contains("Signed in as inspector"), "{home}");
+
+    let _ = stop.send(());
+    server.await.expect("joins").expect("stops cleanly");
 }

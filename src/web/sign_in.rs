@@ -25,6 +25,8 @@ struct SignInPage {
     chrome: Chrome,
     csrf: String,
     error: Option<String>,
+    /// The browser presented a client certificate under mutual TLS: it may sign in with it.
+    with_certificate: bool,
 }
 
 /// The sign-in form, with a fresh token in a cookie and in the form: a post must carry both.
@@ -34,6 +36,7 @@ fn sign_in_page(web: &Web, visitor: &Visitor, error: Option<String>) -> Response
         chrome: Chrome::of(visitor),
         csrf: csrf.clone(),
         error,
+        with_certificate: visitor.certificate.is_some(),
     });
     set_cookie(
         &mut response,
@@ -64,6 +67,9 @@ pub struct SignInForm {
     csrf: String,
     #[serde(default)]
     token: String,
+    /// `certificate` to sign in with the client certificate presented under mutual TLS.
+    #[serde(default)]
+    with: String,
 }
 
 pub async fn sign_in(
@@ -106,8 +112,17 @@ pub async fn sign_in(
             .await;
         return PageError::new(status, &visitor).into_response();
     }
-    let Some(principal) = web.identities.by_token(form.token.trim()) else {
-        let status = tonic::Status::unauthenticated("the token is not known");
+    let principal = match (form.with.as_str(), &visitor.certificate) {
+        ("certificate", Some(certificate)) => web.identities.by_certificate(certificate),
+        ("certificate", None) => None,
+        _ => web.identities.by_token(form.token.trim()),
+    };
+    let Some(principal) = principal else {
+        let status = tonic::Status::unauthenticated(if form.with == "certificate" {
+            "the client certificate does not name a known principal"
+        } else {
+            "the token is not known"
+        });
         web.app
             .trail()
             .record_refusal(&visitor.address, refuse(status.message()), &status)
@@ -115,7 +130,11 @@ pub async fn sign_in(
         let mut page = sign_in_page(
             &web,
             &visitor,
-            Some("Enter a token this register knows".into()),
+            Some(if form.with == "certificate" {
+                "Your certificate does not name anyone this register knows".into()
+            } else {
+                "Enter a token this register knows".into()
+            }),
         );
         *page.status_mut() = StatusCode::UNAUTHORIZED;
         return page;
