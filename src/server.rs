@@ -395,6 +395,7 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
                 crate::web::WebOptions {
                     tls: config.tls.is_some(),
                     sessions: config.session_limits()?,
+                    addresses: config.client_addresses()?,
                 },
             );
             let tls = config

@@ -66,14 +66,20 @@ impl ClientAddresses {
                     .and_then(|tls| tls.get_ref().remote_addr())
             })
             .map(|a| a.ip());
-        let Some(peer) = peer else {
-            return "an unknown address".into();
-        };
+        match peer {
+            Some(peer) => self.of_peer(peer, request.headers()),
+            None => "an unknown address".into(),
+        }
+    }
+
+    /// The address of a caller connected from `peer`: the peer itself, unless it is a trusted
+    /// proxy that names the client in its header. The web front asks this too.
+    pub fn of_peer(&self, peer: IpAddr, headers: &http::HeaderMap) -> String {
         let forwarded = self
             .header
             .as_ref()
             .filter(|_| self.trusted_proxies.contains(&peer))
-            .and_then(|header| request.headers().get_all(header).iter().next_back())
+            .and_then(|header| headers.get_all(header).iter().next_back())
             .and_then(|value| value.to_str().ok())
             // The proxy appends the address it saw; earlier entries are the client's to forge.
             .and_then(|value| value.rsplit(',').next())

@@ -41,6 +41,8 @@ pub struct WebOptions {
     /// Served over TLS: cookies are `Secure` and take the `__Host-` prefix.
     pub tls: bool,
     pub sessions: SessionLimits,
+    /// Where visitors' addresses come from: the peer, or a trusted proxy's header.
+    pub addresses: crate::auth::guard::ClientAddresses,
 }
 
 /// What every page handler shares.
@@ -52,6 +54,7 @@ pub struct WebState {
     identities: Identities,
     sessions: Sessions,
     tls: bool,
+    addresses: crate::auth::guard::ClientAddresses,
     /// Sign-in attempts per address, so tokens cannot be guessed at speed.
     sign_ins: DefaultKeyedRateLimiter<IpAddr>,
 }
@@ -74,6 +77,7 @@ impl Web {
             identities,
             sessions: Sessions::new(options.sessions),
             tls: options.tls,
+            addresses: options.addresses,
             sign_ins: RateLimiter::keyed(Quota::per_minute(per_minute)),
         }))
     }
@@ -206,7 +210,7 @@ impl FromRequestParts<Web> for Visitor {
         let peer = parts.extensions.get::<ConnectInfo<tls::Peer>>();
         let address = peer.map_or_else(
             || "an unknown address".into(),
-            |c| c.0.address.ip().to_string(),
+            |c| web.addresses.of_peer(c.0.address.ip(), &parts.headers),
         );
         let certificate = peer.and_then(|c| c.0.certificate.clone());
         let session =
