@@ -123,6 +123,12 @@ fn pages(snapshot_in_newcastle: u64) -> Vec<PageCase> {
         form: None,
     });
     cases.push(PageCase {
+        method: "/marr.v1.Inspection/GetSnapshot",
+        place: "",
+        path: "/snapshots".into(),
+        form: None,
+    });
+    cases.push(PageCase {
         method: "/marr.v1.OpenData/ListReleases",
         place: "",
         path: "/releases".into(),
@@ -722,4 +728,39 @@ async fn an_agency_sees_who_read_its_records_and_why() {
     let mut police = WebClient::signed_in(&server.web_url, "northumbria-token").await;
     let page = police.get("/records/access").await;
     assert!(!page.text().contains("w-2"), "{}", page.text());
+}
+
+#[tokio::test]
+async fn the_snapshot_list_holds_only_snapshots_of_the_inspectors_places() {
+    let (server, _connection, _) = populated().await;
+    let mut national = WebClient::signed_in(&server.web_url, INSPECTOR).await;
+    let csrf = national.form_token().await;
+    let made = national
+        .post(
+            "/snapshots",
+            &[
+                ("csrf", &csrf),
+                ("place_code", GATESHEAD),
+                ("label", "Gateshead joint inspection"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, 303);
+    let all = national.get("/snapshots").await.text();
+    assert!(all.contains("Gateshead joint inspection"), "{all}");
+    assert!(all.contains("Before the inspection"), "{all}");
+
+    let mut local = WebClient::signed_in(&server.web_url, NEWCASTLE_INSPECTOR).await;
+    let theirs = local.get("/snapshots").await;
+    assert_eq!(theirs.status, 200);
+    assert!(
+        theirs.text().contains("Before the inspection"),
+        "{}",
+        theirs.text()
+    );
+    assert!(
+        !theirs.text().contains("Gateshead joint inspection"),
+        "{}",
+        theirs.text()
+    );
 }

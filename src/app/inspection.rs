@@ -367,6 +367,13 @@ impl Application {
         Ok(self.store.create_snapshot(request, caller.actor()).await?)
     }
 
+    /// The newest snapshots of places in the caller's places (of the latest `read` taken).
+    pub fn snapshots(&self, caller: &Caller, read: usize) -> Result<Vec<Snapshot>, AppError> {
+        Ok(self.store.snapshots_newest_first(read, |snapshot| {
+            caller.in_scope(&self.store, snapshot.view.place)
+        })?)
+    }
+
     /// A snapshot of a place in the caller's places. One outside them is answered as if it
     /// did not exist, so snapshot numbers say nothing about other areas' inspections. A
     /// snapshot stored before names were kept is named as the directory has things now.

@@ -614,4 +614,20 @@ impl Store {
     pub fn snapshot(&self, id: u64) -> Result<Option<Snapshot>, StoreError> {
         Snapshots::get(&*self.shared.engine, &id)
     }
+
+    /// Snapshots newest first, those `keep` accepts, reading at most `read` of them.
+    pub fn snapshots_newest_first(
+        &self,
+        read: usize,
+        keep: impl Fn(&Snapshot) -> bool,
+    ) -> Result<Vec<Snapshot>, StoreError> {
+        let mut kept = Vec::new();
+        for entry in Snapshots::scan_all(&*self.shared.engine).rev().take(read) {
+            let (_, snapshot) = entry?;
+            if keep(&snapshot) {
+                kept.push(snapshot);
+            }
+        }
+        Ok(kept)
+    }
 }

@@ -841,6 +841,55 @@ pub async fn create_snapshot(
     Ok(Redirect::to(&format!("/snapshots/{}", snapshot.id)).into_response())
 }
 
+/// One snapshot as listed.
+pub struct SnapshotLine {
+    pub id: u64,
+    pub label: String,
+    pub place: String,
+    pub created_at: String,
+    pub total: String,
+}
+
+#[derive(Template)]
+#[template(path = "snapshots.html")]
+struct SnapshotsPage {
+    chrome: Chrome,
+    snapshots: Vec<SnapshotLine>,
+}
+
+/// Snapshots read for the list, newest first.
+const SNAPSHOTS_LISTED: usize = 500;
+
+/// The snapshots of places in the inspector's places, newest first.
+pub async fn snapshots(State(web): State<Web>, visitor: Visitor) -> Result<Response, PageError> {
+    let caller = visitor.admit(&web, GET_SNAPSHOT).await?;
+    let snapshots = web.app.snapshots(&caller, SNAPSHOTS_LISTED);
+    let snapshots = web
+        .app
+        .conclude(&caller, snapshots)
+        .await
+        .map_err(|status| PageError::new(status, &visitor))?;
+    Ok(render(&SnapshotsPage {
+        chrome: Chrome::of(&visitor),
+        snapshots: snapshots
+            .iter()
+            .map(|snapshot| SnapshotLine {
+                id: snapshot.id,
+                label: snapshot.label.clone(),
+                place: snapshot
+                    .names
+                    .places
+                    .first()
+                    .cloned()
+                    .flatten()
+                    .map_or_else(|| snapshot.view.place.to_string(), |p| p.name),
+                created_at: rfc3339(snapshot.created_at),
+                total: count(snapshot.view.total),
+            })
+            .collect(),
+    }))
+}
+
 #[derive(Template)]
 #[template(path = "snapshot.html")]
 struct SnapshotPage {

@@ -122,7 +122,10 @@ pub fn router(web: Web) -> Router {
             "/subjects",
             get(inspector::subject_form).post(inspector::trail),
         )
-        .route("/snapshots", post(inspector::create_snapshot))
+        .route(
+            "/snapshots",
+            get(inspector::snapshots).post(inspector::create_snapshot),
+        )
         .route("/snapshots/{id}", get(inspector::snapshot))
         .route("/alerts", get(board::alerts))
         .route("/alerts/live", get(board::live))

@@ -42,6 +42,7 @@ impl Chrome {
                         .map(|p| link(&format!("/places/{p}"), "Place")),
                 );
                 nav.push(link("/subjects", "Follow a subject"));
+                nav.push(link("/snapshots", "Snapshots"));
             }
             Role::Board => {
                 nav.extend(
