@@ -396,6 +396,7 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
                     tls: config.tls.is_some(),
                     sessions: config.session_limits()?,
                     addresses: config.client_addresses()?,
+                    limits: limits.clone(),
                 },
             );
             let tls = config

@@ -764,3 +764,80 @@ async fn the_snapshot_list_holds_only_snapshots_of_the_inspectors_places() {
         theirs.text()
     );
 }
+
+#[tokio::test]
+async fn live_alert_streams_are_limited_per_principal_and_a_closed_one_frees_its_place() {
+    let text = format!(
+        "{}[limits]\nmax_concurrent_calls = 8\ncalls_per_second = 1000\nburst = 1000\n",
+        principals_toml()
+    );
+    let config: marr::config::Config = toml::from_str(&text).expect("config");
+    let server = TestServer::start_with_config(Default::default(), config).await;
+    let board = WebClient::signed_in(&server.web_url, BOARD).await;
+    let http = reqwest::Client::new();
+    let open = || {
+        http.get(format!("{}/alerts/live?after=0", server.web_url))
+            .header(reqwest::header::COOKIE, board.cookie_header())
+            .send()
+    };
+    // A quarter of the server's calls in progress, as for gRPC streams: two here.
+    let first = open().await.expect("opens");
+    let second = open().await.expect("opens");
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    let third = open().await.expect("answers");
+    assert_eq!(third.status().as_u16(), 429);
+    assert!(
+        third
+            .text()
+            .await
+            .expect("page")
+            .contains("live alert streams open")
+    );
+
+    drop(first);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let again = open().await.expect("answers");
+        if again.status().as_u16() == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a closed stream frees its place"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    drop(second);
+}
+
+#[tokio::test]
+async fn pages_are_limited_per_principal_like_calls_and_the_refusal_is_recorded() {
+    let text = format!(
+        "{}[limits]\ncalls_per_second = 1\nburst = 3\n",
+        principals_toml()
+    );
+    let config: marr::config::Config = toml::from_str(&text).expect("config");
+    // No geography: each page is admitted, then answers that the place is unknown.
+    let server = TestServer::start_with_config(Default::default(), config).await;
+    let mut inspector = WebClient::signed_in(&server.web_url, INSPECTOR).await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(inspector.get(&format!("/places/{NEWCASTLE}")).await.status);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert_eq!(statuses[0], 404);
+    // Refusals past the per-address limit are tallied and written as one aggregated event.
+    tokio::time::sleep(marr::app::trail::TALLY_FLUSH_EVERY + std::time::Duration::from_secs(1))
+        .await;
+    let connection = server.connect().await;
+    let refused = audit_events(&connection, "/marr.v1.Inspection/GetPlaceView").await;
+    assert!(
+        refused
+            .iter()
+            .any(|e| e.principal == "inspector" && e.outcome.starts_with("ResourceExhausted")),
+        "{refused:?}"
+    );
+}

@@ -135,8 +135,11 @@ pub async fn live(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let after = resumed.unwrap_or(query.after);
-    let feed = web.app.alert_feed(&caller, AlertsAsked::default(), after);
-    let feed = web
+    let feed = visitor.stream_permit(&web).and_then(|permit| {
+        let feed = web.app.alert_feed(&caller, AlertsAsked::default(), after)?;
+        Ok((permit, feed))
+    });
+    let (permit, feed) = web
         .app
         .conclude(&caller, feed)
         .await
@@ -146,23 +149,27 @@ pub async fn live(
         // The feed ends with an error when the server stops; the browser then reconnects
         // with the last id it saw.
         .take_while(Result::is_ok)
-        .filter_map(move |event| match event {
-            Ok(FeedEvent::Alert(alert)) => {
-                let line = AlertLine::of(&web, &alert);
-                serde_json::to_string(&line).ok().map(|data| {
+        .filter_map(move |event| {
+            // The stream holds its place among the principal's open streams until it ends.
+            let _held = &permit;
+            match event {
+                Ok(FeedEvent::Alert(alert)) => {
+                    let line = AlertLine::of(&web, &alert);
+                    serde_json::to_string(&line).ok().map(|data| {
+                        Event::default()
+                            .id(alert.sequence.to_string())
+                            .event("alert")
+                            .data(data)
+                    })
+                }
+                Ok(FeedEvent::Heartbeat { reached }) => Some(
                     Event::default()
-                        .id(alert.sequence.to_string())
-                        .event("alert")
-                        .data(data)
-                })
+                        .id(reached.to_string())
+                        .event("heartbeat")
+                        .data(reached.to_string()),
+                ),
+                Err(_) => None,
             }
-            Ok(FeedEvent::Heartbeat { reached }) => Some(
-                Event::default()
-                    .id(reached.to_string())
-                    .event("heartbeat")
-                    .data(reached.to_string()),
-            ),
-            Err(_) => None,
         })
         .map(Ok::<_, Infallible>);
     Ok(Sse::new(events)

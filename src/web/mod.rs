@@ -43,6 +43,9 @@ pub struct WebOptions {
     pub sessions: SessionLimits,
     /// Where visitors' addresses come from: the peer, or a trusted proxy's header.
     pub addresses: crate::auth::guard::ClientAddresses,
+    /// The same limits as gRPC calls: pages per second per principal (the public by
+    /// address), and live alert streams one principal may hold open at once.
+    pub limits: crate::auth::guard::Limits,
 }
 
 /// What every page handler shares.
@@ -57,6 +60,11 @@ pub struct WebState {
     addresses: crate::auth::guard::ClientAddresses,
     /// Sign-in attempts per address, so tokens cannot be guessed at speed.
     sign_ins: DefaultKeyedRateLimiter<IpAddr>,
+    /// Pages per principal (the public: per address), as gRPC calls are limited.
+    pages: DefaultKeyedRateLimiter<String>,
+    /// Live alert streams each principal holds open; a stream holds its permit until it ends.
+    streams: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    streams_per_principal: usize,
 }
 
 impl std::ops::Deref for Web {
@@ -79,6 +87,12 @@ impl Web {
             tls: options.tls,
             addresses: options.addresses,
             sign_ins: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            pages: RateLimiter::keyed(
+                Quota::per_second(options.limits.per_principal_per_second)
+                    .allow_burst(options.limits.per_principal_burst),
+            ),
+            streams: std::sync::Mutex::default(),
+            streams_per_principal: (options.limits.max_concurrent / 4).max(1),
         }))
     }
 
@@ -246,12 +260,55 @@ pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a 
 }
 
 impl Visitor {
-    /// Admits the visitor to the page standing for `method`, as the policy table says.
+    /// Admits the visitor to the page standing for `method`, as the policy table says, within
+    /// the principal's rate of calls.
     pub async fn admit(&self, web: &Web, method: &str) -> Result<Caller, PageError> {
-        web.app
+        let caller = web
+            .app
             .admit(Arc::clone(&self.principal), method, &self.address)
             .await
-            .map_err(|status| PageError::new(status, self))
+            .map_err(|status| PageError::new(status, self))?;
+        let key = match self.session {
+            Some(_) => self.principal.name.clone(),
+            None => format!("public from {}", self.address),
+        };
+        if web.pages.check_key(&key).is_err() {
+            let over = crate::app::AppError::Exhausted(format!(
+                "{} is over its rate limit; wait a moment and try again",
+                self.principal.name
+            ));
+            let refused = web.app.conclude::<()>(&caller, Err(over)).await;
+            return Err(PageError::new(
+                refused
+                    .err()
+                    .unwrap_or_else(|| tonic::Status::resource_exhausted("over the rate limit")),
+                self,
+            ));
+        }
+        Ok(caller)
+    }
+
+    /// A place among the live streams the principal may hold open, or RESOURCE_EXHAUSTED.
+    pub fn stream_permit(
+        &self,
+        web: &Web,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, crate::app::AppError> {
+        // Principals come from the config, so this map is bounded by it.
+        let pool = Arc::clone(
+            web.streams
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(self.principal.name.clone())
+                .or_insert_with(|| {
+                    Arc::new(tokio::sync::Semaphore::new(web.streams_per_principal))
+                }),
+        );
+        pool.try_acquire_owned().map_err(|_| {
+            crate::app::AppError::Exhausted(format!(
+                "{} has {} live alert streams open already; close one and try again",
+                self.principal.name, web.streams_per_principal
+            ))
+        })
     }
 
     /// A posted form must carry the session's token; a form without a session is refused.
