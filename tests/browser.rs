@@ -1,15 +1,20 @@
 //! The web front in a real headless Chromium: an inspector signs in through the form, reads a
 //! place, compares it with its statistical neighbours, follows a subject, lists risks, freezes a
 //! snapshot and signs out, on a server with England's current geography, population and
-//! neighbours. Every page is screenshotted to `target/screenshots/`, checked with axe-core for
-//! serious and critical accessibility violations, and watched for Content Security Policy
-//! violations.
+//! neighbours. Then, with boundaries for maps and a release cut: anyone reads the published
+//! figures and downloads a table, an inspector hovers over the place map, a board watches its
+//! alerts arrive live and across a reload, and an agency sees who read its records. Every page
+//! is screenshotted to `target/screenshots/`, checked with axe-core for serious and critical
+//! accessibility violations, and watched for Content Security Policy violations.
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::browser::Browser;
 use common::*;
-use marr::cli::{neighbours, population};
+use fantoccini::actions::InputSource;
+use marr::cli::{boundaries, neighbours, population};
 use marr::domain::AgencyKind;
 use marr::proto;
 
@@ -255,6 +260,413 @@ async fn an_inspector_reads_compares_follows_and_signs_out_in_a_real_browser() {
     browser.open(&format!("{web}/places/{NEWCASTLE}")).await;
     assert_eq!(browser.path().await, "/sign-in");
     assert_eq!(browser.text("h1").await, "Sign in");
+
+    browser.close().await;
+}
+
+/// Signs in through the form with this token, from the sign-in page.
+async fn sign_in(browser: &Browser, web: &str, token: &str) {
+    browser.open(&format!("{web}/sign-in")).await;
+    browser.fill("token", token).await;
+    browser.press("Sign in").await;
+    assert_eq!(browser.path().await, "/", "{token} signs in");
+}
+
+/// Runs `script` in the page until it returns true, for at most `limit`; false if it never did.
+async fn eventually(browser: &Browser, script: &str, limit: Duration) -> bool {
+    let started = Instant::now();
+    loop {
+        let answer = browser
+            .client()
+            .execute(script, vec![])
+            .await
+            .unwrap_or(serde_json::Value::Bool(false));
+        if answer == serde_json::Value::Bool(true) {
+            return true;
+        }
+        if started.elapsed() > limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every alert sequence the alerts page shows, in the history table and the live list, in
+/// the order shown, repeats and all.
+async fn alerts_shown(browser: &Browser) -> Vec<u64> {
+    let shown = browser
+        .client()
+        .execute(
+            "const history = [...document.querySelectorAll('main table tbody tr')]
+               .map(tr => tr.cells[0].textContent.trim()).filter(t => /^[0-9]+$/.test(t));
+             const live = [...document.querySelectorAll('#live-alerts li')]
+               .map(li => li.getAttribute('data-sequence'));
+             return history.concat(live).map(Number);",
+            vec![],
+        )
+        .await
+        .expect("the alerts shown");
+    shown
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_u64)
+        .collect()
+}
+
+/// Waits until the alerts page is connected and shows the newest of `alerts`, then fails
+/// unless it shows each alert the board may see exactly once (in the history or live).
+async fn each_alert_once(browser: &Browser, connection: &Connection, alerts: &[u64]) {
+    let newest = *alerts.last().expect("an alert");
+    let arrived = format!(
+        "return document.getElementById('live-status').textContent.startsWith('Connected')
+           && [...document.querySelectorAll('main table tbody tr, #live-alerts li')]
+             .some(e => e.getAttribute('data-sequence') === '{newest}'
+               || (e.cells !== undefined && e.cells[0].textContent.trim() === '{newest}'))"
+    );
+    assert!(
+        eventually(browser, &arrived, Duration::from_secs(10)).await,
+        "alert {newest} shows on the page"
+    );
+    // Time for a repeat to arrive, were the stream to resume too early.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut shown = alerts_shown(browser).await;
+    shown.sort_unstable();
+    assert_eq!(
+        shown,
+        board_alerts(connection).await,
+        "each of the board's alerts once"
+    );
+}
+
+/// The sequences of every alert the board may see, from ListAlerts over gRPC.
+async fn board_alerts(connection: &Connection) -> Vec<u64> {
+    connection
+        .alerts()
+        .list_alerts(proto::ListAlertsRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("the board lists its alerts")
+        .into_inner()
+        .alerts
+        .iter()
+        .map(|a| a.sequence)
+        .collect()
+}
+
+/// Pushes one critical record of Newcastle's council and waits until the board may see the
+/// alert it raises; the board's alerts after it.
+async fn raise_critical(connection: &Connection, local_ref: &str, subject_n: u32) -> Vec<u64> {
+    let before = board_alerts(connection).await.len();
+    let answers = push_all(
+        connection,
+        vec![rec(
+            NEWCASTLE,
+            local_ref,
+            NEWCASTLE,
+            subject_n,
+            proto::Severity::Critical,
+            0,
+        )],
+    )
+    .await;
+    assert_eq!(answers[0].outcome, proto::Outcome::Accepted as i32);
+    let started = Instant::now();
+    loop {
+        let alerts = board_alerts(connection).await;
+        if alerts.len() > before {
+            return alerts;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no alert raised for the critical record {local_ref}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The bytes `marr export` writes for this table of the latest release.
+async fn exported(server_url: &str, parent: &str, level: &str) -> String {
+    let dir = tempfile::tempdir().expect("a directory");
+    let out = dir.path().join("table.csv");
+    let (url, path) = (server_url.to_string(), out.clone());
+    let args = [
+        "--parent".to_string(),
+        parent.into(),
+        "--level".into(),
+        level.into(),
+    ];
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_marr"))
+            .args(["export", "--server", &url])
+            .args(&args)
+            .arg("--out")
+            .arg(&path)
+            .env_remove("MARR_TOKEN")
+            .output()
+            .expect("marr export runs")
+    })
+    .await
+    .expect("the export finishes");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::read_to_string(out).expect("the export reads")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_a_board_and_an_agency_read_figures_maps_alerts_and_access_in_a_real_browser() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    // The width the README's screenshots are taken at, and the top of each page.
+    browser
+        .client()
+        .set_window_size(1100, 1000)
+        .await
+        .expect("the window resizes");
+    let (server, connection) = england().await;
+    let web = &server.web_url;
+    // The shapes of the North East and its places, as published: the rest of the country would
+    // only slow the import.
+    let mut files = boundaries::read_files(&[boundaries_file(BOUNDARIES_TOPO)]).expect("readable");
+    for file in &mut files {
+        file.shapes.retain(|(code, shape)| {
+            code == NORTH_EAST
+                || shape.bounds().is_some_and(|b| {
+                    (-2.8..=-0.6).contains(&b.min.lon_degrees())
+                        && (-2.8..=-0.6).contains(&b.max.lon_degrees())
+                        && (54.4..=55.9).contains(&b.min.lat_degrees())
+                        && (54.4..=55.9).contains(&b.max.lat_degrees())
+                })
+        });
+    }
+    boundaries::import_files(&connection.admin, files)
+        .await
+        .expect("the boundaries import");
+    let release = connection
+        .admin
+        .open_data()
+        .cut_release(proto::CutReleaseRequest {})
+        .await
+        .expect("an administrator cuts a release")
+        .into_inner()
+        .release
+        .expect("the release");
+    // An inspector's read of the council's records, for the council's access page.
+    connection
+        .inspection()
+        .follow_subject(proto::FollowSubjectRequest {
+            subject_key: subject(1),
+            purpose: PURPOSE.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("the inspector follows subject 1");
+
+    // Anyone: the releases, and the North East's upper-tier authorities in the latest.
+    browser.open(&format!("{web}/releases")).await;
+    let listed = browser.texts("main a[href^='/releases/']").await;
+    assert!(
+        listed
+            .iter()
+            .any(|l| l.contains(&release.number.to_string())),
+        "release {} is listed: {listed:?}",
+        release.number
+    );
+    browser.check("releases").await;
+    browser
+        .open(&format!(
+            "{web}/releases/latest?parent={NORTH_EAST}&level=county"
+        ))
+        .await;
+    let table = connection
+        .public
+        .open_data()
+        .get_comparative_table(proto::GetComparativeTableRequest {
+            parent_code: NORTH_EAST.into(),
+            level: proto::PlaceLevel::County as i32,
+            filter: None,
+            release: 0,
+        })
+        .await
+        .expect("the latest release's table")
+        .into_inner();
+    let rows = browser.texts("main table tbody tr").await;
+    assert_eq!(rows.len(), table.rows.len(), "{rows:?}");
+    let first = table.rows[0].place.as_ref().expect("a place");
+    assert!(
+        rows[0].contains(&first.name) && rows[0].contains(&first.code),
+        "the first row is {} ({}): {}",
+        first.name,
+        first.code,
+        rows[0]
+    );
+    let shaded = browser.texts(".map svg path[data-code]").await;
+    assert_eq!(shaded.len(), rows.len(), "a shape on the map per row");
+    browser.check("release").await;
+
+    // The table's CSV, fetched by the page from its own link: the file `marr export` writes.
+    let csv = browser
+        .client()
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             const link = [...document.querySelectorAll('a[href]')]
+               .find(a => a.textContent.includes('Download this table'));
+             fetch(link.href).then(r => r.text()).then(done, e => done('failed: ' + e));",
+            vec![],
+        )
+        .await
+        .expect("the CSV downloads");
+    let csv = csv.as_str().unwrap_or_default();
+    assert!(csv.starts_with("time_period,"), "{csv}");
+    assert_eq!(csv, exported(&server.url, NORTH_EAST, "county").await);
+    let places: std::collections::BTreeSet<&str> = table
+        .rows
+        .iter()
+        .filter_map(|r| r.place.as_ref())
+        .map(|p| p.code.as_str())
+        .collect();
+    for code in &places {
+        assert!(csv.contains(code), "the CSV has a line for {code}");
+    }
+
+    // An inspector: hovering over a place on the region's map names it beside the map.
+    sign_in(&browser, web, INSPECTOR).await;
+    browser.open(&format!("{web}/places/{NORTH_EAST}")).await;
+    // The map near the top of the window under its heading, its readout in view below it.
+    browser
+        .client()
+        .execute(
+            "document.querySelector('.map').parentNode.scrollIntoView({ block: 'start' });
+             window.scrollBy(0, -90);",
+            vec![],
+        )
+        .await
+        .expect("the map scrolls into view");
+    let path = browser
+        .client()
+        .find(fantoccini::Locator::Css(".map svg path[data-code]"))
+        .await
+        .expect("a place on the map");
+    let title = browser
+        .client()
+        .execute(
+            "return document.querySelector('.map svg path[data-code] title').textContent",
+            vec![],
+        )
+        .await
+        .expect("the place's title");
+    let title = title.as_str().unwrap_or_default().to_string();
+    assert!(title.contains(':'), "a name and its figure: {title}");
+    let pointer = fantoccini::actions::MouseActions::new("mouse".into()).then(
+        fantoccini::actions::PointerAction::MoveToElement {
+            element: path,
+            duration: None,
+            x: 0.0,
+            y: 0.0,
+        },
+    );
+    browser
+        .client()
+        .perform_actions(pointer)
+        .await
+        .expect("the pointer moves");
+    assert!(
+        eventually(
+            &browser,
+            "return document.querySelector('.map-readout').textContent.length > 0",
+            Duration::from_secs(5),
+        )
+        .await,
+        "the readout names the place under the pointer"
+    );
+    let readout = browser.text(".map-readout").await;
+    let hovered = browser
+        .client()
+        .execute(
+            "const hovered = document.querySelector('.map svg path.hovered title');
+             return hovered ? hovered.textContent : ''",
+            vec![],
+        )
+        .await
+        .expect("the hovered place");
+    assert_eq!(Some(readout.as_str()), hovered.as_str());
+    let in_view = browser
+        .client()
+        .execute(
+            "const r = document.querySelector('.map-readout').getBoundingClientRect();
+             return r.top >= 0 && r.bottom <= window.innerHeight",
+            vec![],
+        )
+        .await
+        .expect("the readout's place");
+    assert_eq!(
+        in_view,
+        serde_json::Value::Bool(true),
+        "the readout is in view"
+    );
+    assert!(
+        readout
+            .split(':')
+            .next()
+            .is_some_and(|name| !name.is_empty()),
+        "{readout}"
+    );
+    browser.check("place-map").await;
+    browser.press("Sign out").await;
+
+    // A board: the history, then an alert arriving live.
+    sign_in(&browser, web, BOARD).await;
+    browser.open(&format!("{web}/alerts")).await;
+    assert_eq!(
+        alerts_shown(&browser).await,
+        board_alerts(&connection).await
+    );
+    browser.check("alerts").await;
+    let alerts = raise_critical(&connection, "A-10", 6).await;
+    let newest = *alerts.last().expect("an alert");
+    assert!(
+        eventually(
+            &browser,
+            &format!("return document.querySelector('#live-alerts li[data-sequence=\"{newest}\"]') !== null"),
+            Duration::from_secs(10),
+        )
+        .await,
+        "alert {newest} arrives live"
+    );
+    browser.screenshot("alerts-live").await;
+
+    // Another raised while the page reloads: afterwards each alert shows once, none missing.
+    let (alerts, reloaded) = tokio::join!(
+        raise_critical(&connection, "A-11", 7),
+        browser.client().refresh()
+    );
+    reloaded.expect("the page reloads");
+    each_alert_once(&browser, &connection, &alerts).await;
+
+    // And one raised while the board is on another page, when it comes back in the same tab.
+    browser.open(&format!("{web}/releases")).await;
+    let alerts = raise_critical(&connection, "A-12", 8).await;
+    browser.open(&format!("{web}/alerts")).await;
+    each_alert_once(&browser, &connection, &alerts).await;
+    browser.press("Sign out").await;
+
+    // An agency: who read its records, with the purpose given.
+    sign_in(&browser, web, agency_token(NEWCASTLE)).await;
+    browser.open(&format!("{web}/records/access")).await;
+    let reads = browser.texts("main table tbody tr").await;
+    assert!(
+        reads
+            .iter()
+            .any(|r| r.contains("inspector") && r.contains("FollowSubject") && r.contains(PURPOSE)),
+        "the inspector's read with its purpose: {reads:?}"
+    );
+    browser.check("access").await;
 
     browser.close().await;
 }

@@ -1,6 +1,7 @@
 // Live alerts for a board's page: one EventSource on /alerts/live. Each event's id is its
 // alert sequence; the browser resends the last one as Last-Event-ID when it reconnects, and
-// the page keeps it for the tab so a reload resumes after it too. Alerts are written with
+// the page keeps it for the tab so a reload resumes after it too; an alert the page already
+// shows (in its history) is not added again. Alerts are written with
 // textContent only: their text never becomes markup.
 "use strict";
 (function () {
@@ -34,6 +35,12 @@
   });
   source.addEventListener("alert", function (event) {
     var alert = JSON.parse(event.data);
+    // A tab resuming after the last alert it saw is sent again those the history on this page
+    // already lists: each shows once.
+    if (document.querySelector('[data-sequence="' + Number(alert.sequence) + '"]')) {
+      remember(event.lastEventId);
+      return;
+    }
     var item = document.createElement("li");
     item.setAttribute("data-sequence", String(alert.sequence));
     var title = document.createElement("strong");

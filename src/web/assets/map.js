@@ -1,5 +1,5 @@
-// Map hover: names the place under the pointer (or keyboard focus) beside the map and
-// outlines it. The map and its table work without this script; it only adds the readout.
+// Map hover: names the place under the pointer beside the map and outlines it. The map and
+// its table work without this script (the table names every place); it only adds the readout.
 "use strict";
 (function () {
   var maps = document.querySelectorAll(".map");
