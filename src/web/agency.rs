@@ -5,9 +5,8 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::page::{Chrome, render};
+use super::page::{Chrome, render, when};
 use super::{PageError, Visitor, Web};
-use crate::domain::record::rfc3339;
 
 const LIST_ACCESS_TO_MY_RECORDS: &str = "/marr.v1.Audit/ListAccessToMyRecords";
 
@@ -60,7 +59,7 @@ pub async fn access(
         .events
         .iter()
         .map(|event| AccessLine {
-            at: rfc3339(event.at),
+            at: when(event.at),
             who: event.principal.clone(),
             role: event.role.to_string(),
             method: event

@@ -15,11 +15,10 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio_stream::StreamExt;
 
-use super::page::{Chrome, label, render};
+use super::page::{Chrome, label, render, when};
 use super::{PageError, Visitor, Web};
 use crate::app::alerts::{AlertsAsked, FeedEvent};
 use crate::domain::alert::Alert;
-use crate::domain::record::rfc3339;
 
 const LIST_ALERTS: &str = "/marr.v1.Alerts/ListAlerts";
 const WATCH: &str = "/marr.v1.Alerts/Watch";
@@ -57,7 +56,7 @@ impl AlertLine {
             kind: label(alert.kind),
             severity: label(alert.severity),
             place,
-            raised_at: rfc3339(alert.raised_at),
+            raised_at: when(alert.raised_at),
             detail: alert.detail.clone(),
             agencies: alert.agencies.len(),
         }

@@ -9,7 +9,7 @@ use axum::extract::{Form, Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::page::{Chrome, count, label, render};
+use super::page::{Chrome, count, label, render, when};
 use super::{PageError, Visitor, Web};
 use crate::app::AppError;
 use crate::app::inspection::{ChildComparison, NeighbourAnswer, PlaceViewAnswer, TrendPoint};
@@ -17,7 +17,6 @@ use crate::charts;
 use crate::domain::inspection::{PlaceMeasure, ViewFilter};
 use crate::domain::neighbours::ComparisonRole;
 use crate::domain::population::Rate;
-use crate::domain::record::rfc3339;
 use crate::domain::{
     AgencyKind, ClientGroup, Invalid, Revision, RiskCategory, Severity, SubjectKey, Vocabulary,
 };
@@ -647,7 +646,7 @@ impl RiskLine {
             severity: label(record.severity),
             status: label(record.status),
             place: record.place.to_string(),
-            updated: rfc3339(record.source_updated_at),
+            updated: when(record.source_updated_at),
             sequence: revision.sequence,
         }
     }
@@ -794,7 +793,7 @@ pub async fn trail(
                 category: label(record.category),
                 severity: label(record.severity),
                 status: label(record.status),
-                updated: rfc3339(record.source_updated_at),
+                updated: when(record.source_updated_at),
             }
         })
         .collect();
@@ -883,7 +882,7 @@ pub async fn snapshots(State(web): State<Web>, visitor: Visitor) -> Result<Respo
                     .cloned()
                     .flatten()
                     .map_or_else(|| snapshot.view.place.to_string(), |p| p.name),
-                created_at: rfc3339(snapshot.created_at),
+                created_at: when(snapshot.created_at),
                 total: count(snapshot.view.total),
             })
             .collect(),
@@ -924,7 +923,7 @@ pub async fn snapshot(
         chrome: Chrome::of(&visitor),
         id: snapshot.id,
         label: snapshot.label.clone(),
-        created_at: rfc3339(snapshot.created_at),
+        created_at: when(snapshot.created_at),
         place: snapshot
             .names
             .places

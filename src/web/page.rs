@@ -201,6 +201,15 @@ pub fn label<V: Vocabulary>(value: V) -> String {
     })
 }
 
+/// A moment as people read it on a page: `26 Nov 2026, 18:46 UTC`.
+pub fn when(at: time::OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    let format = time::macros::format_description!(
+        "[day padding:none] [month repr:short] [year], [hour]:[minute] UTC"
+    );
+    at.format(&format).unwrap_or_else(|_| at.to_string())
+}
+
 /// A count with thousands separators: 12345 → "12,345".
 pub fn count(n: u64) -> String {
     let digits = n.to_string();
@@ -229,6 +238,10 @@ mod tests {
         assert_eq!(count(999), "999");
         assert_eq!(count(1000), "1,000");
         assert_eq!(count(1_234_567), "1,234,567");
+        assert_eq!(
+            when(time::macros::datetime!(2026-11-06 18:46:39.27 UTC)),
+            "6 Nov 2026, 18:46 UTC"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::inspector::map_shape;
-use super::page::{Chrome, label, render};
+use super::page::{Chrome, label, render, when};
 use super::{PageError, Visitor, Web};
 use crate::app::open_data::PublicTable;
 use crate::charts;
@@ -17,7 +17,6 @@ use crate::domain::boundaries::Shape;
 use crate::domain::disclosure::Published;
 use crate::domain::inspection::ViewFilter;
 use crate::domain::population::Rate;
-use crate::domain::record::rfc3339;
 use crate::domain::release::PUBLISHED_LEVELS;
 use crate::domain::{ClientGroup, Invalid, Place, PlaceLevel, Role, Vocabulary};
 
@@ -92,8 +91,8 @@ pub async fn releases(State(web): State<Web>, visitor: Visitor) -> Result<Respon
             .iter()
             .map(|r| ReleaseLine {
                 number: r.number,
-                as_at: rfc3339(r.as_at),
-                cut_at: rfc3339(r.cut_at),
+                as_at: when(r.as_at),
+                cut_at: when(r.cut_at),
                 scheduled: r.scheduled,
             })
             .collect(),
@@ -356,7 +355,7 @@ impl ReleasePage {
         Self {
             chrome: Chrome::of(visitor),
             number,
-            as_at: rfc3339(answer.release.as_at),
+            as_at: when(answer.release.as_at),
             parent: parent.name.clone(),
             parent_code: parent.code.to_string(),
             level: label(level),

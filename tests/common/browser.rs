@@ -139,39 +139,51 @@ impl Browser {
             return None;
         }
         let axe = std::fs::read_to_string(axe_script()).expect("axe-core reads");
-        let port = free_port();
-        let mut command = Command::new(CHROMEDRIVER);
-        command
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let driver = Driver(command.spawn().expect("chromedriver starts"));
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < PATIENCE,
-                "chromedriver never listened on {port}"
+        // A free port can be taken by another test between our choosing it and chromedriver
+        // binding it; then the session cannot start, and a fresh driver on another port is
+        // tried.
+        let mut attempt = 0;
+        let (client, driver, profile) = loop {
+            attempt += 1;
+            let port = free_port();
+            let mut command = Command::new(CHROMEDRIVER);
+            command
+                .arg(format!("--port={port}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            std::os::unix::process::CommandExt::process_group(&mut command, 0);
+            let driver = Driver(command.spawn().expect("chromedriver starts"));
+            let started = Instant::now();
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    started.elapsed() < PATIENCE,
+                    "chromedriver never listened on {port}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let profile = tempfile::tempdir().expect("a profile directory");
+            let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| f.to_string()).collect();
+            args.push(format!("--user-data-dir={}", profile.path().display()));
+            let mut capabilities = serde_json::Map::new();
+            capabilities.insert("browserName".into(), json!("chrome"));
+            capabilities.insert(
+                "goog:chromeOptions".into(),
+                json!({"binary": CHROMIUM, "args": args}),
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-
-        let profile = tempfile::tempdir().expect("a profile directory");
-        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| f.to_string()).collect();
-        args.push(format!("--user-data-dir={}", profile.path().display()));
-        let mut capabilities = serde_json::Map::new();
-        capabilities.insert("browserName".into(), json!("chrome"));
-        capabilities.insert(
-            "goog:chromeOptions".into(),
-            json!({"binary": CHROMIUM, "args": args}),
-        );
-        capabilities.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("a Chromium session starts");
+            capabilities.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
+            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(capabilities)
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(client) => break (client, driver, profile),
+                Err(error) if attempt < 3 => {
+                    eprintln!("a Chromium session did not start ({error}); trying again");
+                }
+                Err(error) => panic!("a Chromium session starts: {error}"),
+            }
+        };
         let log_readable = client.issue_cmd(BrowserLog).await.is_ok();
         if !log_readable {
             eprintln!("the browser's log cannot be read: the CSP check is skipped");
