@@ -36,6 +36,12 @@ impl Application {
         Ok(self.store.import_population(tables, caller.actor()).await?)
     }
 
+    /// These places as the directory holds them now, in order (reference data anyone may
+    /// read): what pages name codes by.
+    pub fn places(&self, codes: &[crate::domain::PlaceCode]) -> Vec<Option<crate::domain::Place>> {
+        self.store.places(codes)
+    }
+
     /// Imports boundaries in one batch, dissolving force areas and safety partnerships from
     /// their districts.
     pub async fn import_boundaries(

@@ -42,7 +42,6 @@ impl AlertLine {
     fn of(web: &Web, alert: &Alert) -> Self {
         let place = web
             .app
-            .store()
             .places(&[alert.place])
             .into_iter()
             .flatten()

@@ -120,6 +120,8 @@ impl FilterForm {
 /// One line of a breakdown table.
 pub struct Line {
     pub label: String,
+    /// The count, for its bar.
+    pub value: u64,
     pub count: String,
     /// Rate per 10,000, or empty where no population is known.
     pub rate: String,
@@ -130,6 +132,7 @@ fn lines<V: Vocabulary + Ord>(counts: &BTreeMap<V, u64>) -> Vec<Line> {
         .iter()
         .map(|(value, n)| Line {
             label: label(*value),
+            value: *n,
             count: count(*n),
             rate: String::new(),
         })
@@ -253,7 +256,7 @@ fn bar_chart(id: &str, title: &str, lines: &[Line]) -> String {
             .iter()
             .map(|line| charts::bars::Bar {
                 label: line.label.clone(),
-                value: line.count.replace(',', "").parse::<f64>().ok(),
+                value: Some(line.value as f64),
             })
             .collect(),
         decimals: 0,
@@ -275,6 +278,7 @@ impl PlacePage {
             .iter()
             .map(|(group, n)| Line {
                 label: label(*group),
+                value: *n,
                 count: count(*n),
                 rate: rate_text(answer.rates.get(group)),
             })
@@ -288,6 +292,7 @@ impl PlacePage {
                     .agencies
                     .get(id)
                     .map_or_else(|| id.to_string(), |(_, name)| name.clone()),
+                value: *n,
                 count: count(*n),
                 rate: String::new(),
             })

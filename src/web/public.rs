@@ -40,7 +40,6 @@ pub async fn home(State(web): State<Web>, visitor: Visitor) -> Response {
     let principal = &visitor.principal;
     let places = web
         .app
-        .store()
         .places(&principal.places)
         .into_iter()
         .zip(&principal.places)
