@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use marr::cli::{Connection, ServerArgs, boundaries, neighbours, places, population};
+use marr::domain::inspection::ViewFilter;
 use marr::proto;
 use marr::store::{Store, StoreOptions};
 use prost::Message;
@@ -57,6 +58,22 @@ fn current_geography() -> Vec<PathBuf> {
     .iter()
     .map(|name| shared_file("geography-2025", name))
     .collect()
+}
+
+/// The ends of the 11 months before this one (each the first instant of the next), as the
+/// place page's trend takes them.
+fn month_ends(now: OffsetDateTime) -> Vec<OffsetDateTime> {
+    let months = now.year() * 12 + i32::from(u8::from(now.month())) - 1;
+    (0..11)
+        .map(|back| {
+            let m = months - back;
+            let month = time::Month::try_from((m.rem_euclid(12) + 1) as u8).expect("a month");
+            time::Date::from_calendar_date(m.div_euclid(12), month, 1)
+                .expect("a date")
+                .midnight()
+                .assume_utc()
+        })
+        .collect()
 }
 
 fn ms(d: Duration) -> f64 {
@@ -518,6 +535,51 @@ fn main() {
     }
     for (goal, held) in goals {
         println!("goal: {goal}: {}", if held { "met" } else { "NOT met" });
+    }
+    // What a place page is made of, in-process on the same store: the trend's as-of views
+    // (paid on a first visit), the month ends looked up in the log (paid on every visit) and
+    // the children's shapes for the map.
+    println!(
+        "| in-process, once | trend: 11 as-of views | slowest of them | 11 month ends found in the log | the children's shapes read |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (name, code) in targets {
+        let place = support::code(code);
+        let started = Instant::now();
+        let sequences: Vec<u64> = month_ends(OffsetDateTime::now_utc())
+            .into_iter()
+            .map(|end| store.sequence_at(end).expect("sequence"))
+            .collect();
+        let lookups = started.elapsed();
+        let mut views = Duration::ZERO;
+        let mut slowest = Duration::ZERO;
+        for sequence in sequences {
+            let started = Instant::now();
+            store
+                .place_view(place, &ViewFilter::default(), Some(sequence))
+                .expect("as-of view");
+            let took = started.elapsed();
+            views += took;
+            slowest = slowest.max(took);
+        }
+        let children: Vec<_> = store
+            .child_places(place)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|child| child.code)
+            .collect();
+        let started = Instant::now();
+        let shapes = store.shapes(&children).expect("shapes");
+        let shapes_time = started.elapsed();
+        println!(
+            "| {name} | {:.1} ms | {:.1} ms | {:.2} ms | {:.2} ms ({} of {}) |",
+            ms(views),
+            ms(slowest),
+            ms(lookups),
+            ms(shapes_time),
+            shapes.iter().flatten().count(),
+            children.len()
+        );
     }
     println!("RSS after the pages: {:.0} MiB", rss_mib());
     drop(inspector);
