@@ -340,8 +340,22 @@ fn main() {
     for (name, code) in targets {
         let path = format!("/places/{code}");
         let started = Instant::now();
-        let body = runtime.block_on(page(&mut client, &path));
-        cold.push((name, code, started.elapsed(), body.len()));
+        let first = runtime.block_on(page(&mut client, &path));
+        let answered = started.elapsed();
+        // The first visit answers at once and works the month ends out in the background;
+        // the time until a visit shows the whole trend is kept too.
+        let body = loop {
+            let body = runtime.block_on(page(&mut client, &path));
+            if !body.contains("being worked out") {
+                break body;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        println!(
+            "{name}'s trend shown {:.0} ms after the first visit",
+            ms(started.elapsed())
+        );
+        cold.push((name, code, answered, first.len()));
         let (map_bytes, areas) = map_of(&body);
         // An authority's children are wards, which have no boundaries: no map there.
         assert!(
@@ -375,7 +389,7 @@ fn main() {
                 }
             });
         rows.push(Row {
-            what: format!("GET /places/{code} ({name}), first visit: trend cold"),
+            what: format!("GET /places/{code} ({name}), first visit: trend being worked out"),
             timing: None,
             once: Some(first),
             bytes: first_bytes,

@@ -49,6 +49,16 @@ pub struct TrendPoint {
 #[derive(Debug, Default)]
 pub struct TrendCache {
     totals: std::sync::Mutex<std::collections::HashMap<(PlaceCode, String, u64), u64>>,
+    /// Trends being worked out now, by place and filter.
+    working: std::sync::Mutex<std::collections::HashSet<(PlaceCode, String)>>,
+}
+
+/// A place's trend, or word that it is being worked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trend {
+    Ready(Vec<TrendPoint>),
+    /// Some month ends are not yet known; they are being worked out. Ask again shortly.
+    Computing,
 }
 
 /// Totals kept in the trend cache at most.
@@ -61,6 +71,21 @@ impl TrendCache {
             .unwrap_or_else(|p| p.into_inner())
             .get(key)
             .copied()
+    }
+
+    /// Marks a trend as being worked out; false if it already is.
+    fn begin(&self, trend: (PlaceCode, String)) -> bool {
+        self.working
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(trend)
+    }
+
+    fn end(&self, trend: &(PlaceCode, String)) {
+        self.working
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(trend);
     }
 
     fn put(&self, key: (PlaceCode, String, u64), total: u64) {
@@ -167,42 +192,58 @@ impl Application {
     }
 
     /// A place's total at the end of each of the last `months - 1` months and now, from
-    /// as-of views of the log. Call after [`Self::place_view`] admitted the place.
+    /// as-of views of the log. Past month ends never change, so each is worked out once and
+    /// kept; a page does not wait for that: when some are not yet known this answers
+    /// [`Trend::Computing`] and works them out in the background.
     pub async fn place_trend(
         &self,
         caller: &Caller,
         place: &str,
         filter: &ViewFilter,
         months: u32,
-    ) -> Result<Vec<TrendPoint>, AppError> {
+    ) -> Result<Trend, AppError> {
         let place = self.place_in_scope(caller, "place_code", place)?;
         let now = self.store.now();
         let filter_key = format!("{filter:?}");
-        let mut points = Vec::new();
-        for back in (0..months.saturating_sub(1)).rev() {
-            // The end of a month is the start of the next.
-            let end = month_start(now, back);
+        // The month ends' sequences, by halving the log: a few reads each.
+        let ends: Vec<(String, u64)> = {
             let store = self.store.clone();
-            let sequence = blocking(move || store.sequence_at(end)).await?;
-            let key = (place, filter_key.clone(), sequence);
-            let total = match (sequence, self.trends.get(&key)) {
-                (0, _) => 0,
-                (_, Some(total)) => total,
-                (_, None) => {
-                    let store = self.store.clone();
-                    let filter = filter.clone();
-                    let view =
-                        blocking(move || store.place_view(place, &filter, Some(sequence))).await?;
-                    self.trends.put(key, view.total);
-                    view.total
-                }
-            };
-            points.push(TrendPoint {
-                month: month_label(month_start(now, back + 1)),
-                total,
-                sequence,
-            });
+            let ends: Vec<(String, time::OffsetDateTime)> = (0..months.saturating_sub(1))
+                .rev()
+                .map(|back| {
+                    (
+                        month_label(month_start(now, back + 1)),
+                        month_start(now, back),
+                    )
+                })
+                .collect();
+            blocking(move || {
+                ends.into_iter()
+                    .map(|(label, end)| Ok((label, store.sequence_at(end)?)))
+                    .collect()
+            })
+            .await?
+        };
+        let known: Vec<Option<u64>> = ends
+            .iter()
+            .map(|(_, sequence)| match sequence {
+                0 => Some(0),
+                sequence => self.trends.get(&(place, filter_key.clone(), *sequence)),
+            })
+            .collect();
+        if known.iter().any(Option::is_none) {
+            self.work_out_trend(place, filter.clone(), filter_key, ends);
+            return Ok(Trend::Computing);
         }
+        let mut points: Vec<TrendPoint> = ends
+            .into_iter()
+            .zip(known)
+            .map(|((month, sequence), total)| TrendPoint {
+                month,
+                total: total.unwrap_or(0),
+                sequence,
+            })
+            .collect();
         let store = self.store.clone();
         let filter = filter.clone();
         let live = blocking(move || store.place_view(place, &filter, None)).await?;
@@ -211,7 +252,38 @@ impl Application {
             total: live.total,
             sequence: live.consistent_at,
         });
-        Ok(points)
+        Ok(Trend::Ready(points))
+    }
+
+    /// Works out the month-end totals not yet known, in the background, once per place and
+    /// filter at a time.
+    fn work_out_trend(
+        &self,
+        place: PlaceCode,
+        filter: ViewFilter,
+        filter_key: String,
+        ends: Vec<(String, u64)>,
+    ) {
+        if !self.trends.begin((place, filter_key.clone())) {
+            return;
+        }
+        let (store, trends) = (self.store.clone(), std::sync::Arc::clone(&self.trends));
+        tokio::task::spawn_blocking(move || {
+            for (_, sequence) in ends.into_iter().filter(|(_, s)| *s > 0) {
+                let key = (place, filter_key.clone(), sequence);
+                if trends.get(&key).is_some() {
+                    continue;
+                }
+                match store.place_view(place, &filter, Some(sequence)) {
+                    Ok(view) => trends.put(key, view.total),
+                    Err(error) => {
+                        tracing::warn!(%error, %place, "cannot work out a month's total");
+                        break;
+                    }
+                }
+            }
+            trends.end(&(place, filter_key));
+        });
     }
 
     /// The boundaries of these places, for maps (reference data anyone may read), in order;

@@ -12,7 +12,9 @@ use serde::Deserialize;
 use super::page::{Chrome, count, label, render, when};
 use super::{PageError, Visitor, Web};
 use crate::app::AppError;
-use crate::app::inspection::{ChildComparison, NeighbourAnswer, PlaceViewAnswer, TrendPoint};
+use crate::app::inspection::{
+    ChildComparison, NeighbourAnswer, PlaceViewAnswer, Trend, TrendPoint,
+};
 use crate::charts;
 use crate::domain::inspection::{PlaceMeasure, ViewFilter};
 use crate::domain::neighbours::ComparisonRole;
@@ -184,6 +186,8 @@ struct PlacePage {
     trend_chart: String,
     /// The child places shaded by their totals; empty without boundaries.
     map: String,
+    /// The trend's month ends are being worked out: the page says so.
+    trend_computing: bool,
     trend: Vec<TrendLine>,
 }
 
@@ -267,7 +271,7 @@ impl PlacePage {
     fn of(
         visitor: &Visitor,
         answer: PlaceViewAnswer,
-        trend: &[TrendPoint],
+        trend: &Trend,
         shapes: &[Option<crate::domain::boundaries::Shape>],
         query: &FilterQuery,
     ) -> Self {
@@ -342,7 +346,12 @@ impl PlacePage {
         let place_name = place
             .as_ref()
             .map_or_else(|| view.place.to_string(), |p| p.name.clone());
+        let (trend, trend_computing): (&[TrendPoint], bool) = match trend {
+            Trend::Ready(points) => (points, false),
+            Trend::Computing => (&[], true),
+        };
         Self {
+            trend_computing,
             map: child_map(&place_name, &named_children, shapes),
             client_group_chart: bar_chart(
                 "by-client-group",
@@ -356,19 +365,23 @@ impl PlacePage {
                 "Active risks by kind of agency",
                 &by_agency_kind,
             ),
-            trend_chart: charts::trend::line(&charts::trend::TrendChart {
-                id: "trend".into(),
-                title: "Active risks at the end of each month".into(),
-                measure: "Active risks".into(),
-                points: trend
-                    .iter()
-                    .map(|p| charts::trend::TrendPoint {
-                        label: p.month.clone(),
-                        value: p.total as f64,
-                    })
-                    .collect(),
-                decimals: 0,
-            }),
+            trend_chart: if trend.is_empty() {
+                String::new()
+            } else {
+                charts::trend::line(&charts::trend::TrendChart {
+                    id: "trend".into(),
+                    title: "Active risks at the end of each month".into(),
+                    measure: "Active risks".into(),
+                    points: trend
+                        .iter()
+                        .map(|p| charts::trend::TrendPoint {
+                            label: p.month.clone(),
+                            value: p.total as f64,
+                        })
+                        .collect(),
+                    decimals: 0,
+                })
+            },
             trend: trend
                 .iter()
                 .map(|p| TrendLine {
