@@ -123,6 +123,12 @@ fn pages(snapshot_in_newcastle: u64) -> Vec<PageCase> {
         form: None,
     });
     cases.push(PageCase {
+        method: "/marr.v1.RiskRegister/GetRecord",
+        place: "",
+        path: "/records".into(),
+        form: None,
+    });
+    cases.push(PageCase {
         method: "/marr.v1.Inspection/GetSnapshot",
         place: "",
         path: "/snapshots".into(),
@@ -860,4 +866,71 @@ async fn pages_are_limited_per_principal_like_calls_and_the_refusal_is_recorded(
             .any(|e| e.principal == "inspector" && e.outcome.starts_with("ResourceExhausted")),
         "{refused:?}"
     );
+}
+
+#[tokio::test]
+async fn an_agency_pages_through_its_own_records_only_and_each_page_is_a_recorded_read() {
+    let (server, connection) = TestServer::north_east().await;
+    for n in 0..7 {
+        for agency in [NEWCASTLE, "RTD"] {
+            let place = if agency == NEWCASTLE {
+                NEWCASTLE_WARD
+            } else {
+                GATESHEAD_WARD
+            };
+            connection
+                .agency(agency)
+                .risk_register()
+                .submit_record(proto::SubmitRecordRequest {
+                    record: Some(rec(
+                        agency,
+                        &format!("own-{n}"),
+                        place,
+                        0,
+                        proto::Severity::Low,
+                        2,
+                    )),
+                })
+                .await
+                .expect("accepted");
+        }
+    }
+    let mut agency = WebClient::signed_in(&server.web_url, "newcastle-token").await;
+    let mut seen = Vec::new();
+    let mut path = "/records?page_size=3".to_string();
+    let mut pages = 0;
+    loop {
+        let page = agency.get(&path).await;
+        assert_eq!(page.status, 200);
+        pages += 1;
+        let text = page.text();
+        seen.extend((0..7).filter(|n| text.contains(&format!("own-{n} "))));
+        assert!(
+            !text.contains(GATESHEAD_WARD),
+            "another agency's record: {text}"
+        );
+        match page.body.split("href=\"").find_map(|rest| {
+            rest.strip_prefix("/records?after=")
+                .and_then(|r| r.split('"').next())
+                .map(|rest| format!("/records?after={}", rest.replace("&#38;", "&")))
+        }) {
+            Some(next) => path = next,
+            None => break,
+        }
+        assert!(pages < 10, "paging ends");
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (0..7).collect::<Vec<_>>(),
+        "every own record listed once"
+    );
+    assert_eq!(pages, 3, "seven records, three to a page");
+    let reads = audit_events(&connection, "/marr.v1.RiskRegister/GetRecord").await;
+    let listed: usize = reads
+        .iter()
+        .filter(|e| e.principal.contains(NEWCASTLE) && e.outcome == "OK")
+        .map(|e| e.records.len())
+        .sum();
+    assert_eq!(listed, 7, "{reads:?}");
 }

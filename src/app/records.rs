@@ -99,6 +99,25 @@ impl Application {
     }
 
     /// The latest revision of one of the caller's agency's records.
+    /// A page of the caller's agency's own records, by reference; each one listed is noted
+    /// for the audit event. With the key to pass for the next page.
+    pub fn own_records(
+        &self,
+        caller: &Caller,
+        after: Option<&str>,
+        page_size: usize,
+    ) -> Result<(Vec<Revision>, Option<RecordKey>), AppError> {
+        let agency = caller.own_agency()?.clone();
+        let after = after
+            .map(|local_ref| RecordKey::parse(agency.as_str(), local_ref))
+            .transpose()?;
+        let (records, next) = self
+            .store
+            .records_of_agency(&agency, after.as_ref(), page_size)?;
+        caller.touched(|t| t.records = records.iter().map(|r| r.record.key.clone()).collect());
+        Ok((records, next))
+    }
+
     pub fn record(&self, caller: &Caller, key: RecordKey) -> Result<Revision, AppError> {
         caller.acts_for(&key.agency)?;
         caller.touched(|t| t.records.push(key.clone()));

@@ -214,6 +214,37 @@ impl Keyspace for Latest {
     }
 }
 
+impl Latest {
+    /// One agency's records in the order of their keys, after `after` if given (a page's
+    /// last), read from one range: a page costs what it lists, however far in.
+    pub(crate) fn of_agency<'a>(
+        engine: &'a dyn Engine,
+        agency: &AgencyId,
+        after: Option<&RecordKey>,
+    ) -> impl Iterator<Item = Result<(RecordKey, u64), StoreError>> + 'a {
+        let mut prefix = vec![Self::PREFIX];
+        let agency = agency.as_str().as_bytes();
+        prefix.push(agency.len() as u8);
+        prefix.extend_from_slice(agency);
+        let from = match after {
+            // Just past the last key listed: no key lies between it and this.
+            Some(after) => {
+                let mut from = Self::key(after);
+                from.push(0);
+                from
+            }
+            None => prefix.clone(),
+        };
+        // A local reference's length is at most 256, so no key of the agency reaches this.
+        let mut until = prefix;
+        until.extend_from_slice(&[0xff, 0xff]);
+        engine.range(&from, &until).map(|entry| {
+            let (key, value) = entry?;
+            Ok((Self::decode_key(&key[1..])?, Self::decode_value(&value)?))
+        })
+    }
+}
+
 /// Projection: where each record's latest revision sits, by place and recency: (place,
 /// sequence of the latest revision) → nothing, the log entry at that sequence says the rest.
 /// A place's entries are in change order, so its newest records are one reverse range read,

@@ -615,6 +615,39 @@ impl Store {
         Snapshots::get(&*self.shared.engine, &id)
     }
 
+    /// A page of one agency's records (their latest revisions) in the order of their
+    /// references, after `after`; with the key to pass for the next page, if there is one.
+    pub fn records_of_agency(
+        &self,
+        agency: &crate::domain::AgencyId,
+        after: Option<&crate::domain::RecordKey>,
+        page_size: usize,
+    ) -> Result<
+        (
+            Vec<crate::domain::Revision>,
+            Option<crate::domain::RecordKey>,
+        ),
+        StoreError,
+    > {
+        let engine = &*self.shared.engine;
+        let mut revisions = Vec::new();
+        let mut next = None;
+        for entry in super::keyspace::Latest::of_agency(engine, agency, after) {
+            let (key, sequence) = entry?;
+            if revisions.len() == page_size {
+                next = revisions
+                    .last()
+                    .map(|r: &crate::domain::Revision| r.record.key.clone());
+                break;
+            }
+            let revision = Log::get(engine, &sequence)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("the latest revision of {key} is missing"))
+            })?;
+            revisions.push(revision);
+        }
+        Ok((revisions, next))
+    }
+
     /// Snapshots newest first, those `keep` accepts, reading at most `read` of them.
     pub fn snapshots_newest_first(
         &self,

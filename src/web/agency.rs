@@ -1,14 +1,111 @@
-//! Pages for agencies: who has read the agency's records, from the audit chain.
+//! Pages for agencies: their own records, and who has read them, from the audit chain.
 
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::page::{Chrome, render, when};
+use super::page::{Chrome, label, render, when};
 use super::{PageError, Visitor, Web};
 
 const LIST_ACCESS_TO_MY_RECORDS: &str = "/marr.v1.Audit/ListAccessToMyRecords";
+const GET_RECORD: &str = "/marr.v1.RiskRegister/GetRecord";
+
+/// Records listed on one page.
+const RECORDS_PER_PAGE: usize = 50;
+
+/// One of the agency's records, as its latest revision stands.
+pub struct RecordLine {
+    pub local_ref: String,
+    pub revision: u32,
+    pub subject: String,
+    pub place: String,
+    pub client_group: String,
+    pub category: String,
+    pub severity: String,
+    pub status: String,
+    pub updated: String,
+}
+
+#[derive(Template)]
+#[template(path = "records.html")]
+struct RecordsPage {
+    chrome: Chrome,
+    agency: String,
+    records: Vec<RecordLine>,
+    next: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RecordsQuery {
+    /// The page starts after this local reference.
+    #[serde(default)]
+    after: Option<String>,
+    /// Records per page, at most [`MAX_RECORDS_PER_PAGE`].
+    #[serde(default)]
+    page_size: Option<usize>,
+}
+
+/// The most records one page lists.
+const MAX_RECORDS_PER_PAGE: usize = 200;
+
+/// The agency's own records by reference, each as its latest revision stands; the listing is
+/// a read of those records, recorded as one.
+pub async fn records(
+    State(web): State<Web>,
+    visitor: Visitor,
+    Query(query): Query<RecordsQuery>,
+) -> Result<Response, PageError> {
+    let caller = visitor.admit(&web, GET_RECORD).await?;
+    let page_size = query
+        .page_size
+        .unwrap_or(RECORDS_PER_PAGE)
+        .clamp(1, MAX_RECORDS_PER_PAGE);
+    let page = web
+        .app
+        .own_records(&caller, query.after.as_deref(), page_size);
+    let (records, next) = web
+        .app
+        .conclude(&caller, page)
+        .await
+        .map_err(|status| PageError::new(status, &visitor))?;
+    Ok(render(&RecordsPage {
+        chrome: Chrome::of(&visitor),
+        agency: visitor
+            .principal
+            .agency
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        records: records
+            .iter()
+            .map(|revision| {
+                let record = &revision.record;
+                RecordLine {
+                    local_ref: record.key.local_ref.to_string(),
+                    revision: revision.revision,
+                    subject: record.subject.map(|s| s.to_string()).unwrap_or_default(),
+                    place: record.place.to_string(),
+                    client_group: label(record.client_group),
+                    category: label(record.category),
+                    severity: label(record.severity),
+                    status: label(record.status),
+                    updated: when(record.source_updated_at),
+                }
+            })
+            .collect(),
+        next: next.map(|key| {
+            format!(
+                "/records?{}",
+                serde_urlencoded::to_string([
+                    ("after", key.local_ref.as_str()),
+                    ("page_size", &page_size.to_string()),
+                ])
+                .unwrap_or_default()
+            )
+        }),
+    }))
+}
 
 /// Reads listed on one page.
 const READS_PER_PAGE: usize = 50;

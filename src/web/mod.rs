@@ -143,6 +143,7 @@ pub fn router(web: Web) -> Router {
         .route("/snapshots/{id}", get(inspector::snapshot))
         .route("/alerts", get(board::alerts))
         .route("/alerts/live", get(board::live))
+        .route("/records", get(agency::records))
         .route("/records/access", get(agency::access))
         .fallback(page::not_found)
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))

@@ -53,7 +53,10 @@ impl Chrome {
                 );
                 nav.push(link("/alerts", "Alerts"));
             }
-            Role::Agency => nav.push(link("/records/access", "Who read our records")),
+            Role::Agency => {
+                nav.push(link("/records", "Our records"));
+                nav.push(link("/records/access", "Who read our records"));
+            }
             Role::Admin | Role::Public => {}
         }
         nav.push(link("/releases", "Published figures"));
