@@ -64,11 +64,7 @@ pub async fn records(
     let page = web
         .app
         .own_records(&caller, query.after.as_deref(), page_size);
-    let (records, next) = web
-        .app
-        .conclude(&caller, page)
-        .await
-        .map_err(|status| PageError::new(status, &visitor))?;
+    let (records, next) = visitor.conclude(&web, &caller, page).await?;
     Ok(render(&RecordsPage {
         chrome: Chrome::of(&visitor),
         agency: visitor
@@ -147,11 +143,7 @@ pub async fn access(
         .app
         .access_to_my_records(&caller, None, None, query.after, READS_PER_PAGE)
         .await;
-    let page = web
-        .app
-        .conclude(&caller, page)
-        .await
-        .map_err(|status| PageError::new(status, &visitor))?;
+    let page = visitor.conclude(&web, &caller, page).await?;
     let reads = page
         .events
         .iter()

@@ -96,11 +96,7 @@ pub async fn alerts(
             ALERTS_PER_PAGE,
         )
         .await;
-    let page = web
-        .app
-        .conclude(&caller, page)
-        .await
-        .map_err(|status| PageError::new(status, &visitor))?;
+    let page = visitor.conclude(&web, &caller, page).await?;
     Ok(render(&AlertsPage {
         chrome: Chrome::of(&visitor),
         history: page.alerts.iter().map(|a| AlertLine::of(&web, a)).collect(),
@@ -137,11 +133,7 @@ pub async fn live(
         let feed = web.app.alert_feed(&caller, AlertsAsked::default(), after)?;
         Ok((permit, feed))
     });
-    let (permit, feed) = web
-        .app
-        .conclude(&caller, feed)
-        .await
-        .map_err(|status| PageError::new(status, &visitor))?;
+    let (permit, feed) = visitor.conclude(&web, &caller, feed).await?;
     let events = feed
         .start()
         // The feed ends with an error when the server stops; the browser then reconnects

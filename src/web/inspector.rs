@@ -445,11 +445,7 @@ pub async fn place(
         let shapes = web.app.shapes(children).await?;
         Ok((answer, trend, shapes))
     };
-    let (answer, trend, shapes) = web
-        .app
-        .conclude(&caller, answer.await)
-        .await
-        .map_err(|status| PageError::new(status, &visitor))?;
+    let (answer, trend, shapes) = visitor.conclude(&web, &caller, answer.await).await?;
     Ok(render(&PlacePage::of(
         &visitor, answer, &trend, &shapes, &query,
     )))
@@ -621,11 +617,7 @@ pub async fn compare(
         };
         Ok((rate_of, children, neighbours))
     })();
-    let (rate_of, children, neighbours) = web
-        .app
-        .conclude(&caller, answer)
-        .await
-        .map_err(|status| PageError::new(status, &visitor))?;
+    let (rate_of, children, neighbours) = visitor.conclude(&web, &caller, answer).await?;
     let page = ComparePage::of(&visitor, &code, rate_of, &children, neighbours);
     Ok(render(&page))
 }
@@ -695,11 +687,7 @@ pub async fn risks(
             .list_risks(&caller, &code, filter, RISKS_PER_PAGE, query.before, None)
             .await
     };
-    let page = web
-        .app
-        .conclude(&caller, page.await)
-        .await
-        .map_err(|status| PageError::new(status, &visitor))?;
+    let page = visitor.conclude(&web, &caller, page.await).await?;
     let filter_query = query.filter.query();
     Ok(render(&RisksPage {
         chrome: Chrome::of(&visitor),
@@ -783,11 +771,7 @@ pub async fn trail(
             .follow_subject(&caller, subject, &form.purpose, None)
             .await
     };
-    let trail = web
-        .app
-        .conclude(&caller, trail.await)
-        .await
-        .map_err(|status| PageError::new(status, &visitor))?;
+    let trail = visitor.conclude(&web, &caller, trail.await).await?;
     let lines = trail
         .entries
         .iter()
@@ -850,11 +834,7 @@ pub async fn create_snapshot(
             .create_snapshot(&caller, &form.place_code, filter, &form.label)
             .await
     };
-    let snapshot = web
-        .app
-        .conclude(&caller, snapshot.await)
-        .await
-        .map_err(|status| PageError::new(status, &visitor))?;
+    let snapshot = visitor.conclude(&web, &caller, snapshot.await).await?;
     Ok(Redirect::to(&format!("/snapshots/{}", snapshot.id)).into_response())
 }
 
@@ -881,11 +861,7 @@ const SNAPSHOTS_LISTED: usize = 500;
 pub async fn snapshots(State(web): State<Web>, visitor: Visitor) -> Result<Response, PageError> {
     let caller = visitor.admit(&web, GET_SNAPSHOT).await?;
     let snapshots = web.app.snapshots(&caller, SNAPSHOTS_LISTED);
-    let snapshots = web
-        .app
-        .conclude(&caller, snapshots)
-        .await
-        .map_err(|status| PageError::new(status, &visitor))?;
+    let snapshots = visitor.conclude(&web, &caller, snapshots).await?;
     Ok(render(&SnapshotsPage {
         chrome: Chrome::of(&visitor),
         snapshots: snapshots
@@ -931,11 +907,7 @@ pub async fn snapshot(
 ) -> Result<Response, PageError> {
     let caller = visitor.admit(&web, GET_SNAPSHOT).await?;
     let snapshot = web.app.snapshot(&caller, id);
-    let snapshot = web
-        .app
-        .conclude(&caller, snapshot)
-        .await
-        .map_err(|status| PageError::new(status, &visitor))?;
+    let snapshot = visitor.conclude(&web, &caller, snapshot).await?;
     let view = &snapshot.view;
     Ok(render(&SnapshotPage {
         chrome: Chrome::of(&visitor),

@@ -289,6 +289,20 @@ impl Visitor {
         Ok(caller)
     }
 
+    /// Concludes a page's use case as its call's would be (recorded as the policy says), and
+    /// turns a refusal into its page.
+    pub async fn conclude<T>(
+        &self,
+        web: &Web,
+        caller: &Caller,
+        outcome: Result<T, crate::app::AppError>,
+    ) -> Result<T, PageError> {
+        web.app
+            .conclude(caller, outcome)
+            .await
+            .map_err(|status| PageError::new(status, self))
+    }
+
     /// A place among the live streams the principal may hold open, or RESOURCE_EXHAUSTED.
     pub fn stream_permit(
         &self,

@@ -79,11 +79,7 @@ struct ReleasesPage {
 pub async fn releases(State(web): State<Web>, visitor: Visitor) -> Result<Response, PageError> {
     let caller = visitor.admit(&web, LIST_RELEASES).await?;
     let releases = web.app.releases(&caller);
-    let releases = web
-        .app
-        .conclude(&caller, releases)
-        .await
-        .map_err(|status| PageError::new(status, &visitor))?;
+    let releases = visitor.conclude(&web, &caller, releases).await?;
     Ok(render(&ReleasesPage {
         chrome: Chrome::of(&visitor),
         releases: releases
@@ -240,11 +236,7 @@ pub async fn release(
         let shapes = web.app.shapes(codes).await?;
         Ok((level, rate_of, table, shapes))
     };
-    let (level, rate_of, table, shapes) = web
-        .app
-        .conclude(&caller, answer.await)
-        .await
-        .map_err(|status| PageError::new(status, &visitor))?;
+    let (level, rate_of, table, shapes) = visitor.conclude(&web, &caller, answer.await).await?;
     Ok(render(&ReleasePage::of(
         &visitor, level, rate_of, &table, &shapes,
     )))
@@ -405,11 +397,7 @@ pub async fn release_csv(
         web.app
             .tidy_table(&caller, &query.parent(), Some(level), number)
     })();
-    let table = web
-        .app
-        .conclude(&caller, table)
-        .await
-        .map_err(|status| PageError::new(status, &visitor))?;
+    let table = visitor.conclude(&web, &caller, table).await?;
     let mut writer = csv::Writer::from_writer(Vec::new());
     let written = std::iter::once(&table.header)
         .chain(&table.lines)
