@@ -253,6 +253,13 @@ async fn an_inspector_reads_compares_follows_and_signs_out_in_a_real_browser() {
         browser.path().await
     );
     browser.check("snapshot").await;
+    browser.open(&format!("{web}/snapshots")).await;
+    let listed = browser.texts("main table tbody tr").await;
+    assert!(
+        listed.iter().any(|r| r.contains("Inspection of Newcastle")),
+        "the snapshot is listed: {listed:?}"
+    );
+    browser.check("snapshots").await;
 
     // Signed out, the place page sends the browser to sign in.
     browser.press("Sign out").await;
@@ -667,6 +674,13 @@ async fn the_public_a_board_and_an_agency_read_figures_maps_alerts_and_access_in
         "the inspector's read with its purpose: {reads:?}"
     );
     browser.check("access").await;
+    browser.open(&format!("{web}/records")).await;
+    let own = browser.texts("main table tbody tr").await;
+    assert!(
+        !own.is_empty() && own.iter().all(|r| !r.contains("No records")),
+        "the agency's own records: {own:?}"
+    );
+    browser.check("records").await;
 
     browser.close().await;
 }
