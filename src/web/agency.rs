@@ -8,6 +8,18 @@ use serde::Deserialize;
 use super::page::{Chrome, label, render, when};
 use super::{PageError, Visitor, Web};
 
+/// The caller's agency by name, as registered; its id if it has none.
+fn agency_name(web: &Web, caller: &crate::auth::Caller) -> String {
+    let own = caller.principal.agency.as_ref();
+    web.app
+        .agencies(caller)
+        .into_iter()
+        .find(|agency| Some(&agency.id) == own)
+        .map(|agency| agency.name)
+        .or_else(|| own.map(ToString::to_string))
+        .unwrap_or_default()
+}
+
 const LIST_ACCESS_TO_MY_RECORDS: &str = "/marr.v1.Audit/ListAccessToMyRecords";
 const GET_RECORD: &str = "/marr.v1.RiskRegister/GetRecord";
 
@@ -67,12 +79,7 @@ pub async fn records(
     let (records, next) = visitor.conclude(&web, &caller, page).await?;
     Ok(render(&RecordsPage {
         chrome: Chrome::of(&visitor),
-        agency: visitor
-            .principal
-            .agency
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
+        agency: agency_name(&web, &caller),
         records: records
             .iter()
             .map(|revision| {
@@ -169,12 +176,7 @@ pub async fn access(
         .collect();
     Ok(render(&AccessPage {
         chrome: Chrome::of(&visitor),
-        agency: visitor
-            .principal
-            .agency
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
+        agency: agency_name(&web, &caller),
         reads,
         next: page
             .next_after

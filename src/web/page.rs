@@ -213,6 +213,24 @@ pub fn when(at: time::OffsetDateTime) -> String {
     at.format(&format).unwrap_or_else(|_| at.to_string())
 }
 
+/// The places at a level, as a heading names them: `county` → "Upper-tier authorities".
+pub fn places_at(level: crate::domain::PlaceLevel) -> &'static str {
+    use crate::domain::PlaceLevel::*;
+    match level {
+        Country => "Countries",
+        Region => "Regions",
+        County => "Upper-tier authorities",
+        District => "Districts",
+        Ward => "Wards",
+        Lsoa => "Lower layer super output areas",
+        PoliceForceArea => "Police force areas",
+        CommunitySafetyPartnership => "Community safety partnerships",
+        ClinicalCommissioningGroup => "Clinical commissioning groups",
+        SubIcbLocation => "Sub-ICB locations",
+        IntegratedCareBoard => "Integrated care boards",
+    }
+}
+
 /// A count with thousands separators: 12345 → "12,345".
 pub fn count(n: u64) -> String {
     let digits = n.to_string();

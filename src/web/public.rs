@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::inspector::map_shape;
-use super::page::{Chrome, label, render, when};
+use super::page::{Chrome, label, places_at, render, when};
 use super::{PageError, Visitor, Web};
 use crate::app::open_data::PublicTable;
 use crate::charts;
@@ -349,7 +349,7 @@ impl ReleasePage {
             as_at: when(answer.release.as_at),
             parent: parent.name.clone(),
             parent_code: parent.code.to_string(),
-            level: label(level),
+            level: places_at(level).to_string(),
             levels: PUBLISHED_LEVELS
                 .iter()
                 .map(|l| LevelChoice {
