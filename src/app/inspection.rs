@@ -61,6 +61,9 @@ pub enum Trend {
     Computing,
 }
 
+/// Trends worked out in the background at once, across all callers.
+const TRENDS_WORKED_AT_ONCE: usize = 2;
+
 /// Totals kept in the trend cache at most.
 const TREND_CACHE_ENTRIES: usize = 20_000;
 
@@ -73,12 +76,12 @@ impl TrendCache {
             .copied()
     }
 
-    /// Marks a trend as being worked out; false if it already is.
+    /// Marks a trend as being worked out; false if it already is, or if as many as the
+    /// machine should replay at once already are (a later visit starts it then), so that
+    /// visits naming many places or filters cannot queue unbounded background work.
     fn begin(&self, trend: (PlaceCode, String)) -> bool {
-        self.working
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(trend)
+        let mut working = self.working.lock().unwrap_or_else(|p| p.into_inner());
+        working.len() < TRENDS_WORKED_AT_ONCE && working.insert(trend)
     }
 
     fn end(&self, trend: &(PlaceCode, String)) {
@@ -465,6 +468,18 @@ impl Application {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn background_trends_are_bounded_and_one_per_place_and_filter() {
+        let cache = TrendCache::default();
+        let trend = |code: &str| (PlaceCode::parse(code).expect("code"), String::new());
+        assert!(cache.begin(trend("E08000021")));
+        assert!(!cache.begin(trend("E08000021")), "already being worked out");
+        assert!(cache.begin(trend("E08000037")));
+        assert!(!cache.begin(trend("E06000001")), "no more than two at once");
+        cache.end(&trend("E08000021"));
+        assert!(cache.begin(trend("E06000001")), "room again once one ends");
+    }
 
     #[test]
     fn month_starts_step_back_across_years() {

@@ -231,17 +231,9 @@ pub fn places_at(level: crate::domain::PlaceLevel) -> &'static str {
     }
 }
 
-/// A count with thousands separators: 12345 → "12,345".
+/// A count with thousands separators: 12345 → "12,345" (the charts' own format).
 pub fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
+    crate::charts::format_number(n as f64, 0)
 }
 
 #[cfg(test)]
