@@ -13,6 +13,7 @@ pub mod population;
 pub mod pseudonym;
 pub mod record;
 pub mod release;
+pub mod review;
 pub mod tidy;
 pub mod vocabulary;
 
