@@ -7,6 +7,7 @@ pub mod disclosure;
 pub mod free_text;
 pub mod geography;
 pub mod inspection;
+pub mod learning;
 pub mod lookup;
 pub mod neighbours;
 pub mod population;
