@@ -23,8 +23,8 @@
 //!   2, a strength by 0 (a strength elsewhere is not a line of enquiry, so it is not evidence
 //!   either). A theme's *recurrence* is the sum.
 //! - The *profile factor* is the place's measure for the theme over its statistical neighbours'
-//!   ([`ThemeMeasure`]), clamped to [[`FACTOR_MIN`], [`FACTOR_MAX`]] so one measure can neither
-//!   bury nor swamp what reviews found; 1 where there is no measure or nothing to compare with.
+//!   ([`ThemeMeasure`]), clamped between [`FACTOR_MIN`] and [`FACTOR_MAX`] so one measure can
+//!   neither bury nor swamp what reviews found; 1 where there is no measure or nothing to compare with.
 //! - *score* = recurrence × factor. Themes with recurrence 0 are not suggested.
 //! - A theme any finding of the place's own reviews published in the last
 //!   [`OWN_RECENT_YEARS`] years already covers (with any judgement) is not suggested: it was
@@ -326,8 +326,8 @@ pub struct ThemeMeasure {
 }
 
 impl ThemeMeasure {
-    /// place / comparison clamped to [[`FACTOR_MIN`], [`FACTOR_MAX`]], or `None` when there
-    /// is nothing to compare with.
+    /// The ratio place / comparison and that ratio clamped between [`FACTOR_MIN`] and
+    /// [`FACTOR_MAX`], or `None` when there is nothing to compare with.
     fn factor(&self) -> Option<(f64, f64)> {
         if !(self.comparison > 0.0 && self.comparison.is_finite() && self.place.is_finite()) {
             return None;
@@ -663,6 +663,14 @@ mod tests {
             (gone.theme, gone.total, gone.previous_total, gone.change),
             (FRONT_DOOR, 0, 1, Change::Gone)
         );
+    }
+
+    #[test]
+    fn theme_order_is_the_vocabulary_s_order() {
+        // Lessons and lines break their last tie by `Theme`'s ordering: it must be the order
+        // the vocabulary publishes.
+        let all = Theme::all();
+        assert!(all.windows(2).all(|pair| pair[0] < pair[1]));
     }
 
     fn julian(at: OffsetDateTime) -> i32 {
