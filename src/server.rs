@@ -14,6 +14,7 @@ use crate::proto::directory_server::DirectoryServer;
 use crate::proto::inspection_server::InspectionServer;
 use crate::proto::open_data_server::OpenDataServer;
 use crate::proto::operations_server::OperationsServer;
+use crate::proto::reviews_server::ReviewsServer;
 use crate::proto::risk_register_server::RiskRegisterServer;
 use crate::store::{self, Store};
 
@@ -21,6 +22,8 @@ use crate::{api, app, auth, proto, telemetry};
 
 /// Largest record message accepted; records are small, so anything larger is refused unread.
 const MAX_RECORD_MESSAGE: usize = 64 * 1024;
+/// Largest review message accepted: the most findings and recommendations a review may hold.
+const MAX_REVIEW_MESSAGE: usize = 1024 * 1024;
 /// Largest geography chunk accepted.
 const MAX_DIRECTORY_MESSAGE: usize = 8 * 1024 * 1024;
 
@@ -255,6 +258,9 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
     health
         .set_serving::<OpenDataServer<api::open_data::OpenDataService>>()
         .await;
+    health
+        .set_serving::<ReviewsServer<api::reviews::ReviewsService>>()
+        .await;
     health.set_service_status("", ServingStatus::Serving).await;
 
     let limits = config.limits()?;
@@ -288,6 +294,9 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
         .max_decoding_message_size(MAX_RECORD_MESSAGE);
     let open_data = OpenDataServer::new(api::open_data::OpenDataService::new(application.clone()))
         .max_decoding_message_size(MAX_RECORD_MESSAGE);
+    // A review with its findings and recommendations is larger than a record, never more.
+    let reviews = ReviewsServer::new(api::reviews::ReviewsService::new(application.clone()))
+        .max_decoding_message_size(MAX_REVIEW_MESSAGE);
     let operations =
         OperationsServer::new(api::operations::OperationsService::new(application.clone()))
             .max_decoding_message_size(MAX_RECORD_MESSAGE);
@@ -450,6 +459,7 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
         .add_service(audit)
         .add_service(operations)
         .add_service(open_data)
+        .add_service(reviews)
         .serve_with_incoming_shutdown(incoming, shutdown);
     // Streams end themselves once the drain begins (see `auth::guard`); whatever is still
     // open after the drain period is cut, so a stop always finishes in bounded time.

@@ -38,6 +38,9 @@ impl From<ApiError> for Status {
             ApiError::Denied(denied) => denied.into(),
             ApiError::Store(store) => match store {
                 StoreError::Invalid(invalid) => bad_request(invalid),
+                StoreError::Conflict(reason) => Status::failed_precondition(reason),
+                StoreError::Missing(what) => Status::not_found(what),
+                StoreError::NotAccountable(reason) => Status::permission_denied(reason),
                 StoreError::Lookup(
                     lookup
                     @ (LookupError::NoHeader { .. } | LookupError::UnrecognisedLayout { .. }),

@@ -430,6 +430,19 @@ impl Inspection for InspectionService {
         }))
     }
 
+    async fn get_lines_of_enquiry(
+        &self,
+        request: Request<proto::GetLinesOfEnquiryRequest>,
+    ) -> Result<Response<proto::GetLinesOfEnquiryResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let place = request.into_inner().place_code;
+        let answer = self.app.lines_of_enquiry(&caller, &place);
+        let answer = self.app.conclude(&caller, answer).await?;
+        Ok(Response::new(super::reviews::enquiry_to_proto(
+            &self.app, &answer,
+        )))
+    }
+
     async fn get_snapshot(
         &self,
         request: Request<proto::GetSnapshotRequest>,

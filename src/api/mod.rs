@@ -10,6 +10,7 @@ pub mod error;
 pub mod inspection;
 pub mod open_data;
 pub mod operations;
+pub mod reviews;
 pub mod risk_register;
 
 pub use error::ApiError;

@@ -7,13 +7,20 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{coded_option, place_to_proto, rate_to_proto, timestamp};
 use super::inspection::filter_from_proto;
+use super::reviews::{
+    action_to_proto, area_filter, kind_filter, lessons_to_proto, review_answer_to_proto,
+    review_to_proto, theme_to_proto,
+};
 use crate::app::Application;
+use crate::app::learning::parse_date;
 use crate::app::open_data::PublicTable;
+use crate::app::reviews::{ActionFilter, ReviewFilter};
 use crate::auth::Caller;
 use crate::domain::disclosure::Published;
 use crate::domain::population::Rate;
 use crate::domain::release::Release;
-use crate::domain::{ClientGroup, Place, RiskCategory, Vocabulary};
+use crate::domain::review::{THEMES_VERSION, Theme};
+use crate::domain::{AgencyId, ClientGroup, Invalid, Place, RiskCategory, Vocabulary};
 use crate::proto;
 use crate::proto::open_data_server::OpenData;
 
@@ -149,5 +156,103 @@ impl OpenData for OpenDataService {
         Ok(Response::new(proto::CutReleaseResponse {
             release: Some(release_to_proto(&release)),
         }))
+    }
+
+    async fn list_themes(
+        &self,
+        request: Request<proto::ListThemesRequest>,
+    ) -> Result<Response<proto::ListThemesResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let themes = self.app.conclude(&caller, Ok(Theme::all())).await?;
+        Ok(Response::new(proto::ListThemesResponse {
+            version: THEMES_VERSION.to_string(),
+            themes: themes.into_iter().map(theme_to_proto).collect(),
+        }))
+    }
+
+    async fn list_reviews(
+        &self,
+        request: Request<proto::ListReviewsRequest>,
+    ) -> Result<Response<proto::ListReviewsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let page = (|| {
+            let filter = ReviewFilter {
+                area: area_filter(&self.app, "place_code", &request.place_code)?,
+                kind: kind_filter(request.kind)?,
+                theme: match request.theme.as_str() {
+                    "" => None,
+                    word => {
+                        Some(Theme::parse(word).map_err(|reason| Invalid::one("theme", reason))?)
+                    }
+                },
+                include_unpublished: request.include_unpublished,
+                after: request.after_review_id,
+                page_size: request.page_size as usize,
+            };
+            self.app.reviews(&caller, &filter)
+        })();
+        let page = self.app.conclude(&caller, page).await?;
+        Ok(Response::new(proto::ListReviewsResponse {
+            reviews: page
+                .reviews
+                .iter()
+                .map(|answer| review_to_proto(&self.app, &answer.review, answer.published))
+                .collect(),
+            next_after_review_id: page.next_after.unwrap_or(0),
+        }))
+    }
+
+    async fn get_review(
+        &self,
+        request: Request<proto::GetReviewRequest>,
+    ) -> Result<Response<proto::GetReviewResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let revision = (request.revision != 0).then_some(request.revision);
+        let answer = self.app.review(&caller, request.review_id, revision);
+        let answer = self.app.conclude(&caller, answer).await?;
+        Ok(Response::new(review_answer_to_proto(&self.app, &answer)))
+    }
+
+    async fn list_actions(
+        &self,
+        request: Request<proto::ListActionsRequest>,
+    ) -> Result<Response<proto::ListActionsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let actions = (|| {
+            let filter = ActionFilter {
+                review: (request.review_id != 0).then_some(request.review_id),
+                agency: match request.agency_id.as_str() {
+                    "" => None,
+                    id => Some(
+                        AgencyId::parse(id).map_err(|reason| Invalid::one("agency_id", reason))?,
+                    ),
+                },
+                area: area_filter(&self.app, "place_code", &request.place_code)?,
+                overdue_only: request.overdue_only,
+            };
+            self.app.actions(&filter)
+        })();
+        let actions = self.app.conclude(&caller, actions).await?;
+        Ok(Response::new(proto::ListActionsResponse {
+            actions: actions.iter().map(action_to_proto).collect(),
+        }))
+    }
+
+    async fn get_lessons(
+        &self,
+        request: Request<proto::GetLessonsRequest>,
+    ) -> Result<Response<proto::GetLessonsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let lessons = (|| {
+            let from = parse_date("from", &request.from)?;
+            let until = parse_date("until", &request.until)?;
+            self.app.lessons(Some(&request.area_code), from, until)
+        })();
+        let lessons = self.app.conclude(&caller, lessons).await?;
+        Ok(Response::new(lessons_to_proto(&self.app, &lessons)))
     }
 }

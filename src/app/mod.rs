@@ -9,9 +9,11 @@ pub mod audit;
 pub mod directory;
 pub mod error;
 pub mod inspection;
+pub mod learning;
 pub mod open_data;
 pub mod operations;
 pub mod records;
+pub mod reviews;
 pub mod trail;
 
 use std::sync::Arc;

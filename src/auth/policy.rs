@@ -128,6 +128,24 @@ pub const METHOD_RULES: &[MethodRule] = &[
     ),
     rule("/marr.v1.OpenData/ListReleases", &[Public], Audit::Refusals),
     rule("/marr.v1.OpenData/CutRelease", &[Admin], Audit::Write),
+    // The theme vocabulary, published reviews, action plans and lessons are open data; an
+    // inspector may also read unpublished reviews in its places (checked by the use case).
+    rule("/marr.v1.OpenData/ListThemes", &[Public], Audit::Refusals),
+    rule("/marr.v1.OpenData/ListReviews", &[Public], Audit::Refusals),
+    rule("/marr.v1.OpenData/GetReview", &[Public], Audit::Refusals),
+    rule("/marr.v1.OpenData/ListActions", &[Public], Audit::Refusals),
+    rule("/marr.v1.OpenData/GetLessons", &[Public], Audit::Refusals),
+    // Inspectors record reviews of their places; an accountable agency, its actions. Each
+    // revision is written with its audit event.
+    rule("/marr.v1.Reviews/RecordReview", &[Inspector], Audit::Write),
+    rule("/marr.v1.Reviews/PlanAction", &[Agency], Audit::Write),
+    rule("/marr.v1.Reviews/UpdateAction", &[Agency], Audit::Write),
+    // Lines of enquiry are read from published findings and the place's aggregate figures.
+    rule(
+        "/marr.v1.Inspection/GetLinesOfEnquiry",
+        &[Inspector, Board],
+        Audit::Refusals,
+    ),
     // A backup holds everything: administrators only, and each one is recorded.
     rule("/marr.v1.Operations/Backup", &[Admin], Audit::Read),
     // Probes and schema discovery carry no safeguarding data.
@@ -215,7 +233,13 @@ mod tests {
                 || rule.method == "/marr.v1.Directory/GetPlace"
                 || rule.method == "/marr.v1.Directory/ListChildPlaces"
                 || rule.method == "/marr.v1.OpenData/GetComparativeTable"
-                || rule.method == "/marr.v1.OpenData/ListReleases";
+                || rule.method == "/marr.v1.OpenData/ListReleases"
+                // Published reviews are open by default; unpublished ones stay with inspectors.
+                || rule.method == "/marr.v1.OpenData/ListThemes"
+                || rule.method == "/marr.v1.OpenData/ListReviews"
+                || rule.method == "/marr.v1.OpenData/GetReview"
+                || rule.method == "/marr.v1.OpenData/ListActions"
+                || rule.method == "/marr.v1.OpenData/GetLessons";
             assert_eq!(
                 rule.admits(Role::Public),
                 reference_data,

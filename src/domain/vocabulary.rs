@@ -182,6 +182,7 @@ vocabulary! {
         MultiAgency = 3, "multi_agency";
         PlaceThreshold = 4, "place_threshold";
         StaleHighRisk = 5, "stale_high_risk";
+        OverdueAction = 6, "overdue_action";
     }
 }
 

@@ -16,9 +16,9 @@ use time::OffsetDateTime;
 
 use super::engine::{Engine, Entry, Sled, WriteBatch};
 use super::keyspace::{
-    Agencies, AlertLog, Aliases, AuditHead, AuditLog, Boundaries, Ended, Keyspace, Log,
-    Memberships, Neighbours, Places, Populations, ReleaseTables, Releases, Snapshots, Successions,
-    index_audit_event,
+    Actions, ActionsDue, Agencies, AlertLog, Aliases, AuditHead, AuditLog, Boundaries, Ended,
+    Keyspace, Log, Memberships, Neighbours, Places, Populations, ReleaseTables, Releases, Reviews,
+    Snapshots, Successions, index_audit_event,
 };
 use super::writer::write_projections;
 use super::{Snapshot, SnapshotWithoutNames, Store, StoreError};
@@ -28,6 +28,7 @@ use crate::domain::boundaries::Boundary;
 use crate::domain::neighbours::NeighbourSet;
 use crate::domain::population::PopulationFigure;
 use crate::domain::release::{Release, ReleasedTable};
+use crate::domain::review::{Action, Review};
 use crate::domain::{Agency, Alias, Membership, Place, PlaceCode, RecordKey, Revision, Succession};
 
 /// The first bytes of every backup file.
@@ -58,6 +59,10 @@ pub struct BackupCut {
     pub neighbours: Vec<NeighbourSet>,
     /// Boundaries for maps, by place.
     pub boundaries: Vec<(PlaceCode, Boundary)>,
+    /// Every revision of every review.
+    pub reviews: Vec<Review>,
+    /// Every revision of every action.
+    pub actions: Vec<Action>,
 }
 
 /// One piece of a backup file.
@@ -104,6 +109,10 @@ enum Frame {
     Neighbours(NeighbourSet),
     /// A place's boundary for maps.
     Boundary(PlaceCode, Boundary),
+    /// One revision of a review.
+    Review(Review),
+    /// One revision of an action.
+    Action(Action),
 }
 
 /// What a backup or a restore holds.
@@ -122,6 +131,10 @@ pub struct BackupSummary {
     pub neighbour_sets: u64,
     /// Places with a boundary for maps.
     pub boundaries: u64,
+    /// Revisions of reviews.
+    pub reviews: u64,
+    /// Revisions of actions.
+    pub actions: u64,
     pub bytes: u64,
 }
 
@@ -129,7 +142,7 @@ impl std::fmt::Display for BackupSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "log to sequence {}, {} alerts, {} audit events, {} places, {} agencies, {} snapshots, {} releases, {} population figures, {} authorities' statistical neighbours, {} boundaries",
+            "log to sequence {}, {} alerts, {} audit events, {} places, {} agencies, {} snapshots, {} releases, {} population figures, {} authorities' statistical neighbours, {} boundaries, {} review revisions, {} action revisions",
             self.head,
             self.alerts,
             self.audit_events,
@@ -139,7 +152,9 @@ impl std::fmt::Display for BackupSummary {
             self.releases,
             self.population,
             self.neighbour_sets,
-            self.boundaries
+            self.boundaries,
+            self.reviews,
+            self.actions
         )
     }
 }
@@ -322,6 +337,12 @@ impl Store {
         for (code, boundary) in &cut.boundaries {
             frames.frame(&Frame::Boundary(*code, boundary.clone()))?;
         }
+        for review in &cut.reviews {
+            frames.frame(&Frame::Review(review.clone()))?;
+        }
+        for action in &cut.actions {
+            frames.frame(&Frame::Action(action.clone()))?;
+        }
         // Entries up to the cut never change, whatever the writer does meanwhile.
         for entry in up_to::<Log>(engine, cut.head) {
             let (_, bytes) = entry?;
@@ -363,6 +384,8 @@ impl Store {
             population: cut.population.len() as u64,
             neighbour_sets: cut.neighbours.len() as u64,
             boundaries: cut.boundaries.len() as u64,
+            reviews: cut.reviews.len() as u64,
+            actions: cut.actions.len() as u64,
             bytes,
         })
     }
@@ -452,6 +475,8 @@ fn count(summary: &mut BackupSummary, frame: &Frame) {
         Frame::Population(_) => summary.population += 1,
         Frame::Neighbours(_) => summary.neighbour_sets += 1,
         Frame::Boundary(..) => summary.boundaries += 1,
+        Frame::Review(_) => summary.reviews += 1,
+        Frame::Action(_) => summary.actions += 1,
         Frame::AuditEvent(_) => summary.audit_events += 1,
         Frame::Membership(_)
         | Frame::Succession(_)
@@ -475,6 +500,7 @@ fn restore_into(engine: &dyn Engine, input: impl Read) -> Result<BackupSummary, 
     let mut next_sequence = 1u64;
     let mut audit_head = None;
     let mut audit_sequence = 0u64;
+    let mut latest_actions = std::collections::BTreeMap::new();
     while let Some(frame) = reader.next()? {
         count(&mut summary, &frame);
         match frame {
@@ -495,6 +521,13 @@ fn restore_into(engine: &dyn Engine, input: impl Read) -> Result<BackupSummary, 
             Frame::Agency(agency) => Agencies::put(&mut batch, &agency.id, &agency)?,
             Frame::Neighbours(set) => Neighbours::put(&mut batch, &set.authority, &set.neighbours)?,
             Frame::Boundary(code, boundary) => Boundaries::put(&mut batch, &code, &boundary)?,
+            Frame::Review(review) => {
+                Reviews::put(&mut batch, &(review.id, review.revision), &review)?
+            }
+            Frame::Action(action) => {
+                Actions::put(&mut batch, &(action.key, action.revision), &action)?;
+                latest_actions.insert(action.key, action);
+            }
             Frame::Population(figure) => {
                 Populations::put(&mut batch, &(figure.place, figure.year), &figure.counts)?
             }
@@ -552,6 +585,12 @@ fn restore_into(engine: &dyn Engine, input: impl Read) -> Result<BackupSummary, 
     }
     if head > 0 {
         AuditHead::put(&mut batch, &(), &(head, hash))?;
+    }
+    // The overdue watch follows from each action's latest revision.
+    for action in latest_actions.values() {
+        if action.awaits_overdue_check() {
+            ActionsDue::put(&mut batch, &(action.due, action.key), &())?;
+        }
     }
     // Every index was written in the current layout's shape.
     super::layout::mark_current(&mut batch)?;

@@ -15,6 +15,7 @@ use crate::domain::inspection::{CheckpointHeader, PlaceCheckpoint};
 use crate::domain::neighbours::Neighbour;
 use crate::domain::population::PopulationCounts;
 use crate::domain::release::{Release, ReleasedTable};
+use crate::domain::review::{Action, ActionKey, RecommendationRef, Review};
 use crate::domain::{
     Agency, AgencyId, AliasScheme, LocalRef, Membership, Place, PlaceCode, PlaceLevel, RecordKey,
     Revision, SubjectKey, Vocabulary,
@@ -575,6 +576,125 @@ impl Keyspace for Snapshots {
     }
 }
 
+/// Reviews, every revision kept: (review id, revision) → review. A review's revisions share
+/// the prefix of its id, so its latest is the last of one short range.
+pub(crate) struct Reviews;
+impl Keyspace for Reviews {
+    const PREFIX: u8 = b'r';
+    type Key = (u64, u32);
+    type Value = Review;
+    fn encode_key((id, revision): &Self::Key, out: &mut Vec<u8>) {
+        encode_sequence(*id, out);
+        out.extend_from_slice(&revision.to_be_bytes());
+    }
+    fn decode_key(bytes: &[u8]) -> Result<Self::Key, StoreError> {
+        let what = "review";
+        let (id, revision) = bytes.split_at_checked(8).ok_or_else(|| corrupt(what))?;
+        let revision: [u8; 4] = revision.try_into().map_err(|_| corrupt(what))?;
+        Ok((decode_sequence(id, what)?, u32::from_be_bytes(revision)))
+    }
+}
+
+impl Reviews {
+    /// The prefix of one review's revisions.
+    pub(crate) fn of_review(id: u64) -> Vec<u8> {
+        id.to_be_bytes().to_vec()
+    }
+}
+
+fn encode_action_key(key: &ActionKey, out: &mut Vec<u8>) {
+    encode_sequence(key.recommendation.review, out);
+    out.extend_from_slice(&key.recommendation.finding.to_be_bytes());
+    out.extend_from_slice(&key.recommendation.recommendation.to_be_bytes());
+    out.extend_from_slice(&key.number.to_be_bytes());
+}
+
+fn decode_action_key(bytes: &[u8]) -> Result<ActionKey, StoreError> {
+    let what = "action";
+    let (review, rest) = bytes.split_at_checked(8).ok_or_else(|| corrupt(what))?;
+    let number = |part: &[u8]| -> Result<u32, StoreError> {
+        Ok(u32::from_be_bytes(
+            part.try_into().map_err(|_| corrupt(what))?,
+        ))
+    };
+    if rest.len() != 12 {
+        return Err(corrupt(what));
+    }
+    Ok(ActionKey {
+        recommendation: RecommendationRef {
+            review: decode_sequence(review, what)?,
+            finding: number(&rest[0..4])?,
+            recommendation: number(&rest[4..8])?,
+        },
+        number: number(&rest[8..12])?,
+    })
+}
+
+/// Action plans, every revision kept: (action, revision) → action. A review's actions share
+/// the prefix of its id, and one action's revisions the prefix of its key.
+pub(crate) struct Actions;
+impl Keyspace for Actions {
+    const PREFIX: u8 = b'a';
+    type Key = (ActionKey, u32);
+    type Value = Action;
+    fn encode_key((key, revision): &Self::Key, out: &mut Vec<u8>) {
+        encode_action_key(key, out);
+        out.extend_from_slice(&revision.to_be_bytes());
+    }
+    fn decode_key(bytes: &[u8]) -> Result<Self::Key, StoreError> {
+        let what = "action";
+        let (key, revision) = bytes.split_at_checked(28).ok_or_else(|| corrupt(what))?;
+        let revision: [u8; 4] = revision.try_into().map_err(|_| corrupt(what))?;
+        Ok((decode_action_key(key)?, u32::from_be_bytes(revision)))
+    }
+}
+
+impl Actions {
+    /// The prefix of one action's revisions.
+    pub(crate) fn of_action(key: &ActionKey) -> Vec<u8> {
+        let mut out = Vec::with_capacity(28);
+        encode_action_key(key, &mut out);
+        out
+    }
+
+    /// The prefix of every action under one recommendation.
+    pub(crate) fn of_recommendation(at: RecommendationRef) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16);
+        encode_sequence(at.review, &mut out);
+        out.extend_from_slice(&at.finding.to_be_bytes());
+        out.extend_from_slice(&at.recommendation.to_be_bytes());
+        out
+    }
+
+    /// The prefix of every action of one review.
+    pub(crate) fn of_review(id: u64) -> Vec<u8> {
+        id.to_be_bytes().to_vec()
+    }
+}
+
+/// Actions the overdue sweep has still to look at, by due date: (due, action) → (). An entry
+/// is removed in the same batch as the alert it raises, so each due date alerts once.
+pub(crate) struct ActionsDue;
+const SIGN_BIT: u32 = 1 << 31;
+impl Keyspace for ActionsDue {
+    const PREFIX: u8 = b'd';
+    type Key = (time::Date, ActionKey);
+    type Value = ();
+    fn encode_key((due, key): &Self::Key, out: &mut Vec<u8>) {
+        // The sign bit flipped, so big-endian byte order is date order for every date.
+        out.extend_from_slice(&(due.to_julian_day().cast_unsigned() ^ SIGN_BIT).to_be_bytes());
+        encode_action_key(key, out);
+    }
+    fn decode_key(bytes: &[u8]) -> Result<Self::Key, StoreError> {
+        let what = "action due";
+        let (day, key) = bytes.split_at_checked(4).ok_or_else(|| corrupt(what))?;
+        let day = (u32::from_be_bytes(day.try_into().map_err(|_| corrupt(what))?) ^ SIGN_BIT)
+            .cast_signed();
+        let due = time::Date::from_julian_day(day).map_err(|_| corrupt(what))?;
+        Ok((due, decode_action_key(key)?))
+    }
+}
+
 /// Releases of the public table as listed: release number → release.
 pub(crate) struct Releases;
 impl Keyspace for Releases {
@@ -854,6 +974,9 @@ mod tests {
             Agencies::PREFIX,
             Snapshots::PREFIX,
             Releases::PREFIX,
+            Reviews::PREFIX,
+            Actions::PREFIX,
+            ActionsDue::PREFIX,
             ReleaseTables::PREFIX,
             AlertLog::PREFIX,
             AuditLog::PREFIX,

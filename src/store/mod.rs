@@ -24,6 +24,7 @@ mod keyspace;
 mod layout;
 mod rebuild;
 mod releases;
+mod reviews;
 mod verify;
 mod views;
 
@@ -32,6 +33,8 @@ pub use audit::AuditPage;
 pub use backup::{BackupCut, BackupSummary};
 pub use rebuild::RebuildHold;
 pub use releases::Due;
+pub use reviews::{ActionChange, ReviewChange};
+use reviews::{latest_action, latest_review};
 pub use views::RiskPage;
 mod writer;
 
@@ -81,6 +84,16 @@ pub enum StoreError {
     WriterFailed(String),
     #[error(transparent)]
     Invalid(#[from] Invalid),
+    /// The change was made against a revision that is no longer the latest, or breaks a rule
+    /// of what it changes.
+    #[error("{0}")]
+    Conflict(String),
+    /// What the change names does not exist (or is not published yet).
+    #[error("{0}")]
+    Missing(String),
+    /// The caller is not the agency a recommendation is addressed to.
+    #[error("{0}")]
+    NotAccountable(String),
     #[error(transparent)]
     Lookup(#[from] LookupError),
     #[error(transparent)]

@@ -1,6 +1,8 @@
 //! The single writer: drains whatever is queued, applies it as one atomic batch, flushes once,
 //! and only then answers every request in the batch (group commit).
 
+mod reviews;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,9 +13,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::engine::WriteBatch;
 use super::fold::{self, SubjectCache};
 use super::keyspace::{
-    Agencies, AlertLog, Aliases, AuditHead, AuditLog, Boundaries, ByPlace, Ended, Keyspace, Latest,
-    Log, Memberships, Neighbours, Places, Populations, ReleaseTables, Releases, Snapshots,
-    StaleWatch, SubjectJournal, Successions, index_audit_event,
+    Actions, Agencies, AlertLog, Aliases, AuditHead, AuditLog, Boundaries, ByPlace, Ended,
+    Keyspace, Latest, Log, Memberships, Neighbours, Places, Populations, ReleaseTables, Releases,
+    Reviews, Snapshots, StaleWatch, SubjectJournal, Successions, index_audit_event,
 };
 use super::rebuild::CounterRebuild;
 use super::{ImportOutcome, Shared, Snapshot, SnapshotRequest, StoreError, Submitted};
@@ -77,6 +79,19 @@ pub(super) enum Command {
         request: SnapshotRequest,
         actor: Actor,
         reply: oneshot::Sender<Result<Snapshot, StoreError>>,
+    },
+    /// A review or a correction of one.
+    RecordReview {
+        change: super::ReviewChange,
+        actor: Actor,
+        reply: oneshot::Sender<Result<crate::domain::review::Review, StoreError>>,
+    },
+    /// An action planned or updated by the agency named.
+    ChangeAction {
+        change: super::ActionChange,
+        agency: crate::domain::AgencyId,
+        actor: Actor,
+        reply: oneshot::Sender<Result<crate::domain::review::Action, StoreError>>,
     },
     SweepStale {
         reply: oneshot::Sender<Result<usize, StoreError>>,
@@ -345,6 +360,21 @@ impl Writer {
                     reply,
                 } => {
                     let _ = reply.send(self.guarded(|w| w.create_snapshot(request, actor)));
+                }
+                Command::RecordReview {
+                    change,
+                    actor,
+                    reply,
+                } => {
+                    let _ = reply.send(self.guarded(|w| w.record_review(change, actor)));
+                }
+                Command::ChangeAction {
+                    change,
+                    agency,
+                    actor,
+                    reply,
+                } => {
+                    let _ = reply.send(self.guarded(|w| w.change_action(change, agency, actor)));
                 }
                 Command::SweepStale { reply } => {
                     let _ = reply.send(self.guarded(|w| w.sweep_stale()));
@@ -787,6 +817,7 @@ impl Writer {
                 raised += 1;
             }
         }
+        raised += self.sweep_overdue(&mut batch, now)?;
         if raised == 0 {
             return Ok(0);
         }
@@ -937,6 +968,12 @@ impl Writer {
                 })
                 .collect::<Result<_, _>>()?,
             boundaries: Boundaries::scan_all(engine).collect::<Result<_, _>>()?,
+            reviews: Reviews::scan_all(engine)
+                .map(|e| e.map(|(_, review)| review))
+                .collect::<Result<_, _>>()?,
+            actions: Actions::scan_all(engine)
+                .map(|e| e.map(|(_, action)| action))
+                .collect::<Result<_, _>>()?,
             population: Populations::scan_all(engine)
                 .map(|e| {
                     e.map(|((place, year), counts)| PopulationFigure {

@@ -1,0 +1,142 @@
+//! Reviews and action plans in the store: every revision kept, written by the writer with its
+//! audit event, read here. There are hundreds of reviews, not millions: listings read them all.
+
+use std::collections::BTreeMap;
+
+use super::engine::Engine;
+use super::keyspace::{Actions, Keyspace, Reviews};
+use super::writer::Command;
+use super::{Store, StoreError};
+use crate::domain::review::{
+    Action, ActionDraft, ActionKey, RecommendationRef, Review, ReviewDraft,
+};
+use crate::domain::{Actor, AgencyId};
+
+/// A review to record: a new one, or a correction of review `id` made against `revision`.
+#[derive(Debug, Clone)]
+pub struct ReviewChange {
+    pub draft: ReviewDraft,
+    /// `(id, the revision the correction was made against)`; `None` for a new review.
+    pub correcting: Option<(u64, u32)>,
+}
+
+/// A change to an action plan.
+#[derive(Debug, Clone)]
+pub enum ActionChange {
+    /// A new action under a recommendation; the store numbers it.
+    Plan {
+        recommendation: RecommendationRef,
+        draft: ActionDraft,
+    },
+    /// The next revision of an action, made against revision `expected`.
+    Update {
+        key: ActionKey,
+        expected: u32,
+        draft: ActionDraft,
+    },
+}
+
+impl ActionChange {
+    /// The recommendation the action answers.
+    pub fn recommendation(&self) -> RecommendationRef {
+        match self {
+            ActionChange::Plan { recommendation, .. } => *recommendation,
+            ActionChange::Update { key, .. } => key.recommendation,
+        }
+    }
+}
+
+/// The latest revision of a review.
+pub(super) fn latest_review(engine: &dyn Engine, id: u64) -> Result<Option<Review>, StoreError> {
+    Reviews::scan(engine, &Reviews::of_review(id))
+        .next_back()
+        .transpose()
+        .map(|entry| entry.map(|(_, review)| review))
+}
+
+/// The latest revision of an action.
+pub(super) fn latest_action(
+    engine: &dyn Engine,
+    key: &ActionKey,
+) -> Result<Option<Action>, StoreError> {
+    Actions::scan(engine, &Actions::of_action(key))
+        .next_back()
+        .transpose()
+        .map(|entry| entry.map(|(_, action)| action))
+}
+
+impl Store {
+    /// Records a review or a correction, with its audit event, durably.
+    pub async fn record_review(
+        &self,
+        change: ReviewChange,
+        actor: Actor,
+    ) -> Result<Review, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.send(Command::RecordReview {
+            change,
+            actor,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Plans or updates an action for `agency`, which must be the recommendation's accountable
+    /// agency, with its audit event, durably.
+    pub async fn change_action(
+        &self,
+        change: ActionChange,
+        agency: AgencyId,
+        actor: Actor,
+    ) -> Result<Action, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.send(Command::ChangeAction {
+            change,
+            agency,
+            actor,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// The latest revision of a review.
+    pub fn review(&self, id: u64) -> Result<Option<Review>, StoreError> {
+        latest_review(&*self.shared.engine, id)
+    }
+
+    /// Every revision of a review, oldest first.
+    pub fn review_history(&self, id: u64) -> Result<Vec<Review>, StoreError> {
+        Reviews::scan(&*self.shared.engine, &Reviews::of_review(id))
+            .map(|entry| entry.map(|(_, review)| review))
+            .collect()
+    }
+
+    /// The latest revision of every review, by id.
+    pub fn reviews(&self) -> Result<Vec<Review>, StoreError> {
+        let mut latest = BTreeMap::new();
+        for entry in Reviews::scan_all(&*self.shared.engine) {
+            let ((id, _), review) = entry?;
+            latest.insert(id, review);
+        }
+        Ok(latest.into_values().collect())
+    }
+
+    /// The latest revision of every action of a review, in order.
+    pub fn actions_of_review(&self, id: u64) -> Result<Vec<Action>, StoreError> {
+        let mut latest = BTreeMap::new();
+        for entry in Actions::scan(&*self.shared.engine, &Actions::of_review(id)) {
+            let ((key, _), action) = entry?;
+            latest.insert(key, action);
+        }
+        Ok(latest.into_values().collect())
+    }
+
+    /// Every revision of an action, oldest first.
+    pub fn action_history(&self, key: &ActionKey) -> Result<Vec<Action>, StoreError> {
+        Actions::scan(&*self.shared.engine, &Actions::of_action(key))
+            .map(|entry| entry.map(|(_, action)| action))
+            .collect()
+    }
+}
