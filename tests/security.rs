@@ -9,6 +9,7 @@ use marr::auth::policy::METHOD_RULES;
 use marr::domain::audit::AuditFilter;
 use marr::domain::{AgencyKind, Role};
 use marr::proto;
+use marr::proto::reviews_client::ReviewsClient;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -31,6 +32,48 @@ fn snapshot_of(place: &str) -> u64 {
         .iter()
         .position(|p| *p == place)
         .map_or(999, |i| i as u64 + 1)
+}
+
+/// The review the matrix server holds: of Newcastle, published, with one recommendation to
+/// each of Newcastle's council and Northumbria Police, and one action under each.
+const MATRIX_REVIEW: u64 = 1;
+
+/// A published review of `place` with one recommendation to `agency` and one to Northumbria.
+fn review_of(place: &str, agency: &str) -> proto::Review {
+    let recommendation = |agency: &str| proto::Recommendation {
+        text: "Share every missing episode within one working day".into(),
+        agency_id: agency.into(),
+        ..Default::default()
+    };
+    proto::Review {
+        kind: proto::ReviewKind::JointTargetedAreaInspection as i32,
+        title: "Joint inspection of the response to children missing from home".into(),
+        place_code: place.into(),
+        agency_ids: vec![agency.into(), NORTHUMBRIA.into()],
+        fieldwork_start: "2026-03-02".into(),
+        fieldwork_end: "2026-03-13".into(),
+        published_at: Some(prost_types::Timestamp {
+            seconds: 1_777_000_000,
+            nanos: 0,
+        }),
+        findings: vec![proto::Finding {
+            theme: "information_sharing".into(),
+            judgement: proto::Judgement::PriorityAction as i32,
+            summary: "Police and health do not share missing episodes in time".into(),
+            recommendations: vec![recommendation(agency), recommendation(NORTHUMBRIA)],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// The matrix review's recommendation addressed to `agency`.
+fn recommendation_for(agency: &str) -> proto::RecommendationRef {
+    proto::RecommendationRef {
+        review_id: MATRIX_REVIEW,
+        finding: 1,
+        recommendation: if agency == NORTHUMBRIA { 2 } else { 1 },
+    }
 }
 
 /// The record the matrix server holds for each agency.
@@ -248,6 +291,87 @@ async fn call(c: &marr::cli::Connection, method: &str, target: Target) -> Code {
         "/marr.v1.OpenData/CutRelease" => {
             answered(c.open_data().cut_release(proto::CutReleaseRequest {}).await)
         }
+        "/marr.v1.OpenData/ListThemes" => {
+            answered(c.open_data().list_themes(proto::ListThemesRequest {}).await)
+        }
+        "/marr.v1.OpenData/ListReviews" => answered(
+            c.open_data()
+                .list_reviews(proto::ListReviewsRequest {
+                    place_code: target.place.into(),
+                    ..Default::default()
+                })
+                .await,
+        ),
+        "/marr.v1.OpenData/GetReview" => answered(
+            c.open_data()
+                .get_review(proto::GetReviewRequest {
+                    review_id: MATRIX_REVIEW,
+                    revision: 0,
+                })
+                .await,
+        ),
+        "/marr.v1.OpenData/ListActions" => answered(
+            c.open_data()
+                .list_actions(proto::ListActionsRequest {
+                    place_code: target.place.into(),
+                    ..Default::default()
+                })
+                .await,
+        ),
+        "/marr.v1.OpenData/GetLessons" => answered(
+            c.open_data()
+                .get_lessons(proto::GetLessonsRequest {
+                    area_code: target.place.into(),
+                    ..Default::default()
+                })
+                .await,
+        ),
+        "/marr.v1.Inspection/GetLinesOfEnquiry" => answered(
+            c.inspection()
+                .get_lines_of_enquiry(proto::GetLinesOfEnquiryRequest {
+                    place_code: target.place.into(),
+                })
+                .await,
+        ),
+        "/marr.v1.Reviews/RecordReview" => answered(
+            c.client(ReviewsClient::new)
+                .record_review(proto::RecordReviewRequest {
+                    review: Some(review_of(target.place, target.agency)),
+                    expected_revision: 0,
+                })
+                .await,
+        ),
+        "/marr.v1.Reviews/PlanAction" => answered(
+            c.client(ReviewsClient::new)
+                .plan_action(proto::PlanActionRequest {
+                    recommendation: Some(recommendation_for(target.agency)),
+                    description: "Weekly review of missing episodes".into(),
+                    owner: "Head of Safeguarding".into(),
+                    due: "2030-01-31".into(),
+                    ..Default::default()
+                })
+                .await,
+        ),
+        "/marr.v1.Reviews/UpdateAction" => {
+            // The matrix updates each action once at most (as its agency, in scope), so the
+            // update is made against the revision the action was planned at.
+            let at = recommendation_for(target.agency);
+            let revision = 1;
+            answered(
+                c.client(ReviewsClient::new)
+                    .update_action(proto::UpdateActionRequest {
+                        recommendation: Some(at),
+                        number: 1,
+                        expected_revision: revision,
+                        description: "Daily missing-episode meeting".into(),
+                        owner: "Head of Safeguarding".into(),
+                        due: "2030-01-31".into(),
+                        status: proto::ActionStatus::InProgress as i32,
+                        note: "Started".into(),
+                    })
+                    .await,
+            )
+        }
         "/marr.v1.Operations/Backup" => {
             first_of(c.operations().backup(proto::BackupRequest {}).await).await
         }
@@ -346,6 +470,7 @@ fn outside_scope(method: &str) -> Code {
         // A trail outside the caller's places is answered with what lies inside them.
         "/marr.v1.Inspection/FollowSubject" => Code::Ok,
         m if m.starts_with("/marr.v1.RiskRegister/")
+            || m.starts_with("/marr.v1.Reviews/")
             || m.starts_with("/marr.v1.Inspection/")
             || m.starts_with("/marr.v1.Alerts/") =>
         {
@@ -378,6 +503,30 @@ async fn every_role_against_every_method_in_and_out_of_scope() {
             })
             .await
             .expect("snapshot");
+    }
+    // A published review of Newcastle, with an action under each recommendation.
+    connection
+        .inspector
+        .client(ReviewsClient::new)
+        .record_review(proto::RecordReviewRequest {
+            review: Some(review_of(NEWCASTLE, NEWCASTLE)),
+            expected_revision: 0,
+        })
+        .await
+        .expect("the matrix review");
+    for agency in [NEWCASTLE, NORTHUMBRIA] {
+        connection
+            .agency(agency)
+            .client(ReviewsClient::new)
+            .plan_action(proto::PlanActionRequest {
+                recommendation: Some(recommendation_for(agency)),
+                description: "Daily missing-episode meeting".into(),
+                owner: "Head of Safeguarding".into(),
+                due: "2030-01-31".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("the matrix action");
     }
     // The public table is read from releases: cut one before asking for it.
     connection

@@ -796,4 +796,12 @@ mod tests {
         action.status = ActionStatus::Done;
         assert!(!action.is_overdue(datetime!(2026-07-01 0:00 UTC)));
     }
+
+    #[test]
+    fn a_stored_review_reads_back_as_it_was_written() {
+        let review = draft().into_review(7, 2, "inspector".into(), datetime!(2026-04-01 0:00 UTC));
+        let bytes = postcard::to_stdvec(&review).expect("encodes");
+        let back: Review = postcard::from_bytes(&bytes).expect("decodes");
+        assert_eq!(back, review);
+    }
 }

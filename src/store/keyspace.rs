@@ -643,7 +643,7 @@ impl Keyspace for Actions {
     }
     fn decode_key(bytes: &[u8]) -> Result<Self::Key, StoreError> {
         let what = "action";
-        let (key, revision) = bytes.split_at_checked(28).ok_or_else(|| corrupt(what))?;
+        let (key, revision) = bytes.split_at_checked(20).ok_or_else(|| corrupt(what))?;
         let revision: [u8; 4] = revision.try_into().map_err(|_| corrupt(what))?;
         Ok((decode_action_key(key)?, u32::from_be_bytes(revision)))
     }
@@ -652,7 +652,7 @@ impl Keyspace for Actions {
 impl Actions {
     /// The prefix of one action's revisions.
     pub(crate) fn of_action(key: &ActionKey) -> Vec<u8> {
-        let mut out = Vec::with_capacity(28);
+        let mut out = Vec::with_capacity(20);
         encode_action_key(key, &mut out);
         out
     }
@@ -1001,5 +1001,46 @@ mod tests {
         );
         assert!(Populations::key(&(place, 2023)) < Populations::key(&(place, 2024)));
         assert!(Populations::decode_key(&[b'E', 0]).is_err());
+    }
+
+    #[test]
+    fn action_keys_read_back_and_due_dates_sort_in_date_order() {
+        let key = ActionKey {
+            recommendation: RecommendationRef {
+                review: 3,
+                finding: 2,
+                recommendation: 1,
+            },
+            number: 4,
+        };
+        let stored = Actions::key(&(key, 5));
+        assert_eq!(
+            Actions::decode_key(&stored[1..]).expect("decodes"),
+            (key, 5)
+        );
+        assert!(stored[1..].starts_with(&Actions::of_action(&key)));
+        assert!(stored[1..].starts_with(&Actions::of_recommendation(key.recommendation)));
+        assert!(stored[1..].starts_with(&Actions::of_review(3)));
+        let due = |date: time::Date| ActionsDue::key(&(date, key));
+        let dates = [
+            time::Date::MIN,
+            time::macros::date!(1999 - 12 - 31),
+            time::macros::date!(2026 - 06 - 30),
+            time::macros::date!(2026 - 07 - 01),
+        ];
+        for pair in dates.windows(2) {
+            assert!(
+                due(pair[0]) < due(pair[1]),
+                "{} before {}",
+                pair[0],
+                pair[1]
+            );
+        }
+        for date in dates {
+            assert_eq!(
+                ActionsDue::decode_key(&due(date)[1..]).expect("decodes"),
+                (date, key)
+            );
+        }
     }
 }
