@@ -11,7 +11,7 @@ use crate::auth::Caller;
 use crate::domain::review::{
     Action, ActionDraft, ActionKey, RecommendationRef, Review, ReviewDraft, ReviewKind, Theme,
 };
-use crate::domain::{AgencyId, Invalid, Place, PlaceCode, Role, Scope};
+use crate::domain::{AgencyId, FieldViolation, Invalid, Place, PlaceCode, Role, Scope};
 use crate::store::{ActionChange, ReviewChange};
 
 /// Most reviews one listing page holds.
@@ -127,7 +127,18 @@ impl Application {
         let review = self
             .store
             .record_review(ReviewChange { draft, correcting }, caller.actor())
-            .await?;
+            .await
+            .map_err(|error| match error {
+                // The store names fields from the review down, as the request nests them.
+                crate::store::StoreError::Invalid(invalid) => AppError::Invalid(Invalid(
+                    invalid
+                        .0
+                        .into_iter()
+                        .map(|v| FieldViolation::new(format!("review.{}", v.field), v.reason))
+                        .collect(),
+                )),
+                other => other.into(),
+            })?;
         self.answer(review)
     }
 
