@@ -338,7 +338,7 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
         })
     };
 
-    // The staleness sweep runs on a clock of its own.
+    // The staleness and overdue-action sweep runs on a clock of its own.
     let sweeper = {
         let store = store.clone();
         let every = config.sweep_interval();

@@ -760,3 +760,84 @@ async fn a_backup_taken_under_load_restores_to_a_store_that_verifies() {
     assert!(text.contains("ends early"), "{text}");
     assert!(!elsewhere.exists());
 }
+
+#[tokio::test]
+async fn verify_finds_a_lost_overdue_watch_entry_and_repair_puts_it_back() {
+    let (mut server, connection) = TestServer::north_east().await;
+    let published = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    let review = proto::Review {
+        kind: proto::ReviewKind::SafeguardingPracticeReview as i32,
+        title: "Safeguarding practice review of a missing child".into(),
+        place_code: NEWCASTLE.into(),
+        agency_ids: vec![NEWCASTLE.into()],
+        fieldwork_start: "2026-01-05".into(),
+        fieldwork_end: "2026-01-30".into(),
+        published_at: Some(prost_types::Timestamp {
+            seconds: published.unix_timestamp(),
+            nanos: 0,
+        }),
+        findings: vec![proto::Finding {
+            theme: "missing".into(),
+            judgement: proto::Judgement::PriorityAction as i32,
+            summary: "Return-home interviews were not offered".into(),
+            recommendations: vec![proto::Recommendation {
+                text: "Offer every return-home interview within 72 hours".into(),
+                agency_id: NEWCASTLE.into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    connection
+        .inspector
+        .client(proto::reviews_client::ReviewsClient::new)
+        .record_review(proto::RecordReviewRequest {
+            review: Some(review),
+            expected_revision: 0,
+        })
+        .await
+        .expect("recorded");
+    connection
+        .agency(NEWCASTLE)
+        .client(proto::reviews_client::ReviewsClient::new)
+        .plan_action(proto::PlanActionRequest {
+            recommendation: Some(proto::RecommendationRef {
+                review_id: 1,
+                finding: 1,
+                recommendation: 1,
+            }),
+            description: "Commission return-home interviews".into(),
+            owner: "Head of Children's Safeguarding".into(),
+            due: "2031-01-31".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("planned");
+    drop(connection);
+    server.stop().await;
+    let data = server.data_dir().to_path_buf();
+    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    assert_eq!(code, Some(0), "{text}");
+    {
+        let db = sled::open(&data).expect("opens");
+        let tree = db.open_tree("register").expect("tree");
+        let (due, _) = tree
+            .scan_prefix([b'd'])
+            .next()
+            .expect("the action awaits its due date")
+            .expect("readable");
+        tree.remove(&due).expect("remove");
+        db.flush().expect("flush");
+    }
+    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("overdue watch: action 1.1.1 of review 1 due 2031-01-31 is missing"),
+        "{text}"
+    );
+    let (code, text) = marr(&["verify", "--repair", "--data-dir"], &data);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    assert_eq!(code, Some(0), "{text}");
+}

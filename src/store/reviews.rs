@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::engine::Engine;
-use super::keyspace::{Actions, Keyspace, Reviews};
+use super::engine::WriteBatch;
+use super::keyspace::{Actions, ActionsDue, Keyspace, Reviews};
 use super::writer::Command;
 use super::{Store, StoreError};
 use crate::domain::review::{
@@ -139,4 +140,76 @@ impl Store {
             .map(|entry| entry.map(|(_, action)| action))
             .collect()
     }
+}
+
+/// What verify finds wrong with the reviews and action plans: revisions out of sequence, an
+/// action under a recommendation its review no longer holds, and the overdue watch not
+/// following the actions' latest revisions. With `repair`, the watch fixes are written to it.
+pub(super) fn review_faults(
+    engine: &dyn Engine,
+    mut repair: Option<&mut WriteBatch>,
+) -> Result<Vec<String>, StoreError> {
+    let mut faults = Vec::new();
+    let mut latest: BTreeMap<u64, Review> = BTreeMap::new();
+    for entry in Reviews::scan_all(engine) {
+        let ((id, revision), review) = entry?;
+        let expected = latest.get(&id).map_or(1, |r| r.revision + 1);
+        if revision != expected || review.id != id || review.revision != revision {
+            faults.push(format!(
+                "review {id}: expected revision {expected}, found {revision}"
+            ));
+        }
+        latest.insert(id, review);
+    }
+    let mut actions: BTreeMap<ActionKey, Action> = BTreeMap::new();
+    for entry in Actions::scan_all(engine) {
+        let ((key, revision), action) = entry?;
+        let expected = actions.get(&key).map_or(1, |a| a.revision + 1);
+        if revision != expected || action.key != key || action.revision != revision {
+            faults.push(format!(
+                "{key}: expected revision {expected}, found {revision}"
+            ));
+        }
+        actions.insert(key, action);
+    }
+    for (key, action) in &actions {
+        let addressed = latest
+            .get(&key.recommendation.review)
+            .and_then(|review| review.recommendation(key.recommendation))
+            .map(|r| &r.agency);
+        if addressed != Some(&action.agency) {
+            faults.push(format!(
+                "{key}: its review holds no {} addressed to agency {}",
+                key.recommendation, action.agency
+            ));
+        }
+    }
+    let mut watched = std::collections::BTreeSet::new();
+    for entry in ActionsDue::scan_all(engine) {
+        let ((due, key), ()) = entry?;
+        let right = actions
+            .get(&key)
+            .is_some_and(|a| a.awaits_overdue_check() && a.due == due);
+        if !right {
+            faults.push(format!(
+                "overdue watch: {key} due {due} is not awaiting a check"
+            ));
+            if let Some(batch) = repair.as_deref_mut() {
+                ActionsDue::remove(batch, &(due, key));
+            }
+        }
+        watched.insert((due, key));
+    }
+    for action in actions.values() {
+        if action.awaits_overdue_check() && !watched.contains(&(action.due, action.key)) {
+            faults.push(format!(
+                "overdue watch: {} due {} is missing",
+                action.key, action.due
+            ));
+            if let Some(batch) = repair.as_deref_mut() {
+                ActionsDue::put(batch, &(action.due, action.key), &())?;
+            }
+        }
+    }
+    Ok(faults)
 }

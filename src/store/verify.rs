@@ -43,6 +43,7 @@ impl Store {
             expected_alert = sequence + 1;
         }
         problems.extend(self.verify_counters()?);
+        problems.extend(super::reviews::review_faults(engine, None)?);
         Ok(problems)
     }
 
@@ -138,6 +139,10 @@ pub(super) fn repair_batch(engine: &dyn Engine) -> Result<(WriteBatch, usize), S
         }
         fixes.changed += 1;
     }
+    fixes.changed += super::reviews::review_faults(engine, Some(&mut fixes.batch))?
+        .iter()
+        .filter(|fault| fault.starts_with("overdue watch"))
+        .count();
     Ok((fixes.batch, fixes.changed))
 }
 
