@@ -36,6 +36,14 @@ pub const MAX_AGENCIES: usize = 100;
 /// Most actions one recommendation may hold.
 pub const MAX_ACTIONS: u32 = 50;
 
+/// Earliest date a review's fieldwork or an action's due date may fall on.
+pub const EARLIEST_DATE: Date = time::macros::date!(2000 - 01 - 01);
+/// Latest date a review's fieldwork or an action's due date may fall on.
+pub const LATEST_DATE: Date = time::macros::date!(2100 - 12 - 31);
+/// Longest wait between the end of fieldwork and publication, in days: timing may be chosen,
+/// publication may not be put off for good.
+pub const MAX_DAYS_TO_PUBLICATION: i64 = 366;
+
 /// The version of the theme vocabulary this server speaks: findings recorded under it keep
 /// their themes' meaning, and a later version only adds themes.
 pub const THEMES_VERSION: &str = "2026-11";
@@ -468,6 +476,25 @@ impl ReviewDraft {
             REVISION_NOTE_MAX_CHARS,
             false,
         );
+        for (field, date) in [
+            ("fieldwork_start", self.fieldwork_start),
+            ("fieldwork_end", self.fieldwork_end),
+        ] {
+            if !(EARLIEST_DATE..=LATEST_DATE).contains(&date) {
+                violations.push(FieldViolation::new(
+                    field,
+                    format!("must fall between {EARLIEST_DATE} and {LATEST_DATE}"),
+                ));
+            }
+        }
+        if (self.published_at.date() - self.fieldwork_end).whole_days() > MAX_DAYS_TO_PUBLICATION {
+            violations.push(FieldViolation::new(
+                "published_at",
+                format!(
+                    "is more than {MAX_DAYS_TO_PUBLICATION} days after fieldwork ends: publication may be timed, not put off"
+                ),
+            ));
+        }
         if self.fieldwork_end < self.fieldwork_start {
             violations.push(FieldViolation::new(
                 "fieldwork_end",
@@ -659,6 +686,12 @@ impl ActionDraft {
             REVISION_NOTE_MAX_CHARS,
             false,
         );
+        if !(EARLIEST_DATE..=LATEST_DATE).contains(&self.due) {
+            violations.push(FieldViolation::new(
+                "due",
+                format!("must fall between {EARLIEST_DATE} and {LATEST_DATE}"),
+            ));
+        }
         if violations.is_empty() {
             Ok(())
         } else {
@@ -723,6 +756,24 @@ mod tests {
         assert!(
             !invalid.0[0].reason.contains("2019"),
             "the text is not repeated"
+        );
+    }
+
+    #[test]
+    fn publication_may_be_timed_but_not_put_off_for_good() {
+        let mut review = draft();
+        review.published_at = datetime!(2027-03-14 9:00 UTC);
+        assert!(review.check().is_ok(), "a year after fieldwork ends");
+        review.published_at = datetime!(2027-03-15 9:00 UTC);
+        assert_eq!(
+            review.check().expect_err("too late").first_field(),
+            "published_at"
+        );
+        let mut review = draft();
+        review.fieldwork_start = date!(1999 - 12 - 31);
+        assert_eq!(
+            review.check().expect_err("too early").first_field(),
+            "fieldwork_start"
         );
     }
 
