@@ -268,6 +268,7 @@ async fn a_review_is_public_from_its_publication_time_without_a_restart_and_corr
     let shown = public.review.expect("review");
     assert!(shown.published);
     assert_eq!(shown.title, correction.title);
+    assert_eq!(shown.recorded_by, "", "open data names no principal");
     assert_eq!(public.revisions, 2);
     assert_eq!(listed(&connection.public, false).await, vec![1]);
     // The history is kept: revision 1 reads as it was recorded.
@@ -479,6 +480,10 @@ async fn only_the_accountable_agency_plans_and_updates_its_actions() {
         .await
         .expect("plan")
         .actions;
+    assert!(
+        plan_now.iter().all(|a| a.updated_by.is_empty()),
+        "open data names no principal"
+    );
     let statuses: Vec<(String, i32, u32)> = plan_now
         .iter()
         .map(|a| (a.agency_id.clone(), a.status, a.revision))

@@ -233,7 +233,7 @@ impl OpenData for OpenDataService {
                 area: area_filter(&self.app, "place_code", &request.place_code)?,
                 overdue_only: request.overdue_only,
             };
-            self.app.actions(&filter)
+            self.app.actions(&caller, &filter)
         })();
         let actions = self.app.conclude(&caller, actions).await?;
         Ok(Response::new(proto::ListActionsResponse {

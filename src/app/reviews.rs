@@ -81,6 +81,27 @@ impl Application {
                 && caller.in_scope(&self.store, review.place))
     }
 
+    /// Principals' names are configuration, and may be people's names: only inspectors and
+    /// administrators see who recorded a review or updated an action; open data says neither.
+    fn redact_review(caller: &Caller, review: &mut Review) {
+        if !names_principals(caller) {
+            review.recorded_by.clear();
+        }
+    }
+
+    fn redact(caller: &Caller, answer: &mut ReviewAnswer) {
+        Self::redact_review(caller, &mut answer.review);
+        Self::redact_actions(caller, &mut answer.actions);
+    }
+
+    fn redact_actions(caller: &Caller, actions: &mut [ActionAnswer]) {
+        if !names_principals(caller) {
+            for action in actions {
+                action.action.updated_by.clear();
+            }
+        }
+    }
+
     /// A place by code for an answer, if the directory knows it.
     pub fn place_named(&self, code: PlaceCode) -> Option<Place> {
         self.store.place(code).map(|detail| detail.place)
@@ -195,13 +216,18 @@ impl Application {
                     AppError::NotFound(format!("review {id} has no revision {revision}"))
                 })?;
         }
+        Self::redact(caller, &mut answer);
         Ok(answer)
     }
 
     /// Every revision of a review the caller may read, oldest first.
     pub fn review_history(&self, caller: &Caller, id: u64) -> Result<Vec<Review>, AppError> {
         self.review(caller, id, None)?;
-        Ok(self.store.review_history(id)?)
+        let mut history = self.store.review_history(id)?;
+        for review in &mut history {
+            Self::redact_review(caller, review);
+        }
+        Ok(history)
     }
 
     /// Reviews the caller may read, by id, a page at a time.
@@ -244,7 +270,9 @@ impl Application {
                 next_after = reviews.last().map(|r: &ReviewAnswer| r.review.id);
                 break;
             }
-            reviews.push(self.answer(review)?);
+            let mut answer = self.answer(review)?;
+            Self::redact(caller, &mut answer);
+            reviews.push(answer);
         }
         Ok(ReviewPage {
             reviews,
@@ -253,7 +281,11 @@ impl Application {
     }
 
     /// Actions of published reviews' action plans, as they stand now.
-    pub fn actions(&self, filter: &ActionFilter) -> Result<Vec<ActionAnswer>, AppError> {
+    pub fn actions(
+        &self,
+        caller: &Caller,
+        filter: &ActionFilter,
+    ) -> Result<Vec<ActionAnswer>, AppError> {
         let now = self.now();
         let area = filter.area.map(|code| Scope::new(vec![code]));
         let reviews = match filter.review {
@@ -281,6 +313,7 @@ impl Application {
                     .filter(|a| !filter.overdue_only || a.overdue),
             );
         }
+        Self::redact_actions(caller, &mut actions);
         Ok(actions)
     }
 
@@ -364,4 +397,9 @@ impl Application {
             action,
         })
     }
+}
+
+/// Whether the caller sees principals' names on reviews and actions.
+fn names_principals(caller: &Caller) -> bool {
+    matches!(caller.principal.role, Role::Inspector | Role::Admin)
 }
