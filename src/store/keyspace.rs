@@ -643,7 +643,8 @@ impl Keyspace for Actions {
     }
     fn decode_key(bytes: &[u8]) -> Result<Self::Key, StoreError> {
         let what = "action";
-        let (key, revision) = bytes.split_at_checked(28).ok_or_else(|| corrupt(what))?;
+        // An action key is 20 bytes (review 8, finding 4, recommendation 4, number 4).
+        let (key, revision) = bytes.split_at_checked(20).ok_or_else(|| corrupt(what))?;
         let revision: [u8; 4] = revision.try_into().map_err(|_| corrupt(what))?;
         Ok((decode_action_key(key)?, u32::from_be_bytes(revision)))
     }
@@ -652,7 +653,7 @@ impl Keyspace for Actions {
 impl Actions {
     /// The prefix of one action's revisions.
     pub(crate) fn of_action(key: &ActionKey) -> Vec<u8> {
-        let mut out = Vec::with_capacity(28);
+        let mut out = Vec::with_capacity(20);
         encode_action_key(key, &mut out);
         out
     }
@@ -1001,5 +1002,29 @@ mod tests {
         );
         assert!(Populations::key(&(place, 2023)) < Populations::key(&(place, 2024)));
         assert!(Populations::decode_key(&[b'E', 0]).is_err());
+    }
+
+    #[test]
+    fn an_action_key_and_its_revision_read_back() {
+        let key = (
+            ActionKey {
+                recommendation: RecommendationRef {
+                    review: 3,
+                    finding: 2,
+                    recommendation: 1,
+                },
+                number: 4,
+            },
+            5,
+        );
+        assert_eq!(
+            Actions::decode_key(&Actions::key(&key)[1..]).expect("decodes"),
+            key
+        );
+        let due = (time::macros::date!(2026 - 06 - 30), key.0);
+        assert_eq!(
+            ActionsDue::decode_key(&ActionsDue::key(&due)[1..]).expect("decodes"),
+            due
+        );
     }
 }
