@@ -525,6 +525,52 @@ async fn the_demo_runs_on_englands_current_geography_with_rates_and_stops_on_ctr
         "{table:?}"
     );
     assert!(table[13].starts_with("North East"), "{table:?}");
+    // Learning from reviews: two published reviews, an action past its due date that the
+    // board is told of, the region's lessons by theme, and lines of enquiry for a place whose
+    // statistical neighbours were reviewed.
+    for id in [1, 2] {
+        assert!(
+            text.contains(&format!("review {id} revision 1: published ")),
+            "{text}"
+        );
+    }
+    assert!(
+        text.lines().any(|l| l.starts_with('#')
+            && l.contains(
+                " overdue_action high E08000021: action 2.1.1 of review 1 (a priority action)"
+            )),
+        "{text}"
+    );
+    let lessons: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Lessons of North East (E12000001): 2 reviews"))
+        .skip(2)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let total: u64 = lessons
+        .iter()
+        .filter_map(|l| l.split_whitespace().nth(4)?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(
+        total, 6,
+        "every finding of both reviews counted once: {lessons:?}"
+    );
+    assert!(
+        lessons
+            .iter()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["information_sharing", "0", "1", "1", "2", "0", "new"]),
+        "{lessons:?}"
+    );
+    assert!(
+        text.contains("Lines of enquiry for Middlesbrough (E06000002)"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(" 1. information_sharing ")),
+        "{text}"
+    );
 }
 
 #[test]
