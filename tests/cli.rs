@@ -1194,6 +1194,44 @@ async fn a_review_recorded_from_the_example_file_is_listed_counted_in_lessons_an
         "{}",
         stderr_of(&output)
     );
+
+    // A correction is a new revision made against the one it replaces; the first is kept.
+    let correct = [
+        "reviews",
+        "record",
+        &file,
+        "--correct",
+        "1",
+        "--expected-revision",
+        "1",
+        "--note",
+        "Finding 3 reworded",
+    ];
+    let output = marr_as(&server.url, Some(INSPECTOR), &correct).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert!(
+        stdout_of(&output).starts_with("review 1 revision 2: published "),
+        "{}",
+        stdout_of(&output)
+    );
+    let output = marr_as(&server.url, Some(INSPECTOR), &correct).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr_of(&output).starts_with("marr: FAILED_PRECONDITION: review 1 is at revision 2"),
+        "{}",
+        stderr_of(&output)
+    );
+    let output = marr_as(
+        &server.url,
+        None,
+        &["reviews", "show", "1", "--revision", "1"],
+    )
+    .await;
+    assert!(
+        stdout_of(&output).starts_with("review 1 revision 1 of 2: "),
+        "{}",
+        stdout_of(&output)
+    );
 }
 
 #[tokio::test]

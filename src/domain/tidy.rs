@@ -449,3 +449,113 @@ pub fn actions_layout(actions: &[ActionSource]) -> TidyTable {
         lines,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::review::RecommendationRef;
+    use time::macros::{date, datetime};
+
+    fn finding(number: u32, theme: &str, recommendations: &[&str]) -> FindingSource {
+        FindingSource {
+            number,
+            theme: Theme::parse(theme).ok(),
+            judgement: Some(Judgement::AreaForImprovement),
+            summary: format!("Finding {number}"),
+            recommendations: recommendations
+                .iter()
+                .zip(1..)
+                .map(|(agency, number)| RecommendationSource {
+                    number,
+                    agency_id: agency.to_string(),
+                    text: format!("Recommendation {number}"),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn findings_lay_out_one_line_per_recommendation_and_one_per_finding_without() {
+        let review = |id: u64| ReviewSource {
+            id,
+            revision: 2,
+            kind: Some(ReviewKind::SafeguardingPracticeReview),
+            title: "A review".into(),
+            place: NamedPlace {
+                code: "E08000023".into(),
+                name: "South Tyneside".into(),
+                level: None,
+            },
+            published_at: datetime!(2026-05-01 9:00 UTC),
+            findings: vec![
+                finding(1, "neglect", &["RTD", "E23000007"]),
+                finding(2, "no_such_theme", &[]),
+            ],
+        };
+        // Reviews come out in id order whatever order they were read in.
+        let table = findings_layout(&[review(7), review(3)]);
+        assert_eq!(table.header, FINDINGS_COLUMNS.map(String::from).to_vec());
+        assert_eq!(table.lines.len(), 6);
+        assert_eq!(
+            table.lines[0],
+            [
+                "3",
+                "2",
+                "safeguarding_practice_review",
+                "A review",
+                "E08000023",
+                "South Tyneside",
+                "2026-05-01T09:00:00Z",
+                "1",
+                "neglect",
+                "category",
+                "area_for_improvement",
+                "Finding 1",
+                "1",
+                "RTD",
+                "Recommendation 1",
+            ]
+            .map(String::from)
+            .to_vec()
+        );
+        assert_eq!(table.lines[1][13], "E23000007");
+        // A theme this build does not know is written `unknown`; no recommendation, empty cells.
+        assert_eq!(&table.lines[2][8..10], ["unknown", "unknown"]);
+        assert_eq!(&table.lines[2][12..], ["", "", ""]);
+        assert_eq!(table.lines[3][0], "7");
+    }
+
+    #[test]
+    fn actions_lay_out_in_key_order_with_their_due_date_and_overdue_flag() {
+        let action = |review: u64, number: u32, overdue: bool| ActionSource {
+            key: ActionKey {
+                recommendation: RecommendationRef {
+                    review,
+                    finding: 2,
+                    recommendation: 1,
+                },
+                number,
+            },
+            revision: 1,
+            agency_id: "E23000007".into(),
+            description: "Daily notification".into(),
+            owner: "Head of Public Protection".into(),
+            due: date!(2026 - 06 - 30),
+            status: Some(ActionStatus::InProgress),
+            overdue,
+            updated_at: datetime!(2026-06-01 10:00 UTC),
+        };
+        let table = actions_layout(&[action(2, 1, false), action(1, 2, true), action(1, 1, true)]);
+        assert_eq!(table.header, ACTIONS_COLUMNS.map(String::from).to_vec());
+        let keys: Vec<(&str, &str)> = table
+            .lines
+            .iter()
+            .map(|l| (l[0].as_str(), l[3].as_str()))
+            .collect();
+        assert_eq!(keys, [("1", "1"), ("1", "2"), ("2", "1")]);
+        assert_eq!(
+            &table.lines[0][8..],
+            ["2026-06-30", "in_progress", "true", "2026-06-01T10:00:00Z"]
+        );
+    }
+}
