@@ -1266,6 +1266,24 @@ async fn a_review_file_with_a_telephone_number_is_refused_naming_the_field_and_n
         "the refusal never repeats the text: {stderr}"
     );
 
+    // A key the review has no field for is refused before anything is sent, naming its line.
+    std::fs::write(&file, format!("{text}child_name = \"never sent\"\n")).expect("write");
+    let output = marr_as(
+        &server.url,
+        Some(INSPECTOR),
+        &["reviews", "record", &file.display().to_string()],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = stderr_of(&output);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("marr: INVALID_ARGUMENT: ")
+            && stderr.contains("unknown field `child_name`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("never sent"), "{stderr}");
+
     let output = marr_as(
         &server.url,
         Some(INSPECTOR),

@@ -98,7 +98,17 @@ pub fn read_review_file(path: &Path) -> Result<proto::Review, ClientError> {
     let file: ReviewFile = if json {
         serde_json::from_str(&text).map_err(|e| input(path, e.to_string()))?
     } else {
-        toml::from_str(&text).map_err(|e| input(path, e.to_string()))?
+        // One line naming where, without the snippet of the file TOML would quote.
+        toml::from_str(&text).map_err(|e| {
+            let line = e
+                .span()
+                .and_then(|span| text.get(..span.start))
+                .map(|before| before.matches('\n').count() + 1);
+            match line {
+                Some(line) => input(path, format!("line {line}: {}", e.message())),
+                None => input(path, e.message().to_string()),
+            }
+        })?
     };
     let published_text = file.published_at.text();
     let published_at = OffsetDateTime::parse(&published_text, &Rfc3339).map_err(|_| {
