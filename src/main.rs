@@ -7,12 +7,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use marr::cli::export::ExportTable;
 use marr::cli::inspect::{self, Format};
 use marr::cli::{
     ClientError, Connection, ServerArgs, agencies, boundaries, neighbours, places, population,
-    push, watch,
+    push, reviews, watch,
 };
 use marr::config::Config;
+use marr::domain::review::{ActionStatus, ReviewKind};
 use marr::domain::{AgencyKind, AlertKind, ClientGroup, PlaceLevel, Severity, Vocabulary};
 use marr::store::{Store, StoreOptions};
 
@@ -132,17 +134,22 @@ enum Command {
         format: Format,
     },
     /// Writes the public comparative table of a parent's places, disclosure-controlled, as a
-    /// CSV file in the tidy layout of official statistics (no credentials needed).
+    /// CSV file in the tidy layout of official statistics (no credentials needed); or, with
+    /// `--table findings` or `--table actions`, published reviews' findings or action plans.
     Export {
         #[command(flatten)]
         server: ServerArgs,
-        /// The parent place or footprint area, e.g. E12000001 (North East).
+        /// Which table: the comparative table, or published reviews' findings or actions.
+        #[arg(long, value_enum, default_value = "comparative")]
+        table: ExportTable,
+        /// The parent place or footprint area, e.g. E12000001 (North East); for findings and
+        /// actions, only reviews of places within it (all when left out).
         #[arg(long)]
-        parent: String,
+        parent: Option<String>,
         /// The level of the rows: country, region, county (upper-tier authorities), district,
-        /// or a footprint level.
+        /// or a footprint level (the comparative table only).
         #[arg(long)]
-        level: PlaceLevel,
+        level: Option<PlaceLevel>,
         /// The CSV file to write.
         #[arg(long)]
         out: PathBuf,
@@ -196,6 +203,45 @@ enum Command {
         /// NHS numbers, one per line [default: standard input].
         input: Option<PathBuf>,
     },
+    /// Reviews of places: record one from a file, publish, list and show them.
+    Reviews {
+        #[command(subcommand)]
+        command: ReviewsCommand,
+    },
+    /// Action plans answering reviews' recommendations.
+    Actions {
+        #[command(subcommand)]
+        command: ActionsCommand,
+    },
+    /// The collective lessons of an area: how often each theme appears among the findings of
+    /// reviews published in a period, by judgement, against the period before (no credentials
+    /// needed).
+    Lessons {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// A region, a country or any place or footprint area [default: England].
+        #[arg(long, default_value = "")]
+        area: String,
+        /// First publication date counted, YYYY-MM-DD [default: a year before --until].
+        #[arg(long, default_value = "")]
+        from: String,
+        /// The day after the last counted, YYYY-MM-DD [default: tomorrow].
+        #[arg(long, default_value = "")]
+        until: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Ranked lines of enquiry for the next review of a place (inspectors and boards): themes
+    /// recurring in its statistical neighbours' and region's published findings, each with its
+    /// evidence.
+    Enquiries {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// An upper-tier authority or other place in your places, such as E06000002.
+        place: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
     /// Geography.
     Places {
         #[command(subcommand)]
@@ -220,6 +266,146 @@ enum Command {
     Boundaries {
         #[command(subcommand)]
         command: BoundariesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReviewsCommand {
+    /// Records a review from a TOML file (or JSON, by a `.json` extension; see
+    /// examples/review.toml), as an inspector; or, with --correct, a correction of one.
+    Record {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The review file.
+        file: PathBuf,
+        /// Record the file as a correction of this review.
+        #[arg(long, value_name = "ID", requires_all = ["expected_revision", "note"])]
+        correct: Option<u64>,
+        /// The revision the correction was made against.
+        #[arg(long, value_name = "N", requires = "correct")]
+        expected_revision: Option<u32>,
+        /// What the correction changes (published with it).
+        #[arg(long, requires = "correct")]
+        note: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Publishes a review now that was set to be published later: a correction setting its
+    /// publication time to now. A published review stays published, at its time.
+    Publish {
+        #[command(flatten)]
+        server: ServerArgs,
+        id: u64,
+        /// The revision it is made against (`marr reviews show ID`).
+        #[arg(long, value_name = "N")]
+        expected_revision: u32,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Lists published reviews (inspectors: with --unpublished, those of their places too).
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Only reviews of places within this place or footprint area.
+        #[arg(long)]
+        place: Option<String>,
+        /// Only reviews of this kind, such as joint_targeted_area_inspection.
+        #[arg(long)]
+        kind: Option<ReviewKind>,
+        /// Only reviews with a finding of this theme, such as information_sharing.
+        #[arg(long)]
+        theme: Option<String>,
+        /// Inspectors: unpublished reviews of your places as well.
+        #[arg(long)]
+        unpublished: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Shows one review, its findings and recommendations, and its action plan.
+    Show {
+        #[command(flatten)]
+        server: ServerArgs,
+        id: u64,
+        /// A revision to show [default: the latest].
+        #[arg(long, value_name = "N")]
+        revision: Option<u32>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum ActionsCommand {
+    /// Plans an action under a recommendation addressed to your agency (REVIEW FINDING
+    /// RECOMMENDATION, as `marr reviews show` numbers them).
+    Add {
+        #[command(flatten)]
+        server: ServerArgs,
+        review: u64,
+        finding: u32,
+        recommendation: u32,
+        /// What will be done (published; screened like a record's note).
+        #[arg(long)]
+        description: String,
+        /// The post accountable for it, never a person's name.
+        #[arg(long)]
+        owner: String,
+        /// YYYY-MM-DD.
+        #[arg(long)]
+        due: String,
+        #[arg(long, default_value = "planned")]
+        status: ActionStatus,
+        #[arg(long)]
+        note: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Records the next revision of one of your agency's actions; what is not given keeps its
+    /// current value.
+    Update {
+        #[command(flatten)]
+        server: ServerArgs,
+        review: u64,
+        finding: u32,
+        recommendation: u32,
+        number: u32,
+        /// The revision the update was made against (`marr actions list`).
+        #[arg(long, value_name = "N")]
+        expected_revision: u32,
+        /// planned, in_progress, done or overdue.
+        #[arg(long)]
+        status: Option<ActionStatus>,
+        /// YYYY-MM-DD.
+        #[arg(long)]
+        due: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// What the update changes.
+        #[arg(long)]
+        note: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Lists actions of published reviews' plans, as they stand.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Only this review's.
+        #[arg(long)]
+        review: Option<u64>,
+        /// Only this accountable agency's.
+        #[arg(long)]
+        agency: Option<String>,
+        /// Only reviews of places within this place or footprint area.
+        #[arg(long)]
+        place: Option<String>,
+        /// Only actions past their due date and not done.
+        #[arg(long)]
+        overdue: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
     },
 }
 
@@ -610,17 +796,261 @@ async fn verify(
 
 async fn export(
     server: ServerArgs,
-    parent: String,
-    level: PlaceLevel,
+    table: ExportTable,
+    parent: Option<String>,
+    level: Option<PlaceLevel>,
     release: u64,
     out: PathBuf,
 ) -> Result<ExitCode, ClientError> {
+    use marr::cli::export;
+    let comparative = match (table, parent.as_deref(), level) {
+        (ExportTable::Comparative, Some(parent), Some(level)) => Some((parent, level)),
+        (ExportTable::Comparative, _, _) => {
+            use clap::CommandFactory;
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::MissingRequiredArgument,
+                    "the comparative table needs --parent and --level",
+                )
+                .exit()
+        }
+        _ => None,
+    };
     let connection = Connection::open(&server).await?;
-    let rows = marr::cli::export::export(&connection, &parent, level, release, &out).await?;
-    emit(format!(
-        "wrote {rows} rows to {} (counts of 1 to 4 shown as c, the rest rounded to the nearest 5)",
-        out.display()
-    ));
+    match comparative {
+        Some((parent, level)) => {
+            let rows = export::export(&connection, parent, level, release, &out).await?;
+            emit(format!(
+                "wrote {rows} rows to {} (counts of 1 to 4 shown as c, the rest rounded to the nearest 5)",
+                out.display()
+            ));
+        }
+        None if table == ExportTable::Findings => {
+            let rows = export::export_findings(&connection, parent.as_deref(), &out).await?;
+            emit(format!(
+                "wrote {rows} rows to {} (one per recommendation of each published finding)",
+                out.display()
+            ));
+        }
+        None => {
+            let rows = export::export_actions(&connection, parent.as_deref(), &out).await?;
+            emit(format!(
+                "wrote {rows} rows to {} (one per action of each published review's plan)",
+                out.display()
+            ));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_reviews(command: ReviewsCommand) -> Result<ExitCode, ClientError> {
+    match command {
+        ReviewsCommand::Record {
+            server,
+            file,
+            correct,
+            expected_revision,
+            note,
+            format,
+        } => {
+            let review = reviews::read_review_file(&file)?;
+            let connection = Connection::open(&server).await?;
+            let correcting = correct.map(|id| {
+                (
+                    id,
+                    expected_revision.unwrap_or_default(),
+                    note.unwrap_or_default(),
+                )
+            });
+            let review = reviews::record(&connection, review, correcting).await?;
+            emit_review(&review, format);
+        }
+        ReviewsCommand::Publish {
+            server,
+            id,
+            expected_revision,
+            format,
+        } => {
+            let connection = Connection::open(&server).await?;
+            let review = reviews::publish(&connection, id, expected_revision).await?;
+            emit_review(&review, format);
+        }
+        ReviewsCommand::List {
+            server,
+            place,
+            kind,
+            theme,
+            unpublished,
+            format,
+        } => {
+            let connection = Connection::open(&server).await?;
+            let query = reviews::ReviewQuery {
+                place,
+                kind,
+                theme,
+                include_unpublished: unpublished,
+            };
+            let listed = reviews::list(&connection, &query).await?;
+            for review in &listed {
+                match format {
+                    Format::Table => emit(reviews::review_line(review)),
+                    Format::Json => emit(reviews::review_json(review)),
+                }
+            }
+            if format == Format::Table {
+                emit(format!("{} reviews", listed.len()));
+            }
+        }
+        ReviewsCommand::Show {
+            server,
+            id,
+            revision,
+            format,
+        } => {
+            let connection = Connection::open(&server).await?;
+            let answer = reviews::get(&connection, id, revision.unwrap_or(0)).await?;
+            match format {
+                Format::Table => emit(reviews::review_table(&answer).trim_end()),
+                Format::Json => emit(reviews::review_answer_json(&answer)),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn emit_review(review: &marr::proto::Review, format: Format) {
+    match format {
+        Format::Table => emit(reviews::recorded_line(review)),
+        Format::Json => emit(reviews::review_json(review)),
+    }
+}
+
+fn emit_action(action: &marr::proto::Action, format: Format) {
+    match format {
+        Format::Table => emit(reviews::action_line(action)),
+        Format::Json => emit(reviews::action_json(action)),
+    }
+}
+
+async fn run_actions(command: ActionsCommand) -> Result<ExitCode, ClientError> {
+    match command {
+        ActionsCommand::Add {
+            server,
+            review,
+            finding,
+            recommendation,
+            description,
+            owner,
+            due,
+            status,
+            note,
+            format,
+        } => {
+            let connection = Connection::open(&server).await?;
+            let action = reviews::add_action(
+                &connection,
+                reviews::NewAction {
+                    review,
+                    finding,
+                    recommendation,
+                    description,
+                    owner,
+                    due,
+                    status,
+                    note: note.unwrap_or_default(),
+                },
+            )
+            .await?;
+            emit_action(&action, format);
+        }
+        ActionsCommand::Update {
+            server,
+            review,
+            finding,
+            recommendation,
+            number,
+            expected_revision,
+            status,
+            due,
+            owner,
+            description,
+            note,
+            format,
+        } => {
+            let connection = Connection::open(&server).await?;
+            let action = reviews::update_action(
+                &connection,
+                (review, finding, recommendation, number),
+                expected_revision,
+                reviews::ActionChanges {
+                    status,
+                    due,
+                    owner,
+                    description,
+                    note,
+                },
+            )
+            .await?;
+            emit_action(&action, format);
+        }
+        ActionsCommand::List {
+            server,
+            review,
+            agency,
+            place,
+            overdue,
+            format,
+        } => {
+            let connection = Connection::open(&server).await?;
+            let actions = reviews::list_actions(
+                &connection,
+                marr::proto::ListActionsRequest {
+                    review_id: review.unwrap_or(0),
+                    agency_id: agency.unwrap_or_default(),
+                    place_code: place.unwrap_or_default(),
+                    overdue_only: overdue,
+                },
+            )
+            .await?;
+            for action in &actions {
+                emit_action(action, format);
+            }
+            if format == Format::Table {
+                let late = actions.iter().filter(|a| a.overdue).count();
+                emit(format!("{} actions, {late} overdue", actions.len()));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn lessons(
+    server: ServerArgs,
+    area: String,
+    from: String,
+    until: String,
+    format: Format,
+) -> Result<ExitCode, ClientError> {
+    let connection = Connection::open(&server).await?;
+    let answer = reviews::lessons(&connection, &area, &from, &until).await?;
+    match format {
+        Format::Table => emit(reviews::lessons_table(&answer).trim_end()),
+        Format::Json => emit(reviews::lessons_json(&answer)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn enquiries(
+    server: ServerArgs,
+    place: String,
+    format: Format,
+) -> Result<ExitCode, ClientError> {
+    let connection = Connection::open(&server).await?;
+    let answer = reviews::enquiries(&connection, &place).await?;
+    match format {
+        Format::Table => emit(reviews::enquiries_table(&answer).trim_end()),
+        Format::Json => emit(reviews::enquiries_json(&answer)),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -804,11 +1234,26 @@ async fn run(cli: Cli) -> ExitCode {
         }
         Command::Export {
             server,
+            table,
             parent,
             level,
             out,
             release,
-        } => client_exit(export(server, parent, level, release, out).await),
+        } => client_exit(export(server, table, parent, level, release, out).await),
+        Command::Reviews { command } => client_exit(run_reviews(command).await),
+        Command::Actions { command } => client_exit(run_actions(command).await),
+        Command::Lessons {
+            server,
+            area,
+            from,
+            until,
+            format,
+        } => client_exit(lessons(server, area, from, until, format).await),
+        Command::Enquiries {
+            server,
+            place,
+            format,
+        } => client_exit(enquiries(server, place, format).await),
         Command::View {
             server,
             place,

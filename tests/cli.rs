@@ -525,6 +525,52 @@ async fn the_demo_runs_on_englands_current_geography_with_rates_and_stops_on_ctr
         "{table:?}"
     );
     assert!(table[13].starts_with("North East"), "{table:?}");
+    // Learning from reviews: two published reviews, an action past its due date that the
+    // board is told of, the region's lessons by theme, and lines of enquiry for a place whose
+    // statistical neighbours were reviewed.
+    for id in [1, 2] {
+        assert!(
+            text.contains(&format!("review {id} revision 1: published ")),
+            "{text}"
+        );
+    }
+    assert!(
+        text.lines().any(|l| l.starts_with('#')
+            && l.contains(
+                " overdue_action high E08000021: action 2.1.1 of review 1 (a priority action)"
+            )),
+        "{text}"
+    );
+    let lessons: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Lessons of North East (E12000001): 2 reviews"))
+        .skip(2)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let total: u64 = lessons
+        .iter()
+        .filter_map(|l| l.split_whitespace().nth(4)?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(
+        total, 6,
+        "every finding of both reviews counted once: {lessons:?}"
+    );
+    assert!(
+        lessons
+            .iter()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["information_sharing", "0", "1", "1", "2", "0", "new"]),
+        "{lessons:?}"
+    );
+    assert!(
+        text.contains("Lines of enquiry for Middlesbrough (E06000002)"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(" 1. information_sharing ")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -976,4 +1022,460 @@ async fn serve_exports_prometheus_metrics_on_their_own_port() {
     ] {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
     }
+}
+
+/// The example review file, as the README records it.
+fn example_review() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/review.toml")
+}
+
+/// Runs `marr` with `args` against `url` as the holder of `token` (none: the public).
+async fn marr_as(url: &str, token: Option<&str>, args: &[&str]) -> Output {
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.extend(["--server".to_string(), url.to_string()]);
+    if let Some(token) = token {
+        all.extend(["--token".to_string(), token.to_string()]);
+    }
+    marr_async(all).await
+}
+
+fn stdout_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn a_review_recorded_from_the_example_file_is_listed_counted_in_lessons_and_exported() {
+    let (server, _connection) = TestServer::north_east().await;
+    let file = example_review().display().to_string();
+    let output = marr_as(&server.url, Some(INSPECTOR), &["reviews", "record", &file]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_eq!(
+        stdout_of(&output).trim(),
+        "review 1 revision 1: published 2026-05-01T09:00:00Z; 3 findings, 3 recommendations"
+    );
+
+    // Anyone lists it, without credentials.
+    let output = marr_as(&server.url, None, &["reviews", "list"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let listed = stdout_of(&output);
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 2, "{listed}");
+    assert!(
+        lines[0].contains("joint_targeted_area_inspection")
+            && lines[0].contains("Newcastle upon Tyne (E08000021)")
+            && lines[0].contains("\"Joint targeted area inspection of the multi-agency response to child exploitation\""),
+        "{listed}"
+    );
+    assert_eq!(lines[1], "1 reviews");
+
+    // The lessons of the region count each of the file's findings once, by theme and judgement.
+    let output = marr_as(
+        &server.url,
+        None,
+        &[
+            "lessons",
+            "--area",
+            NORTH_EAST,
+            "--from",
+            "2026-01-01",
+            "--until",
+            "2027-01-01",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let lessons: serde_json::Value =
+        serde_json::from_str(stdout_of(&output).trim()).expect("one JSON object");
+    assert_eq!(lessons["reviews"], 1);
+    assert_eq!(lessons["findings"], 3);
+    let count = |theme: &str, judgement: &str| -> u64 {
+        lessons["themes"]
+            .as_array()
+            .expect("themes")
+            .iter()
+            .find(|t| t["theme"] == theme)
+            .and_then(|t| t[judgement].as_u64())
+            .unwrap_or(0)
+    };
+    assert_eq!(count("child_criminal_exploitation", "strengths"), 1);
+    assert_eq!(count("information_sharing", "priority_actions"), 1);
+    assert_eq!(count("missing", "areas_for_improvement"), 1);
+    let total: u64 = lessons["themes"]
+        .as_array()
+        .expect("themes")
+        .iter()
+        .map(|t| t["total"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(total, 3, "{lessons}");
+
+    // The findings table: one row per recommendation, one for the finding without any.
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("findings.csv");
+    let output = marr_as(
+        &server.url,
+        None,
+        &[
+            "export",
+            "--table",
+            "findings",
+            "--out",
+            &out.display().to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let mut reader = csv::Reader::from_path(&out).expect("findings file");
+    let header: Vec<String> = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(header[0], "review_id");
+    assert_eq!(header[14], "recommendation_text");
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+    let cells: Vec<(String, String, String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r[7].to_string(),
+                r[8].to_string(),
+                r[10].to_string(),
+                r[12].to_string(),
+                r[13].to_string(),
+            )
+        })
+        .collect();
+    let expect = |f: &str, theme: &str, judgement: &str, r: &str, agency: &str| {
+        (
+            f.to_string(),
+            theme.to_string(),
+            judgement.to_string(),
+            r.to_string(),
+            agency.to_string(),
+        )
+    };
+    assert_eq!(
+        cells,
+        vec![
+            expect("1", "child_criminal_exploitation", "strength", "", ""),
+            expect(
+                "2",
+                "information_sharing",
+                "priority_action",
+                "1",
+                NORTHUMBRIA
+            ),
+            expect("2", "information_sharing", "priority_action", "2", "RTD"),
+            expect("3", "missing", "area_for_improvement", "1", NEWCASTLE),
+        ]
+    );
+    assert!(rows.iter().all(|r| &r[4] == NEWCASTLE
+        && &r[5] == "Newcastle upon Tyne"
+        && &r[6] == "2026-05-01T09:00:00Z"));
+    assert_eq!(&rows[1][9], "practice");
+
+    // The default table is still the comparative one, which needs its parent and level.
+    let output = marr_as(
+        &server.url,
+        None,
+        &["export", "--out", &out.display().to_string()],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr_of(&output).contains("--parent and --level"),
+        "{}",
+        stderr_of(&output)
+    );
+
+    // A correction is a new revision made against the one it replaces; the first is kept.
+    let correct = [
+        "reviews",
+        "record",
+        &file,
+        "--correct",
+        "1",
+        "--expected-revision",
+        "1",
+        "--note",
+        "Finding 3 reworded",
+    ];
+    let output = marr_as(&server.url, Some(INSPECTOR), &correct).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert!(
+        stdout_of(&output).starts_with("review 1 revision 2: published "),
+        "{}",
+        stdout_of(&output)
+    );
+    let output = marr_as(&server.url, Some(INSPECTOR), &correct).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr_of(&output).starts_with("marr: FAILED_PRECONDITION: review 1 is at revision 2"),
+        "{}",
+        stderr_of(&output)
+    );
+    let output = marr_as(
+        &server.url,
+        None,
+        &["reviews", "show", "1", "--revision", "1"],
+    )
+    .await;
+    assert!(
+        stdout_of(&output).starts_with("review 1 revision 1 of 2: "),
+        "{}",
+        stdout_of(&output)
+    );
+}
+
+#[tokio::test]
+async fn a_review_file_with_a_telephone_number_is_refused_naming_the_field_and_nothing_is_recorded()
+{
+    let (server, _connection) = TestServer::north_east().await;
+    let text = std::fs::read_to_string(example_review()).expect("example");
+    let leaked = text.replace(
+        "Leaders share a clear strategy for exploitation and partners understand it.",
+        "Leaders share a clear strategy; the lead can be called on 0191 498 0000.",
+    );
+    assert_ne!(text, leaked);
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("review.toml");
+    std::fs::write(&file, leaked).expect("write");
+    let output = marr_as(
+        &server.url,
+        Some(INSPECTOR),
+        &["reviews", "record", &file.display().to_string()],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.starts_with("marr: INVALID_ARGUMENT: ")
+            && stderr.contains("review.findings[0].summary: "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("telephone"), "{stderr}");
+    assert!(
+        !stderr.contains("0191"),
+        "the refusal never repeats the text: {stderr}"
+    );
+
+    // A key the review has no field for is refused before anything is sent, naming its line.
+    std::fs::write(&file, format!("{text}child_name = \"never sent\"\n")).expect("write");
+    let output = marr_as(
+        &server.url,
+        Some(INSPECTOR),
+        &["reviews", "record", &file.display().to_string()],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = stderr_of(&output);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("marr: INVALID_ARGUMENT: ")
+            && stderr.contains("unknown field `child_name`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("never sent"), "{stderr}");
+
+    let output = marr_as(
+        &server.url,
+        Some(INSPECTOR),
+        &["reviews", "list", "--unpublished"],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_eq!(stdout_of(&output).trim(), "0 reviews");
+}
+
+#[tokio::test]
+async fn only_the_accountable_agency_adds_and_updates_actions_from_the_command_line() {
+    let (server, _connection) = TestServer::north_east().await;
+    let file = example_review().display().to_string();
+    let output = marr_as(&server.url, Some(INSPECTOR), &["reviews", "record", &file]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+
+    // Recommendation 2.1 is addressed to Northumbria Police: Newcastle's council may not act on it.
+    let add = [
+        "actions",
+        "add",
+        "1",
+        "2",
+        "1",
+        "--description",
+        "Daily missing episode notification to the front door",
+        "--owner",
+        "Head of Public Protection",
+        "--due",
+        "2026-06-30",
+    ];
+    let output = marr_as(&server.url, Some(agency_token(NEWCASTLE)), &add).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr_of(&output).starts_with("marr: PERMISSION_DENIED: "),
+        "{}",
+        stderr_of(&output)
+    );
+    let output = marr_as(&server.url, None, &["actions", "list", "--review", "1"]).await;
+    assert_eq!(stdout_of(&output).trim(), "0 actions, 0 overdue");
+
+    let output = marr_as(&server.url, Some(agency_token(NORTHUMBRIA)), &add).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let added = stdout_of(&output);
+    assert!(
+        added.starts_with("review 1 action 2.1.1 r1  E23000007  planned")
+            && added.contains("due 2026-06-30 OVERDUE"),
+        "{added}"
+    );
+
+    // An update that gives only the status keeps the description, owner and due date.
+    let output = marr_as(
+        &server.url,
+        Some(agency_token(NORTHUMBRIA)),
+        &[
+            "actions",
+            "update",
+            "1",
+            "2",
+            "1",
+            "1",
+            "--expected-revision",
+            "1",
+            "--status",
+            "done",
+            "--note",
+            "Notifications run daily",
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let output = marr_as(
+        &server.url,
+        None,
+        &["actions", "list", "--review", "1", "--format", "json"],
+    )
+    .await;
+    let action: serde_json::Value =
+        serde_json::from_str(stdout_of(&output).trim()).expect("one action");
+    assert_eq!(action["revision"], 2);
+    assert_eq!(action["status"], "done");
+    assert_eq!(action["overdue"], false);
+    assert_eq!(
+        action["description"],
+        "Daily missing episode notification to the front door"
+    );
+    assert_eq!(action["owner"], "Head of Public Protection");
+    assert_eq!(action["due"], "2026-06-30");
+
+    // The same update again is made against a revision that has moved on.
+    let output = marr_as(
+        &server.url,
+        Some(agency_token(NORTHUMBRIA)),
+        &[
+            "actions",
+            "update",
+            "1",
+            "2",
+            "1",
+            "1",
+            "--expected-revision",
+            "1",
+            "--status",
+            "in_progress",
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr_of(&output).starts_with("marr: FAILED_PRECONDITION: "),
+        "{}",
+        stderr_of(&output)
+    );
+
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("actions.csv");
+    let output = marr_as(
+        &server.url,
+        None,
+        &[
+            "export",
+            "--table",
+            "actions",
+            "--out",
+            &out.display().to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let text = std::fs::read_to_string(&out).expect("actions file");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "review_id,finding,recommendation,action,revision,agency_id,description,owner,due,status,overdue,updated_at"
+    );
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[1].starts_with("1,2,1,1,2,E23000007,Daily missing episode notification to the front door,Head of Public Protection,2026-06-30,done,false,"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_review_held_back_is_published_on_request_once() {
+    let (server, _connection) = TestServer::north_east().await;
+    let text = std::fs::read_to_string(example_review()).expect("example");
+    let later = text.replace("2026-05-01T09:00:00Z", "2099-01-01T09:00:00Z");
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("review.toml");
+    std::fs::write(&file, later).expect("write");
+    let output = marr_as(
+        &server.url,
+        Some(INSPECTOR),
+        &["reviews", "record", &file.display().to_string()],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert!(
+        stdout_of(&output).contains("not published until 2099-01-01T09:00:00Z"),
+        "{}",
+        stdout_of(&output)
+    );
+    let output = marr_as(&server.url, None, &["reviews", "list"]).await;
+    assert_eq!(stdout_of(&output).trim(), "0 reviews");
+
+    let publish = ["reviews", "publish", "1", "--expected-revision", "1"];
+    let output = marr_as(&server.url, Some(INSPECTOR), &publish).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert!(
+        stdout_of(&output).starts_with("review 1 revision 2: published "),
+        "{}",
+        stdout_of(&output)
+    );
+    let output = marr_as(&server.url, None, &["reviews", "show", "1"]).await;
+    let shown = stdout_of(&output);
+    assert!(
+        shown.starts_with("review 1 revision 2 of 2: Joint targeted area inspection"),
+        "{shown}"
+    );
+    assert!(shown.contains("(note: Published on request)"), "{shown}");
+    assert!(
+        shown.contains("recommendation 2.1 to E23000007: Share every missing episode"),
+        "{shown}"
+    );
+
+    // Published is for good: a second request is refused, and says why.
+    let publish = ["reviews", "publish", "1", "--expected-revision", "2"];
+    let output = marr_as(&server.url, Some(INSPECTOR), &publish).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr_of(&output).starts_with("marr: FAILED_PRECONDITION: review 1 is already published"),
+        "{}",
+        stderr_of(&output)
+    );
 }

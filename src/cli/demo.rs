@@ -597,6 +597,8 @@ pub async fn run(
         .await
         .map_err(|e| StoreError::WriterFailed(e.to_string()))??;
     let (config, tokens) = demo_config();
+    // The demo runs the overdue sweep itself rather than wait for the server's clock.
+    let sweeper = store.clone();
     let server = tokio::spawn(crate::serve_with_web(
         listener,
         Some(web_listener),
@@ -734,6 +736,7 @@ pub async fn run(
     println!("{summary}");
 
     tell_the_story(&public, &token_of, &url, data.path(), now).await?;
+    tell_the_learning_story(&public, &token_of, &url, data.path(), now, &sweeper).await?;
 
     let extract = data.path().join("try-me.csv");
     if write_sample_extract(&extract, now).is_ok() {
@@ -746,6 +749,12 @@ pub async fn run(
         println!(
             "  marr follow {inspector} {} --purpose \"Joint inspection: children missing from home\"",
             subject_key(1)
+        );
+        println!("  marr reviews show --server {url} 1");
+        println!("  marr actions list --server {url} --overdue");
+        println!(
+            "  marr export --server {url} --table findings --out {}",
+            data.path().join("findings.csv").display()
         );
         println!("  marr push {newcastle} {}", extract.display());
         println!(
@@ -775,5 +784,211 @@ pub async fn run(
         .await
         .map_err(|e| StoreError::WriterFailed(e.to_string()))??;
     drop(data);
+    Ok(())
+}
+
+const SOUTH_TYNESIDE: &str = "E08000023";
+/// Newcastle and South Tyneside are both among its DfE statistical neighbours.
+const MIDDLESBROUGH: &str = "E06000002";
+
+fn day(at: OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    at.format(&format).unwrap_or_default()
+}
+
+/// The demo's two reviews as review files: a joint targeted area inspection of Newcastle and a
+/// safeguarding practice review in South Tyneside, published some weeks ago.
+fn demo_review_files(now: OffsetDateTime) -> [(&'static str, String); 2] {
+    let days = |n: i64| now - time::Duration::days(n);
+    let jtai = format!(
+        r#"kind = "joint_targeted_area_inspection"
+title = "Joint targeted area inspection of the multi-agency response to child exploitation"
+place = "{NEWCASTLE}"
+agencies = ["{NEWCASTLE}", "{NORTHUMBRIA}", "RTD"]
+fieldwork_start = "{}"
+fieldwork_end = "{}"
+published_at = "{}"
+
+[[findings]]
+theme = "child_criminal_exploitation"
+judgement = "strength"
+summary = "Leaders share a clear strategy for exploitation and partners understand it."
+
+[[findings]]
+theme = "information_sharing"
+judgement = "priority_action"
+summary = "Police and health do not share information about missing episodes quickly enough for return interviews to inform plans."
+
+[[findings.recommendations]]
+text = "Share every missing episode with children's services within one working day."
+agency = "{NORTHUMBRIA}"
+
+[[findings]]
+theme = "missing"
+judgement = "area_for_improvement"
+summary = "Return home interviews are offered but their learning rarely changes a child's plan."
+
+[[findings.recommendations]]
+text = "Make sure learning from return home interviews is reviewed in every child's plan."
+agency = "{NEWCASTLE}"
+"#,
+        day(days(120)),
+        day(days(110)),
+        crate::domain::record::rfc3339(days(90)),
+    );
+    let spr = format!(
+        r#"kind = "safeguarding_practice_review"
+title = "Local child safeguarding practice review of a young child living with neglect"
+place = "{SOUTH_TYNESIDE}"
+agencies = ["{NORTHUMBRIA}", "RTD"]
+fieldwork_start = "{}"
+fieldwork_end = "{}"
+published_at = "{}"
+
+[[findings]]
+theme = "neglect"
+judgement = "priority_action"
+summary = "Cumulative neglect was not recognised because each attendance was seen on its own."
+
+[[findings.recommendations]]
+text = "Check every attendance of a young child against earlier ones before discharge."
+agency = "RTD"
+
+[[findings]]
+theme = "information_sharing"
+judgement = "area_for_improvement"
+summary = "Health visitors did not learn of police call-outs to the home."
+
+[[findings.recommendations]]
+text = "Notify the health visiting service of domestic abuse call-outs where a young child lives."
+agency = "{NORTHUMBRIA}"
+
+[[findings]]
+theme = "management_oversight"
+judgement = "strength"
+summary = "Supervision of the social workers involved was regular and reflective."
+"#,
+        day(days(70)),
+        day(days(60)),
+        crate::domain::record::rfc3339(days(45)),
+    );
+    [
+        ("newcastle-jtai.toml", jtai),
+        ("south-tyneside-cspr.toml", spr),
+    ]
+}
+
+/// Learning from reviews: two published reviews recorded from files, an action planned by its
+/// accountable agency and left past its due date, the overdue alert at the board, the lessons
+/// of the region and of England, and the lines of enquiry for a place whose statistical
+/// neighbours were reviewed.
+async fn tell_the_learning_story(
+    public: &Connection,
+    token_of: &dyn Fn(&str) -> String,
+    url: &str,
+    dir: &Path,
+    now: OffsetDateTime,
+    store: &Store,
+) -> Result<(), DemoError> {
+    use super::reviews;
+    let as_whom = |name: &str| format!("--server {url} --token {}", token_of(name));
+    let inspector = public.with_token(&token_of("inspector"))?;
+    println!(
+        "\n# Learning from reviews. The inspector records two published reviews from files\n\
+         # (examples/review.toml in the source shows the layout):"
+    );
+    let mut recorded = Vec::new();
+    for (name, text) in demo_review_files(now) {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(DemoError::DataDir)?;
+        println!(
+            "$ marr reviews record {} {}",
+            as_whom("inspector"),
+            path.display()
+        );
+        let review = reviews::record(&inspector, reviews::read_review_file(&path)?, None).await?;
+        println!("{}", reviews::recorded_line(&review));
+        recorded.push(review);
+    }
+    let jtai = recorded.first().map_or(1, |r| r.id);
+
+    println!(
+        "\n# Northumbria Police, accountable for recommendation 2.1, plans its action (due two weeks ago):"
+    );
+    let due = day(now - time::Duration::days(14));
+    println!(
+        "$ marr actions add {} {jtai} 2 1 --description \"Daily missing episode notification to the front door\" --owner \"Head of Public Protection\" --due {due} --status in_progress",
+        as_whom("northumbria-police")
+    );
+    let police = public.with_token(&token_of("northumbria-police"))?;
+    let action = reviews::add_action(
+        &police,
+        reviews::NewAction {
+            review: jtai,
+            finding: 2,
+            recommendation: 1,
+            description: "Daily missing episode notification to the front door".into(),
+            owner: "Head of Public Protection".into(),
+            due,
+            status: crate::domain::review::ActionStatus::InProgress,
+            note: String::new(),
+        },
+    )
+    .await?;
+    println!("{}", reviews::action_line(&action));
+
+    let board = public.with_token(&token_of("board"))?;
+    let filter = proto::AlertFilter {
+        place_code: NORTH_EAST_REGION.into(),
+        kinds: vec![AlertKind::OverdueAction.number()],
+        ..Default::default()
+    };
+    let head = board
+        .alerts()
+        .list_alerts(proto::ListAlertsRequest {
+            filter: Some(filter.clone()),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .map_err(ClientError::from)?
+        .into_inner()
+        .head_sequence;
+    // The sweep runs hourly on the server's clock; the demo runs it now rather than wait.
+    store.sweep_stale().await?;
+    println!("\n# The hourly sweep finds it past its due date; the board's watcher prints:");
+    println!(
+        "$ marr watch {} --place {NORTH_EAST_REGION} --kind overdue_action --from {head}",
+        as_whom("board")
+    );
+    let alerts = board
+        .alerts()
+        .list_alerts(proto::ListAlertsRequest {
+            filter: Some(filter),
+            after_sequence: head,
+            page_size: 10,
+        })
+        .await
+        .map_err(ClientError::from)?
+        .into_inner()
+        .alerts;
+    for alert in &alerts {
+        println!("{}", super::watch::alert_line(alert));
+    }
+
+    for (area, name) in [(NORTH_EAST_REGION, "the North East"), (ENGLAND, "England")] {
+        println!("\n# Anyone reads the collective lessons of {name} over the last year:");
+        println!("$ marr lessons --server {url} --area {area}");
+        let answer = reviews::lessons(public, area, "", "").await?;
+        print!("{}", reviews::lessons_table(&answer));
+    }
+
+    println!(
+        "\n# Lines of enquiry for Middlesbrough's next review: Newcastle and South Tyneside are among\n\
+         # its statistical neighbours:"
+    );
+    println!("$ marr enquiries {} {MIDDLESBROUGH}", as_whom("inspector"));
+    let answer = reviews::enquiries(&inspector, MIDDLESBROUGH).await?;
+    print!("{}", reviews::enquiries_table(&answer));
     Ok(())
 }

@@ -175,3 +175,160 @@ pub async fn export(
     })?;
     Ok(tidy.lines.len())
 }
+
+/// Which table `marr export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ExportTable {
+    /// The comparative table of a release (needs `--parent` and `--level`).
+    #[default]
+    Comparative,
+    /// Published reviews' findings: one row per recommendation, or per finding without one.
+    Findings,
+    /// Published reviews' action plans: one row per action, as it stands.
+    Actions,
+}
+
+fn write_table(out: &Path, table: &crate::domain::tidy::TidyTable) -> Result<usize, ClientError> {
+    let failed = |reason: String| ClientError::Input {
+        path: out.display().to_string(),
+        reason,
+    };
+    let mut writer = csv::Writer::from_path(out).map_err(|e| failed(e.to_string()))?;
+    writer
+        .write_record(&table.header)
+        .map_err(|e| failed(e.to_string()))?;
+    for line in &table.lines {
+        writer
+            .write_record(line)
+            .map_err(|e| failed(e.to_string()))?;
+    }
+    writer.flush().map_err(|e| failed(e.to_string()))?;
+    Ok(table.lines.len())
+}
+
+fn time_from(at: Option<&prost_types::Timestamp>) -> OffsetDateTime {
+    at.and_then(|t| crate::api::convert::time_from_proto(t).ok())
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// A published review, as the server sent it, in the findings layout's terms.
+fn review_source(review: &proto::Review) -> crate::domain::tidy::ReviewSource {
+    use crate::domain::review::{Judgement, ReviewKind, Theme};
+    use crate::domain::tidy::{FindingSource, RecommendationSource, ReviewSource};
+    ReviewSource {
+        id: review.id,
+        revision: review.revision,
+        kind: ReviewKind::from_number(review.kind),
+        title: review.title.clone(),
+        place: NamedPlace {
+            code: review.place_code.clone(),
+            name: review
+                .place
+                .as_ref()
+                .map(|p| p.name.clone())
+                .unwrap_or_default(),
+            level: review
+                .place
+                .as_ref()
+                .and_then(|p| PlaceLevel::from_number(p.level)),
+        },
+        published_at: time_from(review.published_at.as_ref()),
+        findings: review
+            .findings
+            .iter()
+            .map(|finding| FindingSource {
+                number: finding.number,
+                theme: Theme::parse(&finding.theme).ok(),
+                judgement: Judgement::from_number(finding.judgement),
+                summary: finding.summary.clone(),
+                recommendations: finding
+                    .recommendations
+                    .iter()
+                    .map(|r| RecommendationSource {
+                        number: r.number,
+                        agency_id: r.agency_id.clone(),
+                        text: r.text.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// An action of a published plan, as the server sent it, in the actions layout's terms.
+fn action_source(
+    action: &proto::Action,
+    out: &Path,
+) -> Result<crate::domain::tidy::ActionSource, ClientError> {
+    use crate::domain::review::{ActionKey, ActionStatus, RecommendationRef};
+    let at = action.recommendation.unwrap_or_default();
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let due = time::Date::parse(&action.due, &format).map_err(|_| ClientError::Input {
+        path: out.display().to_string(),
+        reason: format!(
+            "the server sent a due date that is not YYYY-MM-DD for review {} action {}.{}.{}",
+            at.review_id, at.finding, at.recommendation, action.number
+        ),
+    })?;
+    Ok(crate::domain::tidy::ActionSource {
+        key: ActionKey {
+            recommendation: RecommendationRef {
+                review: at.review_id,
+                finding: at.finding,
+                recommendation: at.recommendation,
+            },
+            number: action.number,
+        },
+        revision: action.revision,
+        agency_id: action.agency_id.clone(),
+        description: action.description.clone(),
+        owner: action.owner.clone(),
+        due,
+        status: ActionStatus::from_number(action.status),
+        overdue: action.overdue,
+        updated_at: time_from(action.updated_at.as_ref()),
+    })
+}
+
+/// Writes published reviews' findings (of reviews within `area`, or all) to `out` from the
+/// public calls only; answers the number of data rows.
+pub async fn export_findings(
+    connection: &Connection,
+    area: Option<&str>,
+    out: &Path,
+) -> Result<usize, ClientError> {
+    let query = super::reviews::ReviewQuery {
+        place: area.map(str::to_string),
+        ..Default::default()
+    };
+    // Published reviews only, whoever asks: an export is open data.
+    let reviews = super::reviews::list(connection, &query).await?;
+    let sources: Vec<_> = reviews
+        .iter()
+        .filter(|r| r.published)
+        .map(review_source)
+        .collect();
+    write_table(out, &crate::domain::tidy::findings_layout(&sources))
+}
+
+/// Writes published reviews' action plans (of reviews within `area`, or all) to `out` from the
+/// public calls only; answers the number of data rows.
+pub async fn export_actions(
+    connection: &Connection,
+    area: Option<&str>,
+    out: &Path,
+) -> Result<usize, ClientError> {
+    let actions = super::reviews::list_actions(
+        connection,
+        proto::ListActionsRequest {
+            place_code: area.unwrap_or_default().to_string(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let sources = actions
+        .iter()
+        .map(|a| action_source(a, out))
+        .collect::<Result<Vec<_>, _>>()?;
+    write_table(out, &crate::domain::tidy::actions_layout(&sources))
+}

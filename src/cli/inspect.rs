@@ -20,11 +20,13 @@ pub enum Format {
     Json,
 }
 
-fn word<V: Vocabulary>(number: i32) -> &'static str {
+/// The word of a coded value sent as its proto number; `unspecified` for 0 or unknown.
+pub(crate) fn word<V: Vocabulary>(number: i32) -> &'static str {
     V::from_number(number).map_or("unspecified", Vocabulary::word)
 }
 
-fn time_of(at: Option<&prost_types::Timestamp>) -> String {
+/// A time as RFC 3339; empty when unset.
+pub(crate) fn time_of(at: Option<&prost_types::Timestamp>) -> String {
     at.and_then(|t| {
         OffsetDateTime::from_unix_timestamp_nanos(
             i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos),

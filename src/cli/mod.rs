@@ -13,6 +13,7 @@ pub mod places;
 pub mod population;
 pub mod pseudonymise;
 pub mod push;
+pub mod reviews;
 pub mod verify;
 pub mod watch;
 
@@ -29,6 +30,7 @@ use crate::proto::directory_client::DirectoryClient;
 use crate::proto::inspection_client::InspectionClient;
 use crate::proto::open_data_client::OpenDataClient;
 use crate::proto::operations_client::OperationsClient;
+use crate::proto::reviews_client::ReviewsClient;
 use crate::proto::risk_register_client::RiskRegisterClient;
 
 /// Where a client subcommand finds the server.
@@ -259,6 +261,10 @@ impl Connection {
 
     pub fn inspection(&self) -> InspectionClient<Authenticated> {
         InspectionClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn reviews(&self) -> ReviewsClient<Authenticated> {
+        ReviewsClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 }
 

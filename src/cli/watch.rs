@@ -30,13 +30,17 @@ fn word<V: Vocabulary>(number: i32) -> &'static str {
 
 /// An alert as one readable line.
 pub fn alert_line(alert: &proto::Alert) -> String {
+    // An alert about an action plan has no client group: no gap where one would stand.
+    let group = match word::<ClientGroup>(alert.client_group) {
+        "" => String::new(),
+        group => format!(" {group}"),
+    };
     format!(
-        "#{} {} {} {} {}: {}",
+        "#{} {} {} {}{group}: {}",
         alert.sequence,
         word::<AlertKind>(alert.kind),
         word::<Severity>(alert.severity),
         alert.place_code,
-        word::<ClientGroup>(alert.client_group),
         alert.detail
     )
 }

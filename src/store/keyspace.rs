@@ -643,6 +643,7 @@ impl Keyspace for Actions {
     }
     fn decode_key(bytes: &[u8]) -> Result<Self::Key, StoreError> {
         let what = "action";
+        // An action key is 20 bytes (review 8, finding 4, recommendation 4, number 4).
         let (key, revision) = bytes.split_at_checked(20).ok_or_else(|| corrupt(what))?;
         let revision: [u8; 4] = revision.try_into().map_err(|_| corrupt(what))?;
         Ok((decode_action_key(key)?, u32::from_be_bytes(revision)))
