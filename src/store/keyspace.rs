@@ -630,6 +630,10 @@ fn decode_action_key(bytes: &[u8]) -> Result<ActionKey, StoreError> {
     })
 }
 
+/// Bytes of an encoded [`ActionKey`]: the review's id, then the finding, recommendation and
+/// action numbers.
+const ACTION_KEY_BYTES: usize = 8 + 4 + 4 + 4;
+
 /// Action plans, every revision kept: (action, revision) → action. A review's actions share
 /// the prefix of its id, and one action's revisions the prefix of its key.
 pub(crate) struct Actions;
@@ -643,7 +647,9 @@ impl Keyspace for Actions {
     }
     fn decode_key(bytes: &[u8]) -> Result<Self::Key, StoreError> {
         let what = "action";
-        let (key, revision) = bytes.split_at_checked(28).ok_or_else(|| corrupt(what))?;
+        let (key, revision) = bytes
+            .split_at_checked(ACTION_KEY_BYTES)
+            .ok_or_else(|| corrupt(what))?;
         let revision: [u8; 4] = revision.try_into().map_err(|_| corrupt(what))?;
         Ok((decode_action_key(key)?, u32::from_be_bytes(revision)))
     }
@@ -652,7 +658,7 @@ impl Keyspace for Actions {
 impl Actions {
     /// The prefix of one action's revisions.
     pub(crate) fn of_action(key: &ActionKey) -> Vec<u8> {
-        let mut out = Vec::with_capacity(28);
+        let mut out = Vec::with_capacity(ACTION_KEY_BYTES);
         encode_action_key(key, &mut out);
         out
     }
@@ -1001,5 +1007,29 @@ mod tests {
         );
         assert!(Populations::key(&(place, 2023)) < Populations::key(&(place, 2024)));
         assert!(Populations::decode_key(&[b'E', 0]).is_err());
+    }
+
+    #[test]
+    fn an_action_key_reads_back_with_its_revision_and_sorts_under_its_review() {
+        let key = ActionKey {
+            recommendation: RecommendationRef {
+                review: 7,
+                finding: 2,
+                recommendation: 3,
+            },
+            number: 4,
+        };
+        assert_eq!(
+            Actions::decode_key(&Actions::key(&(key, 5))[1..]).expect("decodes"),
+            (key, 5)
+        );
+        assert!(Actions::key(&(key, 5))[1..].starts_with(&Actions::of_action(&key)));
+        assert!(Actions::key(&(key, 5))[1..].starts_with(&Actions::of_review(7)));
+        assert!(Actions::decode_key(&[0; 23]).is_err());
+        let due = time::macros::date!(2026 - 05 - 01);
+        assert_eq!(
+            ActionsDue::decode_key(&ActionsDue::key(&(due, key))[1..]).expect("decodes"),
+            (due, key)
+        );
     }
 }
