@@ -262,6 +262,34 @@ async fn an_inspector_reads_compares_follows_and_signs_out_in_a_real_browser() {
     );
     browser.check("snapshots").await;
 
+    // Lines of enquiry for Newcastle's next review, from a review of Middlesbrough, one of its
+    // statistical neighbours.
+    let title = "Joint targeted area inspection of Middlesbrough";
+    let review = published_review(&connection, "E06000002", title).await;
+    browser.open(&format!("{web}/places/{NEWCASTLE}")).await;
+    browser
+        .click(&format!("a[href='/places/{NEWCASTLE}/enquiries']"))
+        .await;
+    assert_eq!(
+        browser.path().await,
+        format!("/places/{NEWCASTLE}/enquiries")
+    );
+    let rows = browser.texts("main table tbody tr").await;
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("Middlesbrough") && r.contains(title)),
+        "{rows:?}"
+    );
+    assert!(
+        browser
+            .texts(&format!("main a[href='/reviews/{review}#finding-1']"))
+            .await
+            .iter()
+            .any(|link| link.contains(title)),
+        "the evidence links to the finding"
+    );
+    browser.check("enquiries").await;
+
     // Signed out, the place page sends the browser to sign in.
     browser.press("Sign out").await;
     assert_eq!(browser.path().await, "/");
@@ -428,9 +456,9 @@ async fn exported(server_url: &str, parent: &str, level: &str) -> String {
 
 const REVIEW_TITLE: &str = "Joint targeted area inspection of the front door in Newcastle";
 
-/// Records a review of Newcastle published a week ago, with one action planned by the council
-/// that is past its due date; its id.
-async fn published_review(connection: &Connection) -> u64 {
+/// Records a review of `place` published a week ago, with one action planned by Newcastle's
+/// council that is past its due date; its id.
+async fn published_review(connection: &Connection, place: &str, title: &str) -> u64 {
     let day = |days: i64| {
         let date = (time::OffsetDateTime::now_utc() + time::Duration::days(days)).date();
         format!(
@@ -442,8 +470,8 @@ async fn published_review(connection: &Connection) -> u64 {
     };
     let review = proto::Review {
         kind: proto::ReviewKind::JointTargetedAreaInspection as i32,
-        title: REVIEW_TITLE.into(),
-        place_code: NEWCASTLE.into(),
+        title: title.into(),
+        place_code: place.into(),
         agency_ids: vec![NEWCASTLE.into(), NORTHUMBRIA.into()],
         fieldwork_start: day(-60),
         fieldwork_end: day(-50),
@@ -621,7 +649,7 @@ async fn the_public_a_board_and_an_agency_read_figures_maps_alerts_and_access_in
     }
 
     // Anyone: the published reviews, one review with its action plan, and the lessons.
-    let review = published_review(&connection).await;
+    let review = published_review(&connection, NEWCASTLE, REVIEW_TITLE).await;
     browser.open(&format!("{web}/reviews")).await;
     let listed = browser.texts("main table tbody tr").await;
     assert!(

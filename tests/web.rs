@@ -1296,6 +1296,16 @@ async fn lessons_count_each_themes_findings_by_judgement_and_name_them() {
         "the regions to choose from"
     );
 
+    // The listing puts the newest first.
+    let text = public.get("/reviews").await.text();
+    let newer = text
+        .find(&gateshead.title)
+        .expect("the Gateshead review is listed");
+    let older = text
+        .find(NEWCASTLE_REVIEW_TITLE)
+        .expect("the Newcastle review is listed");
+    assert!(newer < older, "newest first: {text}");
+
     // A period before both reviews holds nothing; a malformed date names its field.
     let page = public
         .get(&format!(
