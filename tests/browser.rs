@@ -2,8 +2,9 @@
 //! place, compares it with its statistical neighbours, follows a subject, lists risks, freezes a
 //! snapshot and signs out, on a server with England's current geography, population and
 //! neighbours. Then, with boundaries for maps and a release cut: anyone reads the published
-//! figures and downloads a table, an inspector hovers over the place map, a board watches its
-//! alerts arrive live and across a reload, and an agency sees who read its records. Every page
+//! figures, downloads a table, and reads the published reviews, a review's action plan and the
+//! lessons across England; an inspector hovers over the place map, a board watches its alerts
+//! arrive live and across a reload, and an agency sees who read its records. Every page
 //! is screenshotted to `target/screenshots/`, checked with axe-core for serious and critical
 //! accessibility violations, and watched for Content Security Policy violations.
 
@@ -261,6 +262,34 @@ async fn an_inspector_reads_compares_follows_and_signs_out_in_a_real_browser() {
     );
     browser.check("snapshots").await;
 
+    // Lines of enquiry for Newcastle's next review, from a review of Middlesbrough, one of its
+    // statistical neighbours.
+    let title = "Joint targeted area inspection of Middlesbrough";
+    let review = published_review(&connection, "E06000002", title).await;
+    browser.open(&format!("{web}/places/{NEWCASTLE}")).await;
+    browser
+        .click(&format!("a[href='/places/{NEWCASTLE}/enquiries']"))
+        .await;
+    assert_eq!(
+        browser.path().await,
+        format!("/places/{NEWCASTLE}/enquiries")
+    );
+    let rows = browser.texts("main table tbody tr").await;
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("Middlesbrough") && r.contains(title)),
+        "{rows:?}"
+    );
+    assert!(
+        browser
+            .texts(&format!("main a[href='/reviews/{review}#finding-1']"))
+            .await
+            .iter()
+            .any(|link| link.contains(title)),
+        "the evidence links to the finding"
+    );
+    browser.check("enquiries").await;
+
     // Signed out, the place page sends the browser to sign in.
     browser.press("Sign out").await;
     assert_eq!(browser.path().await, "/");
@@ -425,6 +454,83 @@ async fn exported(server_url: &str, parent: &str, level: &str) -> String {
     std::fs::read_to_string(out).expect("the export reads")
 }
 
+const REVIEW_TITLE: &str = "Joint targeted area inspection of the front door in Newcastle";
+
+/// Records a review of `place` published a week ago, with one action planned by Newcastle's
+/// council that is past its due date; its id.
+async fn published_review(connection: &Connection, place: &str, title: &str) -> u64 {
+    let day = |days: i64| {
+        let date = (time::OffsetDateTime::now_utc() + time::Duration::days(days)).date();
+        format!(
+            "{:04}-{:02}-{:02}",
+            date.year(),
+            u8::from(date.month()),
+            date.day()
+        )
+    };
+    let review = proto::Review {
+        kind: proto::ReviewKind::JointTargetedAreaInspection as i32,
+        title: title.into(),
+        place_code: place.into(),
+        agency_ids: vec![NEWCASTLE.into(), NORTHUMBRIA.into()],
+        fieldwork_start: day(-60),
+        fieldwork_end: day(-50),
+        published_at: Some(hours_ago(24 * 7)),
+        findings: vec![
+            proto::Finding {
+                theme: "information_sharing".into(),
+                judgement: proto::Judgement::PriorityAction as i32,
+                summary: "Police and health do not pass on missing episodes in time.".into(),
+                recommendations: vec![proto::Recommendation {
+                    number: 0,
+                    text: "Agree one shared way of passing on concerns the same day.".into(),
+                    agency_id: NEWCASTLE.into(),
+                }],
+                number: 0,
+            },
+            proto::Finding {
+                theme: "front_door".into(),
+                judgement: proto::Judgement::Strength as i32,
+                summary: "The front door answers quickly and well.".into(),
+                recommendations: Vec::new(),
+                number: 0,
+            },
+        ],
+        ..Default::default()
+    };
+    let id = connection
+        .inspector
+        .client(proto::reviews_client::ReviewsClient::new)
+        .record_review(proto::RecordReviewRequest {
+            review: Some(review),
+            expected_revision: 0,
+        })
+        .await
+        .expect("the review is recorded")
+        .into_inner()
+        .review
+        .expect("a review")
+        .id;
+    connection
+        .agency(NEWCASTLE)
+        .client(proto::reviews_client::ReviewsClient::new)
+        .plan_action(proto::PlanActionRequest {
+            recommendation: Some(proto::RecommendationRef {
+                review_id: id,
+                finding: 1,
+                recommendation: 1,
+            }),
+            description: "Set up a daily call between police and health.".into(),
+            owner: "Head of Children's Safeguarding".into(),
+            due: day(-3),
+            status: proto::ActionStatus::InProgress as i32,
+            note: String::new(),
+        })
+        .await
+        .expect("the action is planned");
+    id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_public_a_board_and_an_agency_read_figures_maps_alerts_and_access_in_a_real_browser() {
     let Some(browser) = Browser::launch().await else {
@@ -541,6 +647,27 @@ async fn the_public_a_board_and_an_agency_read_figures_maps_alerts_and_access_in
     for code in &places {
         assert!(csv.contains(code), "the CSV has a line for {code}");
     }
+
+    // Anyone: the published reviews, one review with its action plan, and the lessons.
+    let review = published_review(&connection, NEWCASTLE, REVIEW_TITLE).await;
+    browser.open(&format!("{web}/reviews")).await;
+    let listed = browser.texts("main table tbody tr").await;
+    assert!(
+        listed.iter().any(|l| l.contains(REVIEW_TITLE)),
+        "{listed:?}"
+    );
+    browser.check("reviews").await;
+    browser.open(&format!("{web}/reviews/{review}")).await;
+    assert_eq!(browser.text("h1").await, REVIEW_TITLE);
+    browser.check("review").await;
+    browser.open(&format!("{web}/lessons")).await;
+    let rows = browser.texts("main table tbody tr").await;
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("Information sharing between agencies")),
+        "{rows:?}"
+    );
+    browser.check("lessons").await;
 
     // An inspector: hovering over a place on the region's map names it beside the map.
     sign_in(&browser, web, INSPECTOR).await;

@@ -95,6 +95,12 @@ fn pages(snapshot_in_newcastle: u64) -> Vec<PageCase> {
             form: None,
         });
         cases.push(PageCase {
+            method: "/marr.v1.Inspection/GetLinesOfEnquiry",
+            place,
+            path: format!("/places/{place}/enquiries"),
+            form: None,
+        });
+        cases.push(PageCase {
             method: "/marr.v1.Inspection/CreateSnapshot",
             place,
             path: "/snapshots".into(),
@@ -141,6 +147,24 @@ fn pages(snapshot_in_newcastle: u64) -> Vec<PageCase> {
         form: None,
     });
     cases.push(PageCase {
+        method: "/marr.v1.OpenData/ListReviews",
+        place: "",
+        path: "/reviews".into(),
+        form: None,
+    });
+    cases.push(PageCase {
+        method: "/marr.v1.OpenData/GetReview",
+        place: "",
+        path: format!("/reviews/{NEWCASTLE_REVIEW}"),
+        form: None,
+    });
+    cases.push(PageCase {
+        method: "/marr.v1.OpenData/GetLessons",
+        place: "",
+        path: "/lessons".into(),
+        form: None,
+    });
+    cases.push(PageCase {
         method: "/marr.v1.Inspection/FollowSubject",
         place: NEWCASTLE,
         path: "/subjects".into(),
@@ -152,8 +176,83 @@ fn pages(snapshot_in_newcastle: u64) -> Vec<PageCase> {
     cases
 }
 
-/// The North East with records in Newcastle and Gateshead, one snapshot of Newcastle, and
-/// England's current statistical neighbours, so every page has something to show.
+/// The published review of Newcastle every populated server holds: the first recorded.
+const NEWCASTLE_REVIEW: u64 = 1;
+const NEWCASTLE_REVIEW_TITLE: &str = "Partnership review of the front door in Newcastle";
+/// A finding summary a careless or hostile inspector might write; it must come back escaped.
+const HOSTILE_SUMMARY: &str = "<script>alert(1)</script> The front door answers quickly.";
+
+/// Today in UTC moved by `days`, as a review's date field holds it.
+fn date_in(days: i64) -> String {
+    let date = (time::OffsetDateTime::now_utc() + time::Duration::days(days)).date();
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+/// A finding; a judgement other than a strength carries one recommendation to Newcastle's
+/// council.
+fn finding(theme: &str, judgement: proto::Judgement, summary: &str) -> proto::Finding {
+    let recommendations = (judgement != proto::Judgement::Strength)
+        .then(|| proto::Recommendation {
+            number: 0,
+            text: "Agree one shared way of passing on concerns the same day.".into(),
+            agency_id: NEWCASTLE.into(),
+        })
+        .into_iter()
+        .collect();
+    proto::Finding {
+        number: 0,
+        theme: theme.into(),
+        judgement: judgement as i32,
+        summary: summary.into(),
+        recommendations,
+    }
+}
+
+fn reviews_client(
+    connection: &marr::cli::Connection,
+) -> proto::reviews_client::ReviewsClient<marr::cli::Authenticated> {
+    connection.client(proto::reviews_client::ReviewsClient::new)
+}
+
+/// Records a review of `place` as the inspector, published `published_in_days` days from now
+/// (negative: already published), with Newcastle's council in scope; the review as stored.
+async fn record_review(
+    connection: &Connection,
+    title: &str,
+    place: &str,
+    published_in_days: i64,
+    findings: Vec<proto::Finding>,
+) -> proto::Review {
+    let review = proto::Review {
+        kind: proto::ReviewKind::JointTargetedAreaInspection as i32,
+        title: title.into(),
+        place_code: place.into(),
+        agency_ids: vec![NEWCASTLE.into()],
+        fieldwork_start: date_in(-60),
+        fieldwork_end: date_in(-50),
+        published_at: Some(hours_ago(-24 * published_in_days)),
+        findings,
+        ..Default::default()
+    };
+    reviews_client(&connection.inspector)
+        .record_review(proto::RecordReviewRequest {
+            review: Some(review),
+            expected_revision: 0,
+        })
+        .await
+        .expect("the review is recorded")
+        .into_inner()
+        .review
+        .expect("a review")
+}
+
+/// The North East with records in Newcastle and Gateshead, one snapshot of Newcastle, and a
+/// published review of Newcastle, so every page has something to show.
 async fn populated() -> (TestServer, Connection, u64) {
     let (server, connection) = TestServer::north_east().await;
     let records = vec![
@@ -198,6 +297,22 @@ async fn populated() -> (TestServer, Connection, u64) {
         .snapshot
         .expect("a snapshot")
         .id;
+    let review = record_review(
+        &connection,
+        NEWCASTLE_REVIEW_TITLE,
+        NEWCASTLE,
+        -7,
+        vec![
+            finding(
+                "information_sharing",
+                proto::Judgement::PriorityAction,
+                "Police and health do not pass on missing episodes in time.",
+            ),
+            finding("front_door", proto::Judgement::Strength, HOSTILE_SUMMARY),
+        ],
+    )
+    .await;
+    assert_eq!(review.id, NEWCASTLE_REVIEW);
     (server, connection, snapshot)
 }
 
@@ -933,4 +1048,359 @@ async fn an_agency_pages_through_its_own_records_only_and_each_page_is_a_recorde
         .map(|e| e.records.len())
         .sum();
     assert_eq!(listed, 7, "{reads:?}");
+}
+
+#[tokio::test]
+async fn a_review_is_listed_once_published_and_before_then_only_inspectors_in_scope_see_it() {
+    let (server, connection, _) = populated().await;
+    let title = "Gateshead partnership self-assessment ahead of its publication";
+    let unpublished = record_review(
+        &connection,
+        title,
+        GATESHEAD,
+        30,
+        vec![finding(
+            "early_help",
+            proto::Judgement::AreaForImprovement,
+            "Early help plans are not reviewed often enough.",
+        )],
+    )
+    .await;
+    assert!(!unpublished.published);
+
+    let mut public = WebClient::new(&server.web_url);
+    let listing = public.get("/reviews").await;
+    assert_eq!(listing.status, 200);
+    let text = listing.text();
+    assert!(text.contains(NEWCASTLE_REVIEW_TITLE), "{text}");
+    assert!(
+        text.contains("Joint targeted area inspection Newcastle upon Tyne"),
+        "kind and place: {text}"
+    );
+    assert!(!text.contains(title), "not yet published: {text}");
+    let page = public.get(&format!("/reviews/{}", unpublished.id)).await;
+    assert_eq!(page.status, 404, "answered as if it did not exist");
+    assert!(!page.text().contains(title));
+    let page = public.get(&format!("/reviews/{NEWCASTLE_REVIEW}")).await;
+    assert_eq!(page.status, 200);
+
+    // An inspector whose places do not cover Gateshead is answered as the public is.
+    let mut newcastle = WebClient::signed_in(&server.web_url, NEWCASTLE_INSPECTOR).await;
+    let page = newcastle.get(&format!("/reviews/{}", unpublished.id)).await;
+    assert_eq!(page.status, 404);
+    let page = newcastle.get("/reviews?unpublished=yes").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.text().contains(title));
+
+    let mut inspector = WebClient::signed_in(&server.web_url, INSPECTOR).await;
+    let page = inspector.get(&format!("/reviews/{}", unpublished.id)).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert!(page.text().contains(title));
+    assert!(page.text().contains("Not yet published"), "{}", page.text());
+    let page = inspector.get("/reviews").await;
+    assert!(!page.text().contains(title), "only when asked for");
+    assert!(
+        page.body.contains("name=\"unpublished\""),
+        "the box is offered"
+    );
+    let page = inspector.get("/reviews?unpublished=yes").await;
+    let text = page.text();
+    assert!(text.contains(title), "{text}");
+    assert!(text.contains("Not yet published publishes on"), "{text}");
+
+    // Only inspectors may ask for unpublished reviews, and nobody else is offered the box.
+    let mut board = WebClient::signed_in(&server.web_url, BOARD).await;
+    assert!(
+        !board
+            .get("/reviews")
+            .await
+            .body
+            .contains("name=\"unpublished\"")
+    );
+    assert_eq!(board.get("/reviews?unpublished=yes").await.status, 403);
+
+    // Filters: by place, kind and theme.
+    let page = public.get(&format!("/reviews?place={GATESHEAD}")).await;
+    assert!(!page.text().contains(NEWCASTLE_REVIEW_TITLE));
+    let page = public.get("/reviews?theme=early_help").await;
+    assert!(!page.text().contains(NEWCASTLE_REVIEW_TITLE));
+    let page = public.get("/reviews?theme=front_door").await;
+    assert!(page.text().contains(NEWCASTLE_REVIEW_TITLE));
+    let page = public.get("/reviews?kind=corporate_peer_review").await;
+    assert!(!page.text().contains(NEWCASTLE_REVIEW_TITLE));
+    let page = public.get("/reviews?theme=no_such_theme").await;
+    assert_eq!(page.status, 400);
+    assert!(page.text().contains("theme"), "{}", page.text());
+}
+
+#[tokio::test]
+async fn a_review_shows_its_findings_escaped_its_action_plan_and_its_revisions() {
+    let (server, connection, _) = populated().await;
+    let action = reviews_client(connection.agency(NEWCASTLE))
+        .plan_action(proto::PlanActionRequest {
+            recommendation: Some(proto::RecommendationRef {
+                review_id: NEWCASTLE_REVIEW,
+                finding: 1,
+                recommendation: 1,
+            }),
+            description: "Set up a daily call between police and health.".into(),
+            owner: "Head of Children's Safeguarding".into(),
+            due: date_in(-3),
+            status: proto::ActionStatus::InProgress as i32,
+            note: String::new(),
+        })
+        .await
+        .expect("the action is planned")
+        .into_inner()
+        .action
+        .expect("an action");
+    assert!(action.overdue);
+
+    let mut public = WebClient::new(&server.web_url);
+    let page = public.get(&format!("/reviews/{NEWCASTLE_REVIEW}")).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert!(!page.body.contains("<script>alert"), "escaped");
+    assert!(
+        page.body
+            .contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+            || page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "shown as written: {}",
+        page.body
+    );
+    let text = page.text();
+    for expected in [
+        "Finding 1: Information sharing between agencies Priority action",
+        "Police and health do not pass on missing episodes in time.",
+        "Finding 2: The front door (contact, referral and triage) Strength",
+        "Agree one shared way of passing on concerns the same day. Accountable: agency E08000021",
+        "Agencies in scope agency E08000021",
+        "Set up a daily call between police and health.",
+        "Head of Children",
+        "In progress Overdue",
+        "Revision 1 of 1",
+    ] {
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+    assert!(
+        !page.body.contains(&format!("href=\"/places/{NEWCASTLE}\"")),
+        "the public cannot open the place page, so it is not linked"
+    );
+    let mut inspector = WebClient::signed_in(&server.web_url, INSPECTOR).await;
+    let page = inspector.get(&format!("/reviews/{NEWCASTLE_REVIEW}")).await;
+    assert!(page.body.contains(&format!("href=\"/places/{NEWCASTLE}\"")));
+
+    // A correction is a new revision; the earlier one stays readable.
+    let review = connection
+        .public
+        .open_data()
+        .get_review(proto::GetReviewRequest {
+            review_id: NEWCASTLE_REVIEW,
+            revision: 0,
+        })
+        .await
+        .expect("published")
+        .into_inner()
+        .review
+        .expect("a review");
+    let corrected = proto::Review {
+        title: "Partnership review of the front door in Newcastle, corrected".into(),
+        note: "The title names the review as published.".into(),
+        ..review
+    };
+    reviews_client(&connection.inspector)
+        .record_review(proto::RecordReviewRequest {
+            review: Some(corrected),
+            expected_revision: 1,
+        })
+        .await
+        .expect("the correction is recorded");
+    let page = public.get(&format!("/reviews/{NEWCASTLE_REVIEW}")).await;
+    let text = page.text();
+    assert!(text.contains("Revision 2 of 2"), "{text}");
+    assert!(
+        text.contains("Correction The title names the review as published."),
+        "{text}"
+    );
+    assert!(
+        page.body
+            .contains(&format!("href=\"/reviews/{NEWCASTLE_REVIEW}?revision=1\""))
+    );
+    let page = public
+        .get(&format!("/reviews/{NEWCASTLE_REVIEW}?revision=1"))
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("Revision 1 of 2"));
+    assert!(!page.text().contains("corrected"));
+}
+
+#[tokio::test]
+async fn lessons_count_each_themes_findings_by_judgement_and_name_them() {
+    let (server, connection, _) = populated().await;
+    let gateshead = record_review(
+        &connection,
+        "Gateshead practice review of information sharing",
+        GATESHEAD,
+        -3,
+        vec![finding(
+            "information_sharing",
+            proto::Judgement::AreaForImprovement,
+            "Health visitors are not told of police call-outs.",
+        )],
+    )
+    .await;
+    // A review not yet published is not counted.
+    record_review(
+        &connection,
+        "Hartlepool review ahead of its publication",
+        HARTLEPOOL,
+        10,
+        vec![finding(
+            "information_sharing",
+            proto::Judgement::PriorityAction,
+            "Schools are not told of police call-outs.",
+        )],
+    )
+    .await;
+
+    let mut public = WebClient::new(&server.web_url);
+    for path in ["/lessons", &format!("/lessons?area={NORTH_EAST}")] {
+        let page = public.get(path).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.text());
+        let text = page.text();
+        // Theme, strengths, areas for improvement, priority actions, total, previous, change.
+        assert!(
+            text.contains("Information sharing between agencies 0 1 1 2 0 New"),
+            "{path}: {text}"
+        );
+        assert!(
+            text.contains("The front door (contact, referral and triage) 1 0 0 1 0 New"),
+            "{path}: {text}"
+        );
+        assert!(text.contains("2 reviews published"), "{path}: {text}");
+        assert!(text.contains("3 findings"), "{path}: {text}");
+        // Each count names its findings.
+        assert!(
+            page.body
+                .contains(&format!("href=\"/reviews/{NEWCASTLE_REVIEW}#finding-1\"")),
+            "{path}"
+        );
+        assert!(
+            page.body
+                .contains(&format!("href=\"/reviews/{}#finding-1\"", gateshead.id)),
+            "{path}"
+        );
+    }
+    let page = public.get("/lessons").await;
+    assert!(
+        page.text().contains("North East"),
+        "the regions to choose from"
+    );
+
+    // The listing puts the newest first.
+    let text = public.get("/reviews").await.text();
+    let newer = text
+        .find(&gateshead.title)
+        .expect("the Gateshead review is listed");
+    let older = text
+        .find(NEWCASTLE_REVIEW_TITLE)
+        .expect("the Newcastle review is listed");
+    assert!(newer < older, "newest first: {text}");
+
+    // A period before both reviews holds nothing; a malformed date names its field.
+    let page = public
+        .get(&format!(
+            "/lessons?from={}&until={}",
+            date_in(-400),
+            date_in(-200)
+        ))
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text().contains("was published in this period"),
+        "{}",
+        page.text()
+    );
+    let page = public.get("/lessons?until=next-week").await;
+    assert_eq!(page.status, 400);
+    assert!(page.text().contains("until"), "{}", page.text());
+}
+
+#[tokio::test]
+async fn lines_of_enquiry_name_a_neighbours_review_and_are_refused_outside_a_boards_places() {
+    let server = TestServer::start().await;
+    let connection = server.connect().await;
+    marr::cli::places::import_tables(&connection, current_geography_tables())
+        .await
+        .expect("the current geography imports");
+    marr::cli::neighbours::import_tables(
+        &connection.admin,
+        marr::cli::neighbours::read_tables(&[neighbours_file(NEIGHBOURS_2025)]).expect("readable"),
+    )
+    .await
+    .expect("the neighbours import");
+    marr::cli::agencies::register(
+        &connection,
+        NEWCASTLE,
+        marr::domain::AgencyKind::ChildrenSocialCare,
+        &format!("agency {NEWCASTLE}"),
+        &[NEWCASTLE.to_string()],
+    )
+    .await
+    .expect("the agency registers");
+    // Middlesbrough is one of Newcastle's statistical neighbours.
+    const MIDDLESBROUGH: &str = "E06000002";
+    let title = "Joint targeted area inspection of Middlesbrough";
+    record_review(
+        &connection,
+        title,
+        MIDDLESBROUGH,
+        -7,
+        vec![finding(
+            "information_sharing",
+            proto::Judgement::PriorityAction,
+            "Police and schools do not share concerns in time.",
+        )],
+    )
+    .await;
+
+    let mut inspector = WebClient::signed_in(&server.web_url, INSPECTOR).await;
+    let place = inspector.get(&format!("/places/{NEWCASTLE}")).await;
+    assert!(
+        place
+            .body
+            .contains(&format!("href=\"/places/{NEWCASTLE}/enquiries\"")),
+        "the place page links to its lines of enquiry"
+    );
+    let page = inspector
+        .get(&format!("/places/{NEWCASTLE}/enquiries"))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let text = page.text();
+    assert!(
+        text.contains("1. Information sharing between agencies"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("Statistical neighbour: Middlesbrough {title}")),
+        "{text}"
+    );
+    assert!(text.contains("Priority action"), "{text}");
+    assert!(page.body.contains("href=\"/reviews/1#finding-1\""));
+    assert!(
+        text.contains("Covered by the place's own recent reviews"),
+        "{text}"
+    );
+
+    let mut board = WebClient::signed_in(&server.web_url, BOARD).await;
+    assert_eq!(
+        board
+            .get(&format!("/places/{NEWCASTLE}/enquiries"))
+            .await
+            .status,
+        200
+    );
+    let mut outside = WebClient::signed_in(&server.web_url, GATESHEAD_BOARD).await;
+    let page = outside.get(&format!("/places/{NEWCASTLE}/enquiries")).await;
+    assert_eq!(page.status, 403);
+    assert!(!page.text().contains(title));
 }

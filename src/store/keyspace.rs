@@ -630,6 +630,10 @@ fn decode_action_key(bytes: &[u8]) -> Result<ActionKey, StoreError> {
     })
 }
 
+/// Bytes of an encoded [`ActionKey`]: the review's id, then the finding, recommendation and
+/// action numbers.
+const ACTION_KEY_BYTES: usize = 8 + 4 + 4 + 4;
+
 /// Action plans, every revision kept: (action, revision) → action. A review's actions share
 /// the prefix of its id, and one action's revisions the prefix of its key.
 pub(crate) struct Actions;
@@ -643,8 +647,9 @@ impl Keyspace for Actions {
     }
     fn decode_key(bytes: &[u8]) -> Result<Self::Key, StoreError> {
         let what = "action";
-        // An action key is 20 bytes (review 8, finding 4, recommendation 4, number 4).
-        let (key, revision) = bytes.split_at_checked(20).ok_or_else(|| corrupt(what))?;
+        let (key, revision) = bytes
+            .split_at_checked(ACTION_KEY_BYTES)
+            .ok_or_else(|| corrupt(what))?;
         let revision: [u8; 4] = revision.try_into().map_err(|_| corrupt(what))?;
         Ok((decode_action_key(key)?, u32::from_be_bytes(revision)))
     }
@@ -653,7 +658,7 @@ impl Keyspace for Actions {
 impl Actions {
     /// The prefix of one action's revisions.
     pub(crate) fn of_action(key: &ActionKey) -> Vec<u8> {
-        let mut out = Vec::with_capacity(20);
+        let mut out = Vec::with_capacity(ACTION_KEY_BYTES);
         encode_action_key(key, &mut out);
         out
     }

@@ -30,6 +30,7 @@ const LIST_RISKS: &str = "/marr.v1.Inspection/ListRisks";
 const FOLLOW_SUBJECT: &str = "/marr.v1.Inspection/FollowSubject";
 const CREATE_SNAPSHOT: &str = "/marr.v1.Inspection/CreateSnapshot";
 const GET_SNAPSHOT: &str = "/marr.v1.Inspection/GetSnapshot";
+const GET_LINES_OF_ENQUIRY: &str = "/marr.v1.Inspection/GetLinesOfEnquiry";
 
 /// Months the place page's trend covers, this one included.
 const TREND_MONTHS: u32 = 12;
@@ -177,6 +178,8 @@ struct PlacePage {
     /// Places within that hold no active risks, left out of the table.
     quiet_children: usize,
     may_list_risks: bool,
+    /// The visitor's role may open the place's lines of enquiry.
+    may_see_enquiries: bool,
     csrf: String,
     /// Charts, drawn by the server; each has its table beside it.
     client_group_chart: String,
@@ -412,6 +415,8 @@ impl PlacePage {
             by_agency,
             children,
             may_list_risks: crate::auth::policy::rule_for(LIST_RISKS)
+                .is_some_and(|rule| rule.admits(visitor.role())),
+            may_see_enquiries: crate::auth::policy::rule_for(GET_LINES_OF_ENQUIRY)
                 .is_some_and(|rule| rule.admits(visitor.role())),
             csrf: visitor
                 .session

@@ -13,6 +13,7 @@ pub mod board;
 pub mod inspector;
 pub mod page;
 pub mod public;
+pub mod reviews;
 pub mod session;
 pub mod sign_in;
 pub mod tls;
@@ -132,6 +133,10 @@ pub fn router(web: Web) -> Router {
         .route("/places/{code}", get(inspector::place))
         .route("/places/{code}/compare", get(inspector::compare))
         .route("/places/{code}/risks", get(inspector::risks))
+        .route("/places/{code}/enquiries", get(reviews::enquiries))
+        .route("/reviews", get(reviews::reviews))
+        .route("/reviews/{id}", get(reviews::review))
+        .route("/lessons", get(reviews::lessons))
         .route(
             "/subjects",
             get(inspector::subject_form).post(inspector::trail),

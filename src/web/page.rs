@@ -60,6 +60,8 @@ impl Chrome {
             Role::Admin | Role::Public => {}
         }
         nav.push(link("/releases", "Published figures"));
+        nav.push(link("/reviews", "Reviews"));
+        nav.push(link("/lessons", "Lessons"));
         Self {
             who: visitor
                 .session
@@ -213,6 +215,18 @@ pub fn when(at: time::OffsetDateTime) -> String {
     at.format(&format).unwrap_or_else(|_| at.to_string())
 }
 
+/// A date as people read it on a page: `1 May 2026`.
+pub fn day(date: time::Date) -> String {
+    let format = time::macros::format_description!("[day padding:none] [month repr:long] [year]");
+    date.format(&format).unwrap_or_else(|_| date.to_string())
+}
+
+/// A date as a form field holds it: `2026-05-01`.
+pub fn iso_day(date: time::Date) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    date.format(&format).unwrap_or_else(|_| date.to_string())
+}
+
 /// The places at a level, as a heading names them: `county` → "Upper-tier authorities".
 pub fn places_at(level: crate::domain::PlaceLevel) -> &'static str {
     use crate::domain::PlaceLevel::*;
@@ -255,6 +269,8 @@ mod tests {
             when(time::macros::datetime!(2026-11-06 18:46:39.27 UTC)),
             "6 Nov 2026, 18:46 UTC"
         );
+        assert_eq!(day(time::macros::date!(2026 - 05 - 01)), "1 May 2026");
+        assert_eq!(iso_day(time::macros::date!(2026 - 05 - 01)), "2026-05-01");
     }
 
     #[test]
