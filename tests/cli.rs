@@ -1430,7 +1430,18 @@ async fn only_the_accountable_agency_adds_and_updates_actions_from_the_command_l
 async fn a_review_held_back_is_published_on_request_once() {
     let (server, _connection) = TestServer::north_east().await;
     let text = std::fs::read_to_string(example_review()).expect("example");
-    let later = text.replace("2026-05-01T09:00:00Z", "2099-01-01T09:00:00Z");
+    // Fieldwork just ended, publication set 100 days ahead (at most a year after fieldwork
+    // ends is allowed), whenever the test runs.
+    let today = time::OffsetDateTime::now_utc().date();
+    let date = |d: time::Date| {
+        d.format(time::macros::format_description!("[year]-[month]-[day]"))
+            .expect("formats")
+    };
+    let publication = format!("{}T09:00:00Z", date(today + time::Duration::days(100)));
+    let later = text
+        .replace("2026-05-01T09:00:00Z", &publication)
+        .replace("2026-03-02", &date(today - time::Duration::days(20)))
+        .replace("2026-03-13", &date(today - time::Duration::days(10)));
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("review.toml");
     std::fs::write(&file, later).expect("write");
@@ -1442,7 +1453,7 @@ async fn a_review_held_back_is_published_on_request_once() {
     .await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
     assert!(
-        stdout_of(&output).contains("not published until 2099-01-01T09:00:00Z"),
+        stdout_of(&output).contains(&format!("not published until {publication}")),
         "{}",
         stdout_of(&output)
     );
