@@ -22,11 +22,14 @@ use marr::api::convert::{
     place_code, record_from_proto, record_key, time_from_proto,
 };
 use marr::api::inspection::filter_from_proto;
+use marr::api::reviews;
+use marr::app::learning::parse_date;
 use marr::domain::boundaries::plan_boundaries;
 use marr::domain::free_text::{check_label, check_purpose};
 use marr::domain::lookup::{LookupTable, plan_import};
 use marr::domain::neighbours::plan_neighbours;
 use marr::domain::population::plan_population;
+use marr::domain::review::Theme;
 use marr::domain::{AlertKind, ClientGroup, Geography, PlaceLevel, Severity, SubjectKey};
 use marr::proto;
 use proptest::prelude::*;
@@ -468,6 +471,56 @@ const REQUESTS: &[(&str, Target)] = &[
     ("Backup", |b| {
         let _ = proto::BackupRequest::decode(b);
     }),
+    ("ListThemes", |b| {
+        let _ = proto::ListThemesRequest::decode(b);
+    }),
+    ("ListReviews", |b| {
+        if let Ok(m) = proto::ListReviewsRequest::decode(b) {
+            let _ = place_code("place_code", &m.place_code);
+            let _ = reviews::kind_filter(m.kind);
+            let _ = Theme::parse(&m.theme);
+        }
+    }),
+    ("GetReview", |b| {
+        let _ = proto::GetReviewRequest::decode(b);
+    }),
+    ("ListActions", |b| {
+        if let Ok(m) = proto::ListActionsRequest::decode(b) {
+            let _ = place_code("place_code", &m.place_code);
+            let _ = marr::domain::AgencyId::parse(&m.agency_id);
+        }
+    }),
+    ("GetLessons", |b| {
+        if let Ok(m) = proto::GetLessonsRequest::decode(b) {
+            let _ = place_code("area_code", &m.area_code);
+            let _ = parse_date("from", &m.from);
+            let _ = parse_date("until", &m.until);
+        }
+    }),
+    ("RecordReview", |b| {
+        if let Ok(m) = proto::RecordReviewRequest::decode(b)
+            && let Some(review) = m.review
+        {
+            let _ = reviews::review_from_proto(&review);
+        }
+    }),
+    ("PlanAction", |b| {
+        if let Ok(m) = proto::PlanActionRequest::decode(b) {
+            let _ = reviews::recommendation_ref(m.recommendation.as_ref());
+            let _ = reviews::action_draft(&m.description, &m.owner, &m.due, m.status, &m.note);
+        }
+    }),
+    ("UpdateAction", |b| {
+        if let Ok(m) = proto::UpdateActionRequest::decode(b) {
+            let _ = reviews::recommendation_ref(m.recommendation.as_ref());
+            let _ = reviews::action_draft(&m.description, &m.owner, &m.due, m.status, &m.note);
+        }
+    }),
+    ("GetLinesOfEnquiry", |b| {
+        if let Ok(m) = proto::GetLinesOfEnquiryRequest::decode(b) {
+            let _ = place_code("place_code", &m.place_code);
+        }
+    }),
 ];
 
 fn alert_filter(filter: Option<proto::AlertFilter>) {
@@ -554,7 +607,79 @@ fn request_seeds() -> &'static [(&'static str, Vec<u8>)] {
                     .collect(),
             }
         };
+        let review = proto::Review {
+            kind: proto::ReviewKind::JointTargetedAreaInspection as i32,
+            title: "Joint targeted area inspection of child exploitation".into(),
+            place_code: NEWCASTLE.into(),
+            agency_ids: vec![NEWCASTLE.into(), NORTHUMBRIA.into()],
+            fieldwork_start: "2026-03-02".into(),
+            fieldwork_end: "2026-03-13".into(),
+            published_at: Some(prost_types::Timestamp {
+                seconds: 1_777_626_000,
+                nanos: 0,
+            }),
+            findings: vec![proto::Finding {
+                theme: "information_sharing".into(),
+                judgement: proto::Judgement::PriorityAction as i32,
+                summary: "Missing episodes are not shared in time".into(),
+                recommendations: vec![proto::Recommendation {
+                    text: "Share each missing episode within one working day".into(),
+                    agency_id: NORTHUMBRIA.into(),
+                    number: 0,
+                }],
+                number: 0,
+            }],
+            ..Default::default()
+        };
+        let at = Some(proto::RecommendationRef {
+            review_id: 1,
+            finding: 1,
+            recommendation: 1,
+        });
         vec![
+            (
+                "RecordReview",
+                proto::RecordReviewRequest {
+                    review: Some(review),
+                    expected_revision: 0,
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "PlanAction",
+                proto::PlanActionRequest {
+                    recommendation: at,
+                    description: "Daily missing-episode meeting".into(),
+                    owner: "Head of Public Protection".into(),
+                    due: "2026-06-30".into(),
+                    status: proto::ActionStatus::Planned as i32,
+                    note: String::new(),
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "UpdateAction",
+                proto::UpdateActionRequest {
+                    recommendation: at,
+                    number: 1,
+                    expected_revision: 1,
+                    description: "Daily missing-episode meeting".into(),
+                    owner: "Head of Public Protection".into(),
+                    due: "2026-07-31".into(),
+                    status: proto::ActionStatus::InProgress as i32,
+                    note: "Pilot running".into(),
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "GetLessons",
+                proto::GetLessonsRequest {
+                    area_code: NORTH_EAST.into(),
+                    from: "2026-01-01".into(),
+                    until: "2027-01-01".into(),
+                }
+                .encode_to_vec(),
+            ),
             (
                 "SubmitRecord",
                 proto::SubmitRecordRequest {

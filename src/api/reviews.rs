@@ -140,7 +140,10 @@ pub fn review_from_proto(review: &proto::Review) -> Result<ReviewDraft, Invalid>
     Ok(draft)
 }
 
-fn recommendation_ref(at: Option<&proto::RecommendationRef>) -> Result<RecommendationRef, Invalid> {
+/// The recommendation a request names, each part numbered from 1.
+pub fn recommendation_ref(
+    at: Option<&proto::RecommendationRef>,
+) -> Result<RecommendationRef, Invalid> {
     let at = at.ok_or_else(|| Invalid::one("recommendation", "is required"))?;
     for (field, value) in [
         ("recommendation.review_id", at.review_id),
@@ -161,7 +164,8 @@ fn recommendation_ref(at: Option<&proto::RecommendationRef>) -> Result<Recommend
     })
 }
 
-fn action_draft(
+/// An action as a request sends it, checked: dates, status and its screened free text.
+pub fn action_draft(
     description: &str,
     owner: &str,
     due: &str,

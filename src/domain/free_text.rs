@@ -41,6 +41,9 @@ pub enum Identifier {
     Email,
     /// A UK telephone number, or any number written with an international `+` prefix.
     Telephone,
+    /// A person's title followed by a name (`Mrs Smith`, `Dr. Patel`): the register names
+    /// nobody, and a title is the one sign of a name a screen can read.
+    TitledName,
 }
 
 impl fmt::Display for Identifier {
@@ -51,6 +54,7 @@ impl fmt::Display for Identifier {
             Identifier::Postcode => "a postcode",
             Identifier::Email => "an e-mail address",
             Identifier::Telephone => "a telephone number",
+            Identifier::TitledName => "a person's name (a title such as Mrs or Dr and a name)",
         })
     }
 }
@@ -299,9 +303,36 @@ pub fn find_identifier(text: &str) -> Option<Identifier> {
         Some(Identifier::Postcode)
     } else if has_email(&text) {
         Some(Identifier::Email)
+    } else if has_titled_name(&tokens) {
+        Some(Identifier::TitledName)
     } else {
         None
     }
+}
+
+/// The titles that come before a person's name, as written (capitalised).
+const TITLES: [&str; 6] = ["Mr", "Mrs", "Ms", "Miss", "Mx", "Dr"];
+
+/// A title, with or without its full stop, then a capitalised word: `Mr Smith`, `Dr. Okafor`.
+fn has_titled_name(tokens: &[Token<'_>]) -> bool {
+    tokens.iter().enumerate().any(|(i, token)| {
+        let Token::Letters(title) = token else {
+            return false;
+        };
+        // A title starts a word: not the tail of a longer run such as "Admr".
+        let starts_word = i == 0 || !matches!(tokens[i - 1], Token::Letters(_) | Token::Digits(_));
+        if !starts_word || !TITLES.contains(title) {
+            return false;
+        }
+        let mut next = i + 1;
+        if tokens.get(next) == Some(&Token::Mark('.')) {
+            next += 1;
+        }
+        if tokens.get(next) != Some(&Token::Space) {
+            return false;
+        }
+        matches!(tokens.get(next + 1), Some(Token::Letters(name)) if name.chars().next().is_some_and(char::is_uppercase))
+    })
 }
 
 fn digits_of<'a>(token: Option<&Token<'a>>) -> Option<&'a str> {
@@ -758,6 +789,28 @@ mod tests {
             assert_eq!(found(text), Some(Identifier::Email), "{text}");
         }
         for text in ["@home", "meet @ 3", "a@b", "x@y.1"] {
+            assert_eq!(found(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_title_before_a_name_is_found() {
+        for text in [
+            "Mrs Smith did not attend",
+            "seen by Dr. Okafor at the clinic",
+            "Mx Taylor's carer",
+            "(Mr Ahmed)",
+        ] {
+            assert_eq!(found(text), Some(Identifier::TitledName), "{text}");
+        }
+        for text in [
+            "Mr and Mrs attended",
+            "missed two visits",
+            "Drs on call",
+            "MS diagnosis",
+            "Child A and her mother",
+            "Admr Jones",
+        ] {
             assert_eq!(found(text), None, "{text}");
         }
     }
