@@ -1009,6 +1009,7 @@ async fn run_actions(command: ActionsCommand) -> Result<ExitCode, ClientError> {
                     agency_id: agency.unwrap_or_default(),
                     place_code: place.unwrap_or_default(),
                     overdue_only: overdue,
+                    ..Default::default()
                 },
             )
             .await?;

@@ -1163,3 +1163,142 @@ async fn a_backup_restores_every_revision_of_reviews_and_actions_and_the_overdue
     .await
     .expect("restore task");
 }
+
+#[tokio::test]
+async fn listings_page_within_what_a_client_accepts_and_plans_and_periods_are_bounded() {
+    let (_server, connection) = TestServer::north_east().await;
+    let now = time::OffsetDateTime::now_utc();
+    // Twenty long reviews: 200 findings of 600 characters each, about 2.4 MB of text in all.
+    let long = "Partners do not yet share a single picture of risk ".repeat(12);
+    let summary: String = long.chars().take(600).collect();
+    for n in 0..20 {
+        let mut big = review(
+            NEWCASTLE,
+            now - time::Duration::days(n + 1),
+            (0..200)
+                .map(|_| {
+                    finding(
+                        "information_sharing",
+                        proto::Judgement::AreaForImprovement,
+                        &[],
+                    )
+                })
+                .collect(),
+        );
+        for finding in &mut big.findings {
+            finding.summary = summary.clone();
+        }
+        record(&connection.inspector, big).await.expect("recorded");
+    }
+    let mut after = 0;
+    let mut pages = Vec::new();
+    loop {
+        let page = connection
+            .public
+            .open_data()
+            .list_reviews(proto::ListReviewsRequest {
+                after_review_id: after,
+                page_size: 500,
+                ..Default::default()
+            })
+            .await
+            .expect("a page within the default 4 MiB")
+            .into_inner();
+        pages.push(page.reviews.len());
+        if page.next_after_review_id == 0 {
+            break;
+        }
+        after = page.next_after_review_id;
+    }
+    assert!(pages.len() > 1, "the text ends a page early: {pages:?}");
+    assert_eq!(pages.iter().sum::<usize>(), 20);
+
+    // Action plans page by whole reviews.
+    let council = connection.agency(NEWCASTLE).client(ReviewsClient::new);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let recorded = record(
+            &connection.inspector,
+            review(
+                NEWCASTLE,
+                now - time::Duration::hours(1),
+                vec![finding(
+                    "neglect",
+                    proto::Judgement::PriorityAction,
+                    &[NEWCASTLE],
+                )],
+            ),
+        )
+        .await
+        .expect("recorded");
+        for _ in 0..2 {
+            council
+                .clone()
+                .plan_action(plan((recorded.id, 1, 1), "2031-01-31", "Neglect audit"))
+                .await
+                .expect("planned");
+        }
+        ids.push(recorded.id);
+    }
+    let mut after = 0;
+    let mut seen = Vec::new();
+    loop {
+        let page = connection
+            .public
+            .open_data()
+            .list_actions(proto::ListActionsRequest {
+                after_review_id: after,
+                page_size: 3,
+                ..Default::default()
+            })
+            .await
+            .expect("actions")
+            .into_inner();
+        assert_eq!(
+            page.actions.len(),
+            2,
+            "one review's whole plan per page of 3"
+        );
+        seen.extend(page.actions.iter().map(|a| {
+            let at = a.recommendation.expect("recommendation");
+            (at.review_id, a.number)
+        }));
+        if page.next_after_review_id == 0 {
+            break;
+        }
+        after = page.next_after_review_id;
+    }
+    let expected: Vec<(u64, u32)> = ids.iter().flat_map(|id| [(*id, 1), (*id, 2)]).collect();
+    assert_eq!(seen, expected);
+
+    // One recommendation holds at most 50 actions.
+    let last = *ids.last().expect("a review");
+    for _ in 2..50 {
+        council
+            .clone()
+            .plan_action(plan((last, 1, 1), "2031-01-31", "Neglect audit"))
+            .await
+            .expect("planned");
+    }
+    let refused = council
+        .clone()
+        .plan_action(plan((last, 1, 1), "2031-01-31", "Neglect audit"))
+        .await
+        .expect_err("full");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert_eq!(actions_of(&connection.public, last).await.len(), 50);
+
+    // Lessons are drawn over five years at most.
+    let refused = connection
+        .public
+        .open_data()
+        .get_lessons(proto::GetLessonsRequest {
+            area_code: ENGLAND.into(),
+            from: "2000-01-01".into(),
+            until: "2026-01-01".into(),
+        })
+        .await
+        .expect_err("too long a period");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(field_of(&refused), "from");
+}

@@ -40,6 +40,7 @@ impl From<ApiError> for Status {
                 StoreError::Invalid(invalid) => bad_request(invalid),
                 StoreError::Conflict(reason) => Status::failed_precondition(reason),
                 StoreError::Missing(what) => Status::not_found(what),
+                StoreError::Full(limit) => Status::resource_exhausted(limit),
                 StoreError::NotAccountable(reason) => Status::permission_denied(reason),
                 StoreError::Lookup(
                     lookup

@@ -232,12 +232,15 @@ impl OpenData for OpenDataService {
                 },
                 area: area_filter(&self.app, "place_code", &request.place_code)?,
                 overdue_only: request.overdue_only,
+                after: request.after_review_id,
+                page_size: request.page_size as usize,
             };
             self.app.actions(&caller, &filter)
         })();
-        let actions = self.app.conclude(&caller, actions).await?;
+        let page = self.app.conclude(&caller, actions).await?;
         Ok(Response::new(proto::ListActionsResponse {
-            actions: actions.iter().map(action_to_proto).collect(),
+            actions: page.actions.iter().map(action_to_proto).collect(),
+            next_after_review_id: page.next_after.unwrap_or(0),
         }))
     }
 

@@ -14,6 +14,10 @@ use crate::domain::learning::{
 use crate::domain::review::{Review, Theme};
 use crate::domain::{ClientGroup, Invalid, Place, PlaceCode, PlaceLevel, Scope, Vocabulary};
 
+/// Longest period lessons are drawn over, in days (five years): the answer names every
+/// finding it counts, so its size follows the period.
+pub const MAX_LESSONS_DAYS: i64 = 5 * 366;
+
 /// England, the area lessons are drawn from when none is named.
 pub const ENGLAND: &str = "E92000001";
 
@@ -75,6 +79,13 @@ impl Application {
         let until = until.unwrap_or_else(|| self.store.now().date() + Duration::days(1));
         let from = from.unwrap_or_else(|| until - Duration::days(365));
         let period = Period::new(from, until).map_err(|reason| Invalid::one("until", reason))?;
+        if (until - from).whole_days() > MAX_LESSONS_DAYS {
+            return Err(Invalid::one(
+                "from",
+                format!("the period may be at most {MAX_LESSONS_DAYS} days (five years) long"),
+            )
+            .into());
+        }
         let within = Scope::new(vec![area.code]);
         let reviews: Vec<Review> = self
             .published_reviews()?

@@ -18,6 +18,13 @@ use crate::store::{ActionChange, ReviewChange};
 pub const MAX_REVIEWS_PAGE: usize = 500;
 /// Reviews in a listing page when none is asked for.
 pub const DEFAULT_REVIEWS_PAGE: usize = 100;
+/// Text a listing page of reviews may hold before it ends early: well under the 4 MiB most
+/// gRPC clients accept by default, whatever the reviews hold.
+pub const MAX_PAGE_TEXT_BYTES: usize = 2 * 1024 * 1024;
+/// Most actions one listing page holds (it ends at a review's last action).
+pub const MAX_ACTIONS_PAGE: usize = 1000;
+/// Actions in a listing page when none is asked for.
+pub const DEFAULT_ACTIONS_PAGE: usize = 500;
 
 /// A review as answered: the revision asked for, its place, whether it is published now, its
 /// action plan and how many revisions it has.
@@ -65,6 +72,34 @@ pub struct ActionFilter {
     pub agency: Option<AgencyId>,
     pub area: Option<PlaceCode>,
     pub overdue_only: bool,
+    /// Actions of reviews after this id.
+    pub after: u64,
+    pub page_size: usize,
+}
+
+/// A page of actions.
+#[derive(Debug, Clone)]
+pub struct ActionPage {
+    pub actions: Vec<ActionAnswer>,
+    /// The review id to list after for the next page, if there is one.
+    pub next_after: Option<u64>,
+}
+
+/// About how many bytes a review's text takes in an answer.
+fn text_bytes(review: &Review) -> usize {
+    let findings: usize = review
+        .findings
+        .iter()
+        .map(|f| {
+            f.summary.len()
+                + 64
+                + f.recommendations
+                    .iter()
+                    .map(|r| r.text.len() + 32)
+                    .sum::<usize>()
+        })
+        .sum();
+    review.title.len() + review.note.len() + 256 + findings
 }
 
 impl Application {
@@ -246,6 +281,7 @@ impl Application {
         let area = filter.area.map(|code| Scope::new(vec![code]));
         let mut reviews = Vec::new();
         let mut next_after = None;
+        let mut text = 0;
         for review in self.store.reviews()? {
             if review.id <= filter.after {
                 continue;
@@ -266,10 +302,14 @@ impl Application {
             if !wanted {
                 continue;
             }
-            if reviews.len() == page_size {
+            let bytes = text_bytes(&review);
+            if reviews.len() == page_size
+                || (!reviews.is_empty() && text + bytes > MAX_PAGE_TEXT_BYTES)
+            {
                 next_after = reviews.last().map(|r: &ReviewAnswer| r.review.id);
                 break;
             }
+            text += bytes;
             let mut answer = self.answer(review)?;
             Self::redact(caller, &mut answer);
             reviews.push(answer);
@@ -280,41 +320,57 @@ impl Application {
         })
     }
 
-    /// Actions of published reviews' action plans, as they stand now.
-    pub fn actions(
-        &self,
-        caller: &Caller,
-        filter: &ActionFilter,
-    ) -> Result<Vec<ActionAnswer>, AppError> {
+    /// Actions of published reviews' action plans, as they stand now, a page of whole
+    /// reviews' plans at a time.
+    pub fn actions(&self, caller: &Caller, filter: &ActionFilter) -> Result<ActionPage, AppError> {
         let now = self.now();
+        let page_size = match filter.page_size {
+            0 => DEFAULT_ACTIONS_PAGE,
+            n => n.min(MAX_ACTIONS_PAGE),
+        };
         let area = filter.area.map(|code| Scope::new(vec![code]));
         let reviews = match filter.review {
             Some(id) => self.store.review(id)?.into_iter().collect(),
             None => self.store.reviews()?,
         };
         let mut actions = Vec::new();
+        let mut next_after = None;
+        let mut last = None;
         for review in reviews {
-            if !review.is_published(now)
+            if review.id <= filter.after
+                || !review.is_published(now)
                 || !area
                     .as_ref()
                     .is_none_or(|area| self.store.covers(area, review.place))
             {
                 continue;
             }
-            actions.extend(
-                self.actions_answered(review.id, now)?
-                    .into_iter()
-                    .filter(|a| {
-                        filter
-                            .agency
-                            .as_ref()
-                            .is_none_or(|agency| &a.action.agency == agency)
-                    })
-                    .filter(|a| !filter.overdue_only || a.overdue),
-            );
+            let plan: Vec<ActionAnswer> = self
+                .actions_answered(review.id, now)?
+                .into_iter()
+                .filter(|a| {
+                    filter
+                        .agency
+                        .as_ref()
+                        .is_none_or(|agency| &a.action.agency == agency)
+                })
+                .filter(|a| !filter.overdue_only || a.overdue)
+                .collect();
+            if plan.is_empty() {
+                continue;
+            }
+            if !actions.is_empty() && actions.len() + plan.len() > page_size {
+                next_after = last;
+                break;
+            }
+            actions.extend(plan);
+            last = Some(review.id);
         }
         Self::redact_actions(caller, &mut actions);
-        Ok(actions)
+        Ok(ActionPage {
+            actions,
+            next_after,
+        })
     }
 
     /// The published recommendation an action answers, checked to be addressed to the

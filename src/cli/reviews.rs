@@ -560,14 +560,21 @@ pub async fn update_action(
 /// Actions of published reviews' plans.
 pub async fn list_actions(
     connection: &Connection,
-    request: proto::ListActionsRequest,
+    mut request: proto::ListActionsRequest,
 ) -> Result<Vec<proto::Action>, ClientError> {
-    Ok(connection
-        .open_data()
-        .list_actions(request)
-        .await?
-        .into_inner()
-        .actions)
+    let mut actions = Vec::new();
+    loop {
+        let page = connection
+            .open_data()
+            .list_actions(request.clone())
+            .await?
+            .into_inner();
+        actions.extend(page.actions);
+        if page.next_after_review_id == 0 {
+            return Ok(actions);
+        }
+        request.after_review_id = page.next_after_review_id;
+    }
 }
 
 /// An area's lessons over a period.

@@ -35,6 +35,8 @@ pub const MAX_RECOMMENDATIONS: usize = 20;
 pub const MAX_AGENCIES: usize = 100;
 /// Most actions one recommendation may hold.
 pub const MAX_ACTIONS: u32 = 50;
+/// Most actions one review's plan may hold, so a plan is always one answer.
+pub const MAX_REVIEW_ACTIONS: usize = 500;
 
 /// Earliest date a review's fieldwork or an action's due date may fall on.
 pub const EARLIEST_DATE: Date = time::macros::date!(2000 - 01 - 01);

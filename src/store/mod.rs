@@ -91,6 +91,9 @@ pub enum StoreError {
     /// What the change names does not exist (or is not published yet).
     #[error("{0}")]
     Missing(String),
+    /// A limit on what one review may hold is reached.
+    #[error("{0}")]
+    Full(String),
     /// The caller is not the agency a recommendation is addressed to.
     #[error("{0}")]
     NotAccountable(String),

@@ -10,7 +10,8 @@ use super::super::{ActionChange, ReviewChange, StoreError, latest_action, latest
 use super::Writer;
 use crate::domain::alert::Alert;
 use crate::domain::review::{
-    Action, ActionKey, ActionStatus, Judgement, MAX_ACTIONS, RecommendationRef, Review,
+    Action, ActionKey, ActionStatus, Judgement, MAX_ACTIONS, MAX_REVIEW_ACTIONS, RecommendationRef,
+    Review,
 };
 use crate::domain::{Access, Actor, AgencyId, AlertKind, Severity};
 
@@ -101,8 +102,15 @@ impl Writer {
                         None => 1,
                     };
                 if number > MAX_ACTIONS {
-                    return Err(StoreError::Conflict(format!(
+                    return Err(StoreError::Full(format!(
                         "{recommendation} already has {MAX_ACTIONS} actions"
+                    )));
+                }
+                let planned = acted_on_count(engine, recommendation.review)?;
+                if planned >= MAX_REVIEW_ACTIONS {
+                    return Err(StoreError::Full(format!(
+                        "review {} already has {MAX_REVIEW_ACTIONS} actions",
+                        recommendation.review
                     )));
                 }
                 let key = ActionKey {
@@ -259,6 +267,18 @@ fn acted_on(
         acted.insert(entry?.0.0.recommendation);
     }
     Ok(acted)
+}
+
+/// How many actions a review's plan holds.
+fn acted_on_count(
+    engine: &dyn super::super::engine::Engine,
+    review: u64,
+) -> Result<usize, StoreError> {
+    let mut actions = std::collections::BTreeSet::new();
+    for entry in Actions::scan(engine, &Actions::of_review(review)) {
+        actions.insert(entry?.0.0);
+    }
+    Ok(actions.len())
 }
 
 fn first_action() -> ActionKey {
