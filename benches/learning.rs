@@ -251,11 +251,58 @@ fn main() {
             }
         })
     };
+    // What each answer weighs on the wire, from one call each.
+    let bytes = runtime.block_on(async {
+        use prost::Message;
+        let mut open = public.open_data();
+        let lessons = |area: &str| proto::GetLessonsRequest {
+            area_code: area.into(),
+            ..Default::default()
+        };
+        let england = open
+            .get_lessons(lessons("E92000001"))
+            .await
+            .expect("lessons");
+        let north_east = open
+            .get_lessons(lessons("E12000001"))
+            .await
+            .expect("lessons");
+        let enquiries = inspector
+            .inspection()
+            .get_lines_of_enquiry(proto::GetLinesOfEnquiryRequest {
+                place_code: "E08000021".into(),
+            })
+            .await
+            .expect("enquiries");
+        let listing = open
+            .list_reviews(proto::ListReviewsRequest {
+                page_size: 100,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        let one = open
+            .get_review(proto::GetReviewRequest {
+                review_id: 1,
+                revision: 0,
+            })
+            .await
+            .expect("review");
+        [
+            0,
+            0,
+            england.get_ref().encoded_len(),
+            north_east.get_ref().encoded_len(),
+            enquiries.get_ref().encoded_len(),
+            listing.get_ref().encoded_len(),
+            one.get_ref().encoded_len(),
+        ]
+    });
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let scan_p50 = percentile(&scan, 0.50);
-    println!("| call | p50 | p99 | p50 / reading every review |");
-    println!("| --- | ---: | ---: | ---: |");
-    for (name, latencies) in [
+    println!("| call | p50 | p99 | p50 / reading every review | answer bytes |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for ((name, latencies), bytes) in [
         (
             "baseline: reading every review from the store (in-process)",
             &scan,
@@ -266,13 +313,21 @@ fn main() {
         ("GetLinesOfEnquiry, Newcastle upon Tyne", &enquiries),
         ("ListReviews, first 100", &listing),
         ("GetReview", &one),
-    ] {
+    ]
+    .into_iter()
+    .zip(bytes)
+    {
         let p50 = percentile(latencies, 0.50);
         println!(
-            "| {name} | {:.2} ms | {:.2} ms | {:.2} |",
+            "| {name} | {:.2} ms | {:.2} ms | {:.2} | {} |",
             ms(p50),
             ms(percentile(latencies, 0.99)),
-            p50.as_secs_f64() / scan_p50.as_secs_f64()
+            p50.as_secs_f64() / scan_p50.as_secs_f64(),
+            if bytes == 0 {
+                "".to_string()
+            } else {
+                bytes.to_string()
+            }
         );
     }
     drop(public);

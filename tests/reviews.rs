@@ -261,6 +261,25 @@ async fn a_review_is_public_from_its_publication_time_without_a_restart_and_corr
         .await
         .expect("corrected");
     assert_eq!(corrected.revision, 2);
+    let listed_now = connection
+        .inspector
+        .open_data()
+        .list_reviews(proto::ListReviewsRequest {
+            include_unpublished: true,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .reviews;
+    assert_eq!(
+        listed_now
+            .iter()
+            .map(|r| (r.id, r.revision))
+            .collect::<Vec<_>>(),
+        vec![(1, 2)],
+        "a listing shows each review once, as its latest revision"
+    );
 
     // The clock passes the publication time: public at once, no restart.
     days.store(3, Ordering::SeqCst);

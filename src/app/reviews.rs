@@ -12,7 +12,7 @@ use crate::domain::review::{
     Action, ActionDraft, ActionKey, RecommendationRef, Review, ReviewDraft, ReviewKind, Theme,
 };
 use crate::domain::{AgencyId, FieldViolation, Invalid, Place, PlaceCode, Role, Scope};
-use crate::store::{ActionChange, ReviewChange};
+use crate::store::{ActionChange, ReviewChange, StoreError};
 
 /// Most reviews one listing page holds.
 pub const MAX_REVIEWS_PAGE: usize = 500;
@@ -186,7 +186,7 @@ impl Application {
             .await
             .map_err(|error| match error {
                 // The store names fields from the review down, as the request nests them.
-                crate::store::StoreError::Invalid(invalid) => AppError::Invalid(Invalid(
+                StoreError::Invalid(invalid) => AppError::Invalid(Invalid(
                     invalid
                         .0
                         .into_iter()
@@ -195,10 +195,10 @@ impl Application {
                 )),
                 other => other.into(),
             })?;
-        self.answer(review)
+        Ok(self.answer(review)?)
     }
 
-    fn answer(&self, review: Review) -> Result<ReviewAnswer, AppError> {
+    fn answer(&self, review: Review) -> Result<ReviewAnswer, StoreError> {
         let now = self.now();
         let actions = self.actions_answered(review.id, now)?;
         let revisions = self.store.review_history(review.id)?.len() as u32;
@@ -215,7 +215,7 @@ impl Application {
         &self,
         review: u64,
         now: OffsetDateTime,
-    ) -> Result<Vec<ActionAnswer>, AppError> {
+    ) -> Result<Vec<ActionAnswer>, StoreError> {
         Ok(self
             .store
             .actions_of_review(review)?
@@ -282,10 +282,7 @@ impl Application {
         let mut reviews = Vec::new();
         let mut next_after = None;
         let mut text = 0;
-        for review in self.store.reviews()? {
-            if review.id <= filter.after {
-                continue;
-            }
+        self.store.each_review_after(filter.after, |review| {
             let visible = if filter.include_unpublished {
                 self.may_read(caller, &review, now)
             } else {
@@ -300,20 +297,21 @@ impl Application {
                     .theme
                     .is_none_or(|theme| review.findings.iter().any(|f| f.theme == theme));
             if !wanted {
-                continue;
+                return Ok(true);
             }
             let bytes = text_bytes(&review);
             if reviews.len() == page_size
                 || (!reviews.is_empty() && text + bytes > MAX_PAGE_TEXT_BYTES)
             {
                 next_after = reviews.last().map(|r: &ReviewAnswer| r.review.id);
-                break;
+                return Ok(false);
             }
             text += bytes;
             let mut answer = self.answer(review)?;
             Self::redact(caller, &mut answer);
             reviews.push(answer);
-        }
+            Ok(true)
+        })?;
         Ok(ReviewPage {
             reviews,
             next_after,

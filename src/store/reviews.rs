@@ -124,6 +124,32 @@ impl Store {
         Ok(latest.into_values().collect())
     }
 
+    /// The latest revision of each review after `after`, by id, handed to `visit` until it
+    /// answers false: a page of a listing reads only as far as it needs.
+    pub fn each_review_after(
+        &self,
+        after: u64,
+        mut visit: impl FnMut(Review) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let Some(first) = after.checked_add(1) else {
+            return Ok(());
+        };
+        let mut pending: Option<Review> = None;
+        for entry in Reviews::range(&*self.shared.engine, &(first, 0), &(u64::MAX, u32::MAX)) {
+            let ((id, _), review) = entry?;
+            if let Some(done) = pending.take_if(|p| p.id != id)
+                && !visit(done)?
+            {
+                return Ok(());
+            }
+            pending = Some(review);
+        }
+        if let Some(last) = pending {
+            visit(last)?;
+        }
+        Ok(())
+    }
+
     /// The latest revision of every action of a review, in order.
     pub fn actions_of_review(&self, id: u64) -> Result<Vec<Action>, StoreError> {
         let mut latest = BTreeMap::new();
