@@ -2,6 +2,7 @@
 //! enquiry for the next review of a place in an inspector's or board's places.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use time::{Date, Duration};
 
@@ -50,15 +51,9 @@ pub fn parse_date(field: &str, text: &str) -> Result<Option<Date>, Invalid> {
 }
 
 impl Application {
-    /// Published reviews' latest revisions, as the clock stands now.
-    fn published_reviews(&self) -> Result<Vec<Review>, AppError> {
-        let now = self.store.now();
-        Ok(self
-            .store
-            .reviews()?
-            .into_iter()
-            .filter(|review| review.is_published(now))
-            .collect())
+    /// Every review's latest revision, shared; a use case keeps those published now.
+    fn latest_reviews(&self) -> Result<Arc<Vec<Review>>, AppError> {
+        Ok(self.store.reviews()?)
     }
 
     /// The lessons of reviews published in `area` (England when `None`) between `from` and
@@ -87,13 +82,13 @@ impl Application {
             .into());
         }
         let within = Scope::new(vec![area.code]);
-        let reviews: Vec<Review> = self
-            .published_reviews()?
-            .into_iter()
-            .filter(|review| self.store.covers(&within, review.place))
-            .collect();
+        let now = self.store.now();
+        let all = self.latest_reviews()?;
+        let reviews = all
+            .iter()
+            .filter(|review| review.is_published(now) && self.store.covers(&within, review.place));
         Ok(LessonsAnswer {
-            lessons: lessons(&reviews, &period),
+            lessons: lessons(reviews, &period),
             area,
         })
     }
@@ -128,9 +123,11 @@ impl Application {
             .map(|n| (n.code, Scope::new(vec![n.code])))
             .collect();
         let in_region = region.as_ref().map(|r| Scope::new(vec![r.code]));
-        let reviews = self.published_reviews()?;
+        let now = self.store.now();
+        let reviews = self.latest_reviews()?;
         let related: Vec<(Relation, &Review)> = reviews
             .iter()
+            .filter(|review| review.is_published(now))
             .filter_map(|review| {
                 let relation = if self.store.covers(&own, review.place) {
                     Relation::Own

@@ -4,6 +4,8 @@
 //! against the clock, so it appears without a restart; before then it is answered as if it did
 //! not exist to everyone but the inspectors whose places cover it.
 
+use std::sync::Arc;
+
 use time::OffsetDateTime;
 
 use super::{AppError, Application};
@@ -327,14 +329,14 @@ impl Application {
             n => n.min(MAX_ACTIONS_PAGE),
         };
         let area = filter.area.map(|code| Scope::new(vec![code]));
-        let reviews = match filter.review {
-            Some(id) => self.store.review(id)?.into_iter().collect(),
+        let reviews: Arc<Vec<Review>> = match filter.review {
+            Some(id) => Arc::new(self.store.review(id)?.into_iter().collect()),
             None => self.store.reviews()?,
         };
         let mut actions = Vec::new();
         let mut next_after = None;
         let mut last = None;
-        for review in reviews {
+        for review in reviews.iter() {
             if review.id <= filter.after
                 || !review.is_published(now)
                 || !area

@@ -263,6 +263,9 @@ struct Shared {
     counters_rebuilding: watch::Sender<bool>,
     /// Holds finished rebuilds back from the writer (tests).
     gate: Arc<rebuild::Gate>,
+    /// The latest revision of every review, read once per change of them: lessons and lines
+    /// of enquiry read them all on every call.
+    reviews: reviews::ReviewCache,
 }
 
 /// Where the register reads the time; tests substitute a clock they control.
@@ -406,6 +409,7 @@ impl Store {
             releasing: tokio::sync::Mutex::new(()),
             counters_rebuilding: watch::Sender::new(false),
             gate: Arc::default(),
+            reviews: reviews::ReviewCache::default(),
         });
         // The writer loads the counters from the last checkpoint before anything is served.
         let writer = Writer::new(Arc::clone(&shared), head, alert_head)?;

@@ -2,6 +2,8 @@
 //! audit event, read here. There are hundreds of reviews, not millions: listings read them all.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::engine::Engine;
 use super::engine::WriteBatch;
@@ -44,6 +46,21 @@ impl ActionChange {
             ActionChange::Plan { recommendation, .. } => *recommendation,
             ActionChange::Update { key, .. } => key.recommendation,
         }
+    }
+}
+
+/// The latest revision of every review as last read, and how many times the writer has
+/// changed them since the store opened: a read is reused while no review has changed.
+#[derive(Default)]
+pub(super) struct ReviewCache {
+    changes: AtomicU64,
+    latest: Mutex<Option<(u64, Arc<Vec<Review>>)>>,
+}
+
+impl ReviewCache {
+    /// The writer has made a review's new revision durable.
+    pub(super) fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -114,14 +131,26 @@ impl Store {
             .collect()
     }
 
-    /// The latest revision of every review, by id.
-    pub fn reviews(&self) -> Result<Vec<Review>, StoreError> {
+    /// The latest revision of every review, by id. Read from the store once per change of the
+    /// reviews, then shared.
+    pub fn reviews(&self) -> Result<Arc<Vec<Review>>, StoreError> {
+        let cache = &self.shared.reviews;
+        // Counted before reading: a change made during the read makes the next call read again.
+        let changes = cache.changes.load(Ordering::Acquire);
+        if let Some((at, latest)) = &*cache.latest.lock().unwrap_or_else(|p| p.into_inner())
+            && *at == changes
+        {
+            return Ok(Arc::clone(latest));
+        }
         let mut latest = BTreeMap::new();
         for entry in Reviews::scan_all(&*self.shared.engine) {
             let ((id, _), review) = entry?;
             latest.insert(id, review);
         }
-        Ok(latest.into_values().collect())
+        let latest = Arc::new(latest.into_values().collect::<Vec<_>>());
+        *cache.latest.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((changes, Arc::clone(&latest)));
+        Ok(latest)
     }
 
     /// The latest revision of each review after `after`, by id, handed to `visit` until it

@@ -59,6 +59,7 @@ impl Writer {
         );
         self.chain(&mut batch, access, now)?;
         self.apply(batch)?;
+        self.shared.reviews.changed();
         Ok(review)
     }
 
