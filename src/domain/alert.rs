@@ -24,7 +24,7 @@ pub struct Alert {
     /// Places of the records involved (for multi-agency alerts, each agency's place).
     pub places: Vec<PlaceCode>,
     pub subject: Option<SubjectKey>,
-    /// Sequence of the revision that raised it; 0 for the staleness sweep.
+    /// Sequence of the revision that raised it; 0 for the sweep (stale risks, overdue actions).
     pub raised_by: u64,
     #[serde(with = "time::serde::timestamp::nanoseconds")]
     pub raised_at: OffsetDateTime,
