@@ -20,12 +20,20 @@ use rand::{Rng, SeedableRng};
 use tonic::Code;
 use tonic_types::StatusExt;
 
-/// A clock that runs `days` ahead of the real one.
+/// Noon today (UTC): a controlled clock starts here, so a day's step never lands near a
+/// change of date, whatever time the test runs.
+fn noon_today() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc().replace_time(time::macros::time!(12:00))
+}
+
+/// A clock that stands at noon today plus `days`, moving on with the real one.
 fn shifted_clock(days: &Arc<AtomicI64>) -> StoreOptions {
     let days = Arc::clone(days);
+    let started = std::time::Instant::now();
+    let noon = noon_today();
     StoreOptions {
         clock: Arc::new(move || {
-            time::OffsetDateTime::now_utc() + time::Duration::days(days.load(Ordering::SeqCst))
+            noon + started.elapsed() + time::Duration::days(days.load(Ordering::SeqCst))
         }),
         ..StoreOptions::default()
     }
@@ -191,7 +199,7 @@ async fn a_review_is_public_from_its_publication_time_without_a_restart_and_corr
  {
     let days = Arc::new(AtomicI64::new(0));
     let (_server, connection) = TestServer::north_east_with(shifted_clock(&days)).await;
-    let now = time::OffsetDateTime::now_utc();
+    let now = noon_today();
     let newcastle_inspector = connection.as_token(NEWCASTLE_INSPECTOR);
 
     // Set ahead: published in two days' time.
@@ -539,7 +547,7 @@ async fn only_the_accountable_agency_plans_and_updates_its_actions() {
 async fn an_overdue_action_raises_one_alert_to_the_boards_of_the_place_once_across_a_restart() {
     let days = Arc::new(AtomicI64::new(0));
     let (server, connection) = TestServer::north_east_with(shifted_clock(&days)).await;
-    let now = time::OffsetDateTime::now_utc();
+    let now = noon_today();
     let recorded = record(
         &connection.inspector,
         review(
