@@ -500,20 +500,29 @@ const REQUESTS: &[(&str, Target)] = &[
     ("RecordReview", |b| {
         if let Ok(m) = proto::RecordReviewRequest::decode(b)
             && let Some(review) = m.review
+            && let Ok(draft) = reviews::review_from_proto(&review)
         {
-            let _ = reviews::review_from_proto(&review);
+            let _ = draft.check();
         }
     }),
     ("PlanAction", |b| {
         if let Ok(m) = proto::PlanActionRequest::decode(b) {
             let _ = reviews::recommendation_ref(m.recommendation.as_ref());
-            let _ = reviews::action_draft(&m.description, &m.owner, &m.due, m.status, &m.note);
+            if let Ok(draft) =
+                reviews::action_draft(&m.description, &m.owner, &m.due, m.status, &m.note)
+            {
+                let _ = draft.check();
+            }
         }
     }),
     ("UpdateAction", |b| {
         if let Ok(m) = proto::UpdateActionRequest::decode(b) {
             let _ = reviews::recommendation_ref(m.recommendation.as_ref());
-            let _ = reviews::action_draft(&m.description, &m.owner, &m.due, m.status, &m.note);
+            if let Ok(draft) =
+                reviews::action_draft(&m.description, &m.owner, &m.due, m.status, &m.note)
+            {
+                let _ = draft.check();
+            }
         }
     }),
     ("GetLinesOfEnquiry", |b| {

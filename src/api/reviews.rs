@@ -10,6 +10,7 @@ use crate::app::learning::{EnquiryAnswer, LessonsAnswer, parse_date};
 use crate::app::reviews::{ActionAnswer, ReviewAnswer};
 use crate::auth::Caller;
 use crate::domain::learning::{Change, Evidence, Relation};
+use crate::domain::record::iso_date;
 use crate::domain::review::{
     ActionDraft, ActionKey, ActionStatus, Finding, Judgement, Recommendation, RecommendationRef,
     Review, ReviewDraft, ReviewKind, THEMES_VERSION, Theme,
@@ -37,7 +38,7 @@ fn required<V: Vocabulary>(field: &str, number: i32) -> Result<V, Invalid> {
         .ok_or_else(|| Invalid::one(field, format!("a {} is required", V::FIELD)))
 }
 
-/// A review as sent, checked field by field; every violation is named by its path.
+/// A review as sent, read field by field; every violation is named by its path.
 pub fn review_from_proto(review: &proto::Review) -> Result<ReviewDraft, Invalid> {
     let mut violations: Vec<FieldViolation> = Vec::new();
     let mut note = |result: Result<(), Invalid>| {
@@ -107,6 +108,7 @@ pub fn review_from_proto(review: &proto::Review) -> Result<ReviewDraft, Invalid>
             }
         }
     }
+    // The review's own rules (sizes, dates, screened text) are the use case's to check.
     let draft = match (kind, place, start, end, published_at) {
         (
             Some(kind),
@@ -127,16 +129,6 @@ pub fn review_from_proto(review: &proto::Review) -> Result<ReviewDraft, Invalid>
         },
         _ => return Err(Invalid(violations)),
     };
-    // The domain names fields from the review down; the contract nests them under `review`.
-    draft.check().map_err(|invalid| {
-        Invalid(
-            invalid
-                .0
-                .into_iter()
-                .map(|v| FieldViolation::new(format!("review.{}", v.field), v.reason))
-                .collect(),
-        )
-    })?;
     Ok(draft)
 }
 
@@ -164,7 +156,7 @@ pub fn recommendation_ref(
     })
 }
 
-/// An action as a request sends it, checked: dates, status and its screened free text.
+/// An action as a request sends it: its date and status read (the use case checks the rest).
 pub fn action_draft(
     description: &str,
     owner: &str,
@@ -172,20 +164,13 @@ pub fn action_draft(
     status: i32,
     note: &str,
 ) -> Result<ActionDraft, Invalid> {
-    let draft = ActionDraft {
+    Ok(ActionDraft {
         description: description.to_string(),
         owner: owner.to_string(),
         due: date_of("due", due)?,
         status: coded_option("status", status)?.unwrap_or(ActionStatus::Planned),
         note: note.to_string(),
-    };
-    draft.check()?;
-    Ok(draft)
-}
-
-fn date(date: time::Date) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    date.format(&format).unwrap_or_default()
+    })
 }
 
 /// A theme as the contract lists it.
@@ -206,8 +191,8 @@ pub fn review_to_proto(app: &Application, review: &Review, published: bool) -> p
         title: review.title.clone(),
         place_code: review.place.to_string(),
         agency_ids: review.agencies.iter().map(ToString::to_string).collect(),
-        fieldwork_start: date(review.fieldwork_start),
-        fieldwork_end: date(review.fieldwork_end),
+        fieldwork_start: iso_date(review.fieldwork_start),
+        fieldwork_end: iso_date(review.fieldwork_end),
         published_at: Some(timestamp(review.published_at)),
         findings: review
             .findings
@@ -254,7 +239,7 @@ pub fn action_to_proto(answer: &ActionAnswer) -> proto::Action {
         agency_id: action.agency.to_string(),
         description: action.description.clone(),
         owner: action.owner.clone(),
-        due: date(action.due),
+        due: iso_date(action.due),
         status: action.status.number(),
         note: action.note.clone(),
         updated_by: action.updated_by.clone(),
@@ -314,9 +299,9 @@ pub fn lessons_to_proto(app: &Application, answer: &LessonsAnswer) -> proto::Get
     let lessons = &answer.lessons;
     proto::GetLessonsResponse {
         area: Some(place_to_proto(&answer.area, &[])),
-        from: date(lessons.period.from),
-        until: date(lessons.period.until),
-        previous_from: date(lessons.previous.from),
+        from: iso_date(lessons.period.from),
+        until: iso_date(lessons.period.until),
+        previous_from: iso_date(lessons.previous.from),
         reviews: lessons.reviews as u64,
         findings: lessons.findings as u64,
         themes: lessons

@@ -2,7 +2,6 @@
 //! enquiry for the next review of a place in an inspector's or board's places.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use time::{Date, Duration};
 
@@ -44,18 +43,12 @@ pub fn parse_date(field: &str, text: &str) -> Result<Option<Date>, Invalid> {
     if text.is_empty() {
         return Ok(None);
     }
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    Date::parse(text, &format)
+    crate::domain::record::parse_iso_date(text)
         .map(Some)
-        .map_err(|_| Invalid::one(field, "is not a date written YYYY-MM-DD"))
+        .ok_or_else(|| Invalid::one(field, "is not a date written YYYY-MM-DD"))
 }
 
 impl Application {
-    /// Every review's latest revision, shared; a use case keeps those published now.
-    fn latest_reviews(&self) -> Result<Arc<Vec<Review>>, AppError> {
-        Ok(self.store.reviews()?)
-    }
-
     /// The lessons of reviews published in `area` (England when `None`) between `from` and
     /// `until`: until defaults to the end of today, from to a year before until.
     pub fn lessons(
@@ -83,7 +76,7 @@ impl Application {
         }
         let within = Scope::new(vec![area.code]);
         let now = self.store.now();
-        let all = self.latest_reviews()?;
+        let all = self.store.reviews()?;
         let reviews = all
             .iter()
             .filter(|review| review.is_published(now) && self.store.covers(&within, review.place));
@@ -124,7 +117,7 @@ impl Application {
             .collect();
         let in_region = region.as_ref().map(|r| Scope::new(vec![r.code]));
         let now = self.store.now();
-        let reviews = self.latest_reviews()?;
+        let reviews = self.store.reviews()?;
         let related: Vec<(Relation, &Review)> = reviews
             .iter()
             .filter(|review| review.is_published(now))

@@ -152,7 +152,7 @@ impl Application {
         draft: ReviewDraft,
         correcting: Option<(u64, u32)>,
     ) -> Result<ReviewAnswer, AppError> {
-        draft.check()?;
+        draft.check().map_err(in_review)?;
         let place = self.place_in_scope(caller, "review.place_code", draft.place.as_str())?;
         if place != draft.place {
             return Err(Invalid::one(
@@ -187,14 +187,7 @@ impl Application {
             .record_review(ReviewChange { draft, correcting }, caller.actor())
             .await
             .map_err(|error| match error {
-                // The store names fields from the review down, as the request nests them.
-                StoreError::Invalid(invalid) => AppError::Invalid(Invalid(
-                    invalid
-                        .0
-                        .into_iter()
-                        .map(|v| FieldViolation::new(format!("review.{}", v.field), v.reason))
-                        .collect(),
-                )),
+                StoreError::Invalid(invalid) => AppError::Invalid(in_review(invalid)),
                 other => other.into(),
             })?;
         Ok(self.answer(review)?)
@@ -458,4 +451,16 @@ impl Application {
 /// Whether the caller sees principals' names on reviews and actions.
 fn names_principals(caller: &Caller) -> bool {
     matches!(caller.principal.role, Role::Inspector | Role::Admin)
+}
+
+/// A review's violations as a request names them: the domain names fields from the review
+/// down, and requests nest them under `review`.
+fn in_review(invalid: Invalid) -> Invalid {
+    Invalid(
+        invalid
+            .0
+            .into_iter()
+            .map(|v| FieldViolation::new(format!("review.{}", v.field), v.reason))
+            .collect(),
+    )
 }

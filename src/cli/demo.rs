@@ -792,8 +792,7 @@ const SOUTH_TYNESIDE: &str = "E08000023";
 const MIDDLESBROUGH: &str = "E06000002";
 
 fn day(at: OffsetDateTime) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    at.format(&format).unwrap_or_default()
+    crate::domain::record::iso_date(at.date())
 }
 
 /// The demo's two reviews as review files: a joint targeted area inspection of Newcastle and a

@@ -262,14 +262,14 @@ fn action_source(
 ) -> Result<crate::domain::tidy::ActionSource, ClientError> {
     use crate::domain::review::{ActionKey, ActionStatus, RecommendationRef};
     let at = action.recommendation.unwrap_or_default();
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    let due = time::Date::parse(&action.due, &format).map_err(|_| ClientError::Input {
-        path: out.display().to_string(),
-        reason: format!(
-            "the server sent a due date that is not YYYY-MM-DD for review {} action {}.{}.{}",
-            at.review_id, at.finding, at.recommendation, action.number
-        ),
-    })?;
+    let due =
+        crate::domain::record::parse_iso_date(&action.due).ok_or_else(|| ClientError::Input {
+            path: out.display().to_string(),
+            reason: format!(
+                "the server sent a due date that is not YYYY-MM-DD for review {} action {}.{}.{}",
+                at.review_id, at.finding, at.recommendation, action.number
+            ),
+        })?;
     Ok(crate::domain::tidy::ActionSource {
         key: ActionKey {
             recommendation: RecommendationRef {

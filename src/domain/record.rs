@@ -302,6 +302,18 @@ pub fn rfc3339(at: OffsetDateTime) -> String {
         .unwrap_or_else(|_| at.to_string())
 }
 
+/// Formats a date as the data standard writes one: `2026-05-01`.
+pub fn iso_date(date: time::Date) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    date.format(&format).unwrap_or_else(|_| date.to_string())
+}
+
+/// A date written `YYYY-MM-DD`, or `None`.
+pub fn parse_iso_date(text: &str) -> Option<time::Date> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(text, &format).ok()
+}
+
 /// One accepted revision of a record, as the revision log holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revision {

@@ -15,7 +15,7 @@ use time::{Date, OffsetDateTime};
 
 use super::free_text::{TextRefusal, check_characters, screen};
 use super::record::{AgencyId, FieldViolation, Invalid, PlaceCode};
-use super::vocabulary::{ClientGroup, RiskCategory, UnknownWord, Vocabulary};
+use super::vocabulary::{ClientGroup, RiskCategory, UnknownWord, Vocabulary, vocabulary};
 
 /// Longest review title, in characters.
 pub const TITLE_MAX_CHARS: usize = 200;
@@ -50,52 +50,7 @@ pub const MAX_DAYS_TO_PUBLICATION: i64 = 366;
 /// their themes' meaning, and a later version only adds themes.
 pub const THEMES_VERSION: &str = "2026-11";
 
-macro_rules! coded {
-    ($(#[$meta:meta])* $name:ident, $field:literal { $($(#[$vmeta:meta])* $variant:ident = $number:literal, $word:literal, $label:literal;)+ }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        pub enum $name {
-            $($(#[$vmeta])* $variant = $number,)+
-        }
-
-        impl Vocabulary for $name {
-            const FIELD: &'static str = $field;
-            const ALL: &'static [Self] = &[$(Self::$variant,)+];
-            fn word(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $word,)+
-                }
-            }
-            fn number(self) -> i32 {
-                self as i32
-            }
-        }
-
-        impl $name {
-            /// How the value reads on a page.
-            pub fn label(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $label,)+
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.word())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = UnknownWord;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Self::parse_word(s)
-            }
-        }
-    };
-}
-
-coded! {
+vocabulary! {
     /// What kind of review a review is.
     ReviewKind, "review kind" {
         JointTargetedAreaInspection = 1, "joint_targeted_area_inspection", "Joint targeted area inspection";
@@ -108,7 +63,7 @@ coded! {
     }
 }
 
-coded! {
+vocabulary! {
     /// What a finding says of the arrangements.
     Judgement, "judgement" {
         Strength = 1, "strength", "Strength";
@@ -117,7 +72,7 @@ coded! {
     }
 }
 
-coded! {
+vocabulary! {
     /// Where an action stands, as its accountable agency last said.
     ActionStatus, "action status" {
         Planned = 1, "planned", "Planned";
@@ -127,7 +82,7 @@ coded! {
     }
 }
 
-coded! {
+vocabulary! {
     /// The practice themes of the theme vocabulary, beside the client groups and risk
     /// categories.
     PracticeTheme, "practice theme" {

@@ -364,11 +364,6 @@ impl ActionSource {
     }
 }
 
-fn date_text(date: Date) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    date.format(&format).unwrap_or_default()
-}
-
 /// Published reviews' findings and recommendations, in review, finding and recommendation
 /// order: one line per recommendation, and one (its recommendation columns empty) per finding
 /// that has none.
@@ -437,7 +432,7 @@ pub fn actions_layout(actions: &[ActionSource]) -> TidyTable {
                 action.agency_id.clone(),
                 action.description.clone(),
                 action.owner.clone(),
-                date_text(action.due),
+                super::record::iso_date(action.due),
                 action.status.map_or("unknown", |s| s.word()).to_string(),
                 action.overdue.to_string(),
                 super::record::rfc3339(action.updated_at),

@@ -58,6 +58,21 @@ pub trait Vocabulary: Copy + Sized + 'static {
 }
 
 macro_rules! vocabulary {
+    // With a label for each value, as a page shows it.
+    ($(#[$meta:meta])* $name:ident, $field:literal { $($variant:ident = $number:literal, $word:literal, $label:literal;)+ }) => {
+        $crate::domain::vocabulary::vocabulary! {
+            $(#[$meta])* $name, $field { $($variant = $number, $word;)+ }
+        }
+
+        impl $name {
+            /// How the value reads on a page.
+            pub fn label(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $label,)+
+                }
+            }
+        }
+    };
     ($(#[$meta:meta])* $name:ident, $field:literal { $($variant:ident = $number:literal, $word:literal;)+ }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -92,6 +107,9 @@ macro_rules! vocabulary {
         }
     };
 }
+
+/// The macro, for the other coded fields of the domain (reviews).
+pub(crate) use vocabulary;
 
 vocabulary! {
     /// The kind of partner organisation an agency is.

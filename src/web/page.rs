@@ -223,8 +223,7 @@ pub fn day(date: time::Date) -> String {
 
 /// A date as a form field holds it: `2026-05-01`.
 pub fn iso_day(date: time::Date) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    date.format(&format).unwrap_or_else(|_| date.to_string())
+    crate::domain::record::iso_date(date)
 }
 
 /// The places at a level, as a heading names them: `county` → "Upper-tier authorities".

@@ -42,8 +42,10 @@ impl Writer {
                         current.revision
                     )));
                 }
-                let acted_on = acted_on(engine, id)?;
-                draft.check_correction(&current, now, |at| acted_on.contains(&at))?;
+                let planned = actions_of(engine, id)?;
+                draft.check_correction(&current, now, |at| {
+                    planned.iter().any(|key| key.recommendation == at)
+                })?;
                 (id, current.revision + 1)
             }
         };
@@ -107,8 +109,7 @@ impl Writer {
                         "{recommendation} already has {MAX_ACTIONS} actions"
                     )));
                 }
-                let planned = acted_on_count(engine, recommendation.review)?;
-                if planned >= MAX_REVIEW_ACTIONS {
+                if actions_of(engine, recommendation.review)?.len() >= MAX_REVIEW_ACTIONS {
                     return Err(StoreError::Full(format!(
                         "review {} already has {MAX_REVIEW_ACTIONS} actions",
                         recommendation.review
@@ -191,14 +192,10 @@ impl Writer {
     ) -> Result<usize, StoreError> {
         let engine = &*self.shared.engine;
         let mut raised = 0;
-        let Some(yesterday) = now.date().previous_day() else {
-            return Ok(0);
-        };
         let start = (time::Date::MIN, first_action());
         let until = (now.date(), first_action());
         for entry in ActionsDue::range(engine, &start, &until) {
             let ((due, key), ()) = entry?;
-            debug_assert!(due <= yesterday);
             ActionsDue::remove(batch, &(due, key));
             let Some(mut action) = latest_action(engine, &key)? else {
                 return Err(StoreError::Corrupt(format!(
@@ -258,28 +255,16 @@ impl Writer {
     }
 }
 
-/// Every recommendation of a review that has at least one action.
-fn acted_on(
+/// Every action of a review's plan.
+fn actions_of(
     engine: &dyn super::super::engine::Engine,
     review: u64,
-) -> Result<std::collections::BTreeSet<RecommendationRef>, StoreError> {
-    let mut acted = std::collections::BTreeSet::new();
-    for entry in Actions::scan(engine, &Actions::of_review(review)) {
-        acted.insert(entry?.0.0.recommendation);
-    }
-    Ok(acted)
-}
-
-/// How many actions a review's plan holds.
-fn acted_on_count(
-    engine: &dyn super::super::engine::Engine,
-    review: u64,
-) -> Result<usize, StoreError> {
+) -> Result<std::collections::BTreeSet<ActionKey>, StoreError> {
     let mut actions = std::collections::BTreeSet::new();
     for entry in Actions::scan(engine, &Actions::of_review(review)) {
         actions.insert(entry?.0.0);
     }
-    Ok(actions.len())
+    Ok(actions)
 }
 
 fn first_action() -> ActionKey {
