@@ -61,8 +61,13 @@ impl From<ApiError> for Status {
                     bad_request(Invalid::one("table", neighbours.to_string()))
                 }
                 StoreError::Closed => Status::unavailable(store.to_string()),
-                StoreError::WriterFailed(_) => Status::unavailable(store.to_string()),
-                StoreError::Storage(_) | StoreError::Codec(_) | StoreError::Corrupt(_) => {
+                StoreError::WriterFailed(_) | StoreError::Unavailable(_) => {
+                    Status::unavailable(store.to_string())
+                }
+                StoreError::Storage(_)
+                | StoreError::Database(_)
+                | StoreError::Codec(_)
+                | StoreError::Corrupt(_) => {
                     tracing::error!(error = %store, "storage error");
                     Status::internal(
                         "the register could not complete the request; it has been logged",

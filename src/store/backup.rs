@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::engine::{Engine, Entry, Sled, WriteBatch};
+use super::engine::{Engine, Entry, Postgres, Sled, WriteBatch};
 use super::keyspace::{
     Actions, ActionsDue, Agencies, AlertLog, Aliases, AuditHead, AuditLog, Boundaries, Ended,
     Keyspace, Log, Memberships, Neighbours, Places, Populations, ReleaseTables, Releases, Reviews,
@@ -401,6 +401,50 @@ impl Store {
         Ok(summary)
     }
 
+    /// Builds the register wherever `location` says (which must hold none yet) from a backup,
+    /// then checks it as [`Store::restore`] does. Blocking.
+    pub fn restore_at(
+        location: &super::Location,
+        input: impl Read,
+    ) -> Result<BackupSummary, StoreError> {
+        match location {
+            super::Location::Sled(dir) => Self::restore(dir, input),
+            super::Location::Postgres(database) => Self::restore_postgres(database, input),
+        }
+    }
+
+    /// Builds the register in a table beside the database's own and, once whole and checked,
+    /// renames it into place in one transaction: an interrupted restore leaves nothing a
+    /// server would open.
+    fn restore_postgres(
+        database: &super::PostgresOptions,
+        input: impl Read,
+    ) -> Result<BackupSummary, StoreError> {
+        let occupied = !Postgres::open(database)?.is_empty();
+        if occupied {
+            return Err(StoreError::Invalid(crate::domain::Invalid::one(
+                "store.url",
+                "the database already holds a register; restore into an empty one",
+            )));
+        }
+        let building = format!("{}_restoring", super::engine::TABLE);
+        Postgres::open_table(database, &building)?.drop_table()?;
+        let options = super::StoreOptions::default();
+        let restored = Postgres::open_table(database, &building)
+            .and_then(|engine| restore_into(&engine, input).map(|summary| (engine, summary)))
+            .and_then(|(engine, summary)| checked(Box::new(engine), options, summary))
+            .and_then(|summary| {
+                Postgres::open_table(database, &building)?.rename_into(super::engine::TABLE)?;
+                Ok(summary)
+            });
+        if restored.is_err()
+            && let Ok(engine) = Postgres::open_table(database, &building)
+        {
+            let _ = engine.drop_table();
+        }
+        restored
+    }
+
     /// Builds a store in `dir` (which must not hold one) from a backup, then checks it: the
     /// log is gap-free, every projection is rebuilt from it and the audit chain holds.
     /// Blocking. On any failure the half-built store is removed.
@@ -426,21 +470,7 @@ impl Store {
         let options = super::StoreOptions::default();
         let restored = Sled::open(&building, options.cache_bytes, options.fsync)
             .and_then(|engine| restore_into(&engine, input).map(|summary| (engine, summary)))
-            .and_then(|(engine, summary)| {
-                // Opening replays the log into the counters, as a server would.
-                let store = Store::open_on(Box::new(engine), options)?;
-                let checked = store
-                    .verify_projections()
-                    .and_then(|problems| Ok((problems, store.verify_audit()?)));
-                store.close_blocking()?;
-                match checked? {
-                    (problems, _) if !problems.is_empty() => {
-                        Err(damaged(format!("after restoring, {}", problems[0])))
-                    }
-                    (_, Err(broken)) => Err(damaged(broken)),
-                    (_, Ok(_)) => Ok(summary),
-                }
-            });
+            .and_then(|(engine, summary)| checked(Box::new(engine), options, summary));
         let placed = restored.and_then(|summary| {
             if dir.exists() {
                 std::fs::remove_dir(dir).map_err(io_error)?;
@@ -452,6 +482,27 @@ impl Store {
             let _ = std::fs::remove_dir_all(&building);
         }
         placed
+    }
+}
+
+/// Opens a restored engine as a server would (replaying the log into the counters) and checks
+/// every projection and the audit chain before the restore is put in place.
+fn checked(
+    engine: Box<dyn Engine>,
+    options: super::StoreOptions,
+    summary: BackupSummary,
+) -> Result<BackupSummary, StoreError> {
+    let store = Store::open_on(engine, options)?;
+    let checked = store
+        .verify_projections()
+        .and_then(|problems| Ok((problems, store.verify_audit()?)));
+    store.close_blocking()?;
+    match checked? {
+        (problems, _) if !problems.is_empty() => {
+            Err(damaged(format!("after restoring, {}", problems[0])))
+        }
+        (_, Err(broken)) => Err(damaged(broken)),
+        (_, Ok(_)) => Ok(summary),
     }
 }
 

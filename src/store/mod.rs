@@ -18,7 +18,7 @@ mod alerts;
 mod audit;
 mod backup;
 mod boundaries;
-mod engine;
+pub mod engine;
 mod fold;
 mod keyspace;
 mod layout;
@@ -31,6 +31,7 @@ mod views;
 pub use alerts::{AlertPage, AlertScan};
 pub use audit::AuditPage;
 pub use backup::{BackupCut, BackupSummary};
+pub use engine::{DEFAULT_CONNECTIONS, PostgresOptions};
 pub use rebuild::RebuildHold;
 pub use releases::Due;
 pub use reviews::{ActionChange, ReviewChange};
@@ -39,7 +40,7 @@ pub use views::RiskPage;
 mod writer;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -74,6 +75,12 @@ const WRITER_QUEUE: usize = 16_384;
 pub enum StoreError {
     #[error("storage failure: {0}")]
     Storage(#[from] sled::Error),
+    /// The PostgreSQL engine failed for a reason other than reaching the database.
+    #[error("database failure: {0}")]
+    Database(String),
+    /// The database cannot be reached (or is not the primary): a failover may be under way.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("stored value cannot be read: {0}")]
     Codec(#[from] postcard::Error),
     #[error("store is corrupt: {0}")]
@@ -312,6 +319,43 @@ impl Default for StoreOptions {
     }
 }
 
+/// Where the register keeps its data: the engine and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// sled in this directory: one node.
+    Sled(PathBuf),
+    /// A PostgreSQL database: one node or several sharing it.
+    Postgres(PostgresOptions),
+}
+
+impl std::fmt::Display for Location {
+    /// Names the place without the URL's password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sled(dir) => write!(f, "sled store in {}", dir.display()),
+            Self::Postgres(options) => match options.url.parse::<postgres::Config>() {
+                Ok(config) => {
+                    let hosts: Vec<String> = config
+                        .get_hosts()
+                        .iter()
+                        .map(|host| match host {
+                            postgres::config::Host::Tcp(name) => name.clone(),
+                            postgres::config::Host::Unix(path) => path.display().to_string(),
+                        })
+                        .collect();
+                    write!(
+                        f,
+                        "PostgreSQL database {} on {}",
+                        config.get_dbname().unwrap_or("(default)"),
+                        hosts.join(",")
+                    )
+                }
+                Err(_) => f.write_str("PostgreSQL database (URL unreadable)"),
+            },
+        }
+    }
+}
+
 /// The register's store; cheap to clone, shared by every handler.
 #[derive(Clone)]
 pub struct Store {
@@ -329,6 +373,17 @@ impl Store {
     pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
         let engine = engine::Sled::open(dir, options.cache_bytes, options.fsync)?;
         Self::open_on(Box::new(engine), options)
+    }
+
+    /// Opens the store wherever `location` says, with these options.
+    pub fn open_at(location: &Location, options: StoreOptions) -> Result<Self, StoreError> {
+        match location {
+            Location::Sled(dir) => Self::open_with(dir, options),
+            Location::Postgres(database) => {
+                let engine = engine::Postgres::open(database)?;
+                Self::open_on(Box::new(engine), options)
+            }
+        }
     }
 
     /// Opens the store on an engine already open (sled lets go of a directory's lock only

@@ -448,7 +448,11 @@ impl Writer {
             self.subjects.clear();
         }
         if let Err(
-            error @ (StoreError::Storage(_) | StoreError::Codec(_) | StoreError::Corrupt(_)),
+            error @ (StoreError::Storage(_)
+            | StoreError::Database(_)
+            | StoreError::Unavailable(_)
+            | StoreError::Codec(_)
+            | StoreError::Corrupt(_)),
         ) = &result
         {
             tracing::error!(%error, "write failed; the writer refuses further writes");

@@ -1,8 +1,10 @@
-//! A real server on 127.0.0.1:0 with sled in a temporary directory, and helpers to feed it
-//! real geography from the shared ONS lookups.
+//! A real server on 127.0.0.1:0 with sled in a temporary directory (or, with
+//! `MARR_TEST_ENGINE=postgres`, a database of its own on a PostgreSQL cluster the tests
+//! start), and helpers to feed it real geography from the shared ONS lookups.
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod postgres;
 pub mod web;
 
 use std::path::{Path, PathBuf};
@@ -13,7 +15,7 @@ use marr::cli::{Authenticated, ServerArgs, places};
 use marr::config::Config;
 use marr::domain::lookup::LookupTable;
 use marr::proto;
-use marr::store::{Store, StoreOptions};
+use marr::store::{Location, Store, StoreOptions};
 use prost_types::Timestamp;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -299,6 +301,9 @@ pub struct TestServer {
     /// Taken away before a restart: sled lets one handle at a time hold the directory.
     store: Option<Store>,
     dir: tempfile::TempDir,
+    /// Where the register lives: sled in `dir`, or a database of its own on the tests'
+    /// PostgreSQL cluster (`MARR_TEST_ENGINE=postgres`).
+    location: Location,
     options: StoreOptions,
     config: Config,
     shutdown: Option<oneshot::Sender<()>>,
@@ -331,19 +336,34 @@ impl TestServer {
         Self::start_in(dir, StoreOptions::default(), config).await
     }
 
+    /// A server whose register lives at `location`, whatever the suites run on.
+    pub async fn start_on(location: Location) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_at(
+            dir,
+            location,
+            StoreOptions::default(),
+            test_config(),
+            "127.0.0.1:0",
+        )
+        .await
+    }
+
     async fn start_in(dir: tempfile::TempDir, options: StoreOptions, config: Config) -> Self {
-        Self::start_at(dir, options, config, "127.0.0.1:0").await
+        let location = postgres::location_in(dir.path());
+        Self::start_at(dir, location, options, config, "127.0.0.1:0").await
     }
 
     async fn start_at(
         dir: tempfile::TempDir,
+        location: Location,
         options: StoreOptions,
         config: Config,
         address: &str,
     ) -> Self {
-        let path = dir.path().to_path_buf();
         let opening = options.clone();
-        let store = tokio::task::spawn_blocking(move || open_retrying(&path, opening))
+        let at = location.clone();
+        let store = tokio::task::spawn_blocking(move || open_retrying_at(&at, opening))
             .await
             .expect("open task")
             .expect("store opens");
@@ -369,6 +389,7 @@ impl TestServer {
             web_url,
             store: Some(store),
             dir,
+            location,
             options,
             config,
             shutdown: Some(shutdown),
@@ -383,6 +404,11 @@ impl TestServer {
 
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Where the server's register lives.
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
     /// Graceful stop: drains calls, flushes the store and lets go of it.
@@ -404,7 +430,15 @@ impl TestServer {
         self.stop().await;
         self.store = None;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
-        Self::start_in(dir, self.options.clone(), self.config.clone()).await
+        let location = self.location.clone();
+        Self::start_at(
+            dir,
+            location,
+            self.options.clone(),
+            self.config.clone(),
+            "127.0.0.1:0",
+        )
+        .await
     }
 
     /// Stops, waits a moment with nothing listening, and starts again on the same address, as
@@ -415,7 +449,15 @@ impl TestServer {
         tokio::time::sleep(down_for).await;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
         let address = self.url.trim_start_matches("http://").to_string();
-        Self::start_at(dir, self.options.clone(), self.config.clone(), &address).await
+        let location = self.location.clone();
+        Self::start_at(
+            dir,
+            location,
+            self.options.clone(),
+            self.config.clone(),
+            &address,
+        )
+        .await
     }
 
     pub async fn connect(&self) -> Connection {
@@ -772,9 +814,17 @@ pub fn open_retrying(
     path: &std::path::Path,
     options: StoreOptions,
 ) -> Result<Store, marr::store::StoreError> {
+    open_retrying_at(&Location::Sled(path.to_path_buf()), options)
+}
+
+/// [`open_retrying`] wherever the register lives.
+pub fn open_retrying_at(
+    location: &Location,
+    options: StoreOptions,
+) -> Result<Store, marr::store::StoreError> {
     let mut tries = 0;
     loop {
-        match Store::open_with(path, options.clone()) {
+        match Store::open_at(location, options.clone()) {
             Err(error) if tries < 100 && error.to_string().contains("acquire lock") => {
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(50));

@@ -1,13 +1,17 @@
 //! The storage seam: the little the register asks of the engine that keeps its log, its
 //! projections, the alert log and the audit chain — ordered keys, point reads, range reads,
 //! batches applied whole, and a flush that makes them durable — and sled, the embedded engine
-//! behind it. Every keyspace, the writer and every reader speak to the store only through
+//! behind it, or PostgreSQL ([`Postgres`]) for several nodes and a replicated log. Every keyspace, the writer and every reader speak to the store only through
 //! [`Engine`], so another engine (a replicated one) can take sled's place without them.
 //!
 //! The writer assigns log sequences itself, in the order it applies batches; an engine only
 //! has to apply each batch atomically and, after [`Engine::flush`], durably.
 
+mod postgres;
+
 use std::path::Path;
+
+pub use postgres::{DEFAULT_CONNECTIONS, Postgres, PostgresOptions, TABLE};
 
 use super::StoreError;
 

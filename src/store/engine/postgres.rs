@@ -1,0 +1,664 @@
+//! PostgreSQL behind the seam: every keyspace in one table of ordered `bytea` keys, a batch
+//! as one transaction, and a commit as the point a write is durable (on the standby too when
+//! the server replicates synchronously).
+//!
+//! Readers call the engine synchronously, from the writer thread, from blocking tasks and from
+//! async workers alike. The driver's blocking client cannot run inside an async runtime, so
+//! each connection lives on a thread of its own and callers hand it their query as a job: a
+//! pool of such threads, each reconnecting by itself after the server is lost (a failover
+//! included; the URL may name several hosts with `target_session_attrs=read-write`).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use postgres::error::SqlState;
+use postgres::{Client, Statement};
+
+use super::{Engine, Entries, Entry, WriteBatch};
+use crate::store::StoreError;
+
+/// The schema version this build writes; a database at a later one was written by a newer
+/// marr and is refused.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// The table every keyspace lives in.
+pub const TABLE: &str = "marr_register";
+
+/// Connections unless the config says otherwise.
+pub const DEFAULT_CONNECTIONS: usize = 8;
+
+/// How to reach the database (`[store] engine = "postgres"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// A libpq-style URL or key=value string; several hosts and
+    /// `target_session_attrs=read-write` let a node follow a failover.
+    pub url: String,
+    /// PEM file of the CA that signs the database's certificate: with it, connections use
+    /// TLS and check the certificate (`sslmode=require`); without it, no TLS is offered.
+    pub ca: Option<PathBuf>,
+    /// The password, read from a file so it stays out of the config.
+    pub password_file: Option<PathBuf>,
+    /// Connections held open, each on a thread of its own.
+    pub connections: usize,
+}
+
+impl PostgresOptions {
+    /// Options for this URL, with defaults for the rest.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ca: None,
+            password_file: None,
+            connections: DEFAULT_CONNECTIONS,
+        }
+    }
+}
+
+/// Connects with the options' TLS and password: one place, used by every connection thread.
+struct Connector {
+    config: postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+impl Connector {
+    fn new(options: &PostgresOptions) -> Result<Self, StoreError> {
+        let mut config: postgres::Config = options
+            .url
+            .parse()
+            .map_err(|e| StoreError::Database(format!("[store] url cannot be read: {e}")))?;
+        if let Some(file) = &options.password_file {
+            let password = std::fs::read_to_string(file).map_err(|e| {
+                StoreError::Database(format!(
+                    "[store] password_file {} cannot be read: {e}",
+                    file.display()
+                ))
+            })?;
+            config.password(password.trim_end_matches(['\r', '\n']));
+        }
+        config.connect_timeout(Duration::from_secs(5));
+        let tls = match &options.ca {
+            Some(ca) => Some(tls_with(ca)?),
+            None => {
+                if config.get_ssl_mode() == postgres::config::SslMode::Require {
+                    return Err(StoreError::Database(
+                        "[store] url asks for sslmode=require: set [store] ca to the PEM file of \
+                         the CA that signs the database's certificate"
+                            .into(),
+                    ));
+                }
+                config.ssl_mode(postgres::config::SslMode::Disable);
+                None
+            }
+        };
+        if tls.is_some() {
+            config.ssl_mode(postgres::config::SslMode::Require);
+        }
+        Ok(Self { config, tls })
+    }
+
+    fn connect(&self) -> Result<Client, postgres::Error> {
+        match &self.tls {
+            Some(tls) => self.config.connect(tls.clone()),
+            None => self.config.connect(postgres::NoTls),
+        }
+    }
+}
+
+/// A rustls client that trusts only the CA in this PEM file.
+fn tls_with(ca: &std::path::Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let unreadable = |e: &dyn std::fmt::Display| {
+        StoreError::Database(format!("[store] ca {}: {e}", ca.display()))
+    };
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    let certificates = CertificateDer::pem_file_iter(ca).map_err(|e| unreadable(&e))?;
+    for certificate in certificates {
+        let certificate = certificate.map_err(|e| unreadable(&e))?;
+        roots.add(certificate).map_err(|e| unreadable(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(unreadable(&"holds no certificate"));
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| unreadable(&e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// One connection thread's state: the client (none while the server is unreachable) and the
+/// statements it has prepared.
+struct Link {
+    connector: Arc<Connector>,
+    client: Option<Client>,
+    statements: HashMap<String, Statement>,
+}
+
+impl Link {
+    fn client(&mut self) -> Result<&mut Client, postgres::Error> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.statements.clear();
+            self.client = Some(self.connector.connect()?);
+        }
+        Ok(self.client.as_mut().expect("just connected"))
+    }
+
+    /// The statement for this SQL, prepared once per connection.
+    fn statement(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client()?.prepare(sql)?;
+        self.statements.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
+
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client()?.query(&statement, params)
+    }
+
+    /// After an error, drops a connection that is no longer usable so the next job reconnects.
+    fn after_error(&mut self) {
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.client = None;
+            self.statements.clear();
+        }
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Link) + Send>;
+
+/// The engine: a pool of connection threads taking jobs from one queue.
+pub struct Postgres {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    table: String,
+}
+
+impl Postgres {
+    /// Connects, creates or checks the schema, and starts the pool.
+    pub fn open(options: &PostgresOptions) -> Result<Self, StoreError> {
+        Self::open_table(options, TABLE)
+    }
+
+    /// The engine on a table of another name (a restore builds into one, then renames it).
+    pub(crate) fn open_table(options: &PostgresOptions, table: &str) -> Result<Self, StoreError> {
+        let connector = Arc::new(Connector::new(options)?);
+        migrate(&connector, table)?;
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        let mut threads = Vec::new();
+        for n in 0..options.connections.max(1) {
+            let queue = Arc::clone(&queue);
+            let mut link = Link {
+                connector: Arc::clone(&connector),
+                client: None,
+                statements: HashMap::new(),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("marr-pg-{n}"))
+                .spawn(move || {
+                    loop {
+                        let job = {
+                            let queue = queue.lock().unwrap_or_else(|p| p.into_inner());
+                            queue.recv()
+                        };
+                        match job {
+                            Ok(job) => job(&mut link),
+                            Err(_) => break,
+                        }
+                    }
+                })
+                .map_err(|e| StoreError::Database(e.to_string()))?;
+            threads.push(thread);
+        }
+        Ok(Self {
+            jobs: Mutex::new(Some(jobs)),
+            threads: Mutex::new(threads),
+            table: table.to_string(),
+        })
+    }
+
+    /// Runs `work` on a connection thread and waits for its answer.
+    fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Link) -> Result<T, postgres::Error> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |link| {
+            let result = work(link);
+            if result.is_err() {
+                link.after_error();
+            }
+            let _ = reply.send(result.map_err(classify));
+        });
+        let sent = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|jobs| jobs.send(job).is_ok());
+        if sent != Some(true) {
+            return Err(StoreError::Closed);
+        }
+        answer.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    fn sql(&self, text: &str) -> String {
+        text.replace("{table}", &self.table)
+    }
+
+    /// Renames this engine's table to `to`, replacing an empty table of that name, in one
+    /// transaction: a restore becomes visible whole or not at all.
+    pub(crate) fn rename_into(&self, to: &str) -> Result<(), StoreError> {
+        let from = self.table.clone();
+        let to = to.to_string();
+        self.run(move |link| {
+            let client = link.client()?;
+            let mut transaction = client.transaction()?;
+            let occupied = transaction
+                .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {to})"), &[])?
+                .get::<_, bool>(0);
+            if occupied {
+                return Ok(false);
+            }
+            transaction.batch_execute(&format!(
+                "DROP TABLE {to}; ALTER TABLE {from} RENAME TO {to}; \
+                 ALTER INDEX IF EXISTS {from}_pkey RENAME TO {to}_pkey"
+            ))?;
+            transaction.commit()?;
+            Ok(true)
+        })
+        .and_then(|renamed| {
+            if renamed {
+                Ok(())
+            } else {
+                Err(StoreError::Corrupt(
+                    "the database's register is no longer empty; the restore was not applied"
+                        .into(),
+                ))
+            }
+        })
+    }
+
+    /// Drops this engine's table (a restore that failed part-way).
+    pub(crate) fn drop_table(&self) -> Result<(), StoreError> {
+        let sql = self.sql("DROP TABLE IF EXISTS {table}");
+        self.run(move |link| link.client()?.batch_execute(&sql))
+    }
+
+    /// One page of entries in `window`, ascending or descending.
+    fn page(
+        &self,
+        window: &Window,
+        descending: bool,
+        limit: i64,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let low = if window.low_inclusive { ">=" } else { ">" };
+        let mut sql = format!("SELECT key, value FROM {} WHERE key {low} $1", self.table);
+        if window.high.is_some() {
+            sql.push_str(" AND key < $2");
+        }
+        sql.push_str(if descending {
+            " ORDER BY key DESC"
+        } else {
+            " ORDER BY key"
+        });
+        sql.push_str(if window.high.is_some() {
+            " LIMIT $3"
+        } else {
+            " LIMIT $2"
+        });
+        let from = window.low.clone();
+        let until = window.high.clone();
+        self.run(move |link| {
+            let rows = match &until {
+                Some(until) => link.query(&sql, &[&from, until, &limit])?,
+                None => link.query(&sql, &[&from, &limit])?,
+            };
+            Ok(rows
+                .into_iter()
+                .map(|row| (row.get(0), row.get(1)))
+                .collect())
+        })
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // Closing the queue ends every connection thread once its job is done.
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        for thread in self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Creates the schema, or checks a schema already there, under a lock so nodes starting
+/// together do not race.
+fn migrate(connector: &Connector, table: &str) -> Result<(), StoreError> {
+    let mut client = connector.connect().map_err(classify)?;
+    let mut transaction = client.transaction().map_err(classify)?;
+    // Any constant: the lock only orders schema changes between marr nodes.
+    transaction
+        .execute("SELECT pg_advisory_xact_lock(7261072)", &[])
+        .map_err(classify)?;
+    transaction
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS marr_schema (
+                 version integer NOT NULL,
+                 migrated_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .map_err(classify)?;
+    let version: Option<i32> = transaction
+        .query_one("SELECT max(version) FROM marr_schema", &[])
+        .map_err(classify)?
+        .get(0);
+    match version {
+        Some(version) if version > SCHEMA_VERSION => {
+            return Err(StoreError::Corrupt(format!(
+                "the database's schema is version {version}, written by a later marr; this \
+                 build knows version {SCHEMA_VERSION} and will not touch it"
+            )));
+        }
+        Some(_) => {}
+        None => {
+            transaction
+                .execute(
+                    "INSERT INTO marr_schema (version) VALUES ($1)",
+                    &[&SCHEMA_VERSION],
+                )
+                .map_err(classify)?;
+        }
+    }
+    // Version 1: every keyspace in one table of ordered keys (bytea orders as sled does,
+    // byte by byte, shorter first).
+    transaction
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} (
+                 key bytea PRIMARY KEY,
+                 value bytea NOT NULL
+             )"
+        ))
+        .map_err(classify)?;
+    let synchronous: String = transaction
+        .query_one("SELECT current_setting('synchronous_commit')", &[])
+        .map_err(classify)?
+        .get(0);
+    if synchronous == "off" {
+        return Err(StoreError::Database(
+            "the database has synchronous_commit = off: an acknowledged write could be lost; \
+             set it to on (or remote_apply) for the register's role"
+                .into(),
+        ));
+    }
+    transaction.commit().map_err(classify)
+}
+
+/// A failure to reach the database (it can be retried, after a failover too) or any other.
+fn classify(error: postgres::Error) -> StoreError {
+    let unreachable = error.is_closed()
+        || match error.code() {
+            None => error.as_db_error().is_none(),
+            Some(code) => {
+                let code = code.code();
+                code.starts_with("08")
+                    || code.starts_with("57P")
+                    || code.starts_with("53")
+                    || *code == *SqlState::READ_ONLY_SQL_TRANSACTION.code()
+            }
+        };
+    // The driver's own text for a server error is only "db error": the server's says what.
+    let text = match error.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => error.to_string(),
+    };
+    if unreachable {
+        StoreError::Unavailable(text)
+    } else {
+        StoreError::Database(text)
+    }
+}
+
+/// The keys a paged read has not yet handed out, from both ends.
+#[derive(Clone)]
+struct Window {
+    low: Vec<u8>,
+    low_inclusive: bool,
+    /// Exclusive; none: up to the end.
+    high: Option<Vec<u8>>,
+}
+
+/// A range read a page at a time from either end, each page one query.
+struct Paged<'a> {
+    engine: &'a Postgres,
+    window: Window,
+    front: VecDeque<Entry>,
+    /// Descending: the back's next entry is at the front of this queue.
+    back: VecDeque<Entry>,
+    /// No key is left in the window.
+    exhausted: bool,
+    page: i64,
+    failed: bool,
+}
+
+/// The first page is small (many reads want one entry); later pages grow.
+const FIRST_PAGE: i64 = 32;
+const LARGEST_PAGE: i64 = 2048;
+
+impl<'a> Paged<'a> {
+    fn new(engine: &'a Postgres, from: Vec<u8>, until: Option<Vec<u8>>) -> Self {
+        Self {
+            engine,
+            window: Window {
+                low: from,
+                low_inclusive: true,
+                high: until,
+            },
+            front: VecDeque::new(),
+            back: VecDeque::new(),
+            exhausted: false,
+            page: FIRST_PAGE,
+            failed: false,
+        }
+    }
+
+    /// Reads the next page from one end into its queue; false when the window is empty.
+    fn fill(&mut self, descending: bool) -> Result<bool, StoreError> {
+        if self.exhausted {
+            return Ok(false);
+        }
+        let entries = self.engine.page(&self.window, descending, self.page)?;
+        // A short page means the window holds nothing more.
+        self.exhausted = (entries.len() as i64) < self.page;
+        self.page = (self.page * 4).min(LARGEST_PAGE);
+        let Some(last) = entries.last() else {
+            self.exhausted = true;
+            return Ok(false);
+        };
+        if descending {
+            self.window.high = Some(last.0.clone());
+            self.back.extend(entries);
+        } else {
+            self.window.low = last.0.clone();
+            self.window.low_inclusive = false;
+            self.front.extend(entries);
+        }
+        Ok(true)
+    }
+
+    /// The queue of entries read ahead at one end.
+    fn queue(&mut self, descending: bool) -> &mut VecDeque<Entry> {
+        if descending {
+            &mut self.back
+        } else {
+            &mut self.front
+        }
+    }
+
+    fn step(&mut self, descending: bool) -> Option<Result<Entry, StoreError>> {
+        if self.failed {
+            return None;
+        }
+        if let Some(entry) = self.queue(descending).pop_front() {
+            return Some(Ok(entry));
+        }
+        match self.fill(descending) {
+            Ok(true) => self.queue(descending).pop_front().map(Ok),
+            // The window is empty: what is left is what the other end read but has not
+            // handed out yet, taken from its far side.
+            Ok(false) => self.queue(!descending).pop_back().map(Ok),
+            Err(error) => {
+                self.failed = true;
+                Some(Err(error))
+            }
+        }
+    }
+}
+
+impl Iterator for Paged<'_> {
+    type Item = Result<Entry, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.step(false)
+    }
+}
+
+impl DoubleEndedIterator for Paged<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.step(true)
+    }
+}
+
+/// The least key after every key that starts with `prefix`, if there is one.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+impl Engine for Postgres {
+    fn apply(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        // The last write of a key wins, as in a sled batch; one statement each for the
+        // upserts and the removals.
+        let mut last: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        for (key, value) in batch.writes {
+            last.insert(key, value);
+        }
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
+        let mut removed = Vec::new();
+        for (key, value) in last {
+            match value {
+                Some(value) => {
+                    keys.push(key);
+                    values.push(value);
+                }
+                None => removed.push(key),
+            }
+        }
+        let upsert = self.sql(
+            "INSERT INTO {table} (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+        );
+        let remove = self.sql("DELETE FROM {table} WHERE key = ANY($1::bytea[])");
+        self.run(move |link| {
+            let upsert = link.statement(&upsert)?;
+            let remove = link.statement(&remove)?;
+            let client = link.client()?;
+            let mut transaction = client.transaction()?;
+            if !removed.is_empty() {
+                transaction.execute(&remove, &[&removed])?;
+            }
+            if !keys.is_empty() {
+                transaction.execute(&upsert, &[&keys, &values])?;
+            }
+            transaction.commit()
+        })
+    }
+
+    /// Each batch is committed by [`Engine::apply`]: nothing is left to flush.
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let sql = self.sql("SELECT value FROM {table} WHERE key = $1");
+        let key = key.to_vec();
+        self.run(move |link| {
+            let rows = link.query(&sql, &[&key])?;
+            Ok(rows.into_iter().next().map(|row| row.get(0)))
+        })
+    }
+
+    fn range(&self, from: &[u8], until: &[u8]) -> Entries<'_> {
+        if from >= until {
+            return Box::new(std::iter::empty());
+        }
+        Box::new(Paged::new(self, from.to_vec(), Some(until.to_vec())))
+    }
+
+    fn first_after(&self, key: &[u8]) -> Result<Option<Entry>, StoreError> {
+        let window = Window {
+            low: key.to_vec(),
+            low_inclusive: false,
+            high: None,
+        };
+        Ok(self.page(&window, false, 1)?.into_iter().next())
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Entries<'_> {
+        Box::new(Paged::new(self, prefix.to_vec(), prefix_end(prefix)))
+    }
+
+    fn is_empty(&self) -> bool {
+        let sql = self.sql("SELECT NOT EXISTS (SELECT 1 FROM {table})");
+        self.run(move |link| Ok(link.query(&sql, &[])?[0].get::<_, bool>(0)))
+            .unwrap_or(false)
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        let table = self.table.clone();
+        self.run(move |link| {
+            let rows = link.query(
+                "SELECT coalesce(pg_total_relation_size(to_regclass($1)), 0)",
+                &[&table],
+            )?;
+            Ok(rows[0].get::<_, i64>(0).max(0) as u64)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn a_prefix_ends_at_its_successor() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(&[1, 0xFF]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xFF, 0xFF]), None);
+        assert_eq!(prefix_end(b""), None);
+    }
+}

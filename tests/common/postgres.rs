@@ -1,0 +1,283 @@
+//! PostgreSQL clusters owned by the tests: the distribution's server binaries, a data
+//! directory of their own, a loopback port, stopped when the test process ends. Root may not
+//! run the server, so as root every server command runs as the `postgres` user the package
+//! creates.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use marr::store::{Location, PostgresOptions};
+
+/// Whether the suites run against PostgreSQL (`MARR_TEST_ENGINE=postgres`) rather than sled.
+pub fn selected() -> bool {
+    std::env::var("MARR_TEST_ENGINE").is_ok_and(|engine| engine == "postgres")
+}
+
+/// The directory of the newest server binaries installed.
+fn binaries() -> PathBuf {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|entry| {
+                    let version = entry.file_name().to_str()?.parse().ok()?;
+                    let bin = entry.path().join("bin");
+                    bin.join("initdb").exists().then_some((version, bin))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL's server binaries are not installed (Debian: apt-get install postgresql)"
+        )
+    })
+}
+
+fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A server command, run as `postgres` when the tests run as root.
+fn server_command(program: &str) -> Command {
+    let program = binaries().join(program);
+    if running_as_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run(mut command: Command, what: &str) {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// One PostgreSQL server: its data directory and port.
+pub struct Cluster {
+    root: PathBuf,
+    pub port: u16,
+}
+
+impl Cluster {
+    /// A new cluster, started, with a superuser `marr` trusted on loopback.
+    pub fn start(extra: &[&str]) -> Self {
+        let cluster = Self::create();
+        run(
+            {
+                let mut initdb = server_command("initdb");
+                initdb
+                    .args(["-A", "trust", "-U", "marr", "--no-sync", "-D"])
+                    .arg(cluster.data());
+                initdb
+            },
+            "initdb",
+        );
+        cluster.configure(extra);
+        cluster.start_server();
+        cluster
+    }
+
+    /// A directory the server's user owns, removed by the watchdog when the test process
+    /// ends, with the server stopped first.
+    fn create() -> Self {
+        let mut mktemp = Command::new("mktemp");
+        mktemp.args(["-d", "/tmp/marr-pg-XXXXXX"]);
+        if running_as_root() {
+            mktemp = Command::new("runuser");
+            mktemp.args([
+                "-u",
+                "postgres",
+                "--",
+                "mktemp",
+                "-d",
+                "/tmp/marr-pg-XXXXXX",
+            ]);
+        }
+        let output = mktemp.output().expect("mktemp");
+        assert!(output.status.success(), "mktemp failed");
+        let root = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        let cluster = Self {
+            root,
+            port: free_port(),
+        };
+        cluster.watch_test_process();
+        cluster
+    }
+
+    fn data(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    /// Settings for loopback only, this port and a socket in the cluster's own directory.
+    fn configure(&self, extra: &[&str]) {
+        let mut settings = format!(
+            "\nport = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+             max_connections = 400\nfsync = on\n",
+            self.port,
+            self.root.display()
+        );
+        for line in extra {
+            settings.push_str(line);
+            settings.push('\n');
+        }
+        let config = self.data().join("postgresql.conf");
+        let mut append = if running_as_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--", "tee", "-a"]);
+            command
+        } else {
+            let mut command = Command::new("tee");
+            command.arg("-a");
+            command
+        };
+        let mut child = append
+            .arg(&config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("tee");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(settings.as_bytes())
+            .expect("settings written");
+        assert!(child.wait().expect("tee").success());
+    }
+
+    fn start_server(&self) {
+        let mut pg_ctl = server_command("pg_ctl");
+        pg_ctl
+            .args(["-w", "-t", "60", "-D"])
+            .arg(self.data())
+            .arg("-l")
+            .arg(self.root.join("server.log"))
+            .arg("start");
+        run(pg_ctl, "pg_ctl start");
+    }
+
+    /// Stops the server when the test process is gone (a static is never dropped), then
+    /// removes its directory.
+    fn watch_test_process(&self) {
+        let script = format!(
+            "while [ -d /proc/{pid} ]; do sleep 1; done; \
+             {pg_ctl} -D {data} stop -m immediate >/dev/null 2>&1; rm -rf {root}",
+            pid = std::process::id(),
+            pg_ctl = binaries().join("pg_ctl").display(),
+            data = self.data().display(),
+            root = self.root.display(),
+        );
+        let mut watchdog = if running_as_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--", "sh", "-c", &script]);
+            command
+        } else {
+            let mut command = Command::new("sh");
+            command.args(["-c", &script]);
+            command
+        };
+        // Left to run on after the test process: it is what stops the server.
+        #[allow(clippy::zombie_processes)]
+        watchdog
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the cluster's watchdog starts");
+    }
+
+    /// A URL for `database` on this server.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgresql://marr@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// A new, empty database on this server, as the register's location.
+    pub fn database(&self) -> Location {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "marr_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut createdb = Command::new(binaries().join("createdb"));
+        createdb
+            .args(["-h", "127.0.0.1", "-U", "marr", "-p"])
+            .arg(self.port.to_string())
+            .arg(&name);
+        run(createdb, "createdb");
+        Location::Postgres(PostgresOptions::new(self.url(&name)))
+    }
+
+    /// The server's log, for a failing test's message.
+    pub fn log(&self) -> PathBuf {
+        self.root.join("server.log")
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+/// Runs one SQL command against `url` with psql; panics with psql's message if it fails.
+pub fn psql(url: &str, sql: &str) -> String {
+    let output = Command::new(binaries().join("psql"))
+        .args([
+            url,
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("psql runs");
+    assert!(
+        output.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// The cluster every test of this process shares, each test with databases of its own.
+pub fn shared() -> &'static Cluster {
+    static SHARED: OnceLock<Cluster> = OnceLock::new();
+    SHARED.get_or_init(|| Cluster::start(&[]))
+}
+
+/// Where a test's register lives: a new sled directory inside `dir`, or with
+/// `MARR_TEST_ENGINE=postgres` a new database on the shared cluster.
+pub fn location_in(dir: &Path) -> Location {
+    if selected() {
+        shared().database()
+    } else {
+        Location::Sled(dir.to_path_buf())
+    }
+}

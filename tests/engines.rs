@@ -1,0 +1,194 @@
+//! Both engines behind the storage seam answer alike: the same batches applied to sled and to
+//! PostgreSQL leave the same entries, read back the same way by point, range, prefix and from
+//! either end, so the store above them cannot tell which it runs on.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use marr::store::engine::{Engine, Postgres, PostgresOptions, Sled, WriteBatch};
+use marr::store::{Location, StoreError};
+use proptest::prelude::*;
+
+/// Keys from a small alphabet, so prefixes and neighbours collide often, and long enough
+/// lists of them that reads cross the PostgreSQL engine's pages.
+fn key() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(prop::sample::select(vec![0u8, 1, 0x7F, 0xFF]), 0..5)
+}
+
+#[derive(Debug, Clone)]
+enum Write {
+    Insert(Vec<u8>, Vec<u8>),
+    Remove(Vec<u8>),
+}
+
+fn batches() -> impl Strategy<Value = Vec<Vec<Write>>> {
+    let write = prop_oneof![
+        4 => (key(), prop::collection::vec(any::<u8>(), 0..3)).prop_map(|(k, v)| Write::Insert(k, v)),
+        1 => key().prop_map(Write::Remove),
+    ];
+    prop::collection::vec(prop::collection::vec(write, 1..120), 1..6)
+}
+
+fn postgres_engine() -> Postgres {
+    match common::postgres::shared().database() {
+        Location::Postgres(options) => Postgres::open(&options).expect("the engine opens"),
+        Location::Sled(_) => unreachable!("a cluster database is PostgreSQL"),
+    }
+}
+
+fn all(entries: marr::store::engine::Entries<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    entries.map(|entry| entry.expect("readable")).collect()
+}
+
+/// Reads alternately from the front and the back, as the store's head lookups and reverse
+/// pages do, following `pattern`.
+fn zigzag(mut entries: marr::store::engine::Entries<'_>, pattern: &[bool]) -> Vec<Vec<u8>> {
+    let mut seen = Vec::new();
+    for (n, from_back) in pattern.iter().cycle().enumerate() {
+        let next = if *from_back {
+            entries.next_back()
+        } else {
+            entries.next()
+        };
+        match next {
+            Some(entry) => seen.push(entry.expect("readable").0),
+            None => break,
+        }
+        assert!(n < 10_000, "an iterator that never ends");
+    }
+    seen
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn sled_and_postgres_read_back_the_same(
+        batches in batches(),
+        probes in prop::collection::vec((key(), key()), 1..8),
+        pattern in prop::collection::vec(any::<bool>(), 1..6),
+    ) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sled = Sled::open(dir.path(), 16 << 20, false).expect("sled opens");
+        let postgres = postgres_engine();
+        let mut model = BTreeMap::new();
+        for writes in &batches {
+            let mut on_sled = WriteBatch::default();
+            let mut on_postgres = WriteBatch::default();
+            for write in writes {
+                match write.clone() {
+                    Write::Insert(key, value) => {
+                        model.insert(key.clone(), value.clone());
+                        on_sled.insert(key.clone(), value.clone());
+                        on_postgres.insert(key, value);
+                    }
+                    Write::Remove(key) => {
+                        model.remove(&key);
+                        on_sled.remove(key.clone());
+                        on_postgres.remove(key);
+                    }
+                }
+            }
+            sled.apply(on_sled).expect("sled applies");
+            postgres.apply(on_postgres).expect("PostgreSQL applies");
+        }
+        let expected: Vec<_> = model.clone().into_iter().collect();
+        prop_assert_eq!(all(sled.scan_prefix(b"")), expected.clone());
+        prop_assert_eq!(all(postgres.scan_prefix(b"")), expected.clone());
+        prop_assert_eq!(postgres.is_empty(), model.is_empty());
+        let backwards: Vec<_> = postgres.scan_prefix(b"").rev().map(|e| e.expect("readable")).collect();
+        prop_assert_eq!(backwards, expected.iter().rev().cloned().collect::<Vec<_>>());
+        for (a, b) in &probes {
+            prop_assert_eq!(postgres.get(a).expect("get"), sled.get(a).expect("get"));
+            prop_assert_eq!(postgres.contains(a).expect("contains"), model.contains_key(a));
+            prop_assert_eq!(postgres.first_after(a).expect("after"), sled.first_after(a).expect("after"));
+            prop_assert_eq!(all(postgres.range(a, b)), all(sled.range(a, b)));
+            prop_assert_eq!(all(postgres.scan_prefix(a)), all(sled.scan_prefix(a)));
+            prop_assert_eq!(zigzag(postgres.range(a, b), &pattern), zigzag(sled.range(a, b), &pattern));
+            prop_assert_eq!(zigzag(postgres.scan_prefix(a), &pattern), zigzag(sled.scan_prefix(a), &pattern));
+        }
+    }
+}
+
+/// A batch is one transaction: when part of it cannot be written, none of it is, and the
+/// error says the database refused rather than passing for success.
+#[test]
+fn a_batch_the_database_refuses_leaves_nothing() {
+    let postgres = postgres_engine();
+    let mut first = WriteBatch::default();
+    first.insert(b"a".to_vec(), b"1".to_vec());
+    postgres.apply(first).expect("applies");
+    // A key over the B-tree's row limit (and too random to compress under it) is refused by
+    // the server, after the rest of the batch has been sent.
+    let mut refused = WriteBatch::default();
+    refused.insert(b"b".to_vec(), b"2".to_vec());
+    refused.remove(b"a".to_vec());
+    use sha2::Digest;
+    let noise: Vec<u8> = (0..320u32)
+        .flat_map(|n| sha2::Sha256::digest(n.to_be_bytes()))
+        .collect();
+    refused.insert(noise, b"3".to_vec());
+    let error = postgres.apply(refused).expect_err("the batch is refused");
+    assert!(
+        matches!(error, StoreError::Database(_)),
+        "a refusal by the database is a database failure, not {error:?}"
+    );
+    assert_eq!(
+        all(postgres.scan_prefix(b"")),
+        vec![(b"a".to_vec(), b"1".to_vec())]
+    );
+}
+
+/// A database written by a later schema is refused, naming both versions, and left as it
+/// was; a URL that asks for TLS without a CA to check the server is refused before any
+/// connection is made.
+#[test]
+fn a_later_schema_and_tls_without_a_ca_are_refused() {
+    let Location::Postgres(options) = common::postgres::shared().database() else {
+        unreachable!()
+    };
+    drop(Postgres::open(&options).expect("creates the schema"));
+    common::postgres::psql(
+        &options.url,
+        "INSERT INTO marr_schema (version) VALUES (99)",
+    );
+    let error = match Postgres::open(&options) {
+        Err(error) => error.to_string(),
+        Ok(_) => panic!("a database at schema 99 is opened"),
+    };
+    assert!(
+        error.contains("version 99") && error.contains("version 1"),
+        "{error}"
+    );
+    let tls = PostgresOptions::new(format!("{}?sslmode=require", options.url));
+    let error = match Postgres::open(&tls) {
+        Err(error) => error.to_string(),
+        Ok(_) => panic!("TLS without a CA is accepted"),
+    };
+    assert!(error.contains("[store] ca"), "{error}");
+}
+
+/// A server on PostgreSQL takes records over gRPC and keeps what it acknowledged across a
+/// restart, whatever engine the other suites run on.
+#[tokio::test]
+async fn a_server_on_postgres_keeps_what_it_acknowledged_across_a_restart() {
+    let location = tokio::task::spawn_blocking(|| common::postgres::shared().database())
+        .await
+        .expect("database");
+    let server = common::TestServer::start_on(location).await;
+    let (server, connection) = common::TestServer::north_east_in(server).await;
+    let records: Vec<_> = (0..40)
+        .map(|n| common::record(&format!("pg-{n}"), 2))
+        .collect();
+    common::push_all(&connection, records).await;
+    let head = server.store().head_sequence();
+    assert_eq!(head, 40, "each record is one revision");
+    let server = server.restart().await;
+    assert_eq!(server.store().head_sequence(), head);
+    let connection = server.connect().await;
+    let stored = common::head_of(&connection, common::NEWCASTLE, "pg-39")
+        .await
+        .expect("the last record acknowledged is there after the restart");
+    assert_eq!((stored.revision, stored.sequence), (1, 40));
+}
