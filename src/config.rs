@@ -114,10 +114,34 @@ pub struct OpenDataConfig {
     pub release_check_seconds: Option<u64>,
 }
 
+/// Which engine keeps the register.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineChoice {
+    /// sled, embedded, in `data_dir`: one node.
+    #[default]
+    Sled,
+    /// A PostgreSQL database at `[store] url`: one node or several sharing it.
+    Postgres,
+}
+
 /// The `[store]` table.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
+    /// `"sled"` (default) or `"postgres"`.
+    pub engine: Option<EngineChoice>,
+    /// PostgreSQL: the connection URL, e.g.
+    /// `postgresql://marr@db-a,db-b/marr?target_session_attrs=read-write` (or
+    /// `MARR_DATABASE_URL`). Put the password in `password_file`, not here.
+    pub url: Option<String>,
+    /// PostgreSQL: PEM file of the CA that signs the database's certificate; with it every
+    /// connection uses TLS and checks the certificate.
+    pub ca: Option<PathBuf>,
+    /// PostgreSQL: a file holding the password.
+    pub password_file: Option<PathBuf>,
+    /// PostgreSQL: connections held open (default 8, 1 to 256).
+    pub connections: Option<usize>,
     /// fsync the store's file after every flush, so an acknowledged write survives a power cut
     /// and not only a crash of the process (default true).
     pub fsync: Option<bool>,
@@ -328,6 +352,57 @@ impl Config {
         })
     }
 
+    /// Where the register lives: sled in `data_dir`, or the PostgreSQL database of
+    /// `[store] url`, checked.
+    pub fn store_location(&self) -> Result<crate::store::Location, ConfigError> {
+        let store = &self.store;
+        let invalid = |key: &str, reason: &str| ConfigError::Invalid {
+            key: format!("store.{key}"),
+            reason: reason.to_string(),
+        };
+        match store.engine.unwrap_or_default() {
+            EngineChoice::Sled => {
+                for (key, set) in [
+                    ("url", store.url.is_some()),
+                    ("ca", store.ca.is_some()),
+                    ("password_file", store.password_file.is_some()),
+                    ("connections", store.connections.is_some()),
+                ] {
+                    if set {
+                        return Err(invalid(key, "applies to engine = \"postgres\" only"));
+                    }
+                }
+                Ok(crate::store::Location::Sled(self.data_dir()))
+            }
+            EngineChoice::Postgres => {
+                let url = store
+                    .url
+                    .clone()
+                    .ok_or_else(|| invalid("url", "engine = \"postgres\" needs a url"))?;
+                if url.parse::<postgres::Config>().is_err() {
+                    return Err(invalid(
+                        "url",
+                        "is not a PostgreSQL connection URL (postgresql://user@host/database)",
+                    ));
+                }
+                let connections = store
+                    .connections
+                    .unwrap_or(crate::store::DEFAULT_CONNECTIONS);
+                if !(1..=256).contains(&connections) {
+                    return Err(invalid("connections", "must be from 1 to 256"));
+                }
+                Ok(crate::store::Location::Postgres(
+                    crate::store::PostgresOptions {
+                        url,
+                        ca: store.ca.clone(),
+                        password_file: store.password_file.clone(),
+                        connections,
+                    },
+                ))
+            }
+        }
+    }
+
     /// Bytes of sled's page cache, checked.
     pub fn cache_bytes(&self) -> Result<u64, ConfigError> {
         let mib = self
@@ -421,6 +496,7 @@ impl Config {
         self.rule_settings()?;
         self.limits()?;
         self.cache_bytes()?;
+        self.store_location()?;
         self.checkpoint_every()?;
         self.page_read_limit()?;
         self.client_addresses()?;
@@ -567,6 +643,40 @@ mod tests {
         assert!(error.to_string().contains("store.cache_mib"), "{error}");
         let config: Config = toml::from_str("[store]\ncache_mib = 64\n").expect("parses");
         assert_eq!(config.cache_bytes().expect("valid"), 64 * 1024 * 1024);
+    }
+
+    #[test]
+    fn the_engine_and_its_settings_are_checked_by_name() {
+        let postgres = |rest: &str| -> Config {
+            toml::from_str(&format!("[store]\nengine = \"postgres\"\n{rest}")).expect("parses")
+        };
+        for (config, key) in [
+            (postgres(""), "store.url"),
+            (postgres("url = \"host=db port=oops\"\n"), "store.url"),
+            (
+                postgres("url = \"postgresql://marr@db/marr\"\nconnections = 0\n"),
+                "store.connections",
+            ),
+            (
+                toml::from_str("[store]\nurl = \"postgresql://marr@db/marr\"\n").expect("parses"),
+                "store.url",
+            ),
+        ] {
+            let error = config.check().expect_err("refused");
+            assert!(error.to_string().contains(key), "{key}: {error}");
+        }
+        let config = postgres(
+            "url = \"postgresql://marr@db-a,db-b/marr?target_session_attrs=read-write\"\n",
+        );
+        match config.store_location().expect("valid") {
+            crate::store::Location::Postgres(options) => {
+                assert_eq!(options.connections, crate::store::DEFAULT_CONNECTIONS);
+                assert!(options.url.contains("db-b"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let error = toml::from_str::<Config>("[store]\nengine = \"mysql\"\n").expect_err("unknown");
+        assert!(error.to_string().contains("mysql"), "{error}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use marr::cli::{
 use marr::config::Config;
 use marr::domain::review::{ActionStatus, ReviewKind};
 use marr::domain::{AgencyKind, AlertKind, ClientGroup, PlaceLevel, Severity, Vocabulary};
-use marr::store::{Store, StoreOptions};
+use marr::store::{Location, Store, StoreOptions};
 
 #[derive(Parser)]
 #[command(name = "marr", version, about = "The multi-agency risk register")]
@@ -38,6 +38,9 @@ enum Command {
         /// Directory of the store [default: marr-data].
         #[arg(long, env = "MARR_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// PostgreSQL connection URL; sets `[store] engine = "postgres"` and its `url`.
+        #[arg(long, env = "MARR_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
         /// Allow listening on a non-loopback address without TLS (only where TLS ends in front).
         #[arg(long)]
         insecure: bool,
@@ -66,13 +69,16 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
         /// Check this data directory offline instead of asking a server.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "config")]
         data_dir: Option<PathBuf>,
+        /// Check the store this config's `[store]` names (sled or PostgreSQL) offline.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Only the audit chain.
         #[arg(long)]
         audit: bool,
         /// Offline: rewrite projections that disagree with the log from the log.
-        #[arg(long, requires = "data_dir", conflicts_with = "audit")]
+        #[arg(long, conflicts_with = "audit")]
         repair: bool,
     },
     /// Asks a server whether it is serving (for probes): exit 0 when SERVING, 1 otherwise.
@@ -91,13 +97,28 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Builds a store in a new data directory from a backup file, and checks it.
+    /// Builds a store in a new data directory (or an empty PostgreSQL database) from a backup
+    /// file, and checks it.
     Restore {
         /// The data directory to create; it must not hold a store.
+        #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+        data_dir: Option<PathBuf>,
+        /// Restore into the store this config's `[store]` names (sled or PostgreSQL).
         #[arg(long)]
-        data_dir: PathBuf,
+        config: Option<PathBuf>,
         /// The backup file.
         file: PathBuf,
+    },
+    /// Copies a stopped register from one engine to another (sled into PostgreSQL, or back):
+    /// each side a data directory or a config file whose `[store]` names the store. The copy
+    /// is rebuilt and checked as a restore is; the source is left as it was.
+    Move {
+        /// The store to copy: a sled data directory, or a `.toml` config.
+        #[arg(long)]
+        from: PathBuf,
+        /// Where to copy it (holding no register yet): a data directory, or a `.toml` config.
+        #[arg(long)]
+        to: PathBuf,
     },
     /// Runs a server on England's current geography and population, with three North East
     /// agencies and synthetic records.
@@ -506,6 +527,7 @@ async fn serve(
     listen: Option<SocketAddr>,
     http_listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    database_url: Option<String>,
     insecure: bool,
 ) -> anyhow::Result<()> {
     let mut config = match config {
@@ -516,6 +538,11 @@ async fn serve(
     config.listen = listen.or(config.listen);
     config.http_listen = http_listen.or(config.http_listen);
     config.data_dir = data_dir.or(config.data_dir);
+    if let Some(url) = database_url {
+        config.store.engine = Some(marr::config::EngineChoice::Postgres);
+        config.store.url = Some(url);
+    }
+    let location = config.store_location()?;
     let address = config.listen();
     for address in std::iter::once(address).chain(config.http_listen) {
         if !address.ip().is_loopback() && config.tls.is_none() && !insecure {
@@ -525,7 +552,7 @@ async fn serve(
             );
         }
     }
-    let dir = config.data_dir();
+    tracing::info!(store = %location, "opening the register");
     let options = StoreOptions {
         rules: config.rule_settings()?,
         fsync: config.store.fsync.unwrap_or(true),
@@ -549,7 +576,7 @@ async fn serve(
     marr::serve_opening(
         listener,
         web,
-        move || Store::open_with(&dir, options),
+        move || Store::open_at(&location, options),
         config,
         shutdown_signal(),
     )
@@ -776,12 +803,21 @@ fn dev_certs(dir: &Path, config: Option<&Path>) -> Result<ExitCode, ClientError>
 /// A client subcommand that could not reach or be served by the server exits with status 2.
 async fn verify(
     server: ServerArgs,
-    data_dir: Option<PathBuf>,
+    offline: Option<Location>,
     audit_only: bool,
     repair: bool,
 ) -> Result<ExitCode, ClientError> {
-    let findings = match data_dir {
-        Some(dir) => marr::cli::verify::offline(&dir, audit_only, repair).await?,
+    let findings = match offline {
+        Some(location) => marr::cli::verify::offline(&location, audit_only, repair).await?,
+        None if repair => {
+            use clap::CommandFactory;
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::MissingRequiredArgument,
+                    "--repair works offline: name the store with --data-dir or --config",
+                )
+                .exit()
+        }
         None => marr::cli::verify::audit_online(&Connection::open(&server).await?).await?,
     };
     for line in &findings.lines {
@@ -1084,17 +1120,66 @@ async fn backup(server: ServerArgs, out: PathBuf) -> Result<ExitCode, ClientErro
     Ok(ExitCode::SUCCESS)
 }
 
-async fn restore(data_dir: PathBuf, file: PathBuf) -> Result<ExitCode, ClientError> {
-    let target = data_dir.clone();
+/// The store a data directory or a config file names.
+fn location_of(path: &Path) -> Result<Location, ClientError> {
+    if path
+        .extension()
+        .is_some_and(|extension| extension == "toml")
+    {
+        let config = Config::load(path).map_err(|e| ClientError::Input {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        config.store_location().map_err(|e| ClientError::Input {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    } else {
+        Ok(Location::Sled(path.to_path_buf()))
+    }
+}
+
+/// The store named by `--data-dir` or by `--config`'s `[store]`.
+fn location_from(
+    data_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> Result<Option<Location>, ClientError> {
+    match (data_dir, config) {
+        (Some(dir), _) => Ok(Some(Location::Sled(dir))),
+        (None, Some(config)) => {
+            let loaded = Config::load(&config).map_err(|e| ClientError::Input {
+                path: config.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let location = loaded.store_location().map_err(|e| ClientError::Input {
+                path: config.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            Ok(Some(location))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+async fn restore(location: Location, file: PathBuf) -> Result<ExitCode, ClientError> {
+    let target = location.clone();
     let summary = tokio::task::spawn_blocking(move || marr::cli::backup::restore(&target, &file))
         .await
         .map_err(|e| ClientError::Input {
-            path: data_dir.display().to_string(),
+            path: location.to_string(),
             reason: e.to_string(),
         })??;
     emit(format!(
-        "restored {summary} into {}; every projection rebuilt and checked, the audit chain intact",
-        data_dir.display()
+        "restored {summary} into the {location}; every projection rebuilt and checked, the audit chain intact"
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn move_register(from: PathBuf, to: PathBuf) -> Result<ExitCode, ClientError> {
+    let (from, to) = (location_of(&from)?, location_of(&to)?);
+    let summary = marr::cli::backup::move_register(&from, &to).await?;
+    emit(format!(
+        "moved {summary} from the {from} into the {to}; every projection rebuilt and checked, the audit chain intact"
     ));
     Ok(ExitCode::SUCCESS)
 }
@@ -1161,6 +1246,7 @@ async fn run(cli: Cli) -> ExitCode {
             config,
             listen,
             data_dir,
+            database_url,
             insecure,
             log_format,
             metrics_listen,
@@ -1174,7 +1260,16 @@ async fn run(cli: Cli) -> ExitCode {
                 }
                 tracing::info!(%address, "serving Prometheus metrics at /metrics");
             }
-            match serve(config, listen, http_listen, data_dir, insecure).await {
+            match serve(
+                config,
+                listen,
+                http_listen,
+                data_dir,
+                database_url,
+                insecure,
+            )
+            .await
+            {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("marr serve: {error:#}");
@@ -1196,13 +1291,26 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Push { server, file } => client_exit(push(server, file).await),
         Command::Backup { server, out } => client_exit(backup(server, out).await),
         Command::Health { server, service } => client_exit(health(server, service).await),
-        Command::Restore { data_dir, file } => client_exit(restore(data_dir, file).await),
+        Command::Restore {
+            data_dir,
+            config,
+            file,
+        } => client_exit(match location_from(data_dir, config) {
+            Ok(Some(location)) => restore(location, file).await,
+            Ok(None) => unreachable!("clap requires --data-dir or --config"),
+            Err(error) => Err(error),
+        }),
+        Command::Move { from, to } => client_exit(move_register(from, to).await),
         Command::Verify {
             server,
             data_dir,
+            config,
             audit,
             repair,
-        } => client_exit(verify(server, data_dir, audit, repair).await),
+        } => client_exit(match location_from(data_dir, config) {
+            Ok(offline) => verify(server, offline, audit, repair).await,
+            Err(error) => Err(error),
+        }),
         Command::DevCerts { dir, config } => client_exit(dev_certs(&dir, config.as_deref())),
         Command::Pseudonymise { key_file, input } => {
             client_exit(pseudonymise(&key_file, input.as_deref()))

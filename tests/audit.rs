@@ -9,6 +9,7 @@ use common::*;
 
 use marr::domain::audit::AuditEvent;
 use marr::proto;
+use marr::store::Location;
 
 async fn events(
     connection: &Connection,
@@ -235,23 +236,27 @@ async fn an_agency_sees_who_read_its_records_and_why_but_not_its_own_submissions
 
 /// Rewrites one stored audit event so it says someone else did it, as a person with access to
 /// the disk might.
-fn tamper_with(data_dir: &std::path::Path, sequence: u64) {
-    let db = sled::open(data_dir).expect("the stopped store opens");
-    let tree = db.open_tree("register").expect("tree");
+fn tamper_with(location: &Location, sequence: u64) {
+    let engine = common::postgres::engine_at(location);
     let mut key = vec![b'U'];
     key.extend_from_slice(&sequence.to_be_bytes());
-    let stored = tree.get(&key).expect("read").expect("the event is stored");
+    let stored = engine
+        .get(&key)
+        .expect("read")
+        .expect("the event is stored");
     let mut event: AuditEvent = postcard::from_bytes(&stored).expect("decodes");
     event.principal = "someone else".into();
-    tree.insert(key, postcard::to_stdvec(&event).expect("encodes"))
-        .expect("write");
-    db.flush().expect("flush");
+    let mut batch = marr::store::engine::WriteBatch::default();
+    batch.insert(key, postcard::to_stdvec(&event).expect("encodes"));
+    engine.apply(batch).expect("write");
+    engine.flush().expect("flush");
 }
 
-fn verify_offline(data_dir: &std::path::Path) -> (Option<i32>, String) {
+fn verify_offline(location: &Location) -> (Option<i32>, String) {
+    let scratch = tempfile::tempdir().expect("scratch");
     let output = Command::new(env!("CARGO_BIN_EXE_marr"))
-        .args(["verify", "--audit", "--data-dir"])
-        .arg(data_dir)
+        .args(["verify", "--audit"])
+        .args(common::postgres::store_args(location, scratch.path()))
         .env_remove("MARR_TOKEN")
         .output()
         .expect("marr verify runs");
@@ -279,7 +284,7 @@ async fn changing_one_stored_event_is_found_at_that_event() {
 
     let mut server = server;
     server.stop().await;
-    let data = server.data_dir().to_path_buf();
+    let data = server.location().clone();
     let (code, text) = verify_offline(&data);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("audit chain intact"), "{text}");
@@ -308,9 +313,9 @@ async fn changing_the_last_event_is_found_too() {
     drop(connection);
     let mut server = server;
     server.stop().await;
-    let data = server.data_dir().to_path_buf();
+    let data = server.location().clone();
     let last = {
-        let store = marr::store::Store::open(&data).expect("opens");
+        let store = marr::store::Store::open_at(&data, Default::default()).expect("opens");
         let head = store.audit_head().expect("head");
         store.close().await.expect("close");
         head

@@ -439,10 +439,12 @@ async fn a_record_or_footprint_under_a_replaced_code_counts_under_the_code_that_
         .expect("backup");
     let restored_dir = dir.path().join("restored");
     let into = restored_dir.clone();
-    tokio::task::spawn_blocking(move || marr::cli::backup::restore(&into, &file))
-        .await
-        .expect("restore ran")
-        .expect("restore");
+    tokio::task::spawn_blocking(move || {
+        marr::cli::backup::restore(&marr::store::Location::Sled(into), &file)
+    })
+    .await
+    .expect("restore ran")
+    .expect("restore");
     let restored = marr::store::Store::open(&restored_dir).expect("the restored store opens");
     let code = marr::domain::PlaceCode::parse(BARNSLEY_2024).expect("code");
     let detail = restored.place(code).expect("the old code is known");

@@ -165,7 +165,8 @@ async fn run(
         checkpoint_every,
         ..StoreOptions::default()
     };
-    let mut store = Store::open_with(dir.path(), options.clone()).expect("open");
+    let location = common::postgres::location_in(dir.path());
+    let mut store = Store::open_at(&location, options.clone()).expect("open");
     store
         .import_places(north_east_tables(), operator())
         .await
@@ -248,9 +249,9 @@ async fn run(
             // replays what follows it.
             store.close().await.expect("close");
             drop(store);
-            let path = dir.path().to_path_buf();
+            let at = location.clone();
             let reopening = options.clone();
-            store = tokio::task::spawn_blocking(move || open_retrying(&path, reopening))
+            store = tokio::task::spawn_blocking(move || open_retrying_at(&at, reopening))
                 .await
                 .expect("open task")
                 .expect("reopens");

@@ -1,11 +1,9 @@
 //! `marr verify`: checks the audit chain (and, offline, every projection) and reports the
 //! first broken link or each disagreement.
 
-use std::path::Path;
-
 use super::{ClientError, Connection};
 use crate::proto;
-use crate::store::{Store, StoreError};
+use crate::store::{Location, Store, StoreError, StoreOptions};
 
 /// What verification found: lines to print, and whether everything held.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,22 +44,29 @@ pub async fn audit_online(connection: &Connection) -> Result<Findings, ClientErr
     }))
 }
 
-/// Opens a stopped server's store and checks the audit chain and, unless `audit_only`, that
-/// every projection agrees with the log; with `repair`, rewrites projections that do not from
-/// the log. (The audit chain is never repaired: a break in it is evidence.)
-pub async fn offline(dir: &Path, audit_only: bool, repair: bool) -> Result<Findings, ClientError> {
+/// Opens a stopped server's store (sled or PostgreSQL) and checks the audit chain and, unless
+/// `audit_only`, that every projection agrees with the log; with `repair`, rewrites
+/// projections that do not from the log. (The audit chain is never repaired: a break in it is
+/// evidence.)
+pub async fn offline(
+    location: &Location,
+    audit_only: bool,
+    repair: bool,
+) -> Result<Findings, ClientError> {
     let unreadable = |error: StoreError| ClientError::Input {
-        path: dir.display().to_string(),
-        reason: format!("{error} (verify needs the server stopped)"),
+        path: location.to_string(),
+        reason: format!("{error} (verify needs every server of the store stopped)"),
     };
-    if !dir.join("conf").exists() {
+    if let Location::Sled(dir) = location
+        && !dir.join("conf").exists()
+    {
         return Err(ClientError::Input {
             path: dir.display().to_string(),
             reason: "is not a marr data directory".into(),
         });
     }
-    let path = dir.to_path_buf();
-    let store = tokio::task::spawn_blocking(move || Store::open(&path))
+    let at = location.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open_at(&at, StoreOptions::default()))
         .await
         .map_err(|e| unreadable(StoreError::WriterFailed(e.to_string())))?
         .map_err(unreadable)?;

@@ -281,3 +281,37 @@ pub fn location_in(dir: &Path) -> Location {
         Location::Sled(dir.to_path_buf())
     }
 }
+
+/// The engine under a stopped server's register, opened directly, as someone with access to
+/// its disk or its database would.
+pub fn engine_at(location: &Location) -> Box<dyn marr::store::engine::Engine> {
+    match location {
+        Location::Sled(dir) => Box::new(
+            marr::store::engine::Sled::open(dir, 16 << 20, true).expect("the stopped store opens"),
+        ),
+        Location::Postgres(options) => {
+            Box::new(marr::store::engine::Postgres::open(options).expect("the database opens"))
+        }
+    }
+}
+
+/// Command-line arguments that name the register at `location` to an offline command
+/// (`verify`, `restore`): `--data-dir DIR`, or `--config FILE` with a config naming the
+/// database, written into `scratch`.
+pub fn store_args(location: &Location, scratch: &Path) -> Vec<std::ffi::OsString> {
+    match location {
+        Location::Sled(dir) => vec!["--data-dir".into(), dir.clone().into_os_string()],
+        Location::Postgres(options) => {
+            let config = scratch.join("store.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "[store]\nengine = \"postgres\"\nurl = \"{}\"\n",
+                    options.url
+                ),
+            )
+            .expect("config written");
+            vec!["--config".into(), config.into_os_string()]
+        }
+    }
+}

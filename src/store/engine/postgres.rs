@@ -194,7 +194,6 @@ impl Postgres {
     /// The engine on a table of another name (a restore builds into one, then renames it).
     pub(crate) fn open_table(options: &PostgresOptions, table: &str) -> Result<Self, StoreError> {
         let connector = Arc::new(Connector::new(options)?);
-        migrate(&connector, table)?;
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         let mut threads = Vec::new();
@@ -222,11 +221,15 @@ impl Postgres {
                 .map_err(|e| StoreError::Database(e.to_string()))?;
             threads.push(thread);
         }
-        Ok(Self {
+        let engine = Self {
             jobs: Mutex::new(Some(jobs)),
             threads: Mutex::new(threads),
             table: table.to_string(),
-        })
+        };
+        // On a connection thread, as every query is: the caller may be inside a runtime.
+        let table = table.to_string();
+        engine.run_checked(move |link| migrate(link.client().map_err(classify)?, &table))?;
+        Ok(engine)
     }
 
     /// Runs `work` on a connection thread and waits for its answer.
@@ -234,13 +237,21 @@ impl Postgres {
         &self,
         work: impl FnOnce(&mut Link) -> Result<T, postgres::Error> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.run_checked(move |link| work(link).map_err(classify))
+    }
+
+    /// [`Postgres::run`] for work that says itself what went wrong.
+    fn run_checked<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Link) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
         let job: Job = Box::new(move |link| {
             let result = work(link);
             if result.is_err() {
                 link.after_error();
             }
-            let _ = reply.send(result.map_err(classify));
+            let _ = reply.send(result);
         });
         let sent = self
             .jobs
@@ -351,8 +362,7 @@ impl Drop for Postgres {
 
 /// Creates the schema, or checks a schema already there, under a lock so nodes starting
 /// together do not race.
-fn migrate(connector: &Connector, table: &str) -> Result<(), StoreError> {
-    let mut client = connector.connect().map_err(classify)?;
+fn migrate(client: &mut Client, table: &str) -> Result<(), StoreError> {
     let mut transaction = client.transaction().map_err(classify)?;
     // Any constant: the lock only orders schema changes between marr nodes.
     transaction
