@@ -192,3 +192,116 @@ async fn a_server_on_postgres_keeps_what_it_acknowledged_across_a_restart() {
         .expect("the last record acknowledged is there after the restart");
     assert_eq!((stored.revision, stored.sequence), (1, 40));
 }
+
+/// `marr move` with these arguments; answers the exit code and everything it printed.
+fn move_register(from: &std::path::Path, to: &std::path::Path) -> (Option<i32>, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_marr"))
+        .args(["move", "--from"])
+        .arg(from)
+        .arg("--to")
+        .arg(to)
+        .output()
+        .expect("marr move runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).to_string()
+            + &String::from_utf8_lossy(&output.stderr),
+    )
+}
+
+/// A register moves from sled into PostgreSQL and back whole: every revision with its
+/// sequence, the audit chain and the directory; a server on the moved register answers as
+/// the original did, and a move into a store that already holds a register is refused and
+/// changes nothing.
+#[tokio::test]
+async fn a_register_moves_from_sled_to_postgres_and_back_unchanged() {
+    let scratch = tempfile::tempdir().expect("scratch");
+    let sled_dir = scratch.path().join("sled");
+    let server = common::TestServer::start_on(Location::Sled(sled_dir.clone())).await;
+    let (mut server, connection) = common::TestServer::north_east_in(server).await;
+    let records: Vec<_> = (0..30)
+        .map(|n| common::record(&format!("mv-{n}"), 3))
+        .collect();
+    common::push_all(&connection, records).await;
+    let mut again = common::record("mv-7", 1);
+    again.severity = marr::proto::Severity::Critical as i32;
+    common::push_all(&connection, vec![again]).await;
+    let head = server.store().head_sequence();
+    let audit_head = server.store().audit_head().expect("audit head");
+    server.stop().await;
+
+    let database = tokio::task::spawn_blocking(|| common::postgres::shared().database())
+        .await
+        .expect("database");
+    let config = scratch.path().join("postgres.toml");
+    let Location::Postgres(options) = &database else {
+        unreachable!()
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nengine = \"postgres\"\nurl = \"{}\"\n",
+            options.url
+        ),
+    )
+    .expect("config");
+    let (code, text) = move_register(&sled_dir, &config);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(&format!("log to sequence {head}")), "{text}");
+
+    let on_postgres = common::TestServer::start_on(database.clone()).await;
+    assert_eq!(on_postgres.store().head_sequence(), head);
+    assert_eq!(on_postgres.store().audit_head().expect("head"), audit_head);
+    let connection = on_postgres.connect().await;
+    let moved = common::head_of(&connection, common::NEWCASTLE, "mv-7")
+        .await
+        .expect("moved");
+    assert_eq!(moved.revision, 2, "both revisions came along");
+    assert_eq!(
+        moved.record.expect("record").severity,
+        marr::proto::Severity::Critical as i32
+    );
+    let store = on_postgres.store().clone();
+    let (problems, chain) = tokio::task::spawn_blocking(move || {
+        (
+            store.verify_projections().expect("verify"),
+            store.verify_audit().expect("audit"),
+        )
+    })
+    .await
+    .expect("task");
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(chain.is_ok(), "{chain:?}");
+    drop(connection);
+    let mut on_postgres = on_postgres;
+    on_postgres.stop().await;
+    // Served on PostgreSQL, the register's own reads added audit events: what moves back is
+    // what the database holds now.
+    let audit_now = tokio::task::spawn_blocking({
+        let database = database.clone();
+        move || {
+            let store = marr::store::Store::open_at(&database, Default::default()).expect("open");
+            let head = store.audit_head().expect("head");
+            store.close_blocking().expect("close");
+            head
+        }
+    })
+    .await
+    .expect("task");
+
+    // Into a store that holds a register: refused, both left as they were.
+    let (code, text) = move_register(&config, &sled_dir);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("not empty"), "{text}");
+
+    let back = scratch.path().join("back");
+    let (code, text) = move_register(&config, &back);
+    assert_eq!(code, Some(0), "{text}");
+    let store = tokio::task::spawn_blocking(move || marr::store::Store::open(&back))
+        .await
+        .expect("task")
+        .expect("the moved-back store opens");
+    assert_eq!(store.head_sequence(), head);
+    assert_eq!(store.audit_head().expect("head"), audit_now);
+    store.close().await.expect("close");
+}

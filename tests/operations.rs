@@ -7,15 +7,26 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use common::postgres::Tree;
 use common::*;
 use marr::domain::Revision;
 use marr::proto;
-use marr::store::StoreOptions;
+use marr::store::{Location, StoreOptions};
 
 fn marr(args: &[&str], dir: &Path) -> (Option<i32>, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_marr"))
+    run(Command::new(env!("CARGO_BIN_EXE_marr")).args(args).arg(dir))
+}
+
+/// `marr ARGS` on the register at `location` (`--data-dir` or a config naming the database).
+fn marr_on(args: &[&str], location: &Location) -> (Option<i32>, String) {
+    let scratch = tempfile::tempdir().expect("scratch");
+    run(Command::new(env!("CARGO_BIN_EXE_marr"))
         .args(args)
-        .arg(dir)
+        .args(postgres::store_args(location, scratch.path())))
+}
+
+fn run(command: &mut Command) -> (Option<i32>, String) {
+    let output = command
         .env_remove("MARR_TOKEN")
         .output()
         .expect("marr runs");
@@ -89,8 +100,8 @@ async fn stopped_with_records() -> TestServer {
 #[tokio::test]
 async fn verify_finds_projections_that_disagree_with_the_log_and_repair_rewrites_them() {
     let server = stopped_with_records().await;
-    let data = server.data_dir().to_path_buf();
-    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    let data = server.location().clone();
+    let (code, text) = marr_on(&["verify"], &data);
     assert_eq!(code, Some(0), "{text}");
     assert!(
         text.contains("projections agree with the log (head 3)"),
@@ -101,8 +112,7 @@ async fn verify_finds_projections_that_disagree_with_the_log_and_repair_rewrites
     // place index entry and an audit index entry, as a damaged disk might.
     let lost_event;
     {
-        let db = sled::open(&data).expect("opens");
-        let tree = db.open_tree("register").expect("tree");
+        let tree = Tree::open(&data);
         let mut latest = vec![b'R'];
         latest.extend(record_key(NEWCASTLE, "V-2"));
         assert!(tree.remove(latest).expect("remove").is_some());
@@ -115,6 +125,7 @@ async fn verify_finds_projections_that_disagree_with_the_log_and_repair_rewrites
             .expect("insert");
         let (first, _) = tree
             .scan_prefix([b'H'])
+            .into_iter()
             .next()
             .expect("a principal index entry")
             .expect("readable");
@@ -124,9 +135,9 @@ async fn verify_finds_projections_that_disagree_with_the_log_and_repair_rewrites
         invented.extend_from_slice(b"RTD");
         invented.extend_from_slice(&1u64.to_be_bytes());
         tree.insert(invented, &[][..]).expect("insert");
-        db.flush().expect("flush");
+        tree.flush();
     }
-    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    let (code, text) = marr_on(&["verify"], &data);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("latest E08000021/V-2: missing"), "{text}");
     assert!(
@@ -152,10 +163,10 @@ async fn verify_finds_projections_that_disagree_with_the_log_and_repair_rewrites
         "{text}"
     );
 
-    let (code, text) = marr(&["verify", "--repair", "--data-dir"], &data);
+    let (code, text) = marr_on(&["verify", "--repair"], &data);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("repaired: 5 projection entries"), "{text}");
-    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    let (code, text) = marr_on(&["verify"], &data);
     assert_eq!(code, Some(0), "{text}");
     assert!(
         text.contains("projections agree with the log (head 3)"),
@@ -167,13 +178,12 @@ async fn verify_finds_projections_that_disagree_with_the_log_and_repair_rewrites
 async fn verify_finds_a_wrong_checkpoint_a_lost_journal_entry_and_a_lost_watch_and_repair_rebuilds_them()
  {
     let server = stopped_with_records().await;
-    let data = server.data_dir().to_path_buf();
+    let data = server.location().clone();
     // The clean stop checkpointed the counters at the head. A checkpoint filed under an
     // earlier sequence than the one it holds, a subject journal entry and a stale watch entry
     // lost, as a damaged disk or a faulty copy might leave them.
     {
-        let db = sled::open(&data).expect("opens");
-        let tree = db.open_tree("register").expect("tree");
+        let tree = Tree::open(&data);
         let checkpoint = |sequence: u64| {
             let mut key = vec![b'K'];
             key.extend_from_slice(&sequence.to_be_bytes());
@@ -186,19 +196,21 @@ async fn verify_finds_a_wrong_checkpoint_a_lost_journal_entry_and_a_lost_watch_a
         tree.insert(checkpoint(1), at_head).expect("insert");
         let (journal, _) = tree
             .scan_prefix(b"B")
+            .into_iter()
             .next()
             .expect("journal")
             .expect("entry");
         tree.remove(journal).expect("remove");
         let (watched, _) = tree
             .scan_prefix(b"D")
+            .into_iter()
             .next()
             .expect("watch")
             .expect("entry");
         tree.remove(watched).expect("remove");
-        db.flush().expect("flush");
+        tree.flush();
     }
-    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    let (code, text) = marr_on(&["verify"], &data);
     assert_eq!(code, Some(1), "{text}");
     assert!(
         text.contains(&format!(
@@ -209,10 +221,10 @@ async fn verify_finds_a_wrong_checkpoint_a_lost_journal_entry_and_a_lost_watch_a
     assert!(text.contains("subject journal:"), "{text}");
     assert!(text.contains("stale watch:"), "{text}");
 
-    let (code, text) = marr(&["verify", "--repair", "--data-dir"], &data);
+    let (code, text) = marr_on(&["verify", "--repair"], &data);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("repaired: 2 projection entries"), "{text}");
-    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    let (code, text) = marr_on(&["verify"], &data);
     assert_eq!(code, Some(0), "{text}");
     assert!(
         text.contains("projections agree with the log (head 3)"),
@@ -299,17 +311,16 @@ async fn verify_names_each_damaged_entry_and_repair_fixes_all_but_a_gap_in_the_l
     );
     drop(connection);
     server.stop().await;
-    let data = server.data_dir().to_path_buf();
+    let data = server.location().clone();
 
-    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    let (code, text) = marr_on(&["verify"], &data);
     assert_eq!(code, Some(0), "{text}");
     {
-        let db = sled::open(&data).expect("opens");
-        let tree = db.open_tree("register").expect("tree");
+        let tree = Tree::open(&data);
         let revisions: Vec<Revision> = tree
             .scan_prefix(b"L")
-            .values()
-            .map(|value| postcard::from_bytes(&value.expect("read")).expect("revision"))
+            .into_iter()
+            .map(|entry| postcard::from_bytes(&entry.expect("read").1).expect("revision"))
             .collect();
         let sequence_of = |local_ref: &str, revision: u32| {
             revisions
@@ -347,8 +358,8 @@ async fn verify_names_each_damaged_entry_and_repair_fixes_all_but_a_gap_in_the_l
         // V-3's journal entry holds V-1's first entry instead.
         let journal_key = |sequence: u64| {
             tree.scan_prefix(b"B")
-                .keys()
-                .map(|key| key.expect("read"))
+                .into_iter()
+                .map(|entry| entry.expect("read").0)
                 .find(|key| key[key.len() - 8..] == sequence.to_be_bytes())
                 .expect("journal entry")
         };
@@ -362,10 +373,10 @@ async fn verify_names_each_damaged_entry_and_repair_fixes_all_but_a_gap_in_the_l
         tree.insert(watch, &[][..]).expect("insert");
         // V-4's only revision leaves the log, its projections stay behind.
         assert!(tree.remove(log_entry(6)).expect("remove").is_some());
-        db.flush().expect("flush");
+        tree.flush();
     }
 
-    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    let (code, text) = marr_on(&["verify"], &data);
     assert_eq!(code, Some(1), "{text}");
     let damage = [
         "latest E08000021/V-1: points at sequence 1, the log's latest is 4".to_string(),
@@ -391,10 +402,10 @@ async fn verify_names_each_damaged_entry_and_repair_fixes_all_but_a_gap_in_the_l
     assert!(text.contains(gap), "{text}");
 
     // The log is the truth and is never rewritten: its gap stays, everything else is fixed.
-    let (code, text) = marr(&["verify", "--repair", "--data-dir"], &data);
+    let (code, text) = marr_on(&["verify", "--repair"], &data);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("repaired: 7 projection entries"), "{text}");
-    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    let (code, text) = marr_on(&["verify"], &data);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains(gap), "{text}");
     for line in &damage {
@@ -458,10 +469,10 @@ async fn verify_tells_a_revision_reported_stale_from_one_the_sweep_lost() {
     assert_eq!(answers[0].outcome, proto::Outcome::Accepted as i32);
     drop(connection);
     server.stop().await;
-    let data = server.data_dir().to_path_buf();
+    let data = server.location().clone();
 
     // S-2 was reported stale and left the watch; S-1's newer revision is on it.
-    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    let (code, text) = marr_on(&["verify"], &data);
     assert_eq!(code, Some(0), "{text}");
     assert!(
         text.contains("projections agree with the log (head 3)"),
@@ -470,8 +481,7 @@ async fn verify_tells_a_revision_reported_stale_from_one_the_sweep_lost() {
 
     // S-2 back on the watch would be reported twice; S-1 off it would never be.
     {
-        let db = sled::open(&data).expect("opens");
-        let tree = db.open_tree("register").expect("tree");
+        let tree = Tree::open(&data);
         let revision = |sequence: u64| -> Revision {
             let value = tree
                 .get(log_entry(sequence))
@@ -491,9 +501,9 @@ async fn verify_tells_a_revision_reported_stale_from_one_the_sweep_lost() {
                 .expect("remove")
                 .is_some()
         );
-        db.flush().expect("flush");
+        tree.flush();
     }
-    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    let (code, text) = marr_on(&["verify"], &data);
     assert_eq!(code, Some(1), "{text}");
     for sequence in [2, 3] {
         assert!(
@@ -503,26 +513,25 @@ async fn verify_tells_a_revision_reported_stale_from_one_the_sweep_lost() {
             "{text}"
         );
     }
-    let (code, text) = marr(&["verify", "--repair", "--data-dir"], &data);
+    let (code, text) = marr_on(&["verify", "--repair"], &data);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("repaired: 2 projection entries"), "{text}");
-    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    let (code, text) = marr_on(&["verify"], &data);
     assert_eq!(code, Some(0), "{text}");
 }
 
 #[tokio::test]
 async fn a_store_of_the_first_layout_is_upgraded_on_open_and_answers_as_before() {
     let server = stopped_with_records().await;
-    let data = server.data_dir().to_path_buf();
+    let data = server.location().clone();
     // Turn the store back into the first layout: a place index keyed (place, record), a
     // subject index keyed (subject, record), and none of the later indexes, checkpoints or
     // layout version.
     {
-        let db = sled::open(&data).expect("opens");
-        let tree = db.open_tree("register").expect("tree");
+        let tree = Tree::open(&data);
         for prefix in [b"Q", b"H", b"J", b"B", b"D", b"K", b"Y"] {
-            for key in tree.scan_prefix(prefix).keys() {
-                tree.remove(key.expect("key")).expect("remove");
+            for entry in tree.scan_prefix(prefix) {
+                tree.remove(entry.expect("entry").0).expect("remove");
             }
         }
         for (agency, local_ref, place, n) in [
@@ -539,45 +548,45 @@ async fn a_store_of_the_first_layout_is_upgraded_on_open_and_answers_as_before()
             key.extend(record_key(agency, local_ref));
             tree.insert(key, &[][..]).expect("insert");
         }
-        db.flush().expect("flush");
+        tree.flush();
     }
-    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    let (code, text) = marr_on(&["verify"], &data);
     assert_eq!(code, Some(0), "{text}");
     assert!(
         text.contains("projections agree with the log (head 3)"),
         "{text}"
     );
-    let db = sled::open(&data).expect("opens");
-    let tree = db.open_tree("register").expect("tree");
+    let tree = Tree::open(&data);
     assert_eq!(
-        tree.scan_prefix(b"S").count(),
+        tree.scan_prefix(b"S").len(),
         0,
         "the old subject index is gone"
     );
     assert_eq!(
-        tree.scan_prefix(b"P").count(),
+        tree.scan_prefix(b"P").len(),
         0,
         "the old place index is gone"
     );
+    assert_eq!(tree.scan_prefix(b"Q").len(), 3, "one place entry a record");
     assert_eq!(
-        tree.scan_prefix(b"Q").count(),
-        3,
-        "one place entry a record"
-    );
-    assert_eq!(
-        tree.scan_prefix(b"B").count(),
+        tree.scan_prefix(b"B").len(),
         3,
         "one journal entry a record"
     );
-    assert_eq!(
-        tree.scan_prefix(b"D").count(),
-        2,
-        "both high records watched"
-    );
+    assert_eq!(tree.scan_prefix(b"D").len(), 2, "both high records watched");
     assert!(
-        tree.scan_prefix(b"K").count() >= 1,
+        !tree.scan_prefix(b"K").is_empty(),
         "a checkpoint at the head"
     );
+}
+
+/// `marr restore` of `file` into the register at `location`.
+fn restore(location: &Location, file: &Path) -> (Option<i32>, String) {
+    let scratch = tempfile::tempdir().expect("scratch");
+    run(Command::new(env!("CARGO_BIN_EXE_marr"))
+        .arg("restore")
+        .args(postgres::store_args(location, scratch.path()))
+        .arg(file))
 }
 
 #[tokio::test]
@@ -674,18 +683,16 @@ async fn a_backup_taken_under_load_restores_to_a_store_that_verifies() {
     );
     assert!(after > summary.head, "writes went on during the backup");
 
-    let restored_dir = dir.path().join("restored");
-    let (code, text) = marr(
-        &["restore", "--data-dir", &restored_dir.display().to_string()],
-        &file,
-    );
+    let restored_at = postgres::location_in(&dir.path().join("restored"));
+    let (code, text) = restore(&restored_at, &file);
     assert_eq!(code, Some(0), "{text}");
     assert!(
         text.contains(&format!("restored log to sequence {}", summary.head)),
         "{text}"
     );
 
-    let restored = marr::store::Store::open(&restored_dir).expect("the restored store opens");
+    let restored = marr::store::Store::open_at(&restored_at, StoreOptions::default())
+        .expect("the restored store opens");
     assert_eq!(restored.head_sequence(), summary.head);
     let original = server.store();
     let mut keys: Vec<String> = acknowledged.iter().map(|(r, _, _)| r.clone()).collect();
@@ -739,26 +746,29 @@ async fn a_backup_taken_under_load_restores_to_a_store_that_verifies() {
     );
     restored.close().await.expect("close");
 
-    // A second restore into the same directory is refused and changes nothing.
-    let (code, text) = marr(
-        &["restore", "--data-dir", &restored_dir.display().to_string()],
-        &file,
-    );
+    // A second restore into the same store is refused and changes nothing.
+    let (code, text) = restore(&restored_at, &file);
     assert_eq!(code, Some(2), "{text}");
-    assert!(text.contains("is not empty"), "{text}");
+    assert!(
+        text.contains("is not empty") || text.contains("already holds a register"),
+        "{text}"
+    );
 
     // A truncated backup is refused, and leaves no half-built store behind.
     let truncated = dir.path().join("truncated.backup");
     let whole = std::fs::read(&file).expect("read");
     std::fs::write(&truncated, &whole[..whole.len() * 2 / 3]).expect("write");
-    let elsewhere = dir.path().join("elsewhere");
-    let (code, text) = marr(
-        &["restore", "--data-dir", &elsewhere.display().to_string()],
-        &truncated,
-    );
+    let elsewhere = postgres::location_in(&dir.path().join("elsewhere"));
+    let (code, text) = restore(&elsewhere, &truncated);
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("ends early"), "{text}");
-    assert!(!elsewhere.exists());
+    match &elsewhere {
+        Location::Sled(dir) => assert!(!dir.exists()),
+        Location::Postgres(_) => assert!(
+            postgres::engine_at(&elsewhere).is_empty(),
+            "a refused restore leaves the database's register empty"
+        ),
+    }
 }
 
 #[tokio::test]
@@ -816,28 +826,28 @@ async fn verify_finds_a_lost_overdue_watch_entry_and_repair_puts_it_back() {
         .expect("planned");
     drop(connection);
     server.stop().await;
-    let data = server.data_dir().to_path_buf();
-    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    let data = server.location().clone();
+    let (code, text) = marr_on(&["verify"], &data);
     assert_eq!(code, Some(0), "{text}");
     {
-        let db = sled::open(&data).expect("opens");
-        let tree = db.open_tree("register").expect("tree");
+        let tree = Tree::open(&data);
         let (due, _) = tree
             .scan_prefix([b'd'])
+            .into_iter()
             .next()
             .expect("the action awaits its due date")
             .expect("readable");
         tree.remove(&due).expect("remove");
-        db.flush().expect("flush");
+        tree.flush();
     }
-    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    let (code, text) = marr_on(&["verify"], &data);
     assert_eq!(code, Some(1), "{text}");
     assert!(
         text.contains("overdue watch: action 1.1.1 of review 1 due 2031-01-31 is missing"),
         "{text}"
     );
-    let (code, text) = marr(&["verify", "--repair", "--data-dir"], &data);
+    let (code, text) = marr_on(&["verify", "--repair"], &data);
     assert_eq!(code, Some(0), "{text}");
-    let (code, text) = marr(&["verify", "--data-dir"], &data);
+    let (code, text) = marr_on(&["verify"], &data);
     assert_eq!(code, Some(0), "{text}");
 }

@@ -315,3 +315,51 @@ pub fn store_args(location: &Location, scratch: &Path) -> Vec<std::ffi::OsString
         }
     }
 }
+
+/// The stopped register's entries, as someone with access to its disk or database sees them.
+pub struct Tree(Box<dyn marr::store::engine::Engine>);
+
+impl Tree {
+    pub fn open(location: &Location) -> Self {
+        Self(engine_at(location))
+    }
+
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, marr::store::StoreError> {
+        self.0.get(key.as_ref())
+    }
+
+    /// Answers the value it replaced, as sled's tree does.
+    pub fn insert(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<Option<Vec<u8>>, marr::store::StoreError> {
+        let old = self.0.get(key.as_ref())?;
+        let mut batch = marr::store::engine::WriteBatch::default();
+        batch.insert(key.as_ref().to_vec(), value.as_ref().to_vec());
+        self.0.apply(batch)?;
+        Ok(old)
+    }
+
+    pub fn remove(
+        &self,
+        key: impl AsRef<[u8]>,
+    ) -> Result<Option<Vec<u8>>, marr::store::StoreError> {
+        let old = self.0.get(key.as_ref())?;
+        let mut batch = marr::store::engine::WriteBatch::default();
+        batch.remove(key.as_ref().to_vec());
+        self.0.apply(batch)?;
+        Ok(old)
+    }
+
+    pub fn scan_prefix(
+        &self,
+        prefix: impl AsRef<[u8]>,
+    ) -> Vec<Result<marr::store::engine::Entry, marr::store::StoreError>> {
+        self.0.scan_prefix(prefix.as_ref()).collect()
+    }
+
+    pub fn flush(&self) {
+        self.0.flush().expect("flush");
+    }
+}
