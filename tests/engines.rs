@@ -305,3 +305,51 @@ async fn a_register_moves_from_sled_to_postgres_and_back_unchanged() {
     assert_eq!(store.audit_head().expect("head"), audit_now);
     store.close().await.expect("close");
 }
+
+/// With `[store] ca`, every connection to the database is TLS and the server's certificate is
+/// checked: a server whose certificate another CA signed is refused before any query.
+#[test]
+fn connections_use_tls_and_check_the_database_certificate() {
+    let certs = tempfile::tempdir().expect("dir");
+    let trusted = certs.path().join("trusted");
+    let other = certs.path().join("other");
+    marr::cli::dev_certs::write(&trusted, &[]).expect("certificates");
+    marr::cli::dev_certs::write(&other, &[]).expect("certificates");
+    let cluster = common::postgres::Cluster::start_with_files(
+        &[
+            "ssl = on",
+            "ssl_cert_file = '../server.pem'",
+            "ssl_key_file = '../server.key'",
+        ],
+        &[
+            (&trusted.join("server.pem"), "server.pem"),
+            (&trusted.join("server.key"), "server.key"),
+        ],
+    );
+    let Location::Postgres(mut options) = cluster.database() else {
+        unreachable!()
+    };
+    options.ca = Some(trusted.join("ca.pem"));
+    options.connections = 1;
+    let engine = Postgres::open(&options).expect("opens over TLS");
+    let mut batch = WriteBatch::default();
+    batch.insert(b"k".to_vec(), b"v".to_vec());
+    engine.apply(batch).expect("writes over TLS");
+    let encrypted = common::postgres::psql(
+        &cluster.url("postgres"),
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.datname <> 'postgres' AND s.ssl",
+    );
+    assert_eq!(encrypted, "1", "the engine's one connection is encrypted");
+    drop(engine);
+
+    options.ca = Some(other.join("ca.pem"));
+    let error = match Postgres::open(&options) {
+        Err(error) => error.to_string(),
+        Ok(_) => panic!("a certificate from another CA is accepted"),
+    };
+    assert!(
+        error.to_lowercase().contains("certificate"),
+        "the refusal says why: {error}"
+    );
+}

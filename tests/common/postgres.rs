@@ -83,7 +83,24 @@ pub struct Cluster {
 impl Cluster {
     /// A new cluster, started, with a superuser `marr` trusted on loopback.
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_with_files(extra, &[])
+    }
+
+    /// A cluster whose directory also holds these files (as NAME, readable by the server
+    /// only), for settings that name them: a certificate and key for TLS.
+    pub fn start_with_files(extra: &[&str], files: &[(&Path, &str)]) -> Self {
         let cluster = Self::create();
+        for (source, name) in files {
+            let mut install = Command::new("install");
+            if running_as_root() {
+                install.args(["-o", "postgres"]);
+            }
+            install
+                .args(["-m", "600"])
+                .arg(source)
+                .arg(cluster.root.join(name));
+            run(install, "install");
+        }
         run(
             {
                 let mut initdb = server_command("initdb");
@@ -176,7 +193,12 @@ impl Cluster {
             .arg("-l")
             .arg(self.root.join("server.log"))
             .arg("start");
-        run(pg_ctl, "pg_ctl start");
+        let output = pg_ctl.stdin(Stdio::null()).output().expect("pg_ctl runs");
+        assert!(
+            output.status.success(),
+            "the server did not start: {}",
+            std::fs::read_to_string(self.log()).unwrap_or_default()
+        );
     }
 
     /// Stops the server when the test process is gone (a static is never dropped), then

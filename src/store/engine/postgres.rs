@@ -437,7 +437,17 @@ fn classify(error: postgres::Error) -> StoreError {
     // The driver's own text for a server error is only "db error": the server's says what.
     let text = match error.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => error.to_string(),
+        // The cause (a refused certificate, a connection refused) is in the sources.
+        None => {
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
     };
     if unreachable {
         StoreError::Unavailable(text)

@@ -1,0 +1,267 @@
+//! The register on PostgreSQL beside the register on sled, same records, same run: durable
+//! ingest through `PushRecords`, raw PostgreSQL inserts of the same records with the same
+//! commit size as the baseline, and a page of risks read through each engine.
+//!
+//! `cargo bench --bench postgres` (MARR_BENCH_RECORDS changes the count, default 20000). It
+//! starts its own PostgreSQL server from the distribution's packages, as the tests do.
+
+mod support;
+
+#[path = "../tests/common/postgres.rs"]
+#[allow(dead_code)]
+mod cluster;
+
+use std::time::{Duration, Instant};
+
+use marr::api::convert::{record_from_proto, timestamp};
+use marr::cli::{Connection, ServerArgs, places};
+use marr::domain::{AgencyKind, Vocabulary};
+use marr::proto;
+use marr::store::{Location, Store, StoreOptions};
+use sha2::Digest;
+use time::OffsetDateTime;
+
+const NEWCASTLE: &str = "E08000021";
+const ROUNDS: usize = 3;
+const PAGE_READS: usize = 200;
+
+fn records(count: usize, wards: &[String]) -> Vec<proto::RiskRecord> {
+    let now = OffsetDateTime::now_utc();
+    (0..count)
+        .map(|i| proto::RiskRecord {
+            agency_id: NEWCASTLE.into(),
+            local_ref: format!("NCC-{i:08}"),
+            subject_key: hex::encode(sha2::Sha256::digest(i.to_le_bytes())),
+            place_code: wards[i % wards.len()].clone(),
+            client_group: marr::domain::ClientGroup::ALL[i % 7].number(),
+            category: marr::domain::RiskCategory::ALL[i % 16].number(),
+            severity: marr::domain::Severity::ALL[i % 4].number(),
+            status: marr::domain::RecordStatus::Active.number(),
+            assessed_at: Some(timestamp(now - time::Duration::days(3))),
+            source_updated_at: Some(timestamp(now - time::Duration::days(2))),
+            lawful_basis: marr::domain::LawfulBasis::ChildrenAct1989S17.number(),
+            note: "Home visit arranged".into(),
+        })
+        .collect()
+}
+
+/// Raw PostgreSQL: the same records, encoded the same way, into a key/value table like the
+/// engine's, one multi-row insert and one commit per batch of `batch_size`.
+fn raw_postgres(url: &str, records: &[proto::RiskRecord], batch_size: usize) -> Duration {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+    client
+        .batch_execute(
+            "DROP TABLE IF EXISTS raw; CREATE TABLE raw (key bytea PRIMARY KEY, value bytea NOT NULL)",
+        )
+        .expect("table");
+    let now = OffsetDateTime::now_utc();
+    let insert = client
+        .prepare("INSERT INTO raw (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[])")
+        .expect("prepare");
+    let start = Instant::now();
+    for chunk in records.chunks(batch_size) {
+        let mut keys = Vec::with_capacity(chunk.len());
+        let mut values = Vec::with_capacity(chunk.len());
+        for record in chunk {
+            let record = record_from_proto(Some(record.clone()), now).expect("valid");
+            keys.push(format!("{}/{}", record.key.agency, record.key.local_ref).into_bytes());
+            values.push(postcard::to_stdvec(&record).expect("encode"));
+        }
+        let mut transaction = client.transaction().expect("begin");
+        transaction
+            .execute(&insert, &[&keys, &values])
+            .expect("insert");
+        transaction.commit().expect("commit");
+    }
+    start.elapsed()
+}
+
+struct Run {
+    ingest: Duration,
+    batches: u64,
+    /// Pages of risks at the district, each reading up to [`PAGE_READS`] records.
+    pages: Vec<Duration>,
+}
+
+/// The register at `location`: one PushRecords stream timed until the last durable
+/// acknowledgement, then pages of risks at the district.
+async fn register(
+    location: Location,
+    records: &[proto::RiskRecord],
+    tables: Vec<marr::domain::lookup::LookupTable>,
+) -> Run {
+    let store = tokio::task::spawn_blocking(move || {
+        Store::open_at(&location, StoreOptions::default()).expect("store")
+    })
+    .await
+    .expect("open");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(marr::serve(
+        listener,
+        store.clone(),
+        support::config(NEWCASTLE),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let public = Connection::open(&ServerArgs::plain(url))
+        .await
+        .expect("connect");
+    let connection = public.with_token(support::ADMIN_TOKEN).expect("token");
+    let agency = public.with_token(support::AGENCY_TOKEN).expect("token");
+    let inspector = public.with_token(support::INSPECTOR_TOKEN).expect("token");
+    places::import_tables(&connection, tables)
+        .await
+        .expect("import");
+    marr::cli::agencies::register(
+        &connection,
+        NEWCASTLE,
+        AgencyKind::ChildrenSocialCare,
+        "Newcastle",
+        &[NEWCASTLE.into()],
+    )
+    .await
+    .expect("agency");
+    let batches_before = store.batches_committed();
+    let requests: Vec<proto::PushRecordsRequest> = records
+        .iter()
+        .cloned()
+        .map(|r| proto::PushRecordsRequest { record: Some(r) })
+        .collect();
+    let start = Instant::now();
+    let mut answers = agency
+        .risk_register()
+        .push_records(tokio_stream::iter(requests))
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut accepted = 0;
+    while let Some(answer) = answers.message().await.expect("answer") {
+        if answer.outcome == proto::Outcome::Accepted as i32 {
+            accepted += 1;
+        }
+    }
+    let ingest = start.elapsed();
+    assert_eq!(accepted, records.len(), "every record accepted");
+    let batches = store.batches_committed() - batches_before;
+    let mut pages = Vec::new();
+    let mut token = String::new();
+    for _ in 0..50 {
+        let start = Instant::now();
+        let page = inspector
+            .inspection()
+            .list_risks(proto::ListRisksRequest {
+                place_code: NEWCASTLE.into(),
+                page_size: PAGE_READS as u32,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("page")
+            .into_inner();
+        pages.push(start.elapsed());
+        assert_eq!(page.risks.len(), PAGE_READS, "full pages");
+        token = page.next_page_token;
+    }
+    drop(connection);
+    drop(store);
+    let _ = stop.send(());
+    server.await.expect("server").expect("stops");
+    Run {
+        ingest,
+        batches,
+        pages,
+    }
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+fn main() {
+    let count: usize = std::env::var("MARR_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let (tables, wards) = support::wards_of(NEWCASTLE);
+    let records = records(count, &wards);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let cluster = cluster::Cluster::start(&[]);
+
+    let mut runs: Vec<(&str, Vec<Run>)> = Vec::new();
+    for engine in ["sled", "postgres"] {
+        let mut engine_runs = Vec::new();
+        for _ in 0..ROUNDS {
+            let dir = tempfile::tempdir().expect("dir");
+            let location = match engine {
+                "sled" => Location::Sled(dir.path().to_path_buf()),
+                _ => cluster.database(),
+            };
+            engine_runs.push(runtime.block_on(register(location, &records, tables.clone())));
+        }
+        runs.push((engine, engine_runs));
+    }
+    let postgres_batches: u64 = runs[1].1.iter().map(|run| run.batches).sum();
+    let commit = (count as f64 * ROUNDS as f64 / postgres_batches as f64)
+        .round()
+        .max(1.0) as usize;
+    let raw_url = match cluster.database() {
+        Location::Postgres(options) => options.url,
+        Location::Sled(_) => unreachable!(),
+    };
+    let raw: Vec<Duration> = (0..ROUNDS)
+        .map(|_| raw_postgres(&raw_url, &records, commit))
+        .collect();
+
+    let rate = |d: Duration| count as f64 / d.as_secs_f64();
+    let raw = median(raw);
+    println!("durable ingest: {count} records, {ROUNDS} rounds each, median shown");
+    println!("| path | records/s | seconds | commits |");
+    println!("| --- | ---: | ---: | ---: |");
+    println!(
+        "| raw PostgreSQL: 1 row per record, 1 commit per {commit} | {:.0} | {:.2} | {} |",
+        rate(raw),
+        raw.as_secs_f64(),
+        count.div_ceil(commit)
+    );
+    let mut rates = Vec::new();
+    for (engine, engine_runs) in &runs {
+        let ingest = median(engine_runs.iter().map(|run| run.ingest).collect());
+        let batches = engine_runs.iter().map(|run| run.batches).sum::<u64>() as f64 / ROUNDS as f64;
+        rates.push(rate(ingest));
+        println!(
+            "| marr PushRecords on {engine}: log + projections + audit, durable ack | {:.0} | {:.2} | {batches:.0} |",
+            rate(ingest),
+            ingest.as_secs_f64()
+        );
+    }
+    println!(
+        "ratio marr on PostgreSQL / raw PostgreSQL: {:.2}; marr on PostgreSQL / marr on sled: {:.2}",
+        rates[1] / rate(raw),
+        rates[1] / rates[0]
+    );
+    println!();
+    println!(
+        "ListRisks at Newcastle, pages of {PAGE_READS}, {} pages a round",
+        50
+    );
+    println!("| engine | p50 | p99 |");
+    println!("| --- | ---: | ---: |");
+    for (engine, engine_runs) in &runs {
+        let mut pages: Vec<Duration> = engine_runs
+            .iter()
+            .flat_map(|run| run.pages.clone())
+            .collect();
+        pages.sort();
+        println!(
+            "| {engine} | {:.2} ms | {:.2} ms |",
+            support::percentile(&pages, 0.50).as_secs_f64() * 1e3,
+            support::percentile(&pages, 0.99).as_secs_f64() * 1e3
+        );
+    }
+}
