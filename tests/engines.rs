@@ -335,12 +335,16 @@ fn connections_use_tls_and_check_the_database_certificate() {
     let mut batch = WriteBatch::default();
     batch.insert(b"k".to_vec(), b"v".to_vec());
     engine.apply(batch).expect("writes over TLS");
+    // The pool's one connection and the one that holds the register's lock.
     let encrypted = common::postgres::psql(
         &cluster.url("postgres"),
-        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
-         WHERE a.datname <> 'postgres' AND s.ssl",
+        "SELECT count(*) FILTER (WHERE s.ssl) || '/' || count(*) FROM pg_stat_ssl s \
+         JOIN pg_stat_activity a USING (pid) WHERE a.datname <> 'postgres'",
     );
-    assert_eq!(encrypted, "1", "the engine's one connection is encrypted");
+    assert_eq!(
+        encrypted, "2/2",
+        "every connection of the engine is encrypted"
+    );
     drop(engine);
 
     options.ca = Some(other.join("ca.pem"));
@@ -351,5 +355,57 @@ fn connections_use_tls_and_check_the_database_certificate() {
     assert!(
         error.to_lowercase().contains("certificate"),
         "the refusal says why: {error}"
+    );
+}
+
+/// One process at a time has a register on PostgreSQL open: a second is refused at open,
+/// saying why, and opens once the first lets go; a process whose register another opened
+/// since (after a lost lock, say) writes nothing more rather than interleave with it.
+#[test]
+fn a_second_process_on_the_same_register_is_refused_and_a_superseded_one_writes_nothing() {
+    let Location::Postgres(options) = common::postgres::shared().database() else {
+        unreachable!()
+    };
+    let first = Postgres::open(&options).expect("opens");
+    let error = match Postgres::open(&options) {
+        Err(error) => error.to_string(),
+        Ok(_) => panic!("two processes hold one register"),
+    };
+    assert!(error.contains("has this register open"), "{error}");
+
+    // The lock is taken from under the first (as a failover would lose it) and a second
+    // process opens the register: the first's next batch is refused, and nothing of it lands.
+    common::postgres::psql(
+        &options.url,
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'",
+    );
+    let second = {
+        let mut tries = 0;
+        loop {
+            match Postgres::open(&options) {
+                Ok(engine) => break engine,
+                Err(_) if tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(error) => panic!("the second never opens: {error}"),
+            }
+        }
+    };
+    let mut batch = WriteBatch::default();
+    batch.insert(b"from the first".to_vec(), b"x".to_vec());
+    let error = first
+        .apply(batch)
+        .expect_err("the superseded process writes");
+    assert!(
+        matches!(&error, StoreError::Unavailable(reason) if reason.contains("opened this register after")),
+        "{error:?}"
+    );
+    let mut batch = WriteBatch::default();
+    batch.insert(b"from the second".to_vec(), b"y".to_vec());
+    second.apply(batch).expect("the current process writes");
+    assert_eq!(
+        all(second.scan_prefix(b"from")),
+        vec![(b"from the second".to_vec(), b"y".to_vec())]
     );
 }

@@ -434,7 +434,16 @@ impl Store {
             .and_then(|engine| restore_into(&engine, input).map(|summary| (engine, summary)))
             .and_then(|(engine, summary)| checked(Box::new(engine), options, summary))
             .and_then(|summary| {
+                // Holding the register's own lock: no server opens it mid-rename.
+                let register = Postgres::open(database)?;
+                if !register.is_empty() {
+                    return Err(StoreError::Invalid(crate::domain::Invalid::one(
+                        "store.url",
+                        "the database came to hold a register during the restore",
+                    )));
+                }
                 Postgres::open_table(database, &building)?.rename_into(super::engine::TABLE)?;
+                drop(register);
                 Ok(summary)
             });
         if restored.is_err()

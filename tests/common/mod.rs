@@ -825,7 +825,12 @@ pub fn open_retrying_at(
     let mut tries = 0;
     loop {
         match Store::open_at(location, options.clone()) {
-            Err(error) if tries < 100 && error.to_string().contains("acquire lock") => {
+            // sled's lock, or a PostgreSQL register's, let go a moment after the last handle.
+            Err(error)
+                if tries < 100
+                    && (error.to_string().contains("acquire lock")
+                        || error.to_string().contains("has this register open")) =>
+            {
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }

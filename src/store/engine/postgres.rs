@@ -183,6 +183,77 @@ pub struct Postgres {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     table: String,
+    /// This node's turn as the register's writer: every batch checks it is still the
+    /// latest, so a node that lost its hold on the register (another opened it after a
+    /// failover, say) can never write over what the other wrote.
+    epoch: i64,
+    /// Dropped to let go of the register's lock.
+    hold: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
+}
+
+/// The advisory lock a node holds on a register for as long as it has it open: a second node
+/// (or an offline tool while a server runs) is refused at open rather than interleaving its
+/// sequences with the first's.
+fn lock_key(table: &str) -> i64 {
+    // FNV-1a: stable across builds, unlike the standard library's hasher.
+    table.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    }) as i64
+}
+
+/// Takes the register's lock on a connection of its own, kept on a thread of its own until
+/// the sender it answers is dropped.
+fn hold_register(
+    connector: Arc<Connector>,
+    table: &str,
+) -> Result<(mpsc::Sender<()>, std::thread::JoinHandle<()>), StoreError> {
+    let key = lock_key(table);
+    let (ready, held) = mpsc::sync_channel(1);
+    let (release, released) = mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("marr-pg-lock".into())
+        .spawn(move || {
+            let taken = connector
+                .connect()
+                .map_err(classify)
+                .and_then(|mut client| {
+                    let taken: bool = client
+                        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                        .map_err(classify)?
+                        .get(0);
+                    Ok((client, taken))
+                });
+            match taken {
+                Ok((client, true)) => {
+                    let _ = ready.send(Ok(()));
+                    // Until the engine is dropped; the lock goes with the connection.
+                    let _ = released.recv();
+                    drop(client);
+                }
+                Ok((_, false)) => {
+                    let _ = ready.send(Err(StoreError::Unavailable(
+                        "another marr process has this register open: one process writes a \
+                         register on PostgreSQL at a time (stop it first for an offline tool)"
+                            .into(),
+                    )));
+                }
+                Err(error) => {
+                    let _ = ready.send(Err(error));
+                }
+            }
+        })
+        .map_err(|e| StoreError::Database(e.to_string()))?;
+    match held.recv() {
+        Ok(Ok(())) => Ok((release, thread)),
+        Ok(Err(error)) => {
+            let _ = thread.join();
+            Err(error)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(StoreError::Closed)
+        }
+    }
 }
 
 impl Postgres {
@@ -194,6 +265,7 @@ impl Postgres {
     /// The engine on a table of another name (a restore builds into one, then renames it).
     pub(crate) fn open_table(options: &PostgresOptions, table: &str) -> Result<Self, StoreError> {
         let connector = Arc::new(Connector::new(options)?);
+        let hold = hold_register(Arc::clone(&connector), table)?;
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         let mut threads = Vec::new();
@@ -221,14 +293,17 @@ impl Postgres {
                 .map_err(|e| StoreError::Database(e.to_string()))?;
             threads.push(thread);
         }
-        let engine = Self {
+        let mut engine = Self {
             jobs: Mutex::new(Some(jobs)),
             threads: Mutex::new(threads),
             table: table.to_string(),
+            epoch: 0,
+            hold: Mutex::new(Some(hold)),
         };
         // On a connection thread, as every query is: the caller may be inside a runtime.
         let table = table.to_string();
-        engine.run_checked(move |link| migrate(link.client().map_err(classify)?, &table))?;
+        engine.epoch =
+            engine.run_checked(move |link| migrate(link.client().map_err(classify)?, &table))?;
         Ok(engine)
     }
 
@@ -357,12 +432,18 @@ impl Drop for Postgres {
         {
             let _ = thread.join();
         }
+        // Then the lock, so a process that opens the register next finds it free.
+        if let Some((release, thread)) = self.hold.lock().unwrap_or_else(|p| p.into_inner()).take()
+        {
+            drop(release);
+            let _ = thread.join();
+        }
     }
 }
 
 /// Creates the schema, or checks a schema already there, under a lock so nodes starting
-/// together do not race.
-fn migrate(client: &mut Client, table: &str) -> Result<(), StoreError> {
+/// together do not race, and starts this process's epoch as the register's writer.
+fn migrate(client: &mut Client, table: &str) -> Result<i64, StoreError> {
     let mut transaction = client.transaction().map_err(classify)?;
     // Any constant: the lock only orders schema changes between marr nodes.
     transaction
@@ -398,15 +479,27 @@ fn migrate(client: &mut Client, table: &str) -> Result<(), StoreError> {
         }
     }
     // Version 1: every keyspace in one table of ordered keys (bytea orders as sled does,
-    // byte by byte, shorter first).
+    // byte by byte, shorter first), and each register's writer epoch.
     transaction
         .batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {table} (
                  key bytea PRIMARY KEY,
                  value bytea NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS marr_writer (
+                 register text PRIMARY KEY,
+                 epoch bigint NOT NULL
              )"
         ))
         .map_err(classify)?;
+    let epoch: i64 = transaction
+        .query_one(
+            "INSERT INTO marr_writer (register, epoch) VALUES ($1, 1) \
+             ON CONFLICT (register) DO UPDATE SET epoch = marr_writer.epoch + 1 RETURNING epoch",
+            &[&table],
+        )
+        .map_err(classify)?
+        .get(0);
     let synchronous: String = transaction
         .query_one("SELECT current_setting('synchronous_commit')", &[])
         .map_err(classify)?
@@ -418,7 +511,8 @@ fn migrate(client: &mut Client, table: &str) -> Result<(), StoreError> {
                 .into(),
         ));
     }
-    transaction.commit().map_err(classify)
+    transaction.commit().map_err(classify)?;
+    Ok(epoch)
 }
 
 /// A failure to reach the database (it can be retried, after a failover too) or any other.
@@ -603,18 +697,44 @@ impl Engine for Postgres {
              ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
         );
         let remove = self.sql("DELETE FROM {table} WHERE key = ANY($1::bytea[])");
-        self.run(move |link| {
-            let upsert = link.statement(&upsert)?;
-            let remove = link.statement(&remove)?;
-            let client = link.client()?;
-            let mut transaction = client.transaction()?;
+        let (table, epoch) = (self.table.clone(), self.epoch);
+        self.run_checked(move |link| {
+            let statements = [
+                upsert.as_str(),
+                remove.as_str(),
+                "UPDATE marr_writer SET epoch = epoch WHERE register = $1 AND epoch = $2",
+            ]
+            .map(|sql| link.statement(sql));
+            let [upsert, remove, fence] = statements;
+            let (upsert, remove, fence) = (
+                upsert.map_err(classify)?,
+                remove.map_err(classify)?,
+                fence.map_err(classify)?,
+            );
+            let client = link.client().map_err(classify)?;
+            let mut transaction = client.transaction().map_err(classify)?;
+            // First, under the row's lock: is this process still the register's writer?
+            let ours = transaction
+                .execute(&fence, &[&table, &epoch])
+                .map_err(classify)?;
+            if ours == 0 {
+                return Err(StoreError::Unavailable(
+                    "another marr process opened this register after this one; this one \
+                     writes nothing more (restart it)"
+                        .into(),
+                ));
+            }
             if !removed.is_empty() {
-                transaction.execute(&remove, &[&removed])?;
+                transaction
+                    .execute(&remove, &[&removed])
+                    .map_err(classify)?;
             }
             if !keys.is_empty() {
-                transaction.execute(&upsert, &[&keys, &values])?;
+                transaction
+                    .execute(&upsert, &[&keys, &values])
+                    .map_err(classify)?;
             }
-            transaction.commit()
+            transaction.commit().map_err(classify)
         })
     }
 
