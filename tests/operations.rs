@@ -745,6 +745,7 @@ async fn a_backup_taken_under_load_restores_to_a_store_that_verifies() {
         Vec::<String>::new()
     );
     restored.close().await.expect("close");
+    drop(restored);
 
     // A second restore into the same store is refused and changes nothing.
     let (code, text) = restore(&restored_at, &file);
