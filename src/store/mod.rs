@@ -275,6 +275,72 @@ struct Shared {
     reviews: reviews::ReviewCache,
 }
 
+/// The directory as stored: places, memberships, aliases, successions, agencies, population
+/// and neighbours.
+fn load_directory(engine: &dyn Engine) -> Result<Directory, StoreError> {
+    let mut directory = Directory::default();
+    for entry in Places::scan_all(engine) {
+        directory.geography.insert_place(entry?.1);
+    }
+    for entry in Memberships::scan_all(engine) {
+        directory.geography.insert_membership(entry?.0);
+    }
+    for entry in Ended::scan_all(engine) {
+        directory.geography.insert_ended(entry?.0);
+    }
+    for entry in Aliases::scan_all(engine) {
+        let ((scheme, alias), place) = entry?;
+        directory.geography.insert_alias(Alias {
+            scheme,
+            alias,
+            place,
+        });
+    }
+    for entry in Successions::scan_all(engine) {
+        let (predecessor, successor) = entry?;
+        directory.geography.insert_succession(Succession {
+            predecessor,
+            successor,
+        });
+    }
+    for entry in Agencies::scan_all(engine) {
+        let (id, agency) = entry?;
+        directory.agencies.insert(id, agency);
+    }
+    for entry in Populations::scan_all(engine) {
+        let ((place, year), counts) = entry?;
+        directory
+            .population
+            .insert(crate::domain::population::PopulationFigure {
+                place,
+                year,
+                counts,
+            });
+    }
+    for entry in Neighbours::scan_all(engine) {
+        let (authority, neighbours) = entry?;
+        directory.neighbours.insert(NeighbourSet {
+            authority,
+            neighbours,
+        });
+    }
+    directory.fingerprint = directory.geography.fingerprint();
+    Ok(directory)
+}
+
+/// Sequences of the last revision and the last alert in the engine.
+fn heads(engine: &dyn Engine) -> Result<(u64, u64), StoreError> {
+    let head = match Log::scan_all(engine).next_back() {
+        Some(entry) => entry?.0,
+        None => 0,
+    };
+    let alert_head = match AlertLog::scan_all(engine).next_back() {
+        Some(entry) => entry?.0,
+        None => 0,
+    };
+    Ok((head, alert_head))
+}
+
 /// Where the register reads the time; tests substitute a clock they control.
 pub type Clock = Arc<dyn Fn() -> time::OffsetDateTime + Send + Sync>;
 
@@ -389,63 +455,9 @@ impl Store {
     /// Opens the store on an engine already open (sled lets go of a directory's lock only
     /// some time after a handle is dropped, so a restore hands over the one it wrote with).
     fn open_on(engine: Box<dyn Engine>, options: StoreOptions) -> Result<Self, StoreError> {
-        let engine_ref = &*engine;
-        layout::upgrade(engine_ref)?;
-        let mut directory = Directory::default();
-        for entry in Places::scan_all(engine_ref) {
-            directory.geography.insert_place(entry?.1);
-        }
-        for entry in Memberships::scan_all(engine_ref) {
-            directory.geography.insert_membership(entry?.0);
-        }
-        for entry in Ended::scan_all(engine_ref) {
-            directory.geography.insert_ended(entry?.0);
-        }
-        for entry in Aliases::scan_all(engine_ref) {
-            let ((scheme, alias), place) = entry?;
-            directory.geography.insert_alias(Alias {
-                scheme,
-                alias,
-                place,
-            });
-        }
-        for entry in Successions::scan_all(engine_ref) {
-            let (predecessor, successor) = entry?;
-            directory.geography.insert_succession(Succession {
-                predecessor,
-                successor,
-            });
-        }
-        for entry in Agencies::scan_all(engine_ref) {
-            let (id, agency) = entry?;
-            directory.agencies.insert(id, agency);
-        }
-        for entry in Populations::scan_all(engine_ref) {
-            let ((place, year), counts) = entry?;
-            directory
-                .population
-                .insert(crate::domain::population::PopulationFigure {
-                    place,
-                    year,
-                    counts,
-                });
-        }
-        for entry in Neighbours::scan_all(engine_ref) {
-            let (authority, neighbours) = entry?;
-            directory.neighbours.insert(NeighbourSet {
-                authority,
-                neighbours,
-            });
-        }
-        directory.fingerprint = directory.geography.fingerprint();
-        let head = match Log::scan_all(engine_ref).next_back() {
-            Some(entry) => entry?.0,
-            None => 0,
-        };
-        let alert_head = match AlertLog::scan_all(engine_ref).next_back() {
-            Some(entry) => entry?.0,
-            None => 0,
-        };
+        layout::upgrade(&*engine)?;
+        let directory = load_directory(&*engine)?;
+        let (head, alert_head) = heads(&*engine)?;
         let (commands, queue) = mpsc::channel(WRITER_QUEUE);
         let shared = Arc::new(Shared {
             engine,

@@ -157,6 +157,15 @@ impl Batch {
     }
 }
 
+/// Why the writer stopped writing.
+struct Failure {
+    reason: String,
+    /// The engine could not be reached (a database failover, say): once it answers again,
+    /// what it holds is the truth and the writer can read it back and go on. Any other failure
+    /// (a disk's, a corrupt value) waits for a restart.
+    recoverable: bool,
+}
+
 pub(super) struct Writer {
     shared: Arc<Shared>,
     /// Sequence of the last revision written.
@@ -173,8 +182,9 @@ pub(super) struct Writer {
     /// The journal of the subjects met lately.
     subjects: SubjectCache,
     /// Set after a failed write or flush: what is on disk is then unknown, so the writer
-    /// refuses everything until the store is reopened and recovered.
-    failed: Option<String>,
+    /// refuses everything until it has read the truth back (see [`Writer::recover`]) or, when
+    /// the failure was the disk's, until the store is reopened.
+    failed: Option<Failure>,
     /// The counters rebuilt off the writer after an import changed the geography.
     rebuild: CounterRebuild,
 }
@@ -431,13 +441,44 @@ impl Writer {
         Ok(())
     }
 
+    /// After the engine was out of reach, reads back what it holds — the directory, the heads,
+    /// the audit chain's end, the counters from the last checkpoint and the log after it — as
+    /// a start would: a batch whose commit was cut off may or may not have landed, and the
+    /// engine alone knows. Readers then see what the engine holds.
+    fn recover(&mut self) -> Result<(), StoreError> {
+        let engine = &*self.shared.engine;
+        let directory = super::load_directory(engine)?;
+        let (head, alert_head) = super::heads(engine)?;
+        self.rebuild.stop();
+        *self.shared.write_directory() = directory;
+        self.shared.reviews.changed();
+        *self = Writer::new(Arc::clone(&self.shared), head, alert_head)?;
+        self.shared.head.store(head, Ordering::Release);
+        self.shared.alert_head.send_replace(alert_head);
+        tracing::info!(
+            head,
+            alert_head,
+            "the writer read the store back and takes writes again"
+        );
+        Ok(())
+    }
+
     /// Runs a write unless an earlier one failed, and marks the writer failed if this one does.
     fn guarded<T>(
         &mut self,
         write: impl FnOnce(&mut Self) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        if let Some(reason) = &self.failed {
-            return Err(StoreError::WriterFailed(reason.clone()));
+        match &self.failed {
+            Some(failure) if failure.recoverable => {
+                let reason = failure.reason.clone();
+                if let Err(error) = self.recover() {
+                    return Err(StoreError::Unavailable(format!(
+                        "{reason}; still unreachable: {error}"
+                    )));
+                }
+            }
+            Some(failure) => return Err(StoreError::WriterFailed(failure.reason.clone())),
+            None => {}
         }
         // A write that fails leaves nothing on disk, so the heads go back to where they were.
         let heads = (self.head, self.alert_head, self.audit_head);
@@ -455,8 +496,16 @@ impl Writer {
             | StoreError::Corrupt(_)),
         ) = &result
         {
-            tracing::error!(%error, "write failed; the writer refuses further writes");
-            self.failed = Some(error.to_string());
+            let recoverable = matches!(error, StoreError::Unavailable(_));
+            tracing::error!(
+                %error,
+                recoverable,
+                "write failed; the writer refuses further writes until it has read the store back"
+            );
+            self.failed = Some(Failure {
+                reason: error.to_string(),
+                recoverable,
+            });
         }
         result
     }

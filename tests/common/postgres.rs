@@ -116,6 +116,57 @@ impl Cluster {
         cluster
     }
 
+    /// A streaming standby of this server, started: a base backup of it, following its WAL.
+    /// With `synchronous_standby_names = '*'` on this server, a commit here waits for the
+    /// standby to have it on disk.
+    pub fn standby(&self) -> Self {
+        let standby = Self::create();
+        let mut basebackup = server_command("pg_basebackup");
+        basebackup
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "marr",
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "-p",
+            ])
+            .arg(self.port.to_string())
+            .arg("-D")
+            .arg(standby.data());
+        run(basebackup, "pg_basebackup");
+        standby.configure(&[]);
+        standby.start_server();
+        standby
+    }
+
+    /// Kills the server outright (SIGKILL to the postmaster), as a lost machine would.
+    pub fn kill(&self) {
+        let pid = std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .ok()
+            .and_then(|text| text.lines().next().map(str::to_string))
+            .expect("the server's pid");
+        let status = Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "the server is killed");
+    }
+
+    /// Promotes a standby to primary and waits until it takes writes.
+    pub fn promote(&self) {
+        let mut promote = server_command("pg_ctl");
+        promote
+            .args(["-w", "-t", "60", "-D"])
+            .arg(self.data())
+            .arg("promote");
+        run(promote, "pg_ctl promote");
+    }
+
     /// A directory the server's user owns, removed by the watchdog when the test process
     /// ends, with the server stopped first.
     fn create() -> Self {
@@ -244,13 +295,18 @@ impl Cluster {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
+        self.create_database(&name);
+        Location::Postgres(PostgresOptions::new(self.url(&name)))
+    }
+
+    /// Creates a database of this name.
+    pub fn create_database(&self, name: &str) {
         let mut createdb = Command::new(binaries().join("createdb"));
         createdb
             .args(["-h", "127.0.0.1", "-U", "marr", "-p"])
             .arg(self.port.to_string())
-            .arg(&name);
+            .arg(name);
         run(createdb, "createdb");
-        Location::Postgres(PostgresOptions::new(self.url(&name)))
     }
 
     /// The server's log, for a failing test's message.
