@@ -158,13 +158,27 @@ impl Link {
         Ok(statement)
     }
 
+    /// A read, tried once more on a new connection if this one was lost: a connection left
+    /// open to a server that has since gone (a failover) fails its next query, and a read
+    /// can safely be asked again. Writes are never retried: whether a lost commit landed is
+    /// for the writer to find out.
     fn query(
         &mut self,
         sql: &str,
         params: &[&(dyn postgres::types::ToSql + Sync)],
     ) -> Result<Vec<postgres::Row>, postgres::Error> {
-        let statement = self.statement(sql)?;
-        self.client()?.query(&statement, params)
+        let attempt = |link: &mut Self| {
+            let statement = link.statement(sql)?;
+            link.client()?.query(&statement, params)
+        };
+        match attempt(self) {
+            Err(error) if matches!(classify_ref(&error), Reach::Lost) => {
+                self.client = None;
+                self.statements.clear();
+                attempt(self)
+            }
+            answered => answered,
+        }
     }
 
     /// After an error, drops a connection that is no longer usable so the next job reconnects.
@@ -178,8 +192,18 @@ impl Link {
 
 type Job = Box<dyn FnOnce(&mut Link) + Send>;
 
+thread_local! {
+    /// Connections of threads outside any async runtime (the writer, offline tools), by
+    /// engine: such a thread queries on its own connection, without handing each query to a
+    /// pool thread and waiting for it to come back.
+    static OWN_LINKS: std::cell::RefCell<HashMap<u64, Link>> = std::cell::RefCell::new(HashMap::new());
+}
+
 /// The engine: a pool of connection threads taking jobs from one queue.
 pub struct Postgres {
+    /// Tells this engine's connections apart from another's in [`OWN_LINKS`].
+    id: u64,
+    connector: Arc<Connector>,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     table: String,
@@ -293,7 +317,10 @@ impl Postgres {
                 .map_err(|e| StoreError::Database(e.to_string()))?;
             threads.push(thread);
         }
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let mut engine = Self {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            connector: Arc::clone(&connector),
             jobs: Mutex::new(Some(jobs)),
             threads: Mutex::new(threads),
             table: table.to_string(),
@@ -320,6 +347,23 @@ impl Postgres {
         &self,
         work: impl FnOnce(&mut Link) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        // The driver's blocking client runs its own runtime, which cannot start inside
+        // another: only a thread outside every runtime may query on its own connection.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return OWN_LINKS.with(|links| {
+                let mut links = links.borrow_mut();
+                let link = links.entry(self.id).or_insert_with(|| Link {
+                    connector: Arc::clone(&self.connector),
+                    client: None,
+                    statements: HashMap::new(),
+                });
+                let result = work(link);
+                if result.is_err() {
+                    link.after_error();
+                }
+                result
+            });
+        }
         let (reply, answer) = mpsc::sync_channel(1);
         let job: Job = Box::new(move |link| {
             let result = work(link);
@@ -422,6 +466,8 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
+        // This thread's own connection, if it has one (another thread's goes with it).
+        let _ = OWN_LINKS.try_with(|links| links.borrow_mut().remove(&self.id));
         // Closing the queue ends every connection thread once its job is done.
         self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
         for thread in self
@@ -515,9 +561,16 @@ fn migrate(client: &mut Client, table: &str) -> Result<i64, StoreError> {
     Ok(epoch)
 }
 
-/// A failure to reach the database (it can be retried, after a failover too) or any other.
-fn classify(error: postgres::Error) -> StoreError {
-    let unreachable = error.is_closed()
+/// Whether a failure was in reaching the database or in what was asked of it.
+enum Reach {
+    /// The connection is gone, or the server is not (or no longer) the primary: it can be
+    /// asked again, after a failover too.
+    Lost,
+    Answered,
+}
+
+fn classify_ref(error: &postgres::Error) -> Reach {
+    let lost = error.is_closed()
         || match error.code() {
             None => error.as_db_error().is_none(),
             Some(code) => {
@@ -528,6 +581,12 @@ fn classify(error: postgres::Error) -> StoreError {
                     || *code == *SqlState::READ_ONLY_SQL_TRANSACTION.code()
             }
         };
+    if lost { Reach::Lost } else { Reach::Answered }
+}
+
+/// A failure to reach the database (it can be retried, after a failover too) or any other.
+fn classify(error: postgres::Error) -> StoreError {
+    let unreachable = matches!(classify_ref(&error), Reach::Lost);
     // The driver's own text for a server error is only "db error": the server's says what.
     let text = match error.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
