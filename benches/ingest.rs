@@ -7,36 +7,14 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use marr::api::convert::{record_from_proto, timestamp};
-use marr::cli::{Connection, ServerArgs, places};
-use marr::domain::{AgencyKind, Vocabulary};
+use marr::api::convert::record_from_proto;
 use marr::proto;
 use marr::store::Store;
-use sha2::Digest;
 use time::OffsetDateTime;
 
-const NEWCASTLE: &str = "E08000021";
-const ROUNDS: usize = 3;
+use support::NEWCASTLE;
 
-fn records(count: usize, wards: &[String]) -> Vec<proto::RiskRecord> {
-    let now = OffsetDateTime::now_utc();
-    (0..count)
-        .map(|i| proto::RiskRecord {
-            agency_id: NEWCASTLE.into(),
-            local_ref: format!("NCC-{i:08}"),
-            subject_key: hex::encode(sha2::Sha256::digest(i.to_le_bytes())),
-            place_code: wards[i % wards.len()].clone(),
-            client_group: marr::domain::ClientGroup::ALL[i % 7].number(),
-            category: marr::domain::RiskCategory::ALL[i % 16].number(),
-            severity: marr::domain::Severity::ALL[i % 4].number(),
-            status: marr::domain::RecordStatus::Active.number(),
-            assessed_at: Some(timestamp(now - time::Duration::days(3))),
-            source_updated_at: Some(timestamp(now - time::Duration::days(2))),
-            lawful_basis: marr::domain::LawfulBasis::ChildrenAct1989S17.number(),
-            note: "Home visit arranged".into(),
-        })
-        .collect()
-}
+const ROUNDS: usize = 3;
 
 /// Raw sled: the same records, encoded the same way, one insert each, one flush per batch.
 fn raw_sled(records: &[proto::RiskRecord], batch_size: usize) -> Duration {
@@ -104,63 +82,10 @@ async fn register(
 ) -> (Duration, u64) {
     let dir = tempfile::tempdir().expect("dir");
     let store = Store::open(dir.path()).expect("store");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(marr::serve(
-        listener,
-        store.clone(),
-        support::config(NEWCASTLE),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    let public = Connection::open(&ServerArgs::plain(url))
-        .await
-        .expect("connect");
-    let connection = public.with_token(support::ADMIN_TOKEN).expect("token");
-    let agency = public.with_token(support::AGENCY_TOKEN).expect("token");
-    places::import_tables(&connection, tables)
-        .await
-        .expect("import");
-    marr::cli::agencies::register(
-        &connection,
-        NEWCASTLE,
-        AgencyKind::ChildrenSocialCare,
-        "Newcastle",
-        &[NEWCASTLE.into()],
-    )
-    .await
-    .expect("agency");
-    let batches_before = store.batches_committed();
-    let requests: Vec<proto::PushRecordsRequest> = records
-        .iter()
-        .cloned()
-        .map(|r| proto::PushRecordsRequest { record: Some(r) })
-        .collect();
-    let start = Instant::now();
-    let mut answers = agency
-        .risk_register()
-        .push_records(tokio_stream::iter(requests))
-        .await
-        .expect("stream")
-        .into_inner();
-    let mut accepted = 0;
-    while let Some(answer) = answers.message().await.expect("answer") {
-        if answer.outcome == proto::Outcome::Accepted as i32 {
-            accepted += 1;
-        }
-    }
-    let elapsed = start.elapsed();
-    assert_eq!(accepted, records.len(), "every record accepted");
-    let batches = store.batches_committed() - batches_before;
-    drop(connection);
-    drop(store);
-    let _ = stop.send(());
-    server.await.expect("server").expect("stops");
-    (elapsed, batches)
+    let server = support::CouncilServer::start(store, tables).await;
+    let pushed = server.push(records).await;
+    server.stop().await;
+    pushed
 }
 
 fn median(mut values: Vec<Duration>) -> Duration {
@@ -174,7 +99,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
     let (tables, wards) = support::wards_of(NEWCASTLE);
-    let records = records(count, &wards);
+    let records = support::council_records(count, &wards);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
 
     let mut register_times = Vec::new();

@@ -1126,17 +1126,20 @@ fn location_of(path: &Path) -> Result<Location, ClientError> {
         .extension()
         .is_some_and(|extension| extension == "toml")
     {
-        let config = Config::load(path).map_err(|e| ClientError::Input {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        config.store_location().map_err(|e| ClientError::Input {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })
+        location_in_config(path)
     } else {
         Ok(Location::Sled(path.to_path_buf()))
     }
+}
+
+/// The store a config file's `[store]` names.
+fn location_in_config(path: &Path) -> Result<Location, ClientError> {
+    let unusable = |reason: String| ClientError::Input {
+        path: path.display().to_string(),
+        reason,
+    };
+    let config = Config::load(path).map_err(|e| unusable(e.to_string()))?;
+    config.store_location().map_err(|e| unusable(e.to_string()))
 }
 
 /// The store named by `--data-dir` or by `--config`'s `[store]`.
@@ -1146,17 +1149,7 @@ fn location_from(
 ) -> Result<Option<Location>, ClientError> {
     match (data_dir, config) {
         (Some(dir), _) => Ok(Some(Location::Sled(dir))),
-        (None, Some(config)) => {
-            let loaded = Config::load(&config).map_err(|e| ClientError::Input {
-                path: config.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            let location = loaded.store_location().map_err(|e| ClientError::Input {
-                path: config.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            Ok(Some(location))
-        }
+        (None, Some(config)) => location_in_config(&config).map(Some),
         (None, None) => Ok(None),
     }
 }

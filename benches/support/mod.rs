@@ -374,3 +374,124 @@ pub async fn load(store: &Store, records: impl Iterator<Item = RiskRecord>) {
         answer.await.expect("answer").expect("written");
     }
 }
+
+/// `count` active records of Newcastle's council over `wards`, each with a subject key: the
+/// ingest benchmarks' records.
+pub fn council_records(count: usize, wards: &[String]) -> Vec<marr::proto::RiskRecord> {
+    use marr::api::convert::timestamp;
+    let now = OffsetDateTime::now_utc();
+    (0..count)
+        .map(|i| marr::proto::RiskRecord {
+            agency_id: NEWCASTLE.into(),
+            local_ref: format!("NCC-{i:08}"),
+            subject_key: hex::encode(sha2::Sha256::digest(i.to_le_bytes())),
+            place_code: wards[i % wards.len()].clone(),
+            client_group: ClientGroup::ALL[i % 7].number(),
+            category: RiskCategory::ALL[i % 16].number(),
+            severity: Severity::ALL[i % 4].number(),
+            status: RecordStatus::Active.number(),
+            assessed_at: Some(timestamp(now - time::Duration::days(3))),
+            source_updated_at: Some(timestamp(now - time::Duration::days(2))),
+            lawful_basis: LawfulBasis::ChildrenAct1989S17.number(),
+            note: "Home visit arranged".into(),
+        })
+        .collect()
+}
+
+/// Newcastle upon Tyne, the council of the ingest benchmarks.
+pub const NEWCASTLE: &str = "E08000021";
+
+/// A real server on 127.0.0.1 over `store`, with `tables` imported and Newcastle's council
+/// registered, and connections as its principals.
+pub struct CouncilServer {
+    pub store: Store,
+    pub admin: marr::cli::Connection,
+    pub agency: marr::cli::Connection,
+    pub inspector: marr::cli::Connection,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), marr::ServeError>>,
+}
+
+impl CouncilServer {
+    pub async fn start(store: Store, tables: Vec<LookupTable>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(marr::serve(
+            listener,
+            store.clone(),
+            config(NEWCASTLE),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let public = marr::cli::Connection::open(&marr::cli::ServerArgs::plain(url))
+            .await
+            .expect("connect");
+        let admin = public.with_token(ADMIN_TOKEN).expect("token");
+        places::import_tables(&admin, tables).await.expect("import");
+        marr::cli::agencies::register(
+            &admin,
+            NEWCASTLE,
+            AgencyKind::ChildrenSocialCare,
+            "Newcastle",
+            &[NEWCASTLE.into()],
+        )
+        .await
+        .expect("agency");
+        Self {
+            store,
+            agency: public.with_token(AGENCY_TOKEN).expect("token"),
+            inspector: public.with_token(INSPECTOR_TOKEN).expect("token"),
+            admin,
+            stop,
+            server,
+        }
+    }
+
+    /// Pushes `records` on one stream, timed until the last durable answer; every one must
+    /// be accepted. Answers the time and the batches the writer committed for them.
+    pub async fn push(&self, records: &[marr::proto::RiskRecord]) -> (Duration, u64) {
+        use marr::proto;
+        let batches_before = self.store.batches_committed();
+        let requests: Vec<proto::PushRecordsRequest> = records
+            .iter()
+            .cloned()
+            .map(|r| proto::PushRecordsRequest { record: Some(r) })
+            .collect();
+        let start = std::time::Instant::now();
+        let mut answers = self
+            .agency
+            .risk_register()
+            .push_records(tokio_stream::iter(requests))
+            .await
+            .expect("stream")
+            .into_inner();
+        let mut accepted = 0;
+        while let Some(answer) = answers.message().await.expect("answer") {
+            if answer.outcome == proto::Outcome::Accepted as i32 {
+                accepted += 1;
+            }
+        }
+        let elapsed = start.elapsed();
+        assert_eq!(accepted, records.len(), "every record accepted");
+        (elapsed, self.store.batches_committed() - batches_before)
+    }
+
+    /// Stops the server and lets go of the store.
+    pub async fn stop(self) {
+        let Self {
+            store,
+            admin,
+            agency,
+            inspector,
+            stop,
+            server,
+        } = self;
+        drop((admin, agency, inspector, store));
+        let _ = stop.send(());
+        server.await.expect("server").expect("stops");
+    }
+}

@@ -61,8 +61,12 @@ impl From<ApiError> for Status {
                     bad_request(Invalid::one("table", neighbours.to_string()))
                 }
                 StoreError::Closed => Status::unavailable(store.to_string()),
+                // What failed below (a host, a server's message) is for the log, not callers.
                 StoreError::WriterFailed(_) | StoreError::Unavailable(_) => {
-                    Status::unavailable(store.to_string())
+                    tracing::warn!(error = %store, "storage unavailable");
+                    Status::unavailable(
+                        "the register's storage cannot be reached just now; retry shortly",
+                    )
                 }
                 StoreError::Storage(_)
                 | StoreError::Database(_)

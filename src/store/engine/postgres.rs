@@ -140,6 +140,14 @@ struct Link {
 }
 
 impl Link {
+    fn new(connector: &Arc<Connector>) -> Self {
+        Self {
+            connector: Arc::clone(connector),
+            client: None,
+            statements: HashMap::new(),
+        }
+    }
+
     fn client(&mut self) -> Result<&mut Client, postgres::Error> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.statements.clear();
@@ -207,12 +215,38 @@ pub struct Postgres {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     table: String,
+    /// The engine's statements, written out for its table once.
+    sql: Statements,
     /// This node's turn as the register's writer: every batch checks it is still the
     /// latest, so a node that lost its hold on the register (another opened it after a
     /// failover, say) can never write over what the other wrote.
     epoch: i64,
     /// Dropped to let go of the register's lock.
     hold: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
+}
+
+/// The SQL of every statement the engine runs on its table.
+struct Statements {
+    get: String,
+    upsert: String,
+    remove: String,
+    empty: String,
+    fence: &'static str,
+}
+
+impl Statements {
+    fn for_table(table: &str) -> Self {
+        Self {
+            get: format!("SELECT value FROM {table} WHERE key = $1"),
+            upsert: format!(
+                "INSERT INTO {table} (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+            ),
+            remove: format!("DELETE FROM {table} WHERE key = ANY($1::bytea[])"),
+            empty: format!("SELECT NOT EXISTS (SELECT 1 FROM {table})"),
+            fence: "UPDATE marr_writer SET epoch = epoch WHERE register = $1 AND epoch = $2",
+        }
+    }
 }
 
 /// The advisory lock a node holds on a register for as long as it has it open: a second node
@@ -295,11 +329,7 @@ impl Postgres {
         let mut threads = Vec::new();
         for n in 0..options.connections.max(1) {
             let queue = Arc::clone(&queue);
-            let mut link = Link {
-                connector: Arc::clone(&connector),
-                client: None,
-                statements: HashMap::new(),
-            };
+            let mut link = Link::new(&connector);
             let thread = std::thread::Builder::new()
                 .name(format!("marr-pg-{n}"))
                 .spawn(move || {
@@ -324,6 +354,7 @@ impl Postgres {
             jobs: Mutex::new(Some(jobs)),
             threads: Mutex::new(threads),
             table: table.to_string(),
+            sql: Statements::for_table(table),
             epoch: 0,
             hold: Mutex::new(Some(hold)),
         };
@@ -352,11 +383,9 @@ impl Postgres {
         if tokio::runtime::Handle::try_current().is_err() {
             return OWN_LINKS.with(|links| {
                 let mut links = links.borrow_mut();
-                let link = links.entry(self.id).or_insert_with(|| Link {
-                    connector: Arc::clone(&self.connector),
-                    client: None,
-                    statements: HashMap::new(),
-                });
+                let link = links
+                    .entry(self.id)
+                    .or_insert_with(|| Link::new(&self.connector));
                 let result = work(link);
                 if result.is_err() {
                     link.after_error();
@@ -382,10 +411,6 @@ impl Postgres {
             return Err(StoreError::Closed);
         }
         answer.recv().map_err(|_| StoreError::Closed)?
-    }
-
-    fn sql(&self, text: &str) -> String {
-        text.replace("{table}", &self.table)
     }
 
     /// Renames this engine's table to `to`, replacing an empty table of that name, in one
@@ -423,7 +448,7 @@ impl Postgres {
 
     /// Drops this engine's table (a restore that failed part-way).
     pub(crate) fn drop_table(&self) -> Result<(), StoreError> {
-        let sql = self.sql("DROP TABLE IF EXISTS {table}");
+        let sql = format!("DROP TABLE IF EXISTS {}", self.table);
         self.run(move |link| link.client()?.batch_execute(&sql))
     }
 
@@ -751,19 +776,13 @@ impl Engine for Postgres {
                 None => removed.push(key),
             }
         }
-        let upsert = self.sql(
-            "INSERT INTO {table} (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
-             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-        );
-        let remove = self.sql("DELETE FROM {table} WHERE key = ANY($1::bytea[])");
+        let upsert = self.sql.upsert.clone();
+        let remove = self.sql.remove.clone();
+        let fence = self.sql.fence;
         let (table, epoch) = (self.table.clone(), self.epoch);
         self.run_checked(move |link| {
-            let statements = [
-                upsert.as_str(),
-                remove.as_str(),
-                "UPDATE marr_writer SET epoch = epoch WHERE register = $1 AND epoch = $2",
-            ]
-            .map(|sql| link.statement(sql));
+            let statements =
+                [upsert.as_str(), remove.as_str(), fence].map(|sql| link.statement(sql));
             let [upsert, remove, fence] = statements;
             let (upsert, remove, fence) = (
                 upsert.map_err(classify)?,
@@ -803,7 +822,7 @@ impl Engine for Postgres {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let sql = self.sql("SELECT value FROM {table} WHERE key = $1");
+        let sql = self.sql.get.clone();
         let key = key.to_vec();
         self.run(move |link| {
             let rows = link.query(&sql, &[&key])?;
@@ -832,7 +851,7 @@ impl Engine for Postgres {
     }
 
     fn is_empty(&self) -> bool {
-        let sql = self.sql("SELECT NOT EXISTS (SELECT 1 FROM {table})");
+        let sql = self.sql.empty.clone();
         self.run(move |link| Ok(link.query(&sql, &[])?[0].get::<_, bool>(0)))
             .unwrap_or(false)
     }
