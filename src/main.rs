@@ -559,6 +559,7 @@ async fn serve(
         cache_bytes: config.cache_bytes()?,
         checkpoint_every: config.checkpoint_every()?,
         page_read_limit: config.page_read_limit()?,
+        serving: true,
         ..StoreOptions::default()
     };
     let listener = tokio::net::TcpListener::bind(address)

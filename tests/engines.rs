@@ -6,7 +6,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use marr::store::engine::{Engine, Postgres, PostgresOptions, Sled, WriteBatch};
+use std::time::Duration;
+
+use marr::store::engine::{Engine, Hold, Postgres, PostgresOptions, Sled, WriteBatch};
 use marr::store::{Location, StoreError};
 use proptest::prelude::*;
 
@@ -32,7 +34,9 @@ fn batches() -> impl Strategy<Value = Vec<Vec<Write>>> {
 
 fn postgres_engine() -> Postgres {
     match common::postgres::shared().database() {
-        Location::Postgres(options) => Postgres::open(&options).expect("the engine opens"),
+        Location::Postgres(options) => {
+            Postgres::open(&options, Hold::Alone).expect("the engine opens")
+        }
         Location::Sled(_) => unreachable!("a cluster database is PostgreSQL"),
     }
 }
@@ -148,21 +152,21 @@ fn a_later_schema_and_tls_without_a_ca_are_refused() {
     let Location::Postgres(options) = common::postgres::shared().database() else {
         unreachable!()
     };
-    drop(Postgres::open(&options).expect("creates the schema"));
+    drop(Postgres::open(&options, Hold::Alone).expect("creates the schema"));
     common::postgres::psql(
         &options.url,
         "INSERT INTO marr_schema (version) VALUES (99)",
     );
-    let error = match Postgres::open(&options) {
+    let error = match Postgres::open(&options, Hold::Alone) {
         Err(error) => error.to_string(),
         Ok(_) => panic!("a database at schema 99 is opened"),
     };
     assert!(
-        error.contains("version 99") && error.contains("version 1"),
+        error.contains("version 99") && error.contains("version 2"),
         "{error}"
     );
     let tls = PostgresOptions::new(format!("{}?sslmode=require", options.url));
-    let error = match Postgres::open(&tls) {
+    let error = match Postgres::open(&tls, Hold::Alone) {
         Err(error) => error.to_string(),
         Ok(_) => panic!("TLS without a CA is accepted"),
     };
@@ -331,7 +335,7 @@ fn connections_use_tls_and_check_the_database_certificate() {
     };
     options.ca = Some(trusted.join("ca.pem"));
     options.connections = 1;
-    let engine = Postgres::open(&options).expect("opens over TLS");
+    let engine = Postgres::open(&options, Hold::Alone).expect("opens over TLS");
     let mut batch = WriteBatch::default();
     batch.insert(b"k".to_vec(), b"v".to_vec());
     engine.apply(batch).expect("writes over TLS");
@@ -348,7 +352,7 @@ fn connections_use_tls_and_check_the_database_certificate() {
     drop(engine);
 
     options.ca = Some(other.join("ca.pem"));
-    let error = match Postgres::open(&options) {
+    let error = match Postgres::open(&options, Hold::Alone) {
         Err(error) => error.to_string(),
         Ok(_) => panic!("a certificate from another CA is accepted"),
     };
@@ -358,54 +362,84 @@ fn connections_use_tls_and_check_the_database_certificate() {
     );
 }
 
-/// One process at a time has a register on PostgreSQL open: a second is refused at open,
-/// saying why, and opens once the first lets go; a process whose register another opened
-/// since (after a lost lock, say) writes nothing more rather than interleave with it.
+/// Serving nodes share a register on PostgreSQL and take turns to write it: an offline tool
+/// is refused while any node has it open (and a node while a tool has it), a node hears
+/// another's turn, and a batch whose turn another node's came between (its lock lost with
+/// its connection, say) is refused and lands nothing.
 #[test]
-fn a_second_process_on_the_same_register_is_refused_and_a_superseded_one_writes_nothing() {
+fn nodes_share_a_register_take_turns_and_a_stale_turn_writes_nothing() {
     let Location::Postgres(options) = common::postgres::shared().database() else {
         unreachable!()
     };
-    let first = Postgres::open(&options).expect("opens");
-    let error = match Postgres::open(&options) {
+    let first = Postgres::open(&options, Hold::Shared).expect("a node opens");
+    let second = Postgres::open(&options, Hold::Shared).expect("a second node opens beside it");
+    let error = match Postgres::open(&options, Hold::Alone) {
         Err(error) => error.to_string(),
-        Ok(_) => panic!("two processes hold one register"),
+        Ok(_) => panic!("a tool opened a register nodes are serving"),
     };
-    assert!(error.contains("has this register open"), "{error}");
+    assert!(error.contains("stop every node"), "{error}");
 
-    // The lock is taken from under the first (as a failover would lose it) and a second
-    // process opens the register: the first's next batch is refused, and nothing of it lands.
-    common::postgres::psql(
-        &options.url,
-        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'",
-    );
-    let second = {
-        let mut tries = 0;
-        loop {
-            match Postgres::open(&options) {
-                Ok(engine) => break engine,
-                Err(_) if tries < 50 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-                Err(error) => panic!("the second never opens: {error}"),
-            }
-        }
-    };
-    let mut batch = WriteBatch::default();
-    batch.insert(b"from the first".to_vec(), b"x".to_vec());
-    let error = first
-        .apply(batch)
-        .expect_err("the superseded process writes");
+    // The first begins listening, then begins a turn and lets it go without writing.
     assert!(
-        matches!(&error, StoreError::Unavailable(reason) if reason.contains("opened this register after")),
-        "{error:?}"
+        !first
+            .await_turns(Duration::from_millis(10))
+            .expect("listens"),
+        "nothing was written yet"
     );
+    let began = first.begin_turn().expect("the first's turn");
+    first.end_turn();
+    // The second takes its turn at the same count and writes.
+    let turn = second.begin_turn().expect("the second's turn");
+    assert_eq!(turn, began, "nothing was written between the turns");
     let mut batch = WriteBatch::default();
     batch.insert(b"from the second".to_vec(), b"y".to_vec());
-    second.apply(batch).expect("the current process writes");
+    batch.in_turn(turn);
+    second.apply(batch).expect("the node in its turn writes");
+    second.end_turn();
+    assert_eq!(first.turns().expect("counts"), began + 1);
+    assert!(
+        first.await_turns(Duration::from_secs(10)).expect("listens"),
+        "the first hears the second's turn"
+    );
+
+    // The first writes as if its turn had lasted: refused, and nothing of it lands.
+    let mut batch = WriteBatch::default();
+    batch.insert(b"from the first".to_vec(), b"x".to_vec());
+    batch.in_turn(began);
+    let error = first.apply(batch).expect_err("a stale turn writes");
+    assert!(
+        matches!(&error, StoreError::Unavailable(reason) if reason.contains("during this node's turn")),
+        "{error:?}"
+    );
     assert_eq!(
         all(second.scan_prefix(b"from")),
         vec![(b"from the second".to_vec(), b"y".to_vec())]
     );
+    assert_eq!(
+        first.turns().expect("counts"),
+        began + 1,
+        "the refusal counted nothing"
+    );
+
+    // Once the nodes are gone a tool has the register alone, and a node waits for it.
+    drop((first, second));
+    let tool = {
+        let mut tries = 0;
+        loop {
+            match Postgres::open(&options, Hold::Alone) {
+                Ok(engine) => break engine,
+                Err(_) if tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(error) => panic!("the tool never opens: {error}"),
+            }
+        }
+    };
+    let error = match Postgres::open(&options, Hold::Shared) {
+        Err(error) => error.to_string(),
+        Ok(_) => panic!("a node opened a register a tool has alone"),
+    };
+    assert!(error.contains("offline tool"), "{error}");
+    drop(tool);
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::engine::{Engine, Entry, Postgres, Sled, WriteBatch};
+use super::engine::{Engine, Entry, Hold, Postgres, Sled, WriteBatch};
 use super::keyspace::{
     Actions, ActionsDue, Agencies, AlertLog, Aliases, AuditHead, AuditLog, Boundaries, Ended,
     Keyspace, Log, Memberships, Neighbours, Places, Populations, ReleaseTables, Releases, Reviews,
@@ -420,7 +420,7 @@ impl Store {
         database: &super::PostgresOptions,
         input: impl Read,
     ) -> Result<BackupSummary, StoreError> {
-        let occupied = !Postgres::open(database)?.is_empty();
+        let occupied = !Postgres::open(database, Hold::Alone)?.is_empty();
         if occupied {
             return Err(StoreError::Invalid(crate::domain::Invalid::one(
                 "store.url",
@@ -428,26 +428,27 @@ impl Store {
             )));
         }
         let building = format!("{}_restoring", super::engine::TABLE);
-        Postgres::open_table(database, &building)?.drop_table()?;
+        Postgres::open_table(database, &building, Hold::Alone)?.drop_table()?;
         let options = super::StoreOptions::default();
-        let restored = Postgres::open_table(database, &building)
+        let restored = Postgres::open_table(database, &building, Hold::Alone)
             .and_then(|engine| restore_into(&engine, input).map(|summary| (engine, summary)))
             .and_then(|(engine, summary)| checked(Box::new(engine), options, summary))
             .and_then(|summary| {
                 // Holding the register's own lock: no server opens it mid-rename.
-                let register = Postgres::open(database)?;
+                let register = Postgres::open(database, Hold::Alone)?;
                 if !register.is_empty() {
                     return Err(StoreError::Invalid(crate::domain::Invalid::one(
                         "store.url",
                         "the database came to hold a register during the restore",
                     )));
                 }
-                Postgres::open_table(database, &building)?.rename_into(super::engine::TABLE)?;
+                Postgres::open_table(database, &building, Hold::Alone)?
+                    .rename_into(super::engine::TABLE)?;
                 drop(register);
                 Ok(summary)
             });
         if restored.is_err()
-            && let Ok(engine) = Postgres::open_table(database, &building)
+            && let Ok(engine) = Postgres::open_table(database, &building, Hold::Alone)
         {
             let _ = engine.drop_table();
         }

@@ -953,6 +953,33 @@ impl Keyspace for AuditHead {
     }
 }
 
+/// How many times the directory has changed: a node that finds it moved reads the directory
+/// back, where otherwise it folds only the log other nodes wrote. Not backed up (a restore
+/// starts it again, with every node stopped).
+pub(crate) struct DirectoryStamp;
+impl Keyspace for DirectoryStamp {
+    const PREFIX: u8 = b'n';
+    type Key = ();
+    type Value = u64;
+    fn encode_key(_: &(), _: &mut Vec<u8>) {}
+    fn decode_key(_: &[u8]) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// The keyspaces [`super::load_directory`] reads: a batch writing any of them moves the
+/// [`DirectoryStamp`].
+pub(crate) const DIRECTORY_KEYSPACES: [u8; 8] = [
+    Places::PREFIX,
+    Memberships::PREFIX,
+    Ended::PREFIX,
+    Aliases::PREFIX,
+    Successions::PREFIX,
+    Agencies::PREFIX,
+    Populations::PREFIX,
+    Neighbours::PREFIX,
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -990,6 +1017,7 @@ mod tests {
             AuditByAgency::PREFIX,
             Layout::PREFIX,
             AuditHead::PREFIX,
+            DirectoryStamp::PREFIX,
         ];
         let all = prefixes.len();
         prefixes.sort_unstable();

@@ -273,6 +273,10 @@ struct Shared {
     /// The latest revision of every review, read once per change of them: lessons and lines
     /// of enquiry read them all on every call.
     reviews: reviews::ReviewCache,
+    /// When this node last knew it held the register's head (see [`Store::behind`]).
+    current_at: Mutex<std::time::Instant>,
+    /// A [`Command::Follow`] is queued and not yet taken.
+    following: std::sync::atomic::AtomicBool,
 }
 
 /// The directory as stored: places, memberships, aliases, successions, agencies, population
@@ -328,6 +332,59 @@ fn load_directory(engine: &dyn Engine) -> Result<Directory, StoreError> {
     Ok(directory)
 }
 
+/// The longest a node goes without looking for other nodes' writes when it hears of none.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Starts the thread that asks the writer to read what other nodes wrote, whenever the engine
+/// says they wrote and at least every [`FOLLOW_EVERY`], until the store closes.
+fn follow_other_nodes(shared: std::sync::Weak<Shared>) -> Result<(), StoreError> {
+    std::thread::Builder::new()
+        .name("marr-follow".into())
+        .spawn(move || {
+            loop {
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
+                if let Err(error) = shared.engine.await_turns(FOLLOW_EVERY) {
+                    tracing::warn!(%error, "cannot hear other nodes' writes; retrying");
+                    std::thread::sleep(FOLLOW_EVERY);
+                }
+                if shared.following.swap(true, Ordering::AcqRel) {
+                    continue;
+                }
+                match shared.commands.try_send(Command::Follow) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        shared.following.store(false, Ordering::Release);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|e| StoreError::WriterFailed(e.to_string()))
+}
+
+/// Where the register stood when a node read it, taken before the directory and the heads:
+/// another node's turn in between only makes these older than what was read, so the node
+/// reads again at its next look, never misses a change.
+#[derive(Debug, Clone, Copy)]
+struct Marks {
+    /// The register's count of turns (see [`Engine::begin_turn`]).
+    turns: u64,
+    /// The directory's stamp ([`keyspace::DirectoryStamp`]).
+    directory_stamp: u64,
+}
+
+impl Marks {
+    fn read(engine: &dyn Engine) -> Result<Self, StoreError> {
+        Ok(Self {
+            turns: engine.turns()?,
+            directory_stamp: keyspace::DirectoryStamp::get(engine, &())?.unwrap_or(0),
+        })
+    }
+}
+
 /// Sequences of the last revision and the last alert in the engine.
 fn heads(engine: &dyn Engine) -> Result<(u64, u64), StoreError> {
     let head = match Log::scan_all(engine).next_back() {
@@ -361,6 +418,10 @@ pub struct StoreOptions {
     /// that resumes the walk (`[store] page_read_limit`): a filter that matches almost nothing
     /// costs many cheap pages, never one unbounded call.
     pub page_read_limit: usize,
+    /// Opened by a serving node: on PostgreSQL, other serving nodes may share the register,
+    /// taking turns to write it. Otherwise (an offline tool) the register is this process's
+    /// alone, and opening it while any node serves it is refused.
+    pub serving: bool,
 }
 
 /// sled's page cache unless the config says otherwise.
@@ -381,6 +442,7 @@ impl Default for StoreOptions {
             cache_bytes: DEFAULT_CACHE_MIB * 1024 * 1024,
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
             page_read_limit: DEFAULT_PAGE_READ_LIMIT,
+            serving: false,
         }
     }
 }
@@ -446,7 +508,12 @@ impl Store {
         match location {
             Location::Sled(dir) => Self::open_with(dir, options),
             Location::Postgres(database) => {
-                let engine = engine::Postgres::open(database)?;
+                let hold = if options.serving {
+                    engine::Hold::Shared
+                } else {
+                    engine::Hold::Alone
+                };
+                let engine = engine::Postgres::open(database, hold)?;
                 Self::open_on(Box::new(engine), options)
             }
         }
@@ -456,6 +523,7 @@ impl Store {
     /// some time after a handle is dropped, so a restore hands over the one it wrote with).
     fn open_on(engine: Box<dyn Engine>, options: StoreOptions) -> Result<Self, StoreError> {
         layout::upgrade(&*engine)?;
+        let marks = Marks::read(&*engine)?;
         let directory = load_directory(&*engine)?;
         let (head, alert_head) = heads(&*engine)?;
         let (commands, queue) = mpsc::channel(WRITER_QUEUE);
@@ -477,20 +545,37 @@ impl Store {
             counters_rebuilding: watch::Sender::new(false),
             gate: Arc::default(),
             reviews: reviews::ReviewCache::default(),
+            current_at: Mutex::new(std::time::Instant::now()),
+            following: std::sync::atomic::AtomicBool::new(false),
         });
         // The writer loads the counters from the last checkpoint before anything is served.
-        let writer = Writer::new(Arc::clone(&shared), head, alert_head)?;
+        let writer = Writer::new(Arc::clone(&shared), head, alert_head, marks)?;
         let handle = std::thread::Builder::new()
             .name("marr-writer".into())
             .spawn(move || writer.run(queue))
             .map_err(|e| StoreError::WriterFailed(e.to_string()))?;
         *shared.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        if shared.engine.shared() {
+            follow_other_nodes(Arc::downgrade(&shared))?;
+        }
         tracing::info!(
             head,
             places = shared.read_directory().geography.len(),
             "store opened"
         );
         Ok(Self { shared })
+    }
+
+    /// How long since this node last knew it held the register's head, when other nodes may
+    /// write it too (PostgreSQL shared by serving nodes); `None` when no other node can.
+    pub fn behind(&self) -> Option<std::time::Duration> {
+        self.shared.engine.shared().then(|| {
+            self.shared
+                .current_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed()
+        })
     }
 
     /// Sequence of the last durable revision (0 when the log is empty).
@@ -874,6 +959,11 @@ impl Shared {
     /// Makes everything written so far durable.
     fn make_durable(&self) -> Result<(), StoreError> {
         self.engine.flush()
+    }
+
+    /// This node holds the register's head as of now.
+    fn mark_current(&self) {
+        *self.current_at.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
     }
 
     fn read_directory(&self) -> std::sync::RwLockReadGuard<'_, Directory> {

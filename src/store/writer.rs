@@ -13,9 +13,10 @@ use tokio::sync::{mpsc, oneshot};
 use super::engine::WriteBatch;
 use super::fold::{self, SubjectCache};
 use super::keyspace::{
-    Actions, Agencies, AlertLog, Aliases, AuditHead, AuditLog, Boundaries, ByPlace, Ended,
-    Keyspace, Latest, Log, Memberships, Neighbours, Places, Populations, ReleaseTables, Releases,
-    Reviews, Snapshots, StaleWatch, SubjectJournal, Successions, index_audit_event,
+    Actions, Agencies, AlertLog, Aliases, AuditHead, AuditLog, Boundaries, ByPlace,
+    DIRECTORY_KEYSPACES, DirectoryStamp, Ended, Keyspace, Latest, Log, Memberships, Neighbours,
+    Places, Populations, ReleaseTables, Releases, Reviews, Snapshots, StaleWatch, SubjectJournal,
+    Successions, index_audit_event,
 };
 use super::rebuild::CounterRebuild;
 use super::{ImportOutcome, Shared, Snapshot, SnapshotRequest, StoreError, Submitted};
@@ -118,6 +119,9 @@ pub(super) enum Command {
     /// A counter rebuild running in the background has finished (a nudge: the writer looks
     /// for finished rebuilds after every command).
     CountersRebuilt,
+    /// Other nodes may have written (they share the register on PostgreSQL): the writer reads
+    /// what they wrote and hands it to this node's readers.
+    Follow,
     /// Rewrites the latest pointers and indexes from the log.
     RepairProjections {
         reply: oneshot::Sender<Result<usize, StoreError>>,
@@ -187,12 +191,25 @@ pub(super) struct Writer {
     failed: Option<Failure>,
     /// The counters rebuilt off the writer after an import changed the geography.
     rebuild: CounterRebuild,
+    /// The register's count of turns that what this writer holds reflects (see
+    /// [`super::engine::Engine::begin_turn`]); always 0 on an engine no other node writes.
+    turns: u64,
+    /// Set during a turn: the count the next batch is written at.
+    turn: Option<u64>,
+    /// The directory's stamp as this node last read or wrote it.
+    directory_stamp: u64,
 }
 
 impl Writer {
     /// Loads the counters from the last checkpoint, replays the log after it and hands them
     /// to the readers; a checkpoint is written at the head if anything was replayed.
-    pub(super) fn new(shared: Arc<Shared>, head: u64, alert_head: u64) -> Result<Self, StoreError> {
+    /// `marks` were read before the directory and the heads (see [`super::Marks`]).
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        head: u64,
+        alert_head: u64,
+        marks: super::Marks,
+    ) -> Result<Self, StoreError> {
         let audit_head = AuditHead::get(&*shared.engine, &())?.unwrap_or((0, [0; 32]));
         let (inspection, last_checkpoint) = {
             let directory = shared.read_directory();
@@ -221,6 +238,9 @@ impl Writer {
             inspection,
             subjects: SubjectCache::new(),
             failed: None,
+            turns: marks.turns,
+            turn: None,
+            directory_stamp: marks.directory_stamp,
         };
         writer.publish(true);
         if writer.last_checkpoint < head {
@@ -404,6 +424,22 @@ impl Writer {
                     let _ = reply.send(self.guarded(|w| w.cut()));
                 }
                 Command::CountersRebuilt => {}
+                Command::Follow => {
+                    self.shared.following.store(false, Ordering::Release);
+                    let recovering = self.failed.as_ref().map(|failure| failure.recoverable);
+                    let followed = match recovering {
+                        Some(false) => Ok(()),
+                        Some(true) => self.recover(),
+                        None => match self.shared.engine.turns() {
+                            Ok(turns) => self.follow(turns),
+                            Err(error) => Err(error),
+                        },
+                    };
+                    if let Err(error) = followed {
+                        tracing::warn!(%error, "could not read what other nodes wrote");
+                        self.fail(&error);
+                    }
+                }
                 Command::RepairProjections { reply } => {
                     let _ = reply.send(self.guarded(|w| {
                         let (batch, changed) = super::verify::repair_batch(&*w.shared.engine)?;
@@ -447,12 +483,14 @@ impl Writer {
     /// engine alone knows. Readers then see what the engine holds.
     fn recover(&mut self) -> Result<(), StoreError> {
         let engine = &*self.shared.engine;
+        let marks = super::Marks::read(engine)?;
         let directory = super::load_directory(engine)?;
         let (head, alert_head) = super::heads(engine)?;
         self.rebuild.stop();
         *self.shared.write_directory() = directory;
         self.shared.reviews.changed();
-        *self = Writer::new(Arc::clone(&self.shared), head, alert_head)?;
+        *self = Writer::new(Arc::clone(&self.shared), head, alert_head, marks)?;
+        self.shared.mark_current();
         self.shared.head.store(head, Ordering::Release);
         self.shared.alert_head.send_replace(alert_head);
         tracing::info!(
@@ -464,37 +502,90 @@ impl Writer {
     }
 
     /// Runs a write unless an earlier one failed, and marks the writer failed if this one does.
+    /// On an engine other nodes write too, the write runs in this node's turn, after reading
+    /// back whatever they wrote since its last.
     fn guarded<T>(
         &mut self,
         write: impl FnOnce(&mut Self) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        match &self.failed {
-            Some(failure) if failure.recoverable => {
-                let reason = failure.reason.clone();
-                if let Err(error) = self.recover() {
-                    return Err(StoreError::Unavailable(format!(
-                        "{reason}; still unreachable: {error}"
-                    )));
-                }
-            }
-            Some(failure) => return Err(StoreError::WriterFailed(failure.reason.clone())),
-            None => {}
+        if let Some(failure) = &self.failed
+            && !failure.recoverable
+        {
+            return Err(StoreError::WriterFailed(failure.reason.clone()));
         }
+        let taking_turns = self.shared.engine.shared();
+        let turns = if taking_turns {
+            // Nothing is written yet: a turn not had is a refusal, not a failure.
+            self.shared.engine.begin_turn()?
+        } else {
+            self.turns
+        };
+        let result = self.ready(turns).and_then(|()| {
+            self.turn = taking_turns.then_some(turns);
+            self.run_write(write)
+        });
+        if taking_turns {
+            if result.is_ok()
+                && let Some(turn) = self.turn
+            {
+                self.turns = turn;
+            }
+            self.turn = None;
+            self.shared.engine.end_turn();
+        }
+        result
+    }
+
+    /// Brings what the writer holds up to the register at `turns`: read back whole after a
+    /// failure, or what other nodes wrote since this one's last turn.
+    fn ready(&mut self, turns: u64) -> Result<(), StoreError> {
+        if let Some(failure) = &self.failed {
+            let reason = failure.reason.clone();
+            return self.recover().map_err(|error| {
+                StoreError::Unavailable(format!("{reason}; still unreachable: {error}"))
+            });
+        }
+        let followed = self.follow(turns);
+        if let Err(error) = &followed {
+            self.fail(error);
+        }
+        followed
+    }
+
+    /// Runs one write, marking the writer failed if the store may now hold part of it.
+    fn run_write<T>(
+        &mut self,
+        write: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         // A write that fails leaves nothing on disk, so the heads go back to where they were.
-        let heads = (self.head, self.alert_head, self.audit_head);
+        let heads = (
+            self.head,
+            self.alert_head,
+            self.audit_head,
+            self.directory_stamp,
+        );
         let result = write(self);
-        if result.is_err() {
-            (self.head, self.alert_head, self.audit_head) = heads;
+        if let Err(error) = &result {
+            (
+                self.head,
+                self.alert_head,
+                self.audit_head,
+                self.directory_stamp,
+            ) = heads;
             // What the subject cache filed never reached the journal.
             self.subjects.clear();
+            self.fail(error);
         }
-        if let Err(
-            error @ (StoreError::Storage(_)
-            | StoreError::Database(_)
-            | StoreError::Unavailable(_)
-            | StoreError::Codec(_)
-            | StoreError::Corrupt(_)),
-        ) = &result
+        result
+    }
+
+    /// Marks the writer failed if `error` leaves the store's state unknown to it.
+    fn fail(&mut self, error: &StoreError) {
+        if let StoreError::Storage(_)
+        | StoreError::Database(_)
+        | StoreError::Unavailable(_)
+        | StoreError::Codec(_)
+        | StoreError::Corrupt(_) = error
         {
             let recoverable = matches!(error, StoreError::Unavailable(_));
             tracing::error!(
@@ -507,7 +598,46 @@ impl Writer {
                 recoverable,
             });
         }
-        result
+    }
+
+    /// Reads what other nodes wrote since this node last looked, given the register's count
+    /// of turns now, and hands it to this node's readers: the log they wrote folded into the
+    /// counters, the heads moved (watchers wake), reviews read again, and the whole store
+    /// read back if they changed the directory. Nothing to do on an engine no other node
+    /// writes.
+    fn follow(&mut self, turns: u64) -> Result<(), StoreError> {
+        if turns == self.turns {
+            self.shared.mark_current();
+            return Ok(());
+        }
+        let shared = Arc::clone(&self.shared);
+        let engine = &*shared.engine;
+        let stamp = DirectoryStamp::get(engine, &())?.unwrap_or(0);
+        if stamp != self.directory_stamp {
+            return self.recover();
+        }
+        let (head, alert_head) = super::heads(engine)?;
+        let audit_head = AuditHead::get(engine, &())?.unwrap_or((0, [0; 32]));
+        if head > self.head {
+            let directory = shared.read_directory();
+            let counters = std::mem::take(&mut self.inspection);
+            // On an error the counters are gone; the writer is then marked failed and reads
+            // the store back whole before it writes again.
+            self.inspection = fold::replay(engine, &directory, counters, head, None, None)?;
+            self.subjects.clear();
+        }
+        (self.head, self.alert_head, self.audit_head, self.turns) =
+            (head, alert_head, audit_head, turns);
+        self.publish(false);
+        shared.head.store(head, Ordering::Release);
+        shared.alert_head.send_if_modified(|known| {
+            let moved = *known != alert_head;
+            *known = alert_head;
+            moved
+        });
+        shared.reviews.changed();
+        shared.mark_current();
+        Ok(())
     }
 
     fn commit(&mut self, batch: Batch) {
@@ -677,7 +807,7 @@ impl Writer {
         {
             self.checkpoint(&mut batch)?;
         }
-        engine.apply(batch)?;
+        self.write(batch)?;
         let flushing = std::time::Instant::now();
         self.shared.make_durable()?;
         metrics::histogram!(telemetry::FLUSH_SECONDS).record(flushing.elapsed().as_secs_f64());
@@ -1040,9 +1170,30 @@ impl Writer {
     }
 
     /// Writes a batch and flushes it.
-    fn apply(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        self.shared.engine.apply(batch)?;
+    fn apply(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.write(batch)?;
         self.shared.make_durable()?;
+        Ok(())
+    }
+
+    /// Writes a batch, in this node's turn if it has one, moving the directory's stamp when
+    /// the batch changes the directory so other nodes read it back.
+    fn write(&mut self, mut batch: WriteBatch) -> Result<(), StoreError> {
+        let stamp = self.directory_stamp + 1;
+        let restamped = batch.touches(&DIRECTORY_KEYSPACES);
+        if restamped {
+            DirectoryStamp::put(&mut batch, &(), &stamp)?;
+        }
+        if let Some(turn) = self.turn {
+            batch.in_turn(turn);
+        }
+        self.shared.engine.apply(batch)?;
+        if let Some(turn) = &mut self.turn {
+            *turn += 1;
+        }
+        if restamped {
+            self.directory_stamp = stamp;
+        }
         Ok(())
     }
 

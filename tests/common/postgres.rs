@@ -367,9 +367,10 @@ pub fn engine_at(location: &Location) -> Box<dyn marr::store::engine::Engine> {
         Location::Sled(dir) => Box::new(
             marr::store::engine::Sled::open(dir, 16 << 20, true).expect("the stopped store opens"),
         ),
-        Location::Postgres(options) => {
-            Box::new(marr::store::engine::Postgres::open(options).expect("the database opens"))
-        }
+        Location::Postgres(options) => Box::new(
+            marr::store::engine::Postgres::open(options, marr::store::engine::Hold::Alone)
+                .expect("the database opens"),
+        ),
     }
 }
 

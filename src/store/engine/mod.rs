@@ -1,8 +1,8 @@
 //! The storage seam: the little the register asks of the engine that keeps its log, its
 //! projections, the alert log and the audit chain — ordered keys, point reads, range reads,
 //! batches applied whole, and a flush that makes them durable — and sled, the embedded engine
-//! behind it, or PostgreSQL ([`Postgres`]) for several nodes and a replicated log. Every keyspace, the writer and every reader speak to the store only through
-//! [`Engine`], so another engine (a replicated one) can take sled's place without them.
+//! behind it, or PostgreSQL ([`Postgres`]) for several nodes and a replicated log. Every
+//! keyspace, the writer and every reader speak to the store only through [`Engine`].
 //!
 //! The writer assigns log sequences itself, in the order it applies batches; an engine only
 //! has to apply each batch atomically and, after [`Engine::flush`], durably.
@@ -11,7 +11,7 @@ mod postgres;
 
 use std::path::Path;
 
-pub use postgres::{DEFAULT_CONNECTIONS, Postgres, PostgresOptions, TABLE};
+pub use postgres::{DEFAULT_CONNECTIONS, Hold, Postgres, PostgresOptions, TABLE};
 
 use super::StoreError;
 
@@ -40,21 +40,58 @@ pub trait Engine: Send + Sync {
     fn is_empty(&self) -> bool;
     /// Bytes the engine occupies on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
+
+    /// Whether other nodes may write to the engine too (PostgreSQL): the writer then takes
+    /// turns with them and follows what they write. sled has one process.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Begins this node's turn to write: waits until no other node is in one, and answers
+    /// how many turns the register has had, so the writer can tell whether others wrote
+    /// since its own last. A batch written in the turn carries the count (see
+    /// [`WriteBatch::in_turn`]) and is refused if another node's turn came between.
+    fn begin_turn(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    fn end_turn(&self) {}
+    /// How many turns the register has had, without taking one.
+    fn turns(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    /// Waits up to `timeout` for word that another node has written; true if there was some.
+    fn await_turns(&self, timeout: std::time::Duration) -> Result<bool, StoreError> {
+        std::thread::sleep(timeout);
+        Ok(false)
+    }
 }
 
 /// Writes to apply together.
 #[derive(Debug, Default)]
 pub struct WriteBatch {
     writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// The count of turns this batch's writer began its turn at, if it writes in one.
+    turn: Option<u64>,
 }
 
 impl WriteBatch {
+    /// Marks the batch as written in the turn that began at this count of turns.
+    pub fn in_turn(&mut self, turns: u64) {
+        self.turn = Some(turns);
+    }
+
     pub fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
         self.writes.push((key, Some(value)));
     }
 
     pub fn remove(&mut self, key: Vec<u8>) {
         self.writes.push((key, None));
+    }
+
+    /// Whether any write is to a key in a keyspace with one of these prefixes.
+    pub fn touches(&self, prefixes: &[u8]) -> bool {
+        self.writes
+            .iter()
+            .any(|(key, _)| key.first().is_some_and(|first| prefixes.contains(first)))
     }
 }
 

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Statement};
 
 use super::{Engine, Entries, Entry, WriteBatch};
@@ -21,10 +22,13 @@ use crate::store::StoreError;
 
 /// The schema version this build writes; a database at a later one was written by a newer
 /// marr and is refused.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The table every keyspace lives in.
 pub const TABLE: &str = "marr_register";
+
+/// The longest a node waits for its turn to write before it answers UNAVAILABLE.
+const TURN_WAIT: Duration = Duration::from_secs(30);
 
 /// Connections unless the config says otherwise.
 pub const DEFAULT_CONNECTIONS: usize = 8;
@@ -217,12 +221,12 @@ pub struct Postgres {
     table: String,
     /// The engine's statements, written out for its table once.
     sql: Statements,
-    /// This node's turn as the register's writer: every batch checks it is still the
-    /// latest, so a node that lost its hold on the register (another opened it after a
-    /// failover, say) can never write over what the other wrote.
-    epoch: i64,
     /// Dropped to let go of the register's lock.
     hold: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
+    /// Shared with other serving nodes, or this process's alone.
+    hold_kind: Hold,
+    /// The connection that listens for other nodes' turns (see [`Engine::await_turns`]).
+    listener: Mutex<Option<Client>>,
 }
 
 /// The SQL of every statement the engine runs on its table.
@@ -231,7 +235,10 @@ struct Statements {
     upsert: String,
     remove: String,
     empty: String,
+    /// Counts a writer's turn, if the count is still the one its turn began with, and tells
+    /// the nodes listening.
     fence: &'static str,
+    turns: &'static str,
 }
 
 impl Statements {
@@ -244,14 +251,17 @@ impl Statements {
             ),
             remove: format!("DELETE FROM {table} WHERE key = ANY($1::bytea[])"),
             empty: format!("SELECT NOT EXISTS (SELECT 1 FROM {table})"),
-            fence: "UPDATE marr_writer SET epoch = epoch WHERE register = $1 AND epoch = $2",
+            fence: "WITH counted AS (UPDATE marr_turns SET turns = turns + 1 \
+                    WHERE register = $1 AND turns = $2 RETURNING turns) \
+                    SELECT pg_notify($1, turns::text) FROM counted",
+            turns: "SELECT turns FROM marr_turns WHERE register = $1",
         }
     }
 }
 
-/// The advisory lock a node holds on a register for as long as it has it open: a second node
-/// (or an offline tool while a server runs) is refused at open rather than interleaving its
-/// sequences with the first's.
+/// The advisory lock on a register: every serving node holds it shared for as long as it has
+/// the register open, and an offline tool (a restore, a move, a verify) holds it alone, so a
+/// tool never runs under a serving node nor a node under a tool. Turns use the key after it.
 fn lock_key(table: &str) -> i64 {
     // FNV-1a: stable across builds, unlike the standard library's hasher.
     table.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
@@ -259,13 +269,35 @@ fn lock_key(table: &str) -> i64 {
     }) as i64
 }
 
+/// How a process holds a register on PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// A serving node: any number of them share the register, taking turns to write.
+    Shared,
+    /// An offline tool: no node and no other tool may have the register open meanwhile.
+    Alone,
+}
+
 /// Takes the register's lock on a connection of its own, kept on a thread of its own until
 /// the sender it answers is dropped.
 fn hold_register(
     connector: Arc<Connector>,
     table: &str,
+    hold: Hold,
 ) -> Result<(mpsc::Sender<()>, std::thread::JoinHandle<()>), StoreError> {
     let key = lock_key(table);
+    let (take, refusal) = match hold {
+        Hold::Shared => (
+            "SELECT pg_try_advisory_lock_shared($1)",
+            "an offline tool (a restore, a move, a verify) has this register to itself: \
+             nodes can open it once the tool is done",
+        ),
+        Hold::Alone => (
+            "SELECT pg_try_advisory_lock($1)",
+            "a marr node or another tool has this register open: stop every node serving it \
+             before running an offline tool",
+        ),
+    };
     let (ready, held) = mpsc::sync_channel(1);
     let (release, released) = mpsc::channel::<()>();
     let thread = std::thread::Builder::new()
@@ -275,10 +307,7 @@ fn hold_register(
                 .connect()
                 .map_err(classify)
                 .and_then(|mut client| {
-                    let taken: bool = client
-                        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-                        .map_err(classify)?
-                        .get(0);
+                    let taken: bool = client.query_one(take, &[&key]).map_err(classify)?.get(0);
                     Ok((client, taken))
                 });
             match taken {
@@ -289,11 +318,7 @@ fn hold_register(
                     drop(client);
                 }
                 Ok((_, false)) => {
-                    let _ = ready.send(Err(StoreError::Unavailable(
-                        "another marr process has this register open: one process writes a \
-                         register on PostgreSQL at a time (stop it first for an offline tool)"
-                            .into(),
-                    )));
+                    let _ = ready.send(Err(StoreError::Unavailable(refusal.into())));
                 }
                 Err(error) => {
                     let _ = ready.send(Err(error));
@@ -316,14 +341,18 @@ fn hold_register(
 
 impl Postgres {
     /// Connects, creates or checks the schema, and starts the pool.
-    pub fn open(options: &PostgresOptions) -> Result<Self, StoreError> {
-        Self::open_table(options, TABLE)
+    pub fn open(options: &PostgresOptions, hold: Hold) -> Result<Self, StoreError> {
+        Self::open_table(options, TABLE, hold)
     }
 
     /// The engine on a table of another name (a restore builds into one, then renames it).
-    pub(crate) fn open_table(options: &PostgresOptions, table: &str) -> Result<Self, StoreError> {
+    pub(crate) fn open_table(
+        options: &PostgresOptions,
+        table: &str,
+        hold: Hold,
+    ) -> Result<Self, StoreError> {
         let connector = Arc::new(Connector::new(options)?);
-        let hold = hold_register(Arc::clone(&connector), table)?;
+        let held = hold_register(Arc::clone(&connector), table, hold)?;
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         let mut threads = Vec::new();
@@ -348,20 +377,20 @@ impl Postgres {
             threads.push(thread);
         }
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let mut engine = Self {
+        let engine = Self {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             connector: Arc::clone(&connector),
             jobs: Mutex::new(Some(jobs)),
             threads: Mutex::new(threads),
             table: table.to_string(),
             sql: Statements::for_table(table),
-            epoch: 0,
-            hold: Mutex::new(Some(hold)),
+            hold: Mutex::new(Some(held)),
+            hold_kind: hold,
+            listener: Mutex::new(None),
         };
         // On a connection thread, as every query is: the caller may be inside a runtime.
         let table = table.to_string();
-        engine.epoch =
-            engine.run_checked(move |link| migrate(link.client().map_err(classify)?, &table))?;
+        engine.run_checked(move |link| migrate(link.client().map_err(classify)?, &table))?;
         Ok(engine)
     }
 
@@ -512,9 +541,9 @@ impl Drop for Postgres {
     }
 }
 
-/// Creates the schema, or checks a schema already there, under a lock so nodes starting
-/// together do not race, and starts this process's epoch as the register's writer.
-fn migrate(client: &mut Client, table: &str) -> Result<i64, StoreError> {
+/// Creates the schema, or checks a schema already there and brings an earlier one up to
+/// date, under a lock so nodes starting together do not race.
+fn migrate(client: &mut Client, table: &str) -> Result<(), StoreError> {
     let mut transaction = client.transaction().map_err(classify)?;
     // Any constant: the lock only orders schema changes between marr nodes.
     transaction
@@ -532,45 +561,49 @@ fn migrate(client: &mut Client, table: &str) -> Result<i64, StoreError> {
         .query_one("SELECT max(version) FROM marr_schema", &[])
         .map_err(classify)?
         .get(0);
-    match version {
-        Some(version) if version > SCHEMA_VERSION => {
-            return Err(StoreError::Corrupt(format!(
-                "the database's schema is version {version}, written by a later marr; this \
-                 build knows version {SCHEMA_VERSION} and will not touch it"
-            )));
-        }
-        Some(_) => {}
-        None => {
-            transaction
-                .execute(
-                    "INSERT INTO marr_schema (version) VALUES ($1)",
-                    &[&SCHEMA_VERSION],
-                )
-                .map_err(classify)?;
-        }
+    if let Some(version) = version
+        && version > SCHEMA_VERSION
+    {
+        return Err(StoreError::Corrupt(format!(
+            "the database's schema is version {version}, written by a later marr; this \
+             build knows version {SCHEMA_VERSION} and will not touch it"
+        )));
     }
     // Version 1: every keyspace in one table of ordered keys (bytea orders as sled does,
-    // byte by byte, shorter first), and each register's writer epoch.
+    // byte by byte, shorter first).
     transaction
         .batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {table} (
                  key bytea PRIMARY KEY,
                  value bytea NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS marr_writer (
-                 register text PRIMARY KEY,
-                 epoch bigint NOT NULL
              )"
         ))
         .map_err(classify)?;
-    let epoch: i64 = transaction
-        .query_one(
-            "INSERT INTO marr_writer (register, epoch) VALUES ($1, 1) \
-             ON CONFLICT (register) DO UPDATE SET epoch = marr_writer.epoch + 1 RETURNING epoch",
+    // Version 2: nodes share a register and count their turns to write it, in place of
+    // version 1's one writer per register.
+    transaction
+        .batch_execute(
+            "DROP TABLE IF EXISTS marr_writer;
+             CREATE TABLE IF NOT EXISTS marr_turns (
+                 register text PRIMARY KEY,
+                 turns bigint NOT NULL
+             )",
+        )
+        .map_err(classify)?;
+    transaction
+        .execute(
+            "INSERT INTO marr_turns (register, turns) VALUES ($1, 0) ON CONFLICT DO NOTHING",
             &[&table],
         )
-        .map_err(classify)?
-        .get(0);
+        .map_err(classify)?;
+    if version != Some(SCHEMA_VERSION) {
+        transaction
+            .execute(
+                "INSERT INTO marr_schema (version) VALUES ($1)",
+                &[&SCHEMA_VERSION],
+            )
+            .map_err(classify)?;
+    }
     let synchronous: String = transaction
         .query_one("SELECT current_setting('synchronous_commit')", &[])
         .map_err(classify)?
@@ -582,8 +615,7 @@ fn migrate(client: &mut Client, table: &str) -> Result<i64, StoreError> {
                 .into(),
         ));
     }
-    transaction.commit().map_err(classify)?;
-    Ok(epoch)
+    transaction.commit().map_err(classify)
 }
 
 /// Whether a failure was in reaching the database or in what was asked of it.
@@ -604,6 +636,8 @@ fn classify_ref(error: &postgres::Error) -> Reach {
                     || code.starts_with("57P")
                     || code.starts_with("53")
                     || *code == *SqlState::READ_ONLY_SQL_TRANSACTION.code()
+                    // A turn not had in time: another node holds it.
+                    || *code == *SqlState::LOCK_NOT_AVAILABLE.code()
             }
         };
     if lost { Reach::Lost } else { Reach::Answered }
@@ -779,7 +813,8 @@ impl Engine for Postgres {
         let upsert = self.sql.upsert.clone();
         let remove = self.sql.remove.clone();
         let fence = self.sql.fence;
-        let (table, epoch) = (self.table.clone(), self.epoch);
+        let table = self.table.clone();
+        let turn = batch.turn.map(|turn| turn as i64);
         self.run_checked(move |link| {
             let statements =
                 [upsert.as_str(), remove.as_str(), fence].map(|sql| link.statement(sql));
@@ -791,16 +826,19 @@ impl Engine for Postgres {
             );
             let client = link.client().map_err(classify)?;
             let mut transaction = client.transaction().map_err(classify)?;
-            // First, under the row's lock: is this process still the register's writer?
-            let ours = transaction
-                .execute(&fence, &[&table, &epoch])
-                .map_err(classify)?;
-            if ours == 0 {
-                return Err(StoreError::Unavailable(
-                    "another marr process opened this register after this one; this one \
-                     writes nothing more (restart it)"
-                        .into(),
-                ));
+            // First, under the count's row lock: has no other node written since this
+            // node's turn began? (Its turn's lock went with a lost connection, say.)
+            if let Some(turn) = turn {
+                let counted = transaction
+                    .query(&fence, &[&table, &turn])
+                    .map_err(classify)?;
+                if counted.is_empty() {
+                    return Err(StoreError::Unavailable(
+                        "another node wrote to the register during this node's turn; this \
+                         node reads the register back before it writes again"
+                            .into(),
+                    ));
+                }
             }
             if !removed.is_empty() {
                 transaction
@@ -814,6 +852,87 @@ impl Engine for Postgres {
             }
             transaction.commit().map_err(classify)
         })
+    }
+
+    fn shared(&self) -> bool {
+        self.hold_kind == Hold::Shared
+    }
+
+    fn begin_turn(&self) -> Result<u64, StoreError> {
+        // One round trip: a turn lasts milliseconds, so a node that cannot have it within
+        // the timeout is stuck behind another that is (it answers UNAVAILABLE meanwhile).
+        let sql = format!(
+            "SET lock_timeout = '{}s'; SELECT pg_advisory_lock({}); \
+             SELECT turns FROM marr_turns WHERE register = '{}'",
+            TURN_WAIT.as_secs(),
+            lock_key(&self.table).wrapping_add(1),
+            self.table
+        );
+        self.run(move |link| {
+            let attempt = |link: &mut Link| link.client()?.simple_query(&sql);
+            let answer = match attempt(link) {
+                Err(error) if matches!(classify_ref(&error), Reach::Lost) => {
+                    link.client = None;
+                    attempt(link)?
+                }
+                answer => answer?,
+            };
+            Ok(answer.into_iter().rev().find_map(|message| match message {
+                postgres::SimpleQueryMessage::Row(row) => row.get(0).and_then(|t| t.parse().ok()),
+                _ => None,
+            }))
+        })?
+        .ok_or_else(|| StoreError::Corrupt("the register's count of turns is missing".into()))
+    }
+
+    fn end_turn(&self) {
+        let key = lock_key(&self.table).wrapping_add(1);
+        if let Err(error) = self.run(move |link| {
+            link.client()?
+                .execute("SELECT pg_advisory_unlock($1)", &[&key])
+                .map(drop)
+        }) {
+            // The lock went with the connection.
+            tracing::debug!(%error, "a turn ended without its connection");
+        }
+    }
+
+    fn turns(&self) -> Result<u64, StoreError> {
+        let sql = self.sql.turns;
+        let table = self.table.clone();
+        let turns: i64 = self
+            .run(move |link| Ok(link.query(sql, &[&table])?))?
+            .first()
+            .map(|row| row.get(0))
+            .ok_or_else(|| {
+                StoreError::Corrupt("the register's count of turns is missing".into())
+            })?;
+        Ok(turns as u64)
+    }
+
+    fn await_turns(&self, timeout: Duration) -> Result<bool, StoreError> {
+        let mut listener = self.listener.lock().unwrap_or_else(|p| p.into_inner());
+        if listener.as_ref().is_none_or(Client::is_closed) {
+            let mut client = self.connector.connect().map_err(classify)?;
+            client
+                .batch_execute(&format!("LISTEN \"{}\"", self.table))
+                .map_err(classify)?;
+            *listener = Some(client);
+        }
+        let heard = {
+            let mut notifications = listener.as_mut().expect("just connected").notifications();
+            let heard = notifications.timeout_iter(timeout).next();
+            // Several turns heard at once are one reason to look.
+            while let Ok(Some(_)) = notifications.iter().next() {}
+            heard
+        };
+        match heard {
+            Ok(heard) => Ok(heard.is_some()),
+            Err(error) => {
+                *listener = None;
+                Err(classify(error))
+            }
+        }
     }
 
     /// Each batch is committed by [`Engine::apply`]: nothing is left to flush.
