@@ -142,6 +142,9 @@ pub struct StoreConfig {
     pub password_file: Option<PathBuf>,
     /// PostgreSQL: connections held open (default 8, 1 to 256).
     pub connections: Option<usize>,
+    /// PostgreSQL: seconds a node may go without knowing it holds the register's head (other
+    /// nodes write it too) before its health says NOT_SERVING (default 10, 1 to 3600).
+    pub max_lag_seconds: Option<u64>,
     /// fsync the store's file after every flush, so an acknowledged write survives a power cut
     /// and not only a crash of the process (default true).
     pub fsync: Option<bool>,
@@ -153,6 +156,9 @@ pub struct StoreConfig {
     /// answering a short page with a token to resume (default 100000).
     pub page_read_limit: Option<usize>,
 }
+
+/// Seconds a node may lag the register's head unless the config says otherwise.
+pub const DEFAULT_MAX_LAG_SECONDS: u64 = 10;
 
 /// The `[limits]` table: what one call, and one principal, may ask of the server.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -367,6 +373,7 @@ impl Config {
                     ("ca", store.ca.is_some()),
                     ("password_file", store.password_file.is_some()),
                     ("connections", store.connections.is_some()),
+                    ("max_lag_seconds", store.max_lag_seconds.is_some()),
                 ] {
                     if set {
                         return Err(invalid(key, "applies to engine = \"postgres\" only"));
@@ -391,6 +398,9 @@ impl Config {
                 if !(1..=256).contains(&connections) {
                     return Err(invalid("connections", "must be from 1 to 256"));
                 }
+                if !(1..=3600).contains(&self.max_lag().as_secs()) {
+                    return Err(invalid("max_lag_seconds", "must be from 1 to 3600"));
+                }
                 Ok(crate::store::Location::Postgres(
                     crate::store::PostgresOptions {
                         url,
@@ -401,6 +411,16 @@ impl Config {
                 ))
             }
         }
+    }
+
+    /// How far behind the register's head a node may fall before its health says
+    /// NOT_SERVING (checked with [`Config::store_location`]).
+    pub fn max_lag(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.store
+                .max_lag_seconds
+                .unwrap_or(DEFAULT_MAX_LAG_SECONDS),
+        )
     }
 
     /// Bytes of sled's page cache, checked.
@@ -656,6 +676,14 @@ mod tests {
             (
                 postgres("url = \"postgresql://marr@db/marr\"\nconnections = 0\n"),
                 "store.connections",
+            ),
+            (
+                postgres("url = \"postgresql://marr@db/marr\"\nmax_lag_seconds = 0\n"),
+                "store.max_lag_seconds",
+            ),
+            (
+                toml::from_str("[store]\nmax_lag_seconds = 5\n").expect("parses"),
+                "store.max_lag_seconds",
             ),
             (
                 toml::from_str("[store]\nurl = \"postgresql://marr@db/marr\"\n").expect("parses"),

@@ -179,6 +179,40 @@ pub async fn serve_opening(
     .await
 }
 
+/// On a register other nodes write too: health says NOT_SERVING while this node has gone
+/// longer than `max_lag` without knowing it holds the register's head (it cannot reach the
+/// database, or its writer is stuck), so a balancer sends callers to a node that is current.
+async fn report_lag(
+    store: Store,
+    health: tonic_health::server::HealthReporter,
+    max_lag: std::time::Duration,
+) {
+    let mut serving = true;
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        every.tick().await;
+        let Some(behind) = store.behind() else {
+            return;
+        };
+        let current = behind <= max_lag;
+        if current != serving {
+            serving = current;
+            if current {
+                tracing::info!("this node holds the register's head again; serving");
+                health.set_service_status("", ServingStatus::Serving).await;
+            } else {
+                tracing::warn!(
+                    behind_seconds = behind.as_secs(),
+                    "this node has fallen behind the register; health says NOT_SERVING"
+                );
+                health
+                    .set_service_status("", ServingStatus::NotServing)
+                    .await;
+            }
+        }
+    }
+}
+
 /// While the store opens, every call but a health check is told to come back.
 #[derive(Clone)]
 struct OnlyHealth<S> {
@@ -262,6 +296,9 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
         .set_serving::<ReviewsServer<api::reviews::ReviewsService>>()
         .await;
     health.set_service_status("", ServingStatus::Serving).await;
+    let lag = store
+        .behind()
+        .map(|_| tokio::spawn(report_lag(store.clone(), health.clone(), config.max_lag())));
 
     let limits = config.limits()?;
     let trail = Arc::new(app::AuditTrail::new(
@@ -481,7 +518,7 @@ async fn serve_shared<H: tonic_health::pb::health_server::Health>(
     }
     // The background tasks hold the store; they are gone, not only told to go, before it is
     // closed, so a restart can take the directory's lock at once.
-    for task in [Some(sweeper), releaser, Some(gauges)]
+    for task in [Some(sweeper), releaser, Some(gauges), lag]
         .into_iter()
         .flatten()
     {

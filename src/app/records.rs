@@ -85,7 +85,7 @@ impl Application {
 
     /// Checks a record against the directory and queues it for the writer.
     async fn queue(&self, record: RiskRecord, actor: Arc<Actor>) -> Result<QueuedRecord, AppError> {
-        self.store.check_record(&record)?;
+        self.store.check_record_now(&record).await?;
         Ok(QueuedRecord(self.store.enqueue(record, actor).await?))
     }
 

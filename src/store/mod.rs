@@ -352,7 +352,7 @@ fn follow_other_nodes(shared: std::sync::Weak<Shared>) -> Result<(), StoreError>
                 if shared.following.swap(true, Ordering::AcqRel) {
                     continue;
                 }
-                match shared.commands.try_send(Command::Follow) {
+                match shared.commands.try_send(Command::Follow { reply: None }) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         shared.following.store(false, Ordering::Release);
@@ -610,6 +610,30 @@ impl Store {
         self.shared.batches.load(Ordering::Relaxed)
     }
 
+    /// [`Store::check_record`], and on a register other nodes write too, a refusal is checked
+    /// again after reading what they wrote: an agency or a place another node has just
+    /// registered is then known here as well.
+    pub async fn check_record_now(&self, record: &RiskRecord) -> Result<(), StoreError> {
+        match self.check_record(record) {
+            Err(_) if self.shared.engine.shared() => {
+                self.follow().await?;
+                Ok(self.check_record(record)?)
+            }
+            checked => Ok(checked?),
+        }
+    }
+
+    /// Reads what other nodes have written, now, and waits until this node's readers see it.
+    pub async fn follow(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .commands
+            .send(Command::Follow { reply: Some(reply) })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)
+    }
+
     /// Checks a record against the directory: a registered agency, a known place in the engine,
     /// inside the agency's footprint.
     pub fn check_record(&self, record: &RiskRecord) -> Result<(), Invalid> {
@@ -669,7 +693,7 @@ impl Store {
         record: RiskRecord,
         actor: Arc<Actor>,
     ) -> Result<Submitted, StoreError> {
-        self.check_record(&record)?;
+        self.check_record_now(&record).await?;
         self.enqueue(record, actor)
             .await?
             .await

@@ -120,8 +120,8 @@ pub(super) enum Command {
     /// for finished rebuilds after every command).
     CountersRebuilt,
     /// Other nodes may have written (they share the register on PostgreSQL): the writer reads
-    /// what they wrote and hands it to this node's readers.
-    Follow,
+    /// what they wrote and hands it to this node's readers, then answers `reply` if set.
+    Follow { reply: Option<oneshot::Sender<()>> },
     /// Rewrites the latest pointers and indexes from the log.
     RepairProjections {
         reply: oneshot::Sender<Result<usize, StoreError>>,
@@ -424,7 +424,7 @@ impl Writer {
                     let _ = reply.send(self.guarded(|w| w.cut()));
                 }
                 Command::CountersRebuilt => {}
-                Command::Follow => {
+                Command::Follow { reply } => {
                     self.shared.following.store(false, Ordering::Release);
                     let recovering = self.failed.as_ref().map(|failure| failure.recoverable);
                     let followed = match recovering {
@@ -438,6 +438,9 @@ impl Writer {
                     if let Err(error) = followed {
                         tracing::warn!(%error, "could not read what other nodes wrote");
                         self.fail(&error);
+                    }
+                    if let Some(reply) = reply {
+                        let _ = reply.send(());
                     }
                 }
                 Command::RepairProjections { reply } => {

@@ -349,6 +349,17 @@ impl TestServer {
         .await
     }
 
+    /// A serving node on the register at `location`, which other nodes may share (as `marr
+    /// serve` opens it).
+    pub async fn start_node(location: Location) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let options = StoreOptions {
+            serving: true,
+            ..StoreOptions::default()
+        };
+        Self::start_at(dir, location, options, test_config(), "127.0.0.1:0").await
+    }
+
     async fn start_in(dir: tempfile::TempDir, options: StoreOptions, config: Config) -> Self {
         let location = postgres::location_in(dir.path());
         Self::start_at(dir, location, options, config, "127.0.0.1:0").await

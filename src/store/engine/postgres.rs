@@ -901,7 +901,7 @@ impl Engine for Postgres {
         let sql = self.sql.turns;
         let table = self.table.clone();
         let turns: i64 = self
-            .run(move |link| Ok(link.query(sql, &[&table])?))?
+            .run(move |link| link.query(sql, &[&table]))?
             .first()
             .map(|row| row.get(0))
             .ok_or_else(|| {

@@ -1,0 +1,260 @@
+//! Several marr nodes on one PostgreSQL database: any node takes writes and the database
+//! orders them, a write through one node is in the other's views within a bounded lag, and a
+//! `Watch` on either node delivers the same alerts in the same order.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::postgres::Cluster;
+use common::*;
+use marr::domain::PlaceCode;
+use marr::domain::inspection::ViewFilter;
+use marr::proto;
+use marr::proto::watch_response::Event;
+use marr::store::{Location, PostgresOptions, Store};
+
+/// Two nodes on a fresh database of their own, both started before the directory is loaded
+/// (through the first), so the second learns the places and agencies by following.
+async fn two_nodes() -> (Cluster, TestServer, Connection, TestServer, Connection) {
+    let cluster = tokio::task::spawn_blocking(|| {
+        let cluster = Cluster::start(&[]);
+        cluster.create_database("register");
+        cluster
+    })
+    .await
+    .expect("cluster");
+    let location = Location::Postgres(PostgresOptions::new(cluster.url("register")));
+    let first = TestServer::start_node(location.clone()).await;
+    let second = TestServer::start_node(location).await;
+    let (first, through_first) = TestServer::north_east_in(first).await;
+    let through_second = second.connect().await;
+    (cluster, first, through_first, second, through_second)
+}
+
+/// Waits until `store` holds the register's head `head` and alert head `alerts`.
+async fn caught_up(store: &Store, head: u64, alerts: u64) -> Duration {
+    let began = Instant::now();
+    while store.head_sequence() < head || store.alert_head() < alerts {
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "a node is still behind after 10 s: head {} of {head}, alerts {} of {alerts}",
+            store.head_sequence(),
+            store.alert_head()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    began.elapsed()
+}
+
+/// Every alert a board sees on this node from the start, up to `until`.
+async fn alerts_seen(connection: &Connection, until: u64) -> Vec<proto::Alert> {
+    let mut stream = connection
+        .alerts()
+        .watch(proto::WatchRequest {
+            from_sequence: 0,
+            filter: None,
+        })
+        .await
+        .expect("watch opens")
+        .into_inner();
+    let mut seen = Vec::new();
+    while seen
+        .last()
+        .is_none_or(|alert: &proto::Alert| alert.sequence < until)
+    {
+        let message = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("an alert within 10 s")
+            .expect("stream")
+            .expect("stream open");
+        if let Some(Event::Alert(alert)) = message.event {
+            seen.push(alert);
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_through_one_node_is_in_the_others_views_and_alerts_within_a_bounded_lag() {
+    let (_cluster, first, through_first, second, through_second) = two_nodes().await;
+
+    // The second node takes writes for an agency registered through the first.
+    let answers = push_all(
+        &through_second,
+        vec![rec(
+            NEWCASTLE,
+            "N-1",
+            NEWCASTLE_WARD,
+            1,
+            proto::Severity::High,
+            2,
+        )],
+    )
+    .await;
+    assert_eq!(
+        answers[0].outcome,
+        proto::Outcome::Accepted as i32,
+        "{answers:?}"
+    );
+
+    // A critical record through the first: in the second's views and alerts shortly after.
+    let answers = push_all(
+        &through_first,
+        vec![rec(
+            NEWCASTLE,
+            "N-2",
+            NEWCASTLE_WARD,
+            2,
+            proto::Severity::Critical,
+            2,
+        )],
+    )
+    .await;
+    assert_eq!(
+        answers[0].outcome,
+        proto::Outcome::Accepted as i32,
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers[0].sequence, 2,
+        "the database ordered both nodes' writes"
+    );
+    let alerts = first.store().alert_head();
+    assert!(alerts > 0, "a critical record raises an alert");
+    let lag = caught_up(second.store(), 2, alerts).await;
+    println!("the second node held the first's write {lag:?} after it was acknowledged");
+
+    let ward = PlaceCode::parse(NEWCASTLE_WARD).expect("code");
+    let view = |store: &Store| {
+        store
+            .place_view(ward, &ViewFilter::default(), None)
+            .expect("view")
+    };
+    assert_eq!(view(second.store()).total, 2);
+    assert_eq!(view(first.store()), view(second.store()));
+    let record = head_of(&through_second, NEWCASTLE, "N-2")
+        .await
+        .expect("the second node reads the first's record");
+    assert_eq!(record.sequence, 2);
+
+    // A board watching either node sees the same alerts, in the same order.
+    let on_first = alerts_seen(&through_first, alerts).await;
+    let on_second = alerts_seen(&through_second, alerts).await;
+    assert_eq!(on_first, on_second);
+    assert_eq!(
+        on_first
+            .iter()
+            .map(|alert| alert.sequence)
+            .collect::<Vec<_>>(),
+        (1..=alerts).collect::<Vec<_>>()
+    );
+}
+
+/// Pushes `count` records of `agency` through `connection`, one stream each, answering the
+/// sequences of those accepted.
+async fn push_through(
+    connection: marr::cli::Connection,
+    agency: &'static str,
+    place: &'static str,
+    node: usize,
+    count: u32,
+) -> Vec<u64> {
+    let mut sequences = Vec::new();
+    for n in 0..count {
+        let severity = if n % 4 == 0 {
+            proto::Severity::Critical
+        } else {
+            proto::Severity::Medium
+        };
+        // Some references are written through both nodes, so revisions of one record race.
+        let local_ref = format!(
+            "R-{}",
+            if n % 3 == 0 {
+                n % 6
+            } else {
+                n * 10 + node as u32
+            }
+        );
+        let answers = push_as(
+            &connection,
+            vec![rec(agency, &local_ref, place, n % 9 + 1, severity, 2)],
+        )
+        .await;
+        for answer in answers {
+            assert_ne!(
+                answer.outcome,
+                proto::Outcome::Rejected as i32,
+                "{answer:?}"
+            );
+            if answer.outcome == proto::Outcome::Accepted as i32 {
+                sequences.push(answer.sequence);
+            }
+        }
+    }
+    sequences
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_through_both_nodes_at_once_are_ordered_once_and_counted_alike() {
+    let (_cluster, first, through_first, second, through_second) = two_nodes().await;
+    let pushers = [
+        (&through_first, NEWCASTLE, NEWCASTLE_WARD, 0),
+        (&through_second, NEWCASTLE, NEWCASTLE_WARD, 1),
+        (&through_first, NORTHUMBRIA, GATESHEAD_WARD, 2),
+        (&through_second, NORTHUMBRIA, GATESHEAD_WARD, 3),
+    ]
+    .map(|(connection, agency, place, node)| {
+        tokio::spawn(push_through(
+            connection.agency(agency).clone(),
+            agency,
+            place,
+            node,
+            30,
+        ))
+    });
+    let mut sequences = Vec::new();
+    for pusher in pushers {
+        sequences.extend(pusher.await.expect("pusher"));
+    }
+    // Each accepted revision has a sequence of its own, and together they leave no gap.
+    sequences.sort_unstable();
+    let head = *sequences.last().expect("writes were accepted");
+    assert_eq!(sequences, (1..=head).collect::<Vec<_>>());
+
+    let alerts = first.store().alert_head().max(second.store().alert_head());
+    caught_up(first.store(), head, alerts).await;
+    caught_up(second.store(), head, alerts).await;
+    // Both nodes count every place alike, and as a recount from the records does.
+    for place in [
+        NEWCASTLE_WARD,
+        GATESHEAD_WARD,
+        NEWCASTLE,
+        GATESHEAD,
+        NORTHUMBRIA,
+        NORTH_EAST,
+    ] {
+        let place = PlaceCode::parse(place).expect("code");
+        let filter = ViewFilter::default();
+        let recounted = first.store().scan_place_view(place, &filter).expect("scan");
+        for node in [&first, &second] {
+            let counted = node.store().place_view(place, &filter, None).expect("view");
+            assert_eq!(counted, recounted, "place {place}");
+        }
+    }
+    let checking = second.store().clone();
+    let (problems, chain) = tokio::task::spawn_blocking(move || {
+        (
+            checking.verify_projections().expect("verify"),
+            checking.verify_audit().expect("audit"),
+        )
+    })
+    .await
+    .expect("task");
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(chain.is_ok(), "{chain:?}");
+    assert_eq!(
+        alerts_seen(&through_first, alerts).await,
+        alerts_seen(&through_second, alerts).await
+    );
+}
