@@ -1,6 +1,8 @@
 //! The register on PostgreSQL beside the register on sled, same records, same run: durable
-//! ingest through `PushRecords`, raw PostgreSQL inserts of the same records with the same
-//! commit size as the baseline, and a page of risks read through each engine.
+//! ingest through `PushRecords` (PostgreSQL with one node and with two sharing the database),
+//! raw PostgreSQL inserts of the same records with the same commit size as the baseline, a
+//! page of risks read through each engine, place views on a node that writes beside views on
+//! a node that follows it, and the table's size per record.
 //!
 //! `cargo bench --bench postgres` (MARR_BENCH_RECORDS changes the count, default 20000). It
 //! starts its own PostgreSQL server from the distribution's packages, as the tests do.
@@ -68,12 +70,7 @@ async fn register(
     records: &[proto::RiskRecord],
     tables: Vec<marr::domain::lookup::LookupTable>,
 ) -> Run {
-    let store = tokio::task::spawn_blocking(move || {
-        Store::open_at(&location, StoreOptions::default()).expect("store")
-    })
-    .await
-    .expect("open");
-    let server = support::CouncilServer::start(store, tables).await;
+    let server = node(location, tables).await;
     let (ingest, batches) = server.push(records).await;
     let mut pages = Vec::new();
     let mut token = String::new();
@@ -103,6 +100,108 @@ async fn register(
     }
 }
 
+/// A serving node on the register at `location`, as `marr serve` opens it.
+async fn node(
+    location: Location,
+    tables: Vec<marr::domain::lookup::LookupTable>,
+) -> support::CouncilServer {
+    let store = tokio::task::spawn_blocking(move || {
+        let options = StoreOptions {
+            serving: true,
+            ..StoreOptions::default()
+        };
+        Store::open_at(&location, options).expect("store")
+    })
+    .await
+    .expect("open");
+    support::CouncilServer::start(store, tables).await
+}
+
+struct TwoNodes {
+    /// Both halves of the records, one through each node at once.
+    ingest: Duration,
+    /// Place views read on the node taking the writes, and on the node following it, while
+    /// the second set of records goes in through the first.
+    views_writing: Vec<Duration>,
+    views_following: Vec<Duration>,
+    /// From the writing node's last acknowledgement to the following node holding the head.
+    caught_up: Duration,
+}
+
+/// Place views of Newcastle read one after another on `server` until `stop`.
+async fn read_views(
+    inspector: marr::cli::Connection,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<Duration> {
+    let mut took = Vec::new();
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let start = Instant::now();
+        inspector
+            .inspection()
+            .get_place_view(proto::GetPlaceViewRequest {
+                place_code: NEWCASTLE.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("view");
+        took.push(start.elapsed());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    took
+}
+
+/// Two nodes on one database: `first` pushed half through each at once, then `second`
+/// pushed through the first node alone while both answer place views.
+async fn two_nodes(
+    location: Location,
+    first: &[proto::RiskRecord],
+    second: &[proto::RiskRecord],
+    tables: Vec<marr::domain::lookup::LookupTable>,
+) -> TwoNodes {
+    let writing = node(location.clone(), tables.clone()).await;
+    let following = node(location, tables).await;
+    let (left, right) = first.split_at(first.len() / 2);
+    let start = Instant::now();
+    tokio::join!(writing.push(left), following.push(right));
+    let ingest = start.elapsed();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers = [&writing, &following].map(|server| {
+        tokio::spawn(read_views(
+            server.inspector.clone(),
+            std::sync::Arc::clone(&stop),
+        ))
+    });
+    writing.push(second).await;
+    let head = writing.store.head_sequence();
+    let acknowledged = Instant::now();
+    while following.store.head_sequence() < head {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    let caught_up = acknowledged.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let [views_writing, views_following] = readers;
+    let views_writing = views_writing.await.expect("reader");
+    let views_following = views_following.await.expect("reader");
+    writing.stop().await;
+    following.stop().await;
+    TwoNodes {
+        ingest,
+        views_writing,
+        views_following,
+        caught_up,
+    }
+}
+
+/// Bytes the register's table and its index take in the database at `url`.
+fn table_bytes(url: &str) -> i64 {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+    client
+        .query_one("SELECT pg_total_relation_size('marr_register')", &[])
+        .expect("size")
+        .get(0)
+}
+
 fn median(mut values: Vec<Duration>) -> Duration {
     values.sort();
     values[values.len() / 2]
@@ -114,7 +213,8 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     let (tables, wards) = support::wards_of(NEWCASTLE);
-    let records = support::council_records(count, &wards);
+    let all_records = support::council_records(count * 2, &wards);
+    let (records, more_records) = all_records.split_at(count);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let cluster = cluster::Cluster::start(&[]);
 
@@ -127,7 +227,7 @@ fn main() {
                 "sled" => Location::Sled(dir.path().to_path_buf()),
                 _ => cluster.database(),
             };
-            engine_runs.push(runtime.block_on(register(location, &records, tables.clone())));
+            engine_runs.push(runtime.block_on(register(location, records, tables.clone())));
         }
         runs.push((engine, engine_runs));
     }
@@ -140,8 +240,19 @@ fn main() {
         Location::Sled(_) => unreachable!(),
     };
     let raw: Vec<Duration> = (0..ROUNDS)
-        .map(|_| raw_postgres(&raw_url, &records, commit))
+        .map(|_| raw_postgres(&raw_url, records, commit))
         .collect();
+    let mut pairs = Vec::new();
+    let mut bytes_per_record = 0.0;
+    for _ in 0..ROUNDS {
+        let location = cluster.database();
+        let Location::Postgres(options) = &location else {
+            unreachable!()
+        };
+        let url = options.url.clone();
+        pairs.push(runtime.block_on(two_nodes(location, records, more_records, tables.clone())));
+        bytes_per_record = table_bytes(&url) as f64 / (2 * count) as f64;
+    }
 
     let rate = |d: Duration| count as f64 / d.as_secs_f64();
     let raw = median(raw);
@@ -165,10 +276,56 @@ fn main() {
             ingest.as_secs_f64()
         );
     }
+    let pair_ingest = median(pairs.iter().map(|pair| pair.ingest).collect());
+    rates.push(rate(pair_ingest));
     println!(
-        "ratio marr on PostgreSQL / raw PostgreSQL: {:.2}; marr on PostgreSQL / marr on sled: {:.2}",
+        "| marr PushRecords on PostgreSQL, two nodes, half through each at once | {:.0} | {:.2} | |",
+        rate(pair_ingest),
+        pair_ingest.as_secs_f64()
+    );
+    println!(
+        "ratio marr on PostgreSQL / raw PostgreSQL: {:.2}; marr on PostgreSQL / marr on sled: {:.2}; two nodes / one node: {:.2}",
         rates[1] / rate(raw),
-        rates[1] / rates[0]
+        rates[1] / rates[0],
+        rates[2] / rates[1]
+    );
+    println!();
+    println!("GetPlaceView at Newcastle while {count} more records go in through the writing node");
+    println!("| node | views | p50 | p99 |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (name, views) in [
+        (
+            "writing (baseline)",
+            pairs
+                .iter()
+                .flat_map(|p| p.views_writing.clone())
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "following",
+            pairs
+                .iter()
+                .flat_map(|p| p.views_following.clone())
+                .collect(),
+        ),
+    ] {
+        let mut views = views;
+        views.sort();
+        println!(
+            "| {name} | {} | {:.2} ms | {:.2} ms |",
+            views.len(),
+            support::percentile(&views, 0.50).as_secs_f64() * 1e3,
+            support::percentile(&views, 0.99).as_secs_f64() * 1e3
+        );
+    }
+    let caught_up: Vec<Duration> = pairs.iter().map(|pair| pair.caught_up).collect();
+    println!(
+        "the following node held the head {:?} (median; each round {caught_up:?}) after the last acknowledgement",
+        median(caught_up.clone())
+    );
+    println!(
+        "marr_register: {bytes_per_record:.0} bytes per record (table and index, {} records)",
+        2 * count
     );
     println!();
     println!(

@@ -1,8 +1,9 @@
 //! Failover without loss: the register on a PostgreSQL primary with a synchronous standby,
-//! two agencies pushing and a board watching, the primary killed at a random moment and the
-//! standby promoted. Every acknowledged revision is there with its sequence, the log is
-//! gap-free, the watcher saw every alert once and in order, the audit chain holds, and the
-//! server went back to taking writes by itself.
+//! served by two marr nodes, two agencies pushing (one through each node) and a board
+//! watching on each node, the primary killed at a random moment and the standby promoted.
+//! Every acknowledged revision is there with its sequence, the log is gap-free, each watcher
+//! saw every alert once and in order, the audit chain holds, and both nodes went back to
+//! taking writes by themselves.
 
 mod common;
 
@@ -148,27 +149,40 @@ async fn killing_the_primary_mid_ingest_and_promoting_the_standby_loses_nothing_
     })
     .await
     .expect("clusters");
-    let server = TestServer::start_on(Location::Postgres(PostgresOptions::new(url.clone()))).await;
-    let (server, connection) = TestServer::north_east_in(server).await;
+    let location = Location::Postgres(PostgresOptions::new(url.clone()));
+    let first = TestServer::start_node(location.clone()).await;
+    let second = TestServer::start_node(location).await;
+    let (first, connection) = TestServer::north_east_in(first).await;
+    let through_second = second.connect().await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let until = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
-    // The North East's board: every alert of this register is within its places.
-    let watcher = tokio::spawn(watch(connection.alerts(), Arc::clone(&until)));
-    let pushers =
-        [(NEWCASTLE, NEWCASTLE_WARD), (NORTHUMBRIA, GATESHEAD_WARD)].map(|(agency, place)| {
-            tokio::spawn(keep_pushing(
-                connection.agency(agency).clone(),
-                agency,
-                place,
-                Arc::clone(&stop),
-            ))
-        });
+    // The North East's board, on each node: every alert of this register is within its places.
+    let watchers = [&connection, &through_second]
+        .map(|node| tokio::spawn(watch(node.alerts(), Arc::clone(&until))));
+    let pushers = [
+        (&connection, NEWCASTLE, NEWCASTLE_WARD),
+        (&through_second, NORTHUMBRIA, GATESHEAD_WARD),
+    ]
+    .map(|(node, agency, place)| {
+        tokio::spawn(keep_pushing(
+            node.agency(agency).clone(),
+            agency,
+            place,
+            Arc::clone(&stop),
+        ))
+    });
+    let head = || {
+        first
+            .store()
+            .head_sequence()
+            .max(second.store().head_sequence())
+    };
 
     // The primary dies at a random moment of the ingest.
     let wait = rand::rng().random_range(300..1500);
     tokio::time::sleep(Duration::from_millis(wait)).await;
-    let before = server.store().head_sequence();
+    let before = head();
     let killed = Instant::now();
     tokio::task::spawn_blocking(move || {
         primary.kill();
@@ -179,7 +193,7 @@ async fn killing_the_primary_mid_ingest_and_promoting_the_standby_loses_nothing_
     .expect("failover");
     // Writes go on through the promoted standby: wait for some, then stop.
     let resumed = loop {
-        if server.store().head_sequence() > before + 20 {
+        if head() > before + 20 {
             break killed.elapsed();
         }
         assert!(
@@ -193,13 +207,31 @@ async fn killing_the_primary_mid_ingest_and_promoting_the_standby_loses_nothing_
     for pusher in pushers {
         acknowledged.extend(pusher.await.expect("pusher"));
     }
-    let store = server.store().clone();
-    let alert_head = store.alert_head();
+    // Both nodes come to hold the register's head.
+    let store = first.store().clone();
+    let alert_head = store.alert_head().max(second.store().alert_head());
+    let final_head = head();
+    let settling = Instant::now();
+    while [first.store(), second.store()]
+        .iter()
+        .any(|node| node.head_sequence() < final_head || node.alert_head() < alert_head)
+    {
+        assert!(
+            settling.elapsed() < Duration::from_secs(30),
+            "a node stays behind the register after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     until.store(alert_head, Ordering::SeqCst);
-    let seen = tokio::time::timeout(Duration::from_secs(60), watcher)
-        .await
-        .expect("the watcher catches up")
-        .expect("watcher");
+    let mut seen = Vec::new();
+    for watcher in watchers {
+        seen.push(
+            tokio::time::timeout(Duration::from_secs(60), watcher)
+                .await
+                .expect("the watcher catches up")
+                .expect("watcher"),
+        );
+    }
     println!(
         "failover: {} acknowledged, head {} before the kill, 20 writes more {resumed:?} after it",
         acknowledged.len(),
@@ -231,7 +263,9 @@ async fn killing_the_primary_mid_ingest_and_promoting_the_standby_loses_nothing_
     .expect("task");
     assert!(problems.is_empty(), "{problems:?}");
     assert!(chain.is_ok(), "{chain:?}");
-    // The watcher saw every alert of the log, once each, in order.
-    assert_eq!(seen, (1..=alert_head).collect::<Vec<_>>());
+    // Each watcher saw every alert of the log, once each, in order.
+    for seen in seen {
+        assert_eq!(seen, (1..=alert_head).collect::<Vec<_>>());
+    }
     assert!(alert_head > 0, "critical records raised alerts");
 }

@@ -613,13 +613,16 @@ impl Store {
     /// [`Store::check_record`], and on a register other nodes write too, a refusal is checked
     /// again after reading what they wrote: an agency or a place another node has just
     /// registered is then known here as well.
-    pub async fn check_record_now(&self, record: &RiskRecord) -> Result<(), StoreError> {
+    pub async fn check_record_now(&self, record: &RiskRecord) -> Result<(), Invalid> {
         match self.check_record(record) {
-            Err(_) if self.shared.engine.shared() => {
-                self.follow().await?;
-                Ok(self.check_record(record)?)
-            }
-            checked => Ok(checked?),
+            Err(refusal) if self.shared.engine.shared() => match self.follow().await {
+                Ok(()) => self.check_record(record),
+                Err(error) => {
+                    tracing::warn!(%error, "could not read what other nodes wrote");
+                    Err(refusal)
+                }
+            },
+            checked => checked,
         }
     }
 

@@ -84,8 +84,16 @@ impl Store {
     /// Cuts the release the schedule says is due, if any: the latest release point has passed
     /// since the last release (before the first, since `due.since`), including one that
     /// passed while the server was down. Answers the release cut.
+    /// On a register several nodes serve, each keeps the schedule and the first to cut a
+    /// release point cuts it; the others find it cut and answer `None`.
     pub async fn cut_scheduled_release(&self, due: Due) -> Result<Option<Release>, StoreError> {
-        self.cut(Some(due), None).await
+        match self.cut(Some(due), None).await {
+            Err(StoreError::Conflict(reason)) => {
+                tracing::info!(%reason, "scheduled release already cut");
+                Ok(None)
+            }
+            cut => cut,
+        }
     }
 
     /// Cuts a release without stalling the writer: the writer fixes its point between batches
@@ -140,7 +148,16 @@ impl Store {
         let mut ticks = tokio::time::interval(every);
         loop {
             ticks.tick().await;
-            self.cut_scheduled_release(due).await?;
+            match self.cut_scheduled_release(due).await {
+                // The database out of reach (a failover): the next tick tries again.
+                Err(error @ (StoreError::Unavailable(_) | StoreError::WriterFailed(_)))
+                    if self.shared.engine.shared() =>
+                {
+                    tracing::warn!(%error, "scheduled release not cut; trying again");
+                }
+                Err(error) => return Err(error),
+                Ok(_) => {}
+            }
         }
     }
 

@@ -1067,6 +1067,13 @@ impl Writer {
             Some(entry) => entry?.1.number,
             None => 0,
         };
+        if last >= release.number {
+            // Another node cut it between this one fixing its point and writing it.
+            return Err(StoreError::Conflict(format!(
+                "release {} was cut meanwhile by another node; this cut is dropped",
+                release.number
+            )));
+        }
         if last + 1 != release.number || release.sequence > self.head {
             return Err(StoreError::Corrupt(format!(
                 "release {} at sequence {} does not follow release {last} at head {}",

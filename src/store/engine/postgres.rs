@@ -27,6 +27,9 @@ pub const SCHEMA_VERSION: i32 = 2;
 /// The table every keyspace lives in.
 pub const TABLE: &str = "marr_register";
 
+/// How often the thread holding the register's lock checks that its connection lives.
+const LOCK_CHECK: Duration = Duration::from_secs(2);
+
 /// The longest a node waits for its turn to write before it answers UNAVAILABLE.
 const TURN_WAIT: Duration = Duration::from_secs(30);
 
@@ -303,26 +306,52 @@ fn hold_register(
     let thread = std::thread::Builder::new()
         .name("marr-pg-lock".into())
         .spawn(move || {
-            let taken = connector
-                .connect()
-                .map_err(classify)
-                .and_then(|mut client| {
-                    let taken: bool = client.query_one(take, &[&key]).map_err(classify)?.get(0);
-                    Ok((client, taken))
-                });
-            match taken {
+            let take_lock = || {
+                connector
+                    .connect()
+                    .map_err(classify)
+                    .and_then(|mut client| {
+                        let taken: bool = client.query_one(take, &[&key]).map_err(classify)?.get(0);
+                        Ok((client, taken))
+                    })
+            };
+            let mut client = match take_lock() {
                 Ok((client, true)) => {
                     let _ = ready.send(Ok(()));
-                    // Until the engine is dropped; the lock goes with the connection.
-                    let _ = released.recv();
-                    drop(client);
+                    Some(client)
                 }
                 Ok((_, false)) => {
                     let _ = ready.send(Err(StoreError::Unavailable(refusal.into())));
+                    return;
                 }
                 Err(error) => {
                     let _ = ready.send(Err(error));
+                    return;
                 }
+            };
+            // Until the engine is dropped (the lock goes with the connection). A lock lost
+            // with its server (a failover) is taken again on the new primary.
+            while let Err(mpsc::RecvTimeoutError::Timeout) = released.recv_timeout(LOCK_CHECK) {
+                let alive = client
+                    .as_mut()
+                    .is_some_and(|client| client.simple_query("SELECT 1").is_ok());
+                if alive {
+                    continue;
+                }
+                client = match take_lock() {
+                    Ok((taken, true)) => {
+                        tracing::info!("the register's lock is held again");
+                        Some(taken)
+                    }
+                    Ok((_, false)) => {
+                        tracing::error!(refusal, "the register's lock was lost and is taken");
+                        None
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "the register's lock is not held; retrying");
+                        None
+                    }
+                };
             }
         })
         .map_err(|e| StoreError::Database(e.to_string()))?;
