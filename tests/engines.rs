@@ -380,10 +380,9 @@ fn nodes_share_a_register_take_turns_and_a_stale_turn_writes_nothing() {
     assert!(error.contains("stop every node"), "{error}");
 
     // The first begins listening, then begins a turn and lets it go without writing.
+    let mut listener = first.listen().expect("a shared engine listens");
     assert!(
-        !first
-            .await_turns(Duration::from_millis(10))
-            .expect("listens"),
+        !listener.wait(Duration::from_millis(10)).expect("listens"),
         "nothing was written yet"
     );
     let began = first.begin_turn().expect("the first's turn");
@@ -398,7 +397,7 @@ fn nodes_share_a_register_take_turns_and_a_stale_turn_writes_nothing() {
     second.end_turn();
     assert_eq!(first.turns().expect("counts"), began + 1);
     assert!(
-        first.await_turns(Duration::from_secs(10)).expect("listens"),
+        listener.wait(Duration::from_secs(10)).expect("listens"),
         "the first hears the second's turn"
     );
 

@@ -150,8 +150,8 @@ async fn killing_the_primary_mid_ingest_and_promoting_the_standby_loses_nothing_
     .await
     .expect("clusters");
     let location = Location::Postgres(PostgresOptions::new(url.clone()));
-    let first = TestServer::start_node(location.clone()).await;
-    let second = TestServer::start_node(location).await;
+    let first = TestServer::start_on(location.clone()).await;
+    let second = TestServer::start_on(location).await;
     let (first, connection) = TestServer::north_east_in(first).await;
     let through_second = second.connect().await;
 

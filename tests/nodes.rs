@@ -25,8 +25,8 @@ async fn two_nodes() -> (Cluster, TestServer, Connection, TestServer, Connection
     .await
     .expect("cluster");
     let location = Location::Postgres(PostgresOptions::new(cluster.url("register")));
-    let first = TestServer::start_node(location.clone()).await;
-    let second = TestServer::start_node(location).await;
+    let first = TestServer::start_on(location.clone()).await;
+    let second = TestServer::start_on(location).await;
     let (first, through_first) = TestServer::north_east_in(first).await;
     let through_second = second.connect().await;
     (cluster, first, through_first, second, through_second)

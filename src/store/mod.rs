@@ -336,19 +336,25 @@ fn load_directory(engine: &dyn Engine) -> Result<Directory, StoreError> {
 const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Starts the thread that asks the writer to read what other nodes wrote, whenever the engine
-/// says they wrote and at least every [`FOLLOW_EVERY`], until the store closes.
-fn follow_other_nodes(shared: std::sync::Weak<Shared>) -> Result<(), StoreError> {
+/// hears they wrote and at least every [`FOLLOW_EVERY`], until the store closes. Nothing to
+/// follow on an engine no other node writes.
+fn follow_other_nodes(shared: &Arc<Shared>) -> Result<(), StoreError> {
+    let Some(mut listener) = shared.engine.listen() else {
+        return Ok(());
+    };
+    let shared = Arc::downgrade(shared);
     std::thread::Builder::new()
         .name("marr-follow".into())
         .spawn(move || {
             loop {
-                let Some(shared) = shared.upgrade() else {
-                    return;
-                };
-                if let Err(error) = shared.engine.await_turns(FOLLOW_EVERY) {
+                // Waiting holds no handle on the store, so closing it is not held up.
+                if let Err(error) = listener.wait(FOLLOW_EVERY) {
                     tracing::warn!(%error, "cannot hear other nodes' writes; retrying");
                     std::thread::sleep(FOLLOW_EVERY);
                 }
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
                 if shared.following.swap(true, Ordering::AcqRel) {
                     continue;
                 }
@@ -555,9 +561,7 @@ impl Store {
             .spawn(move || writer.run(queue))
             .map_err(|e| StoreError::WriterFailed(e.to_string()))?;
         *shared.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
-        if shared.engine.shared() {
-            follow_other_nodes(Arc::downgrade(&shared))?;
-        }
+        follow_other_nodes(&shared)?;
         tracing::info!(
             head,
             places = shared.read_directory().geography.len(),

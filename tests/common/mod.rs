@@ -349,17 +349,6 @@ impl TestServer {
         .await
     }
 
-    /// A serving node on the register at `location`, which other nodes may share (as `marr
-    /// serve` opens it).
-    pub async fn start_node(location: Location) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let options = StoreOptions {
-            serving: true,
-            ..StoreOptions::default()
-        };
-        Self::start_at(dir, location, options, test_config(), "127.0.0.1:0").await
-    }
-
     async fn start_in(dir: tempfile::TempDir, options: StoreOptions, config: Config) -> Self {
         let location = postgres::location_in(dir.path());
         Self::start_at(dir, location, options, config, "127.0.0.1:0").await
@@ -372,6 +361,11 @@ impl TestServer {
         config: Config,
         address: &str,
     ) -> Self {
+        // As `marr serve` opens it: on PostgreSQL, a node that takes turns with any others.
+        let options = StoreOptions {
+            serving: true,
+            ..options
+        };
         let opening = options.clone();
         let at = location.clone();
         let store = tokio::task::spawn_blocking(move || open_retrying_at(&at, opening))

@@ -58,11 +58,17 @@ pub trait Engine: Send + Sync {
     fn turns(&self) -> Result<u64, StoreError> {
         Ok(0)
     }
-    /// Waits up to `timeout` for word that another node has written; true if there was some.
-    fn await_turns(&self, timeout: std::time::Duration) -> Result<bool, StoreError> {
-        std::thread::sleep(timeout);
-        Ok(false)
+    /// Something that hears other nodes' turns, for an engine they share (none for sled).
+    fn listen(&self) -> Option<Box<dyn TurnListener>> {
+        None
     }
+}
+
+/// Hears other nodes' turns on a connection of its own, apart from the engine, so the thread
+/// that waits on it does not keep the engine open.
+pub trait TurnListener: Send {
+    /// Waits up to `timeout` for word that another node has written; true if there was some.
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<bool, StoreError>;
 }
 
 /// Writes to apply together.

@@ -17,7 +17,7 @@ use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Statement};
 
-use super::{Engine, Entries, Entry, WriteBatch};
+use super::{Engine, Entries, Entry, TurnListener, WriteBatch};
 use crate::store::StoreError;
 
 /// The schema version this build writes; a database at a later one was written by a newer
@@ -228,8 +228,40 @@ pub struct Postgres {
     hold: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
     /// Shared with other serving nodes, or this process's alone.
     hold_kind: Hold,
-    /// The connection that listens for other nodes' turns (see [`Engine::await_turns`]).
-    listener: Mutex<Option<Client>>,
+}
+
+/// Listens for the notification each turn ends with, on a connection of its own.
+struct Listener {
+    connector: Arc<Connector>,
+    channel: String,
+    client: Option<Client>,
+}
+
+impl TurnListener for Listener {
+    fn wait(&mut self, timeout: Duration) -> Result<bool, StoreError> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            let mut client = self.connector.connect().map_err(classify)?;
+            client
+                .batch_execute(&format!("LISTEN \"{}\"", self.channel))
+                .map_err(classify)?;
+            self.client = Some(client);
+        }
+        let heard = {
+            let mut notifications = self
+                .client
+                .as_mut()
+                .expect("just connected")
+                .notifications();
+            let heard = notifications.timeout_iter(timeout).next();
+            // Several turns heard at once are one reason to look.
+            while let Ok(Some(_)) = notifications.iter().next() {}
+            heard
+        };
+        heard.map(|heard| heard.is_some()).map_err(|error| {
+            self.client = None;
+            classify(error)
+        })
+    }
 }
 
 /// The SQL of every statement the engine runs on its table.
@@ -415,7 +447,6 @@ impl Postgres {
             sql: Statements::for_table(table),
             hold: Mutex::new(Some(held)),
             hold_kind: hold,
-            listener: Mutex::new(None),
         };
         // On a connection thread, as every query is: the caller may be inside a runtime.
         let table = table.to_string();
@@ -939,29 +970,15 @@ impl Engine for Postgres {
         Ok(turns as u64)
     }
 
-    fn await_turns(&self, timeout: Duration) -> Result<bool, StoreError> {
-        let mut listener = self.listener.lock().unwrap_or_else(|p| p.into_inner());
-        if listener.as_ref().is_none_or(Client::is_closed) {
-            let mut client = self.connector.connect().map_err(classify)?;
-            client
-                .batch_execute(&format!("LISTEN \"{}\"", self.table))
-                .map_err(classify)?;
-            *listener = Some(client);
+    fn listen(&self) -> Option<Box<dyn TurnListener>> {
+        if !self.shared() {
+            return None;
         }
-        let heard = {
-            let mut notifications = listener.as_mut().expect("just connected").notifications();
-            let heard = notifications.timeout_iter(timeout).next();
-            // Several turns heard at once are one reason to look.
-            while let Ok(Some(_)) = notifications.iter().next() {}
-            heard
-        };
-        match heard {
-            Ok(heard) => Ok(heard.is_some()),
-            Err(error) => {
-                *listener = None;
-                Err(classify(error))
-            }
-        }
+        Some(Box::new(Listener {
+            connector: Arc::clone(&self.connector),
+            channel: self.table.clone(),
+            client: None,
+        }))
     }
 
     /// Each batch is committed by [`Engine::apply`]: nothing is left to flush.
