@@ -258,3 +258,103 @@ async fn writes_through_both_nodes_at_once_are_ordered_once_and_counted_alike() 
         alerts_seen(&through_second, alerts).await
     );
 }
+
+/// An import through one node that changes the geography reaches the other: it reads the
+/// directory back, counts under the new geography at once, rebuilds its counters in the
+/// background as the importing node does, and both end up with a recount.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn geography_imported_through_one_node_is_counted_by_the_other_after_its_rebuild() {
+    let cluster = tokio::task::spawn_blocking(|| {
+        let cluster = Cluster::start(&[]);
+        cluster.create_database("register");
+        cluster
+    })
+    .await
+    .expect("cluster");
+    let location = Location::Postgres(PostgresOptions::new(cluster.url("register")));
+    let first = TestServer::start_on(location.clone()).await;
+    let second = TestServer::start_on(location).await;
+    let through_first = first.connect().await;
+    let through_second = second.connect().await;
+
+    // Wards and LSOAs first, without the police force areas, and records at Newcastle.
+    let [lsoas, police, wards] = <[_; 3]>::try_from(north_east_tables()).expect("three tables");
+    marr::cli::places::import_tables(&through_first, vec![lsoas, wards])
+        .await
+        .expect("import");
+    marr::cli::agencies::register(
+        &through_first,
+        NEWCASTLE,
+        marr::domain::AgencyKind::ChildrenSocialCare,
+        "Newcastle",
+        &[NEWCASTLE.to_string()],
+    )
+    .await
+    .expect("register");
+    let records = (0..12)
+        .map(|n| {
+            let place = if n % 2 == 0 {
+                NEWCASTLE_WARD
+            } else {
+                NEWCASTLE_LSOA
+            };
+            rec(
+                NEWCASTLE,
+                &format!("G-{n}"),
+                place,
+                n + 1,
+                proto::Severity::High,
+                2,
+            )
+        })
+        .collect();
+    let answers = push_all(&through_first, records).await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.outcome == proto::Outcome::Accepted as i32),
+        "{answers:?}"
+    );
+
+    // The police force areas through the second node: Newcastle's records now also count
+    // at Northumbria, on both nodes, once each has rebuilt its counters.
+    marr::cli::places::import_tables(&through_second, vec![police])
+        .await
+        .expect("import");
+    let head = first.store().head_sequence();
+    caught_up(second.store(), head, 0).await;
+    let northumbria = PlaceCode::parse(NORTHUMBRIA).expect("code");
+    let filter = ViewFilter::default();
+    for node in [&first, &second] {
+        // The importing node's rebuild starts at once; the other's once it has followed.
+        let began = Instant::now();
+        while node.store().place_view(northumbria, &filter, None).is_err()
+            || !node.store().counters_rebuilding()
+                && node
+                    .store()
+                    .place_view(northumbria, &filter, None)
+                    .expect("view")
+                    .total
+                    == 0
+        {
+            assert!(
+                began.elapsed() < Duration::from_secs(10),
+                "the import never arrives"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::timeout(Duration::from_secs(60), node.store().counters_rebuilt())
+            .await
+            .expect("the counters are rebuilt");
+        let recounted = node
+            .store()
+            .scan_place_view(northumbria, &filter)
+            .expect("scan");
+        assert_eq!(recounted.total, 12, "every record is within Northumbria");
+        let counted = node
+            .store()
+            .place_view(northumbria, &filter, None)
+            .expect("view");
+        assert_eq!(counted, recounted);
+    }
+}

@@ -105,6 +105,13 @@ impl CounterRebuild {
         }
     }
 
+    /// Whether a replay has ended, so [`CounterRebuild::finished`] has something to give.
+    pub(super) fn ended(&self) -> bool {
+        self.running.as_ref().is_some_and(|running| {
+            running.done.load(Ordering::Acquire) || running.replay.is_finished()
+        })
+    }
+
     /// Counters rebuilt under the current geography, once a replay has finished; `head` is
     /// where a replay that must start again begins from. Never blocks.
     pub(super) fn finished(&mut self, head: u64) -> Option<Rebuilt> {

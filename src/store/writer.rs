@@ -330,7 +330,7 @@ impl Writer {
     pub(super) fn run(mut self, mut queue: mpsc::Receiver<Command>) {
         let mut carried: Option<Command> = None;
         loop {
-            if self.failed.is_none() {
+            if self.failed.is_none() && self.rebuild.ended() {
                 // Between batches: a rebuild that finished is taken now.
                 let _ = self.guarded(|w| w.take_rebuilt());
             }
@@ -604,10 +604,9 @@ impl Writer {
     }
 
     /// Reads what other nodes wrote since this node last looked, given the register's count
-    /// of turns now, and hands it to this node's readers: the log they wrote folded into the
-    /// counters, the heads moved (watchers wake), reviews read again, and the whole store
-    /// read back if they changed the directory. Nothing to do on an engine no other node
-    /// writes.
+    /// of turns now, and hands it to this node's readers: the directory read back if they
+    /// changed it, the log they wrote folded into the counters, the heads moved (watchers
+    /// wake), and reviews read again. Nothing to do on an engine no other node writes.
     fn follow(&mut self, turns: u64) -> Result<(), StoreError> {
         if turns == self.turns {
             self.shared.mark_current();
@@ -616,8 +615,18 @@ impl Writer {
         let shared = Arc::clone(&self.shared);
         let engine = &*shared.engine;
         let stamp = DirectoryStamp::get(engine, &())?.unwrap_or(0);
+        let mut geography_changed = false;
         if stamp != self.directory_stamp {
-            return self.recover();
+            // Another node imported or registered something: read the directory back. New
+            // geography is taken as the importing node takes it — what follows counts under
+            // it at once, and the counters are rebuilt in the background.
+            let directory = super::load_directory(engine)?;
+            geography_changed = directory.fingerprint != shared.read_directory().fingerprint;
+            *shared.write_directory() = directory;
+            self.directory_stamp = stamp;
+            if geography_changed {
+                self.inspection.geography_changed();
+            }
         }
         let (head, alert_head) = super::heads(engine)?;
         let audit_head = AuditHead::get(engine, &())?.unwrap_or((0, [0; 32]));
@@ -631,6 +640,9 @@ impl Writer {
         }
         (self.head, self.alert_head, self.audit_head, self.turns) =
             (head, alert_head, audit_head, turns);
+        if geography_changed && head > 0 {
+            self.rebuild.start(head);
+        }
         self.publish(false);
         shared.head.store(head, Ordering::Release);
         shared.alert_head.send_if_modified(|known| {
