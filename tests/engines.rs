@@ -381,11 +381,10 @@ fn nodes_share_a_register_take_turns_and_a_stale_turn_writes_nothing() {
 
     // The first begins listening, then begins a turn and lets it go without writing.
     let mut listener = first.listen().expect("a shared engine listens");
-    assert!(
-        !listener.wait(Duration::from_millis(10)).expect("listens"),
-        "nothing was written yet"
-    );
+    let heard = listener.wait(Duration::from_millis(10)).expect("listens");
+    assert!(!heard.notified, "nothing was written yet");
     let began = first.begin_turn().expect("the first's turn");
+    assert_eq!(heard.turns, began);
     first.end_turn();
     // The second takes its turn at the same count and writes.
     let turn = second.begin_turn().expect("the second's turn");
@@ -396,10 +395,9 @@ fn nodes_share_a_register_take_turns_and_a_stale_turn_writes_nothing() {
     second.apply(batch).expect("the node in its turn writes");
     second.end_turn();
     assert_eq!(first.turns().expect("counts"), began + 1);
-    assert!(
-        listener.wait(Duration::from_secs(10)).expect("listens"),
-        "the first hears the second's turn"
-    );
+    let heard = listener.wait(Duration::from_secs(10)).expect("listens");
+    assert!(heard.notified, "the first hears the second's turn");
+    assert_eq!(heard.turns, began + 1);
 
     // The first writes as if its turn had lasted: refused, and nothing of it lands.
     let mut batch = WriteBatch::default();

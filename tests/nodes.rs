@@ -358,3 +358,84 @@ async fn geography_imported_through_one_node_is_counted_by_the_other_after_its_r
         assert_eq!(counted, recounted);
     }
 }
+
+/// The health a node answers now.
+async fn health(url: &str) -> i32 {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connects");
+    tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .expect("health answers")
+        .into_inner()
+        .status
+}
+
+/// Waits until the node at `url` answers `status`.
+async fn health_becomes(url: &str, status: tonic_health::ServingStatus, within: Duration) {
+    let began = Instant::now();
+    while health(url).await != status as i32 {
+        assert!(
+            began.elapsed() < within,
+            "health never said {status:?} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A node that cannot reach the database falls behind the register: past `max_lag_seconds`
+/// its health says NOT_SERVING, so a balancer stops sending it callers, and it says SERVING
+/// again by itself once the database is back and it has caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_cut_off_from_the_database_says_not_serving_until_it_is_back() {
+    let cluster = tokio::task::spawn_blocking(|| {
+        let cluster = Cluster::start(&[]);
+        cluster.create_database("register");
+        cluster
+    })
+    .await
+    .expect("cluster");
+    let url = cluster.url("register");
+    let mut config = test_config();
+    config.store.engine = Some(marr::config::EngineChoice::Postgres);
+    config.store.url = Some(url.clone());
+    config.store.max_lag_seconds = Some(1);
+    let node =
+        TestServer::start_on_configured(Location::Postgres(PostgresOptions::new(url)), config)
+            .await;
+    health_becomes(
+        &node.url,
+        tonic_health::ServingStatus::Serving,
+        Duration::from_secs(10),
+    )
+    .await;
+
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.kill();
+        cluster
+    })
+    .await
+    .expect("kill");
+    health_becomes(
+        &node.url,
+        tonic_health::ServingStatus::NotServing,
+        Duration::from_secs(20),
+    )
+    .await;
+
+    let _cluster = tokio::task::spawn_blocking(move || {
+        cluster.start_server();
+        cluster
+    })
+    .await
+    .expect("restart");
+    health_becomes(
+        &node.url,
+        tonic_health::ServingStatus::Serving,
+        Duration::from_secs(30),
+    )
+    .await;
+}

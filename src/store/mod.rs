@@ -275,6 +275,8 @@ struct Shared {
     reviews: reviews::ReviewCache,
     /// When this node last knew it held the register's head (see [`Store::behind`]).
     current_at: Mutex<std::time::Instant>,
+    /// The register's count of turns that what this node's readers see reflects.
+    turns_seen: AtomicU64,
     /// A [`Command::Follow`] is queued and not yet taken.
     following: std::sync::atomic::AtomicBool,
 }
@@ -348,13 +350,25 @@ fn follow_other_nodes(shared: &Arc<Shared>) -> Result<(), StoreError> {
         .spawn(move || {
             loop {
                 // Waiting holds no handle on the store, so closing it is not held up.
-                if let Err(error) = listener.wait(FOLLOW_EVERY) {
-                    tracing::warn!(%error, "cannot hear other nodes' writes; retrying");
-                    std::thread::sleep(FOLLOW_EVERY);
-                }
+                let heard = listener.wait(FOLLOW_EVERY);
                 let Some(shared) = shared.upgrade() else {
                     return;
                 };
+                match heard {
+                    // Nothing written that this node has not seen: it is current, even while
+                    // its writer is busy (or waits for its turn behind another node's).
+                    Ok(heard) if heard.turns == shared.turns_seen.load(Ordering::Acquire) => {
+                        shared.mark_current();
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot hear other nodes' writes; retrying");
+                        drop(shared);
+                        std::thread::sleep(FOLLOW_EVERY);
+                        continue;
+                    }
+                }
                 if shared.following.swap(true, Ordering::AcqRel) {
                     continue;
                 }
@@ -552,6 +566,7 @@ impl Store {
             gate: Arc::default(),
             reviews: reviews::ReviewCache::default(),
             current_at: Mutex::new(std::time::Instant::now()),
+            turns_seen: AtomicU64::new(marks.turns),
             following: std::sync::atomic::AtomicBool::new(false),
         });
         // The writer loads the counters from the last checkpoint before anything is served.
@@ -990,6 +1005,13 @@ impl Shared {
     /// Makes everything written so far durable.
     fn make_durable(&self) -> Result<(), StoreError> {
         self.engine.flush()
+    }
+
+    /// What this node's readers see reflects the register at `turns`, which is its head as
+    /// of now.
+    fn seen(&self, turns: u64) {
+        self.turns_seen.store(turns, Ordering::Release);
+        self.mark_current();
     }
 
     /// This node holds the register's head as of now.

@@ -493,7 +493,7 @@ impl Writer {
         *self.shared.write_directory() = directory;
         self.shared.reviews.changed();
         *self = Writer::new(Arc::clone(&self.shared), head, alert_head, marks)?;
-        self.shared.mark_current();
+        self.shared.seen(marks.turns);
         self.shared.head.store(head, Ordering::Release);
         self.shared.alert_head.send_replace(alert_head);
         tracing::info!(
@@ -609,7 +609,7 @@ impl Writer {
     /// wake), and reviews read again. Nothing to do on an engine no other node writes.
     fn follow(&mut self, turns: u64) -> Result<(), StoreError> {
         if turns == self.turns {
-            self.shared.mark_current();
+            self.shared.seen(turns);
             return Ok(());
         }
         let shared = Arc::clone(&self.shared);
@@ -651,7 +651,7 @@ impl Writer {
             moved
         });
         shared.reviews.changed();
-        shared.mark_current();
+        shared.seen(turns);
         Ok(())
     }
 
@@ -1212,6 +1212,7 @@ impl Writer {
         self.shared.engine.apply(batch)?;
         if let Some(turn) = &mut self.turn {
             *turn += 1;
+            self.shared.seen(*turn);
         }
         if restamped {
             self.directory_stamp = stamp;

@@ -349,6 +349,19 @@ impl TestServer {
         .await
     }
 
+    /// A server whose register lives at `location`, with this config.
+    pub async fn start_on_configured(location: Location, config: Config) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_at(
+            dir,
+            location,
+            StoreOptions::default(),
+            config,
+            "127.0.0.1:0",
+        )
+        .await
+    }
+
     async fn start_in(dir: tempfile::TempDir, options: StoreOptions, config: Config) -> Self {
         let location = postgres::location_in(dir.path());
         Self::start_at(dir, location, options, config, "127.0.0.1:0").await

@@ -236,7 +236,8 @@ impl Cluster {
         assert!(child.wait().expect("tee").success());
     }
 
-    fn start_server(&self) {
+    /// Starts the server (again, after [`Cluster::kill`]) and waits until it takes calls.
+    pub fn start_server(&self) {
         let mut pg_ctl = server_command("pg_ctl");
         pg_ctl
             .args(["-w", "-t", "60", "-D"])

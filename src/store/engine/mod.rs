@@ -67,8 +67,18 @@ pub trait Engine: Send + Sync {
 /// Hears other nodes' turns on a connection of its own, apart from the engine, so the thread
 /// that waits on it does not keep the engine open.
 pub trait TurnListener: Send {
-    /// Waits up to `timeout` for word that another node has written; true if there was some.
-    fn wait(&mut self, timeout: std::time::Duration) -> Result<bool, StoreError>;
+    /// Waits up to `timeout` for word that a node has written, then reads the register's
+    /// count of turns.
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<Heard, StoreError>;
+}
+
+/// What a [`TurnListener`] heard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heard {
+    /// A node's turn ended while it waited.
+    pub notified: bool,
+    /// The register's count of turns after the wait.
+    pub turns: u64,
 }
 
 /// Writes to apply together.

@@ -17,7 +17,7 @@ use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Statement};
 
-use super::{Engine, Entries, Entry, TurnListener, WriteBatch};
+use super::{Engine, Entries, Entry, Heard, TurnListener, WriteBatch};
 use crate::store::StoreError;
 
 /// The schema version this build writes; a database at a later one was written by a newer
@@ -238,28 +238,39 @@ struct Listener {
 }
 
 impl TurnListener for Listener {
-    fn wait(&mut self, timeout: Duration) -> Result<bool, StoreError> {
+    fn wait(&mut self, timeout: Duration) -> Result<Heard, StoreError> {
+        let heard = self.listen(timeout);
+        if heard.is_err() {
+            self.client = None;
+        }
+        heard.map_err(classify)
+    }
+}
+
+impl Listener {
+    fn listen(&mut self, timeout: Duration) -> Result<Heard, postgres::Error> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
-            let mut client = self.connector.connect().map_err(classify)?;
-            client
-                .batch_execute(&format!("LISTEN \"{}\"", self.channel))
-                .map_err(classify)?;
+            let mut client = self.connector.connect()?;
+            client.batch_execute(&format!("LISTEN \"{}\"", self.channel))?;
             self.client = Some(client);
         }
-        let heard = {
-            let mut notifications = self
-                .client
-                .as_mut()
-                .expect("just connected")
-                .notifications();
-            let heard = notifications.timeout_iter(timeout).next();
+        let client = self.client.as_mut().expect("just connected");
+        let notified = {
+            let mut notifications = client.notifications();
+            let notified = notifications.timeout_iter(timeout).next()?.is_some();
             // Several turns heard at once are one reason to look.
             while let Ok(Some(_)) = notifications.iter().next() {}
-            heard
+            notified
         };
-        heard.map(|heard| heard.is_some()).map_err(|error| {
-            self.client = None;
-            classify(error)
+        let turns: i64 = client
+            .query_one(
+                "SELECT turns FROM marr_turns WHERE register = $1",
+                &[&self.channel],
+            )?
+            .get(0);
+        Ok(Heard {
+            notified,
+            turns: turns as u64,
         })
     }
 }
@@ -947,10 +958,13 @@ impl Engine for Postgres {
 
     fn end_turn(&self) {
         let key = lock_key(&self.table).wrapping_add(1);
-        if let Err(error) = self.run(move |link| {
-            link.client()?
+        if let Err(error) = self.run(move |link| match link.client.as_mut() {
+            // A lost connection took the lock with it: nothing to let go of, and no new
+            // connection is worth waiting for to say so.
+            Some(client) if !client.is_closed() => client
                 .execute("SELECT pg_advisory_unlock($1)", &[&key])
-                .map(drop)
+                .map(drop),
+            _ => Ok(()),
         }) {
             // The lock went with the connection.
             tracing::debug!(%error, "a turn ended without its connection");
