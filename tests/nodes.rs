@@ -427,7 +427,7 @@ async fn a_node_cut_off_from_the_database_says_not_serving_until_it_is_back() {
     .await;
 
     let _cluster = tokio::task::spawn_blocking(move || {
-        cluster.start_server();
+        cluster.restart_after_kill();
         cluster
     })
     .await

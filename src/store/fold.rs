@@ -204,40 +204,142 @@ pub(super) fn replay(
     }
     let geography = &directory.geography;
     let kind_of = |agency: &AgencyId| directory.kind_of(agency);
-    for entry in Log::range(engine, &from, &until.saturating_add(1)) {
-        let (sequence, revision) = entry?;
-        let old =
-            match revision.previous {
-                Some(previous) => Some(Log::get(engine, &previous)?.ok_or_else(|| {
-                    StoreError::Corrupt(format!("log entry {previous} is missing"))
-                })?),
-                None => None,
-            };
-        let old = old.as_ref().map(|r| &r.record);
-        let concerned = within.is_none_or(|place| {
-            geography.within(revision.record.place, place)
-                || old.is_some_and(|old| geography.within(old.place, place))
-        });
-        if concerned {
-            let others = others(old, &revision, |subject| {
-                journal_of(engine, subject, sequence)
-            })?;
-            inspection.apply(
-                geography,
-                &kind_of,
-                old,
-                &revision.record,
-                sequence,
-                &others,
-            );
+    let end = until.saturating_add(1);
+    let mut log = Log::range(engine, &from, &end);
+    loop {
+        let chunk: Vec<(u64, Revision)> =
+            log.by_ref().take(REPLAY_CHUNK).collect::<Result<_, _>>()?;
+        let Some(&(last, _)) = chunk.last() else {
+            break;
+        };
+        let replaced = replaced_revisions(engine, &chunk)?;
+        let old_of = |revision: &Revision| -> Result<Option<&RiskRecord>, StoreError> {
+            revision
+                .previous
+                .map(|previous| {
+                    replaced.get(&previous).map(|r| &r.record).ok_or_else(|| {
+                        StoreError::Corrupt(format!("log entry {previous} is missing"))
+                    })
+                })
+                .transpose()
+        };
+        let mut concerned = Vec::with_capacity(chunk.len());
+        for (_, revision) in &chunk {
+            let old = old_of(revision)?;
+            concerned.push(within.is_none_or(|place| {
+                geography.within(revision.record.place, place)
+                    || old.is_some_and(|old| geography.within(old.place, place))
+            }));
         }
-        if let Some((interval, at)) = every.as_mut()
-            && sequence % *interval == 0
-        {
-            at(&inspection)?;
+        let subjects = chunk
+            .iter()
+            .zip(&concerned)
+            .filter(|(_, concerned)| **concerned)
+            .map(|((_, revision), _)| {
+                Ok([
+                    old_of(revision)?.and_then(|r| r.subject),
+                    revision.record.subject,
+                ])
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let journals = Journals::read(engine, subjects.into_iter().flatten().flatten(), last)?;
+        for ((sequence, revision), concerned) in chunk.iter().zip(concerned) {
+            let sequence = *sequence;
+            if concerned {
+                let old = old_of(revision)?;
+                let others = others(old, revision, |subject| {
+                    Ok(journals.before(subject, sequence))
+                })?;
+                inspection.apply(
+                    geography,
+                    &kind_of,
+                    old,
+                    &revision.record,
+                    sequence,
+                    &others,
+                );
+            }
+            if let Some((interval, at)) = every.as_mut()
+                && sequence % *interval == 0
+            {
+                at(&inspection)?;
+            }
         }
     }
     Ok(inspection)
+}
+
+/// Log entries a replay reads and folds together: the revisions they replace and their
+/// subjects' journals are read for all of them at once, a round trip each on PostgreSQL in
+/// place of one or two per entry.
+const REPLAY_CHUNK: usize = 512;
+
+/// Every revision `chunk` replaces, by sequence: from the chunk itself, or read in one go.
+fn replaced_revisions(
+    engine: &dyn Engine,
+    chunk: &[(u64, Revision)],
+) -> Result<HashMap<u64, Revision>, StoreError> {
+    let mut replaced: HashMap<u64, Revision> = HashMap::new();
+    let first = chunk.first().map_or(0, |(sequence, _)| *sequence);
+    let mut outside = Vec::new();
+    for (_, revision) in chunk {
+        if let Some(previous) = revision.previous {
+            if previous >= first {
+                if let Some((_, earlier)) = chunk.iter().find(|(s, _)| *s == previous) {
+                    replaced.insert(previous, earlier.clone());
+                }
+            } else {
+                outside.push((previous, previous + 1));
+            }
+        }
+    }
+    outside.sort_unstable();
+    outside.dedup();
+    for (sequence, revision) in Log::ranges(engine, &outside)? {
+        replaced.insert(sequence, revision);
+    }
+    Ok(replaced)
+}
+
+/// Subjects' journals up to a point of the log, read together; each answers as
+/// [`journal_of`] would at any sequence up to that point.
+struct Journals(HashMap<SubjectKey, Vec<(u64, SubjectEntry)>>);
+
+impl Journals {
+    /// The journals of `subjects` before sequence `until`.
+    fn read(
+        engine: &dyn Engine,
+        subjects: impl Iterator<Item = SubjectKey>,
+        until: u64,
+    ) -> Result<Self, StoreError> {
+        let mut subjects: Vec<SubjectKey> = subjects.collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        let bounds: Vec<_> = subjects
+            .iter()
+            .map(|subject| ((*subject, 0), (*subject, until)))
+            .collect();
+        let mut journals: HashMap<SubjectKey, Vec<(u64, SubjectEntry)>> = HashMap::new();
+        for ((subject, sequence), entry) in SubjectJournal::ranges(engine, &bounds)? {
+            journals.entry(subject).or_default().push((sequence, entry));
+        }
+        Ok(Self(journals))
+    }
+
+    /// The subject's journal before `sequence`: the last entry of each record.
+    fn before(&self, subject: SubjectKey, sequence: u64) -> Filed {
+        let mut last = BTreeMap::new();
+        for (_, entry) in self
+            .0
+            .get(&subject)
+            .into_iter()
+            .flatten()
+            .take_while(|(filed, _)| *filed < sequence)
+        {
+            last.insert(entry.record.clone(), entry.clone());
+        }
+        last
+    }
 }
 
 /// Replays the whole log up to `until` into fresh counters, in place of every checkpoint

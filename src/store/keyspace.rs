@@ -92,6 +92,23 @@ pub(crate) trait Keyspace {
     ) -> impl DoubleEndedIterator<Item = Result<(Self::Key, Self::Value), StoreError>> {
         Self::scan(engine, &[])
     }
+
+    /// The entries of every range (`from` up to, not including, `until`), range by range,
+    /// read at once (see [`Engine::ranges`]).
+    fn ranges(
+        engine: &dyn Engine,
+        bounds: &[(Self::Key, Self::Key)],
+    ) -> Result<Vec<(Self::Key, Self::Value)>, StoreError> {
+        let bounds: Vec<_> = bounds
+            .iter()
+            .map(|(from, until)| (Self::key(from), Self::key(until)))
+            .collect();
+        engine
+            .ranges(&bounds)?
+            .into_iter()
+            .map(|(key, value)| Ok((Self::decode_key(&key[1..])?, Self::decode_value(&value)?)))
+            .collect()
+    }
 }
 
 fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {

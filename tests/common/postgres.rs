@@ -236,8 +236,7 @@ impl Cluster {
         assert!(child.wait().expect("tee").success());
     }
 
-    /// Starts the server (again, after [`Cluster::kill`]) and waits until it takes calls.
-    pub fn start_server(&self) {
+    fn start_server(&self) {
         let mut pg_ctl = server_command("pg_ctl");
         pg_ctl
             .args(["-w", "-t", "60", "-D"])
@@ -249,6 +248,34 @@ impl Cluster {
         assert!(
             output.status.success(),
             "the server did not start: {}",
+            std::fs::read_to_string(self.log()).unwrap_or_default()
+        );
+    }
+
+    /// Starts the server again after [`Cluster::kill`], once the killed server's backends
+    /// have gone (until then its data directory is still in use).
+    pub fn restart_after_kill(&self) {
+        for _ in 0..100 {
+            let mut pg_ctl = server_command("pg_ctl");
+            pg_ctl
+                .args(["-w", "-t", "60", "-D"])
+                .arg(self.data())
+                .arg("-l")
+                .arg(self.root.join("server.log"))
+                .arg("start");
+            if pg_ctl
+                .stdin(Stdio::null())
+                .output()
+                .expect("pg_ctl runs")
+                .status
+                .success()
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        panic!(
+            "the server did not start again: {}",
             std::fs::read_to_string(self.log()).unwrap_or_default()
         );
     }

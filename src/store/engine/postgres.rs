@@ -281,6 +281,8 @@ struct Statements {
     upsert: String,
     remove: String,
     empty: String,
+    /// Every entry of several ranges, range by range, each by the primary key's index.
+    ranges: String,
     /// Counts a writer's turn, if the count is still the one its turn began with, and tells
     /// the nodes listening.
     fence: &'static str,
@@ -297,6 +299,13 @@ impl Statements {
             ),
             remove: format!("DELETE FROM {table} WHERE key = ANY($1::bytea[])"),
             empty: format!("SELECT NOT EXISTS (SELECT 1 FROM {table})"),
+            ranges: format!(
+                "SELECT r.key, r.value \
+                 FROM unnest($1::bytea[], $2::bytea[]) WITH ORDINALITY AS b(low, high, n) \
+                 CROSS JOIN LATERAL (SELECT key, value FROM {table} \
+                     WHERE key >= b.low AND key < b.high) r \
+                 ORDER BY b.n, r.key"
+            ),
             fence: "WITH counted AS (UPDATE marr_turns SET turns = turns + 1 \
                     WHERE register = $1 AND turns = $2 RETURNING turns) \
                     SELECT pg_notify($1, turns::text) FROM counted",
@@ -922,6 +931,21 @@ impl Engine for Postgres {
                     .map_err(classify)?;
             }
             transaction.commit().map_err(classify)
+        })
+    }
+
+    fn ranges(&self, bounds: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<Entry>, StoreError> {
+        if bounds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = self.sql.ranges.clone();
+        let (from, until): (Vec<Vec<u8>>, Vec<Vec<u8>>) = bounds.iter().cloned().unzip();
+        self.run(move |link| {
+            Ok(link
+                .query(&sql, &[&from, &until])?
+                .into_iter()
+                .map(|row| (row.get(0), row.get(1)))
+                .collect())
         })
     }
 
