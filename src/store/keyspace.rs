@@ -98,7 +98,10 @@ pub(crate) trait Keyspace {
     fn ranges(
         engine: &dyn Engine,
         bounds: &[(Self::Key, Self::Key)],
-    ) -> Result<Vec<(Self::Key, Self::Value)>, StoreError> {
+    ) -> Result<Vec<Decoded<Self>>, StoreError>
+    where
+        Self: Sized,
+    {
         let bounds: Vec<_> = bounds
             .iter()
             .map(|(from, until)| (Self::key(from), Self::key(until)))
@@ -110,6 +113,9 @@ pub(crate) trait Keyspace {
             .collect()
     }
 }
+
+/// One entry of a keyspace, read back.
+pub(crate) type Decoded<K> = (<K as Keyspace>::Key, <K as Keyspace>::Value);
 
 fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     Ok(postcard::from_bytes(bytes)?)
