@@ -156,6 +156,27 @@ impl SubjectCache {
         Ok(filed)
     }
 
+    /// Reads the journals of the subjects not held yet, together, so deciding a batch does
+    /// not read them one by one; they are held as [`SubjectCache::filed`] would hold them.
+    pub(super) fn read_ahead(
+        &mut self,
+        engine: &dyn Engine,
+        subjects: impl Iterator<Item = SubjectKey>,
+    ) -> Result<(), StoreError> {
+        let missing = subjects.filter(|subject| {
+            !self.recent.contains_key(subject) && !self.older.contains_key(subject)
+        });
+        let journals = Journals::read(engine, missing, u64::MAX)?;
+        for (subject, entries) in journals.0 {
+            let mut filed = Filed::new();
+            for (_, entry) in entries {
+                filed.insert(entry.record.clone(), entry);
+            }
+            self.recent.insert(subject, filed);
+        }
+        Ok(())
+    }
+
     /// Files an entry just put in the batch (its subject was met by [`SubjectCache::filed`]).
     pub(super) fn file(&mut self, subject: SubjectKey, entry: SubjectEntry) {
         self.recent

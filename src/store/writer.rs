@@ -720,11 +720,25 @@ impl Writer {
         let kind_of = |agency: &crate::domain::AgencyId| directory.kind_of(agency);
         // What each caller wrote, for one audit event per caller and batch.
         let mut writes: Vec<(Arc<Actor>, Vec<RecordKey>, [usize; 3])> = Vec::new();
+        // What deciding reads, read for the whole batch at once: each record's latest
+        // revision, and the journals of the subjects they and those revisions name.
+        let latest = Log::latest_of(engine, records.iter().map(|(record, _)| &record.key))?;
+        self.subjects.read_ahead(
+            engine,
+            records
+                .iter()
+                .filter_map(|(record, _)| record.subject)
+                .chain(
+                    latest
+                        .values()
+                        .filter_map(|revision| revision.record.subject),
+                ),
+        )?;
         for (record, actor) in records {
             let key = record.key.clone();
             let stored = match written.get(&record.key) {
                 Some(revision) => Some(revision.clone()),
-                None => Log::latest(engine, &record.key)?,
+                None => latest.get(&record.key).cloned(),
             };
             let answer = match decide(stored.as_ref(), &record) {
                 Decision::Accept { revision } => {
