@@ -14,16 +14,21 @@ use marr::proto;
 use marr::proto::watch_response::Event;
 use marr::store::{Location, PostgresOptions, Store};
 
-/// Two nodes on a fresh database of their own, both started before the directory is loaded
-/// (through the first), so the second learns the places and agencies by following.
-async fn two_nodes() -> (Cluster, TestServer, Connection, TestServer, Connection) {
-    let cluster = tokio::task::spawn_blocking(|| {
+/// A PostgreSQL server of the test's own, with an empty database `register`.
+async fn register_cluster() -> Cluster {
+    tokio::task::spawn_blocking(|| {
         let cluster = Cluster::start(&[]);
         cluster.create_database("register");
         cluster
     })
     .await
-    .expect("cluster");
+    .expect("cluster")
+}
+
+/// Two nodes on a fresh database of their own, both started before the directory is loaded
+/// (through the first), so the second learns the places and agencies by following.
+async fn two_nodes() -> (Cluster, TestServer, Connection, TestServer, Connection) {
+    let cluster = register_cluster().await;
     let location = Location::Postgres(PostgresOptions::new(cluster.url("register")));
     let first = TestServer::start_on(location.clone()).await;
     let second = TestServer::start_on(location).await;
@@ -242,17 +247,7 @@ async fn writes_through_both_nodes_at_once_are_ordered_once_and_counted_alike() 
             assert_eq!(counted, recounted, "place {place}");
         }
     }
-    let checking = second.store().clone();
-    let (problems, chain) = tokio::task::spawn_blocking(move || {
-        (
-            checking.verify_projections().expect("verify"),
-            checking.verify_audit().expect("audit"),
-        )
-    })
-    .await
-    .expect("task");
-    assert!(problems.is_empty(), "{problems:?}");
-    assert!(chain.is_ok(), "{chain:?}");
+    assert_register_intact(second.store()).await;
     assert_eq!(
         alerts_seen(&through_first, alerts).await,
         alerts_seen(&through_second, alerts).await
@@ -264,13 +259,7 @@ async fn writes_through_both_nodes_at_once_are_ordered_once_and_counted_alike() 
 /// background as the importing node does, and both end up with a recount.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn geography_imported_through_one_node_is_counted_by_the_other_after_its_rebuild() {
-    let cluster = tokio::task::spawn_blocking(|| {
-        let cluster = Cluster::start(&[]);
-        cluster.create_database("register");
-        cluster
-    })
-    .await
-    .expect("cluster");
+    let cluster = register_cluster().await;
     let location = Location::Postgres(PostgresOptions::new(cluster.url("register")));
     let first = TestServer::start_on(location.clone()).await;
     let second = TestServer::start_on(location).await;
@@ -391,13 +380,7 @@ async fn health_becomes(url: &str, status: tonic_health::ServingStatus, within: 
 /// again by itself once the database is back and it has caught up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_cut_off_from_the_database_says_not_serving_until_it_is_back() {
-    let cluster = tokio::task::spawn_blocking(|| {
-        let cluster = Cluster::start(&[]);
-        cluster.create_database("register");
-        cluster
-    })
-    .await
-    .expect("cluster");
+    let cluster = register_cluster().await;
     let url = cluster.url("register");
     let mut config = test_config();
     config.store.engine = Some(marr::config::EngineChoice::Postgres);

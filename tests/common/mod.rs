@@ -614,6 +614,21 @@ pub async fn wait_until_serving(url: &str) {
     panic!("the server at {url} never said SERVING");
 }
 
+/// The log is gap-free, every projection agrees with it and the audit chain holds.
+pub async fn assert_register_intact(store: &Store) {
+    let checking = store.clone();
+    let (problems, chain) = tokio::task::spawn_blocking(move || {
+        (
+            checking.verify_projections().expect("verify"),
+            checking.verify_audit().expect("audit"),
+        )
+    })
+    .await
+    .expect("task");
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(chain.is_ok(), "{chain:?}");
+}
+
 /// Who is acting when a test drives the store directly.
 pub fn operator() -> marr::domain::Actor {
     marr::domain::Actor::new("test operator", marr::domain::Role::Admin, "test")

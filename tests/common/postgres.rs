@@ -237,14 +237,7 @@ impl Cluster {
     }
 
     fn start_server(&self) {
-        let mut pg_ctl = server_command("pg_ctl");
-        pg_ctl
-            .args(["-w", "-t", "60", "-D"])
-            .arg(self.data())
-            .arg("-l")
-            .arg(self.root.join("server.log"))
-            .arg("start");
-        let output = pg_ctl.stdin(Stdio::null()).output().expect("pg_ctl runs");
+        let output = self.pg_ctl_start();
         assert!(
             output.status.success(),
             "the server did not start: {}",
@@ -256,20 +249,7 @@ impl Cluster {
     /// have gone (until then its data directory is still in use).
     pub fn restart_after_kill(&self) {
         for _ in 0..100 {
-            let mut pg_ctl = server_command("pg_ctl");
-            pg_ctl
-                .args(["-w", "-t", "60", "-D"])
-                .arg(self.data())
-                .arg("-l")
-                .arg(self.root.join("server.log"))
-                .arg("start");
-            if pg_ctl
-                .stdin(Stdio::null())
-                .output()
-                .expect("pg_ctl runs")
-                .status
-                .success()
-            {
+            if self.pg_ctl_start().status.success() {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(200));
@@ -278,6 +258,18 @@ impl Cluster {
             "the server did not start again: {}",
             std::fs::read_to_string(self.log()).unwrap_or_default()
         );
+    }
+
+    /// `pg_ctl start`, waiting until the server takes calls.
+    fn pg_ctl_start(&self) -> std::process::Output {
+        let mut pg_ctl = server_command("pg_ctl");
+        pg_ctl
+            .args(["-w", "-t", "60", "-D"])
+            .arg(self.data())
+            .arg("-l")
+            .arg(self.log())
+            .arg("start");
+        pg_ctl.stdin(Stdio::null()).output().expect("pg_ctl runs")
     }
 
     /// Stops the server when the test process is gone (a static is never dropped), then

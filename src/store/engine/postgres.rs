@@ -182,10 +182,18 @@ impl Link {
         sql: &str,
         params: &[&(dyn postgres::types::ToSql + Sync)],
     ) -> Result<Vec<postgres::Row>, postgres::Error> {
-        let attempt = |link: &mut Self| {
+        self.retried(|link| {
             let statement = link.statement(sql)?;
             link.client()?.query(&statement, params)
-        };
+        })
+    }
+
+    /// Runs `attempt`, and once more on a new connection if this one was lost (see
+    /// [`Link::query`]); only for what can safely be asked twice.
+    fn retried<T>(
+        &mut self,
+        attempt: impl Fn(&mut Self) -> Result<T, postgres::Error>,
+    ) -> Result<T, postgres::Error> {
         match attempt(self) {
             Err(error) if matches!(classify_ref(&error), Reach::Lost) => {
                 self.client = None;
@@ -262,12 +270,7 @@ impl Listener {
             while let Ok(Some(_)) = notifications.iter().next() {}
             notified
         };
-        let turns: i64 = client
-            .query_one(
-                "SELECT turns FROM marr_turns WHERE register = $1",
-                &[&self.channel],
-            )?
-            .get(0);
+        let turns: i64 = client.query_one(TURNS, &[&self.channel])?.get(0);
         Ok(Heard {
             notified,
             turns: turns as u64,
@@ -286,8 +289,16 @@ struct Statements {
     /// Counts a writer's turn, if the count is still the one its turn began with, and tells
     /// the nodes listening.
     fence: &'static str,
-    turns: &'static str,
+    /// Takes the turn's lock and reads the count, in one round trip: a turn lasts
+    /// milliseconds, so a node that cannot have it within [`TURN_WAIT`] is stuck behind
+    /// another that is (it answers UNAVAILABLE meanwhile).
+    begin_turn: String,
+    /// The advisory lock of the register's turns (the key after the register's own).
+    turn_key: i64,
 }
+
+/// The register's count of turns.
+const TURNS: &str = "SELECT turns FROM marr_turns WHERE register = $1";
 
 impl Statements {
     fn for_table(table: &str) -> Self {
@@ -309,7 +320,13 @@ impl Statements {
             fence: "WITH counted AS (UPDATE marr_turns SET turns = turns + 1 \
                     WHERE register = $1 AND turns = $2 RETURNING turns) \
                     SELECT pg_notify($1, turns::text) FROM counted",
-            turns: "SELECT turns FROM marr_turns WHERE register = $1",
+            begin_turn: format!(
+                "SET lock_timeout = '{}s'; SELECT pg_advisory_lock({}); \
+                 SELECT turns FROM marr_turns WHERE register = '{table}'",
+                TURN_WAIT.as_secs(),
+                lock_key(table).wrapping_add(1),
+            ),
+            turn_key: lock_key(table).wrapping_add(1),
         }
     }
 }
@@ -954,24 +971,9 @@ impl Engine for Postgres {
     }
 
     fn begin_turn(&self) -> Result<u64, StoreError> {
-        // One round trip: a turn lasts milliseconds, so a node that cannot have it within
-        // the timeout is stuck behind another that is (it answers UNAVAILABLE meanwhile).
-        let sql = format!(
-            "SET lock_timeout = '{}s'; SELECT pg_advisory_lock({}); \
-             SELECT turns FROM marr_turns WHERE register = '{}'",
-            TURN_WAIT.as_secs(),
-            lock_key(&self.table).wrapping_add(1),
-            self.table
-        );
+        let sql = self.sql.begin_turn.clone();
         self.run(move |link| {
-            let attempt = |link: &mut Link| link.client()?.simple_query(&sql);
-            let answer = match attempt(link) {
-                Err(error) if matches!(classify_ref(&error), Reach::Lost) => {
-                    link.client = None;
-                    attempt(link)?
-                }
-                answer => answer?,
-            };
+            let answer = link.retried(|link| link.client()?.simple_query(&sql))?;
             Ok(answer.into_iter().rev().find_map(|message| match message {
                 postgres::SimpleQueryMessage::Row(row) => row.get(0).and_then(|t| t.parse().ok()),
                 _ => None,
@@ -981,7 +983,7 @@ impl Engine for Postgres {
     }
 
     fn end_turn(&self) {
-        let key = lock_key(&self.table).wrapping_add(1);
+        let key = self.sql.turn_key;
         if let Err(error) = self.run(move |link| match link.client.as_mut() {
             // A lost connection took the lock with it: nothing to let go of, and no new
             // connection is worth waiting for to say so.
@@ -996,10 +998,9 @@ impl Engine for Postgres {
     }
 
     fn turns(&self) -> Result<u64, StoreError> {
-        let sql = self.sql.turns;
         let table = self.table.clone();
         let turns: i64 = self
-            .run(move |link| link.query(sql, &[&table]))?
+            .run(move |link| link.query(TURNS, &[&table]))?
             .first()
             .map(|row| row.get(0))
             .ok_or_else(|| {
