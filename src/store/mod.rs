@@ -634,13 +634,29 @@ impl Store {
     /// registered is then known here as well.
     pub async fn check_record_now(&self, record: &RiskRecord) -> Result<(), Invalid> {
         match self.check_record(record) {
-            Err(refusal) if self.shared.engine.shared() => match self.follow().await {
-                Ok(()) => self.check_record(record),
-                Err(error) => {
-                    tracing::warn!(%error, "could not read what other nodes wrote");
-                    Err(refusal)
+            Err(refusal) if self.shared.engine.shared() => {
+                // The writer is asked only if something was written that this node has not
+                // read, so a stream of bad records costs it nothing.
+                let unseen = self
+                    .shared
+                    .engine
+                    .turns()
+                    .map(|turns| turns != self.shared.turns_seen.load(Ordering::Acquire));
+                match unseen {
+                    Ok(false) => Err(refusal),
+                    Ok(true) => match self.follow().await {
+                        Ok(()) => self.check_record(record),
+                        Err(error) => {
+                            tracing::warn!(%error, "could not read what other nodes wrote");
+                            Err(refusal)
+                        }
+                    },
+                    Err(error) => {
+                        tracing::warn!(%error, "could not read the register's count of turns");
+                        Err(refusal)
+                    }
                 }
-            },
+            }
             checked => checked,
         }
     }
