@@ -782,7 +782,8 @@ async fn a_backup_carries_the_releases_and_a_restart_keeps_them() {
     let restored = tokio::task::spawn_blocking(move || {
         let input = std::fs::File::open(&from).expect("backup file");
         marr::store::Store::restore(&restored_dir, input).expect("restore");
-        marr::store::Store::open(&restored_dir).expect("the restored store opens")
+        // sled lets go of the directory's lock a moment after the restore's handle is dropped.
+        open_retrying(&restored_dir, Default::default()).expect("the restored store opens")
     })
     .await
     .expect("restore task");
